@@ -1,0 +1,88 @@
+# mla.c — the only build. `make` builds build/libmla.{so,a}, the C tests and build/mla-bench.
+#   make            library + tests + bench (CUDA kernels too when nvcc is found)
+#   make bench      the main job: build/mla-bench (GPU if one is visible, else CPU)
+#   make test       every test suite that can run here (C, Python; GPU suites when a GPU is visible)
+#   make MLA_CUDA=0 CPU-only build even where nvcc exists
+#   make sass       per-kernel register/spill report and SASS instruction counts (needs nvcc)
+BUILD    ?= build
+CC       ?= cc
+PYTHON   ?= python3
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+MLA_CUDA ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Wno-unused-parameter -fPIC -pthread -fvisibility=hidden \
+            -D_GNU_SOURCE -Iinclude -Isrc -Iref
+LDLIBS   += -lm -lpthread
+
+# Hopper (sm_90a, wgmma/TMA) plus a portable tensor-core target for sm_80..sm_89.
+NVCC_GENCODE ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+                -gencode arch=compute_80,code=compute_80
+NVCCFLAGS ?= -O3 -std=c++17 -lineinfo --use_fast_math -Xptxas=-v,--warn-on-spills,--warn-on-local-memory-usage
+NVCCFLAGS += $(NVCC_GENCODE) -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels
+
+C_SRCS   := $(wildcard src/*.c) $(wildcard ref/*.c)
+ifeq ($(MLA_CUDA),1)
+C_SRCS   := $(filter-out src/gpu_stub.c,$(C_SRCS))
+CU_SRCS  := $(wildcard src/*.cu) $(wildcard kernels/*.cu)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt
+CFLAGS   += -DMLA_WITH_CUDA=1 -I$(CUDA_HOME)/include
+else
+CU_SRCS  :=
+CUDA_LIBS :=
+endif
+OBJS     := $(C_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.cu.o)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+
+LIB_LDFLAGS := -shared -Wl,-soname,libmla.so.$(shell sed -n 's/^\#define MLA_VERSION_MAJOR \([0-9]*\)/\1/p' include/mla.h) \
+               -static-libgcc -static-libstdc++
+
+.PHONY: all lib tests bench test test-c test-py test-gpu sass clean
+all: lib tests $(BUILD)/mla-bench
+
+lib: $(BUILD)/libmla.so $(BUILD)/libmla.a
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h ref/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu $(wildcard include/*.h src/*.h kernels/*.h kernels/*.cuh)
+	@mkdir -p $(dir $@) $(BUILD)/ptxas
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@ 2> $(BUILD)/ptxas/$(subst /,_,$<).log || (cat $(BUILD)/ptxas/$(subst /,_,$<).log; exit 1)
+	@! grep -E "spill stores|spill loads|bytes stack frame" $(BUILD)/ptxas/$(subst /,_,$<).log | grep -vE " 0 bytes spill stores, 0 bytes spill loads|0 bytes stack frame" || (echo "error: $< spills or uses local memory"; exit 1)
+	@! grep -iE "serializ|C75[0-9][0-9]" $(BUILD)/ptxas/$(subst /,_,$<).log || (echo "error: $< has serialised wgmma"; exit 1)
+
+$(BUILD)/libmla.so: $(OBJS)
+	$(CXX) $(LIB_LDFLAGS) -o $@ $(OBJS) $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/libmla.a: $(OBJS)
+	@rm -f $@
+	ar rcs $@ $(OBJS)
+
+# Tests and the bench link the static library (and the CUDA runtime when built with CUDA).
+$(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libmla.a
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) -lstdc++ $(LDLIBS)
+
+tests: $(TESTS)
+
+$(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libmla.a
+	$(CC) $(CFLAGS) -Itests -Ibench $(BENCH_SRCS) -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) -lstdc++ $(LDLIBS)
+
+bench: $(BUILD)/mla-bench
+	./$(BUILD)/mla-bench
+
+test: all
+	./tests/run_all.sh
+
+test-c: tests
+	./tests/run_all.sh --c-only
+
+sass: $(BUILD)/libmla.so
+	@for f in $(BUILD)/ptxas/*.log; do echo "== $$f"; grep -E "Compiling entry|registers|spill" $$f; done
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,57 @@
+/* internal.h — what src/ files share: the plan object, error helpers, backend entry points.
+ * Not installed; never included by kernels/. */
+#ifndef MLA_INTERNAL_H
+#define MLA_INTERNAL_H
+
+#include "mla.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MLA_PLAN_MAGIC_LIVE 0x6d6c612e706c616eull /* "mla.plan" */
+#define MLA_PLAN_MAGIC_DEAD 0x646561642e706c6eull /* set by destroy: detects use after free
+                                                     where the memory was not reused */
+
+/* GPU plan facts filled by mla_gpu_plan_init. */
+typedef struct mla_gpu_info {
+    int num_sms;        /* multiprocessors of the plan's device                        */
+    int cc_major;       /* compute capability                                          */
+    int cc_minor;
+    int num_sm_parts;   /* split-KV scheduler parts                                    */
+    int kernel;         /* which decode kernel variant the plan uses (backend-defined)  */
+    size_t workspace_bytes;
+} mla_gpu_info;
+
+struct mla_decode_plan {
+    uint64_t magic;
+    mla_decode_shape shape; /* complete, current-version copy                       */
+    int device;             /* MLA_DEVICE_CPU or CUDA ordinal                        */
+    int cpu_threads;        /* resolved worker count for CPU plans                   */
+    mla_gpu_info gpu;
+};
+
+/* Records a formatted message as this thread's last error and returns `st`. */
+mla_status mla_set_error(mla_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The softmax scale a call uses: args value if > 0 and finite, else d_qk ** -0.5. */
+float mla_effective_scale(const mla_decode_shape *shape, float requested);
+
+/* ---- GPU backend: src/gpu.cu when built with CUDA, src/gpu_stub.c otherwise. ----------------
+ * Arguments are already validated by src/api.c (shape, pointers, strides, sizes) except the
+ * GPU-specific rules, which the backend checks itself before launching anything. */
+int mla_gpu_available(void);
+mla_status mla_gpu_plan_init(struct mla_decode_plan *plan);
+mla_status mla_gpu_schedule(const struct mla_decode_plan *plan, const int32_t *cache_seqlens,
+                            void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
+mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const mla_decode_args *args,
+                          void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
