@@ -1,0 +1,244 @@
+"""Hugging Face DeepSeek-V2/V3 checkpoint directories: load, and write tiny random ones.
+
+A directory holds ``config.json``, ``*.safetensors`` (optionally sharded with
+``model.safetensors.index.json``) with HF tensor names, and a tokenizer
+(``tokenizer_mla.json`` for our byte tokenizer, or ``tokenizer.json``).
+
+safetensors files are read/written by a small built-in codec (the format is an 8-byte header
+length, a JSON header, raw little-endian bytes); the ``safetensors`` package is used for reading
+when it is installed (memory-mapped, faster), but it is not required.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+
+import torch
+
+from .config import DeepseekConfig
+from .model import DeepseekForCausalLM, MoEGate, RotaryEmbedding
+from .tokenizer import ByteTokenizer
+
+INDEX_FILE = "model.safetensors.index.json"
+
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+if hasattr(torch, "float8_e4m3fn"):
+    _ST_DTYPES["F8_E4M3"] = torch.float8_e4m3fn
+if hasattr(torch, "float8_e5m2"):
+    _ST_DTYPES["F8_E5M2"] = torch.float8_e5m2
+_ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
+
+
+# ------------------------------------------------------------------------------ safetensors codec
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
+    header: dict = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs, off = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in _ST_NAMES:
+            raise ValueError(f"{name}: dtype {t.dtype} not storable in safetensors")
+        b = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def load_safetensors(path: str) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file  # optional, faster
+        return load_file(path)
+    except ImportError:
+        pass
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dt = _ST_DTYPES.get(info["dtype"])
+        if dt is None:
+            raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        s, e = info["data_offsets"]
+        buf = bytearray(data[base + s:base + e])
+        t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
+        out[name] = t.view(dt).reshape(info["shape"])
+    return out
+
+
+def read_state_dict(directory: str) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory (sharded or not), HF names."""
+    idx = os.path.join(directory, INDEX_FILE)
+    if os.path.exists(idx):
+        with open(idx, "r", encoding="utf-8") as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = sorted(p for p in os.listdir(directory) if p.endswith(".safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {directory}")
+    sd: dict[str, torch.Tensor] = {}
+    for fn in files:
+        sd.update(load_safetensors(os.path.join(directory, fn)))
+    return sd
+
+
+# ------------------------------------------------------------------------------ loading
+_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def load_model(directory: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+               mla_ops=None) -> DeepseekForCausalLM:
+    """Build a ``DeepseekForCausalLM`` from an HF DeepSeek-V2/V3 checkpoint directory.
+
+    ``dtype`` defaults to the checkpoint's ``torch_dtype`` (float32 when absent). The MoE router
+    weight and correction bias stay float32, as in transformers. MTP layers
+    (``model.layers.{num_hidden_layers}+``) are ignored."""
+    cfg = DeepseekConfig.from_json(directory)
+    sd = read_state_dict(directory)
+    if any(k.endswith("weight_scale_inv") for k in sd):
+        raise ValueError(f"{directory}: FP8 block-quantised weights (weight_scale_inv) are not supported; "
+                         "convert the checkpoint to bf16 first")
+    keep = {}
+    for k, v in sd.items():
+        m = _LAYER_RE.match(k)
+        if m and int(m.group(1)) >= cfg.num_hidden_layers:
+            continue                                   # MTP / next-n layers
+        if k.endswith("rotary_emb.inv_freq"):
+            continue
+        keep[k] = v
+    if dtype is None:
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(cfg.torch_dtype), torch.float32)
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = DeepseekForCausalLM(cfg, mla_ops=mla_ops)
+    model = model.to_empty(device=device).to(dtype)
+    for mod in model.modules():
+        if isinstance(mod, MoEGate):
+            mod.float()
+    model.rotary = RotaryEmbedding(cfg).to(device)
+    if cfg.tie_word_embeddings and "lm_head.weight" not in keep:
+        keep["lm_head.weight"] = keep["model.embed_tokens.weight"]
+    missing, unexpected = model.load_state_dict(keep, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{directory}: checkpoint does not match the config: missing {sorted(missing)[:8]}"
+                         f"{'...' if len(missing) > 8 else ''}, unexpected {sorted(unexpected)[:8]}"
+                         f"{'...' if len(unexpected) > 8 else ''}")
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------ tiny checkpoints
+def tiny_config(variant: str = "v3", **overrides) -> DeepseekConfig:
+    """A tiny DeepSeek config with the real kernel dims (kv_lora_rank 512, qk_rope_head_dim 64).
+    ``variant``: "v3" (q LoRA, sigmoid/noaux_tc router) or "v2" (plain q_proj, softmax greedy
+    router, V2-Lite-like)."""
+    tok = ByteTokenizer()
+    d = dict(
+        vocab_size=tok.vocab_size, hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=8, n_shared_experts=1,
+        n_routed_experts=8, routed_scaling_factor=2.5, kv_lora_rank=512, q_lora_rank=64,
+        qk_rope_head_dim=64, v_head_dim=32, qk_nope_head_dim=32, topk_method="noaux_tc", n_group=2,
+        topk_group=1, num_experts_per_tok=2, moe_layer_freq=1, first_k_dense_replace=1,
+        norm_topk_prob=True, scoring_func="sigmoid", hidden_act="silu", max_position_embeddings=2048,
+        rms_norm_eps=1e-6, rope_theta=10000.0,
+        rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512,
+                      "mscale": 1.0, "mscale_all_dim": 1.0, "beta_fast": 32, "beta_slow": 1},
+        attention_bias=False, tie_word_embeddings=False, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
+        pad_token_id=tok.pad_id, model_type="deepseek_v3", num_nextn_predict_layers=0, torch_dtype="float32",
+    )
+    d["extra"] = {"architectures": ["DeepseekV3ForCausalLM"], "initializer_range": 0.02, "use_cache": True,
+                  "attention_dropout": 0.0}
+    if variant == "v2":
+        d.update(q_lora_rank=None, topk_method="greedy", n_group=1, topk_group=1, scoring_func="softmax",
+                 norm_topk_prob=False, routed_scaling_factor=1.0, model_type="deepseek_v2",
+                 rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512,
+                               "mscale": 0.707, "mscale_all_dim": 0.707, "beta_fast": 32, "beta_slow": 1})
+        d["extra"]["architectures"] = ["DeepseekV2ForCausalLM"]
+    elif variant != "v3":
+        raise ValueError(f"variant must be 'v3' or 'v2', got {variant!r}")
+    extra = d.pop("extra")
+    extra.update(overrides.pop("extra", {}))
+    d.update(overrides)
+    cfg = DeepseekConfig(**d)
+    cfg.extra = extra
+    cfg.validate()
+    return cfg
+
+
+def random_state_dict(cfg: DeepseekConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random weights, HF names, float32. Scales keep activations O(1) and logits well
+    separated (std ~3), so greedy decoding is stable across backends and dtypes."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        shapes = {k: (tuple(v.shape), v.dtype) for k, v in DeepseekForCausalLM(cfg).state_dict().items()}
+    sd = {}
+    for name in sorted(shapes):
+        shape, _ = shapes[name]
+        if name.endswith("layernorm.weight") or name.endswith("norm.weight"):
+            t = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        elif name.endswith("e_score_correction_bias"):
+            t = 0.1 * torch.randn(shape, generator=g)
+        elif name == "model.embed_tokens.weight":
+            t = torch.randn(shape, generator=g)
+        elif name == "lm_head.weight":
+            t = torch.randn(shape, generator=g) * (3.0 / shape[1] ** 0.5)
+        elif name.endswith(".bias"):
+            t = 0.02 * torch.randn(shape, generator=g)
+        else:                                               # Linear [out, in]
+            t = torch.randn(shape, generator=g) / shape[-1] ** 0.5
+        sd[name] = t.to(torch.float32)
+    return sd
+
+
+def write_checkpoint(directory: str, cfg: DeepseekConfig, state_dict: dict[str, torch.Tensor],
+                     dtype: torch.dtype = torch.float32, shards: int = 1, tokenizer=None) -> str:
+    """Write ``config.json``, safetensors (``shards`` > 1: HF sharded names + index) and the tokenizer."""
+    os.makedirs(directory, exist_ok=True)
+    cfg = DeepseekConfig.from_dict(cfg.to_dict())
+    cfg.torch_dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    cfg.to_json(os.path.join(directory, "config.json"))
+    sd = {k: (v.to(dtype) if v.is_floating_point() and not k.endswith("e_score_correction_bias") else v)
+          for k, v in state_dict.items()}
+    names = sorted(sd)
+    if shards <= 1:
+        save_safetensors(sd, os.path.join(directory, "model.safetensors"), {"format": "pt"})
+    else:
+        weight_map, total = {}, 0
+        for i in range(shards):
+            part = names[i::shards]
+            fn = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            save_safetensors({k: sd[k] for k in part}, os.path.join(directory, fn), {"format": "pt"})
+            for k in part:
+                weight_map[k] = fn
+                total += sd[k].numel() * sd[k].element_size()
+        with open(os.path.join(directory, INDEX_FILE), "w", encoding="utf-8") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    (tokenizer or ByteTokenizer(cfg.bos_token_id, cfg.eos_token_ids[0], cfg.pad_token_id)).save(directory)
+    return directory
+
+
+def write_tiny_checkpoint(directory: str, seed: int = 0, variant: str = "v3", dtype: torch.dtype = torch.float32,
+                          shards: int = 1, **config_overrides) -> str:
+    """Write a tiny random DeepSeek checkpoint in HF format: real kernel dims (kv_lora_rank 512,
+    qk_rope_head_dim 64), 2 layers (layer 0 dense MLP, layer 1 MoE with 8 routed experts + 1 shared),
+    hidden 128, 8 heads, byte-level tokenizer (vocab 259: bos 0, eos 1, pad 2, bytes 3..258), yarn
+    rope scaling. Returns ``directory``."""
+    cfg = tiny_config(variant, **config_overrides)
+    return write_checkpoint(directory, cfg, random_state_dict(cfg, seed), dtype=dtype, shards=shards)
