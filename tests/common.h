@@ -15,6 +15,10 @@
 #ifndef MLA_TESTS_COMMON_H
 #define MLA_TESTS_COMMON_H
 
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#endif
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
