@@ -129,7 +129,9 @@ static void run_item(const ref_job *job, int64_t w)
             if (vis <= 0) continue;
             const int kv = (int)(vis < nk ? vis : nk);
             float mx = m[r];
-            for (int k = 0; k < kv; k++) mx = s[k][r] > mx ? s[k][r] : mx;
+            /* NaN-propagating max: a NaN score (NaN/Inf in q or in a visible K row) must make
+             * the row NaN, not look like a row with no visible key */
+            for (int k = 0; k < kv; k++) mx = (s[k][r] > mx || s[k][r] != s[k][r]) ? s[k][r] : mx;
             if (mx == -INFINITY) continue; /* only -inf scores so far (q . k = -inf) */
             const float alpha = exp2f(m[r] - mx); /* m = -inf -> 0 */
             float p[C];
@@ -157,7 +159,7 @@ static void run_item(const ref_job *job, int64_t w)
         uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] +
                          h * a->out_stride[2];
         float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
-        if (l[r] > 0.0f) {
+        if (l[r] > 0.0f || l[r] != l[r]) { /* NaN l: the row is NaN (out and lse) */
             const float inv = 1.0f / l[r];
             for (int d = 0; d < DV; d++) orow[d] = mla_float_to_half(dt, acc[r][d] * inv);
             *lse = (m[r] + log2f(l[r])) * 0.69314718055994530942f;
