@@ -28,10 +28,13 @@ C_SRCS   := $(filter-out src/gpu_stub.c,$(C_SRCS))
 CU_SRCS  := $(wildcard src/*.cu) $(wildcard kernels/*.cu)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt
 CFLAGS   += -DMLA_WITH_CUDA=1 -I$(CUDA_HOME)/include
+BENCH_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
 else
 CU_SRCS  :=
 CUDA_LIBS :=
+BENCH_LIBS :=
 endif
+MLA_GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 OBJS     := $(C_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.cu.o)
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -70,7 +73,7 @@ $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libmla.a
 tests: $(TESTS)
 
 $(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libmla.a
-	$(CC) $(CFLAGS) -Itests -Ibench $(BENCH_SRCS) -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) -lstdc++ $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests -Ibench -DMLA_GIT_COMMIT=\"$(MLA_GIT_COMMIT)\" $(BENCH_SRCS) -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) $(BENCH_LIBS) -lstdc++ $(LDLIBS)
 
 bench: $(BUILD)/mla-bench
 	./$(BUILD)/mla-bench
