@@ -1,0 +1,575 @@
+/* decode.cu — dense MLA decode on tensor cores (mma.sync m16n8k16, sm_80+), the split-KV
+ * scheduler and the combine kernel, plus thin host launchers (kernels/launch.h).
+ *
+ * Decode CTA: 256 threads = 8 warps over a 64-row M tile (packed (s_q, head-in-group) rows that
+ * share one KV head) and 64-token K tiles read straight from the paged cache with 16-byte cp.async
+ * (one block_table lookup per row, so any page size works; rows past the length or on an invalid
+ * page are zero-filled and masked). Warp w: rows 16*(w%4).., S for keys 32*(w/4).. of the tile,
+ * O for dims 256*(w/4).. (128 fp32 registers). Row max / row sum are shared between the two warps
+ * of a row group through shared memory and a named barrier; P goes through shared memory.
+ * Online softmax in the log2 domain. All shared tiles are XOR-swizzled in 16-byte chunks.
+ */
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "launch.h"
+
+#define LOG2E_F 1.4426950408889634f
+#define LN2_F 0.6931471805599453f
+
+/* byte offset of 16-byte chunk `c` of row `r` in a swizzled tile with `rb` bytes per row */
+static __device__ __forceinline__ uint32_t swz(int r, int c, int rb) {
+    return (uint32_t)(r * rb + ((c & ~7) | ((c ^ r) & 7)) * 16);
+}
+
+static __device__ __forceinline__ uint32_t pack2(float lo, float hi, const int f16) {
+    if (f16) {
+        __half2 h = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&h;
+    } else {
+        __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+        return *(uint32_t *)&h;
+    }
+}
+
+static __device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
+                                                const int f16) {
+    if (f16) mma_f16(d, a, b0, b1);
+    else mma_bf16(d, a, b0, b1);
+}
+
+/* Tokens of request r that exist (negative -> 0, clamp to the block table's reach). */
+static __device__ __forceinline__ int req_len(const mla_dec_params *p, int r) {
+    long long L = p->seqlens[r];
+    if (L < 0) L = 0;
+    if (L > p->max_tokens) L = p->max_tokens;
+    return (int)L;
+}
+static __device__ __forceinline__ int req_nq(const mla_dec_params *p, int r) {
+    if (!p->cu_seqlens_q) return p->s_q;
+    int n = p->cu_seqlens_q[r + 1] - p->cu_seqlens_q[r];
+    return n < 0 ? 0 : (n > p->s_q ? p->s_q : n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
+static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    long long x = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        long long y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) tmp[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        long long w = lane < nw ? tmp[lane] : 0;
+        long long s = w;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            long long y = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += y;
+        }
+        tmp[32 + lane] = s - w; /* exclusive over warps */
+        if (lane == 31) tmp[64] = s;
+    }
+    __syncthreads();
+    long long r = tmp[32 + warp] + x - v;
+    *total = tmp[64];
+    __syncthreads(); /* tmp reusable */
+    return r;
+}
+
+static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r, long long max_tokens) {
+    long long L = seqlens[r];
+    if (L < 0) L = 0;
+    if (L > max_tokens) L = max_tokens;
+    return (int)((L + MLA_BN - 1) / MLA_BN);
+}
+
+__global__ void __launch_bounds__(MLA_SCHED_THREADS, 1)
+mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla_part_begin *part_begin,
+                 int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
+    __shared__ long long tmp[72];
+    const int F = MLA_SCHED_FIXED_COST;
+    const int tid = threadIdx.x;
+    long long total = 0;
+    for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
+        int r = base + tid;
+        long long c = r < b ? (long long)sched_ntiles(seqlens, r, max_tokens) + F : 0;
+        long long t;
+        block_scan64(c, tmp, &t);
+        total += t;
+    }
+    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    long long run_cost = 0, run_slot = 0, run_split = 0;
+    for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
+        int r = base + tid;
+        int nt = r < b ? sched_ntiles(seqlens, r, max_tokens) : 0;
+        long long cost = r < b ? (long long)nt + F : 0;
+        long long chunk_total;
+        long long C = run_cost + block_scan64(cost, tmp, &chunk_total);
+        run_cost += chunk_total;
+        int nsplits = 0;
+        if (r < b) {
+            long long i0 = (C + payload - 1) / payload;
+            long long i1 = (C + cost + payload - 1) / payload; /* exclusive */
+            for (long long i = i0; i < i1 && i < P; i++) {
+                long long o = i * payload - C;
+                int tile = o <= F ? 0 : (int)(o - F);
+                mla_part_begin pb;
+                pb.req = r;
+                pb.tile = tile;
+                pb.piece = tile > 0 ? ++nsplits : 0;
+                pb.pad = 0;
+                part_begin[i] = pb;
+            }
+        }
+        int split = nsplits > 0;
+        long long packed = split ? (((long long)(nsplits + 1)) << 32) | 1ll : 0;
+        long long ptot;
+        long long pex = block_scan64(packed, tmp, &ptot);
+        if (r < b) {
+            int slot = (int)(run_slot + (pex >> 32));
+            int idx = (int)(run_split + (pex & 0xffffffffll));
+            req_slot[r] = split ? slot : -1;
+            if (split) {
+                mla_split_entry e;
+                e.req = r;
+                e.slot = slot;
+                e.npieces = nsplits + 1;
+                e.pad = 0;
+                split_list[idx] = e;
+            }
+        }
+        run_slot += ptot >> 32;
+        run_split += ptot & 0xffffffffll;
+    }
+    for (int i = tid; i <= P; i += MLA_SCHED_THREADS) {
+        if (i == P || (long long)i * payload >= total) {
+            mla_part_begin pb;
+            pb.req = b;
+            pb.tile = 0;
+            pb.piece = 0;
+            pb.pad = 0;
+            part_begin[i] = pb;
+        }
+    }
+    if (tid == 0) num_split[0] = (int)run_split;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decode kernel                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static __host__ __device__ __forceinline__ int dec_smem_bytes(int dqk, int stages) {
+    return (1 + stages) * MLA_BM * dqk * 2 /* Q + K stages */ + MLA_BM * MLA_BN * 2 /* P */
+           + 4 * 64 * 4 /* red_max, red_sum */ + 64 * 4 /* row_lim */ + 2 * 64 /* kvalid */ + 128 /* align */;
+}
+
+/* 16-byte cp.async of one row's chunks c = sub, sub+4, ... into a swizzled smem row at `drow`.
+ * Chunk c lands at 16 * (c ^ (row & 7)); with c = sub + 4i that is two bases and +128 B steps,
+ * written out so that no per-chunk address has to live in a register. */
+static __device__ __forceinline__ void copy_row(uint32_t drow, int row, int sub, const char *src, int valid,
+                                                const int NCH) {
+    const int x = sub ^ (row & 7);
+    const uint32_t d0 = drow + 16 * x, d1 = drow + 16 * (x ^ 4);
+    const int nb = valid ? 16 : 0;
+    const char *s = src + (valid ? 16 * sub : 0);
+    const int step = valid ? 64 : 0;
+#pragma unroll
+    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 128 * (i >> 1), s + i * step, nb);
+}
+
+/* Issue the cp.async loads of K tile `t` of request r (head kvh) into `dst`; writes kvalid[0..63]. */
+static __device__ __forceinline__ void load_k_tile(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                   unsigned char *dst, unsigned char *kvalid, const int DQK) {
+    const int RB = DQK * 2, NCH = DQK / 8;
+    const int tid = threadIdx.x, row = tid >> 2, sub = tid & 3;
+    const long long tok = (long long)t * MLA_BN + row;
+    int valid = 0;
+    const char *src = (const char *)p->k;
+    if (tok < L) {
+        long long pidx = tok / p->page_size;
+        long long prow = tok - pidx * p->page_size;
+        int pid = p->block_table[(long long)r * p->bt_stride + pidx];
+        if (pid >= 0 && (long long)pid < p->num_pages) {
+            valid = 1;
+            src += ((long long)pid * p->k_s0 + prow * p->k_s1 + (long long)kvh * p->k_s2) * 2;
+        }
+    }
+    if (sub == 0) kvalid[row] = (unsigned char)valid;
+    copy_row(smem_u32(dst) + row * RB, row, sub, src, valid, NCH);
+}
+
+static __device__ __forceinline__ void decode_body(const mla_dec_params *p, const int DQK, const int F16) {
+    extern __shared__ unsigned char smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 127) & ~(uintptr_t)127);
+    const int RB = DQK * 2, NCH = DQK / 8;
+    const int stages = p->stages;
+    unsigned char *sQ = smem;
+    unsigned char *sK0 = sQ + MLA_BM * RB;
+    unsigned char *sK1 = stages == 2 ? sK0 + MLA_BM * RB : sK0;
+    unsigned char *sP = sK0 + stages * MLA_BM * RB;
+    float *red_max = (float *)(sP + MLA_BM * MLA_BN * 2); /* [2][64] */
+    float *red_sum = red_max + 128;                      /* [2][64] */
+    int *row_lim = (int *)(red_sum + 128);               /* [64] */
+    unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int wm = warp & 3, kh = warp >> 2, g = lane >> 2, tq = lane & 3;
+    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int hg = p->hg;
+
+    const mla_part_begin pb = p->part_begin[part];
+    const mla_part_begin pe = p->part_begin[part + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+
+    const uint32_t uQ = smem_u32(sQ), uP = smem_u32(sP);
+    /* ldmatrix lane roles */
+    const int a_row = 16 * wm + (lane & 7) + 8 * ((lane >> 3) & 1), a_coff = lane >> 4;
+    const int b_key = 32 * kh + (lane & 7) + 8 * (lane >> 4), b_coff = (lane >> 3) & 1;
+    const int v_key = (lane & 7) + 8 * ((lane >> 3) & 1), v_coff = lane >> 4;
+    const int row0 = 16 * wm + g, row1 = row0 + 8;
+
+    for (int r = pb.req; r <= r_last; r++) {
+        const int L = req_len(p, r);
+        const int nblk = (L + MLA_BN - 1) / MLA_BN;
+        int te = (r == pe.req) ? pe.tile : nblk;
+        int tb = (r == pb.req) ? pb.tile : 0;
+        const int piece = (r == pb.req) ? pb.piece : 0;
+        const int n_q = req_nq(p, r);
+        int nvalid = n_q * hg - mblk * MLA_BM;
+        if (nvalid <= 0) continue; /* block-uniform */
+        if (nvalid > MLA_BM) nvalid = MLA_BM;
+        int slot = p->req_slot[r];
+        if (slot >= 0) slot += piece;
+
+        /* visible-key limit per row; the last valid row sees the most */
+        if (tid < MLA_BM) {
+            int lim = 0;
+            if (tid < nvalid) {
+                int j = (mblk * MLA_BM + tid) / hg;
+                lim = L;
+                if (p->causal) {
+                    lim = L - n_q + j + 1;
+                    lim = lim < 0 ? 0 : (lim > L ? L : lim);
+                }
+            }
+            row_lim[tid] = lim;
+        }
+        int lim_max = L;
+        if (p->causal) {
+            int jmax = (mblk * MLA_BM + nvalid - 1) / hg;
+            lim_max = L - n_q + jmax + 1;
+            lim_max = lim_max < 0 ? 0 : (lim_max > L ? L : lim_max);
+        }
+        const int tlim = (lim_max + MLA_BN - 1) / MLA_BN;
+        if (te > nblk) te = nblk;
+        if (te > tlim) te = tlim;
+        if (tb > te) tb = te;
+
+        float o[32][4];
+#pragma unroll
+        for (int i = 0; i < 32; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+        const int active = 16 * wm < nvalid; /* warp-pair uniform */
+
+        if (tb < te) {
+            /* Q tile: 4 threads per row */
+            {
+                const int row = tid >> 2, sub = tid & 3;
+                const char *src = (const char *)p->q;
+                int ok = row < nvalid;
+                if (ok) {
+                    int rr = mblk * MLA_BM + row;
+                    int j = rr / hg, head = kvh * hg + rr % hg;
+                    src += ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) * 2;
+                }
+                copy_row(uQ + row * RB, row, sub, src, ok, NCH);
+            }
+            load_k_tile(p, r, kvh, tb, L, sK0, kvalid, DQK);
+            cp_async_commit();
+
+            for (int t = tb; t < te; t++) {
+                const int buf = stages == 2 ? ((t - tb) & 1) : 0;
+                unsigned char *sK = buf ? sK1 : sK0;
+                if (stages == 2 && t + 1 < te) {
+                    load_k_tile(p, r, kvh, t + 1, L, buf ? sK0 : sK1, kvalid + 64 * (buf ^ 1), DQK);
+                    cp_async_commit();
+                    cp_async_wait1();
+                } else {
+                    cp_async_wait0();
+                }
+                __syncthreads();
+
+                if (active) {
+                    const uint32_t uK = smem_u32(sK);
+                    float s[4][4];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll 2
+                    for (int kk = 0; kk < DQK / 16; kk++) {
+                        uint32_t a[4], bb[4];
+                        ldsm_x4(a, uQ + swz(a_row, 2 * kk + a_coff, RB));
+#pragma unroll
+                        for (int nb = 0; nb < 2; nb++) {
+                            ldsm_x4(bb, uK + swz(b_key + 16 * nb, 2 * kk + b_coff, RB));
+                            mma16816(s[2 * nb], a, bb[0], bb[1], F16);
+                            mma16816(s[2 * nb + 1], a, bb[2], bb[3], F16);
+                        }
+                    }
+                    /* mask + scale, row max over this warp's 32 keys */
+                    const int lim0 = row_lim[row0], lim1 = row_lim[row1];
+                    const unsigned char *kv = kvalid + 64 * buf;
+                    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                        for (int c = 0; c < 2; c++) {
+                            int kcol = 32 * kh + 8 * nt + 2 * tq + c;
+                            int key = t * MLA_BN + kcol;
+                            int okk = kv[kcol];
+                            s[nt][c] = (okk && key < lim0) ? s[nt][c] * p->scale_log2 : -INFINITY;
+                            s[nt][2 + c] = (okk && key < lim1) ? s[nt][2 + c] * p->scale_log2 : -INFINITY;
+                            mx0 = fmaxf(mx0, s[nt][c]);
+                            mx1 = fmaxf(mx1, s[nt][2 + c]);
+                        }
+                    }
+                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                    if (tq == 0) {
+                        red_max[64 * kh + row0] = mx0;
+                        red_max[64 * kh + row1] = mx1;
+                    }
+                    bar_sync(1 + wm, 64);
+                    mx0 = fmaxf(red_max[row0], red_max[64 + row0]);
+                    mx1 = fmaxf(red_max[row1], red_max[64 + row1]);
+                    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+                    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+                    const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
+                    m0 = mn0;
+                    m1 = mn1;
+                    float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        float p0 = fast_exp2(s[nt][0] - mu0), p1 = fast_exp2(s[nt][1] - mu0);
+                        float p2 = fast_exp2(s[nt][2] - mu1), p3 = fast_exp2(s[nt][3] - mu1);
+                        sum0 += p0 + p1;
+                        sum1 += p2 + p3;
+                        const int chunk = 4 * kh + nt;
+                        *(uint32_t *)(sP + swz(row0, chunk, 128) + 4 * tq) = pack2(p0, p1, F16);
+                        *(uint32_t *)(sP + swz(row1, chunk, 128) + 4 * tq) = pack2(p2, p3, F16);
+                    }
+                    l0 = l0 * al0 + sum0;
+                    l1 = l1 * al1 + sum1;
+#pragma unroll
+                    for (int i = 0; i < 32; i++) {
+                        o[i][0] *= al0;
+                        o[i][1] *= al0;
+                        o[i][2] *= al1;
+                        o[i][3] *= al1;
+                    }
+                    bar_sync(1 + wm, 64);
+                    /* O[16 x 256] += P[16 x 64] . V[64 x 256] */
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) {
+                        uint32_t a[4];
+                        ldsm_x4(a, uP + swz(a_row, 2 * kk + a_coff, 128));
+#pragma unroll
+                        for (int nb = 0; nb < 16; nb++) {
+                            uint32_t bb[4];
+                            ldsm_x4_t(bb, uK + swz(16 * kk + v_key, 32 * kh + 2 * nb + v_coff, RB));
+                            mma16816(o[2 * nb], a, bb[0], bb[1], F16);
+                            mma16816(o[2 * nb + 1], a, bb[2], bb[3], F16);
+                        }
+                    }
+                }
+                __syncthreads();
+                if (stages == 1 && t + 1 < te) {
+                    load_k_tile(p, r, kvh, t + 1, L, sK0, kvalid, DQK);
+                    cp_async_commit();
+                }
+            }
+        }
+
+        /* epilogue: full row sums, normalise, write */
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        if (tq == 0) {
+            red_sum[64 * kh + row0] = l0;
+            red_sum[64 * kh + row1] = l1;
+        }
+        bar_sync(1 + wm, 64);
+        const float L0 = red_sum[row0] + red_sum[64 + row0];
+        const float L1 = red_sum[row1] + red_sum[64 + row1];
+        const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
+        const float lse0 = L0 > 0.f ? m0 + log2f(L0) : -INFINITY;
+        const float lse1 = L1 > 0.f ? m1 + log2f(L1) : -INFINITY;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = h ? row1 : row0;
+            if (row >= nvalid) continue;
+            const float inv = h ? inv1 : inv0, lse2 = h ? lse1 : lse0;
+            const int rr = mblk * MLA_BM + row;
+            const int j = rr / hg, head = kvh * hg + rr % hg;
+            if (slot < 0) {
+                char *orow = (char *)p->out +
+                             ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2) * 2;
+#pragma unroll
+                for (int nt = 0; nt < 32; nt++) {
+                    const int col = 256 * kh + 8 * nt + 2 * tq;
+                    *(uint32_t *)(orow + col * 2) = pack2(o[nt][2 * h] * inv, o[nt][2 * h + 1] * inv, F16);
+                }
+                if (kh == 0 && tq == 0)
+                    p->lse[(long long)r * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] =
+                        lse2 == -INFINITY ? INFINITY : lse2 * LN2_F;
+            } else {
+                const long long prow = (long long)slot * p->rows_per_slot + (long long)j * p->h_q + head;
+                float *orow = p->oacc + prow * MLA_DV;
+#pragma unroll
+                for (int nt = 0; nt < 32; nt++) {
+                    const int col = 256 * kh + 8 * nt + 2 * tq;
+                    *(float2 *)(orow + col) = make_float2(o[nt][2 * h] * inv, o[nt][2 * h + 1] * inv);
+                }
+                if (kh == 0 && tq == 0) p->lacc[prow] = lse2;
+            }
+        }
+        __syncthreads(); /* sQ, row_lim, red_* reused by the next request */
+    }
+    pdl_trigger();
+}
+
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_bf16_576(const __grid_constant__ mla_dec_params p) {
+    decode_body(&p, 576, 0);
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_576(const __grid_constant__ mla_dec_params p) {
+    decode_body(&p, 576, 1);
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_bf16_512(const __grid_constant__ mla_dec_params p) {
+    decode_body(&p, 512, 0);
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_512(const __grid_constant__ mla_dec_params p) {
+    decode_body(&p, 512, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Combine: grid (num_sm_parts, ceil(rows/8)), one warp per (split request, row).              */
+/* ------------------------------------------------------------------------------------------ */
+static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16) {
+    pdl_wait(); /* the decode grid's partials are complete and visible after this */
+    const int k = blockIdx.x;
+    if (k >= p->num_split[0]) return;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row = blockIdx.y * 8 + warp;
+    if (row >= p->rows_per_slot) return;
+    const mla_split_entry e = p->split_list[k];
+    const int j = row / p->h_q, head = row % p->h_q;
+    if (j >= req_nq(p, e.req)) return;
+    const float *lacc = p->lacc;
+    const float *oacc = p->oacc;
+    float mx = -INFINITY;
+    for (int i = lane; i < e.npieces; i += 32) mx = fmaxf(mx, lacc[(long long)(e.slot + i) * p->rows_per_slot + row]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float acc[16];
+#pragma unroll
+    for (int c = 0; c < 16; c++) acc[c] = 0.f;
+    float gl = INFINITY;
+    if (mx != -INFINITY) {
+        float sum = 0.f;
+        for (int i = lane; i < e.npieces; i += 32)
+            sum += fast_exp2(lacc[(long long)(e.slot + i) * p->rows_per_slot + row] - mx);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        const float g2 = mx + log2f(sum);
+        for (int i = 0; i < e.npieces; i++) {
+            const long long prow = (long long)(e.slot + i) * p->rows_per_slot + row;
+            const float w = fast_exp2(lacc[prow] - g2);
+            const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + lane * 4;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                float4 v = src[c];
+                acc[4 * c + 0] += w * v.x;
+                acc[4 * c + 1] += w * v.y;
+                acc[4 * c + 2] += w * v.z;
+                acc[4 * c + 3] += w * v.w;
+            }
+        }
+        gl = g2 * LN2_F;
+    }
+    char *orow = (char *)p->out +
+                 ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2) * 2;
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+        *(uint32_t *)(orow + (lane * 16 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], F16);
+    if (lane == 0) p->lse[(long long)e.req * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] = gl;
+}
+
+__global__ void __launch_bounds__(256) mla_combine_bf16(const __grid_constant__ mla_dec_params p) {
+    combine_body(&p, 0);
+}
+__global__ void __launch_bounds__(256) mla_combine_fp16(const __grid_constant__ mla_dec_params p) {
+    combine_body(&p, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host launchers                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+static const void *decode_fn(int dqk, int f16) {
+    if (dqk == 576) return f16 ? (const void *)mla_decode_fp16_576 : (const void *)mla_decode_bf16_576;
+    return f16 ? (const void *)mla_decode_fp16_512 : (const void *)mla_decode_bf16_512;
+}
+
+extern "C" int mla_k_decode_smem(int dqk, int stages) { return dec_smem_bytes(dqk, stages); }
+
+extern "C" cudaError_t mla_k_prepare(int dqk, int f16, int stages) {
+    return cudaFuncSetAttribute(decode_fn(dqk, f16), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                dec_smem_bytes(dqk, stages));
+}
+
+extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
+    mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->b, (long long)p->max_tokens,
+                                                         p->num_sm_parts, p->part_begin, p->req_slot,
+                                                         p->split_list, p->num_split);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int dqk, int f16, int use_pdl, cudaStream_t stream) {
+    dim3 grid(p->num_m_blocks, p->h_kv, p->num_sm_parts);
+    const int smem = dec_smem_bytes(dqk, p->stages);
+    const void *fn = decode_fn(dqk, f16);
+    void *args[1] = {(void *)p};
+    cudaError_t e = cudaLaunchKernel(fn, grid, dim3(MLA_THREADS), args, (size_t)smem, stream);
+    if (e != cudaSuccess) return e;
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+    cfg.gridDim = dim3(p->num_sm_parts, (p->rows_per_slot + 7) / 8, 1);
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = use_pdl ? 1 : 0;
+    void *cargs[1] = {(void *)p};
+    e = cudaLaunchKernelExC(&cfg, f16 ? (const void *)mla_combine_fp16 : (const void *)mla_combine_bf16, cargs);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}

@@ -1,0 +1,87 @@
+/* params.h — the plain structs shared by the launch layer (src/gpu.cu) and the dense decode
+ * kernels (kernels/decode.cu). No CUDA header needed; C and CUDA clean. */
+#ifndef MLA_KERNELS_PARAMS_H
+#define MLA_KERNELS_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Tile geometry of the mma.sync decode kernel. */
+#define MLA_BM 64            /* packed (s_q, head-in-group) rows per CTA              */
+#define MLA_BN 64            /* KV tokens per tile (the scheduler's unit of work)     */
+#define MLA_THREADS 256      /* 8 warps                                               */
+#define MLA_DV 512
+#define MLA_SCHED_THREADS 1024
+#define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
+
+/* Kernel variants (mla_gpu_info.kernel). */
+#define MLA_KERNEL_MMA_2STAGE 1 /* mma.sync m16n8k16, 2 K stages (needs ~226 KB smem: sm_90, sm_80/A100 no) */
+#define MLA_KERNEL_MMA_1STAGE 2 /* mma.sync m16n8k16, 1 K stage  (~154 KB smem: A100)                      */
+
+/* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
+ * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */
+typedef struct mla_part_begin { int req, tile, piece, pad; } mla_part_begin;
+
+/* One split request for the combine kernel. */
+typedef struct mla_split_entry { int req, slot, npieces, pad; } mla_split_entry;
+
+/* Workspace layout (byte offsets from the workspace base; every section 256-byte aligned). */
+typedef struct mla_ws_layout {
+    size_t part_begin;   /* (P + 1) mla_part_begin                           */
+    size_t req_slot;     /* b int32: first accumulator slot of a split request, -1 if unsplit */
+    size_t split_list;   /* P mla_split_entry                                */
+    size_t num_split;    /* 1 int32 (+ pad)                                  */
+    size_t lacc;         /* slots * rows float: log2-domain lse of each piece */
+    size_t oacc;         /* slots * rows * 512 float: normalised partial O    */
+    size_t total;
+    int slots;           /* 2 * P: bound on pieces of split requests          */
+    int rows;            /* s_q * h_q rows per slot                           */
+} mla_ws_layout;
+
+static inline size_t mla_ws_align(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static inline mla_ws_layout mla_ws_compute(int64_t b, int64_t s_q, int64_t h_q, int num_sm_parts) {
+    mla_ws_layout w;
+    size_t o = 0;
+    w.slots = 2 * num_sm_parts;
+    w.rows = (int)(s_q * h_q);
+    w.part_begin = o; o = mla_ws_align(o + (size_t)(num_sm_parts + 1) * sizeof(mla_part_begin));
+    w.req_slot = o;   o = mla_ws_align(o + (size_t)b * 4);
+    w.split_list = o; o = mla_ws_align(o + (size_t)num_sm_parts * sizeof(mla_split_entry));
+    w.num_split = o;  o = mla_ws_align(o + 16);
+    w.lacc = o;       o = mla_ws_align(o + (size_t)w.slots * (size_t)w.rows * 4);
+    w.oacc = o;       o = mla_ws_align(o + (size_t)w.slots * (size_t)w.rows * MLA_DV * 4);
+    w.total = o;
+    return w;
+}
+
+/* Everything the scheduler, decode and combine kernels read. */
+typedef struct mla_dec_params {
+    const void *q;        int64_t q_s0, q_s1, q_s2;
+    const void *k;        int64_t k_s0, k_s1, k_s2; int64_t num_pages;
+    const int32_t *block_table; int64_t bt_stride;
+    const int32_t *seqlens;
+    const int32_t *cu_seqlens_q; /* NULL: fixed s_q */
+    void *out;            int64_t o_s0, o_s1, o_s2;
+    float *lse;           int64_t l_s0, l_s1, l_s2;
+    int64_t max_tokens;   /* max_pages * page_size: cache_seqlens clamp */
+    int b, s_q, h_q, h_kv, hg, page_size, causal, num_m_blocks, num_sm_parts, stages;
+    float scale_log2;     /* softmax_scale * log2(e) */
+    /* workspace sections */
+    mla_part_begin *part_begin;
+    int32_t *req_slot;
+    mla_split_entry *split_list;
+    int32_t *num_split;
+    float *lacc;
+    float *oacc;
+    int rows_per_slot;    /* s_q * h_q */
+} mla_dec_params;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

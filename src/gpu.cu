@@ -1,0 +1,211 @@
+/* gpu.cu — the GPU backend (launch layer) of mla.c: device checks, plan facts, workspace layout,
+ * and one enqueue of scheduler + decode + combine per mla_decode call. Arguments arrive validated
+ * by src/api.c (shapes, pointers, strides, alignment); this file checks only the rules that
+ * depend on the device. Never allocates, synchronises or reads device memory on the host.
+ */
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "launch.h"
+#include "params.h"
+
+static mla_status cuda_fail(cudaError_t e, const char *what) {
+    return mla_set_error(MLA_ERR_CUDA, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+}
+
+/* Switches to `device` if needed; *old gets the current device (restore with device_restore). */
+static mla_status device_enter(int device, int *old) {
+    cudaError_t e = cudaGetDevice(old);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaGetDevice");
+    if (*old != device) {
+        e = cudaSetDevice(device);
+        if (e != cudaSuccess) return cuda_fail(e, "cudaSetDevice");
+    }
+    return MLA_OK;
+}
+static void device_restore(int device, int old) {
+    if (old != device) cudaSetDevice(old);
+}
+
+extern "C" int mla_gpu_available(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* clear the non-sticky "no device" error */
+        return 0;
+    }
+    return n > 0;
+}
+
+extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
+    const mla_decode_shape *s = &plan->shape;
+    const int dev = plan->device;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "no CUDA device is usable: %s", cudaGetErrorString(e));
+    }
+    if (dev < 0 || dev >= n)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "device (%d) is not a CUDA ordinal (this machine has %d)",
+                             dev, n);
+    int major = 0, minor = 0, sms = 0, optin = 0;
+    if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess)
+        return cuda_fail(e, "cudaDeviceGetAttribute");
+    if (major < 8)
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "device %d has compute capability %d.%d; the GPU kernels need 8.0 or newer", dev,
+                             major, minor);
+    if (s->dtype != MLA_DTYPE_BF16 && s->dtype != MLA_DTYPE_FP16)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "dtype (%d) is not bf16 or fp16", (int)s->dtype);
+    if (s->d_qk != 576 && s->d_qk != 512)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "d_qk (%lld) must be 576 or 512 on the GPU", (long long)s->d_qk);
+    if (s->d_v != MLA_DV)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "d_v (%lld) must be 512 on the GPU", (long long)s->d_v);
+    if (s->page_size % 16)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "page_size (%lld) must be a multiple of 16 on the GPU",
+                             (long long)s->page_size);
+    if (s->h_kv > 65535)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "h_kv (%lld) exceeds 65535 on the GPU", (long long)s->h_kv);
+    const int64_t hg = s->h_q / s->h_kv;
+    const int64_t rows = s->s_q * s->h_q;
+    if (rows > 65535LL * 8 || s->s_q * hg > (int64_t)MLA_BM * 65535)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "s_q * h_q (%lld) exceeds %lld on the GPU", (long long)rows,
+                             65535LL * 8);
+    const int64_t m_blocks = (s->s_q * hg + MLA_BM - 1) / MLA_BM;
+
+    /* kernel variant: 2 K stages where the smem fits (sm_90, sm_100), else 1 (A100), else none */
+    int kernel = 0;
+    if (optin >= mla_k_decode_smem((int)s->d_qk, 2)) kernel = MLA_KERNEL_MMA_2STAGE;
+    else if (optin >= mla_k_decode_smem((int)s->d_qk, 1)) kernel = MLA_KERNEL_MMA_1STAGE;
+    else
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
+                             dev, optin, mla_k_decode_smem((int)s->d_qk, 1));
+    const char *force = getenv("MLA_GPU_KERNEL"); /* testing hook: 1 = 2-stage, 2 = 1-stage */
+    if (force && (force[0] == '1' || force[0] == '2') && force[1] == 0) {
+        int k = force[0] - '0';
+        if (optin >= mla_k_decode_smem((int)s->d_qk, k == MLA_KERNEL_MMA_2STAGE ? 2 : 1)) kernel = k;
+    }
+    const int stages = kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1;
+
+    int64_t parts = sms / (s->h_kv * m_blocks);
+    if (parts < 1) parts = 1;
+    mla_ws_layout w = mla_ws_compute(s->b, s->s_q, s->h_q, (int)parts);
+
+    int old;
+    mla_status st = device_enter(dev, &old);
+    if (st) return st;
+    e = mla_k_prepare((int)s->d_qk, s->dtype == MLA_DTYPE_FP16, stages);
+    device_restore(dev, old);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
+
+    plan->gpu.num_sms = sms;
+    plan->gpu.cc_major = major;
+    plan->gpu.cc_minor = minor;
+    plan->gpu.num_sm_parts = (int)parts;
+    plan->gpu.kernel = kernel;
+    plan->gpu.workspace_bytes = w.total;
+    return MLA_OK;
+}
+
+static void fill_ws(const struct mla_decode_plan *plan, void *workspace, mla_dec_params *p) {
+    const mla_decode_shape *s = &plan->shape;
+    mla_ws_layout w = mla_ws_compute(s->b, s->s_q, s->h_q, plan->gpu.num_sm_parts);
+    char *base = (char *)workspace;
+    p->part_begin = (mla_part_begin *)(base + w.part_begin);
+    p->req_slot = (int32_t *)(base + w.req_slot);
+    p->split_list = (mla_split_entry *)(base + w.split_list);
+    p->num_split = (int32_t *)(base + w.num_split);
+    p->lacc = (float *)(base + w.lacc);
+    p->oacc = (float *)(base + w.oacc);
+    p->rows_per_slot = w.rows;
+    p->b = (int)s->b;
+    p->s_q = (int)s->s_q;
+    p->h_q = (int)s->h_q;
+    p->h_kv = (int)s->h_kv;
+    p->hg = (int)(s->h_q / s->h_kv);
+    p->page_size = (int)s->page_size;
+    p->causal = s->causal ? 1 : 0;
+    p->num_m_blocks = (int)((s->s_q * (s->h_q / s->h_kv) + MLA_BM - 1) / MLA_BM);
+    p->num_sm_parts = plan->gpu.num_sm_parts;
+    p->stages = plan->gpu.kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1;
+}
+
+extern "C" mla_status mla_gpu_schedule(const struct mla_decode_plan *plan, const int32_t *cache_seqlens,
+                                       void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
+    (void)workspace_bytes;
+    mla_dec_params p;
+    memset(&p, 0, sizeof p);
+    fill_ws(plan, workspace, &p);
+    p.seqlens = cache_seqlens;
+    p.max_tokens = INT32_MAX; /* no block table here: the decode call clamps per request */
+    int old;
+    mla_status st = device_enter(plan->device, &old);
+    if (st) return st;
+    cudaError_t e = mla_k_schedule(&p, (cudaStream_t)stream);
+    device_restore(plan->device, old);
+    if (e != cudaSuccess) return cuda_fail(e, "the split-KV scheduler launch");
+    return MLA_OK;
+}
+
+extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const mla_decode_args *a,
+                                     void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
+    (void)workspace_bytes;
+    const mla_decode_shape *s = &plan->shape;
+    if (plan->gpu.kernel != MLA_KERNEL_MMA_2STAGE && plan->gpu.kernel != MLA_KERNEL_MMA_1STAGE)
+        return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
+    mla_dec_params p;
+    memset(&p, 0, sizeof p);
+    fill_ws(plan, workspace, &p);
+    p.q = a->q;
+    p.q_s0 = a->q_stride[0];
+    p.q_s1 = a->q_stride[1];
+    p.q_s2 = a->q_stride[2];
+    p.k = a->k_cache;
+    p.k_s0 = a->k_stride[0];
+    p.k_s1 = a->k_stride[1];
+    p.k_s2 = a->k_stride[2];
+    p.num_pages = a->num_pages;
+    p.block_table = a->block_table;
+    p.bt_stride = a->block_table_stride;
+    p.seqlens = a->cache_seqlens;
+    p.cu_seqlens_q = a->cu_seqlens_q;
+    p.out = a->out;
+    p.o_s0 = a->out_stride[0];
+    p.o_s1 = a->out_stride[1];
+    p.o_s2 = a->out_stride[2];
+    p.lse = a->lse;
+    p.l_s0 = a->lse_stride[0];
+    p.l_s1 = a->lse_stride[1];
+    p.l_s2 = a->lse_stride[2];
+    int64_t cap;
+    if (__builtin_mul_overflow(a->max_pages, s->page_size, &cap) || cap > INT32_MAX) cap = INT32_MAX;
+    p.max_tokens = cap;
+    p.scale_log2 = mla_effective_scale(s, a->softmax_scale) * 1.4426950408889634f;
+
+    int old;
+    mla_status st = device_enter(plan->device, &old);
+    if (st) return st;
+    cudaError_t e = cudaSuccess;
+    const char *what = "";
+    if (!(a->flags & MLA_DECODE_REUSE_SCHEDULE)) {
+        e = mla_k_schedule(&p, (cudaStream_t)stream);
+        what = "the split-KV scheduler launch";
+    }
+    if (e == cudaSuccess) {
+        e = mla_k_decode(&p, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
+                         (cudaStream_t)stream);
+        what = "the decode/combine launch";
+    }
+    device_restore(plan->device, old);
+    if (e != cudaSuccess) return cuda_fail(e, what);
+    return MLA_OK;
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# device_run.sh — one full GPU-machine run: build, compiler report, SASS counts, GPU suite,
+# compute-sanitizer on the quick case, and the benchmark when build/mla-bench exists.
+# Everything is tee'd to $OUT (default: ./device-out). Steps to run: arguments from
+#   info build test quick sanitize bench      (default: all of them, in this order)
+# Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16).
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/device-out}
+mkdir -p "$OUT"
+JOBS=${JOBS:-16}
+steps=${*:-info build test sanitize bench}
+rc_all=0
+has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+
+if has info; then
+  {
+    echo "== date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "== commit: ${MLA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv
+    nvcc --version | tail -2
+    nproc
+  } 2>&1 | tee "$OUT/info.log"
+fi
+
+if has build; then
+  t0=$(date +%s)
+  { make -k -j"$JOBS" lib tests 2>&1; echo "make rc=$?"; } | tee "$OUT/build.log" | grep -E "error|rc=" | tail -20
+  if [ -d bench ] && ls bench/*.c >/dev/null 2>&1; then
+    { make -j"$JOBS" build/mla-bench 2>&1; echo "make bench rc=$?"; } | tee -a "$OUT/build.log" | grep -E "error|rc=" | tail -5
+  fi
+  echo "build: $(( $(date +%s) - t0 )) s"
+  {
+    echo "== ptxas (registers / spills / smem) per kernel"
+    for f in build/ptxas/*.log; do
+      echo "-- $f"
+      grep -E "Compiling entry|registers|spill|stack" "$f" | sed 's/ptxas info    : //'
+    done
+    echo "== SASS instruction counts (kernels/decode.cu.o)"
+    for arch in sm_90a sm_80; do
+      echo "-- $arch"
+      cuobjdump --gpu-architecture $arch --dump-sass build/obj/kernels/decode.cu.o 2>/dev/null |
+        grep -oE "(HMMA|HGMMA|LDSM|LDGSTS|UTMALDG|SYNCS|STSM|BAR|LDL|STL|MUFU)[.A-Z0-9_]*" | sort | uniq -c
+    done
+  } > "$OUT/sass.log" 2>&1
+  grep -E "spill|stack frame" "$OUT/sass.log" | sort | uniq -c
+fi
+
+if has test; then
+  t0=$(date +%s)
+  ./build/test_gpu 2>&1 | tee "$OUT/test_gpu.log" | grep -vE "^  (FAIL|    )" | tail -40
+  r=${PIPESTATUS[0]}; [ "$r" = 0 ] || rc_all=1
+  echo "test_gpu rc=$r ($(( $(date +%s) - t0 )) s)"
+  grep -c "FAIL" "$OUT/test_gpu.log" | sed 's/^/FAIL lines: /'
+  grep -m 20 -A3 "FAIL\|MISMATCH" "$OUT/test_gpu.log" | head -60
+fi
+
+if has quick; then
+  ./build/test_gpu --quick 2>&1 | tee "$OUT/quick.log" | tail -5
+fi
+
+if has sanitize; then
+  t0=$(date +%s)
+  for tool in memcheck racecheck synccheck; do
+    echo "== compute-sanitizer --tool $tool build/test_gpu --quick"
+    compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
+    echo "rc=${PIPESTATUS[0]}"
+  done 2>&1 | tee "$OUT/sanitizer.log"
+  echo "sanitizers: $(( $(date +%s) - t0 )) s"
+fi
+
+if has bench; then
+  if [ -x build/mla-bench ]; then
+    ./build/mla-bench ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -40
+    for f in build/bench*.json build/bench*.csv build/bench*.png results-bench*; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  else
+    echo "bench: build/mla-bench not built (bench/ not present yet)"
+  fi
+fi
+exit $rc_all

@@ -1,0 +1,779 @@
+/* test_gpu.c — the GPU suite of mla.c, through the public C API: every GPU result is compared
+ * with a CPU plan (the reference) run on the same inputs, with spec §6 tolerances.
+ *
+ *   build/test_gpu            the whole suite (a few minutes on a 16-core host + H100)
+ *   build/test_gpu --quick    a small subset for compute-sanitizer (memcheck/racecheck/synccheck)
+ *   build/test_gpu --grid-all run every case of the spec §6 grid (no subsampling; slow)
+ *
+ * Without CUDA in the build, or without a visible GPU: prints "skipped: no CUDA GPU", exits 77.
+ * Last line: "<N> passed, <M> failed".
+ */
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(MLA_WITH_CUDA)
+
+int main(void)
+{
+    printf("skipped: no CUDA GPU (this build has no CUDA kernels)\n");
+    return 77;
+}
+
+#else
+
+#include <cuda_runtime.h>
+
+static int g_quick = 0, g_grid_all = 0;
+static int g_dev = 0;
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            printf("  CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__,     \
+                   #call);                                                                         \
+            tc_expect(0, "CUDA call failed");                                                      \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Device copies of a case                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct dev_case {
+    void *q, *k, *out;
+    float *lse;
+    int32_t *bt, *seqlens, *cu;
+    void *ws;
+    size_t ws_bytes;
+    mla_decode_args args; /* device pointers */
+} dev_case;
+
+static void dev_free(dev_case *d)
+{
+    cudaFree(d->q); cudaFree(d->k); cudaFree(d->out); cudaFree(d->lse);
+    cudaFree(d->bt); cudaFree(d->seqlens); cudaFree(d->cu); cudaFree(d->ws);
+    memset(d, 0, sizeof *d);
+}
+
+/* Uploads the case (out/lse as currently in host memory, i.e. poisoned) on the current device. */
+static int dev_upload(dev_case *d, const tc_case *c, size_t ws_bytes)
+{
+    memset(d, 0, sizeof *d);
+    CK(cudaMalloc(&d->q, (size_t)c->q_elems * 2));
+    CK(cudaMalloc(&d->k, (size_t)c->k_elems * 2));
+    CK(cudaMalloc(&d->out, (size_t)c->out_elems * 2));
+    CK(cudaMalloc((void **)&d->lse, (size_t)c->lse_elems * 4));
+    CK(cudaMalloc((void **)&d->bt, (size_t)c->bt_elems * 4));
+    CK(cudaMalloc((void **)&d->seqlens, (size_t)c->cfg.b * 4));
+    if (c->cu_seqlens_q) CK(cudaMalloc((void **)&d->cu, (size_t)(c->cfg.b + 1) * 4));
+    d->ws_bytes = ws_bytes;
+    if (ws_bytes) {
+        CK(cudaMalloc(&d->ws, ws_bytes));
+        CK(cudaMemset(d->ws, 0xAB, ws_bytes));
+    }
+    CK(cudaMemcpy(d->q, c->q, (size_t)c->q_elems * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->k, c->k_cache, (size_t)c->k_elems * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->out, c->out, (size_t)c->out_elems * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->lse, c->lse, (size_t)c->lse_elems * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->bt, c->block_table, (size_t)c->bt_elems * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->seqlens, c->seqlens, (size_t)c->cfg.b * 4, cudaMemcpyHostToDevice));
+    if (c->cu_seqlens_q)
+        CK(cudaMemcpy(d->cu, c->cu_seqlens_q, (size_t)(c->cfg.b + 1) * 4, cudaMemcpyHostToDevice));
+    d->args = c->args;
+    d->args.q = d->q;
+    d->args.k_cache = d->k;
+    d->args.block_table = d->bt;
+    d->args.cache_seqlens = d->seqlens;
+    d->args.cu_seqlens_q = c->cu_seqlens_q ? d->cu : NULL;
+    d->args.out = d->out;
+    d->args.lse = d->lse;
+    return 0;
+}
+
+static int dev_download(const dev_case *d, tc_case *c)
+{
+    CK(cudaMemcpy(c->out, d->out, (size_t)c->out_elems * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(c->lse, d->lse, (size_t)c->lse_elems * 4, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+/* Host snapshot of a case's out/lse buffers (raw bytes). */
+typedef struct snap {
+    uint16_t *out;
+    float *lse;
+} snap;
+
+static int snap_take(snap *s, const tc_case *c)
+{
+    s->out = (uint16_t *)malloc((size_t)c->out_elems * 2);
+    s->lse = (float *)malloc((size_t)c->lse_elems * 4);
+    if (!s->out || !s->lse) return -1;
+    memcpy(s->out, c->out, (size_t)c->out_elems * 2);
+    memcpy(s->lse, c->lse, (size_t)c->lse_elems * 4);
+    return 0;
+}
+static void snap_free(snap *s) { free(s->out); free(s->lse); s->out = NULL; s->lse = NULL; }
+
+/* Dense fp64 copies of a reference result held in the case's (strided) buffers `ref`. */
+static int dense_ref(const tc_case *c, const snap *ref, double **ro, double **rl)
+{
+    const tc_config *cfg = &c->cfg;
+    const mla_decode_args *a = &c->args;
+    const int64_t b = cfg->b, s_q = cfg->s_q, h_q = cfg->h_q, dv = cfg->d_v;
+    double *o = (double *)malloc((size_t)(b * s_q * h_q * dv) * sizeof(double));
+    double *l = (double *)malloc((size_t)(b * h_q * s_q) * sizeof(double));
+    if (!o || !l) { free(o); free(l); return -1; }
+    for (int64_t x = 0; x < b * s_q * h_q * dv; x++) o[x] = NAN;
+    for (int64_t x = 0; x < b * h_q * s_q; x++) l[x] = NAN;
+    for (int64_t i = 0; i < b; i++)
+        for (int64_t j = 0; j < c->q_lens[i]; j++)
+            for (int64_t h = 0; h < h_q; h++) {
+                const uint16_t *orow = ref->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
+                double *dst = o + ((i * s_q + j) * h_q + h) * dv;
+                for (int64_t d = 0; d < dv; d++) dst[d] = mla_half_to_float(cfg->dtype, orow[d]);
+                l[(i * h_q + h) * s_q + j] = ref->lse[i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2]];
+            }
+    *ro = o;
+    *rl = l;
+    return 0;
+}
+
+/* Compares the GPU result now in c->out/c->lse with the CPU snapshot; counts one check. */
+static int compare_to(const char *name, tc_case *c, const snap *cpu)
+{
+    double *ro = NULL, *rl = NULL;
+    if (dense_ref(c, cpu, &ro, &rl)) return tc_expect(0, "%s: out of host memory", name);
+    tc_report orp, lrp;
+    int ok = tc_compare_case(c, ro, rl, &orp, &lrp);
+    int64_t clob = tc_count_clobbered(c);
+    free(ro);
+    free(rl);
+    if (!ok || clob != 0) {
+        printf("  %s\n", name);
+        tc_print_report("out", &orp);
+        tc_print_report("lse", &lrp);
+        if (clob) printf("    %lld elements outside the existing rows were written\n", (long long)clob);
+    }
+    return tc_expect(ok && clob == 0, "%s: GPU differs from the CPU plan", name);
+}
+
+static mla_status gpu_plan(const tc_case *c, int dev, mla_decode_plan_t *plan, size_t *ws)
+{
+    mla_status st = mla_decode_plan_create(plan, &c->shape, dev);
+    if (st) return st;
+    return mla_decode_workspace_size(*plan, ws);
+}
+
+static void case_name(char *buf, size_t n, const tc_config *g)
+{
+    snprintf(buf, n, "b=%lld s_q=%lld s_k=%lld h_q=%lld h_kv=%lld d_qk=%lld page=%lld %s%s%s%s%s seed=%llu",
+             (long long)g->b, (long long)g->s_q, (long long)g->s_k, (long long)g->h_q, (long long)g->h_kv,
+             (long long)g->d_qk, (long long)g->page_size, g->dtype == MLA_DTYPE_FP16 ? "fp16" : "bf16",
+             g->causal ? " causal" : "", g->varlen ? " varlen" : "", g->cu_seqlens_q ? " cu_seqlens_q" : "",
+             g->strided ? " strided" : "", (unsigned long long)g->seed);
+}
+
+/* Builds the case, runs the CPU plan, runs the GPU plan (optionally twice for determinism),
+ * compares. The host-side GPU seqlens may differ from the CPU ones through `gpu_seqlens`
+ * (clamp / negative tests) and the GPU block table through `gpu_bt`. */
+typedef struct run_opts {
+    int determinism;
+    const int32_t *gpu_seqlens;
+    const int32_t *gpu_bt;
+    int reuse_schedule; /* mla_decode_schedule + MLA_DECODE_REUSE_SCHEDULE */
+} run_opts;
+
+static int run_case_opts(const tc_config *cfg, const run_opts *o)
+{
+    char name[256];
+    case_name(name, sizeof name, cfg);
+    tc_case c;
+    if (tc_case_build(&c, cfg)) return tc_expect(0, "%s: case build failed", name);
+    mla_status st = tc_case_run_cpu(&c);
+    if (st) {
+        tc_expect(0, "%s: CPU plan failed: %s", name, mla_last_error());
+        tc_case_free(&c);
+        return 0;
+    }
+    snap cpu;
+    snap_take(&cpu, &c);
+    tc_case_poison(&c);
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    int ok = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    if ((st = gpu_plan(&c, g_dev, &plan, &ws))) {
+        tc_expect(0, "%s: GPU plan failed: %s", name, mla_last_error());
+        goto done;
+    }
+    if (dev_upload(&d, &c, ws)) goto done;
+    if (o && o->gpu_seqlens) cudaMemcpy(d.seqlens, o->gpu_seqlens, (size_t)cfg->b * 4, cudaMemcpyHostToDevice);
+    if (o && o->gpu_bt) cudaMemcpy(d.bt, o->gpu_bt, (size_t)c.bt_elems * 4, cudaMemcpyHostToDevice);
+    if (o && o->reuse_schedule) {
+        st = mla_decode_schedule(plan, d.args.cache_seqlens, d.ws, ws, NULL);
+        if (st) { tc_expect(0, "%s: mla_decode_schedule: %s", name, mla_last_error()); goto done; }
+        d.args.flags = MLA_DECODE_REUSE_SCHEDULE;
+    }
+    st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+    if (st) { tc_expect(0, "%s: mla_decode: %s", name, mla_last_error()); goto done; }
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+        tc_expect(0, "%s: kernel failed: %s", name, cudaGetErrorString(cudaGetLastError()));
+        goto done;
+    }
+    if (dev_download(&d, &c)) goto done;
+    ok = compare_to(name, &c, &cpu);
+    if (o && o->determinism) {
+        snap first;
+        snap_take(&first, &c);
+        /* different workspace garbage and poisoned outputs, same inputs */
+        cudaMemset(d.ws, 0x5A, ws);
+        tc_case_poison(&c);
+        cudaMemcpy(d.out, c.out, (size_t)c.out_elems * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(d.lse, c.lse, (size_t)c.lse_elems * 4, cudaMemcpyHostToDevice);
+        st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+        cudaDeviceSynchronize();
+        dev_download(&d, &c);
+        int same = st == MLA_OK && !memcmp(first.out, c.out, (size_t)c.out_elems * 2) &&
+                   !memcmp(first.lse, c.lse, (size_t)c.lse_elems * 4);
+        tc_expect(same, "%s: two runs gave different bytes", name);
+        snap_free(&first);
+    }
+done:
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    snap_free(&cpu);
+    tc_case_free(&c);
+    return ok;
+}
+
+static int run_case(const tc_config *cfg) { return run_case_opts(cfg, NULL); }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sections                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* spec §6 grid. Cases cost b*s_q*s_k*h_q on the CPU reference; the biggest ones are
+ * subsampled (every 5th, deterministic) unless --grid-all. Returns the number run. */
+static void test_grid(void)
+{
+    static const int64_t bs[] = {1, 2, 6, 64}, sqs[] = {1, 2, 4}, sks[] = {20, 140, 4096};
+    static const int64_t hqs[] = {1, 3, 9, 63, 64, 126, 128}, hkvs[] = {1, 2, 3, 8};
+    int total = 0, run = 0, skipped = 0, pass0 = tc_passed, fail0 = tc_failed;
+    double t0 = tc_now();
+    uint64_t seed = 1000;
+    for (int ib = 0; ib < 4; ib++)
+        for (int iq = 0; iq < 3; iq++)
+            for (int ik = 0; ik < 3; ik++)
+                for (int ih = 0; ih < 7; ih++)
+                    for (int ikv = 0; ikv < 4; ikv++) {
+                        if (hqs[ih] % hkvs[ikv]) continue;
+                        for (int varlen = 0; varlen < 2; varlen++)
+                            for (int causal = 0; causal < 2; causal++) {
+                                total++;
+                                seed++;
+                                /* estimated host seconds: case build (randn for the cache, one
+                                 * thread) + the CPU reference (16 threads) */
+                                const double est = (double)bs[ib] * sks[ik] * hkvs[ikv] * 576 / 34e6 +
+                                                   (double)bs[ib] * sqs[iq] * sks[ik] * hqs[ih] / 15e6 + 0.01;
+                                const int canon = bs[ib] == 64 && sks[ik] == 4096 && hqs[ih] == 128 &&
+                                                  hkvs[ikv] == 1 && varlen && sqs[iq] <= 2;
+                                if (!g_grid_all && !(est <= 0.15 || (est <= 3.0 && total % 6 == 0) || canon)) {
+                                    skipped++;
+                                    continue;
+                                }
+                                tc_config cfg = tc_config_default();
+                                cfg.b = bs[ib]; cfg.s_q = sqs[iq]; cfg.s_k = sks[ik];
+                                cfg.h_q = hqs[ih]; cfg.h_kv = hkvs[ikv];
+                                cfg.varlen = varlen; cfg.causal = causal;
+                                cfg.seed = seed;
+                                run++;
+                                run_case(&cfg);
+                            }
+                    }
+    printf("grid: %d of %d spec §6 cases run (%d skipped: cases over 0.15 s of estimated host time run 1 in 6 "
+           "up to 3 s, plus b=64 s_k=4096 h_q=128 varlen s_q 1-2), "
+           "%d passed, %d failed, %.1f s\n",
+           run, total, skipped, tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+static void test_corners(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    /* explicit lengths with zeros and tile edges */
+    static const int32_t lens1[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
+    static const int32_t zeros[] = {0, 0, 0, 0};
+    for (int causal = 0; causal < 2; causal++)
+        for (int sq = 1; sq <= 2; sq++) {
+            tc_config cfg = tc_config_default();
+            cfg.b = 12; cfg.s_q = sq; cfg.h_q = 16; cfg.causal = causal; cfg.kv_lens = lens1;
+            cfg.seed = 77 + sq + 2 * causal;
+            run_case(&cfg);
+        }
+    {
+        tc_config cfg = tc_config_default();
+        cfg.b = 4; cfg.h_q = 128; cfg.kv_lens = zeros;
+        run_case(&cfg);
+        cfg.s_q = 3; cfg.causal = 1;
+        run_case(&cfg);
+    }
+    /* s_q > L with causal: some rows see nothing */
+    {
+        static const int32_t small[] = {1, 2, 3, 0, 5};
+        tc_config cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 8; cfg.h_q = 16; cfg.causal = 1; cfg.kv_lens = small;
+        run_case(&cfg);
+    }
+    /* b=128, about half empty */
+    for (int hq = 16; hq <= 128; hq *= 8) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 128; cfg.s_q = 1; cfg.s_k = 1024; cfg.h_q = hq; cfg.varlen = 1; cfg.zero_half = 1;
+        cfg.seed = 5 + hq;
+        run_case(&cfg);
+    }
+    /* one huge request among many short ones */
+    {
+        int32_t lens[64];
+        for (int i = 0; i < 64; i++) lens[i] = 1 + (i * 37) % 90;
+        lens[17] = 60000;
+        tc_config cfg = tc_config_default();
+        cfg.b = 64; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 9;
+        run_case(&cfg);
+    }
+    printf("corners: %d passed, %d failed, %.1f s\n", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+static void test_variants(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    static const int64_t pages[] = {16, 32, 64, 128, 256, 48};
+    for (int i = 0; i < 6; i++)
+        for (int hq = 16; hq <= 128; hq *= 8) {
+            tc_config cfg = tc_config_default();
+            cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = hq;
+            cfg.page_size = pages[i]; cfg.seed = 100 + i + hq;
+            run_case(&cfg);
+        }
+    /* fp16, d_qk 512, both */
+    for (int v = 0; v < 4; v++)
+        for (int sq = 1; sq <= 2; sq++) {
+            tc_config cfg = tc_config_default();
+            cfg.b = 5; cfg.s_q = sq; cfg.causal = sq > 1; cfg.s_k = 900; cfg.varlen = 1; cfg.h_q = 64;
+            cfg.h_kv = v == 3 ? 2 : 1;
+            cfg.dtype = (v & 1) ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
+            cfg.d_qk = (v & 2) ? 512 : 576;
+            cfg.seed = 200 + v * 2 + sq;
+            run_case(&cfg);
+        }
+    /* cu_seqlens_q (per-request query lengths, some 0), causal and not */
+    for (int causal = 0; causal < 2; causal++)
+        for (int hq = 16; hq <= 128; hq *= 8) {
+            tc_config cfg = tc_config_default();
+            cfg.b = 9; cfg.s_q = 4; cfg.causal = causal; cfg.s_k = 300; cfg.varlen = 1; cfg.h_q = hq;
+            cfg.cu_seqlens_q = 1; cfg.seed = 300 + causal + hq;
+            run_case(&cfg);
+        }
+    /* s_q up to 8 with causal, h_kv > 1 */
+    {
+        tc_config cfg = tc_config_default();
+        cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.seed = 400;
+        run_case(&cfg);
+        cfg.s_q = 5; cfg.h_q = 128; cfg.h_kv = 1; cfg.seed = 401;
+        run_case(&cfg);
+    }
+    /* padded strides, transposed lse, padded cache heads; explicit softmax_scale */
+    for (int fp16 = 0; fp16 < 2; fp16++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 333; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+        cfg.strided = 1; cfg.softmax_scale = 0.0625f;
+        cfg.dtype = fp16 ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
+        cfg.seed = 500 + fp16;
+        run_case(&cfg);
+    }
+    /* h_q beyond 128 */
+    {
+        tc_config cfg = tc_config_default();
+        cfg.b = 2; cfg.s_q = 2; cfg.s_k = 400; cfg.h_q = 256; cfg.causal = 1; cfg.seed = 600;
+        run_case(&cfg);
+    }
+    printf("variants (pages, fp16, d_qk 512, cu_seqlens_q, s_q 8, strides, h_q 256): %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+/* Out-of-range values the host never sees: negative lengths, lengths past the block table,
+ * invalid page ids inside the used range. */
+static void test_device_values(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    /* negative seqlens act as 0 */
+    {
+        static const int32_t lens[] = {0, 200, 0, 70};
+        const int32_t gl[] = {-5, 200, INT32_MIN, 70};
+        tc_config cfg = tc_config_default();
+        cfg.b = 4; cfg.h_q = 16; cfg.kv_lens = lens;
+        run_opts o = {0, gl, NULL, 0};
+        run_case_opts(&cfg, &o);
+    }
+    /* seqlens past max_pages * page_size clamp (no garbage columns: the longest request fills
+     * its row of the block table) */
+    {
+        static const int32_t lens[] = {256, 100, 256};
+        const int32_t gl[] = {256 + 12345, 100, INT32_MAX};
+        tc_config cfg = tc_config_default();
+        cfg.b = 3; cfg.h_q = 16; cfg.kv_lens = lens; cfg.extra_cols = 0;
+        run_opts o = {0, gl, NULL, 0};
+        run_case_opts(&cfg, &o);
+    }
+    /* invalid page ids inside the used range make those keys invisible: the GPU sees lengths
+     * {300, 250} with the last used page of each request replaced by a bad id; the CPU sees
+     * the lengths cut at that page */
+    {
+        const int64_t ps = 64;
+        static const int32_t lens[] = {256, 192};     /* CPU: pages 0..3 / 0..2 */
+        const int32_t gl[] = {300, 250};              /* GPU: one more (partial) page each */
+        tc_config cfg = tc_config_default();
+        cfg.b = 2; cfg.h_q = 16; cfg.kv_lens = lens; cfg.extra_cols = 2; cfg.page_size = ps;
+        tc_case c;
+        tc_case_build(&c, &cfg);
+        int32_t *bt = (int32_t *)malloc((size_t)c.bt_elems * 4);
+        memcpy(bt, c.block_table, (size_t)c.bt_elems * 4);
+        bt[0 * c.max_pages + 4] = -1;
+        bt[1 * c.max_pages + 3] = (int32_t)c.num_pages; /* one past the pool */
+        tc_case_free(&c);
+        run_opts o = {0, gl, bt, 0};
+        run_case_opts(&cfg, &o);
+        free(bt);
+    }
+    printf("device values (negative/clamped lengths, invalid page ids): %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+static void test_determinism_and_reuse(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    run_opts det = {1, NULL, NULL, 0};
+    tc_config cfg = tc_config_default();
+    cfg.b = 64; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 700;
+    run_case_opts(&cfg, &det);
+    cfg.b = 1; cfg.s_q = 1; cfg.causal = 0; cfg.s_k = 20000; cfg.varlen = 0; cfg.h_q = 16; cfg.seed = 701;
+    run_case_opts(&cfg, &det);
+    run_opts reuse = {0, NULL, NULL, 1};
+    cfg.b = 16; cfg.s_q = 1; cfg.s_k = 3000; cfg.varlen = 1; cfg.h_q = 64; cfg.seed = 702;
+    run_case_opts(&cfg, &reuse);
+    printf("determinism + schedule reuse: %d passed, %d failed, %.1f s\n", tc_passed - pass0,
+           tc_failed - fail0, tc_now() - t0);
+}
+
+/* b = 16384: the scheduler loops over the batch; mixed lengths with zeros and one long one. */
+static void test_big_batch(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    const int64_t b = 16384;
+    int32_t *lens = (int32_t *)malloc((size_t)b * 4);
+    for (int64_t i = 0; i < b; i++) lens[i] = (int32_t)((i * 7919) % 97);
+    lens[12345] = 30000;
+    tc_config cfg = tc_config_default();
+    cfg.b = b; cfg.h_q = 2; cfg.kv_lens = lens; cfg.page_size = 16; cfg.seed = 800;
+    run_case(&cfg);
+    free(lens);
+    printf("b=16384: %d passed, %d failed, %.1f s\n", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+/* The 1-stage variant (what an A100 runs), forced through the MLA_GPU_KERNEL testing hook. */
+static void test_one_stage(void)
+{
+    int pass0 = tc_passed, fail0 = tc_failed;
+    setenv("MLA_GPU_KERNEL", "2", 1);
+    tc_config cfg = tc_config_default();
+    mla_decode_plan_t plan = NULL;
+    cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 900;
+    tc_case c;
+    tc_case_build(&c, &cfg);
+    if (mla_decode_plan_create(&plan, &c.shape, g_dev) == MLA_OK) {
+        run_case(&cfg);
+        cfg.b = 1; cfg.s_q = 1; cfg.causal = 0; cfg.s_k = 5000; cfg.varlen = 0; cfg.h_q = 16; cfg.seed = 901;
+        run_case(&cfg);
+    }
+    mla_decode_plan_destroy(plan);
+    tc_case_free(&c);
+    unsetenv("MLA_GPU_KERNEL");
+    printf("1-stage kernel variant: %d passed, %d failed\n", tc_passed - pass0, tc_failed - fail0);
+}
+
+/* CUDA graph: capture one mla_decode, replay with new cache_seqlens values. */
+static void test_graph(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    const int64_t b = 8;
+    int32_t cap[8] = {3000, 3000, 3000, 3000, 3000, 3000, 3000, 3000};
+    tc_config cfg = tc_config_default();
+    cfg.b = b; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = cap; cfg.seed = 1100;
+    tc_case c;
+    if (tc_case_build(&c, &cfg)) { tc_expect(0, "graph: build failed"); return; }
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    cudaStream_t stream = NULL;
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    if (gpu_plan(&c, g_dev, &plan, &ws)) { tc_expect(0, "graph: plan: %s", mla_last_error()); goto done; }
+    if (dev_upload(&d, &c, ws)) goto done;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    if (!tc_expect(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess,
+                   "graph: begin capture"))
+        goto done;
+    mla_status st = mla_decode(plan, &d.args, d.ws, ws, (struct CUstream_st *)stream);
+    cudaError_t e = cudaStreamEndCapture(stream, &graph);
+    if (!tc_expect(st == MLA_OK && e == cudaSuccess, "graph: capture of mla_decode (%s / %s)",
+                   st ? mla_last_error() : "ok", cudaGetErrorString(e)))
+        goto done;
+    if (!tc_expect(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess, "graph: instantiate")) goto done;
+    static const int32_t sets[4][8] = {
+        {3000, 3000, 3000, 3000, 3000, 3000, 3000, 3000},
+        {1, 0, 2999, 64, 65, 0, 1000, 17},
+        {0, 0, 0, 0, 0, 0, 0, 0},
+        {2500, 10, 10, 10, 10, 10, 10, 3000},
+    };
+    for (int rep = 0; rep < 4; rep++) {
+        char name[96];
+        snprintf(name, sizeof name, "graph replay %d (new cache_seqlens)", rep);
+        /* the CPU reference for these lengths on the same cache (rows past a shorter length are
+         * real data now, which the CPU ignores too) */
+        memcpy(c.seqlens, sets[rep], sizeof sets[rep]);
+        tc_case_poison(&c);
+        if (tc_case_run_cpu(&c)) { tc_expect(0, "%s: CPU: %s", name, mla_last_error()); continue; }
+        snap cpu;
+        snap_take(&cpu, &c);
+        tc_case_poison(&c);
+        cudaMemcpyAsync(d.seqlens, sets[rep], sizeof sets[rep], cudaMemcpyHostToDevice, stream);
+        cudaMemcpyAsync(d.out, c.out, (size_t)c.out_elems * 2, cudaMemcpyHostToDevice, stream);
+        cudaMemcpyAsync(d.lse, c.lse, (size_t)c.lse_elems * 4, cudaMemcpyHostToDevice, stream);
+        e = cudaGraphLaunch(exec, stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+        if (tc_expect(e == cudaSuccess, "%s: %s", name, cudaGetErrorString(e))) {
+            dev_download(&d, &c);
+            compare_to(name, &c, &cpu);
+        }
+        snap_free(&cpu);
+    }
+done:
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (stream) cudaStreamDestroy(stream);
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    tc_case_free(&c);
+    printf("CUDA graph capture + replay with new lengths: %d passed, %d failed, %.1f s\n", tc_passed - pass0,
+           tc_failed - fail0, tc_now() - t0);
+}
+
+/* A plan on another device than the current one. */
+static void test_devices(void)
+{
+    int pass0 = tc_passed, fail0 = tc_failed;
+    int n = 0;
+    cudaGetDeviceCount(&n);
+    mla_decode_shape sh = mla_decode_shape_default();
+    sh.b = 1; sh.h_q = 16; sh.page_size = 64;
+    mla_decode_plan_t plan = NULL;
+    mla_status st = mla_decode_plan_create(&plan, &sh, n);
+    tc_expect(st == MLA_ERR_INVALID_ARGUMENT && plan == NULL, "plan on device %d (absent) must fail, got %d", n,
+              (int)st);
+    if (n < 2) {
+        printf("devices: one GPU only, second-device test not run (absent-device check done)\n");
+        return;
+    }
+    /* buffers and plan on device 1 while device 0 is current */
+    int cur = -1;
+    g_dev = 1;
+    cudaSetDevice(1);
+    tc_config cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 800; cfg.varlen = 1; cfg.h_q = 32; cfg.seed = 1200;
+    /* run_case allocates on the current device: make device 1 current for the allocations, then
+     * the library is called with device 0 current through the hook below */
+    cudaSetDevice(0);
+    {
+        char name[64] = "second device (plan on 1, device 0 current)";
+        tc_case c;
+        tc_case_build(&c, &cfg);
+        tc_case_run_cpu(&c);
+        snap cpu;
+        snap_take(&cpu, &c);
+        tc_case_poison(&c);
+        mla_decode_plan_t p1 = NULL;
+        size_t ws = 0;
+        dev_case d;
+        memset(&d, 0, sizeof d);
+        cudaSetDevice(1);
+        int up = dev_upload(&d, &c, 0);
+        void *wsp = NULL;
+        cudaSetDevice(0);
+        if (!up && gpu_plan(&c, 1, &p1, &ws) == MLA_OK) {
+            cudaSetDevice(1);
+            cudaMalloc(&wsp, ws);
+            cudaSetDevice(0);
+            st = mla_decode(p1, &d.args, wsp, ws, NULL);
+            cudaGetDevice(&cur);
+            tc_expect(cur == 0, "current device changed by mla_decode (now %d)", cur);
+            tc_expect(st == MLA_OK, "%s: %s", name, mla_last_error());
+            cudaSetDevice(1);
+            cudaDeviceSynchronize();
+            dev_download(&d, &c);
+            compare_to(name, &c, &cpu);
+            cudaFree(wsp);
+        } else {
+            tc_expect(0, "%s: setup failed: %s", name, mla_last_error());
+        }
+        cudaSetDevice(1);
+        dev_free(&d);
+        cudaSetDevice(0);
+        mla_decode_plan_destroy(p1);
+        snap_free(&cpu);
+        tc_case_free(&c);
+    }
+    g_dev = 0;
+    printf("devices: %d passed, %d failed\n", tc_passed - pass0, tc_failed - fail0);
+}
+
+/* Bad input on a GPU plan: errors, and nothing written (out, lse, workspace). */
+static void test_bad_input(void)
+{
+    int pass0 = tc_passed, fail0 = tc_failed;
+    tc_config cfg = tc_config_default();
+    cfg.b = 3; cfg.s_q = 2; cfg.h_q = 16; cfg.s_k = 200; cfg.seed = 1300;
+    tc_case c;
+    tc_case_build(&c, &cfg);
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    if (gpu_plan(&c, g_dev, &plan, &ws) || dev_upload(&d, &c, ws)) {
+        tc_expect(0, "bad input: setup: %s", mla_last_error());
+        goto done;
+    }
+    {
+        mla_decode_args a;
+        mla_status st;
+        a = d.args; a.q = (const char *)d.q + 2;
+        st = mla_decode(plan, &a, d.ws, ws, NULL);
+        tc_expect(st == MLA_ERR_INVALID_ARGUMENT && strstr(mla_last_error(), "q"), "misaligned q: %d %s", st, mla_last_error());
+        a = d.args; a.k_cache = NULL;
+        st = mla_decode(plan, &a, d.ws, ws, NULL);
+        tc_expect(st == MLA_ERR_INVALID_ARGUMENT, "NULL k_cache: %d %s", st, mla_last_error());
+        a = d.args; a.k_stride[1] = 100; /* not a multiple of 8, and overlapping */
+        st = mla_decode(plan, &a, d.ws, ws, NULL);
+        tc_expect(st == MLA_ERR_INVALID_ARGUMENT, "bad k_stride: %d %s", st, mla_last_error());
+        a = d.args; a.flags = 0x80;
+        st = mla_decode(plan, &a, d.ws, ws, NULL);
+        tc_expect(st == MLA_ERR_INVALID_ARGUMENT, "unknown flags: %d %s", st, mla_last_error());
+        st = mla_decode(plan, &d.args, d.ws, ws - 1, NULL);
+        tc_expect(st == MLA_ERR_WORKSPACE_TOO_SMALL, "small workspace: %d %s", st, mla_last_error());
+        st = mla_decode(plan, &d.args, (char *)d.ws + 16, ws, NULL);
+        tc_expect(st == MLA_ERR_INVALID_ARGUMENT, "unaligned workspace: %d %s", st, mla_last_error());
+        cudaDeviceSynchronize();
+        /* nothing written: out/lse still poisoned, workspace still 0xAB */
+        uint16_t *o = (uint16_t *)malloc((size_t)c.out_elems * 2);
+        float *l = (float *)malloc((size_t)c.lse_elems * 4);
+        unsigned char *w = (unsigned char *)malloc(ws);
+        cudaMemcpy(o, d.out, (size_t)c.out_elems * 2, cudaMemcpyDeviceToHost);
+        cudaMemcpy(l, d.lse, (size_t)c.lse_elems * 4, cudaMemcpyDeviceToHost);
+        cudaMemcpy(w, d.ws, ws, cudaMemcpyDeviceToHost);
+        int64_t bad = 0;
+        for (int64_t x = 0; x < c.out_elems; x++) bad += o[x] != TC_POISON_HALF;
+        for (int64_t x = 0; x < c.lse_elems; x++) bad += mla_f32_bits(l[x]) != 0x7fc00123u;
+        for (size_t x = 0; x < ws; x++) bad += w[x] != 0xAB;
+        tc_expect(bad == 0, "rejected calls wrote %lld bytes/elements", (long long)bad);
+        free(o); free(l); free(w);
+        /* a GPU shape the device rejects: page_size not a multiple of 16 */
+        mla_decode_shape sh = c.shape;
+        sh.page_size = 24;
+        mla_decode_plan_t p2 = NULL;
+        st = mla_decode_plan_create(&p2, &sh, g_dev);
+        tc_expect(st != MLA_OK && p2 == NULL && strstr(mla_last_error(), "page_size"),
+                  "page_size 24 on the GPU must be rejected: %d %s", st, mla_last_error());
+        /* a valid call after the failures still works */
+        st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+        tc_expect(st == MLA_OK && cudaDeviceSynchronize() == cudaSuccess, "valid call after errors: %s",
+                  mla_last_error());
+        int info_dev = -2, parts = 0;
+        mla_decode_plan_info(plan, &info_dev, &parts);
+        tc_expect(info_dev == g_dev && parts >= 1, "plan_info: device %d parts %d", info_dev, parts);
+    }
+done:
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    tc_case_free(&c);
+    printf("bad input on a GPU plan: %d passed, %d failed\n", tc_passed - pass0, tc_failed - fail0);
+}
+
+static void test_quick(void)
+{
+    /* small, split-heavy cases for compute-sanitizer */
+    static const int32_t lens[] = {0, 1, 130, 700};
+    tc_config cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 1;
+    run_case(&cfg);
+    cfg.kv_lens = NULL; cfg.b = 1; cfg.s_q = 1; cfg.causal = 0; cfg.s_k = 1500; cfg.h_q = 64; cfg.seed = 2;
+    run_case(&cfg);
+    cfg.b = 3; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 400; cfg.h_q = 9; cfg.h_kv = 3; cfg.page_size = 16;
+    cfg.dtype = MLA_DTYPE_FP16; cfg.d_qk = 512; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.seed = 3;
+    run_case(&cfg);
+    printf("quick: %d passed, %d failed\n", tc_passed, tc_failed);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) g_quick = 1;
+        else if (!strcmp(argv[i], "--grid-all")) g_grid_all = 1;
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--grid-all]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!mla_has_cuda()) {
+        printf("skipped: no CUDA GPU\n");
+        return 77;
+    }
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        printf("skipped: no CUDA GPU\n");
+        return 77;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    printf("GPU 0: %s, cc %d.%d, %d SMs (%d device(s))\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount, n);
+    cudaSetDevice(0);
+    if (g_quick) {
+        test_quick();
+        return tc_summary();
+    }
+    double t0 = tc_now();
+    test_bad_input();
+    test_corners();
+    test_device_values();
+    test_variants();
+    test_determinism_and_reuse();
+    test_graph();
+    test_devices();
+    test_one_stage();
+    test_big_batch();
+    test_grid();
+    printf("total time %.1f s\n", tc_now() - t0);
+    return tc_summary();
+}
+
+#endif
