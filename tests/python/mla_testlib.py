@@ -55,26 +55,29 @@ def ref_decode(q, k_cache, block_table, cache_seqlens, causal=False, softmax_sca
                cu_seqlens_q=None):
     """Independent fp32 reference: gather each request's pages, scores, bottom-right causal
     mask, softmax, natural lse. Rows with no visible key: out 0, lse +inf."""
-    q = q.float().cpu(); k_cache = k_cache.float().cpu()
+    dev = q.device                    # computed where q lives (CPU or GPU), in fp32
+    q = q.float(); k_cache = k_cache.float().to(dev)
     block_table = block_table.cpu(); cache_seqlens = cache_seqlens.cpu()
+    if cu_seqlens_q is not None:
+        cu_seqlens_q = cu_seqlens_q.cpu()
     b, s_q, h_q, d = q.shape
     page, h_kv = k_cache.shape[1], k_cache.shape[2]
     scale = d ** -0.5 if softmax_scale is None else softmax_scale
-    out = torch.zeros(b, s_q, h_q, d_v)
-    lse = torch.full((b, h_q, s_q), math.inf)
+    out = torch.zeros(b, s_q, h_q, d_v, device=dev)
+    lse = torch.full((b, h_q, s_q), math.inf, device=dev)
     for i in range(b):
         L = int(cache_seqlens[i])
         n = s_q if cu_seqlens_q is None else int(cu_seqlens_q[i + 1] - cu_seqlens_q[i])
         if L == 0 or n == 0:
             continue
         np_ = (L + page - 1) // page
-        pages = block_table[i, :np_].long()
+        pages = block_table[i, :np_].long().to(dev)
         kv = k_cache[pages].reshape(np_ * page, h_kv, d)[:L]                 # [L, h_kv, d]
         kv = kv.repeat_interleave(h_q // h_kv, dim=1)                         # [L, h_q, d]
         s = torch.einsum("nhd,lhd->hnl", q[i, :n], kv) * scale               # [h_q, n, L]
         if causal:
-            rows = torch.arange(n).view(n, 1)
-            cols = torch.arange(L).view(1, L)
+            rows = torch.arange(n, device=dev).view(n, 1)
+            cols = torch.arange(L, device=dev).view(1, L)
             s = s.masked_fill(cols > (L - n + rows), float("-inf"))
         row_lse = torch.logsumexp(s, dim=-1)                                  # [h_q, n]
         empty = torch.isinf(row_lse) & (row_lse < 0)
