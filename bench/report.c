@@ -96,8 +96,11 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
     fprintf(f, "formulas (FlashMLA, spec §7): FLOPs = b*h_q*s_q*mean_sk*2*(d_qk+d_v); bytes = "
                "b*(s_q*h_q*d_qk*2 + mean_sk*h_kv*d_qk*2 + s_q*h_q*d_v*2)\n");
     if (env->is_gpu)
-        fprintf(f, "FlashMLA columns: %s.\n  ratio = FlashMLA µs (midpoint) / mla.c µs, > 1: mla.c "
-                   "faster. Another card and no L2 flush there: indicative only.\n", flashmla_ref_source);
+        fprintf(f, "FM columns (FlashMLA): %s.\n  ratio = FlashMLA µs (midpoint) / mla.c µs, > 1: "
+                   "mla.c faster. Another card and no L2 flush there: indicative only.\n",
+                flashmla_ref_source);
+    if (!env->is_gpu && o->grid)
+        fprintf(f, "note: the spec §7 grid on the CPU path takes a long time (b=128, s_k up to 16K)\n");
     if (env->is_gpu && o->iters < 20)
         fprintf(f, "warning: --iters %d is below the 20 replays spec §7 asks for\n", o->iters);
     fprintf(f, "\n");
@@ -105,10 +108,11 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
 
 void bench_print_table_header(FILE *f, const bench_env *env)
 {
-    fprintf(f, "%-46s %7s %9s %7s %7s %6s %6s", "case", "mean_sk", "µs", "GB/s", "TFLOPS", "%copy",
+    /* "µs" is 3 bytes wide in UTF-8 but 2 columns: one more byte of field width */
+    fprintf(f, "%-46s %7s %10s %7s %7s %6s %6s", "case", "mean_sk", "µs", "GB/s", "TFLOPS", "%copy",
             "%gemm");
     if (env->is_gpu)
-        fprintf(f, " | %-30s %6s", "FlashMLA H100: µs  GB/s  TFLOPS", "ratio");
+        fprintf(f, " | %10s %9s %9s %7s", "FM µs", "FM GB/s", "FM TFLOPS", "ratio");
     fprintf(f, "\n");
 }
 
@@ -155,9 +159,9 @@ void bench_print_row(FILE *f, const bench_result *r)
         range(us, sizeof us, r->ref->us_lo, r->ref->us_hi);
         range(gb, sizeof gb, r->ref->gbs_lo, r->ref->gbs_hi);
         range(tf, sizeof tf, r->ref->tf_lo, r->ref->tf_hi);
-        fprintf(f, " | %9s %9s %8s   %5.2fx\n", us, gb, tf, ratio_vs_flashmla(r));
+        fprintf(f, " | %9s %9s %9s %6.2fx\n", us, gb, tf, ratio_vs_flashmla(r));
     } else {
-        fprintf(f, " | %9s %9s %8s   %6s\n", "-", "-", "-", "-");
+        fprintf(f, " | %9s %9s %9s %7s\n", "-", "-", "-", "-");
     }
     if (r->nonfinite > 0)
         fprintf(f, "  !! %lld bad values in out/lse (NaN/inf): the result is wrong\n",

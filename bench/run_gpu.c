@@ -63,13 +63,14 @@ static void *make_pattern(mla_dtype dtype, uint64_t seed)
     return dev;
 }
 
-/* Fills `bytes` of dst with windows of the pattern at shifting offsets, so pages differ. */
-static cudaError_t fill_from_pattern(void *dst, size_t bytes, const void *pattern)
+/* Fills `bytes` of dst with PATTERN_SPAN windows of the pattern starting at shifting offsets
+ * (`salt` picks another sequence of offsets), so neighbouring chunks and buffers differ. */
+static cudaError_t fill_from_pattern(void *dst, size_t bytes, const void *pattern, unsigned salt)
 {
     size_t off = 0;
-    for (unsigned k = 0; off < bytes; k++) {
+    for (size_t k = salt; off < bytes; k++) {
         size_t n = bytes - off < PATTERN_SPAN ? bytes - off : PATTERN_SPAN;
-        size_t src = ((size_t)k * 1237u * 256u) % (PATTERN_BYTES - PATTERN_SPAN);
+        size_t src = (k * 1237u) % ((PATTERN_BYTES - PATTERN_SPAN) / 256 + 1) * 256; /* even */
         cudaError_t e = cudaMemcpyAsync((char *)dst + off, (const char *)pattern + src, n,
                                         cudaMemcpyDeviceToDevice, G.stream);
         if (e != cudaSuccess)
@@ -207,8 +208,8 @@ static double measure_gemm(mla_dtype run_dtype, char *note, size_t noten)
     CK(cudaMalloc(&g.a, bytes));
     CK(cudaMalloc(&g.b, bytes));
     CK(cudaMalloc(&g.c, bytes));
-    CK(fill_from_pattern(g.a, bytes, pattern));
-    CK(fill_from_pattern(g.b, bytes, (const char *)pattern + 4096));
+    CK(fill_from_pattern(g.a, bytes, pattern, 0));
+    CK(fill_from_pattern(g.b, bytes, pattern, 5));
     if (time_ops(NULL, gemm_op, &g, 3, 20, us, err, errn))
         goto done;
     tflops = 2.0 * GEMM_N * (double)GEMM_N * GEMM_N / (bench_median(us, 20) * 1e-6) / 1e12;
@@ -379,8 +380,8 @@ static int gpu_case_alloc(gpu_case *g, const bench_case *c, const bench_layout *
     CK(cudaMalloc((void **)&g->lse, g->nl * sizeof(float)));
     CK(cudaMalloc((void **)&g->bt, nbt * sizeof(int32_t)));
     CK(cudaMalloc((void **)&g->sl, (size_t)c->b * sizeof(int32_t)));
-    CK(fill_from_pattern(g->q, g->nq * 2, G.pattern));
-    CK(fill_from_pattern(g->k, g->nk * 2, (const char *)G.pattern + 1024));
+    CK(fill_from_pattern(g->q, g->nq * 2, G.pattern, 0));
+    CK(fill_from_pattern(g->k, g->nk * 2, G.pattern, 3));
     for (int64_t i = 0; i < c->b; i++) { /* 0xffff is NaN in bf16 and fp16 */
         int64_t page, first, rows = bench_tail_rows(c, lay, i, &page, &first);
         if (rows)
@@ -423,7 +424,7 @@ done:
 /* Captures one mla_decode in a graph; on failure says why in `note` and returns 1. */
 static int gpu_case_capture(gpu_case *g, char *note, size_t noten)
 {
-    char msg[BENCH_ERR_LEN] = "";
+    char msg[BENCH_ERR_LEN / 2] = "";
     cudaError_t e = cudaStreamBeginCapture(G.stream, cudaStreamCaptureModeThreadLocal);
     if (e == cudaSuccess) {
         decode_op(g, 0, msg, sizeof msg);
