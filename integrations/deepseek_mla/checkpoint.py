@@ -45,7 +45,7 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict
         t = tensors[name].detach().to("cpu").contiguous()
         if t.dtype not in _ST_NAMES:
             raise ValueError(f"{name}: dtype {t.dtype} not storable in safetensors")
-        b = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        b = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         header[name] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
@@ -59,14 +59,22 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict
 
 
 def load_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """Read a .safetensors file (the ``safetensors`` package when installed, else built-in)."""
     try:
-        from safetensors.torch import load_file  # optional, faster
-        return load_file(path)
+        from safetensors.torch import load_file  # optional, memory-mapped
     except ImportError:
-        pass
+        return load_safetensors_builtin(path)
+    return load_file(path)
+
+
+def load_safetensors_builtin(path: str) -> dict[str, torch.Tensor]:
     with open(path, "rb") as f:
         data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: not a safetensors file (too short)")
     (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise ValueError(f"{path}: header length {n} exceeds the file size")
     header = json.loads(data[8:8 + n])
     base = 8 + n
     out = {}
@@ -77,6 +85,11 @@ def load_safetensors(path: str) -> dict[str, torch.Tensor]:
         if dt is None:
             raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
         s, e = info["data_offsets"]
+        numel = 1
+        for dim in info["shape"]:
+            numel *= int(dim)
+        if not 0 <= s <= e <= len(data) - base or e - s != numel * torch.empty(0, dtype=dt).element_size():
+            raise ValueError(f"{path}: tensor {name} has bad data_offsets {info['data_offsets']}")
         buf = bytearray(data[base + s:base + e])
         t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
         out[name] = t.view(dt).reshape(info["shape"])
@@ -140,6 +153,7 @@ def load_model(directory: str, device: str | torch.device = "cpu", dtype: torch.
         raise ValueError(f"{directory}: checkpoint does not match the config: missing {sorted(missing)[:8]}"
                          f"{'...' if len(missing) > 8 else ''}, unexpected {sorted(unexpected)[:8]}"
                          f"{'...' if len(unexpected) > 8 else ''}")
+    model.requires_grad_(False)
     model.eval()
     return model
 

@@ -59,3 +59,38 @@ def greedy_reference(model, prompt_ids, max_new_tokens, eos_ids=()):
         out.append(t)
         ids.append(t)
     return out
+
+
+@torch.no_grad()
+def cached_logits(model, prompt_ids, cont_ids, kv_dtype=torch.bfloat16, num_pages=16, page_size=64,
+                  shuffle_seed=None):
+    """Logits through the serving path: prefill ``prompt_ids`` (naive, writes the paged cache), then
+    one absorbed decode step per token of ``cont_ids`` (flash_mla_with_kvcache via model.mla_ops).
+    Row k predicts the token after prompt + cont[:k]; shape ``[len(cont_ids) + 1, V]``."""
+    from .cache import PagedKVCache
+    cfg = model.config
+    cache = PagedKVCache(cfg.num_hidden_layers, num_pages, page_size, cfg.kv_cache_dim, kv_dtype, model.device,
+                         shuffle_seed=shuffle_seed)
+    rows = [model.prefill(torch.tensor(list(prompt_ids)), cache, "r")]
+    for t in cont_ids:
+        rows.append(model.decode(torch.tensor([int(t)]), cache, ["r"])[0])
+    return torch.stack(rows).cpu()
+
+
+@torch.no_grad()
+def full_logits(model, prompt_ids, cont_ids):
+    """The same rows as ``cached_logits`` from one naive full forward (no cache)."""
+    ids = list(prompt_ids) + [int(t) for t in cont_ids]
+    lg = model(torch.tensor([ids]))[0].cpu()
+    return lg[len(prompt_ids) - 1:]
+
+
+def argmax_violations(ref_logits, chosen, tol):
+    """Steps where ``chosen[k]`` is not within ``tol`` of the reference maximum (teacher-forced
+    check of greedy decoding done at lower precision). Returns a list of (step, gap)."""
+    bad = []
+    for k, t in enumerate(chosen):
+        gap = float(ref_logits[k].max() - ref_logits[k][int(t)])
+        if gap > tol:
+            bad.append((k, gap))
+    return bad
