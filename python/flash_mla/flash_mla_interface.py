@@ -25,7 +25,7 @@ tensor holds then.
 import dataclasses
 import math
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import mla
 from mla import InvalidArgumentError, SchedMetaMismatchError, UnsupportedError

@@ -7,7 +7,7 @@ import threading
 
 from . import _lib
 from ._errors import InvalidArgumentError
-from ._tensor import Arr, wrap
+from ._tensor import wrap
 
 _DTYPE_ALIASES = {
     "bf16": _lib.MLA_DTYPE_BF16, "bfloat16": _lib.MLA_DTYPE_BF16,

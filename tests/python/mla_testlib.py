@@ -14,13 +14,14 @@ def make_case(b, s_q, h_q, h_kv, seqlens, page, dtype, d_qk=576, seed=0, extra_c
     [-1, 1], pages shuffled, unused cache rows (and unused pages) NaN, unused block_table
     entries GARBAGE."""
     g = torch.Generator().manual_seed(seed)
+    gd = torch.Generator(device=device).manual_seed(seed)     # big draws happen on `device`
     seqlens = [int(x) for x in seqlens]
     assert len(seqlens) == b
     npages = [(L + page - 1) // page for L in seqlens]
     max_pages = max(max(npages), 1) + extra_cols
     num_pages = sum(npages) + 3                     # a few pages nobody uses
-    q = (torch.randn(b, s_q, h_q, d_qk, generator=g) / 10).clamp(-1, 1).to(dtype)
-    k_cache = (torch.randn(num_pages, page, h_kv, d_qk, generator=g) / 10).clamp(-1, 1)
+    q = (torch.randn(b, s_q, h_q, d_qk, generator=gd, device=device) / 10).clamp(-1, 1).to(dtype)
+    k_cache = (torch.randn(num_pages, page, h_kv, d_qk, generator=gd, device=device) / 10).clamp(-1, 1)
     perm = torch.randperm(num_pages, generator=g)
     block_table = torch.full((b, max_pages), GARBAGE, dtype=torch.int32)
     used = torch.zeros(num_pages, dtype=torch.bool)
@@ -33,10 +34,10 @@ def make_case(b, s_q, h_q, h_kv, seqlens, page, dtype, d_qk=576, seed=0, extra_c
             first_bad = L - j * page                  # rows of this page past the sequence
             if first_bad < page:
                 k_cache[p, first_bad:] = float("nan")
-    k_cache[~used] = float("nan")
+    k_cache[(~used).to(device)] = float("nan")
     k_cache = k_cache.to(dtype)
     cache_seqlens = torch.tensor(seqlens, dtype=torch.int32)
-    return (q.to(device), k_cache.to(device), block_table.to(device), cache_seqlens.to(device))
+    return q, k_cache, block_table.to(device), cache_seqlens.to(device)
 
 
 def varlen_seqlens(b, s_k, s_q, seed=0, zero_frac=0.0):
@@ -73,8 +74,8 @@ def ref_decode(q, k_cache, block_table, cache_seqlens, causal=False, softmax_sca
         np_ = (L + page - 1) // page
         pages = block_table[i, :np_].long().to(dev)
         kv = k_cache[pages].reshape(np_ * page, h_kv, d)[:L]                 # [L, h_kv, d]
-        kv = kv.repeat_interleave(h_q // h_kv, dim=1)                         # [L, h_q, d]
-        s = torch.einsum("nhd,lhd->hnl", q[i, :n], kv) * scale               # [h_q, n, L]
+        qi = q[i, :n].reshape(n, h_kv, h_q // h_kv, d)                        # head h -> KV head h // g
+        s = torch.einsum("nkgd,lkd->kgnl", qi, kv).reshape(h_q, n, L) * scale  # [h_q, n, L]
         if causal:
             rows = torch.arange(n, device=dev).view(n, 1)
             cols = torch.arange(L, device=dev).view(1, L)
@@ -83,7 +84,7 @@ def ref_decode(q, k_cache, block_table, cache_seqlens, causal=False, softmax_sca
         empty = torch.isinf(row_lse) & (row_lse < 0)
         p = torch.exp(s - row_lse.unsqueeze(-1))
         p = torch.where(empty.unsqueeze(-1), torch.zeros_like(p), p)
-        o = torch.einsum("hnl,lhd->nhd", p, kv[..., :d_v])
+        o = torch.einsum("kgnl,lkd->nkgd", p.reshape(h_kv, h_q // h_kv, n, L), kv[..., :d_v]).reshape(n, h_q, d_v)
         out[i, :n] = o
         lse[i, :, :n] = torch.where(empty, torch.full_like(row_lse, math.inf), row_lse)
     return out, lse

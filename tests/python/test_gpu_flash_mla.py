@@ -35,7 +35,7 @@ GRID = [
     (6, 1, 63, 3, 64, "varlen140", False, FP16),
     (2, 2, 126, 2, 32, [4096, 1], True, BF16),
     (64, 1, 128, 1, 64, "varlen4096", False, BF16),
-    (64, 2, 64, 8, 128, "varlen4096", True, BF16),
+    (64, 2, 64, 8, 128, "varlen1000", True, BF16),
     (128, 2, 128, 1, 64, "zero4096", True, BF16),
     (32, 4, 16, 2, 256, "varlen140", True, FP16),
 ]
@@ -48,8 +48,8 @@ def _lengths(spec, b, s_q, seed):
     return varlen_seqlens(b, s_k, s_q, seed, zero_frac=0.5 if kind == "zero" else 0.0)
 
 
-def _cuda(*ts, device="cuda"):
-    return tuple(t.to(device) for t in ts)
+def _gpu_case(*args, device="cuda", **kwargs):
+    return make_case(*args, device=device, **kwargs)
 
 
 @pytest.mark.parametrize("case", GRID, ids=lambda c: "b%d-sq%d-hq%d-hkv%d-p%d-%s-%s" % (
@@ -58,7 +58,7 @@ def _cuda(*ts, device="cuda"):
 def test_gpu_matches_reference(case, api):
     b, s_q, h_q, h_kv, page, spec, causal, dtype = case
     seqlens = _lengths(spec, b, s_q, seed=b + h_q)
-    q, kc, bt, cs = _cuda(*make_case(b, s_q, h_q, h_kv, seqlens, page, dtype, seed=b * 3 + s_q))
+    q, kc, bt, cs = _gpu_case(b, s_q, h_q, h_kv, seqlens, page, dtype, seed=b * 3 + s_q)
     if api == "v3":
         sched, _ = flash_mla.get_mla_metadata()
         out, lse = flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, sched, causal=causal)
@@ -78,7 +78,7 @@ def test_gpu_sched_meta_across_layers_and_determinism():
     sched, _ = flash_mla.get_mla_metadata()
     results = []
     for layer in range(3):
-        q, kc, bt, cs = _cuda(*make_case(b, s_q, h_q, 1, seqlens, 64, BF16, seed=50 + layer))
+        q, kc, bt, cs = _gpu_case(b, s_q, h_q, 1, seqlens, 64, BF16, seed=50 + layer)
         out, lse = flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, sched, causal=True)
         ref_out, ref_lse = ref_decode(q, kc, bt, cs, causal=True)
         check_out_lse(out, lse, ref_out, ref_lse, " layer %d" % layer)
@@ -90,8 +90,8 @@ def test_gpu_sched_meta_across_layers_and_determinism():
     assert torch.equal(lse0.view(torch.int32), lse1.view(torch.int32))
 
 
-def test_gpu_numpy_free_binding_and_stream():
-    q, kc, bt, cs = _cuda(*make_case(4, 1, 16, 1, [300, 0, 64, 65], 16, FP16, seed=7))
+def test_gpu_binding_on_side_stream():
+    q, kc, bt, cs = _gpu_case(4, 1, 16, 1, [300, 0, 64, 65], 16, FP16, seed=7)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
@@ -104,7 +104,7 @@ def test_gpu_numpy_free_binding_and_stream():
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_gpu_second_device():
     torch.cuda.set_device(0)
-    q, kc, bt, cs = _cuda(*make_case(3, 2, 8, 1, [100, 7, 0], 64, BF16, seed=13), device="cuda:1")
+    q, kc, bt, cs = _gpu_case(3, 2, 8, 1, [100, 7, 0], 64, BF16, seed=13, device="cuda:1")
     out, lse = flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, flash_mla.get_mla_metadata()[0], causal=True)
     assert out.device.index == 1 and torch.cuda.current_device() == 0
     torch.cuda.synchronize(1)
@@ -113,11 +113,11 @@ def test_gpu_second_device():
 
 
 def test_gpu_errors_carry_c_message():
-    q, kc, bt, cs = _cuda(*make_case(1, 1, 63, 1, [10], 64, BF16))
+    q, kc, bt, cs = _gpu_case(1, 1, 63, 1, [10], 64, BF16)
     with pytest.raises(mla.InvalidArgumentError) as ei:
         flash_mla.flash_mla_with_kvcache(q, kc.repeat(1, 1, 2, 1), bt, cs, 512, flash_mla.get_mla_metadata()[0])
     assert ei.value.message == mla.last_error() and "h_q (63) is not divisible by h_kv (2)" in str(ei.value)
-    q, kc, bt, cs = _cuda(*make_case(1, 1, 4, 1, [10], 8, BF16))           # page 8: not a multiple of 16
+    q, kc, bt, cs = _gpu_case(1, 1, 4, 1, [10], 8, BF16)  # page 8: not a multiple of 16
     with pytest.raises(mla.MlaError) as ei:
         flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, flash_mla.get_mla_metadata()[0])
     assert ei.value.message == mla.last_error() and ei.value.message
@@ -128,7 +128,7 @@ def test_gpu_errors_carry_c_message():
 def _graph_case(api):
     """Static buffers sized for CAP tokens per request; lengths change between replays."""
     b, s_q, h_q, h_kv, page, cap = 12, 2, 16, 1, 64, 700
-    q, kc, bt, cs = _cuda(*make_case(b, s_q, h_q, h_kv, [cap] * b, page, BF16, seed=77))
+    q, kc, bt, cs = _gpu_case(b, s_q, h_q, h_kv, [cap] * b, page, BF16, seed=77)
     q2 = (q.float() * -0.5).to(BF16)                  # a second "layer"
     md = flash_mla.get_mla_metadata(cs, s_q * h_q // h_kv, h_kv) if api == "v2" else None
 
@@ -175,3 +175,23 @@ def test_cuda_graph_replay_with_new_lengths(api):
             for i, L in enumerate(lengths):
                 if L == 0:
                     assert torch.all(o[i] == 0) and torch.all(l[i] == math.inf)
+
+
+def test_gpu_cu_seqlens_q_and_strided_inputs():
+    b, s_q, h_q, h_kv = 4, 4, 8, 2
+    q, kc, bt, cs = _gpu_case(b, s_q, h_q, h_kv, [500, 3, 0, 129], 64, BF16, seed=31)
+
+    def strided(t):    # FlashMLA's non_contiguousify: last dim +128, others +1, then sliced
+        big = torch.zeros([s + 1 for s in t.shape[:-1]] + [t.shape[-1] + 128], dtype=t.dtype, device=t.device)
+        v = big[tuple(slice(0, s) for s in t.shape)]
+        v.copy_(t)
+        return v
+    qs, kcs = strided(q), strided(kc)
+    qlens = [4, 2, 0, 1]
+    cu = torch.tensor([0, 4, 6, 6, 7], dtype=torch.int32, device="cuda")
+    out, lse = flash_mla.flash_mla_with_kvcache(qs, kcs, bt, cs, 512, flash_mla.get_mla_metadata()[0], causal=True,
+                                                cu_seqlens_q=cu)
+    ref_out, ref_lse = ref_decode(q, kc, bt, cs, causal=True, cu_seqlens_q=cu)
+    for i, n in enumerate(qlens):
+        check_out_lse(out[i, :n], lse[i, :, :n], ref_out[i, :n], ref_lse[i, :, :n], " request %d" % i)
+        assert torch.all(out[i, n:] == 0)
