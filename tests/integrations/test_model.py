@@ -51,6 +51,14 @@ def test_yarn_inv_freq(dsk_tiny_ckpt):
         (32 + 64) ** -0.5 * (0.1 * math.log(4.0) + 1) ** 2)
 
 
+def _assert_same_routes(idx, w, want_idx, want_w, tol):
+    """Same experts (order-free) with the same weights."""
+    got = sorted(zip(idx.tolist(), w.tolist()))
+    want = sorted(zip(list(want_idx), want_w.tolist()))
+    assert [g[0] for g in got] == [x[0] for x in want]
+    assert all(abs(g[1] - x[1]) < tol for g, x in zip(got, want))
+
+
 def test_moe_gate_v3_noaux_tc_matches_per_token_loop(dsk_tiny_ckpt):
     m = load_model(dsk_tiny_ckpt)
     gate = m.model.layers[1].mlp.gate
@@ -66,11 +74,7 @@ def test_moe_gate_v3_noaux_tc_matches_per_token_loop(dsk_tiny_ckpt):
         keep = set(gscore.argsort(descending=True)[:cfg.topk_group].tolist())
         cand = [e for e in range(E) if e // (E // G) in keep]
         top = sorted(cand, key=lambda e: -float(choice[e]))[:cfg.num_experts_per_tok]
-        ws = s[top] / s[top].sum() * cfg.routed_scaling_factor
-        got = sorted(zip(idx[t].tolist(), w[t].tolist()))
-        want = sorted(zip(top, ws.tolist()))
-        assert [g[0] for g in got] == [x[0] for x in want]
-        assert all(abs(g[1] - x[1]) < 1e-5 for g, x in zip(got, want))
+        _assert_same_routes(idx[t], w[t], top, s[top] / s[top].sum() * cfg.routed_scaling_factor, 1e-5)
 
 
 def test_moe_gate_v2_softmax_greedy(dsk_tiny_ckpt_v2):
@@ -82,10 +86,7 @@ def test_moe_gate_v2_softmax_greedy(dsk_tiny_ckpt_v2):
     p = torch.softmax(h.double() @ gate.weight.double().t(), -1)
     top = p.topk(cfg.num_experts_per_tok, -1)
     for t in range(9):
-        got = sorted(zip(idx[t].tolist(), w[t].tolist()))
-        want = sorted(zip(top.indices[t].tolist(), (top.values[t] * cfg.routed_scaling_factor).tolist()))
-        assert [g[0] for g in got] == [x[0] for x in want]
-        assert all(abs(g[1] - x[1]) < 1e-6 for g, x in zip(got, want))
+        _assert_same_routes(idx[t], w[t], top.indices[t].tolist(), top.values[t] * cfg.routed_scaling_factor, 1e-6)
 
 
 def _absorbed_vs_naive(model, ops, kv_dtype, lens, layer=0, seed=0):
