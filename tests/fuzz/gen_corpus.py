@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of tests/fuzz/fuzz_decode.c into tests/fuzz/corpus/.
+
+Input format (see decode_input / apply_fault in fuzz_decode.c):
+  16-byte header: mode, b, s_q, h_kv, group, bits, page_size_sel, num_pages, max_pages,
+                  padding bits, permutation bits, scale selector, rng seed (u32 LE)
+  then up to 8 faults of 3 bytes each: kind, a, b.
+Each seed is one named scenario: a valid configuration, or one with one or two faults.
+Run: python3 tests/fuzz/gen_corpus.py   (rewrites the directory; deterministic)
+"""
+import os
+import struct
+import sys
+
+# fault kinds
+SHAPE_FIELD, SHAPE_SIZE, ARGS_SIZE, NULLP, MISALIGN, STRIDE, NUM_PAGES, MAX_PAGES, SEQLEN, \
+    BT_VALUE, CU, SCALE, FLAGS, STREAM, WORKSPACE, Q_SPECIAL, K_SPECIAL, DEVICE, VARLEN, TWICE = range(20)
+P_Q, P_K, P_BT, P_SEQ, P_CU, P_OUT, P_LSE = range(7)
+
+
+def header(mode=0, b=1, s_q=0, h_kv=0, group=0, bits=0, ps=7, num_pages=3, max_pages=3,
+           pad=0, perm=0, scale=0, seed=1):
+    """b: b-1; s_q: s_q-1; h_kv: h_kv-1; group: h_q/h_kv-1; bits: 1 d512, 2 fp16, 4 causal,
+    8/16 cpu_threads; ps: index into PAGE_SIZES (7 = 16)."""
+    return bytes([mode, b, s_q, h_kv, group, bits, ps, num_pages, max_pages, pad, perm, scale]) + \
+        struct.pack("<I", seed)
+
+
+def faults(*fs):
+    return b"".join(bytes([k, a & 255, b & 255]) for k, a, b in fs)
+
+
+SEEDS = {
+    # valid configurations
+    "valid_min": header(b=0, s_q=0, group=0, ps=0, num_pages=0, max_pages=0),
+    "valid_b3_sq2_causal": header(b=2, s_q=1, group=2, bits=4, ps=7, num_pages=5, max_pages=3),
+    "valid_hkv2_fp16": header(b=1, s_q=2, h_kv=1, group=1, bits=2 | 4, ps=4, num_pages=7, max_pages=2),
+    "valid_d512": header(b=1, s_q=0, group=2, bits=1, ps=6, num_pages=4, max_pages=3, seed=7),
+    "valid_varlen_causal": header(mode=1, b=2, s_q=2, group=1, bits=4, ps=5, num_pages=6, max_pages=3),
+    "valid_padded_permuted": header(b=2, s_q=1, h_kv=1, group=1, ps=2, pad=0xff, perm=0x0f, seed=3),
+    "valid_twice_threads": header(mode=2, b=2, s_q=2, group=2, bits=8 | 16, ps=7, num_pages=7, max_pages=3),
+    "valid_page1": header(b=2, s_q=1, group=0, ps=0, num_pages=7, max_pages=3, seed=11),
+    "valid_page64": header(b=0, s_q=0, group=0, ps=11, num_pages=1, max_pages=1, seed=5),
+    "valid_scale_custom": header(b=1, group=1, scale=150, seed=9),
+    "valid_scale_nan": header(b=1, group=1, scale=202, seed=9),   # SCALES[2] = NaN -> default
+    "valid_scale_inf": header(b=1, group=1, scale=203, seed=9),
+    "valid_scale_neg": header(b=1, group=1, scale=201, seed=9),
+    # shape faults
+    "shape_hq_not_divisible": header(h_kv=1) + faults((SHAPE_FIELD, 2, 7)),       # h_q = 3, h_kv 2
+    "shape_b_zero": header() + faults((SHAPE_FIELD, 0, 0)),
+    "shape_b_int64min": header() + faults((SHAPE_FIELD, 0, 2)),
+    "shape_b_huge": header() + faults((SHAPE_FIELD, 0, 5)),                          # 2^31-1: valid, big
+    "shape_hq_2pow40": header() + faults((SHAPE_FIELD, 2, 6)),
+    "shape_dqk_577": header() + faults((SHAPE_FIELD, 4, 9)),
+    "shape_dv_511": header() + faults((SHAPE_FIELD, 5, 10)),
+    "shape_page_zero": header() + faults((SHAPE_FIELD, 6, 0)),
+    "shape_dtype_bad": header() + faults((SHAPE_FIELD, 7, 2)),
+    "shape_causal_2": header() + faults((SHAPE_FIELD, 8, 2)),
+    "shape_threads_neg": header() + faults((SHAPE_FIELD, 9, 0)),
+    "shape_size_zero": header() + faults((SHAPE_SIZE, 0, 0)),
+    "shape_size_old": header() + faults((SHAPE_SIZE, 0, 3)),                         # ends before h_kv
+    "shape_size_newer": header() + faults((SHAPE_SIZE, 0, 6)),
+    "shape_null": header() + faults((NULLP, 8, 0)),
+    "plan_out_null": header() + faults((NULLP, 7, 0)),
+    "device_gpu_in_cpu_build": header() + faults((DEVICE, 1, 0)),
+    "device_minus2": header() + faults((DEVICE, 0, 1)),
+    # argument faults
+    "args_null": header() + faults((NULLP, 9, 0)),
+    "args_size_small": header() + faults((ARGS_SIZE, 0, 2)),
+    "args_size_old_ok": header() + faults((ARGS_SIZE, 0, 4)),                        # no scale/flags
+    "args_size_newer": header() + faults((ARGS_SIZE, 0, 6)),
+    "null_q": header() + faults((NULLP, P_Q, 0)),
+    "null_lse": header() + faults((NULLP, P_LSE, 0)),
+    "null_bytes": header() + faults((NULLP, 10, 0)),
+    "misaligned_k": header() + faults((MISALIGN, P_K, 0)),
+    "misaligned_seqlens": header() + faults((MISALIGN, P_SEQ, 1)),
+    "misaligned_cu": header(mode=1) + faults((MISALIGN, P_CU, 2)),
+    "stride_q_overlap": header(group=2) + faults((STRIDE, 2, 7 + 8 * 4)),           # q_stride[2] = 4
+    "stride_out_zero": header(b=2) + faults((STRIDE, 6, 0)),
+    "stride_k_negative": header() + faults((STRIDE, 3, 1)),
+    "stride_k_int64max": header() + faults((STRIDE, 3, 3)),
+    "stride_lse_huge": header(b=2) + faults((STRIDE, 9, 6)),
+    "stride_bt_small": header(b=2, max_pages=3) + faults((STRIDE, 12, 7 + 8 * 2)),
+    "num_pages_zero": header() + faults((NUM_PAGES, 0, 0)),
+    "num_pages_huge": header() + faults((NUM_PAGES, 0, 3)),
+    "max_pages_neg": header() + faults((MAX_PAGES, 0, 1)),
+    "seqlen_negative": header(b=2) + faults((SEQLEN, 1, 0)),
+    "seqlen_int32max": header(b=2) + faults((SEQLEN, 0, 3)),
+    "seqlen_past_cap": header(b=1) + faults((SEQLEN, 0, 150)),
+    "bt_negative_in_use": header(b=1, max_pages=3) + faults((SEQLEN, 0, 5), (BT_VALUE, 0, 0)),
+    "bt_garbage_in_use": header(b=2, max_pages=3, seed=4) + faults((BT_VALUE, 4, 3)),
+    "bt_eq_num_pages": header(num_pages=3, max_pages=3) + faults((BT_VALUE, 0, 128 + 4)),
+    "cu_decreasing": header(mode=1, b=2, s_q=2) + faults((CU, 1, 64 + 9)),
+    "cu_too_long": header(mode=1, b=1, s_q=1) + faults((CU, 1, 64 + 60)),
+    "flags_unknown": header() + faults((FLAGS, 2, 3)),
+    "flags_reuse": header() + faults((FLAGS, 1, 0)),
+    "stream_non_null": header() + faults((STREAM, 0, 0)),
+    "workspace_garbage": header() + faults((WORKSPACE, 0, 3)),
+    "workspace_null_huge": header() + faults((WORKSPACE, 0, 0)),
+    # defined results for special values
+    "q_nan": header(b=1, s_q=1, group=1) + faults((Q_SPECIAL, 1, 0)),
+    "q_pinf": header(b=1, s_q=1, group=1) + faults((Q_SPECIAL, 5, 1)),
+    "q_ninf": header(b=1, s_q=1, group=1) + faults((Q_SPECIAL, 17, 2)),
+    "k_nan_in_use": header(b=1, s_q=1, group=1, bits=4) + faults((K_SPECIAL, 1, 0)),
+    "two_faults": header(b=2) + faults((SEQLEN, 1, 0), (STRIDE, 4, 1)),
+}
+
+
+def main():
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    for name, data in sorted(SEEDS.items()):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print(f"wrote {len(SEEDS)} seeds to {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
