@@ -83,6 +83,13 @@ def get_mla_metadata(*args, **kwargs):
       FlashMLA's shapes: flash_mla_with_kvcache recomputes the schedule on the GPU at every
       call (see the module docstring), so passing them back is all they are for.
     * Anything else is ignored, as FlashMLA's current version does: (FlashMLASchedMeta(), None).
+
+    Code written for the current API that still passes the old arguments (vLLM does:
+    ``sched, _ = get_mla_metadata(seq_lens, n, 1, is_fp8_kvcache=False)`` then
+    ``flash_mla_with_kvcache(..., tile_scheduler_metadata=sched)``) gets the tensor pair and
+    keeps working: a tensor given as tile_scheduler_metadata (num_splits None or not) means
+    "recompute the schedule in this call", which is always correct, graphs included; only a
+    FlashMLASchedMeta shares one schedule across the calls of a step.
     """
     cache_seqlens = args[0] if args else kwargs.get("cache_seqlens")
     if cache_seqlens is None or not _is_tensor_like(cache_seqlens):
@@ -102,6 +109,8 @@ def get_mla_metadata(*args, **kwargs):
     b = int(cache_seqlens.shape[0])
     if mla._tensor.is_torch_tensor(cache_seqlens):
         torch = sys.modules["torch"]
+        if cache_seqlens.dtype != torch.int32:
+            raise InvalidArgumentError("cache_seqlens must be int32 (got %s)" % str(cache_seqlens.dtype).replace("torch.", ""))
         dev = cache_seqlens.device
         num_sm_parts = 1
         if dev.type == "cuda":

@@ -71,6 +71,22 @@ def test_old_metadata_tensors():
     assert ns3.shape == (4,)
 
 
+def test_v3_style_call_with_old_metadata_arguments():
+    """vLLM's pattern: old positional arguments to get_mla_metadata, the first result passed as
+    tile_scheduler_metadata by keyword, num_splits left out."""
+    b, s_q, h_q = 3, 2, 16
+    q, kc, bt, cs = make_case(b, s_q, h_q, 1, [90, 0, 200], 64, FP16, seed=12)
+    sched, _ = flash_mla.get_mla_metadata(cs, s_q * h_q // 1, 1, is_fp8_kvcache=False)
+    for layer in range(2):
+        out, lse = flash_mla.flash_mla_with_kvcache(q=q, k_cache=kc, block_table=bt, cache_seqlens=cs, head_dim_v=512,
+                                                    tile_scheduler_metadata=sched, softmax_scale=0.05, causal=True,
+                                                    is_fp8_kvcache=False)
+        ref_out, ref_lse = ref_decode(q, kc, bt, cs, causal=True, softmax_scale=0.05)
+        check_out_lse(out, lse, ref_out, ref_lse)
+    with pytest.raises(ValueError, match="cache_seqlens must be int32"):
+        flash_mla.get_mla_metadata(cs.long(), 32, 1)
+
+
 def test_v3_ignores_arguments_without_tensor():
     sched, none = flash_mla.get_mla_metadata(None, 128, 1)
     assert isinstance(sched, flash_mla.FlashMLASchedMeta) and none is None
