@@ -216,6 +216,250 @@ MLA_API mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *arg
                               void *workspace, size_t workspace_bytes,
                               struct CUstream_st *stream);
 
+/* ---------------------------------------------------------------------------------------- */
+/* FP8 KV-cache formats (DeepSeek Sparse Attention; FlashMLA's "FP8 with scale" layouts)     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The byte layout of one cache token (h_kv = 1; byte-exact with FlashMLA's tests/quant.py).
+ *
+ * MLA_FP8_FORMAT_V32 (DeepSeek-V3.2), d_qk = 576, 656 bytes per token, interleaved:
+ *     bytes [0, 512)    512 float8_e4m3fn: the NoPE (latent) dims 0..511, quantised
+ *     bytes [512, 528)  4 float32 scales, one per 128-wide tile of the NoPE dims
+ *     bytes [528, 656)  64 bf16: the RoPE dims 512..575, copied unchanged
+ *   A page is page_size * 656 contiguous bytes (token t of a page at byte t * 656); the page
+ *   stride (fp8 *_page_stride_bytes) is free (>= page_size * 656).
+ *
+ * MLA_FP8_FORMAT_MODEL1 (DeepSeek-V4 family), d_qk = 512 (448 NoPE + 64 RoPE), 584 bytes per
+ * token, NOT interleaved: a page is
+ *     [page_size x (448 float8_e4m3fn NoPE | 64 bf16 RoPE)]   (576 bytes per token)
+ *     ++ [page_size x (7 float8_e8m0fnu scales | 1 pad byte)] (8 bytes per token)
+ *   i.e. token t's NoPE at byte t * 576, its RoPE at t * 576 + 448, its scales at
+ *   page_size * 576 + t * 8 (scale k covers NoPE dims [64k, 64k + 64)). FlashMLA views it as a
+ *   [num_pages, page_size, 1, 584] tensor with stride(1) = 584. Quantisation writes 0 to the
+ *   pad byte. The page stride is free (>= page_size * 584).
+ *
+ * Quantisation of a bf16 token x (per tile of T = 128 (V32) or 64 (MODEL1) NoPE dims):
+ *     amax  = max |x_i| over the tile (fp32),  r = max(amax / 448, 1e-4) (fp32)
+ *     scale = 2^ceil(log2(r))          (a power of two; stored as float32 / as e8m0 2^(b-127))
+ *     q_i   = float8_e4m3fn(x_i / scale): round to nearest even; finite values beyond the
+ *             largest e4m3 value and ±inf saturate to ±448; NaN gives 0x7f | sign (torch's
+ *             float8_e4m3fn cast). A NaN in a tile makes its scale NaN (e8m0: 0xff) and every
+ *             value of the tile NaN; ±inf makes the scale +inf (the tile then dequantises
+ *             to NaN).
+ * Dequantisation (what every sparse kernel computes, the reference included):
+ *     V32:    bf16( float(e4m3) * float(bf16(scale)) )   (exact for power-of-two scales)
+ *     MODEL1: bf16( float(e4m3) * 2^(e - 127) )           (e8m0 byte e; 0xff is NaN)
+ *     RoPE dims: the stored bf16 values. */
+typedef enum mla_fp8_format {
+    MLA_FP8_FORMAT_INVALID = 0,
+    MLA_FP8_FORMAT_V32 = 1,      /* d_qk 576, 656 B/token */
+    MLA_FP8_FORMAT_MODEL1 = 2    /* d_qk 512, 584 B/token */
+} mla_fp8_format;
+
+#define MLA_FP8_V32_BYTES_PER_TOKEN 656
+#define MLA_FP8_MODEL1_BYTES_PER_TOKEN 584
+
+/* Facts of a format; any output pointer may be NULL. d_qk: dims per token (576 / 512);
+ * d_nope: quantised dims (512 / 448); tile: NoPE dims per scale (128 / 64); bytes_per_token:
+ * 656 / 584 (a page holds page_size * bytes_per_token bytes). */
+MLA_API mla_status mla_fp8_format_info(mla_fp8_format format, int64_t *d_qk, int64_t *d_nope,
+                                       int64_t *tile, int64_t *bytes_per_token);
+
+/* Quantises a bf16 cache [num_pages, page_size, 1, d_qk] (element strides bf16_page_stride,
+ * bf16_row_stride; the d_qk dims contiguous) into `format` at fp8_cache (page stride
+ * fp8_page_stride_bytes). Every token of every page is written (pad bytes included); nothing
+ * else. device: MLA_DEVICE_CPU (GPU devices: MLA_ERR_UNSUPPORTED for now); stream NULL.
+ * The two buffers must not overlap. */
+MLA_API mla_status mla_fp8_quantize_cache(mla_fp8_format format, int64_t num_pages,
+                                          int64_t page_size, const void *bf16_cache,
+                                          int64_t bf16_page_stride, int64_t bf16_row_stride,
+                                          void *fp8_cache, int64_t fp8_page_stride_bytes,
+                                          int device, struct CUstream_st *stream);
+
+/* The inverse: writes the dequantised bf16 cache [num_pages, page_size, 1, d_qk] exactly as
+ * the sparse kernels see it (see above). Same rules as mla_fp8_quantize_cache. */
+MLA_API mla_status mla_fp8_dequantize_cache(mla_fp8_format format, int64_t num_pages,
+                                            int64_t page_size, const void *fp8_cache,
+                                            int64_t fp8_page_stride_bytes, void *bf16_cache,
+                                            int64_t bf16_page_stride, int64_t bf16_row_stride,
+                                            int device, struct CUstream_st *stream);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sparse MLA decode (DeepSeek Sparse Attention) on an FP8 cache                             */
+/* ---------------------------------------------------------------------------------------- */
+
+/* FlashMLA's flash_mla_with_kvcache(..., is_fp8_kvcache=True, indices=...). Each query token
+ * attends to its own list of top-k cache positions instead of a prefix of the sequence.
+ *
+ * Semantics (spec §3; CPU reference and GPU kernels agree):
+ *  - indices[i][j][k] is a flat cache position page * page_size + row. A position is valid iff
+ *    0 <= position < num_pages * page_size; any other value (-1, INT_MIN, INT_MAX, ...) is
+ *    masked (a -inf score) and never dereferenced. Only the first n_i = clamp(topk_length[i],
+ *    0, topk) entries of every row of request i count (all topk without topk_length).
+ *    Repeated positions count as often as they appear.
+ *  - with an extra cache (shape.extra_topk > 0), extra_indices[i][j][:] (first
+ *    clamp(extra_topk_length[i], 0, extra_topk)) select keys of extra_k_cache (same format, its
+ *    own page size and page count) that join the same softmax.
+ *  - K = the dequantised d_qk row; V = its first d_v = 512 dims (V32: the NoPE dims; MODEL1:
+ *    the whole row, RoPE included). score = (q . k) * softmax_scale, fp32 accumulation.
+ *  - out [b, s_q, h_q, 512] bf16 = softmax @ V; lse [b, h_q, s_q] float32 = natural-log
+ *    log-sum-exp of the scores. With attn_sink [h_q] (float32, natural-log units), out of head h
+ *    is multiplied by exp(lse) / (exp(lse) + exp(attn_sink[h])); lse is unchanged; a +inf sink
+ *    gives out = 0, -inf changes nothing, NaN gives NaN.
+ *  - a query row with no valid key: out = 0 and lse = +inf (whatever the sink).
+ *  - h_kv must be 1 (MQA); any h_q >= 1 (FlashMLA: 64 and 128 only). q and out are bf16. */
+typedef struct mla_sparse_decode_shape {
+    size_t struct_size;      /* sizeof(mla_sparse_decode_shape)                             */
+    int64_t b;               /* requests, >= 1                                              */
+    int64_t s_q;             /* query tokens per request, >= 1                              */
+    int64_t h_q;             /* query heads, >= 1                                           */
+    int64_t h_kv;            /* must be 1                                                   */
+    int64_t d_qk;            /* 576 for MLA_FP8_FORMAT_V32, 512 for MLA_FP8_FORMAT_MODEL1   */
+    int64_t d_v;             /* 512                                                         */
+    int64_t topk;            /* entries per indices row, >= 1                               */
+    int64_t page_size;       /* tokens per page of k_cache, >= 1 (any value, GPU too)        */
+    mla_fp8_format format;   /* the cache format of k_cache and extra_k_cache               */
+    int cpu_threads;         /* CPU device only: worker threads, 0 = all online cores       */
+    int64_t extra_topk;      /* entries per extra_indices row; 0 = no extra cache           */
+    int64_t extra_page_size; /* tokens per page of extra_k_cache (used when extra_topk > 0) */
+} mla_sparse_decode_shape;
+
+MLA_API mla_sparse_decode_shape mla_sparse_decode_shape_default(void);
+
+/* Per-call tensors (host pointers for a CPU plan, device pointers for a GPU plan). Strides
+ * are in elements except *_bytes; innermost dims (d_qk of q, d_v of out, topk of indices)
+ * are contiguous.
+ *
+ *   q                 [b, s_q, h_q, d_qk] bf16         strides q_stride[0..2]
+ *   k_cache           [num_pages, page_size, 1, bytes_per_token] bytes in `format`; page
+ *                     stride k_page_stride_bytes (>= page_size * bytes_per_token)
+ *   indices           [b, s_q, topk] int32            strides indices_stride[0..1]
+ *   topk_length       optional [b] int32, contiguous
+ *   attn_sink         optional [h_q] float32, contiguous
+ *   extra_k_cache     [extra_num_pages, extra_page_size, 1, bytes_per_token]; page stride
+ *                     extra_k_page_stride_bytes        (only with shape.extra_topk > 0)
+ *   extra_indices     [b, s_q, extra_topk] int32      strides extra_indices_stride[0..1]
+ *   extra_topk_length optional [b] int32, contiguous
+ *   out               [b, s_q, h_q, 512] bf16          strides out_stride[0..2]
+ *   lse               [b, h_q, s_q] float32            strides lse_stride[0..2] (FlashMLA
+ *                     returns a transposed view of a [b, s_q, h_q] buffer: any layout works)
+ * Without an extra cache every extra_* pointer must be NULL. */
+typedef struct mla_sparse_decode_args {
+    size_t struct_size;             /* sizeof(mla_sparse_decode_args)                       */
+    const void *q;
+    int64_t q_stride[3];            /* strides of dims b, s_q, h_q                          */
+    const void *k_cache;
+    int64_t num_pages;              /* pages in k_cache, >= 1                               */
+    int64_t k_page_stride_bytes;
+    const int32_t *indices;
+    int64_t indices_stride[2];      /* strides of dims b, s_q                               */
+    const int32_t *topk_length;     /* optional, NULL = topk for every request              */
+    const float *attn_sink;         /* optional, NULL = no sink                             */
+    const void *extra_k_cache;
+    int64_t extra_num_pages;
+    int64_t extra_k_page_stride_bytes;
+    const int32_t *extra_indices;
+    int64_t extra_indices_stride[2];
+    const int32_t *extra_topk_length; /* optional                                           */
+    void *out;
+    int64_t out_stride[3];          /* strides of dims b, s_q, h_q                          */
+    float *lse;
+    int64_t lse_stride[3];          /* strides of dims b, h_q, s_q                          */
+    float softmax_scale;            /* <= 0 or NaN: the default d_qk ** -0.5                */
+    uint32_t flags;                 /* MLA_SPARSE_DECODE_* flags                            */
+} mla_sparse_decode_args;
+
+/* flags: reuse the split-KV schedule already in the workspace (same topk_length /
+ * extra_topk_length values as the call that computed it). No effect on the CPU. */
+#define MLA_SPARSE_DECODE_REUSE_SCHEDULE 1u
+
+MLA_API mla_sparse_decode_args mla_sparse_decode_args_default(void);
+
+typedef struct mla_sparse_decode_plan *mla_sparse_decode_plan_t;
+
+/* Creates a plan for `shape` on `device`. This build: MLA_DEVICE_CPU only; a CUDA ordinal
+ * gives MLA_ERR_UNSUPPORTED ("sparse GPU kernels are not built yet") after the shape has been
+ * validated. *plan is NULL on failure. */
+MLA_API mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
+                                                 const mla_sparse_decode_shape *shape, int device);
+
+/* Frees a plan; NULL is accepted. */
+MLA_API mla_status mla_sparse_decode_plan_destroy(mla_sparse_decode_plan_t plan);
+
+/* Bytes of workspace mla_sparse_decode needs (0 on the CPU); same rules as dense decode. */
+MLA_API mla_status mla_sparse_decode_workspace_size(mla_sparse_decode_plan_t plan, size_t *bytes);
+
+/* Sparse decode. CPU plans compute the result before returning (stream must be NULL), read
+ * only the valid positions of the cache, allocate nothing and are bit-for-bit deterministic
+ * whatever the thread count. Every argument is validated first; an error writes nothing. */
+MLA_API mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan,
+                                     const mla_sparse_decode_args *args, void *workspace,
+                                     size_t workspace_bytes, struct CUstream_st *stream);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sparse MLA prefill                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+/* FlashMLA's flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v=512, attn_sink=None,
+ * topk_length=None) -> (out, max_logits, lse). bf16 KV, not paged, no batch dimension (callers
+ * fold the batch into s_q and offset the indices).
+ *
+ *   q           [s_q, h_q, d_qk] bf16          strides q_stride[0..1]
+ *   kv          [s_kv, h_kv, d_qk] bf16        strides kv_stride[0..1]
+ *   indices     [s_q, h_kv, topk] int32        strides indices_stride[0..1]
+ *   topk_length optional [s_q] int32, contiguous (per query token)
+ *   attn_sink   optional [h_q] float32, contiguous
+ *   out         [s_q, h_q, d_v] bf16           strides out_stride[0..1]
+ *   max_logits  [s_q, h_q] float32             strides max_logits_stride[0..1]
+ *   lse         [s_q, h_q] float32             strides lse_stride[0..1]
+ *
+ * Semantics: query head h uses KV head g = h / (h_q / h_kv) (FlashMLA: h_kv = 1) and the
+ * keys kv[indices[s][g][k]] for k < clamp(topk_length[s], 0, topk); an index < 0 or >= s_kv is
+ * masked and never dereferenced. score = (q . k) * softmax_scale (required: > 0, finite).
+ * V = the first d_v = 512 dims of the kv row (for d_qk = 512 the whole row, RoPE included).
+ * max_logits = max score (natural units), lse = natural-log log-sum-exp of the scores; an
+ * empty row gets out = 0, max_logits = -inf, lse = +inf. attn_sink as for sparse decode (out
+ * scaled, max_logits and lse unchanged). */
+typedef struct mla_sparse_prefill_args {
+    size_t struct_size;              /* sizeof(mla_sparse_prefill_args)                     */
+    int64_t s_q;                     /* query tokens, >= 1                                  */
+    int64_t s_kv;                    /* kv tokens, >= 1                                     */
+    int64_t h_q;                     /* query heads, >= 1                                   */
+    int64_t h_kv;                    /* kv heads, >= 1, divides h_q                         */
+    int64_t d_qk;                    /* 576 or 512                                          */
+    int64_t d_v;                     /* 512                                                 */
+    int64_t topk;                    /* entries per indices row, >= 1                       */
+    const void *q;
+    int64_t q_stride[2];             /* strides of dims s_q, h_q                            */
+    const void *kv;
+    int64_t kv_stride[2];            /* strides of dims s_kv, h_kv                          */
+    const int32_t *indices;
+    int64_t indices_stride[2];       /* strides of dims s_q, h_kv                           */
+    const int32_t *topk_length;      /* optional                                            */
+    const float *attn_sink;          /* optional                                            */
+    void *out;
+    int64_t out_stride[2];           /* strides of dims s_q, h_q                            */
+    float *max_logits;
+    int64_t max_logits_stride[2];
+    float *lse;
+    int64_t lse_stride[2];
+    float softmax_scale;             /* required: > 0 and finite                            */
+    int cpu_threads;                 /* CPU device only: worker threads, 0 = all online cores */
+} mla_sparse_prefill_args;
+
+MLA_API mla_sparse_prefill_args mla_sparse_prefill_args_default(void);
+
+/* Bytes of workspace mla_sparse_prefill needs for these arguments on `device` (0 on the CPU). */
+MLA_API mla_status mla_sparse_prefill_workspace_size(const mla_sparse_prefill_args *args,
+                                                     int device, size_t *bytes);
+
+/* Sparse prefill on `device` (this build: MLA_DEVICE_CPU; a CUDA ordinal gives
+ * MLA_ERR_UNSUPPORTED after validation). CPU: computes before returning, stream NULL,
+ * allocates nothing, deterministic. Every argument is validated first; errors write nothing. */
+MLA_API mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device,
+                                      void *workspace, size_t workspace_bytes,
+                                      struct CUstream_st *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,299 @@
+/* mla_ref_sparse.c — sparse decode (FP8 paged cache) and sparse prefill (bf16 KV) on the CPU;
+ * the contract is in mla_ref_sparse.h and include/mla.h.
+ *
+ * Both operations reduce to one kernel, attend(): up to R query rows that share one key list
+ * (the heads of one query token that use one KV head) attend to keys given by one or two
+ * sources (index list + where the rows live). Invalid positions are skipped before the keys
+ * are gathered, which is the same as giving them a -inf score. */
+#include "mla_ref_sparse.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "mla_fp8.h"
+#include "mla_ref.h"
+
+#define R MLA_REF_SPARSE_ROWS
+#define C MLA_REF_SPARSE_KEYS
+#define DMAX 576
+#define DV 512
+
+/* Where one list of keys comes from. */
+typedef struct key_src {
+    int fp8;                   /* 1: paged FP8 cache (decode); 0: bf16 rows (prefill)        */
+    mla_fp8_format fmt;
+    const uint8_t *base;       /* fp8: the cache; bf16: the kv rows of this kv head (bytes)  */
+    int64_t page_size;         /* fp8                                                        */
+    int64_t page_stride_bytes; /* fp8                                                        */
+    int64_t row_stride;        /* bf16: elements between kv tokens                           */
+    int64_t limit;             /* valid positions are [0, limit)                             */
+    const int32_t *idx;        /* the index list                                             */
+    int64_t n;                 /* entries of idx that count                                  */
+} key_src;
+
+static void load_key(const key_src *s, int64_t pos, int dqk, float *dst)
+{
+    if (s->fp8) {
+        const int64_t page = pos / s->page_size, row = pos % s->page_size;
+        mla_fp8_dequant_token(s->fmt, s->base + page * s->page_stride_bytes, s->page_size, row,
+                              dst);
+    } else {
+        const uint16_t *k = (const uint16_t *)s->base + pos * s->row_stride;
+        for (int d = 0; d < dqk; d++) dst[d] = mla_bf16_to_float(k[d]);
+    }
+}
+
+static int64_t clamp_len(const int32_t *len, int64_t i, int64_t topk)
+{
+    if (!len) return topk;
+    const int64_t n = len[i];
+    return n < 0 ? 0 : (n > topk ? topk : n);
+}
+
+/* Attention of nr (<= R) bf16 query rows over the keys of src[0..nsrc). On return, for every
+ * row: m[r] = max score (natural units; -inf if no valid key), l[r] = sum exp(score - m),
+ * acc[r] = sum exp(score - m) * v (fp32, un-normalised). */
+static void attend(const key_src *src, int nsrc, int dqk, float scale, const uint16_t *const *qrows,
+                   int nr, float acc[R][DV], float *m, float *l)
+{
+    float qt[DMAX][R]; /* q rows, transposed */
+    float kb[C][DMAX]; /* one chunk of keys as fp32 */
+    float s[C][R];     /* scores of the chunk (natural units) */
+
+    for (int r = 0; r < R; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    for (int r = 0; r < nr; r++) {
+        for (int d = 0; d < dqk; d++) qt[d][r] = mla_bf16_to_float(qrows[r][d]);
+        for (int d = 0; d < DV; d++) acc[r][d] = 0.0f;
+    }
+    for (int r = nr; r < R; r++)
+        for (int d = 0; d < dqk; d++) qt[d][r] = 0.0f;
+
+    for (int si = 0; si < nsrc; si++) {
+        const key_src *ks = &src[si];
+        int64_t k = 0;
+        while (k < ks->n) {
+            /* gather the next (up to) C valid keys */
+            int nk = 0;
+            while (nk < C && k < ks->n) {
+                const int64_t pos = ks->idx[k++];
+                if (pos < 0 || pos >= ks->limit) continue; /* masked, never dereferenced */
+                load_key(ks, pos, dqk, kb[nk++]);
+            }
+            if (nk == 0) continue;
+            for (int c = 0; c < nk; c++) {
+                float sc[R];
+                for (int r = 0; r < R; r++) sc[r] = 0.0f;
+                const float *kr = kb[c];
+                for (int d = 0; d < dqk; d++) {
+                    const float kd = kr[d];
+                    for (int r = 0; r < R; r++) sc[r] += qt[d][r] * kd;
+                }
+                for (int r = 0; r < R; r++) s[c][r] = sc[r] * scale;
+            }
+            for (int r = 0; r < nr; r++) {
+                float mx = m[r];
+                for (int c = 0; c < nk; c++) mx = s[c][r] > mx ? s[c][r] : mx;
+                if (mx == -INFINITY) continue; /* only -inf scores so far */
+                const float alpha = expf(m[r] - mx); /* m = -inf -> 0 */
+                float p[C];
+                float sum = 0.0f;
+                for (int c = 0; c < nk; c++) {
+                    p[c] = expf(s[c][r] - mx);
+                    sum += p[c];
+                }
+                l[r] = l[r] * alpha + sum;
+                m[r] = mx;
+                float *o = acc[r];
+                if (alpha != 1.0f)
+                    for (int d = 0; d < DV; d++) o[d] *= alpha;
+                for (int c = 0; c < nk; c++) {
+                    const float pc = p[c];
+                    const float *v = kb[c];
+                    for (int d = 0; d < DV; d++) o[d] += pc * v[d];
+                }
+            }
+        }
+    }
+}
+
+/* Writes one row's results. max_logits may be NULL (decode). */
+static void write_row(const float *acc, float m, float l, const float *sink, uint16_t *out,
+                      float *lse, float *max_logits)
+{
+    if (m == -INFINITY) { /* no valid key */
+        for (int d = 0; d < DV; d++) out[d] = 0;
+        *lse = INFINITY;
+        if (max_logits) *max_logits = -INFINITY;
+        return;
+    }
+    /* with a sink: out = acc / (l + exp(sink - m)) = softmax @ V * exp(lse) / (exp(lse) +
+     * exp(sink)); +inf sink -> 0, -inf -> no effect, NaN -> NaN */
+    const float denom = sink ? l + expf(*sink - m) : l;
+    const float inv = 1.0f / denom;
+    for (int d = 0; d < DV; d++) out[d] = mla_float_to_bf16(acc[d] * inv);
+    *lse = m + logf(l);
+    if (max_logits) *max_logits = m;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Work distribution                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct job {
+    const mla_sparse_decode_shape *dshape;
+    const mla_sparse_decode_args *dargs;
+    const mla_sparse_prefill_args *pargs;
+    float scale;
+    int64_t hpk;   /* query heads per kv head */
+    int64_t nblk;  /* head blocks per (token, kv head) */
+    int64_t items;
+    atomic_llong next;
+} job;
+
+static void decode_item(const job *jb, int64_t w)
+{
+    const mla_sparse_decode_shape *sh = jb->dshape;
+    const mla_sparse_decode_args *a = jb->dargs;
+    const int64_t hb = w % jb->nblk, j = (w / jb->nblk) % sh->s_q, i = w / (jb->nblk * sh->s_q);
+    const int64_t h0 = hb * R;
+    const int nr = (int)(sh->h_q - h0 < R ? sh->h_q - h0 : R);
+
+    key_src src[2];
+    int nsrc = 1;
+    src[0].fp8 = 1;
+    src[0].fmt = sh->format;
+    src[0].base = (const uint8_t *)a->k_cache;
+    src[0].page_size = sh->page_size;
+    src[0].page_stride_bytes = a->k_page_stride_bytes;
+    src[0].row_stride = 0;
+    src[0].limit = a->num_pages * sh->page_size;
+    src[0].idx = a->indices + i * a->indices_stride[0] + j * a->indices_stride[1];
+    src[0].n = clamp_len(a->topk_length, i, sh->topk);
+    if (sh->extra_topk > 0) {
+        src[1] = src[0];
+        src[1].base = (const uint8_t *)a->extra_k_cache;
+        src[1].page_size = sh->extra_page_size;
+        src[1].page_stride_bytes = a->extra_k_page_stride_bytes;
+        src[1].limit = a->extra_num_pages * sh->extra_page_size;
+        src[1].idx = a->extra_indices + i * a->extra_indices_stride[0] +
+                     j * a->extra_indices_stride[1];
+        src[1].n = clamp_len(a->extra_topk_length, i, sh->extra_topk);
+        nsrc = 2;
+    }
+    const uint16_t *qrows[R] = {0};
+    for (int r = 0; r < nr; r++)
+        qrows[r] = (const uint16_t *)a->q + i * a->q_stride[0] + j * a->q_stride[1] +
+                   (h0 + r) * a->q_stride[2];
+    float acc[R][DV], m[R], l[R];
+    attend(src, nsrc, (int)sh->d_qk, jb->scale, qrows, nr, acc, m, l);
+    for (int r = 0; r < nr; r++) {
+        const int64_t h = h0 + r;
+        write_row(acc[r], m[r], l[r], a->attn_sink ? a->attn_sink + h : NULL,
+                  (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] +
+                      h * a->out_stride[2],
+                  a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2],
+                  NULL);
+    }
+}
+
+static void prefill_item(const job *jb, int64_t w)
+{
+    const mla_sparse_prefill_args *a = jb->pargs;
+    const int64_t hb = w % jb->nblk, g = (w / jb->nblk) % a->h_kv, s = w / (jb->nblk * a->h_kv);
+    const int64_t h0 = g * jb->hpk + hb * R;
+    const int64_t left = jb->hpk - hb * R;
+    const int nr = (int)(left < R ? left : R);
+
+    key_src src;
+    src.fp8 = 0;
+    src.fmt = MLA_FP8_FORMAT_INVALID;
+    src.base = (const uint8_t *)((const uint16_t *)a->kv + g * a->kv_stride[1]);
+    src.page_size = 1;
+    src.page_stride_bytes = 0;
+    src.row_stride = a->kv_stride[0];
+    src.limit = a->s_kv;
+    src.idx = a->indices + s * a->indices_stride[0] + g * a->indices_stride[1];
+    src.n = clamp_len(a->topk_length, s, a->topk);
+    const uint16_t *qrows[R] = {0};
+    for (int r = 0; r < nr; r++)
+        qrows[r] = (const uint16_t *)a->q + s * a->q_stride[0] + (h0 + r) * a->q_stride[1];
+    float acc[R][DV], m[R], l[R];
+    attend(&src, 1, (int)a->d_qk, jb->scale, qrows, nr, acc, m, l);
+    for (int r = 0; r < nr; r++) {
+        const int64_t h = h0 + r;
+        write_row(acc[r], m[r], l[r], a->attn_sink ? a->attn_sink + h : NULL,
+                  (uint16_t *)a->out + s * a->out_stride[0] + h * a->out_stride[1],
+                  a->lse + s * a->lse_stride[0] + h * a->lse_stride[1],
+                  a->max_logits + s * a->max_logits_stride[0] + h * a->max_logits_stride[1]);
+    }
+}
+
+static void *worker(void *p)
+{
+    job *jb = (job *)p;
+    for (;;) {
+        const long long w = atomic_fetch_add_explicit(&jb->next, 1, memory_order_relaxed);
+        if (w >= jb->items) break;
+        if (jb->dargs) decode_item(jb, w);
+        else prefill_item(jb, w);
+    }
+    return NULL;
+}
+
+#define MAX_THREADS 256
+
+/* Runs every item of `jb` on up to num_threads threads (the caller's included). */
+static void run_job(job *jb, int num_threads)
+{
+    int64_t nt = num_threads < 1 ? 1 : num_threads;
+    if (nt > MAX_THREADS) nt = MAX_THREADS;
+    if (nt > jb->items) nt = jb->items;
+    pthread_t tids[MAX_THREADS];
+    int started = 0;
+    if (nt > 1) {
+        pthread_attr_t attr;
+        const int have_attr = pthread_attr_init(&attr) == 0;
+        if (have_attr) pthread_attr_setstacksize(&attr, 2u << 20);
+        while (started < nt - 1 &&
+               pthread_create(&tids[started], have_attr ? &attr : NULL, worker, jb) == 0)
+            started++;
+        if (have_attr) pthread_attr_destroy(&attr);
+    }
+    worker(jb);
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+}
+
+mla_status mla_ref_sparse_decode(const mla_sparse_decode_shape *shape,
+                                 const mla_sparse_decode_args *args, float softmax_scale,
+                                 int num_threads)
+{
+    job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.dshape = shape;
+    jb.dargs = args;
+    jb.scale = softmax_scale;
+    jb.hpk = shape->h_q;
+    jb.nblk = (shape->h_q + R - 1) / R;
+    jb.items = shape->b * shape->s_q * jb.nblk;
+    atomic_init(&jb.next, 0);
+    run_job(&jb, num_threads);
+    return MLA_OK;
+}
+
+mla_status mla_ref_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads)
+{
+    job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.pargs = args;
+    jb.scale = args->softmax_scale;
+    jb.hpk = args->h_q / args->h_kv;
+    jb.nblk = (jb.hpk + R - 1) / R;
+    jb.items = args->s_q * args->h_kv * jb.nblk;
+    atomic_init(&jb.next, 0);
+    run_job(&jb, num_threads);
+    return MLA_OK;
+}

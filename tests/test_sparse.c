@@ -1,0 +1,655 @@
+/* test_sparse.c — sparse decode (FP8 cache) and sparse prefill through the public API, against
+ * an independent fp64 implementation written here (its own byte-level FP8 reader, full
+ * softmax per row), on FlashMLA's grids (dossier §5.3-5.4) scaled for a CPU; plus invalid
+ * indices of every kind, topk_length (clamped), sinks of ±inf, the extra cache, both formats,
+ * padded strides (nothing outside the outputs written), determinism across thread counts,
+ * and the validation of every argument. */
+#include <limits.h>
+
+#include "common.h"
+
+static const int32_t WEIRD[] = {INT_MIN, -123456, -1, 0 /* = limit, set per case */, 114514,
+                                1919810, 2147480000, INT_MAX};
+
+/* an invalid position for a cache / kv of `limit` valid positions */
+static int32_t weird_invalid(tc_rng *rng, int64_t limit)
+{
+    for (;;) {
+        const int k = (int)tc_randint(rng, 8);
+        const int64_t v = k == 3 ? limit : WEIRD[k];
+        if (v < 0 || v >= limit) return (int32_t)v;
+    }
+}
+
+static double ind_e4m3(int code)
+{
+    const int s = code >> 7, e = (code >> 3) & 15, m = code & 7;
+    if (e == 15 && m == 7) return NAN;
+    const double v = e == 0 ? ldexp((double)m, -9) : ldexp(1.0 + m / 8.0, e - 7);
+    return s ? -v : v;
+}
+
+/* One token of an FP8 cache as doubles (scales are powers of two: exact). */
+static void ind_token(mla_fp8_format fmt, const uint8_t *cache, int64_t stride, int64_t ps,
+                      int64_t pos, double *dst)
+{
+    const uint8_t *page = cache + (pos / ps) * stride;
+    const int64_t r = pos % ps;
+    if (fmt == MLA_FP8_FORMAT_V32) {
+        const uint8_t *t = page + r * 656;
+        for (int x = 0; x < 512; x++) {
+            float s;
+            memcpy(&s, t + 512 + 4 * (x / 128), 4);
+            dst[x] = ind_e4m3(t[x]) * (double)s;
+        }
+        for (int x = 0; x < 64; x++) {
+            uint16_t h;
+            memcpy(&h, t + 528 + 2 * x, 2);
+            dst[512 + x] = mla_bf16_to_float(h);
+        }
+    } else {
+        const uint8_t *t = page + r * 576, *sc = page + ps * 576 + r * 8;
+        for (int x = 0; x < 448; x++) dst[x] = ind_e4m3(t[x]) * ldexp(1.0, sc[x / 64] - 127);
+        for (int x = 0; x < 64; x++) {
+            uint16_t h;
+            memcpy(&h, t + 448 + 2 * x, 2);
+            dst[448 + x] = mla_bf16_to_float(h);
+        }
+    }
+}
+
+/* Softmax of one query row over nk keys (rows of kd, d_qk wide) in fp64: writes out[512],
+ * *lse, *mx; empty: 0 / +inf / -inf. sink: NULL or the sink value. */
+static void ind_attend(const double *q, const double *kd, int64_t nk, int64_t dqk, double scale,
+                       const float *sink, double *sc, double *out, double *lse, double *mx)
+{
+    for (int d = 0; d < 512; d++) out[d] = 0.0;
+    if (nk == 0) { *lse = INFINITY; *mx = -INFINITY; return; }
+    double m = -INFINITY;
+    for (int64_t k = 0; k < nk; k++) {
+        double s = 0.0;
+        for (int64_t d = 0; d < dqk; d++) s += q[d] * kd[k * dqk + d];
+        sc[k] = s * scale;
+        if (sc[k] > m) m = sc[k];
+    }
+    double sum = 0.0;
+    for (int64_t k = 0; k < nk; k++) { sc[k] = exp(sc[k] - m); sum += sc[k]; }
+    for (int64_t k = 0; k < nk; k++) {
+        const double p = sc[k] / sum;
+        for (int d = 0; d < 512; d++) out[d] += p * kd[k * dqk + d];
+    }
+    *lse = m + log(sum);
+    *mx = m;
+    if (sink) {
+        const double f = 1.0 / (1.0 + exp((double)*sink - *lse));
+        for (int d = 0; d < 512; d++) out[d] *= f;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sparse decode                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct dcfg {
+    int64_t b, s_q, h_q, topk, ps, s_k;   /* s_k: used tokens of the cache               */
+    mla_fp8_format fmt;
+    int64_t extra_topk, extra_ps, extra_s_k;
+    int topk_len, extra_topk_len, sink; /* features                                     */
+    int weird;       /* invalid entries from the weird set (else -1)                     */
+    int all_invalid; /* every index invalid                                              */
+    uint64_t seed;
+} dcfg;
+
+/* One paged FP8 cache with s_k used tokens, pages shuffled, unused rows / pages NaN. */
+typedef struct fcache {
+    uint8_t *bytes;
+    int64_t pages, ps, stride;
+    int32_t *tok2pos; /* logical token -> flat position */
+    int64_t s_k;
+} fcache;
+
+static int make_fcache(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, tc_rng *rng)
+{
+    const int64_t d = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512, bpt = fmt == MLA_FP8_FORMAT_V32 ? 656 : 584;
+    const int64_t used = (s_k + ps - 1) / ps;
+    c->pages = used + 2;
+    c->ps = ps;
+    c->s_k = s_k;
+    c->stride = ps * bpt + 16 * (1 + (int64_t)tc_randint(rng, 3)); /* padded pages */
+    const int64_t rows = c->pages * ps;
+    uint16_t *bf = malloc((size_t)(rows * d) * 2);
+    int64_t *perm = malloc((size_t)c->pages * sizeof(int64_t));
+    c->tok2pos = malloc((size_t)(s_k > 0 ? s_k : 1) * 4);
+    c->bytes = malloc((size_t)(c->pages * c->stride));
+    if (!bf || !perm || !c->tok2pos || !c->bytes) return -1;
+    for (int64_t p = 0; p < c->pages; p++) perm[p] = p;
+    for (int64_t p = c->pages - 1; p > 0; p--) {
+        const int64_t j = tc_randint(rng, p + 1), t = perm[p];
+        perm[p] = perm[j]; perm[j] = t;
+    }
+    const uint16_t nan = mla_float_to_bf16(NAN);
+    for (int64_t x = 0; x < rows * d; x++) bf[x] = nan;
+    for (int64_t t = 0; t < s_k; t++) {
+        const int64_t pos = perm[t / ps] * ps + t % ps;
+        c->tok2pos[t] = (int32_t)pos;
+        for (int64_t x = 0; x < d; x++) {
+            double v = tc_randn(rng);
+            if (v > 1.0) v = 1.0;
+            if (v < -1.0) v = -1.0;
+            bf[pos * d + x] = mla_float_to_bf16((float)v);
+        }
+    }
+    memset(c->bytes, 0xff, (size_t)(c->pages * c->stride));
+    mla_status st = mla_fp8_quantize_cache(fmt, c->pages, ps, bf, ps * d, d, c->bytes, c->stride,
+                                           MLA_DEVICE_CPU, NULL);
+    free(bf);
+    free(perm);
+    return st == MLA_OK ? 0 : -1;
+}
+
+static void free_fcache(fcache *c) { free(c->bytes); free(c->tok2pos); }
+
+/* indices [b, s_q, topk] (row stride topk + pad): unique valid tokens of the cache, shuffled
+ * with invalid entries. Returns the buffer; *stride0 / *stride1 set. */
+static int32_t *make_indices(const fcache *c, int64_t b, int64_t s_q, int64_t topk, int weird,
+                             int all_invalid, tc_rng *rng, int64_t *st0, int64_t *st1)
+{
+    const int64_t pad = 3;
+    *st1 = topk + pad;
+    *st0 = s_q * *st1 + 5;
+    int32_t *ind = malloc((size_t)(b * *st0) * 4);
+    int32_t *tok = malloc((size_t)(c->s_k > 0 ? c->s_k : 1) * 4);
+    const int64_t limit = c->pages * c->ps;
+    for (int64_t x = 0; x < b * *st0; x++) ind[x] = INT_MIN; /* padding */
+    for (int64_t i = 0; i < b; i++) {
+        /* request i sees tokens [0, L): L random in [1, s_k] */
+        const int64_t L = c->s_k > 0 ? 1 + tc_randint(rng, c->s_k) : 0;
+        for (int64_t j = 0; j < s_q; j++) {
+            int32_t *row = ind + i * *st0 + j * *st1;
+            const int64_t nv = all_invalid ? 0 : (L < topk ? L : topk);
+            for (int64_t t = 0; t < L; t++) tok[t] = (int32_t)t;
+            for (int64_t k = 0; k < nv; k++) { /* partial Fisher-Yates: nv unique tokens */
+                const int64_t r = k + tc_randint(rng, L - k);
+                const int32_t t = tok[r]; tok[r] = tok[k]; tok[k] = t;
+                row[k] = c->tok2pos[t];
+            }
+            for (int64_t k = nv; k < topk; k++) row[k] = weird ? weird_invalid(rng, limit) : -1;
+            if (weird) /* spread the invalid entries among the valid ones */
+                for (int64_t k = topk - 1; k > 0; k--) {
+                    const int64_t r = tc_randint(rng, k + 1);
+                    const int32_t t = row[r]; row[r] = row[k]; row[k] = t;
+                }
+        }
+    }
+    free(tok);
+    return ind;
+}
+
+static int32_t *make_lengths(int64_t n, int64_t topk, tc_rng *rng)
+{
+    int32_t *len = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        const int k = (int)tc_randint(rng, 10);
+        len[i] = k == 0 ? 0 : k == 1 ? (int32_t)topk : k == 2 ? (int32_t)(topk + 7) /* clamped */
+                 : k == 3 ? -5 /* clamped to 0 */ : (int32_t)tc_randint(rng, topk + 1);
+    }
+    return len;
+}
+
+static float *make_sinks(int64_t h_q, tc_rng *rng)
+{
+    float *s = malloc((size_t)h_q * 4);
+    for (int64_t h = 0; h < h_q; h++) {
+        const double u = tc_uniform(rng);
+        s[h] = u < 0.15 ? INFINITY : u < 0.3 ? -INFINITY : (float)tc_randn(rng);
+    }
+    return s;
+}
+
+static int64_t clampn(const int32_t *len, int64_t i, int64_t topk)
+{
+    if (!len) return topk;
+    return len[i] < 0 ? 0 : (len[i] > topk ? topk : len[i]);
+}
+
+static void run_decode(const char *label, const dcfg *cfg)
+{
+    tc_rng rng;
+    tc_rng_seed(&rng, cfg->seed * 7919 + 17);
+    const mla_fp8_format fmt = cfg->fmt;
+    const int64_t b = cfg->b, s_q = cfg->s_q, h_q = cfg->h_q, topk = cfg->topk;
+    const int64_t dqk = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512;
+    const int has_extra = cfg->extra_topk > 0;
+    fcache kc, ec;
+    memset(&ec, 0, sizeof ec);
+    if (make_fcache(&kc, fmt, cfg->s_k, cfg->ps, &rng) ||
+        (has_extra && make_fcache(&ec, fmt, cfg->extra_s_k, cfg->extra_ps, &rng))) {
+        tc_expect(0, "%s: setup failed", label);
+        return;
+    }
+    int64_t is0, is1, es0 = 0, es1 = 0;
+    int32_t *ind = make_indices(&kc, b, s_q, topk, cfg->weird, cfg->all_invalid, &rng, &is0, &is1);
+    int32_t *eind = has_extra ? make_indices(&ec, b, s_q, cfg->extra_topk, cfg->weird, cfg->all_invalid, &rng, &es0, &es1) : NULL;
+    int32_t *tl = cfg->topk_len ? make_lengths(b, topk, &rng) : NULL;
+    int32_t *etl = has_extra && cfg->extra_topk_len ? make_lengths(b, cfg->extra_topk, &rng) : NULL;
+    float *sink = cfg->sink ? make_sinks(h_q, &rng) : NULL;
+
+    /* q [b, s_q, h_q, dqk] padded; out padded; lse as a transposed [b, s_q, h_q] buffer */
+    const int64_t qs2 = dqk + 64, qs1 = h_q * qs2 + 8, qs0 = s_q * qs1;
+    uint16_t *q = malloc((size_t)(b * qs0) * 2);
+    for (int64_t x = 0; x < b * qs0; x++) {
+        double v = tc_randn(&rng);
+        q[x] = mla_float_to_bf16((float)(v > 1 ? 1 : v < -1 ? -1 : v));
+    }
+    const int64_t os2 = 512 + 32, os1 = h_q * os2, os0 = s_q * os1 + 16;
+    uint16_t *out = malloc((size_t)(b * os0) * 2), *out2 = malloc((size_t)(b * os0) * 2);
+    const int64_t ls1 = 1, ls2 = h_q, ls0 = s_q * h_q + 1; /* lse [b, h_q, s_q] */
+    float *lse = malloc((size_t)(b * ls0) * 4), *lse2 = malloc((size_t)(b * ls0) * 4);
+    for (int64_t x = 0; x < b * os0; x++) out[x] = out2[x] = TC_POISON_HALF;
+    for (int64_t x = 0; x < b * ls0; x++) lse[x] = lse2[x] = mla_bits_f32(0x7fc00123u);
+
+    const double scale = pow((double)dqk, -0.55); /* FlashMLA's sparse test scale */
+    mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
+    sh.b = b; sh.s_q = s_q; sh.h_q = h_q; sh.h_kv = 1; sh.d_qk = dqk; sh.d_v = 512;
+    sh.topk = topk; sh.page_size = cfg->ps; sh.format = fmt;
+    sh.extra_topk = cfg->extra_topk; sh.extra_page_size = cfg->extra_ps;
+    mla_sparse_decode_args a = mla_sparse_decode_args_default();
+    a.q = q; a.q_stride[0] = qs0; a.q_stride[1] = qs1; a.q_stride[2] = qs2;
+    a.k_cache = kc.bytes; a.num_pages = kc.pages; a.k_page_stride_bytes = kc.stride;
+    a.indices = ind; a.indices_stride[0] = is0; a.indices_stride[1] = is1;
+    a.topk_length = tl; a.attn_sink = sink;
+    if (has_extra) {
+        a.extra_k_cache = ec.bytes; a.extra_num_pages = ec.pages; a.extra_k_page_stride_bytes = ec.stride;
+        a.extra_indices = eind; a.extra_indices_stride[0] = es0; a.extra_indices_stride[1] = es1;
+        a.extra_topk_length = etl;
+    }
+    a.out = out; a.out_stride[0] = os0; a.out_stride[1] = os1; a.out_stride[2] = os2;
+    a.lse = lse; a.lse_stride[0] = ls0; a.lse_stride[1] = ls1; a.lse_stride[2] = ls2;
+    a.softmax_scale = (float)scale;
+
+    mla_sparse_decode_plan_t plan = NULL;
+    const double t0 = tc_now();
+    mla_status st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
+    if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
+    const double t_lib = tc_now() - t0;
+    mla_sparse_decode_plan_destroy(plan);
+    int ok = tc_expect(st == MLA_OK, "%s: %s: %s", label, mla_status_string(st), mla_last_error());
+    if (ok) { /* determinism: one thread gives the same bytes */
+        sh.cpu_threads = 1;
+        a.out = out2; a.lse = lse2;
+        st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
+        if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
+        mla_sparse_decode_plan_destroy(plan);
+        ok = tc_expect(st == MLA_OK && !memcmp(out, out2, (size_t)(b * os0) * 2) &&
+                           !memcmp(lse, lse2, (size_t)(b * ls0) * 4),
+                       "%s: 1 thread and all threads give identical bytes", label);
+    }
+
+    /* the fp64 oracle */
+    const double t1 = tc_now();
+    double *kd = malloc((size_t)((topk + cfg->extra_topk) * dqk) * sizeof(double));
+    double *sc = malloc((size_t)(topk + cfg->extra_topk) * sizeof(double));
+    double qd[576], od[512], rl, rm;
+    tc_allclose so, sl;
+    tc_allclose_begin(&so, TC_TOL_SPARSE_OUT_ABS, TC_TOL_OUT_REL, TC_TOL_OUT_COS);
+    tc_allclose_begin(&sl, TC_TOL_LSE_ABS, TC_TOL_LSE_REL, TC_TOL_LSE_COS);
+    int64_t empty_rows = 0, rows = 0;
+    for (int64_t i = 0; i < b && ok; i++)
+        for (int64_t j = 0; j < s_q; j++) {
+            int64_t nk = 0;
+            for (int src = 0; src < 1 + has_extra; src++) {
+                const fcache *c = src ? &ec : &kc;
+                const int32_t *row = src ? eind + i * es0 + j * es1 : ind + i * is0 + j * is1;
+                const int64_t n = src ? clampn(etl, i, cfg->extra_topk) : clampn(tl, i, topk);
+                for (int64_t k = 0; k < n; k++) {
+                    const int64_t pos = row[k];
+                    if (pos < 0 || pos >= c->pages * c->ps) continue;
+                    ind_token(fmt, c->bytes, c->stride, c->ps, pos, kd + nk * dqk);
+                    nk++;
+                }
+            }
+            for (int64_t h = 0; h < h_q; h++) {
+                const uint16_t *qr = q + i * qs0 + j * qs1 + h * qs2;
+                for (int64_t d = 0; d < dqk; d++) qd[d] = mla_bf16_to_float(qr[d]);
+                ind_attend(qd, kd, nk, dqk, (double)(float)scale, sink ? sink + h : NULL, sc, od, &rl, &rm);
+                const uint16_t *orow = out + i * os0 + j * os1 + h * os2;
+                const int64_t base = ((i * s_q + j) * h_q + h) * 512;
+                for (int d = 0; d < 512; d++) tc_allclose_add(&so, base + d, mla_bf16_to_float(orow[d]), od[d]);
+                tc_allclose_add(&sl, (i * h_q + h) * s_q + j, lse[i * ls0 + h * ls1 + j * ls2], rl);
+                rows++;
+                empty_rows += nk == 0;
+            }
+        }
+    if (ok) {
+        tc_report ro = tc_allclose_end(&so), rlr = tc_allclose_end(&sl);
+        const int good = ro.ok && rlr.ok;
+        tc_expect(good, "%s: out / lse match the fp64 oracle", label);
+        if (!good) { tc_print_report("out", &ro); tc_print_report("lse", &rlr); }
+        /* nothing written outside the outputs' rows */
+        int64_t clob = 0;
+        for (int64_t x = 0; x < b * os0; x++) {
+            const int64_t i = x / os0, r = x % os0, j = r / os1, h = (r % os1) / os2, d = (r % os1) % os2;
+            if ((j >= s_q || h >= h_q || d >= 512) && out[x] != TC_POISON_HALF) clob++;
+            (void)i;
+        }
+        for (int64_t x = 0; x < b * ls0; x++)
+            if (x % ls0 == ls0 - 1 && mla_f32_bits(lse[x]) != 0x7fc00123u) clob++;
+        tc_expect(clob == 0, "%s: %lld elements written outside out / lse", label, (long long)clob);
+        if (cfg->all_invalid)
+            tc_expect(empty_rows == rows, "%s: all rows are empty (%lld of %lld)", label,
+                      (long long)empty_rows, (long long)rows);
+    }
+    printf("  %-64s lib %6.2f s, oracle %6.2f s\n", label, t_lib, tc_now() - t1);
+    fflush(stdout);
+    free(kd); free(sc); free(q); free(out); free(out2); free(lse); free(lse2);
+    free(ind); free(eind); free(tl); free(etl); free(sink);
+    free_fcache(&kc);
+    if (has_extra) free_fcache(&ec);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sparse prefill                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct pcfg {
+    int64_t s_q, s_kv, h_q, h_kv, dqk, topk;
+    int topk_len, sink, all_invalid;
+    uint64_t seed;
+} pcfg;
+
+static void run_prefill(const char *label, const pcfg *cfg)
+{
+    tc_rng rng;
+    tc_rng_seed(&rng, cfg->seed * 104729 + 3);
+    const int64_t s_q = cfg->s_q, s_kv = cfg->s_kv, h_q = cfg->h_q, h_kv = cfg->h_kv, dqk = cfg->dqk, topk = cfg->topk;
+    const int64_t hpk = h_q / h_kv;
+    /* q / kv ~ N(0,1)/10 plus a per-tensor random offset (FlashMLA's prefill data) */
+    const double qoff = tc_randn(&rng) / 10.0, koff = tc_randn(&rng) / 10.0;
+    const int64_t qs1 = dqk + 16, qs0 = h_q * qs1 + 8;
+    const int64_t ks1 = dqk + 8, ks0 = h_kv * ks1;
+    uint16_t *q = malloc((size_t)(s_q * qs0) * 2), *kv = malloc((size_t)(s_kv * ks0) * 2);
+    for (int64_t x = 0; x < s_q * qs0; x++) q[x] = mla_float_to_bf16((float)(tc_randn(&rng) / 10.0 + qoff));
+    for (int64_t x = 0; x < s_kv * ks0; x++) kv[x] = mla_float_to_bf16((float)(tc_randn(&rng) / 10.0 + koff));
+    const int64_t is1 = topk + 1, is0 = h_kv * is1;
+    int32_t *ind = malloc((size_t)(s_q * is0) * 4);
+    int32_t *tok = malloc((size_t)s_kv * 4);
+    for (int64_t s = 0; s < s_q; s++)
+        for (int64_t g = 0; g < h_kv; g++) {
+            int32_t *row = ind + s * is0 + g * is1;
+            row[topk] = 0; /* padding: a valid-looking index that must not be used */
+            const int64_t nv = cfg->all_invalid ? 0 : (s_kv < topk ? s_kv : topk) * (3 + (int64_t)tc_randint(&rng, 2)) / 4;
+            for (int64_t t = 0; t < s_kv; t++) tok[t] = (int32_t)t;
+            for (int64_t k = 0; k < nv; k++) {
+                const int64_t r = k + tc_randint(&rng, s_kv - k);
+                const int32_t t = tok[r]; tok[r] = tok[k]; tok[k] = t;
+                row[k] = t;
+            }
+            for (int64_t k = nv; k < topk; k++) row[k] = weird_invalid(&rng, s_kv);
+            for (int64_t k = topk - 1; k > 0; k--) {
+                const int64_t r = tc_randint(&rng, k + 1);
+                const int32_t t = row[r]; row[r] = row[k]; row[k] = t;
+            }
+        }
+    free(tok);
+    int32_t *tl = cfg->topk_len ? make_lengths(s_q, topk, &rng) : NULL;
+    float *sink = cfg->sink ? make_sinks(h_q, &rng) : NULL;
+    const int64_t os1 = 512 + 16, os0 = h_q * os1;
+    uint16_t *out = malloc((size_t)(s_q * os0) * 2);
+    float *ml = malloc((size_t)(s_q * h_q) * 4), *lse = malloc((size_t)(s_q * (h_q + 1)) * 4);
+    for (int64_t x = 0; x < s_q * os0; x++) out[x] = TC_POISON_HALF;
+    for (int64_t x = 0; x < s_q * (h_q + 1); x++) lse[x] = mla_bits_f32(0x7fc00123u);
+
+    mla_sparse_prefill_args a = mla_sparse_prefill_args_default();
+    a.s_q = s_q; a.s_kv = s_kv; a.h_q = h_q; a.h_kv = h_kv; a.d_qk = dqk; a.d_v = 512; a.topk = topk;
+    a.q = q; a.q_stride[0] = qs0; a.q_stride[1] = qs1;
+    a.kv = kv; a.kv_stride[0] = ks0; a.kv_stride[1] = ks1;
+    a.indices = ind; a.indices_stride[0] = is0; a.indices_stride[1] = is1;
+    a.topk_length = tl; a.attn_sink = sink;
+    a.out = out; a.out_stride[0] = os0; a.out_stride[1] = os1;
+    a.max_logits = ml; a.max_logits_stride[0] = 1; a.max_logits_stride[1] = s_q; /* transposed */
+    a.lse = lse; a.lse_stride[0] = h_q + 1; a.lse_stride[1] = 1;
+    a.softmax_scale = 0.5f;
+    const double t0 = tc_now();
+    mla_status st = mla_sparse_prefill(&a, MLA_DEVICE_CPU, NULL, 0, NULL);
+    const double t_lib = tc_now() - t0;
+    int ok = tc_expect(st == MLA_OK, "%s: %s: %s", label, mla_status_string(st), mla_last_error());
+
+    const double t1 = tc_now();
+    double *kd = malloc((size_t)(topk * dqk) * sizeof(double)), *sc = malloc((size_t)topk * sizeof(double));
+    double qd[576], od[512], rl, rm;
+    tc_allclose so, sl, sm;
+    tc_allclose_begin(&so, 8e-4, 3.01 / 128, 7e-6);
+    tc_allclose_begin(&sl, 1e-6, 2.01 / 65536, 1e-12 + 7e-6);
+    tc_allclose_begin(&sm, 1e-6, 2.01 / 65536, 1e-12 + 7e-6);
+    for (int64_t s = 0; s < s_q && ok; s++)
+        for (int64_t g = 0; g < h_kv; g++) {
+            const int32_t *row = ind + s * is0 + g * is1;
+            const int64_t n = clampn(tl, s, topk);
+            int64_t nk = 0;
+            for (int64_t k = 0; k < n; k++) {
+                if (row[k] < 0 || row[k] >= s_kv) continue;
+                const uint16_t *kr = kv + row[k] * ks0 + g * ks1;
+                for (int64_t d = 0; d < dqk; d++) kd[nk * dqk + d] = mla_bf16_to_float(kr[d]);
+                nk++;
+            }
+            for (int64_t h = g * hpk; h < (g + 1) * hpk; h++) {
+                const uint16_t *qr = q + s * qs0 + h * qs1;
+                for (int64_t d = 0; d < dqk; d++) qd[d] = mla_bf16_to_float(qr[d]);
+                ind_attend(qd, kd, nk, dqk, 0.5, sink ? sink + h : NULL, sc, od, &rl, &rm);
+                for (int d = 0; d < 512; d++)
+                    tc_allclose_add(&so, (s * h_q + h) * 512 + d, mla_bf16_to_float(out[s * os0 + h * os1 + d]), od[d]);
+                tc_allclose_add(&sl, s * h_q + h, lse[s * (h_q + 1) + h], rl);
+                tc_allclose_add(&sm, s * h_q + h, ml[h * s_q + s], rm);
+            }
+        }
+    if (ok) {
+        tc_report ro = tc_allclose_end(&so), rlr = tc_allclose_end(&sl), rmr = tc_allclose_end(&sm);
+        const int good = ro.ok && rlr.ok && rmr.ok;
+        tc_expect(good, "%s: out / max_logits / lse match the fp64 oracle", label);
+        if (!good) { tc_print_report("out", &ro); tc_print_report("lse", &rlr); tc_print_report("max_logits", &rmr); }
+        int64_t clob = 0;
+        for (int64_t x = 0; x < s_q * os0; x++) if (x % os1 >= 512 && out[x] != TC_POISON_HALF) clob++;
+        for (int64_t s = 0; s < s_q; s++) if (mla_f32_bits(lse[s * (h_q + 1) + h_q]) != 0x7fc00123u) clob++;
+        tc_expect(clob == 0, "%s: %lld elements written outside the outputs", label, (long long)clob);
+    }
+    printf("  %-64s lib %6.2f s, oracle %6.2f s\n", label, t_lib, tc_now() - t1);
+    fflush(stdout);
+    free(kd); free(sc); free(q); free(kv); free(ind); free(tl); free(sink); free(out); free(ml); free(lse);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Validation                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+static void expect_err(mla_status st, mla_status want, const char *needle, const char *what)
+{
+    tc_expect(st == want && strstr(mla_last_error(), needle) != NULL,
+              "%s: want %s containing '%s', got %s: '%s'", what, mla_status_string(want), needle,
+              mla_status_string(st), mla_last_error());
+}
+
+static mla_status try_shape(const mla_sparse_decode_shape *sh, int device)
+{
+    mla_sparse_decode_plan_t p = (mla_sparse_decode_plan_t)(uintptr_t)1;
+    mla_status st = mla_sparse_decode_plan_create(&p, sh, device);
+    if (st == MLA_OK) mla_sparse_decode_plan_destroy(p);
+    else tc_expect(p == NULL, "failed plan_create leaves *plan NULL");
+    return st;
+}
+
+static void test_decode_validation(void)
+{
+    mla_sparse_decode_shape s0 = mla_sparse_decode_shape_default(), s;
+    s0.b = 2; s0.s_q = 1; s0.h_q = 4; s0.topk = 8; s0.page_size = 4;
+    s = s0; s.h_kv = 2; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "h_kv (2) must be 1", "h_kv 2");
+    s = s0; s.d_qk = 512; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "d_qk (512) does not match format MLA_FP8_FORMAT_V32", "d_qk vs format");
+    s = s0; s.format = (mla_fp8_format)9; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "format (9)", "bad format");
+    s = s0; s.topk = 0; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "topk (0)", "topk 0");
+    s = s0; s.h_q = 0; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "h_q (0)", "h_q 0");
+    s = s0; s.d_v = 576; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "d_v (576)", "d_v 576");
+    s = s0; s.extra_topk = -1; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "extra_topk (-1)", "extra_topk -1");
+    s = s0; s.extra_topk = 4; s.extra_page_size = 0; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "extra_page_size (0)", "extra_page_size 0");
+    s = s0; s.cpu_threads = 300; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "cpu_threads (300)", "cpu_threads");
+    s = s0; s.struct_size += 8; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "newer mla.h", "struct_size too big");
+    s = s0; s.struct_size = 16; expect_err(try_shape(&s, -1), MLA_ERR_INVALID_ARGUMENT, "too small", "struct_size too small");
+    s = s0; expect_err(try_shape(&s, 0), MLA_ERR_UNSUPPORTED, "sparse GPU kernels are not built yet", "GPU plan");
+    s = s0; s.h_kv = 3; expect_err(try_shape(&s, 0), MLA_ERR_INVALID_ARGUMENT, "h_kv (3)", "GPU plan validates first");
+    s = s0; expect_err(try_shape(&s, -3), MLA_ERR_INVALID_ARGUMENT, "device (-3)", "bad device");
+    expect_err(mla_sparse_decode_plan_create(NULL, &s0, -1), MLA_ERR_INVALID_ARGUMENT, "plan (the output pointer) is NULL", "NULL plan out");
+
+    /* a valid call to mutate */
+    static uint16_t q[2 * 4 * 576], out[2 * 4 * 512];
+    static uint8_t cache[3 * 4 * 656];
+    static int32_t ind[2 * 8], tl[2] = {8, 8};
+    static float lse[2 * 4];
+    memset(cache, 0, sizeof cache);
+    for (int x = 0; x < 16; x++) ind[x] = x % 12;
+    mla_sparse_decode_args a0 = mla_sparse_decode_args_default(), a;
+    a0.q = q; a0.q_stride[0] = 4 * 576; a0.q_stride[1] = 4 * 576; a0.q_stride[2] = 576;
+    a0.k_cache = cache; a0.num_pages = 3; a0.k_page_stride_bytes = 4 * 656;
+    a0.indices = ind; a0.indices_stride[0] = 8; a0.indices_stride[1] = 8;
+    a0.topk_length = tl;
+    a0.out = out; a0.out_stride[0] = 4 * 512; a0.out_stride[1] = 4 * 512; a0.out_stride[2] = 512;
+    a0.lse = lse; a0.lse_stride[0] = 4; a0.lse_stride[1] = 1; a0.lse_stride[2] = 4;
+    mla_sparse_decode_plan_t plan = NULL;
+    if (!tc_expect(mla_sparse_decode_plan_create(&plan, &s0, -1) == MLA_OK, "plan: %s", mla_last_error())) return;
+    for (size_t x = 0; x < sizeof out / 2; x++) out[x] = TC_POISON_HALF;
+    for (size_t x = 0; x < sizeof lse / 4; x++) lse[x] = mla_bits_f32(0x7fc00123u);
+#define BAD(field_stmt, want, needle, what) do { a = a0; field_stmt; expect_err(mla_sparse_decode(plan, &a, NULL, 0, NULL), want, needle, what); } while (0)
+    BAD(a.q = NULL, MLA_ERR_INVALID_ARGUMENT, "q is NULL", "NULL q");
+    BAD(a.indices = (const int32_t *)((const char *)ind + 2), MLA_ERR_INVALID_ARGUMENT, "indices", "misaligned indices");
+    BAD(a.attn_sink = (const float *)((const char *)lse + 1), MLA_ERR_INVALID_ARGUMENT, "attn_sink", "misaligned sink");
+    BAD(a.k_page_stride_bytes = 1000, MLA_ERR_INVALID_ARGUMENT, "k_page_stride_bytes (1000) must be >= page_size * 656", "page stride");
+    BAD(a.num_pages = 0, MLA_ERR_INVALID_ARGUMENT, "num_pages (0)", "num_pages 0");
+    BAD(a.extra_k_cache = cache, MLA_ERR_INVALID_ARGUMENT, "extra_k_cache is set but the plan has no extra cache", "extra without plan");
+    BAD(a.extra_topk_length = tl, MLA_ERR_INVALID_ARGUMENT, "extra_topk_length is set", "extra length without plan");
+    BAD(a.out_stride[2] = 256, MLA_ERR_INVALID_ARGUMENT, "out_stride[2] (256)", "out rows overlap");
+    BAD(a.indices_stride[0] = 4, MLA_ERR_INVALID_ARGUMENT, "indices_stride[0] (4) is smaller than 8", "indices overlap");
+    BAD(a.q_stride[0] = -1, MLA_ERR_INVALID_ARGUMENT, "q_stride[0] (-1) is negative", "negative stride");
+    BAD(a.lse = NULL, MLA_ERR_INVALID_ARGUMENT, "lse is NULL", "NULL lse");
+    BAD(a.flags = 2, MLA_ERR_INVALID_ARGUMENT, "flags (0x2)", "unknown flags");
+    BAD(a.struct_size = 8, MLA_ERR_INVALID_ARGUMENT, "args->struct_size (8) is too small", "args too small");
+    a = a0;
+    expect_err(mla_sparse_decode(plan, &a, NULL, 0, (struct CUstream_st *)q), MLA_ERR_INVALID_ARGUMENT, "stream must be NULL", "stream on CPU");
+    expect_err(mla_sparse_decode(NULL, &a, NULL, 0, NULL), MLA_ERR_INVALID_ARGUMENT, "plan is NULL", "NULL plan");
+    expect_err(mla_sparse_decode(plan, NULL, NULL, 0, NULL), MLA_ERR_INVALID_ARGUMENT, "args is NULL", "NULL args");
+    int untouched = 1;
+    for (size_t x = 0; x < sizeof out / 2; x++) untouched &= out[x] == TC_POISON_HALF;
+    for (size_t x = 0; x < sizeof lse / 4; x++) untouched &= mla_f32_bits(lse[x]) == 0x7fc00123u;
+    tc_expect(untouched, "failed sparse decode calls wrote nothing");
+    size_t ws = 7;
+    tc_expect(mla_sparse_decode_workspace_size(plan, &ws) == MLA_OK && ws == 0, "CPU workspace is 0 bytes");
+    a = a0;
+    tc_expect(mla_sparse_decode(plan, &a, NULL, 0, NULL) == MLA_OK, "the valid call works: %s", mla_last_error());
+    mla_sparse_decode_plan_destroy(plan);
+
+    /* with an extra cache: both extra tensors are required */
+    s = s0; s.extra_topk = 8; s.extra_page_size = 4;
+    if (!tc_expect(mla_sparse_decode_plan_create(&plan, &s, -1) == MLA_OK, "extra plan: %s", mla_last_error())) return;
+    BAD((void)0, MLA_ERR_INVALID_ARGUMENT, "extra_k_cache is NULL", "extra cache missing");
+    BAD((a.extra_k_cache = cache, a.extra_num_pages = 3, a.extra_k_page_stride_bytes = 4 * 656), MLA_ERR_INVALID_ARGUMENT, "extra_indices is NULL", "extra indices missing");
+    BAD((a.extra_k_cache = cache, a.extra_num_pages = 3, a.extra_k_page_stride_bytes = 100, a.extra_indices = ind, a.extra_indices_stride[0] = 8, a.extra_indices_stride[1] = 8), MLA_ERR_INVALID_ARGUMENT, "extra_k_page_stride_bytes (100)", "extra page stride");
+    BAD((a.extra_k_cache = cache, a.extra_num_pages = 3, a.extra_k_page_stride_bytes = 4 * 656, a.extra_indices = ind, a.extra_indices_stride[0] = 8, a.extra_indices_stride[1] = 8), MLA_OK, "", "extra cache valid call");
+    mla_sparse_decode_plan_destroy(plan);
+#undef BAD
+}
+
+static void test_prefill_validation(void)
+{
+    static uint16_t q[2 * 4 * 576], kv[16 * 576], out[2 * 4 * 512];
+    static int32_t ind[2 * 8];
+    static float ml[8], lse[8];
+    for (int x = 0; x < 16; x++) ind[x] = x;
+    mla_sparse_prefill_args a0 = mla_sparse_prefill_args_default(), a;
+    a0.s_q = 2; a0.s_kv = 16; a0.h_q = 4; a0.h_kv = 1; a0.topk = 8;
+    a0.q = q; a0.q_stride[0] = 4 * 576; a0.q_stride[1] = 576;
+    a0.kv = kv; a0.kv_stride[0] = 576; a0.kv_stride[1] = 576;
+    a0.indices = ind; a0.indices_stride[0] = 8; a0.indices_stride[1] = 8;
+    a0.out = out; a0.out_stride[0] = 4 * 512; a0.out_stride[1] = 512;
+    a0.max_logits = ml; a0.max_logits_stride[0] = 4; a0.max_logits_stride[1] = 1;
+    a0.lse = lse; a0.lse_stride[0] = 4; a0.lse_stride[1] = 1;
+    a0.softmax_scale = 0.1f;
+    for (size_t x = 0; x < 8; x++) lse[x] = mla_bits_f32(0x7fc00123u);
+#define BAD(field_stmt, want, needle, what) do { a = a0; field_stmt; expect_err(mla_sparse_prefill(&a, -1, NULL, 0, NULL), want, needle, what); } while (0)
+    BAD(a.softmax_scale = 0.0f, MLA_ERR_INVALID_ARGUMENT, "softmax_scale (0) must be > 0 and finite", "scale 0");
+    BAD(a.softmax_scale = NAN, MLA_ERR_INVALID_ARGUMENT, "softmax_scale (nan)", "scale NaN");
+    BAD(a.softmax_scale = INFINITY, MLA_ERR_INVALID_ARGUMENT, "softmax_scale (inf)", "scale inf");
+    BAD(a.h_kv = 3, MLA_ERR_INVALID_ARGUMENT, "h_q (4) is not divisible by h_kv (3)", "h_q % h_kv");
+    BAD(a.d_qk = 600, MLA_ERR_INVALID_ARGUMENT, "d_qk (600)", "d_qk 600");
+    BAD(a.s_kv = 0, MLA_ERR_INVALID_ARGUMENT, "s_kv (0)", "s_kv 0");
+    BAD(a.max_logits = NULL, MLA_ERR_INVALID_ARGUMENT, "max_logits is NULL", "NULL max_logits");
+    BAD(a.kv_stride[0] = 100, MLA_ERR_INVALID_ARGUMENT, "kv_stride[0] (100)", "kv rows overlap");
+    BAD(a.topk_length = (const int32_t *)((const char *)ind + 1), MLA_ERR_INVALID_ARGUMENT, "topk_length", "misaligned topk_length");
+    BAD(a.struct_size = sizeof a + 4, MLA_ERR_INVALID_ARGUMENT, "newer mla.h", "struct too big");
+    a = a0;
+    expect_err(mla_sparse_prefill(&a, 0, NULL, 0, NULL), MLA_ERR_UNSUPPORTED, "sparse GPU kernels are not built yet", "GPU prefill");
+    expect_err(mla_sparse_prefill(NULL, -1, NULL, 0, NULL), MLA_ERR_INVALID_ARGUMENT, "args is NULL", "NULL args");
+    int untouched = 1;
+    for (size_t x = 0; x < 8; x++) untouched &= mla_f32_bits(lse[x]) == 0x7fc00123u;
+    tc_expect(untouched, "failed sparse prefill calls wrote nothing");
+    size_t ws = 9;
+    tc_expect(mla_sparse_prefill_workspace_size(&a, -1, &ws) == MLA_OK && ws == 0, "prefill CPU workspace is 0");
+    expect_err(mla_sparse_prefill_workspace_size(&a, 0, &ws), MLA_ERR_UNSUPPORTED, "not built yet", "GPU prefill workspace");
+    tc_expect(mla_sparse_prefill(&a, -1, NULL, 0, NULL) == MLA_OK, "the valid prefill works: %s", mla_last_error());
+#undef BAD
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static dcfg dc(int64_t b, int64_t s_q, int64_t h_q, int64_t s_k, int64_t topk, int64_t ps, mla_fp8_format fmt)
+{
+    dcfg c;
+    memset(&c, 0, sizeof c);
+    c.b = b; c.s_q = s_q; c.h_q = h_q; c.s_k = s_k; c.topk = topk; c.ps = ps; c.fmt = fmt;
+    c.sink = 1; /* FlashMLA's grid runs with the sink on */
+    c.seed = (uint64_t)(b * 1000003 + s_q * 101 + h_q * 7 + s_k * 13 + topk * 3 + ps + fmt);
+    return c;
+}
+
+static pcfg pc(int64_t s_q, int64_t s_kv, int64_t h_q, int64_t dqk, int64_t topk)
+{
+    pcfg c;
+    memset(&c, 0, sizeof c);
+    c.s_q = s_q; c.s_kv = s_kv; c.h_q = h_q; c.h_kv = 1; c.dqk = dqk; c.topk = topk;
+    c.seed = (uint64_t)(s_q * 31 + s_kv * 7 + h_q * 3 + dqk + topk);
+    return c;
+}
+
+static const char *fname(mla_fp8_format f) { return f == MLA_FP8_FORMAT_V32 ? "V32" : "MODEL1"; }
+
+static void decode_case(dcfg c)
+{
+    char label[160];
+    snprintf(label, sizeof label, "decode %s b=%lld s_q=%lld h_q=%lld s_k=%lld topk=%lld ps=%lld%s%s%s%s%s",
+             fname(c.fmt), (long long)c.b, (long long)c.s_q, (long long)c.h_q, (long long)c.s_k,
+             (long long)c.topk, (long long)c.ps, c.extra_topk ? " +extra" : "",
+             c.topk_len ? " topk_len" : "", c.sink ? "" : " nosink", c.weird ? " weird" : "",
+             c.all_invalid ? " all-invalid" : "");
+    run_decode(label, &c);
+}
+
+static void prefill_case(pcfg c)
+{
+    char label[160];
+    snprintf(label, sizeof label, "prefill d=%lld h_q=%lld h_kv=%lld s_q=%lld s_kv=%lld topk=%lld%s%s%s",
+             (long long)c.dqk, (long long)c.h_q, (long long)c.h_kv, (long long)c.s_q, (long long)c.s_kv,
+             (long long)c.topk, c.topk_len ? " topk_len" : "", c.sink ? " sink" : "",
+             c.all_invalid ? " all-invalid" : "");
+    run_prefill(label, &c);
+}
+
+int main(int argc, char **argv)
+{
+    const int full = argc > 1 && !strcmp(argv[1], "--full");
+    const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
+    test_decode_validation();
+    test_prefill_validation();
+    dcfg c;
+
+    decode_case(dc(2, 1, 64, 512, 64, 64, V));
+    c = dc(2, 2, 16, 300, 128, 61, M); c.extra_topk = 64; c.extra_ps = 69; c.extra_s_k = 200; c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
+    decode_case(c);
+    prefill_case(pc(62, 592, 64, 576, 128));
+    (void)full;
+    return tc_summary();
+}
