@@ -71,8 +71,11 @@ fi
 
 if has bench; then
   if [ -x build/mla-bench ]; then
-    ./build/mla-bench ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -40
-    for f in build/bench*.json build/bench*.csv build/bench*.png results-bench*; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+    t0=$(date +%s)
+    MLA_GIT_COMMIT=${MLA_COMMIT:-} ./build/mla-bench ${BENCH_ARGS:---grid} --json "$OUT/bench.json" --csv "$OUT/bench.csv" 2>&1 |
+      tee "$OUT/bench.log" | tail -45
+    python3 bench/plot.py "$OUT/bench.json" -o "$OUT/bench.png" 2>&1 | tail -2
+    echo "bench: $(( $(date +%s) - t0 )) s"
   else
     echo "bench: build/mla-bench not built (bench/ not present yet)"
   fi
