@@ -16,6 +16,7 @@ several threads are serialised by a lock, so each gets exactly the result it wou
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 import threading
 
@@ -175,25 +176,16 @@ class Engine:
         return int(torch.multinomial(probs, 1, generator=gen).item())
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, stop_on_eos: bool = True, stop_token_ids=None) -> list[dict]:
-        """Generate for each prompt (``str`` or list of token ids; a single str/list-of-int is one
-        prompt). Returns one dict per prompt, in order: ``text`` (decoded completion, "" without a
-        tokenizer), ``token_ids`` (completion ids, EOS excluded), ``finish_reason`` ("stop": EOS /
-        stop token, "length": max_new_tokens), ``backend``, ``prompt_tokens``, ``completion_tokens``.
-
-        temperature 0: greedy. Otherwise softmax(logits / temperature) with nucleus ``top_p``;
-        ``seed`` makes sampling reproducible (request i draws from a generator seeded seed + i).
-        ``stop_token_ids`` adds stop tokens to the model's EOS ids (used when stop_on_eos)."""
+    def _prepare(self, prompts, max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids):
         if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts
-                                        and isinstance(prompts[0], int)):
+                                        and isinstance(prompts[0], numbers.Integral)):
             prompts = [prompts]
         prompts = list(prompts)
         max_new_tokens = int(max_new_tokens)
         temperature, top_p = float(temperature), float(top_p)
         if max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
-        if temperature < 0:
+        if not temperature >= 0:
             raise ValueError("temperature must be >= 0")
         if not 0.0 < top_p <= 1.0:
             raise ValueError("top_p must be in (0, 1]")
@@ -204,75 +196,117 @@ class Engine:
             if need > self.num_pages:
                 raise ValueError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) needs {need} "
                                  f"KV pages; the cache has {self.num_pages}")
-        with self._lock:
-            return self._generate_locked(encoded, max_new_tokens, temperature, top_p, seed, stops)
+        return encoded, max_new_tokens, temperature, top_p, stops
 
-    def _generate_locked(self, encoded, max_new_tokens, temperature, top_p, seed, stops):
+    def generate(self, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None, stop_on_eos: bool = True, stop_token_ids=None) -> list[dict]:
+        """Generate for each prompt (``str`` or list of token ids; a single str/list-of-int is one
+        prompt). Returns one dict per prompt, in order: ``text`` (decoded completion, "" without a
+        tokenizer), ``token_ids`` (completion ids, EOS excluded), ``finish_reason`` ("stop": EOS /
+        stop token, "length": max_new_tokens), ``backend``, ``prompt_tokens``, ``completion_tokens``.
+
+        temperature 0: greedy. Otherwise softmax(logits / temperature) with nucleus ``top_p``;
+        ``seed`` makes sampling reproducible (request i draws from a generator seeded seed + i).
+        ``stop_token_ids`` adds stop tokens to the model's EOS ids (used when stop_on_eos).
+        Raises ValueError for bad requests (empty prompt, token id out of range, too long for the
+        cache, bad parameters)."""
+        encoded, max_new_tokens, temperature, top_p, stops = self._prepare(
+            prompts, max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids)
+        outs: list[list[int]] = [[] for _ in encoded]
+        reasons: list[str | None] = [None] * len(encoded)
+        with self._lock:
+            for i, tok, reason in self._run(encoded, max_new_tokens, temperature, top_p, seed, stops):
+                if tok is not None:
+                    outs[i].append(tok)
+                if reason is not None:
+                    reasons[i] = reason
+        return [self._result(encoded[i], outs[i], reasons[i]) for i in range(len(encoded))]
+
+    def generate_stream(self, prompt, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
+                        seed: int | None = None, stop_on_eos: bool = True, stop_token_ids=None):
+        """Stream one prompt: yields ``{"token_id", "text"}`` per new token (``text``: the decoded
+        text added by this token), then a final dict like ``generate``'s with ``"done": True``.
+        Holds the engine lock until the generator is exhausted or closed."""
+        encoded, max_new_tokens, temperature, top_p, stops = self._prepare(
+            [prompt], max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids)
+        out: list[int] = []
+        reason = None
+        with self._lock:
+            for _i, tok, r in self._run(encoded, max_new_tokens, temperature, top_p, seed, stops):
+                if tok is not None:
+                    before = self.decode_text(out)
+                    out.append(tok)
+                    yield {"token_id": tok, "text": self.decode_text(out)[len(before):]}
+                if r is not None:
+                    reason = r
+        final = self._result(encoded[0], out, reason)
+        final["done"] = True
+        yield final
+
+    def _result(self, prompt_ids, out, reason) -> dict:
+        return {"text": self.decode_text(out), "token_ids": list(out), "finish_reason": reason,
+                "backend": self.backend, "prompt_tokens": len(prompt_ids), "completion_tokens": len(out)}
+
+    def _run(self, encoded, max_new_tokens, temperature, top_p, seed, stops):
+        """The scheduler (caller holds the lock). Yields ``(i, token or None, finish_reason or None)``
+        events: a token appended to request i, and/or request i finished."""
         n = len(encoded)
-        outs: list[list[int]] = [[] for _ in range(n)]
-        reasons: list[str | None] = [None] * n
-        gens = []
-        for i in range(n):
-            if temperature > 0 and seed is not None:
-                gens.append(torch.Generator().manual_seed(int(seed) + i))
-            else:
-                gens.append(None)
+        gens = [torch.Generator().manual_seed(int(seed) + i) if temperature > 0 and seed is not None else None
+                for i in range(n)]
+        count = [0] * n
         if max_new_tokens == 0:
-            reasons = ["length"] * n
-        pending = [i for i in range(n) if reasons[i] is None]
+            for i in range(n):
+                yield i, None, "length"
+            return
+        pending = list(range(n))
         active: dict[int, object] = {}            # request index -> cache rid
         last_tok: dict[int, int] = {}
         cache = self.cache
+
+        def accept(i, tok):
+            """-> (token appended or None, finish reason or None); frees finished requests."""
+            if tok in stops:
+                cache.free(active.pop(i))
+                return None, "stop"
+            count[i] += 1
+            last_tok[i] = tok
+            if count[i] >= max_new_tokens:
+                cache.free(active.pop(i))
+                return tok, "length"
+            return tok, None
+
         try:
             while pending or active:
-                # admit
-                while pending and len(active) < self.max_batch_size:
+                while pending and len(active) < self.max_batch_size:          # admit + prefill
                     i = pending[0]
-                    need = cache.pages_needed(len(encoded[i]) + max_new_tokens)
-                    if need > cache.allocator.num_free:
+                    if cache.pages_needed(len(encoded[i]) + max_new_tokens) > cache.allocator.num_free:
                         if not active:
                             raise RuntimeError("KV cache exhausted with no active request")
                         break
                     pending.pop(0)
                     rid = ("gen", next(self._rid))
                     cache.add_request(rid)
-                    cache.reserve(rid, len(encoded[i]) + max_new_tokens)
                     active[i] = rid
+                    cache.reserve(rid, len(encoded[i]) + max_new_tokens)
                     logits = self.model.prefill(torch.tensor(encoded[i], dtype=torch.long), cache, rid)
-                    self._accept(i, self._sample(logits.cpu(), temperature, top_p, gens[i]), outs, reasons,
-                                 stops, max_new_tokens, last_tok)
-                    if reasons[i] is not None:
-                        cache.free(active.pop(i))
+                    tok, reason = accept(i, self._sample(logits.cpu(), temperature, top_p, gens[i]))
+                    self.stats["generated_tokens"] += tok is not None
+                    yield i, tok, reason
                 if not active:
                     continue
-                order = sorted(active)
+                order = sorted(active)                                         # one decode step
                 toks = torch.tensor([last_tok[i] for i in order], dtype=torch.long)
                 logits = self.model.decode(toks, cache, [active[i] for i in order]).cpu()
                 self.stats["decode_steps"] += 1
                 for row, i in enumerate(order):
-                    self._accept(i, self._sample(logits[row], temperature, top_p, gens[i]), outs, reasons,
-                                 stops, max_new_tokens, last_tok)
-                    if reasons[i] is not None:
-                        cache.free(active.pop(i))
+                    tok, reason = accept(i, self._sample(logits[row], temperature, top_p, gens[i]))
+                    self.stats["generated_tokens"] += tok is not None
+                    yield i, tok, reason
         finally:
             for rid in active.values():
                 if cache.has_request(rid):
                     cache.free(rid)
-        self.stats["requests"] += n
-        self.stats["generated_tokens"] += sum(len(o) for o in outs)
-        return [{"text": self.decode_text(outs[i]), "token_ids": outs[i], "finish_reason": reasons[i],
-                 "backend": self.backend, "prompt_tokens": len(encoded[i]), "completion_tokens": len(outs[i])}
-                for i in range(n)]
-
-    @staticmethod
-    def _accept(i, tok, outs, reasons, stops, max_new_tokens, last_tok):
-        if tok in stops:
-            reasons[i] = "stop"
-            return
-        outs[i].append(tok)
-        last_tok[i] = tok
-        if len(outs[i]) >= max_new_tokens:
-            reasons[i] = "length"
+            self.stats["requests"] += n
 
     def close(self) -> None:
         with self._lock:

@@ -221,3 +221,38 @@ def test_gpu_engine_matches_cpu(dsk_tiny_ckpt, dsk_flash_mla, eng):
     assert bf.dtype == torch.bfloat16
     r = bf.generate(["hello MLA"], max_new_tokens=4)[0]
     assert r["backend"] == "mla-gpu" and len(r["token_ids"]) + (r["finish_reason"] == "stop") >= 1
+
+
+def test_generate_stream_matches_generate(eng):
+    want = eng.generate(["stream it"], max_new_tokens=6)[0]
+    events = list(eng.generate_stream("stream it", max_new_tokens=6))
+    final = events[-1]
+    assert final.pop("done") is True and final == want
+    toks = events[:-1]
+    assert [e["token_id"] for e in toks] == want["token_ids"]
+    assert "".join(e["text"] for e in toks) == want["text"]
+    # an abandoned stream releases the lock and the cache pages
+    it = eng.generate_stream("abandon", max_new_tokens=6)
+    next(it)
+    it.close()
+    assert eng.cache.allocator.num_free == eng.num_pages
+    assert eng.generate(["stream it"], max_new_tokens=6)[0] == want
+
+
+def test_numpy_token_prompts(eng):
+    np = pytest.importorskip("numpy")
+    a = eng.generate([np.array([0, 100, 101], dtype=np.int64).tolist()], max_new_tokens=3)[0]
+    b = eng.generate([[np.int64(0), np.int64(100), np.int64(101)]], max_new_tokens=3)[0]
+    c = eng.generate([np.int64(0), np.int64(100), np.int64(101)], max_new_tokens=3)      # one prompt
+    assert a == b == c[0]
+
+
+def test_cli_write_tiny_and_generate(tmp_path, capsys, dsk_flash_mla):
+    from deepseek_mla.__main__ import main
+    d = str(tmp_path / "cli")
+    assert main(["write-tiny", d, "--seed", "0"]) == 0
+    assert capsys.readouterr().out.strip() == d
+    assert main(["generate", d, "abc", "hello MLA", "--max-new-tokens", "4", "--device", "cpu"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    eng = Engine.from_checkpoint(d, device="cpu")
+    assert lines == eng.generate(["abc", "hello MLA"], max_new_tokens=4)

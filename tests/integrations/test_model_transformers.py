@@ -29,10 +29,11 @@ def _full_fp32_precision():
 
 def _hf_model(path):
     from transformers import AutoModelForCausalLM
+    kw = dict(output_loading_info=True, attn_implementation="eager")        # eager: the reference math
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
     except TypeError:                                      # older transformers spell it torch_dtype
-        model, info = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, output_loading_info=True)
+        model, info = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, **kw)
     for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         assert not info.get(k), f"transformers could not map the checkpoint: {k}={info.get(k)}"
     return model.to(DEVICE).eval()
