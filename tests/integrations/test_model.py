@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from deepseek_mla import PagedKVCache, load_model, testing
+from deepseek_mla import DeepseekForCausalLM, PagedKVCache, load_model, testing
+from deepseek_mla.checkpoint import random_state_dict, tiny_config
 from deepseek_mla.model import apply_rope, rope_inv_freq
 
 pytestmark = pytest.mark.usefixtures("dsk_one_thread")
@@ -96,13 +97,14 @@ def _absorbed_vs_naive(model, ops, kv_dtype, lens, layer=0, seed=0):
     cfg = model.config
     attn = model.model.layers[layer].self_attn
     H = cfg.hidden_size
-    cache = PagedKVCache(1, 24, 64, cfg.kv_cache_dim, kv_dtype, shuffle_seed=11, fill_value=float("nan"))
+    dev = model.device
+    cache = PagedKVCache(1, 24, 64, cfg.kv_cache_dim, kv_dtype, dev, shuffle_seed=11, fill_value=float("nan"))
     hs, want = [], []
     for r, L in enumerate(lens):
-        h = _rand((1, L + 1, H), seed + r)
+        h = _rand((1, L + 1, H), seed + r).to(dev)
         hs.append(h[0, L])
         cache.add_request(r)
-        pos = torch.arange(L + 1)[None]
+        pos = torch.arange(L + 1, device=dev)[None]
         cos, sin = model.rotary(pos, h.dtype)
         want.append(attn.forward_naive(h, cos, sin)[0, L])
         if L:
@@ -110,7 +112,7 @@ def _absorbed_vs_naive(model, ops, kv_dtype, lens, layer=0, seed=0):
                 cache.write(0, cache.append(_r, _L), c_kv[0], k_pe[0])
             attn.forward_naive(h[:, :L], cos[:, :L], sin[:, :L], sink)
     rids = list(range(len(lens)))
-    positions = torch.tensor(lens)
+    positions = torch.tensor(lens, device=dev)
     slots = cache.append_batch(rids, 1)
     bt = cache.block_table(rids, max_pages=6, pad_value=BIG)
     seqlens = cache.cache_seqlens(rids)
@@ -119,7 +121,7 @@ def _absorbed_vs_naive(model, ops, kv_dtype, lens, layer=0, seed=0):
     meta, splits = ops.get_mla_metadata()
     got = attn.forward_decode(torch.stack(hs), cos, sin, cache.k_caches[0],
                               lambda c, k: cache.write(0, slots, c, k), bt, seqlens, meta, splits, ops)
-    return got, torch.stack(want)
+    return got.cpu(), torch.stack(want).cpu()
 
 
 LENS = [0, 1, 63, 64, 65, 130, 200]          # page boundaries around 64 / 128
@@ -137,18 +139,42 @@ def test_absorbed_decode_equals_naive_attention_fp32_reference(dsk_tiny_ckpt):
         assert torch.allclose(got, want, atol=2e-5, rtol=1e-4), (got - want).abs().max()
 
 
-@torch.no_grad()
-@pytest.mark.parametrize("kv_dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 4e-3)])
-def test_absorbed_decode_equals_naive_attention_flash_mla(dsk_tiny_ckpt, dsk_flash_mla, kv_dtype, tol):
-    """The same through the real flash_mla (libmla CPU path) with a bf16 / fp16 cache, NaN in unused
-    cache rows, shuffled pages and huge values in unused block_table entries."""
-    m = load_model(dsk_tiny_ckpt)
-    got, want = _absorbed_vs_naive(m, dsk_flash_mla, kv_dtype, LENS)
+def _model_with_heads(heads, device="cpu", seed=0):
+    """A tiny V3 model with ``heads`` query heads, random weights (no checkpoint round trip)."""
+    cfg = tiny_config("v3", num_attention_heads=heads, num_key_value_heads=heads)
+    m = DeepseekForCausalLM(cfg)
+    m.load_state_dict(random_state_dict(cfg, seed=seed))
+    return m.to(device).requires_grad_(False).eval()
+
+
+def _check_close(got, want, tol):
     assert torch.isfinite(got).all()
     err = (got - want).abs().max().item()
     assert err <= tol * want.abs().max().item(), err
     cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0).item()
     assert cos > 0.9999, cos
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("heads,kv_dtype,tol", [(8, torch.bfloat16, 3e-2), (8, torch.float16, 4e-3),
+                                                (16, torch.bfloat16, 3e-2), (128, torch.bfloat16, 3e-2)])
+def test_absorbed_decode_equals_naive_attention_flash_mla(dsk_flash_mla, heads, kv_dtype, tol):
+    """The same through the real flash_mla (libmla CPU path) with a bf16 / fp16 cache, h_q 8 / 16
+    (V2-Lite) / 128 (V3), NaN in unused cache rows, shuffled pages and huge values in unused
+    block_table entries."""
+    got, want = _absorbed_vs_naive(_model_with_heads(heads), dsk_flash_mla, kv_dtype, LENS)
+    _check_close(got, want, tol)
+
+
+@torch.no_grad()
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: GPU kernel case runs on the GPU machine")
+def test_absorbed_decode_equals_naive_attention_flash_mla_gpu(dsk_flash_mla):
+    """The same with CUDA tensors: the GPU kernel inside the model's decode step."""
+    for heads in (8, 16, 128):
+        m = _model_with_heads(heads, "cuda")
+        for kv_dtype, tol in ((torch.bfloat16, 3e-2), (torch.float16, 4e-3)):
+            got, want = _absorbed_vs_naive(m, dsk_flash_mla, kv_dtype, LENS)
+            _check_close(got, want, tol)
 
 
 @torch.no_grad()
