@@ -5,7 +5,7 @@ This builds and runs exactly::
     mlflow deployments create -t sagemaker:/<region> --name <endpoint> -m <model uri> \
         -C image_url=<ECR image built from integrations/sagemaker/dockerfile.py> \
         -C execution_role_arn=<role> -C instance_type=ml.p5.48xlarge -C instance_count=1 \
-        -C env='{"MLFLOW_MODELS_WORKERS": "8", ...}' -C synchronous=true -C timeout_seconds=3600
+        -C env='{"MLFLOW_MODELS_WORKERS": "8", ...}' -C synchronous=True -C timeout_seconds=3600
 
 MLflow then tars the model directory to ``s3://<bucket>/<model name>/model.tar.gz`` (SageMaker unpacks
 it at /opt/ml/model), calls CreateModel (image, ModelDataUrl, Environment incl.
@@ -81,7 +81,7 @@ def cli_command(name: str, model_uri: str, config: dict, region: str = DEFAULT_R
         if isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         elif isinstance(value, bool):
-            value = "true" if value else "false"
+            value = "True" if value else "False"   # MLflow's -C parser: only the string "True" is true
         argv += ["-C", "%s=%s" % (key, value)]
     return argv
 
