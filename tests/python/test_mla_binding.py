@@ -209,3 +209,14 @@ def test_version_file_matches_header():
     hdr = open(os.path.join(REPO, "include", "mla.h")).read()
     parts = [re.search(r"#define MLA_VERSION_%s (\d+)" % k, hdr).group(1) for k in ("MAJOR", "MINOR", "PATCH")]
     assert mla.__version__ == ".".join(parts)
+
+
+def test_schedule_and_reuse_flag_on_cpu():
+    (q, kc, bt, cs), _ = _np_case("fp16", seed=6)
+    plan = mla.cached_plan(2, 2, 4, 2, 16, "fp16", causal=True)
+    plan.schedule(cs, None)                      # a no-op on the CPU, but a real C call
+    out, lse = mla.decode(q, kc, bt, cs, causal=True, plan=plan, reuse_schedule=True)
+    ref_out, ref_lse = ref_decode(q, kc, bt, cs, causal=True)
+    check_out_lse(out, lse, ref_out, ref_lse)
+    with pytest.raises(mla.InvalidArgumentError, match="stream"):
+        plan.schedule(cs, None, stream=1234)   # a CPU call takes no stream
