@@ -17,44 +17,8 @@
 
 #include "params.h"
 #include "ptx.cuh"
+#include "common.cuh"
 #include "launch.h"
-
-#define LOG2E_F 1.4426950408889634f
-#define LN2_F 0.6931471805599453f
-
-/* byte offset of 16-byte chunk `c` of row `r` in a swizzled tile with `rb` bytes per row */
-static __device__ __forceinline__ uint32_t swz(int r, int c, int rb) {
-    return (uint32_t)(r * rb + ((c & ~7) | ((c ^ r) & 7)) * 16);
-}
-
-static __device__ __forceinline__ uint32_t pack2(float lo, float hi, const int f16) {
-    if (f16) {
-        __half2 h = __floats2half2_rn(lo, hi);
-        return *(uint32_t *)&h;
-    } else {
-        __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-        return *(uint32_t *)&h;
-    }
-}
-
-static __device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
-                                                const int f16) {
-    if (f16) mma_f16(d, a, b0, b1);
-    else mma_bf16(d, a, b0, b1);
-}
-
-/* Tokens of request r that exist (negative -> 0, clamp to the block table's reach). */
-static __device__ __forceinline__ int req_len(const mla_dec_params *p, int r) {
-    long long L = p->seqlens[r];
-    if (L < 0) L = 0;
-    if (L > p->max_tokens) L = p->max_tokens;
-    return (int)L;
-}
-static __device__ __forceinline__ int req_nq(const mla_dec_params *p, int r) {
-    if (!p->cu_seqlens_q) return p->s_q;
-    int n = p->cu_seqlens_q[r + 1] - p->cu_seqlens_q[r];
-    return n < 0 ? 0 : (n > p->s_q ? p->s_q : n);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
@@ -529,16 +493,20 @@ __global__ void __launch_bounds__(256) mla_combine_fp16(const __grid_constant__ 
 /* ------------------------------------------------------------------------------------------ */
 /* Host launchers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
-static const void *decode_fn(int dqk, int f16) {
+static const void *decode_fn(int kernel, int dqk, int f16) {
+    if (kernel == MLA_KERNEL_WGMMA) return mla_k_sm90_fn(dqk, f16);
     if (dqk == 576) return f16 ? (const void *)mla_decode_fp16_576 : (const void *)mla_decode_bf16_576;
     return f16 ? (const void *)mla_decode_fp16_512 : (const void *)mla_decode_bf16_512;
 }
 
-extern "C" int mla_k_decode_smem(int dqk, int stages) { return dec_smem_bytes(dqk, stages); }
+extern "C" int mla_k_decode_smem(int kernel, int dqk) {
+    if (kernel == MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
+    return dec_smem_bytes(dqk, kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1);
+}
 
-extern "C" cudaError_t mla_k_prepare(int dqk, int f16, int stages) {
-    return cudaFuncSetAttribute(decode_fn(dqk, f16), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                dec_smem_bytes(dqk, stages));
+extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
+    return cudaFuncSetAttribute(decode_fn(kernel, dqk, f16), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                mla_k_decode_smem(kernel, dqk));
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
@@ -548,10 +516,11 @@ extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stre
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int dqk, int f16, int use_pdl, cudaStream_t stream) {
+extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl,
+                                    cudaStream_t stream) {
     dim3 grid(p->num_m_blocks, p->h_kv, p->num_sm_parts);
-    const int smem = dec_smem_bytes(dqk, p->stages);
-    const void *fn = decode_fn(dqk, f16);
+    const int smem = mla_k_decode_smem(kernel, dqk);
+    const void *fn = decode_fn(kernel, dqk, f16);
     void *args[1] = {(void *)p};
     cudaError_t e = cudaLaunchKernel(fn, grid, dim3(MLA_THREADS), args, (size_t)smem, stream);
     if (e != cudaSuccess) return e;

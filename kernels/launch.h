@@ -9,14 +9,17 @@
 extern "C" {
 #endif
 
-/* Dynamic shared memory of the decode kernel for d_qk and K stages (1 or 2). */
-int mla_k_decode_smem(int dqk, int stages);
-/* Raises the decode kernel's dynamic smem limit on the current device. */
-cudaError_t mla_k_prepare(int dqk, int f16, int stages);
+/* Dynamic shared memory of decode kernel variant `kernel` (MLA_KERNEL_*) for d_qk. */
+int mla_k_decode_smem(int kernel, int dqk);
+/* Raises that kernel's dynamic smem limit on the current device. */
+cudaError_t mla_k_prepare(int kernel, int dqk, int f16);
 /* Enqueues the split-KV scheduler (reads p->seqlens, writes the schedule into the workspace). */
 cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream);
 /* Enqueues decode + combine (combine with programmatic dependent launch when use_pdl). */
-cudaError_t mla_k_decode(const mla_dec_params *p, int dqk, int f16, int use_pdl, cudaStream_t stream);
+cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl, cudaStream_t stream);
+/* The wgmma kernels (kernels/decode_sm90.cu). */
+const void *mla_k_sm90_fn(int dqk, int f16);
+int mla_k_sm90_smem(int dqk);
 
 #ifdef __cplusplus
 }

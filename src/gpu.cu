@@ -81,21 +81,23 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              65535LL * 8);
     const int64_t m_blocks = (s->s_q * hg + MLA_BM - 1) / MLA_BM;
 
-    /* kernel variant: 2 K stages where the smem fits (sm_90, sm_100), else 1 (A100), else none */
+    /* kernel variant: wgmma on compute capability 9.0 (sm_90a code), else mma.sync with 2 K stages
+     * where the smem fits (sm_100, ...), else 1 stage (A100), else none */
+    const int dqk = (int)s->d_qk;
     int kernel = 0;
-    if (optin >= mla_k_decode_smem((int)s->d_qk, 2)) kernel = MLA_KERNEL_MMA_2STAGE;
-    else if (optin >= mla_k_decode_smem((int)s->d_qk, 1)) kernel = MLA_KERNEL_MMA_1STAGE;
+    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
+    else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
+    else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else
         return mla_set_error(MLA_ERR_UNSUPPORTED,
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
-                             dev, optin, mla_k_decode_smem((int)s->d_qk, 1));
-    const char *force = getenv("MLA_GPU_KERNEL"); /* testing hook: 1 = 2-stage, 2 = 1-stage */
-    if (force && (force[0] == '1' || force[0] == '2') && force[1] == 0) {
-        int k = force[0] - '0';
-        if (optin >= mla_k_decode_smem((int)s->d_qk, k == MLA_KERNEL_MMA_2STAGE ? 2 : 1)) kernel = k;
+                             dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
+    /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma) */
+    const char *force = getenv("MLA_GPU_KERNEL");
+    if (force && force[0] >= '1' && force[0] <= '3' && force[1] == 0) {
+        const int k = force[0] - '0';
+        if (optin >= mla_k_decode_smem(k, dqk) && (k != MLA_KERNEL_WGMMA || (major == 9 && minor == 0))) kernel = k;
     }
-    const int stages = kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1;
-
     int64_t parts = sms / (s->h_kv * m_blocks);
     if (parts < 1) parts = 1;
     mla_ws_layout w = mla_ws_compute(s->b, s->s_q, s->h_q, (int)parts);
@@ -103,7 +105,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     int old;
     mla_status st = device_enter(dev, &old);
     if (st) return st;
-    e = mla_k_prepare((int)s->d_qk, s->dtype == MLA_DTYPE_FP16, stages);
+    e = mla_k_prepare(kernel, dqk, s->dtype == MLA_DTYPE_FP16);
     device_restore(dev, old);
     if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
 
@@ -160,7 +162,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel != MLA_KERNEL_MMA_2STAGE && plan->gpu.kernel != MLA_KERNEL_MMA_1STAGE)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -201,7 +203,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         what = "the split-KV scheduler launch";
     }
     if (e == cudaSuccess) {
-        e = mla_k_decode(&p, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
+        e = mla_k_decode(&p, plan->gpu.kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
                          (cudaStream_t)stream);
         what = "the decode/combine launch";
     }

@@ -489,25 +489,35 @@ static void test_big_batch(void)
     printf("b=16384: %d passed, %d failed, %.1f s\n", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
-/* The 1-stage variant (what an A100 runs), forced through the MLA_GPU_KERNEL testing hook. */
-static void test_one_stage(void)
+/* The other kernel variants, forced through the MLA_GPU_KERNEL testing hook (src/gpu.cu):
+ * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
+ * runs), "3" wgmma (sm_90 only; the default there). */
+static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
-    setenv("MLA_GPU_KERNEL", "2", 1);
+    double t0 = tc_now();
+    setenv("MLA_GPU_KERNEL", k, 1);
+    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
     tc_config cfg = tc_config_default();
-    mla_decode_plan_t plan = NULL;
+    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 950;
+    run_case(&cfg);
+    cfg = tc_config_default();
     cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 900;
-    tc_case c;
-    tc_case_build(&c, &cfg);
-    if (mla_decode_plan_create(&plan, &c.shape, g_dev) == MLA_OK) {
-        run_case(&cfg);
-        cfg.b = 1; cfg.s_q = 1; cfg.causal = 0; cfg.s_k = 5000; cfg.varlen = 0; cfg.h_q = 16; cfg.seed = 901;
-        run_case(&cfg);
-    }
-    mla_decode_plan_destroy(plan);
-    tc_case_free(&c);
+    run_case(&cfg);
+    cfg.b = 1; cfg.s_q = 1; cfg.causal = 0; cfg.s_k = 5000; cfg.varlen = 0; cfg.h_q = 16; cfg.seed = 901;
+    run_case(&cfg);
+    cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+    cfg.page_size = 16; cfg.dtype = MLA_DTYPE_FP16; cfg.cu_seqlens_q = 1; cfg.seed = 902;
+    run_case(&cfg);
+    cfg.d_qk = 512; cfg.dtype = MLA_DTYPE_BF16; cfg.strided = 1; cfg.page_size = 32; cfg.seed = 903;
+    run_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 64; cfg.s_q = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.seed = 904;
+    run_case(&cfg);
     unsetenv("MLA_GPU_KERNEL");
-    printf("1-stage kernel variant: %d passed, %d failed\n", tc_passed - pass0, tc_failed - fail0);
+    printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
+           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : "wgmma", k, tc_passed - pass0,
+           tc_failed - fail0, tc_now() - t0);
 }
 
 /* CUDA graph: capture one mla_decode, replay with new cache_seqlens values. */
@@ -757,6 +767,16 @@ int main(int argc, char **argv)
     printf("GPU 0: %s, cc %d.%d, %d SMs (%d device(s))\n", prop.name, prop.major, prop.minor,
            prop.multiProcessorCount, n);
     cudaSetDevice(0);
+    {
+        mla_decode_shape sh = mla_decode_shape_default();
+        sh.b = 1; sh.h_q = 16; sh.page_size = 64;
+        mla_decode_plan_t pl = NULL;
+        int parts = 0;
+        const char *k = getenv("MLA_GPU_KERNEL");
+        if (mla_decode_plan_create(&pl, &sh, 0) == MLA_OK && mla_decode_plan_info(pl, NULL, &parts) == MLA_OK)
+            printf("default plan: %d scheduler parts (h_q=16); MLA_GPU_KERNEL=%s\n", parts, k ? k : "(unset)");
+        mla_decode_plan_destroy(pl);
+    }
     if (g_quick) {
         test_quick();
         return tc_summary();
@@ -769,7 +789,8 @@ int main(int argc, char **argv)
     test_determinism_and_reuse();
     test_graph();
     test_devices();
-    test_one_stage();
+    test_forced_kernel("1");
+    test_forced_kernel("2");
     test_big_batch();
     test_grid();
     printf("total time %.1f s\n", tc_now() - t0);

@@ -36,19 +36,20 @@ if has build; then
       echo "-- $f"
       grep -E "Compiling entry|registers|spill|stack" "$f" | sed 's/ptxas info    : //'
     done
-    echo "== SASS instruction counts (kernels/decode.cu.o)"
-    for arch in sm_90a sm_80; do
-      echo "-- $arch"
-      cuobjdump --gpu-architecture $arch --dump-sass build/obj/kernels/decode.cu.o 2>/dev/null |
-        grep -oE "(HMMA|HGMMA|LDSM|LDGSTS|UTMALDG|SYNCS|STSM|BAR|LDL|STL|MUFU)[.A-Z0-9_]*" | sort | uniq -c
+    for obj in build/obj/kernels/*.cu.o; do
+      for arch in sm_90a sm_80; do
+        echo "== SASS instruction counts: $obj $arch (all kernels of the file)"
+        cuobjdump --gpu-architecture $arch --dump-sass "$obj" 2>/dev/null |
+          grep -oE "(HMMA|HGMMA|WARPGROUP|LDSM|LDGSTS|UTMALDG|SYNCS|STSM|BAR|LDL|STL|MUFU|FENCE)[.A-Z0-9_]*" | sort | uniq -c
+      done
     done
-  } > "$OUT/sass.log" 2>&1
-  grep -E "spill|stack frame" "$OUT/sass.log" | sort | uniq -c
+  } >> "$OUT/build.log" 2>&1
+  grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c
 fi
 
 if has test; then
   t0=$(date +%s)
-  ./build/test_gpu 2>&1 | tee "$OUT/test_gpu.log" | grep -vE "^  (FAIL|    )" | tail -40
+  timeout 330 ./build/test_gpu 2>&1 | tee "$OUT/test_gpu.log" | grep -vE "^  (FAIL|    )" | tail -40
   r=${PIPESTATUS[0]}; [ "$r" = 0 ] || rc_all=1
   echo "test_gpu rc=$r ($(( $(date +%s) - t0 )) s)"
   grep -c "FAIL" "$OUT/test_gpu.log" | sed 's/^/FAIL lines: /'
@@ -61,10 +62,16 @@ fi
 
 if has sanitize; then
   t0=$(date +%s)
-  for tool in memcheck racecheck synccheck; do
-    echo "== compute-sanitizer --tool $tool build/test_gpu --quick"
-    compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
-    echo "rc=${PIPESTATUS[0]}"
+  for k in default 1; do
+    for tool in memcheck racecheck synccheck; do
+      echo "== compute-sanitizer --tool $tool build/test_gpu --quick (MLA_GPU_KERNEL=$k)"
+      if [ $k = default ]; then
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
+      else
+        MLA_GPU_KERNEL=$k timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
+      fi
+      echo "rc=${PIPESTATUS[0]}"
+    done
   done 2>&1 | tee "$OUT/sanitizer.log"
   echo "sanitizers: $(( $(date +%s) - t0 )) s"
 fi
@@ -72,8 +79,13 @@ fi
 if has bench; then
   if [ -x build/mla-bench ]; then
     t0=$(date +%s)
-    MLA_GIT_COMMIT=${MLA_COMMIT:-} ./build/mla-bench ${BENCH_ARGS:---grid} --json "$OUT/bench.json" --csv "$OUT/bench.csv" 2>&1 |
+    MLA_GIT_COMMIT=${MLA_COMMIT:-} ./build/mla-bench ${BENCH_ARGS:---grid} --json "$OUT/bench.json" 2>&1 |
       tee "$OUT/bench.log" | tail -45
+    if [ -n "${BENCH_ALSO_KERNEL:-}" ]; then
+      echo "== same grid with MLA_GPU_KERNEL=$BENCH_ALSO_KERNEL"
+      MLA_GPU_KERNEL=$BENCH_ALSO_KERNEL MLA_GIT_COMMIT=${MLA_COMMIT:-} ./build/mla-bench ${BENCH_ARGS:---grid} --no-ceilings 2>&1 |
+        tee "$OUT/bench_kernel$BENCH_ALSO_KERNEL.log" | grep -E "^b=" | tail -30
+    fi
     python3 bench/plot.py "$OUT/bench.json" -o "$OUT/bench.png" 2>&1 | tail -2
     echo "bench: $(( $(date +%s) - t0 )) s"
   else

@@ -1,0 +1,292 @@
+/* decode_sm90.cu — dense MLA decode on Hopper tensor cores (wgmma, sm_90a only).
+ *
+ * Same work decomposition, scheduler and combine as the mma.sync kernel (kernels/decode.cu): one
+ * CTA per (64-row M block, KV head, scheduler part), 64-token K tiles read from the paged cache by
+ * 16-byte cp.async from all 256 threads (per-row block_table lookup, any page size; rows past the
+ * length or on invalid pages are zero-filled and masked), two K stages.
+ *
+ * Shared tiles use the wgmma 128-byte-swizzle K-major layout: a 64 x d tile is d/64 chunks of
+ * 64 rows x 128 B (8 KB, 1024-aligned), 16-byte piece j of row r at r*128 + ((j ^ (r&7)) << 4).
+ * Two warpgroups (FlashMLA v1 structure, hopper-c.md §3.5):
+ *   WG0: S = Q K^T (SS m64n64k16 x 36), mask, online softmax in registers (log2 domain), P to bf16
+ *        A fragments; P fragments + the row rescale factors go to smem for WG1; O[:, 0:256] *= alpha;
+ *        O[:, 0:256] += P V[:, 0:256] (RS m64n256k16 x 4, V = the K tile read MN-major).
+ *   WG1: waits for P, O[:, 256:512] *= alpha, O[:, 256:512] += P V[:, 256:512].
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "common.cuh"
+#include "wgmma_ops.cuh"
+#include "launch.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MLA_HAVE_SM90A 1
+#else
+#define MLA_HAVE_SM90A 0
+#endif
+
+#define SM90_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
+
+static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
+    return 3 * MLA_BM * dqk * 2  /* Q + 2 K stages */
+           + 16 * 128 * 4       /* P fragments */
+           + 128 * 2 * 4        /* alpha per thread (2 rows) */
+           + 2 * 64 * 4         /* 1/L, lse2 per row */
+           + 64 * 4             /* row_lim */
+           + 2 * 64             /* kvalid */
+           + 1024;              /* alignment slack */
+}
+
+#if MLA_HAVE_SM90A
+static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+static __device__ __forceinline__ void fence_proxy_async(void) {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+static __device__ __forceinline__ void bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+/* keeps the compiler from moving accumulator accesses across wgmma fence/wait */
+static __device__ __forceinline__ void pin32(float *a) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+static __device__ __forceinline__ void pin128(float *a) {
+#pragma unroll
+    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+
+/* cp.async of one 64 x d row (chunks c = sub + 4i, 16 B each) into a SW128 tile; valid == 0
+ * zero-fills the row (src must still be a global address; nothing is read). */
+static __device__ __forceinline__ void sw128_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
+                                                      const int NCH) {
+    const int x = sub ^ (row & 7);
+    const uint32_t d0 = tile + row * 128 + 16 * x, d1 = tile + row * 128 + 16 * (x ^ 4);
+    const int nb = valid ? 16 : 0;
+    const char *s = src + (valid ? 16 * sub : 0);
+    const int step = valid ? 64 : 0;
+#pragma unroll
+    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
+}
+
+static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint32_t tile,
+                                                   unsigned char *kvalid, const int NCH) {
+    const int tid = threadIdx.x, row = tid >> 2, sub = tid & 3;
+    const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
+    if (sub == 0) kvalid[row] = src != 0;
+    sw128_copy_row(tile, row, sub, src ? src : (const char *)p->k, src != 0, NCH);
+}
+
+static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
+    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
+    float *sAl = (float *)(sPf + 16 * 128);           /* [128][2] */
+    float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
+    int *row_lim = (int *)(sLse + 64);                /* [64] */
+    unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
+
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
+    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
+    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int hg = p->hg;
+    const float scale = p->scale_log2;
+    const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
+
+    const mla_part_begin pb = p->part_begin[part];
+    const mla_part_begin pe = p->part_begin[part + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+
+    for (int r = pb.req; r <= r_last; r++) {
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
+        float o[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) o[i] = 0.f;
+        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+        if (w.tb < w.te) {
+            {
+                const int row = tid >> 2, sub = tid & 3;
+                const char *src = (const char *)p->q;
+                if (row < w.nvalid) {
+                    const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+                    src += ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) * 2;
+                }
+                sw128_copy_row(uQ, row, sub, src, row < w.nvalid, NCH);
+            }
+            sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
+            cp_async_commit();
+
+            for (int t = w.tb; t < w.te; t++) {
+                const int buf = (t - w.tb) & 1;
+                const uint32_t uK = buf ? uK1 : uK0;
+                if (t + 1 < w.te) {
+                    sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    cp_async_commit();
+                    cp_async_wait1();
+                } else {
+                    cp_async_wait0();
+                }
+                fence_proxy_async(); /* this thread's cp.async data -> visible to wgmma */
+                __syncthreads();
+
+                uint32_t a[4][4];
+                if (wg == 0) {
+                    float s[32];
+#pragma unroll
+                    for (int i = 0; i < 32; i++) s[i] = 0.f;
+                    pin32(s);
+                    wg_fence();
+#pragma unroll
+                    for (int c = 0; c < NC64; c++)
+#pragma unroll
+                        for (int kk = 0; kk < 4; kk++) {
+                            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+                            if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
+                            else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+                        }
+                    wg_commit();
+                    wg_wait0();
+                    pin32(s);
+                    const int lim0 = row_lim[r0], lim1 = row_lim[r1];
+                    const unsigned char *kv = kvalid + 64 * buf;
+                    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+                    for (int i = 0; i < 32; i++) {
+                        const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+                        const int lim = (i & 2) ? lim1 : lim0;
+                        const float v = (kv[key] && t * MLA_BN + key < lim) ? s[i] * scale : -INFINITY;
+                        s[i] = v;
+                        if (i & 2) mx1 = fmaxf(mx1, v);
+                        else mx0 = fmaxf(mx0, v);
+                    }
+                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+                    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+                    const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
+                    m0 = mn0;
+                    m1 = mn1;
+                    float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                    for (int i = 0; i < 32; i++) {
+                        const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
+                        s[i] = e;
+                        if (i & 2) sum1 += e;
+                        else sum0 += e;
+                    }
+                    l0 = l0 * al0 + sum0;
+                    l1 = l1 * al1 + sum1;
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                        for (int jj = 0; jj < 4; jj++) {
+                            a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+                            sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
+                        }
+                    sAl[2 * t128] = al0;
+                    sAl[2 * t128 + 1] = al1;
+                    bar_arrive(SM90_BAR_P, 256);
+#pragma unroll
+                    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                } else {
+                    bar_sync(SM90_BAR_P, 256);
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                        for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
+                    const float al0 = sAl[2 * t128], al1 = sAl[2 * t128 + 1];
+#pragma unroll
+                    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                }
+                /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
+                pin128(o);
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) {
+                    const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
+                    if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
+                    else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+                }
+                wg_commit();
+                wg_wait0();
+                pin128(o);
+                __syncthreads(); /* K stage, P fragments and alpha free */
+            }
+        }
+
+        /* epilogue: WG0 owns the row statistics */
+        if (wg == 0) {
+            l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+            l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+            l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+            l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+            if ((lane & 3) == 0) {
+                sInv[r0] = l0 > 0.f ? 1.f / l0 : 0.f;
+                sInv[r1] = l1 > 0.f ? 1.f / l1 : 0.f;
+                sLse[r0] = l0 > 0.f ? m0 + log2f(l0) : -INFINITY;
+                sLse[r1] = l1 > 0.f ? m1 + log2f(l1) : -INFINITY;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = h ? r1 : r0;
+            if (row >= w.nvalid) continue;
+            const float inv = sInv[row];
+            const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                store_out2(p, w.slot, r, j, head, col, o[i] * inv, o[i + 1] * inv, F16);
+            }
+            if (wg == 0 && (lane & 3) == 0) store_lse(p, w.slot, r, j, head, sLse[row]);
+        }
+        __syncthreads(); /* sQ, row_lim, sInv reused by the next request */
+    }
+    pdl_trigger();
+}
+#endif /* MLA_HAVE_SM90A */
+
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, 576, 0);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, 576, 1);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, 512, 0);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, 512, 1);
+#endif
+}
+
+extern "C" const void *mla_k_sm90_fn(int dqk, int f16) {
+    if (dqk == 576) return f16 ? (const void *)mla_decode_sm90_fp16_576 : (const void *)mla_decode_sm90_bf16_576;
+    return f16 ? (const void *)mla_decode_sm90_fp16_512 : (const void *)mla_decode_sm90_bf16_512;
+}
+extern "C" int mla_k_sm90_smem(int dqk) { return sm90_smem_bytes(dqk); }
