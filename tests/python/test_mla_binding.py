@@ -220,3 +220,12 @@ def test_schedule_and_reuse_flag_on_cpu():
     check_out_lse(out, lse, ref_out, ref_lse)
     with pytest.raises(mla.InvalidArgumentError, match="stream"):
         plan.schedule(cs, None, stream=1234)   # a CPU call takes no stream
+
+
+def test_python_dash_m_mla():
+    env = dict(os.environ, MLA_LIBRARY=mla.library_path())
+    if os.environ.get("MLA_TEST_INSTALLED") != "1":
+        env["PYTHONPATH"] = PYDIR
+    r = subprocess.run([sys.executable, "-m", "mla"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert mla.library_path() in r.stdout and mla.version_string() in r.stdout
