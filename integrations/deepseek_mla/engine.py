@@ -110,17 +110,21 @@ class Engine:
         if device == "auto":
             dev = torch.device("cpu")
             if torch.cuda.is_available():
-                why = probe_mla_ops(ops, torch.device("cuda", torch.cuda.current_device()))
-                if why is None:
-                    dev = torch.device("cuda", torch.cuda.current_device())
+                cuda = torch.device("cuda", torch.cuda.current_device())
+                gpu_why = probe_mla_ops(ops, cuda)
+                if gpu_why is None:
+                    dev = cuda
                 else:
-                    reason = f"CUDA visible but the GPU path failed, using CPU: {why}"
+                    reason = f"CUDA visible but the GPU path failed, using CPU: {gpu_why}"
             else:
                 reason = "no CUDA device visible"
         else:
             dev = torch.device(device)
             if dev.type == "cuda" and dev.index is None:
                 dev = torch.device("cuda", torch.cuda.current_device())
+        why = probe_mla_ops(ops, dev)          # fail at load time, not at the first request
+        if why is not None:
+            raise RuntimeError(f"flash_mla_with_kvcache does not run on {dev}: {why}")
         dtype = _as_dtype(dtype)
         if dtype is None:
             dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32

@@ -392,7 +392,7 @@ class DeepseekForCausalLM(nn.Module):
     def prefill(self, input_ids: torch.Tensor, cache, rid) -> torch.Tensor:
         """Run one fresh request's prompt ``[T]`` through the naive path, writing its cache rows.
         Returns the last position's logits ``[V]``."""
-        if cache.has_request(rid) is False:
+        if not cache.has_request(rid):
             cache.add_request(rid)
         return self.forward(input_ids.reshape(1, -1), cache=cache, rids=[rid])[0, -1]
 

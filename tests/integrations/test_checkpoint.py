@@ -228,3 +228,22 @@ def test_byte_tokenizer_roundtrip(dsk_tiny_ckpt):
     assert tok.decode([tok.eos_id, 3 + ord("a")]) == "a"
     cfg = DeepseekConfig.from_json(dsk_tiny_ckpt)
     assert cfg.vocab_size == tok.vocab_size and cfg.eos_token_ids == [tok.eos_id]
+
+
+def test_hf_tokenizer_json_when_tokenizers_installed(dsk_tiny_ckpt, tmp_path):
+    tk = pytest.importorskip("tokenizers", reason="tokenizers package not installed (optional)")
+    import shutil
+    d = str(tmp_path / "hf_tok")
+    shutil.copytree(dsk_tiny_ckpt, d)
+    os.remove(os.path.join(d, "tokenizer_mla.json"))
+    vocab = {"<s>": 0, "</s>": 1, "<unk>": 2, **{w: 3 + i for i, w in enumerate(["hello", "world", "mla"])}}
+    t = tk.Tokenizer(tk.models.WordLevel(vocab, unk_token="<unk>"))
+    t.pre_tokenizer = tk.pre_tokenizers.Whitespace()
+    t.add_special_tokens(["<s>", "</s>"])
+    t.save(os.path.join(d, "tokenizer.json"))
+    tok = load_tokenizer(d, DeepseekConfig.from_json(d))
+    assert tok.kind == "hf" and tok.bos_id == 0 and tok.eos_id == 1
+    assert tok.encode("hello mla world") == [0, 3, 5, 4]
+    assert tok.decode([0, 3, 5, 1]) == "hello mla"
+    os.remove(os.path.join(d, "tokenizer.json"))
+    assert load_tokenizer(d) is None                               # token-id prompts only

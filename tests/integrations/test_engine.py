@@ -256,3 +256,29 @@ def test_cli_write_tiny_and_generate(tmp_path, capsys, dsk_flash_mla):
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     eng = Engine.from_checkpoint(d, device="cpu")
     assert lines == eng.generate(["abc", "hello MLA"], max_new_tokens=4)
+
+
+def test_broken_attention_fails_at_load(dsk_tiny_ckpt):
+    class Broken:
+        @staticmethod
+        def get_mla_metadata(*a, **k):
+            return None, None
+
+        @staticmethod
+        def flash_mla_with_kvcache(*a, **k):
+            raise OSError("libmla could not be loaded")
+
+    with pytest.raises(RuntimeError, match="does not run on cpu: OSError: libmla could not be loaded"):
+        Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu", mla_ops=Broken)
+
+
+def test_checkpoint_without_tokenizer_takes_token_ids(dsk_tiny_ckpt, tmp_path, eng_ref):
+    d = str(tmp_path / "notok")
+    shutil.copytree(dsk_tiny_ckpt, d)
+    os.remove(os.path.join(d, "tokenizer_mla.json"))
+    e = Engine.from_checkpoint(d, device="cpu", kv_dtype=torch.float32, mla_ops=testing)
+    assert e.tokenizer is None and e.eos_token_ids == [1]            # from config.json
+    with pytest.raises(ValueError, match="no tokenizer"):
+        e.generate(["text"])
+    r = e.generate([[0, 10, 11]], max_new_tokens=3)[0]
+    assert r["text"] == "" and r["token_ids"] == eng_ref.generate([[0, 10, 11]], max_new_tokens=3)[0]["token_ids"]
