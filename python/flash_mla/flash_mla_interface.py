@@ -30,8 +30,7 @@ from typing import Any, Optional
 import mla
 from mla import InvalidArgumentError, SchedMetaMismatchError, UnsupportedError
 from mla import _decode
-
-_SPARSE_LATER = "lands with the sparse kernels (not in this build of mla.c yet)"
+from mla import sparse as _sparse
 
 
 @dataclasses.dataclass
@@ -169,19 +168,26 @@ def flash_mla_with_kvcache(
     out / lse to write into existing tensors.
     Returns out [b, s_q, h_q, head_dim_v] in q's dtype and lse [b, h_q, s_q] float32 (natural
     log; +inf and out = 0 for rows that see no key).
-    The sparse / FP8 arguments (indices, is_fp8_kvcache, attn_sink, extra_*, topk_length) raise
-    NotImplementedError until the sparse kernels land."""
+    Sparse decode (indices given; needs is_fp8_kvcache=True, causal=False): k_cache is an FP8
+    cache [num_blocks, page_block_size, 1, 656 | 584] (mla.sparse.quantize_k_cache), indices
+    [b, s_q, topk] int32, with attn_sink, topk_length and extra_k_cache /
+    extra_indices_in_kvcache / extra_topk_length; returns bf16 out and lse as a transposed view
+    (see mla.sparse.sparse_decode). CPU tensors run mla.c's CPU path; CUDA tensors raise
+    NotImplementedError until the sparse GPU kernels land."""
     if indices is not None:
-        raise UnsupportedError("sparse decode (indices=...) " + _SPARSE_LATER)
+        return _sparse_with_kvcache(q, k_cache, head_dim_v, tile_scheduler_metadata, num_splits, softmax_scale,
+                                    causal, is_fp8_kvcache, indices, attn_sink, extra_k_cache,
+                                    extra_indices_in_kvcache, topk_length, extra_topk_length, out, lse)
     if is_fp8_kvcache:
-        raise UnsupportedError("FP8 KV-cache decode (is_fp8_kvcache=True) " + _SPARSE_LATER)
+        raise UnsupportedError("dense decode on an FP8 KV cache (is_fp8_kvcache=True without indices) is not "
+                               "supported: the FP8 cache formats are for sparse decode (pass indices=...)")
     sparse_only = dict(attn_sink=attn_sink, extra_k_cache=extra_k_cache,
                        extra_indices_in_kvcache=extra_indices_in_kvcache, topk_length=topk_length,
                        extra_topk_length=extra_topk_length)
     given = [k for k, v in sparse_only.items() if v is not None]
     if given:
-        raise InvalidArgumentError("%s must be None for dense attention (they need indices=..., and sparse decode %s)"
-                                   % (", ".join(given), _SPARSE_LATER))
+        raise InvalidArgumentError("%s must be None for dense attention (they are sparse decode arguments: "
+                                   "pass indices=...)" % ", ".join(given))
     if block_table is None or cache_seqlens is None:
         raise InvalidArgumentError("block_table and cache_seqlens must be given for dense attention")
     if not _is_tensor_like(q) or len(q.shape) != 4:
@@ -244,10 +250,52 @@ def flash_mla_with_kvcache(
     return result
 
 
+def _sparse_with_kvcache(q, k_cache, head_dim_v, sched_meta, num_splits, softmax_scale, causal, is_fp8_kvcache,
+                         indices, attn_sink, extra_k_cache, extra_indices, topk_length, extra_topk_length, out, lse):
+    """flash_mla_with_kvcache with indices: FlashMLA's Python-side rules, then mla.sparse.sparse_decode."""
+    if causal:
+        raise InvalidArgumentError("causal must be False when indices is given (sparse attention)")
+    if not is_fp8_kvcache:
+        raise InvalidArgumentError("sparse decode (indices=...) needs is_fp8_kvcache=True and an FP8 k_cache "
+                                   "(see mla.sparse.quantize_k_cache)")
+    if int(head_dim_v) != 512:
+        raise InvalidArgumentError("head_dim_v (%d) must be 512" % int(head_dim_v))
+    if not _is_tensor_like(q) or len(q.shape) != 4 or not _is_tensor_like(k_cache) or len(k_cache.shape) != 4:
+        raise InvalidArgumentError("q and k_cache must be 4-D tensors for sparse decode")
+    if (extra_k_cache is None) != (extra_indices is None):
+        raise InvalidArgumentError("extra_k_cache and extra_indices_in_kvcache must be given together")
+    if softmax_scale is None:
+        softmax_scale = q.shape[-1] ** (-0.5)
+    cfg_now = None
+    if isinstance(sched_meta, FlashMLASchedMeta):
+        if num_splits is not None:
+            raise SchedMetaMismatchError("num_splits must be None when tile_scheduler_metadata is a FlashMLASchedMeta")
+        has_extra = extra_k_cache is not None
+        cfg_now = FlashMLASchedMeta.Config(
+            b=int(q.shape[0]), s_q=int(q.shape[1]), h_q=int(q.shape[2]), page_block_size=int(k_cache.shape[1]),
+            h_k=int(k_cache.shape[2]), causal=False, is_fp8_kvcache=True, topk=int(indices.shape[-1]),
+            extra_page_block_size=int(extra_k_cache.shape[1]) if has_extra else None,
+            extra_topk=int(extra_indices.shape[-1]) if has_extra else None, d_qk=int(q.shape[3]), d_v=512,
+            dtype=str(q.dtype), device=_device_str(q))
+        if sched_meta.have_initialized:
+            for f in dataclasses.fields(cfg_now):
+                if getattr(sched_meta.config, f.name) != getattr(cfg_now, f.name):
+                    raise _mismatch(f.name, "this call's " + f.name, getattr(sched_meta.config, f.name),
+                                    getattr(cfg_now, f.name))
+    result = _sparse.sparse_decode(q, k_cache, indices, topk_length=topk_length, attn_sink=attn_sink,
+                                   extra_k_cache=extra_k_cache, extra_indices=extra_indices,
+                                   extra_topk_length=extra_topk_length, softmax_scale=softmax_scale, out=out, lse=lse)
+    if cfg_now is not None and not sched_meta.have_initialized:
+        sched_meta.config = cfg_now
+        sched_meta.have_initialized = True
+    return result
+
+
 def flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v=512, attn_sink=None, topk_length=None, indexer_topk=0):
-    """FlashMLA's sparse prefill: (out [s_q, h_q, d_v] bf16, max_logits [s_q, h_q], lse [s_q, h_q]).
-    Not available yet: raises NotImplementedError (mla.UnsupportedError)."""
-    raise UnsupportedError("flash_mla_sparse_fwd (sparse prefill) " + _SPARSE_LATER)
+    """FlashMLA's sparse prefill: (out [s_q, h_q, d_v] bf16, max_logits [s_q, h_q], lse [s_q, h_q]),
+    natural log (see mla.sparse.sparse_prefill). CPU tensors run mla.c's CPU path; CUDA tensors raise
+    NotImplementedError (mla.UnsupportedError) until the sparse GPU kernels land. indexer_topk is ignored."""
+    return _sparse.sparse_prefill(q, kv, indices, sm_scale, d_v=d_v, attn_sink=attn_sink, topk_length=topk_length)
 
 
 def _no_sm100(name):

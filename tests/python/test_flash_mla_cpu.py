@@ -156,19 +156,20 @@ def test_num_splits_must_be_none_with_sched_meta():
         flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, sched, torch.zeros(2, dtype=torch.int32))
 
 
-def test_sparse_and_fp8_not_yet():
+def test_sparse_and_fp8_routing():
+    # the sparse calls themselves are tested in test_sparse_flash_mla.py
     q, kc, bt, cs = make_case(1, 1, 64, 1, [10], 64, BF16)
     idx = torch.zeros(1, 1, 64, dtype=torch.int32)
     sched, _ = flash_mla.get_mla_metadata()
-    with pytest.raises(NotImplementedError, match="sparse kernels"):
+    with pytest.raises(ValueError, match="float8_e4m3fn"):    # a bf16 cache is not an FP8 cache
         flash_mla.flash_mla_with_kvcache(q, kc, None, None, 512, sched, is_fp8_kvcache=True, indices=idx)
-    with pytest.raises(NotImplementedError, match="sparse kernels"):
+    with pytest.raises(NotImplementedError, match="FP8"):
         flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, sched, is_fp8_kvcache=True)
     with pytest.raises(ValueError, match="attn_sink"):
         flash_mla.flash_mla_with_kvcache(q, kc, bt, cs, 512, sched, attn_sink=torch.zeros(64))
     assert not sched.have_initialized
-    with pytest.raises(NotImplementedError, match="sparse kernels"):
-        flash_mla.flash_mla_sparse_fwd(q[0], kc[0], idx, 0.1)
+    out, max_logits, lse = flash_mla.flash_mla_sparse_fwd(q[0], kc[0], idx, 0.1)
+    assert out.shape == (1, 64, 512) and max_logits.shape == (1, 64) and lse.shape == (1, 64)
     with pytest.raises(NotImplementedError):
         flash_mla.flash_attn_varlen_func(q, q, q, None, None, 1, 1)
 
