@@ -15,9 +15,11 @@ several threads are serialised by a lock, so each gets exactly the result it wou
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import numbers
 import os
+import queue
 import threading
 
 import torch
@@ -65,7 +67,7 @@ class Engine:
 
     def __init__(self, model: DeepseekForCausalLM, tokenizer=None, *, kv_dtype=torch.bfloat16, page_size: int = 64,
                  num_pages: int | None = None, max_batch_size: int = 32, backend: str | None = None,
-                 backend_reason: str = ""):
+                 backend_reason: str = "", scheduler: str | None = None):
         self.model = model
         self.config: DeepseekConfig = model.config
         self.tokenizer = tokenizer
@@ -85,9 +87,18 @@ class Engine:
         self.eos_token_ids = sorted(eos)
         self.backend = backend or self._backend_name()
         self.backend_reason = backend_reason
+        if scheduler is None:
+            scheduler = os.environ.get("MLA_ENGINE_SCHEDULER", "lock")
+        if scheduler not in ("lock", "batch"):
+            raise ValueError(f"scheduler must be 'lock' or 'batch', got {scheduler!r}")
+        self.scheduler = scheduler
         self._lock = threading.Lock()
         self._rid = itertools.count()
-        self.stats = {"requests": 0, "generated_tokens": 0, "decode_steps": 0}
+        self._sched = _Scheduler(self)
+        self._jobs: "queue.Queue" = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self.stats = {"requests": 0, "generated_tokens": 0, "decode_steps": 0, "max_batch": 0}
 
     def _backend_name(self) -> str:
         ops = self.model._mla_ops
@@ -98,13 +109,16 @@ class Engine:
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", dtype=None, *, kv_dtype=torch.bfloat16,
                         page_size: int = 64, num_pages: int | None = None, max_batch_size: int = 32,
-                        mla_ops=None) -> "Engine":
+                        mla_ops=None, scheduler: str | None = None) -> "Engine":
         """Load an HF DeepSeek-V2/V3 checkpoint directory.
 
         device: "auto" (CUDA when a GPU is visible and a flash_mla call works on it, else CPU),
         "cpu", "cuda" or "cuda:N". dtype: weights/activations dtype (default bfloat16 on CUDA,
         float32 on CPU). kv_dtype: cache dtype (bf16/fp16: what the kernels take).
-        mla_ops: module with ``get_mla_metadata``/``flash_mla_with_kvcache`` (default ``flash_mla``)."""
+        mla_ops: module with ``get_mla_metadata``/``flash_mla_with_kvcache`` (default ``flash_mla``).
+        scheduler: "lock" (default; concurrent generate calls run one after another, each exactly
+        as alone) or "batch" (a worker thread batches the requests of concurrent calls into shared
+        decode steps: higher throughput under concurrency); env MLA_ENGINE_SCHEDULER sets the default."""
         ops = mla_ops if mla_ops is not None else default_mla_ops()
         reason = ""
         if device == "auto":
@@ -131,7 +145,7 @@ class Engine:
         model = load_model(path, device=dev, dtype=dtype, mla_ops=mla_ops)
         tok = load_tokenizer(path, model.config)
         return cls(model, tok, kv_dtype=kv_dtype, page_size=page_size, num_pages=num_pages,
-                   max_batch_size=max_batch_size, backend_reason=reason)
+                   max_batch_size=max_batch_size, backend_reason=reason, scheduler=scheduler)
 
     def info(self) -> dict:
         c = self.config
@@ -141,7 +155,7 @@ class Engine:
                 "num_attention_heads": c.num_attention_heads, "hidden_size": c.hidden_size,
                 "kv_lora_rank": c.kv_lora_rank, "qk_rope_head_dim": c.qk_rope_head_dim,
                 "vocab_size": c.vocab_size, "softmax_scale": c.softmax_scale, "page_size": self.page_size,
-                "num_pages": self.num_pages, "max_batch_size": self.max_batch_size,
+                "num_pages": self.num_pages, "max_batch_size": self.max_batch_size, "scheduler": self.scheduler,
                 "tokenizer": getattr(self.tokenizer, "kind", None)}
 
     # ------------------------------------------------------------------ helpers
@@ -180,7 +194,8 @@ class Engine:
         return int(torch.multinomial(probs, 1, generator=gen).item())
 
     # ------------------------------------------------------------------ generation
-    def _prepare(self, prompts, max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids):
+    def _prepare(self, prompts, max_new_tokens, temperature, top_p, seed, stop_on_eos, stop_token_ids):
+        """Validate a call and turn it into requests (raises ValueError for bad requests)."""
         if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts
                                         and isinstance(prompts[0], numbers.Integral)):
             prompts = [prompts]
@@ -194,13 +209,17 @@ class Engine:
         if not 0.0 < top_p <= 1.0:
             raise ValueError("top_p must be in (0, 1]")
         encoded = [self.encode(p) for p in prompts]
-        stops = set(self.eos_token_ids) | {int(t) for t in (stop_token_ids or [])} if stop_on_eos else set()
+        stops = frozenset(set(self.eos_token_ids) | {int(t) for t in (stop_token_ids or [])}) if stop_on_eos \
+            else frozenset()
         for ids in encoded:
             need = self.cache.pages_needed(len(ids) + max_new_tokens)
             if need > self.num_pages:
                 raise ValueError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) needs {need} "
                                  f"KV pages; the cache has {self.num_pages}")
-        return encoded, max_new_tokens, temperature, top_p, stops
+        return [_Request(ids, max_new_tokens, temperature, top_p, stops,
+                         torch.Generator().manual_seed(int(seed) + i) if temperature > 0 and seed is not None
+                         else None)
+                for i, ids in enumerate(encoded)]
 
     def generate(self, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop_on_eos: bool = True, stop_token_ids=None) -> list[dict]:
@@ -213,106 +232,252 @@ class Engine:
         ``seed`` makes sampling reproducible (request i draws from a generator seeded seed + i).
         ``stop_token_ids`` adds stop tokens to the model's EOS ids (used when stop_on_eos).
         Raises ValueError for bad requests (empty prompt, token id out of range, too long for the
-        cache, bad parameters)."""
-        encoded, max_new_tokens, temperature, top_p, stops = self._prepare(
-            prompts, max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids)
-        outs: list[list[int]] = [[] for _ in encoded]
-        reasons: list[str | None] = [None] * len(encoded)
-        with self._lock:
-            for i, tok, reason in self._run(encoded, max_new_tokens, temperature, top_p, seed, stops):
-                if tok is not None:
-                    outs[i].append(tok)
-                if reason is not None:
-                    reasons[i] = reason
-        return [self._result(encoded[i], outs[i], reasons[i]) for i in range(len(encoded))]
+        cache, bad parameters). Thread-safe (see ``scheduler``)."""
+        reqs = self._prepare(prompts, max_new_tokens, temperature, top_p, seed, stop_on_eos, stop_token_ids)
+        if not reqs:
+            return []
+        if self.scheduler == "batch":
+            job = _Job(reqs)
+            self._submit(job)
+            job.done.wait()
+            if job.error is not None:
+                raise job.error
+        else:
+            with self._lock:
+                self._sched.run_to_completion(reqs)
+        return [self._result(r) for r in reqs]
 
     def generate_stream(self, prompt, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
                         seed: int | None = None, stop_on_eos: bool = True, stop_token_ids=None):
         """Stream one prompt: yields ``{"token_id", "text"}`` per new token (``text``: the decoded
         text added by this token), then a final dict like ``generate``'s with ``"done": True``.
-        Holds the engine lock until the generator is exhausted or closed."""
-        encoded, max_new_tokens, temperature, top_p, stops = self._prepare(
-            [prompt], max_new_tokens, temperature, top_p, stop_on_eos, stop_token_ids)
+        Scheduler "lock": holds the engine lock until the generator is exhausted or closed;
+        "batch": the request joins the shared batch (closing the generator cancels it)."""
+        (req,) = self._prepare([prompt], max_new_tokens, temperature, top_p, seed, stop_on_eos, stop_token_ids)
+        events: "queue.Queue" = queue.Queue()
+        req.on_event = events.put
         out: list[int] = []
-        reason = None
-        with self._lock:
-            for _i, tok, r in self._run(encoded, max_new_tokens, temperature, top_p, seed, stops):
-                if tok is not None:
-                    before = self.decode_text(out)
-                    out.append(tok)
-                    yield {"token_id": tok, "text": self.decode_text(out)[len(before):]}
-                if r is not None:
-                    reason = r
-        final = self._result(encoded[0], out, reason)
+
+        def emit(tok):
+            before = self.decode_text(out)
+            out.append(tok)
+            return {"token_id": tok, "text": self.decode_text(out)[len(before):]}
+
+        if self.scheduler == "batch":
+            job = _Job([req])
+            self._submit(job)
+            try:
+                while True:
+                    tok, reason = events.get()
+                    if tok is not None:
+                        yield emit(tok)
+                    if reason is not None:
+                        break
+                job.done.wait()
+                if job.error is not None:
+                    raise job.error
+            finally:
+                req.cancelled = True
+        else:
+            with self._lock:
+                self._sched.add([req])
+                try:
+                    while not req.finished:
+                        self._sched.step()
+                        while not events.empty():
+                            tok, _reason = events.get()
+                            if tok is not None:
+                                yield emit(tok)
+                finally:                       # error, or the consumer closed the generator early
+                    if not req.finished:
+                        self._sched.abort()
+        final = self._result(req)
         final["done"] = True
         yield final
 
-    def _result(self, prompt_ids, out, reason) -> dict:
-        return {"text": self.decode_text(out), "token_ids": list(out), "finish_reason": reason,
-                "backend": self.backend, "prompt_tokens": len(prompt_ids), "completion_tokens": len(out)}
+    def _result(self, req) -> dict:
+        return {"text": self.decode_text(req.out), "token_ids": list(req.out), "finish_reason": req.reason,
+                "backend": self.backend, "prompt_tokens": len(req.ids), "completion_tokens": len(req.out)}
 
-    def _run(self, encoded, max_new_tokens, temperature, top_p, seed, stops):
-        """The scheduler (caller holds the lock). Yields ``(i, token or None, finish_reason or None)``
-        events: a token appended to request i, and/or request i finished."""
-        n = len(encoded)
-        gens = [torch.Generator().manual_seed(int(seed) + i) if temperature > 0 and seed is not None else None
-                for i in range(n)]
-        count = [0] * n
-        if max_new_tokens == 0:
-            for i in range(n):
-                yield i, None, "length"
-            return
-        pending = list(range(n))
-        active: dict[int, object] = {}            # request index -> cache rid
-        last_tok: dict[int, int] = {}
-        cache = self.cache
+    # ------------------------------------------------------------------ batch scheduler worker
+    def _submit(self, job) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            self._jobs.put(job)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._worker_loop, name="deepseek-mla-engine", daemon=True)
+                self._worker.start()
 
-        def accept(i, tok):
-            """-> (token appended or None, finish reason or None); frees finished requests."""
-            if tok in stops:
-                cache.free(active.pop(i))
-                return None, "stop"
-            count[i] += 1
-            last_tok[i] = tok
-            if count[i] >= max_new_tokens:
-                cache.free(active.pop(i))
-                return tok, "length"
-            return tok, None
-
-        try:
-            while pending or active:
-                while pending and len(active) < self.max_batch_size:          # admit + prefill
-                    i = pending[0]
-                    if cache.pages_needed(len(encoded[i]) + max_new_tokens) > cache.allocator.num_free:
-                        if not active:
-                            raise RuntimeError("KV cache exhausted with no active request")
-                        break
-                    pending.pop(0)
-                    rid = ("gen", next(self._rid))
-                    cache.add_request(rid)
-                    active[i] = rid
-                    cache.reserve(rid, len(encoded[i]) + max_new_tokens)
-                    logits = self.model.prefill(torch.tensor(encoded[i], dtype=torch.long), cache, rid)
-                    tok, reason = accept(i, self._sample(logits.cpu(), temperature, top_p, gens[i]))
-                    self.stats["generated_tokens"] += tok is not None
-                    yield i, tok, reason
-                if not active:
-                    continue
-                order = sorted(active)                                         # one decode step
-                toks = torch.tensor([last_tok[i] for i in order], dtype=torch.long)
-                logits = self.model.decode(toks, cache, [active[i] for i in order]).cpu()
-                self.stats["decode_steps"] += 1
-                for row, i in enumerate(order):
-                    tok, reason = accept(i, self._sample(logits[row], temperature, top_p, gens[i]))
-                    self.stats["generated_tokens"] += tok is not None
-                    yield i, tok, reason
-        finally:
-            for rid in active.values():
-                if cache.has_request(rid):
-                    cache.free(rid)
-            self.stats["requests"] += n
+    def _worker_loop(self) -> None:
+        sched = self._sched
+        jobs: list[_Job] = []
+        closing = False
+        while True:
+            try:
+                block = not sched.busy and not closing
+                while True:
+                    job = self._jobs.get(block=block)
+                    block = False
+                    if job is None:
+                        closing = True          # finish what was submitted, then stop
+                        continue
+                    jobs.append(job)
+                    sched.add(job.requests)
+            except queue.Empty:
+                pass
+            if closing and not sched.busy:
+                for j in jobs:
+                    j.done.set()
+                return
+            try:
+                sched.step()
+            except BaseException as e:  # noqa: BLE001 - hand the failure to every waiting caller
+                sched.abort()
+                for j in jobs:
+                    j.error = e
+                    for r in j.requests:
+                        if r.on_event is not None and not r.finished:
+                            r.on_event((None, "error"))
+                    j.done.set()
+                jobs = []
+                continue
+            still = []
+            for j in jobs:
+                if all(r.finished for r in j.requests):
+                    j.done.set()
+                else:
+                    still.append(j)
+            jobs = still
 
     def close(self) -> None:
+        """Stop the batch worker (if any) and free the cache."""
         with self._lock:
-            for rid in self.cache.requests:
-                self.cache.free(rid)
+            self._closed = True
+            w = self._worker
+            if w is not None and w.is_alive():
+                self._jobs.put(None)
+        if w is not None:
+            w.join(timeout=60)
+        with self._lock:
+            self._sched.abort()
+
+
+class _Request:
+    """One prompt of a generate call and its progress."""
+
+    def __init__(self, ids, max_new_tokens, temperature, top_p, stops, gen):
+        self.ids, self.max_new_tokens, self.temperature, self.top_p = ids, max_new_tokens, temperature, top_p
+        self.stops, self.gen = stops, gen
+        self.out: list[int] = []
+        self.reason: str | None = None
+        self.rid = None
+        self.cancelled = False
+        self.on_event = None          # callable((token or None, finish reason or None)) for streaming
+
+    @property
+    def finished(self) -> bool:
+        return self.reason is not None
+
+
+class _Job:
+    def __init__(self, requests):
+        self.requests = requests
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class _Scheduler:
+    """Continuous batching over the engine's model and cache. Not thread-safe: used under the
+    engine lock (scheduler "lock") or only by the worker thread (scheduler "batch")."""
+
+    def __init__(self, engine: "Engine"):
+        self.e = engine
+        self.pending: collections.deque = collections.deque()
+        self.active: list[_Request] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self.active)
+
+    def add(self, reqs) -> None:
+        for r in reqs:
+            if r.max_new_tokens == 0:
+                self._finish(r, "length")
+            else:
+                self.pending.append(r)
+        self.e.stats["requests"] += len(reqs)
+
+    def run_to_completion(self, reqs) -> None:
+        self.add(reqs)
+        try:
+            while self.busy:
+                self.step()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _finish(self, r: _Request, reason: str) -> None:
+        r.reason = reason
+        if r.rid is not None and self.e.cache.has_request(r.rid):
+            self.e.cache.free(r.rid)
+        if r.on_event is not None:
+            r.on_event((None, reason))
+
+    def _accept(self, r: _Request, tok: int) -> None:
+        if tok in r.stops:
+            self._finish(r, "stop")
+            return
+        r.out.append(tok)
+        self.e.stats["generated_tokens"] += 1
+        if r.on_event is not None:
+            r.on_event((tok, None))
+        if len(r.out) >= r.max_new_tokens:
+            self._finish(r, "length")
+
+    def drop_cancelled(self) -> None:
+        for r in [r for r in self.pending if r.cancelled]:
+            self.pending.remove(r)
+            self._finish(r, "cancelled")
+        for r in [r for r in self.active if r.cancelled]:
+            self.active.remove(r)
+            self._finish(r, "cancelled")
+
+    def abort(self) -> None:
+        """Drop every request (after an error), freeing its pages."""
+        for r in list(self.pending) + self.active:
+            if not r.finished:
+                self._finish(r, "error")
+        self.pending.clear()
+        self.active = []
+
+    def step(self) -> None:
+        """Admit (and prefill) waiting requests while there is room, then one decode step for all
+        active requests."""
+        e, cache = self.e, self.e.cache
+        self.drop_cancelled()
+        while self.pending and len(self.active) < e.max_batch_size:
+            r = self.pending[0]
+            if cache.pages_needed(len(r.ids) + r.max_new_tokens) > cache.allocator.num_free:
+                if not self.active:
+                    raise RuntimeError("KV cache exhausted with no active request")
+                break
+            self.pending.popleft()
+            r.rid = ("gen", next(e._rid))
+            cache.add_request(r.rid)
+            cache.reserve(r.rid, len(r.ids) + r.max_new_tokens)
+            self.active.append(r)
+            logits = e.model.prefill(torch.tensor(r.ids, dtype=torch.long), cache, r.rid)
+            self._accept(r, e._sample(logits.cpu(), r.temperature, r.top_p, r.gen))
+            if r.finished:
+                self.active.remove(r)
+        if not self.active:
+            return
+        batch = list(self.active)
+        toks = torch.tensor([r.out[-1] for r in batch], dtype=torch.long)
+        logits = e.model.decode(toks, cache, [r.rid for r in batch]).cpu()
+        e.stats["decode_steps"] += 1
+        e.stats["max_batch"] = max(e.stats["max_batch"], len(batch))
+        for row, r in enumerate(batch):
+            self._accept(r, e._sample(logits[row], r.temperature, r.top_p, r.gen))
+        self.active = [r for r in self.active if not r.finished]

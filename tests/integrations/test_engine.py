@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import threading
+import time
 
 import pytest
 import torch
@@ -282,3 +283,93 @@ def test_checkpoint_without_tokenizer_takes_token_ids(dsk_tiny_ckpt, tmp_path, e
         e.generate(["text"])
     r = e.generate([[0, 10, 11]], max_new_tokens=3)[0]
     assert r["text"] == "" and r["token_ids"] == eng_ref.generate([[0, 10, 11]], max_new_tokens=3)[0]["token_ids"]
+
+
+# ---------------------------------------------------------------- scheduler="batch" (worker thread)
+@pytest.fixture()
+def eng_batch(dsk_tiny_ckpt):
+    e = Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu", dtype=torch.float32, kv_dtype=torch.float32,
+                               mla_ops=testing, scheduler="batch", max_batch_size=8)
+    yield e
+    e.close()
+
+
+def test_batch_scheduler_threads_equal_serial(eng_batch, eng_ref):
+    groups = [["alpha", "beta gamma"], ["delta"], ["x" * 62, "epsilon"], ["zeta", "eta", "theta"]]
+    kw = [dict(max_new_tokens=7), dict(max_new_tokens=4, temperature=0.8, seed=5),
+          dict(max_new_tokens=9, stop_on_eos=False), dict(max_new_tokens=5, temperature=1.2, top_p=0.9, seed=9)]
+    serial = [eng_ref.generate(g, **k) for g, k in zip(groups, kw)]
+    for r in (x for g in serial for x in g):
+        r["backend"] = eng_batch.backend
+    results = [None] * len(groups)
+    errors = []
+    start = threading.Barrier(len(groups))
+
+    def work(i):
+        try:
+            start.wait()
+            results[i] = eng_batch.generate(groups[i], **kw[i])
+        except Exception as ex:  # noqa: BLE001
+            errors.append(ex)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(groups))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert results == serial
+    assert eng_batch.cache.allocator.num_free == eng_batch.num_pages
+
+
+def test_batch_scheduler_shares_decode_steps(eng_batch):
+    """Requests of separate calls queued together are decoded in the same steps."""
+    from deepseek_mla.engine import _Job
+    prompts = ["one", "two two", "three", "four four four"]
+    jobs = [_Job(eng_batch._prepare([p], 6, 0.0, 1.0, None, False, None)) for p in prompts]
+    for j in jobs[:-1]:
+        eng_batch._jobs.put(j)                     # queued before the worker starts
+    eng_batch._submit(jobs[-1])
+    for j in jobs:
+        assert j.done.wait(timeout=120) and j.error is None
+    assert eng_batch.stats["decode_steps"] == 5 and eng_batch.stats["max_batch"] == 4
+    alone = [eng_batch.generate([p], max_new_tokens=6, stop_on_eos=False)[0]["token_ids"] for p in prompts]
+    assert [j.requests[0].out for j in jobs] == alone
+
+
+def test_batch_scheduler_stream_error_and_close(dsk_tiny_ckpt):
+    class FailOnce:
+        BACKEND_PREFIX = "torchref"
+        fail = False
+        get_mla_metadata = staticmethod(testing.get_mla_metadata)
+
+        @classmethod
+        def flash_mla_with_kvcache(cls, *a, **k):
+            if cls.fail:
+                cls.fail = False
+                raise RuntimeError("injected kernel failure")
+            return testing.flash_mla_with_kvcache(*a, **k)
+
+    e = Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu", kv_dtype=torch.float32, mla_ops=FailOnce,
+                               scheduler="batch")
+    want = e.generate(["stream it"], max_new_tokens=6)[0]
+    events = list(e.generate_stream("stream it", max_new_tokens=6))
+    assert events[-1].pop("done") and events[-1] == want
+    assert [x["token_id"] for x in events[:-1]] == want["token_ids"]
+    it = e.generate_stream("cancel me", max_new_tokens=50)
+    next(it)
+    it.close()                                            # cancels the request
+    for _ in range(600):
+        if not e._sched.busy:
+            break
+        time.sleep(0.05)
+    assert not e._sched.busy
+    FailOnce.fail = True
+    with pytest.raises(RuntimeError, match="injected kernel failure"):
+        e.generate(["boom", "bang"], max_new_tokens=4)
+    assert e.generate(["stream it"], max_new_tokens=6)[0] == want          # recovered
+    assert e.cache.allocator.num_free == e.num_pages
+    e.close()
+    assert not e._worker.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        e.generate(["late"], max_new_tokens=2)
