@@ -4,6 +4,7 @@
  *   build/test_gpu            the whole suite (a few minutes on a 16-core host + H100)
  *   build/test_gpu --quick    a small subset for compute-sanitizer (memcheck/racecheck/synccheck)
  *   build/test_gpu --grid-all run every case of the spec §6 grid (no subsampling; slow)
+ *   build/test_gpu --devices  only the device-placement checks (second GPU when present)
  *
  * Without CUDA in the build, or without a visible GPU: prints "skipped: no CUDA GPU", exits 77.
  * Last line: "<N> passed, <M> failed".
@@ -26,7 +27,7 @@ int main(void)
 
 #include <cuda_runtime.h>
 
-static int g_quick = 0, g_grid_all = 0;
+static int g_quick = 0, g_grid_all = 0, g_devices_only = 0;
 static int g_dev = 0;
 
 #define CK(call)                                                                                   \
@@ -748,8 +749,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--grid-all")) g_grid_all = 1;
+        else if (!strcmp(argv[i], "--devices")) g_devices_only = 1;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--grid-all]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--grid-all] [--devices]\n", argv[0]);
             return 2;
         }
     }
@@ -779,6 +781,10 @@ int main(int argc, char **argv)
     }
     if (g_quick) {
         test_quick();
+        return tc_summary();
+    }
+    if (g_devices_only) {
+        test_devices();
         return tc_summary();
     }
     double t0 = tc_now();

@@ -2,7 +2,7 @@
 # device_run.sh — one full GPU-machine run: build, compiler report, SASS counts, GPU suite,
 # compute-sanitizer on the quick case, and the benchmark when build/mla-bench exists.
 # Everything is tee'd to $OUT (default: ./device-out). Steps to run: arguments from
-#   info build test quick sanitize bench      (default: all of them, in this order)
+#   info build test quick devices pytest sanitize bench   (default: info build test sanitize bench)
 # Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16).
 set -u
 cd "$(dirname "$0")/../.."
@@ -58,6 +58,18 @@ fi
 
 if has quick; then
   ./build/test_gpu --quick 2>&1 | tee "$OUT/quick.log" | tail -5
+fi
+
+if has devices; then
+  ./build/test_gpu --devices 2>&1 | tee "$OUT/devices.log" | tail -8
+fi
+
+if has pytest; then
+  t0=$(date +%s)
+  python3 -c "import pytest" 2>/dev/null || echo "pytest is not installed on this machine"
+  PYTHONPATH=$PWD/python:$PWD/tests/python:${PYTHONPATH:-} MLA_LIBRARY=$PWD/build/libmla.so PYTHONUNBUFFERED=1 \
+    timeout 300 python3 -m pytest -q -rs tests/python/test_gpu_flash_mla.py 2>&1 | tee "$OUT/pytest_gpu.log" | tail -15
+  echo "pytest: $(( $(date +%s) - t0 )) s"
 fi
 
 if has sanitize; then
