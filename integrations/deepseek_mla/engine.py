@@ -10,8 +10,9 @@ Scheduling: requests are admitted (prefilled through the naive path, one request
 while the batch has room (``max_batch_size``) and the cache has pages for the request's whole
 budget (prompt + max_new_tokens); then all active requests take one absorbed decode step
 together (one ``flash_mla_with_kvcache`` call per layer); finished requests free their pages and
-waiting ones are admitted (continuous batching within a call). Concurrent ``generate`` calls from
-several threads are serialised by a lock, so each gets exactly the result it would get alone.
+waiting ones are admitted. Thread safety, by ``scheduler``: "lock" (default) serialises concurrent
+``generate`` calls, each gets exactly the result it would get alone; "batch" runs the scheduler in
+a worker thread that merges the requests of concurrent calls into shared decode steps.
 """
 from __future__ import annotations
 
