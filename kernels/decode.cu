@@ -494,13 +494,14 @@ __global__ void __launch_bounds__(256) mla_combine_fp16(const __grid_constant__ 
 /* Host launchers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 static const void *decode_fn(int kernel, int dqk, int f16) {
-    if (kernel == MLA_KERNEL_WGMMA) return mla_k_sm90_fn(dqk, f16);
+    if (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA)
+        return mla_k_sm90_fn(dqk, f16, kernel == MLA_KERNEL_WGMMA_TMA);
     if (dqk == 576) return f16 ? (const void *)mla_decode_fp16_576 : (const void *)mla_decode_bf16_576;
     return f16 ? (const void *)mla_decode_fp16_512 : (const void *)mla_decode_bf16_512;
 }
 
 extern "C" int mla_k_decode_smem(int kernel, int dqk) {
-    if (kernel == MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
+    if (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) return mla_k_sm90_smem(dqk);
     return dec_smem_bytes(dqk, kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1);
 }
 
@@ -517,11 +518,11 @@ extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stre
 }
 
 extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl,
-                                    cudaStream_t stream) {
+                                    const void *tmap, cudaStream_t stream) {
     dim3 grid(p->num_m_blocks, p->h_kv, p->num_sm_parts);
     const int smem = mla_k_decode_smem(kernel, dqk);
     const void *fn = decode_fn(kernel, dqk, f16);
-    void *args[1] = {(void *)p};
+    void *args[2] = {(void *)p, (void *)tmap};
     cudaError_t e = cudaLaunchKernel(fn, grid, dim3(MLA_THREADS), args, (size_t)smem, stream);
     if (e != cudaSuccess) return e;
     e = cudaGetLastError();

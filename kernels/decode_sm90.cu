@@ -13,6 +13,7 @@
  *        O[:, 0:256] += P V[:, 0:256] (RS m64n256k16 x 4, V = the K tile read MN-major).
  *   WG1: waits for P, O[:, 256:512] *= alpha, O[:, 256:512] += P V[:, 256:512].
  */
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
+           + 2 * 8              /* TMA full mbarriers */
            + 1024;              /* alignment slack */
 }
 
@@ -86,7 +88,48 @@ static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int 
     sw128_copy_row(tile, row, sub, src ? src : (const char *)p->k, src != 0, NCH);
 }
 
-static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16) {
+/* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
+ * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
+ * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
+ * engine zero-fills (and still counts). Threads 0..63 record which rows are real keys. */
+static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                  int t, int L, uint32_t tile, uint32_t bar, unsigned char *kvalid,
+                                                  const int NC64) {
+    const int tid = threadIdx.x;
+    if (tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
+    if (tid == 0) {
+        const int ps = p->page_size;
+        const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+        mbar_expect_tx(bar, NC64 * 8192);
+        for (int k = 0; k < 64 / BR; k++) {
+            const long long tok0 = (long long)t * MLA_BN + k * BR;
+            int pid = (int)p->num_pages, row0 = 0; /* out of range: zero fill */
+            if (tok0 < L) {
+                const long long pidx = tok0 / ps;
+                const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+                if (id >= 0 && (long long)id < p->num_pages) {
+                    pid = id;
+                    row0 = (int)(tok0 - pidx * ps);
+                }
+            }
+#pragma unroll
+            for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+        }
+    }
+}
+
+/* Zeroes the rows [z0, 64) of a K tile (TMA loaded whatever the pages hold past the length: V
+ * rows must be 0, since 0 * NaN = NaN). */
+static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z0, const int NC64) {
+    const int n = (64 - z0) * NC64 * 8;
+    for (int idx = threadIdx.x; idx < n; idx += MLA_THREADS) {
+        const int row = z0 + idx / (NC64 * 8), rem = idx % (NC64 * 8);
+        *(uint4 *)(tile + (rem >> 3) * 8192 + row * 128 + (rem & 7) * 16) = make_uint4(0, 0, 0, 0);
+    }
+}
+
+static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
+                                                 const int F16, const int TMA) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
@@ -96,6 +139,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                /* [64] */
     unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
+    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2] TMA stage barriers */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -107,6 +151,16 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     const mla_part_begin pb = p->part_begin[part];
     const mla_part_begin pe = p->part_begin[part + 1];
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
+    if (TMA) {
+        if (tid == 0) {
+            mbar_init(bar0, 1);
+            mbar_init(bar1, 1);
+            mbar_fence_init();
+        }
+        __syncthreads();
+    }
+    int nload = 0, ncons = 0; /* TMA tile loads issued / consumed by this CTA (stage = n & 1) */
 
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
@@ -126,20 +180,36 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 }
                 sw128_copy_row(uQ, row, sub, src, row < w.nvalid, NCH);
             }
-            sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
+            if (TMA) {
+                const int st = nload & 1;
+                sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                nload++;
+            } else {
+                sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
+            }
             cp_async_commit();
 
             for (int t = w.tb; t < w.te; t++) {
-                const int buf = (t - w.tb) & 1;
+                const int buf = TMA ? (ncons & 1) : ((t - w.tb) & 1);
                 const uint32_t uK = buf ? uK1 : uK0;
-                if (t + 1 < w.te) {
+                if (TMA) {
+                    if (t + 1 < w.te) {
+                        const int st = nload & 1;
+                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                        nload++;
+                    }
+                    cp_async_wait0(); /* Q (first tile of the request) */
+                    mbar_wait(buf ? bar1 : bar0, (ncons >> 1) & 1);
+                    ncons++;
+                    if ((t + 1) * MLA_BN > w.L) sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
+                } else if (t + 1 < w.te) {
                     sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
                     cp_async_commit();
                     cp_async_wait1();
                 } else {
                     cp_async_wait0();
                 }
-                fence_proxy_async(); /* this thread's cp.async data -> visible to wgmma */
+                fence_proxy_async(); /* this thread's cp.async / zeroing stores -> visible to wgmma */
                 __syncthreads();
 
                 uint32_t a[4][4];
@@ -266,26 +336,53 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 576, 0);
-#endif
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
-#if MLA_HAVE_SM90A
-    sm90_body(&p, 576, 1);
+    sm90_body(&p, 0, 576, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 512, 0);
+    sm90_body(&p, 0, 512, 0, 0);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, 0, 576, 1, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 512, 1);
+    sm90_body(&p, 0, 512, 1, 0);
 #endif
 }
-
-extern "C" const void *mla_k_sm90_fn(int dqk, int f16) {
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_bf16_576(const __grid_constant__ mla_dec_params p,
+                                                                 const __grid_constant__ CUtensorMap tm) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, &tm, 576, 0, 1);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_bf16_512(const __grid_constant__ mla_dec_params p,
+                                                                 const __grid_constant__ CUtensorMap tm) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, &tm, 512, 0, 1);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_fp16_576(const __grid_constant__ mla_dec_params p,
+                                                                 const __grid_constant__ CUtensorMap tm) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, &tm, 576, 1, 1);
+#endif
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_fp16_512(const __grid_constant__ mla_dec_params p,
+                                                                 const __grid_constant__ CUtensorMap tm) {
+#if MLA_HAVE_SM90A
+    sm90_body(&p, &tm, 512, 1, 1);
+#endif
+}
+extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
+    if (tma) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90tma_fp16_576 : (const void *)mla_decode_sm90tma_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90tma_fp16_512 : (const void *)mla_decode_sm90tma_bf16_512;
+    }
     if (dqk == 576) return f16 ? (const void *)mla_decode_sm90_fp16_576 : (const void *)mla_decode_sm90_bf16_576;
     return f16 ? (const void *)mla_decode_sm90_fp16_512 : (const void *)mla_decode_sm90_bf16_512;
 }

@@ -16,9 +16,11 @@ cudaError_t mla_k_prepare(int kernel, int dqk, int f16);
 /* Enqueues the split-KV scheduler (reads p->seqlens, writes the schedule into the workspace). */
 cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream);
 /* Enqueues decode + combine (combine with programmatic dependent launch when use_pdl). */
-cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl, cudaStream_t stream);
+/* tmap: the K-cache CUtensorMap (64-byte aligned host memory) for MLA_KERNEL_WGMMA_TMA, else NULL. */
+cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl, const void *tmap,
+                         cudaStream_t stream);
 /* The wgmma kernels (kernels/decode_sm90.cu). */
-const void *mla_k_sm90_fn(int dqk, int f16);
+const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 int mla_k_sm90_smem(int dqk);
 
 #ifdef __cplusplus

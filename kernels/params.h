@@ -22,6 +22,7 @@ extern "C" {
 #define MLA_KERNEL_MMA_2STAGE 1 /* mma.sync m16n8k16, 2 K stages (needs ~226 KB smem: sm_90, sm_80/A100 no) */
 #define MLA_KERNEL_MMA_1STAGE 2 /* mma.sync m16n8k16, 1 K stage  (~154 KB smem: A100)                      */
 #define MLA_KERNEL_WGMMA 3      /* wgmma (sm_90a: compute capability 9.0 only), 2 K stages, ~227 KB smem   */
+#define MLA_KERNEL_WGMMA_TMA 4  /* wgmma + K tiles by TMA (per-call tensor map; falls back to 3 per call)  */
 
 /* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
  * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */

@@ -3,6 +3,8 @@
  * by src/api.c (shapes, pointers, strides, alignment); this file checks only the rules that
  * depend on the device. Never allocates, synchronises or reads device memory on the host.
  */
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,18 +87,19 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
      * where the smem fits (sm_100, ...), else 1 stage (A100), else none */
     const int dqk = (int)s->d_qk;
     int kernel = 0;
-    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
+    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA_TMA, dqk)) kernel = MLA_KERNEL_WGMMA_TMA;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else
         return mla_set_error(MLA_ERR_UNSUPPORTED,
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
-    /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma) */
+    /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
+     * 4 (wgmma, TMA) */
     const char *force = getenv("MLA_GPU_KERNEL");
-    if (force && force[0] >= '1' && force[0] <= '3' && force[1] == 0) {
+    if (force && force[0] >= '1' && force[0] <= '4' && force[1] == 0) {
         const int k = force[0] - '0';
-        if (optin >= mla_k_decode_smem(k, dqk) && (k != MLA_KERNEL_WGMMA || (major == 9 && minor == 0))) kernel = k;
+        if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || (major == 9 && minor == 0))) kernel = k;
     }
     int64_t parts = sms / (s->h_kv * m_blocks);
     if (parts < 1) parts = 1;
@@ -106,6 +109,8 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     mla_status st = device_enter(dev, &old);
     if (st) return st;
     e = mla_k_prepare(kernel, dqk, s->dtype == MLA_DTYPE_FP16);
+    if (e == cudaSuccess && kernel == MLA_KERNEL_WGMMA_TMA) /* per-call fallback when no tensor map */
+        e = mla_k_prepare(MLA_KERNEL_WGMMA, dqk, s->dtype == MLA_DTYPE_FP16);
     device_restore(dev, old);
     if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
 
@@ -141,6 +146,44 @@ static void fill_ws(const struct mla_decode_plan *plan, void *workspace, mla_dec
     p->stages = plan->gpu.kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1;
 }
 
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no -lcuda); resolved once. */
+static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(void) {
+    static void *fn = NULL;
+    void *f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);
+    if (!f) {
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess)
+            f = NULL;
+        cudaGetLastError();
+        if (f) __atomic_store_n(&fn, f, __ATOMIC_RELEASE);
+    }
+    return (PFN_cuTensorMapEncodeTiled_v12000)f;
+}
+
+/* The K-cache tensor map of the TMA kernel: 4D {d_qk, page_size, h_kv, num_pages}, box 64 columns x
+ * gcd(page_size, 64) rows, 128-byte swizzle. Returns 0 when the cache cannot be described (the
+ * call then uses the cp.async kernel). */
+static int encode_k_map(const mla_decode_shape *s, const mla_decode_args *a, CUtensorMap *tm) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = encode_fn();
+    if (!enc || a->num_pages >= INT32_MAX || ((uintptr_t)a->k_cache & 15)) return 0;
+    const int64_t ps = s->page_size;
+    const cuuint32_t br = ps % 64 == 0 ? 64 : (ps % 32 == 0 ? 32 : 16);
+    int64_t st_tok = a->k_stride[1] * 2, st_head = a->k_stride[2] * 2, st_page = a->k_stride[0] * 2;
+    if (s->h_kv == 1) st_head = 16;   /* never stepped: any valid value */
+    if (a->num_pages == 1) st_page = 16;
+    const int64_t st[3] = {st_tok, st_head, st_page};
+    for (int i = 0; i < 3; i++)
+        if (st[i] <= 0 || st[i] % 16 || st[i] >= (1ll << 40)) return 0;
+    cuuint64_t gdim[4] = {(cuuint64_t)s->d_qk, (cuuint64_t)ps, (cuuint64_t)s->h_kv, (cuuint64_t)a->num_pages};
+    cuuint64_t gstr[3] = {(cuuint64_t)st_tok, (cuuint64_t)st_head, (cuuint64_t)st_page};
+    cuuint32_t box[4] = {64, br, 1, 1}, es[4] = {1, 1, 1, 1};
+    CUresult r = enc(tm, s->dtype == MLA_DTYPE_FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                     4, (void *)a->k_cache, gdim, gstr, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS;
+}
+
 extern "C" mla_status mla_gpu_schedule(const struct mla_decode_plan *plan, const int32_t *cache_seqlens,
                                        void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
@@ -162,7 +205,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_TMA)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -193,6 +236,10 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     p.max_tokens = cap;
     p.scale_log2 = mla_effective_scale(s, a->softmax_scale) * 1.4426950408889634f;
 
+    int kernel = plan->gpu.kernel;
+    CUtensorMap tm;
+    if (kernel == MLA_KERNEL_WGMMA_TMA && !encode_k_map(s, a, &tm)) kernel = MLA_KERNEL_WGMMA;
+
     int old;
     mla_status st = device_enter(plan->device, &old);
     if (st) return st;
@@ -203,8 +250,8 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         what = "the split-KV scheduler launch";
     }
     if (e == cudaSuccess) {
-        e = mla_k_decode(&p, plan->gpu.kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
-                         (cudaStream_t)stream);
+        e = mla_k_decode(&p, kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
+                         kernel == MLA_KERNEL_WGMMA_TMA ? (const void *)&tm : NULL, (cudaStream_t)stream);
         what = "the decode/combine launch";
     }
     device_restore(plan->device, old);

@@ -492,7 +492,7 @@ static void test_big_batch(void)
 
 /* The other kernel variants, forced through the MLA_GPU_KERNEL testing hook (src/gpu.cu):
  * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
- * runs), "3" wgmma (sm_90 only; the default there). */
+ * runs), "3" wgmma with cp.async loads, "4" wgmma with TMA loads (sm_90 only; 4 is the default there). */
 static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
@@ -517,7 +517,7 @@ static void test_forced_kernel(const char *k)
     run_case(&cfg);
     unsetenv("MLA_GPU_KERNEL");
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
-           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : "wgmma", k, tc_passed - pass0,
+           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : "wgmma TMA", k, tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
@@ -797,6 +797,7 @@ int main(int argc, char **argv)
     test_devices();
     test_forced_kernel("1");
     test_forced_kernel("2");
+    test_forced_kernel("3");
     test_big_batch();
     test_grid();
     printf("total time %.1f s\n", tc_now() - t0);
