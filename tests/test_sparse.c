@@ -413,6 +413,20 @@ static void run_prefill(const char *label, const pcfg *cfg)
     mla_status st = mla_sparse_prefill(&a, MLA_DEVICE_CPU, NULL, 0, NULL);
     const double t_lib = tc_now() - t0;
     int ok = tc_expect(st == MLA_OK, "%s: %s: %s", label, mla_status_string(st), mla_last_error());
+    if (ok && s_q * h_q <= 100000) { /* determinism: one thread gives the same bytes */
+        uint16_t *out2 = malloc((size_t)(s_q * os0) * 2);
+        float *ml2 = malloc((size_t)(s_q * h_q) * 4), *lse2 = malloc((size_t)(s_q * (h_q + 1)) * 4);
+        memcpy(out2, out, (size_t)(s_q * os0) * 2);
+        memcpy(lse2, lse, (size_t)(s_q * (h_q + 1)) * 4);
+        mla_sparse_prefill_args a1 = a;
+        a1.out = out2; a1.max_logits = ml2; a1.lse = lse2; a1.cpu_threads = 1;
+        st = mla_sparse_prefill(&a1, MLA_DEVICE_CPU, NULL, 0, NULL);
+        ok = tc_expect(st == MLA_OK && !memcmp(out, out2, (size_t)(s_q * os0) * 2) &&
+                           !memcmp(ml, ml2, (size_t)(s_q * h_q) * 4) &&
+                           !memcmp(lse, lse2, (size_t)(s_q * (h_q + 1)) * 4),
+                       "%s: 1 thread and all threads give identical bytes", label);
+        free(out2); free(ml2); free(lse2);
+    }
 
     const double t1 = tc_now();
     double *kd = malloc((size_t)(topk * dqk) * sizeof(double)), *sc = malloc((size_t)topk * sizeof(double));
@@ -638,18 +652,75 @@ static void prefill_case(pcfg c)
     run_prefill(label, &c);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    const int full = argc > 1 && !strcmp(argv[1], "--full");
     const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
+    const double t0 = tc_now();
     test_decode_validation();
     test_prefill_validation();
     dcfg c;
 
-    decode_case(dc(2, 1, 64, 512, 64, 64, V));
-    c = dc(2, 2, 16, 300, 128, 61, M); c.extra_topk = 64; c.extra_ps = 69; c.extra_s_k = 200; c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
+    /* FlashMLA's decode grid (s_k, topk, page) in {(512, 64, 2|64|69), (1024, 576, 2|61),
+     * (2046, 2048, 2|64|576)}, b in {4, 74, 321}, s_q in {1, 3}, h_q in {64, 128}, sink on,
+     * both formats; (b, s_q, h_q) scaled per case so the CPU oracle stays fast, plus h_q 16, 3. */
+    for (int f = 0; f < 2; f++) {
+        const mla_fp8_format fm = f ? M : V;
+        decode_case(dc(74, 1, 64, 512, 64, 2, fm));
+        decode_case(dc(321, 1, 16, 512, 64, 64, fm));
+        decode_case(dc(4, 3, 128, 512, 64, 69, fm));
+        decode_case(dc(4, 3, 64, 1024, 576, 2, fm));
+        decode_case(dc(6, 2, 3, 1024, 576, 61, fm));
+        decode_case(dc(2, 1, 128, 2046, 2048, 2, fm));
+        decode_case(dc(4, 2, 16, 2046, 2048, 64, fm));
+        decode_case(dc(2, 3, 64, 2046, 2048, 576, fm));
+    }
+    /* MODEL1 with topk_length and the extra cache (FlashMLA: pages 256 / 64 and 2) */
+    c = dc(8, 2, 64, 4096, 128, 256, M); c.extra_topk = 512; c.extra_ps = 64; c.extra_s_k = 1024;
+    c.topk_len = 1; c.extra_topk_len = 1;
     decode_case(c);
-    prefill_case(pc(62, 592, 64, 576, 128));
-    (void)full;
+    c = dc(4, 1, 128, 512, 64, 69, M); c.extra_topk = 576; c.extra_ps = 2; c.extra_s_k = 1024;
+    c.extra_topk_len = 1;
+    decode_case(c);
+    c = dc(5, 3, 16, 2046, 2048, 2, M); c.extra_topk = 64; c.extra_ps = 61; c.extra_s_k = 512;
+    c.topk_len = 1; c.weird = 1;
+    decode_case(c);
+    /* V32 with topk_length and an extra cache (FlashMLA's SM90 rejects these; we do not) */
+    c = dc(3, 2, 16, 700, 256, 53, V); c.extra_topk = 128; c.extra_ps = 61; c.extra_s_k = 300;
+    c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
+    decode_case(c);
+    /* invalid indices: the weird set mixed in, all invalid, no sink, h_q 1, page 1 */
+    for (int f = 0; f < 2; f++) {
+        const mla_fp8_format fm = f ? M : V;
+        c = dc(6, 2, 64, 1024, 576, 61, fm); c.weird = 1; decode_case(c);
+        c = dc(4, 2, 64, 512, 64, 64, fm); c.weird = 1; c.all_invalid = 1; decode_case(c);
+        c = dc(4, 2, 64, 512, 64, 64, fm); c.all_invalid = 1; c.sink = 0; decode_case(c);
+        c = dc(3, 1, 1, 300, 128, 1, fm); c.sink = 0; c.topk_len = 1; decode_case(c);
+    }
+    c = dc(4, 2, 16, 1024, 256, 64, M); c.extra_topk = 64; c.extra_ps = 2; c.extra_s_k = 256;
+    c.all_invalid = 1; c.weird = 1; c.topk_len = 1; decode_case(c);
+
+    /* FlashMLA's prefill grid: d in {512, 576} x h in {128, 64} x (s_kv, topk) in {(128,128),
+     * (256,256), (512,512), (592,128), (1840,256), (1592,384), (1521,512), OOB (95,128),
+     * (153,256), (114,384)} x s_q in {1, 62, 213}; one (h, s_q) per pair, cycling, scaled. */
+    static const int64_t pairs[][2] = {{128, 128}, {256, 256}, {512, 512}, {592, 128}, {1840, 256},
+                                       {1592, 384}, {1521, 512}, {95, 128}, {153, 256}, {114, 384}};
+    for (int x = 0; x < 10; x++)
+        for (int f = 0; f < 2; f++) {
+            const int64_t d = f ? 512 : 576, sel = (x + f) % 3;
+            const int64_t s_q = sel == 0 ? 1 : sel == 1 ? 62 : 213;
+            const int64_t h = sel == 0 ? 128 : sel == 1 ? 64 : 16;
+            pcfg p = pc(s_q, pairs[x][0], h, d, pairs[x][1]);
+            p.sink = (x + f) % 2;
+            p.topk_len = (x + f) % 4 >= 2;
+            prefill_case(p);
+        }
+    pcfg p;
+    p = pc(62, 592, 128, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
+    p = pc(62, 1521, 64, 512, 512); p.all_invalid = 1; p.sink = 1; prefill_case(p);
+    p = pc(20, 32, 64, 576, 2048); prefill_case(p);       /* s_kv < topk */
+    p = pc(4, 64, 64, 512, 8192); p.sink = 1; prefill_case(p);
+    p = pc(30, 700, 48, 576, 256); p.h_kv = 2; p.topk_len = 1; prefill_case(p); /* h_kv 2 */
+    p = pc(70000, 64, 1, 512, 8); prefill_case(p);        /* s_q > 65535 */
+    printf("total %.1f s\n", tc_now() - t0);
     return tc_summary();
 }

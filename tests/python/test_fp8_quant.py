@@ -24,7 +24,7 @@ def torch_quant(k, fmt):
     if fmt == V32:
         sc = scale.float().contiguous().view(torch.uint8)                       # [P, ps, 16]
         return torch.cat([nope, sc, rope], dim=-1).reshape(P, ps * bpt)
-    e8 = scale.to(torch.float8_e8m0fnu).view(torch.uint8)                       # [P, ps, 7]
+    e8 = (scale.log2().round() + 127).to(torch.uint8)                           # e8m0 of 2^k: k + 127
     pad = torch.zeros(P, ps, 1, dtype=torch.uint8)
     part1 = torch.cat([nope, rope], dim=-1).reshape(P, ps * 576)
     part2 = torch.cat([e8, pad], dim=-1).reshape(P, ps * 8)
@@ -45,7 +45,7 @@ def torch_dequant(pages, ps, fmt):
     else:
         t = pages[:, :ps * 576].reshape(P, ps, 576)
         nope = t[..., :dn].contiguous().view(torch.float8_e4m3fn).to(torch.bfloat16).view(P, ps, 7, 64)
-        sc = pages[:, ps * 576:].reshape(P, ps, 8)[..., :7].contiguous().view(torch.float8_e8m0fnu).to(torch.bfloat16)
+        sc = torch.pow(2.0, pages[:, ps * 576:].reshape(P, ps, 8)[..., :7].float() - 127).to(torch.bfloat16)
         out[..., :dn] = (nope * sc[..., None]).reshape(P, ps, dn)
         out[..., dn:] = t[..., dn:].contiguous().view(torch.bfloat16)
     return out.view(P, ps, 1, d)
