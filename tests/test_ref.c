@@ -1,34 +1,475 @@
-/* test_ref.c — the CPU reference (through the public API) against an independent fp64 oracle. */
+/* test_ref.c — the CPU reference, called through the public API (mla_decode on a CPU plan),
+ * against an independent naive fp64 implementation (tests/common.h: tc_naive_decode_rows —
+ * gathers the keys, full softmax, no online tricks), with spec §6 data and tolerances.
+ *
+ * Groups: the spec §6 grid (subsampled deterministically to stay CPU-sized; the output says
+ * what ran), b=128 with ~half the sequences empty, page sizes, d_qk 512, fp16, cu_seqlens_q,
+ * softmax_scale, empty causal windows, NaN poisoning, garbage block tables, page-permutation
+ * invariance, zero lengths, determinism across runs and thread counts, untouched outputs, and
+ * the timing of one b=128 s_k=4096 h_q=128 call.
+ *
+ * Every case also checks that every existing output row was written and that nothing outside
+ * them (rows past a request's cu_seqlens_q length, padding of strided layouts) changed.
+ *
+ * Usage: test_ref [--full]   (--full runs the whole grid: tens of minutes on 2 cores) */
+#include <unistd.h>
+
 #include "common.h"
 
-static int run_case(const char *label, const tc_config *cfg)
+static int g_verbose = 0;
+
+/* Oracle rows: all of them when that is at most ~200k (row, key) pairs, else about that many
+ * rows' worth, picked by a hash of the row index (tc_naive_decode_rows). */
+static int64_t oracle_step(const tc_case *c)
+{
+    int64_t pairs = 0;
+    for (int64_t i = 0; i < c->cfg.b; i++) pairs += c->q_lens[i] * c->cfg.h_q * (c->seqlens[i] + 1);
+    const int64_t budget = 200000;
+    return pairs <= budget ? 1 : (pairs + budget - 1) / budget;
+}
+
+/* Builds, runs and checks one case. Returns 1 if everything passed. If keep != NULL the built
+ * case (with the library's outputs) is handed back instead of freed. */
+static int run_case_keep(const char *label, const tc_config *cfg, tc_case *keep)
 {
     tc_case c;
-    if (tc_case_build(&c, cfg)) { tc_expect(0, "%s: allocation failed", label); return 0; }
+    if (tc_case_build(&c, cfg)) {
+        tc_expect(0, "%s: allocation failed", label);
+        return 0;
+    }
     mla_status st = tc_case_run_cpu(&c);
-    int ok = tc_expect(st == MLA_OK, "%s: mla_decode returned %s: %s", label, mla_status_string(st), mla_last_error());
+    int ok = tc_expect(st == MLA_OK, "%s: mla_decode returned %s: %s", label,
+                       mla_status_string(st), mla_last_error());
     if (ok) {
         const int64_t no = cfg->b * cfg->s_q * cfg->h_q * cfg->d_v, nl = cfg->b * cfg->h_q * cfg->s_q;
-        double *ro = malloc((size_t)no * 8), *rl = malloc((size_t)nl * 8);
-        tc_naive_decode(&c, ro, rl);
-        tc_report orep, lrep;
-        int good = tc_compare_case(&c, ro, rl, &orep, &lrep);
-        ok = tc_expect(good, "%s: mismatch against the fp64 oracle", label);
-        if (!good) { tc_print_report("out", &orep); tc_print_report("lse", &lrep); }
-        ok &= tc_expect(tc_count_clobbered(&c) == 0, "%s: wrote outside the existing rows", label);
-        free(ro); free(rl);
+        double *ro = (double *)malloc((size_t)no * 8), *rl = (double *)malloc((size_t)nl * 8);
+        if (!ro || !rl || tc_naive_decode_rows(&c, ro, rl, oracle_step(&c))) {
+            tc_expect(0, "%s: oracle allocation failed", label);
+            ok = 0;
+        } else {
+            tc_report orep, lrep;
+            int good = tc_compare_case(&c, ro, rl, &orep, &lrep);
+            ok &= tc_expect(good, "%s: mismatch against the fp64 oracle", label);
+            if (!good || g_verbose) {
+                tc_print_report("out", &orep);
+                tc_print_report("lse", &lrep);
+            }
+            const int64_t unw = tc_count_unwritten(&c), clob = tc_count_clobbered(&c);
+            ok &= tc_expect(unw == 0, "%s: %lld existing output elements not written", label, (long long)unw);
+            ok &= tc_expect(clob == 0, "%s: %lld elements outside the existing rows changed", label, (long long)clob);
+        }
+        free(ro);
+        free(rl);
     }
-    tc_case_free(&c);
+    if (keep) *keep = c;
+    else tc_case_free(&c);
     return ok;
 }
 
-int main(void)
+static int run_case(const char *label, const tc_config *cfg) { return run_case_keep(label, cfg, NULL); }
+
+static void describe(char *buf, size_t n, const tc_config *c)
 {
+    snprintf(buf, n, "b=%lld s_q=%lld s_k=%lld h_q=%lld h_kv=%lld d_qk=%lld page=%lld %s%s%s%s%s%s",
+             (long long)c->b, (long long)c->s_q, (long long)c->s_k, (long long)c->h_q,
+             (long long)c->h_kv, (long long)c->d_qk, (long long)c->page_size,
+             c->dtype == MLA_DTYPE_FP16 ? "fp16" : "bf16", c->varlen ? " varlen" : "",
+             c->causal ? " causal" : "", c->strided ? " strided" : "",
+             c->zero_half ? " zero-half" : "", c->cu_seqlens_q ? " cu_seqlens_q" : "");
+}
+
+/* ---- the spec §6 grid ----------------------------------------------------------------------- */
+
+/* Estimated seconds of one grid case on this kind of machine (data generation + library +
+ * oracle); only used to pick the subsample, so a fixed formula keeps the choice deterministic. */
+static double est_cost(int64_t b, int64_t s_q, int64_t s_k, int64_t h_q, int64_t h_kv)
+{
+    const double rows = (double)(b * s_q * h_q);
+    return rows * (double)s_k * 1088 * 2 / 25e9            /* library, ~25 GFLOP/s        */
+           + (double)(b * s_k * h_kv) * 576 * 15e-9        /* random data                 */
+           + fmin(rows * (double)s_k, 2e5) * 1088 * 0.5e-9;  /* oracle (row, key) pairs */
+}
+
+static void test_grid(int full)
+{
+    static const int64_t bs[] = {1, 2, 6, 64}, sqs[] = {1, 2, 4}, sks[] = {20, 140, 4096};
+    static const int64_t hqs[] = {1, 3, 9, 63, 64, 126, 128}, hkvs[] = {1, 2, 3, 8};
+    const double cheap = 0.1, cap = 2.0; /* all cases <= cheap; 1 in 8 of (cheap, cap]; above cap: listed */
+    int total = 0, ran = 0, ran_cheap = 0, ran_sampled = 0, ran_big = 0, idx_mid = 0, failed_cases = 0;
+    const double t0 = tc_now();
+    printf("-- grid (spec 6): b {1,2,6,64} x s_q {1,2,4} x s_k {20,140,4096} x h_q {1,3,9,63,64,126,128}"
+           " x h_kv {1,2,3,8} | h_q x varlen x causal%s\n", full ? " [--full]" : "");
+    for (size_t ib = 0; ib < 4; ib++)
+        for (size_t isq = 0; isq < 3; isq++)
+            for (size_t isk = 0; isk < 3; isk++)
+                for (size_t ihq = 0; ihq < 7; ihq++)
+                    for (size_t ihk = 0; ihk < 4; ihk++)
+                        for (int varlen = 0; varlen < 2; varlen++)
+                            for (int causal = 0; causal < 2; causal++) {
+                                const int64_t b = bs[ib], s_q = sqs[isq], s_k = sks[isk];
+                                const int64_t h_q = hqs[ihq], h_kv = hkvs[ihk];
+                                if (h_q % h_kv) continue;
+                                total++;
+                                const double cost = est_cost(b, s_q, s_k, h_q, h_kv);
+                                int run = full, kind = 0;
+                                if (cost <= cheap) { run = 1; kind = 0; }
+                                else if (cost <= cap) { if (idx_mid++ % 8 == 3) { run = 1; kind = 1; } }
+                                else if (b == 64 && s_k == 4096 && h_kv == 1 && varlen &&
+                                         ((s_q == 1 && h_q == 128 && !causal) ||
+                                          (s_q == 2 && h_q == 64 && causal))) { run = 1; kind = 2; }
+                                if (!run) continue;
+                                tc_config cfg = tc_config_default();
+                                cfg.b = b; cfg.s_q = s_q; cfg.s_k = s_k; cfg.h_q = h_q; cfg.h_kv = h_kv;
+                                cfg.varlen = varlen; cfg.causal = causal;
+                                cfg.strided = (total % 3) == 0;
+                                cfg.seed = 1000 + (uint64_t)total;
+                                char label[200];
+                                describe(label, sizeof label, &cfg);
+                                const double tc0 = tc_now();
+                                if (!run_case(label, &cfg)) failed_cases++;
+                                if (kind == 2 || g_verbose || tc_now() - tc0 > 3.0)
+                                    printf("    %s: %.1f s\n", label, tc_now() - tc0);
+                                ran++;
+                                ran_cheap += kind == 0;
+                                ran_sampled += kind == 1;
+                                ran_big += kind == 2;
+                            }
+    printf("   grid: %d of %d cases ran (%d with estimated cost <= %.1f s: all of them; %d: every 8th of "
+           "the %d in (%.1f, %.1f] s; %d of the largest, b=64 s_k=4096 varlen h_kv=1 with "
+           "(s_q=1 h_q=128) or (s_q=2 h_q=64 causal)); strided layouts every 3rd case; oracle "
+           "checks <= ~200k (row, key) pairs per case; %d failed; %.1f s\n",
+           ran, total, ran_cheap, cheap, ran_sampled, idx_mid, cheap, cap, ran_big, failed_cases,
+           tc_now() - t0);
+}
+
+/* ---- corner groups -------------------------------------------------------------------------- */
+
+static void test_half_empty(void)
+{
+    printf("-- b=128 with about half the sequences empty\n");
+    const double t0 = tc_now();
     tc_config cfg = tc_config_default();
-    run_case("default", &cfg);
-    cfg.s_q = 2; cfg.causal = 1; cfg.varlen = 1; cfg.h_q = 9; cfg.h_kv = 3; cfg.strided = 1;
-    run_case("s_q=2 causal varlen h_kv=3 strided", &cfg);
-    cfg.dtype = MLA_DTYPE_FP16; cfg.cu_seqlens_q = 1; cfg.s_q = 4; cfg.zero_half = 1; cfg.b = 6;
-    run_case("fp16 cu_seqlens_q zero_half", &cfg);
+    cfg.b = 128; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1024; cfg.h_q = 16; cfg.varlen = 1;
+    cfg.zero_half = 1; cfg.seed = 77;
+    tc_case c;
+    if (run_case_keep("b=128 s_q=2 causal s_k=1024 h_q=16 varlen zero-half", &cfg, &c)) {
+        int64_t zeros = 0, bad = 0;
+        for (int64_t i = 0; i < cfg.b; i++) {
+            if (c.seqlens[i] != 0) continue;
+            zeros++;
+            for (int64_t j = 0; j < cfg.s_q; j++)
+                for (int64_t h = 0; h < cfg.h_q; h++) {
+                    const uint16_t *o = c.out + i * c.args.out_stride[0] + j * c.args.out_stride[1] + h * c.args.out_stride[2];
+                    for (int d = 0; d < 512; d++) bad += o[d] != 0;
+                    const float l = c.lse[i * c.args.lse_stride[0] + h * c.args.lse_stride[1] + j * c.args.lse_stride[2]];
+                    bad += !(isinf(l) && l > 0);
+                }
+        }
+        tc_expect(zeros > 30 && zeros < 98, "about half empty: %lld of 128", (long long)zeros);
+        tc_expect(bad == 0, "empty requests: %lld elements not out=+0 / lse=+inf", (long long)bad);
+        printf("   %lld of 128 requests empty\n", (long long)zeros);
+    }
+    tc_case_free(&c);
+    cfg.s_k = 4096; cfg.h_q = 128; cfg.seed = 78; cfg.cpu_threads = 0;
+    run_case("b=128 s_q=2 causal s_k=4096 h_q=128 varlen zero-half (FlashMLA's corner)", &cfg);
+    printf("   %.1f s\n", tc_now() - t0);
+}
+
+static void test_page_sizes(void)
+{
+    printf("-- page sizes 1, 7, 16, 32, 64, 128, 256, 1000\n");
+    static const int64_t ps[] = {1, 7, 16, 32, 64, 128, 256, 1000};
+    for (size_t x = 0; x < sizeof ps / sizeof ps[0]; x++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 300; cfg.varlen = 1; cfg.h_q = 16;
+        cfg.h_kv = 2; cfg.page_size = ps[x]; cfg.strided = (int)(x & 1); cfg.seed = 200 + x;
+        char label[200];
+        describe(label, sizeof label, &cfg);
+        run_case(label, &cfg);
+    }
+}
+
+static void test_variants(void)
+{
+    printf("-- d_qk 512, fp16, explicit softmax_scale\n");
+    for (int v = 0; v < 8; v++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 3; cfg.s_q = 1 + (v & 3); cfg.causal = v & 1; cfg.s_k = 200; cfg.varlen = 1;
+        cfg.h_q = v < 4 ? 16 : 9; cfg.h_kv = v < 4 ? 2 : 3; cfg.seed = 300 + v;
+        cfg.d_qk = (v & 2) ? 512 : 576;
+        cfg.dtype = (v & 4) ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
+        cfg.strided = v & 1;
+        char label[200];
+        describe(label, sizeof label, &cfg);
+        run_case(label, &cfg);
+    }
+    static const float scales[] = {0.3f, 1.0f, 0.01f, 1.0f / 24.0f};
+    for (int v = 0; v < 4; v++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 2; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 100; cfg.h_q = 8; cfg.seed = 400 + v;
+        cfg.softmax_scale = scales[v];
+        cfg.dtype = v & 1 ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
+        char label[64];
+        snprintf(label, sizeof label, "softmax_scale %g", (double)scales[v]);
+        run_case(label, &cfg);
+    }
+    /* scale <= 0, NaN and inf mean the default: bytes equal to softmax_scale = 0 */
+    tc_config cfg = tc_config_default();
+    cfg.b = 2; cfg.s_q = 2; cfg.s_k = 90; cfg.h_q = 4; cfg.seed = 410;
+    tc_case c;
+    if (tc_case_build(&c, &cfg)) return;
+    tc_expect(tc_case_run_cpu(&c) == MLA_OK, "default scale run");
+    uint16_t *o0 = (uint16_t *)malloc((size_t)c.out_elems * 2);
+    memcpy(o0, c.out, (size_t)c.out_elems * 2);
+    static const float dflt[] = {-1.0f, NAN, INFINITY, 1.0f / 24.0f};
+    for (int v = 0; v < 4; v++) {
+        tc_case_poison(&c);
+        c.args.softmax_scale = dflt[v];
+        tc_expect(tc_case_run_cpu(&c) == MLA_OK, "scale %g run", (double)dflt[v]);
+        tc_expect(memcmp(o0, c.out, (size_t)c.out_elems * 2) == 0,
+                  "softmax_scale %g gives the same bytes as the default (576^-0.5)", (double)dflt[v]);
+    }
+    /* a different scale must change the result */
+    tc_case_poison(&c);
+    c.args.softmax_scale = 0.5f;
+    tc_case_run_cpu(&c);
+    tc_expect(memcmp(o0, c.out, (size_t)c.out_elems * 2) != 0, "softmax_scale 0.5 changes the output");
+    free(o0);
+    tc_case_free(&c);
+}
+
+static void test_cu_seqlens(void)
+{
+    printf("-- cu_seqlens_q (per-request query lengths 0/1/2/4)\n");
+    static const int32_t ql[8] = {0, 1, 2, 4, 4, 0, 2, 1};
+    static const int32_t kl[8] = {50, 3, 1, 3, 200, 0, 64, 0};
+    for (int v = 0; v < 4; v++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 8; cfg.s_q = 4; cfg.h_q = 6; cfg.h_kv = (v & 2) ? 3 : 1; cfg.causal = v & 1;
+        cfg.q_lens = ql; cfg.kv_lens = kl; cfg.strided = 1; cfg.page_size = 16;
+        cfg.seed = 500 + v;
+        char label[200];
+        describe(label, sizeof label, &cfg);
+        snprintf(label + strlen(label), sizeof label - strlen(label), " q_lens 0,1,2,4,4,0,2,1");
+        tc_case c;
+        if (run_case_keep(label, &cfg, &c)) {
+            /* causal with the request's own length: request 3 has L=3 < n=4, so its row 0 sees
+             * keys [0, L - n + 0] = nothing: out 0, lse +inf; row 1 sees key 0 only */
+            if (cfg.causal) {
+                const float l0 = c.lse[3 * c.args.lse_stride[0] + 0 * c.args.lse_stride[2]];
+                const float l1 = c.lse[3 * c.args.lse_stride[0] + 1 * c.args.lse_stride[2]];
+                tc_expect(isinf(l0) && l0 > 0, "request 3 row 0 (empty causal window): lse %g", (double)l0);
+                tc_expect(isfinite(l1), "request 3 row 1 (one key): lse %g", (double)l1);
+            }
+        }
+        tc_case_free(&c);
+    }
+    tc_config cfg = tc_config_default();
+    cfg.b = 16; cfg.s_q = 4; cfg.h_q = 16; cfg.h_kv = 2; cfg.causal = 1; cfg.cu_seqlens_q = 1;
+    cfg.varlen = 1; cfg.s_k = 150; cfg.zero_half = 1; cfg.seed = 510;
+    run_case("random cu_seqlens_q, varlen, zero-half, causal", &cfg);
+}
+
+static void test_empty_windows(void)
+{
+    printf("-- empty causal windows and zero lengths\n");
+    static const int32_t kl[4] = {2, 0, 1, 4};
+    tc_config cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 4; cfg.causal = 1; cfg.h_q = 3; cfg.kv_lens = kl; cfg.page_size = 16;
+    cfg.seed = 600;
+    tc_case c;
+    if (run_case_keep("s_q=4 causal with lengths 2,0,1,4", &cfg, &c)) {
+        /* request 0: L=2, n=4: rows 0,1 see nothing; rows 2,3 see 1 and 2 keys */
+        for (int64_t j = 0; j < 4; j++)
+            for (int64_t h = 0; h < 3; h++) {
+                const float l = c.lse[0 * c.args.lse_stride[0] + h * c.args.lse_stride[1] + j * c.args.lse_stride[2]];
+                const uint16_t *o = c.out + j * c.args.out_stride[1] + h * c.args.out_stride[2];
+                int zero = 1;
+                for (int d = 0; d < 512; d++) zero &= o[d] == 0;
+                if (j < 2) tc_expect(isinf(l) && l > 0 && zero, "req 0 row %lld head %lld: empty window gives out=+0 lse=+inf", (long long)j, (long long)h);
+                else tc_expect(isfinite(l) && !zero, "req 0 row %lld head %lld: visible keys give finite lse", (long long)j, (long long)h);
+            }
+        /* request 2: L=1: only row 3 sees key 0, where lse = its score */
+    }
+    tc_case_free(&c);
+    static const int32_t zl[3] = {0, 0, 0};
+    cfg = tc_config_default();
+    cfg.b = 3; cfg.s_q = 2; cfg.h_q = 5; cfg.kv_lens = zl; cfg.seed = 601;
+    if (run_case_keep("all lengths zero", &cfg, &c)) {
+        int64_t bad = 0;
+        for (int64_t x = 0; x < 3 * 2 * 5; x++) {
+            const int64_t i = x / 10, j = (x / 5) % 2, h = x % 5;
+            const uint16_t *o = c.out + i * c.args.out_stride[0] + j * c.args.out_stride[1] + h * c.args.out_stride[2];
+            for (int d = 0; d < 512; d++) bad += o[d] != 0;
+            const float l = c.lse[i * c.args.lse_stride[0] + h * c.args.lse_stride[1] + j * c.args.lse_stride[2]];
+            bad += !(isinf(l) && l > 0);
+        }
+        tc_expect(bad == 0, "all-zero lengths: %lld elements not out=+0 / lse=+inf", (long long)bad);
+    }
+    tc_case_free(&c);
+    cfg = tc_config_default();
+    cfg.b = 1; cfg.s_q = 1; cfg.h_q = 1; cfg.s_k = 1; cfg.page_size = 1; cfg.seed = 602;
+    run_case("b=1 h_q=1 one key, page 1", &cfg);
+}
+
+/* NaN in every byte the library must not read; garbage block tables; page permutations. */
+static void test_poison(void)
+{
+    printf("-- NaN poisoning, garbage block tables, page permutation invariance\n");
+    tc_config cfg = tc_config_default();
+    cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.varlen = 1; cfg.s_k = 130; cfg.h_q = 8;
+    cfg.h_kv = 2; cfg.page_size = 16; cfg.strided = 1; cfg.extra_pages = 9; cfg.extra_cols = 5;
+    cfg.seed = 700;
+    tc_case c;
+    if (!run_case_keep("NaN-filled unused rows/pages/padding, strided", &cfg, &c)) {
+        tc_case_free(&c);
+        return;
+    }
+    const int64_t ob = c.out_elems * 2, lb = c.lse_elems * 4;
+    uint16_t *o0 = (uint16_t *)malloc((size_t)ob);
+    float *l0 = (float *)malloc((size_t)lb);
+    memcpy(o0, c.out, (size_t)ob);
+    memcpy(l0, c.lse, (size_t)lb);
+    /* inf instead of NaN in all unused cache rows, and every unused block-table entry garbage */
+    const int64_t ps = cfg.page_size;
+    int64_t unused_rows = 0;
+    for (int64_t p = 0; p < c.num_pages; p++)
+        for (int64_t r = 0; r < ps; r++) {
+            int used = 0;
+            for (int64_t i = 0; i < cfg.b && !used; i++)
+                for (int64_t t = 0; t < c.seqlens[i] && !used; t++)
+                    used = c.block_table[i * c.max_pages + t / ps] == p && t % ps == r;
+            if (used) continue;
+            unused_rows++;
+            for (int64_t g = 0; g < cfg.h_kv; g++)
+                for (int64_t d = 0; d < cfg.d_qk; d++)
+                    c.k_cache[p * c.args.k_stride[0] + r * c.args.k_stride[1] + g * c.args.k_stride[2] + d] =
+                        (d & 1) ? 0x7f80 : 0xff80; /* ±inf */
+        }
+    static const int32_t garbage[] = {-1, INT32_MIN, INT32_MAX, 2147480000, -2147480000};
+    int64_t gi = 0;
+    for (int64_t i = 0; i < cfg.b; i++)
+        for (int64_t j = (c.seqlens[i] + ps - 1) / ps; j < c.max_pages; j++)
+            c.block_table[i * c.max_pages + j] = garbage[gi++ % 5];
+    tc_case_poison(&c);
+    tc_expect(tc_case_run_cpu(&c) == MLA_OK, "garbage run: %s", mla_last_error());
+    tc_expect(memcmp(o0, c.out, (size_t)ob) == 0 && memcmp(l0, c.lse, (size_t)lb) == 0,
+              "±inf in %lld unused cache rows and garbage block-table entries change nothing",
+              (long long)unused_rows);
+    /* permute the physical pages (and the block table with them): identical bytes */
+    tc_rng rng;
+    tc_rng_seed(&rng, 701);
+    int64_t *perm = (int64_t *)malloc((size_t)c.num_pages * sizeof(int64_t));
+    for (int64_t p = 0; p < c.num_pages; p++) perm[p] = p;
+    for (int64_t p = c.num_pages - 1; p > 0; p--) {
+        int64_t j = tc_randint(&rng, p + 1), t = perm[p];
+        perm[p] = perm[j];
+        perm[j] = t;
+    }
+    uint16_t *k2 = (uint16_t *)malloc((size_t)c.k_elems * 2);
+    for (int64_t p = 0; p < c.num_pages; p++)
+        memcpy(k2 + perm[p] * c.args.k_stride[0], c.k_cache + p * c.args.k_stride[0], (size_t)c.args.k_stride[0] * 2);
+    memcpy(c.k_cache, k2, (size_t)c.k_elems * 2);
+    for (int64_t i = 0; i < cfg.b; i++)
+        for (int64_t j = 0; j < (c.seqlens[i] + ps - 1) / ps; j++)
+            c.block_table[i * c.max_pages + j] = (int32_t)perm[c.block_table[i * c.max_pages + j]];
+    tc_case_poison(&c);
+    tc_expect(tc_case_run_cpu(&c) == MLA_OK, "permuted run: %s", mla_last_error());
+    tc_expect(memcmp(o0, c.out, (size_t)ob) == 0 && memcmp(l0, c.lse, (size_t)lb) == 0,
+              "permuting the physical pages gives identical bytes");
+    free(k2);
+    free(perm);
+    free(o0);
+    free(l0);
+    tc_case_free(&c);
+}
+
+static void test_determinism(void)
+{
+    printf("-- determinism: two runs and 1/2/3/8 threads give identical bytes\n");
+    tc_config cfg = tc_config_default();
+    cfg.b = 7; cfg.s_q = 2; cfg.causal = 1; cfg.varlen = 1; cfg.s_k = 500; cfg.h_q = 40;
+    cfg.h_kv = 2; cfg.seed = 800; cfg.cpu_threads = 1;
+    tc_case c;
+    if (tc_case_build(&c, &cfg)) return;
+    const int64_t ob = c.out_elems * 2, lb = c.lse_elems * 4;
+    uint16_t *o0 = (uint16_t *)malloc((size_t)ob);
+    float *l0 = (float *)malloc((size_t)lb);
+    tc_expect(tc_case_run_cpu(&c) == MLA_OK, "run 1");
+    memcpy(o0, c.out, (size_t)ob);
+    memcpy(l0, c.lse, (size_t)lb);
+    static const int threads[] = {1, 2, 3, 8};
+    for (int v = 0; v < 4; v++) {
+        tc_case_poison(&c);
+        c.shape.cpu_threads = threads[v];
+        tc_expect(tc_case_run_cpu(&c) == MLA_OK, "run");
+        tc_expect(memcmp(o0, c.out, (size_t)ob) == 0 && memcmp(l0, c.lse, (size_t)lb) == 0,
+                  "%d threads: bytes differ from the first run", threads[v]);
+    }
+    /* one plan, two calls */
+    mla_decode_plan_t plan;
+    c.shape.cpu_threads = 0;
+    if (tc_expect(mla_decode_plan_create(&plan, &c.shape, MLA_DEVICE_CPU) == MLA_OK, "plan")) {
+        for (int r = 0; r < 2; r++) {
+            tc_case_poison(&c);
+            tc_expect(mla_decode(plan, &c.args, NULL, 0, NULL) == MLA_OK, "call %d", r);
+            tc_expect(memcmp(o0, c.out, (size_t)ob) == 0 && memcmp(l0, c.lse, (size_t)lb) == 0,
+                      "same plan, call %d: bytes differ", r);
+        }
+        mla_decode_plan_destroy(plan);
+    }
+    free(o0);
+    free(l0);
+    tc_case_free(&c);
+}
+
+static void test_big_call(void)
+{
+    printf("-- one b=128 s_q=1 s_k=4096 h_q=128 h_kv=1 call (all cores)\n");
+    tc_config cfg = tc_config_default();
+    cfg.b = 128; cfg.s_q = 1; cfg.s_k = 4096; cfg.h_q = 128; cfg.seed = 900;
+    tc_case c;
+    const double t0 = tc_now();
+    if (tc_case_build(&c, &cfg)) { tc_expect(0, "allocation"); return; }
+    const double t1 = tc_now();
+    mla_status st = tc_case_run_cpu(&c);
+    const double t2 = tc_now();
+    tc_expect(st == MLA_OK, "big call: %s", mla_last_error());
+    const double flops = 128.0 * 128 * 4096 * 2 * (576 + 512);
+    printf("   data %.1f s; mla_decode %.2f s (%.1f GFLOP/s) on %ld cores\n", t1 - t0, t2 - t1,
+           flops / (t2 - t1) / 1e9, sysconf(_SC_NPROCESSORS_ONLN));
+    tc_expect(t2 - t1 < 60.0, "b=128 s_k=4096 h_q=128 takes %.1f s (must be well under a minute)", t2 - t1);
+    const int64_t no = 128 * 128 * 512, nl = 128 * 128;
+    double *ro = (double *)malloc((size_t)no * 8), *rl = (double *)malloc((size_t)nl * 8);
+    tc_naive_decode_rows(&c, ro, rl, 509); /* 33 rows spread over requests and heads */
+    tc_report orep, lrep;
+    tc_expect(tc_compare_case(&c, ro, rl, &orep, &lrep), "big call: mismatch against the oracle");
+    tc_print_report("out (sampled rows)", &orep);
+    tc_print_report("lse (sampled rows)", &lrep);
+    tc_expect(tc_count_unwritten(&c) == 0, "big call: rows left unwritten");
+    free(ro);
+    free(rl);
+    tc_case_free(&c);
+}
+
+int main(int argc, char **argv)
+{
+    int full = 0;
+    for (int x = 1; x < argc; x++) {
+        if (!strcmp(argv[x], "--full")) full = 1;
+        else if (!strcmp(argv[x], "-v")) g_verbose = 1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const double t0 = tc_now();
+    test_empty_windows();
+    test_cu_seqlens();
+    test_page_sizes();
+    test_variants();
+    test_poison();
+    test_determinism();
+    test_half_empty();
+    test_big_call();
+    test_grid(full);
+    printf("test_ref: %.1f s\n", tc_now() - t0);
     return tc_summary();
 }
