@@ -31,8 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ENTRY = os.path.join(HERE, "model_entry.py")
 
-# Distributions the served model imports (its runtime closure beyond the standard library).
-RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "torch", "safetensors")
+# Distributions the served model imports (its runtime closure beyond the standard library), and
+# optional ones the model uses when present (pinned when installed at logging time).
+RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "torch")
+OPTIONAL_DISTRIBUTIONS = ("safetensors", "tokenizers")
 
 
 def signature() -> ModelSignature:
@@ -73,6 +75,10 @@ def pinned_requirements(extra: list[str] | None = None) -> list[str]:
             raise RuntimeError("%s is not installed; the model needs it at serving time" % name)
         v = v.split("+")[0]   # local builds (2.x.y+cu130) pin the public version
         reqs.append("%s==%s" % (name, v))
+    for name in OPTIONAL_DISTRIBUTIONS:
+        v = _dist_version(name)
+        if v is not None:
+            reqs.append("%s==%s" % (name, v.split("+")[0]))
     return reqs + list(extra or [])
 
 

@@ -61,13 +61,17 @@ def engine_class():
     return Engine
 
 
-def get_engine(checkpoint: str, device: str, max_batch_size: int = 32):
-    """One engine per (checkpoint, device) per process, created on first use."""
-    key = (os.path.abspath(checkpoint), device)
+def get_engine(checkpoint: str, device: str, max_batch_size: int = 32, dtype: str | None = None):
+    """One engine per (checkpoint, device, dtype) per process, created on first use.
+    dtype: weights/activations dtype (None: the engine's default, bf16 on GPU and fp32 on CPU)."""
+    key = (os.path.abspath(checkpoint), device, dtype)
     with _engines_lock:
         eng = _engines.get(key)
         if eng is None:
-            eng = engine_class().from_checkpoint(checkpoint, device=device, max_batch_size=max_batch_size)
+            kw = {"max_batch_size": max_batch_size}
+            if dtype:
+                kw["dtype"] = dtype
+            eng = engine_class().from_checkpoint(checkpoint, device=device, **kw)
             _engines[key] = eng
         return eng
 
@@ -165,14 +169,15 @@ class MLADecodeModel(_PythonModel):
         # Load now (the server's /ping goes green only after this), on the device chosen at load time.
         self.load_device = select_device(model_config=self.model_config)
         self.max_batch_size = int(self.model_config.get("max_batch_size", 32))
-        self.engine = get_engine(self.checkpoint, self.load_device, self.max_batch_size)
+        self.dtype = os.environ.get("MLA_DTYPE") or self.model_config.get("dtype") or None
+        self.engine = get_engine(self.checkpoint, self.load_device, self.max_batch_size, self.dtype)
 
     def _current_engine(self):
         # Inside a Spark task the GPU can differ from batch to batch (reused Python workers).
         dev = select_device(model_config=self.model_config)
         if dev == self.load_device:
             return self.engine
-        return get_engine(self.checkpoint, dev, self.max_batch_size)
+        return get_engine(self.checkpoint, dev, self.max_batch_size, self.dtype)
 
     def predict(self, context, model_input, params=None):
         prompts = prompts_from_input(model_input)

@@ -23,7 +23,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 DEFAULT_BASE_IMAGE = "nvidia/cuda:12.8.1-base-ubuntu24.04"
 # What the scoring container imports: MLflow's scoring server and the model's runtime closure.
-SERVING_DISTRIBUTIONS = ("mlflow-skinny", "pandas", "numpy", "torch", "safetensors")
+SERVING_DISTRIBUTIONS = ("mlflow-skinny", "pandas", "numpy", "torch")
+OPTIONAL_DISTRIBUTIONS = ("safetensors", "tokenizers")   # pinned when installed here
 CODE_PACKAGES = ("integrations/serving", "integrations/mlflow_mla", "integrations/deepseek_mla")
 
 DOCKERFILE = """\
@@ -78,6 +79,11 @@ def serving_requirements() -> list[str]:
             else:
                 raise
         reqs.append("%s==%s" % (name, v.split("+")[0]))
+    for name in OPTIONAL_DISTRIBUTIONS:
+        try:
+            reqs.append("%s==%s" % (name, importlib.metadata.version(name).split("+")[0]))
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return reqs
 
 

@@ -46,7 +46,7 @@ def test_model_directory_layout(mlops_model_dir):
     reqs = [r.strip() for r in open(os.path.join(d, "requirements.txt")) if r.strip()]
     assert all("==" in r for r in reqs), reqs
     names = {r.split("==")[0] for r in reqs}
-    assert {"torch", "numpy", "pandas", "safetensors"} <= names
+    assert {"torch", "numpy", "pandas"} <= names
     assert names & {"mlflow", "mlflow-skinny"}
     assert os.path.isfile(os.path.join(d, "python_env.yaml"))
     example = json.load(open(os.path.join(d, "serving_input_example.json")))
