@@ -2,6 +2,8 @@
  * (see mla_fp8.h). Scalar C; the layout constants come from mla_fp8_get_layout. */
 #include "mla_fp8.h"
 
+#include <pthread.h>
+
 static inline float load_f32(const uint8_t *p)
 {
     float f;
@@ -16,9 +18,29 @@ static inline uint16_t load_u16(const uint8_t *p)
     return h;
 }
 
+/* e4m3 code -> float, filled once (pthread_once) */
+static float e4m3_table[256];
+static pthread_once_t e4m3_once = PTHREAD_ONCE_INIT;
+
+static void e4m3_table_init(void)
+{
+    for (int c = 0; c < 256; c++) e4m3_table[c] = mla_e4m3_to_float((uint8_t)c);
+}
+
+/* A scale s for which float(e4m3) * s is exactly a bf16 value for every code: a power of two
+ * (mantissa 0) far enough from the fp32 range ends that no product over- or underflows. Then
+ * the bf16 rounding of the product is the identity and can be skipped. */
+static inline int exact_scale(float s)
+{
+    const uint32_t u = mla_f32_bits(s) & 0x7fffffffu;
+    const uint32_t e = u >> 23;
+    return (u & 0x7fffffu) == 0 && e >= 127 - 100 && e <= 127 + 100;
+}
+
 void mla_fp8_dequant_token(mla_fp8_format fmt, const uint8_t *page, int64_t page_size,
                            int64_t row, float *dst)
 {
+    pthread_once(&e4m3_once, e4m3_table_init);
     mla_fp8_layout l;
     mla_fp8_get_layout(fmt, &l);
     const mla_fp8_token t = mla_fp8_locate(fmt, page, page_size, row);
@@ -30,8 +52,12 @@ void mla_fp8_dequant_token(mla_fp8_format fmt, const uint8_t *page, int64_t page
             s = mla_e8m0_to_float(t.scales[k]);
         const uint8_t *q = t.nope + k * l.tile;
         float *o = dst + k * l.tile;
-        for (int x = 0; x < l.tile; x++)
-            o[x] = mla_bf16_to_float(mla_float_to_bf16(mla_e4m3_to_float(q[x]) * s));
+        if (exact_scale(s)) {
+            for (int x = 0; x < l.tile; x++) o[x] = e4m3_table[q[x]] * s;
+        } else {
+            for (int x = 0; x < l.tile; x++)
+                o[x] = mla_bf16_to_float(mla_float_to_bf16(e4m3_table[q[x]] * s));
+        }
     }
     for (int x = 0; x < l.d_rope; x++)
         dst[l.d_nope + x] = mla_bf16_to_float(load_u16(t.rope + 2 * x));

@@ -338,6 +338,49 @@ static void test_specials(void)
               "V32: a NaN poisons its tile only, an inf tile dequantises to NaN (%d %d %d)", nan_t0, t1_ok, t2_ok);
 }
 
+/* Dequantisation with scales quantisation never makes (non powers of two, extreme exponents,
+ * NaN): bf16(float(e4m3) * bf16(scale)) for V32, bf16(float(e4m3) * 2^(e-127)) for MODEL1. */
+static void test_odd_scales(void)
+{
+    const float v32_scales[8] = {0.3f, 3.14159f, 1.7e-3f, ldexpf(1.0f, -120), ldexpf(1.0f, 120),
+                                 ldexpf(1.5f, 110), NAN, 1.0f};
+    const uint8_t e8[8] = {0, 1, 20, 127, 230, 254, 255, 127};
+    uint8_t page[2 * 656 + 16];
+    uint16_t got[2 * 576];
+    tc_rng rng;
+    tc_rng_seed(&rng, 99);
+    int64_t bad = 0;
+    for (int f = 0; f < 2; f++) {
+        const mla_fp8_format fmt = f ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
+        const int d = f ? 512 : 576, ps = 2, dn = f ? 448 : 512, tile = f ? 64 : 128;
+        for (size_t x = 0; x < sizeof page; x++) page[x] = (uint8_t)tc_randint(&rng, 256);
+        for (int r = 0; r < ps; r++)
+            for (int k = 0; k < dn / tile; k++) {
+                if (f) page[ps * 576 + r * 8 + k] = e8[(r * 7 + k) % 8];
+                else memcpy(page + r * 656 + 512 + 4 * k, &v32_scales[(r * 4 + k) % 8], 4);
+            }
+        if (mla_fp8_dequantize_cache(fmt, 1, ps, page, 0, got, ps * d, d, MLA_DEVICE_CPU, NULL) != MLA_OK) {
+            tc_expect(0, "dequantize with odd scales: %s", mla_last_error());
+            continue;
+        }
+        for (int r = 0; r < ps; r++) {
+            double ref[576];
+            float tok[576]; /* the token dequantisation the sparse reference uses */
+            ind_dequant(fmt, page, ps, r, ref); /* exact products (before bf16 rounding) */
+            mla_fp8_dequant_token(fmt, page, ps, r, tok);
+            for (int x = 0; x < d; x++) {
+                const uint16_t want = mla_float_to_bf16((float)ref[x]);
+                const uint16_t g = got[r * d + x];
+                const int both_nan = isnan(mla_bf16_to_float(g)) && isnan(mla_bf16_to_float(want));
+                if (g != want && !both_nan) bad++;
+                const float w = mla_bf16_to_float(want);
+                if (!(tok[x] == w || (isnan(tok[x]) && isnan(w)))) bad++;
+            }
+        }
+    }
+    tc_expect(bad == 0, "dequantize with non-power-of-two / extreme / NaN scales: %lld mismatches", (long long)bad);
+}
+
 /* ---- validation ------------------------------------------------------------------------- */
 
 static void expect_err(mla_status st, mla_status want, const char *needle, const char *what)
@@ -404,6 +447,7 @@ int main(void)
     test_exact(MLA_FP8_FORMAT_V32);
     test_exact(MLA_FP8_FORMAT_MODEL1);
     test_specials();
+    test_odd_scales();
     test_validation();
     return tc_summary();
 }
