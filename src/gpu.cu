@@ -83,11 +83,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              65535LL * 8);
     const int64_t m_blocks = (s->s_q * hg + MLA_BM - 1) / MLA_BM;
 
-    /* kernel variant: wgmma on compute capability 9.0 (sm_90a code), else mma.sync with 2 K stages
-     * where the smem fits (sm_100, ...), else 1 stage (A100), else none */
+    /* kernel variant: wgmma with cp.async loads on compute capability 9.0 (sm_90a code; the TMA
+     * variant 4 measured 1-3% faster on compute-bound rows but 5-20% slower on short and small-batch
+     * rows, see docs/performance.md), else mma.sync with 2 K stages where the smem fits, else 1 stage
+     * (A100), else none */
     const int dqk = (int)s->d_qk;
     int kernel = 0;
-    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA_TMA, dqk)) kernel = MLA_KERNEL_WGMMA_TMA;
+    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else

@@ -74,7 +74,7 @@ fi
 
 if has sanitize; then
   t0=$(date +%s)
-  for k in default 3 1; do
+  for k in default 4 1; do
     for tool in memcheck racecheck synccheck; do
       echo "== compute-sanitizer --tool $tool build/test_gpu --quick (MLA_GPU_KERNEL=$k)"
       if [ $k = default ]; then
