@@ -2,7 +2,7 @@
 # device_run.sh — one full GPU-machine run: build, compiler report, SASS counts, GPU suite,
 # compute-sanitizer on the quick case, and the benchmark when build/mla-bench exists.
 # Everything is tee'd to $OUT (default: ./device-out). Steps to run: arguments from
-#   info build test quick devices pytest sanitize bench   (default: info build test sanitize bench)
+#   info build test quick devices pytest sanitize profile bench   (default: info build test sanitize bench)
 # Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16).
 set -u
 cd "$(dirname "$0")/../.."
@@ -86,6 +86,18 @@ if has sanitize; then
     done
   done 2>&1 | tee "$OUT/sanitizer.log"
   echo "sanitizers: $(( $(date +%s) - t0 )) s"
+fi
+
+if has profile; then
+  # Nsight Compute on one decode launch per case (PROFILE_CASES: bench --case specs)
+  for c in ${PROFILE_CASES:-128,1,128,1,16384 128,1,16,1,16384}; do
+    echo "== ncu: mla-bench --case $c (MLA_GPU_KERNEL=${MLA_GPU_KERNEL:-default})"
+    timeout 240 ncu --kernel-name regex:mla_decode --launch-count 1 --section SpeedOfLight \
+      --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats \
+      --section SchedulerStats --section LaunchStats \
+      ./build/mla-bench --case "$c" --iters 1 --warmup 1 --no-ceilings --no-graph --no-flush 2>&1 |
+      grep -vE "^\[|^mla-bench|^==PROF==" | sed -n '/Section:/,$p'
+  done 2>&1 | tee "$OUT/ncu.log" | grep -E "Section:|Throughput|Pipe|Busy|Issue Slots|Stall|Duration|Registers|Elapsed" | head -60
 fi
 
 if has bench; then
