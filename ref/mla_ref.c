@@ -387,20 +387,21 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
     if (nt > MLA_REF_MAX_THREADS) nt = MLA_REF_MAX_THREADS;
     if (nt > job.items) nt = job.items;
 
+    /* The work runs on threads we create with a known stack (the item buffers take ~150 KB,
+     * more than some callers' threads have: musl's default is 128 KB); the calling thread
+     * only waits. If no thread can be created, it does the work itself. */
     pthread_t tids[MLA_REF_MAX_THREADS];
     int started = 0;
-    if (nt > 1) {
-        pthread_attr_t attr;
-        int have_attr = pthread_attr_init(&attr) == 0;
-        if (have_attr) pthread_attr_setstacksize(&attr, 2u << 20); /* buffers need ~150 KB */
-        for (int64_t t = 1; t < nt; t++) {
-            if (pthread_create(&tids[started], have_attr ? &attr : NULL, worker, &job) != 0)
-                break; /* fewer threads: the rest is done by those that exist */
-            started++;
-        }
-        if (have_attr) pthread_attr_destroy(&attr);
+    pthread_attr_t attr;
+    const int have_attr = pthread_attr_init(&attr) == 0;
+    if (have_attr) pthread_attr_setstacksize(&attr, 2u << 20);
+    for (int64_t t = 0; t < nt; t++) {
+        if (pthread_create(&tids[started], have_attr ? &attr : NULL, worker, &job) != 0)
+            break; /* fewer threads: the rest is done by those that exist */
+        started++;
     }
-    worker(&job);
+    if (have_attr) pthread_attr_destroy(&attr);
+    if (started == 0) worker(&job);
     for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
     return MLA_OK;
 }

@@ -92,12 +92,12 @@ static inline uint16_t mla_float_to_half(mla_dtype dtype, float f)
  * The caller (src/api.c) has validated everything: shape, strides, alignment, and the host
  * values of cache_seqlens / block_table / cu_seqlens_q (lengths in [0, max_pages*page_size],
  * used block-table entries in [0, num_pages), cu_seqlens_q non-decreasing with lengths <= s_q).
- * `softmax_scale` is the effective scale (> 0). `num_threads` >= 1 workers (the calling thread
- * is one of them).
+ * `softmax_scale` is the effective scale (> 0). `num_threads` >= 1 workers, created per call
+ * with a 2 MB stack; the calling thread waits (it computes only if no thread can be created).
  *
  * Work is split into items (request, kv head, block of up to MLA_REF_ROWS query rows that share
  * the kv head); each item runs an online softmax over chunks of MLA_REF_KEYS keys with fixed-size
- * stack buffers (about 150 KB of stack), so the call allocates nothing on the heap. Every row's
+ * stack buffers (about 150 KB of the worker's stack), so the call allocates nothing on the heap. Every row's
  * result depends only on its inputs, never on the thread count: the output is bit-for-bit
  * deterministic. Only rows [0, L) of the request's pages are read; nothing else in the cache,
  * and no block-table entry past ceil(L / page_size), is touched. Rows that do not exist
