@@ -84,6 +84,16 @@ test: all
 test-c: tests
 	./tests/run_all.sh --c-only
 
+# Hardening (issue 8): C tests under ASan+UBSan+LSan, TSan (test_threads) and valgrind, CPU-only,
+# in build-asan/, build-tsan/, build-vg/; the libFuzzer harness for FUZZ_SECONDS (default 90).
+FUZZ_SECONDS ?= 90
+.PHONY: sanitize fuzz
+sanitize:
+	./tests/sanitize.sh all
+
+fuzz:
+	./tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 sass: $(BUILD)/libmla.so
 	@for f in $(BUILD)/ptxas/*.log; do echo "== $$f"; grep -E "Compiling entry|registers|spill" $$f; done
 

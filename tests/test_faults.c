@@ -308,12 +308,8 @@ static void f12_plan_after_destroy(void)
 {
     printf("-- F12 a plan used after destroy\n");
     /* (a) the memory is still ours and holds the dead magic: always detected */
-    struct mla_decode_plan fake;
-    memset(&fake, 0, sizeof fake);
+    struct mla_decode_plan fake = *P; /* a copy of a real plan (its normalised shape) */
     fake.magic = MLA_PLAN_MAGIC_DEAD;
-    fake.shape = C.shape;
-    fake.device = MLA_DEVICE_CPU;
-    fake.cpu_threads = 1;
     run_expect("F12 decode on a destroyed plan (dead magic)", &fake, &C.args, NULL, 0, NULL,
                MLA_ERR_INVALID_ARGUMENT, "destroyed");
     size_t wsb;
@@ -355,10 +351,8 @@ static void f13_workspace_size(void)
         expect_base_bytes("F13 CPU: NULL workspace, 0 bytes");
     /* GPU rules, exercised without a GPU via a hand-made GPU plan object (validation runs
      * before any backend call; the buffers are host memory, never touched) */
-    struct mla_decode_plan fake;
-    memset(&fake, 0, sizeof fake);
+    struct mla_decode_plan fake = *P; /* a real plan's facts, turned into a GPU plan */
     fake.magic = MLA_PLAN_MAGIC_LIVE;
-    fake.shape = C.shape;
     fake.device = 0;
     fake.gpu.workspace_bytes = 8192;
     fake.gpu.num_sm_parts = 4;
