@@ -96,7 +96,9 @@ def main(argv=None) -> int:
                  "--run-dir", os.path.join(tmp, "run")]
         if not use_nginx:
             argv_.append("--no-nginx")
-        env = {k: v for k, v in os.environ.items() if k not in ("MLA_LIBRARY", "PYTHONPATH")}
+        # no MLA_LIBRARY: the served model must load the libmla.so packaged in it; PYTHONPATH stays
+        # (on the GPU machine MLflow itself comes from wheels unpacked on PYTHONPATH)
+        env = {k: v for k, v in os.environ.items() if k != "MLA_LIBRARY"}
         if a.dtype:
             env["MLA_DTYPE"] = a.dtype
         report["nginx"] = bool(use_nginx)

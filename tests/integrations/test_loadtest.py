@@ -73,3 +73,17 @@ def test_percentile():
     v = sorted(range(1, 101))
     assert loadtest.percentile(v, 50) == 50 and loadtest.percentile(v, 90) == 90 and loadtest.percentile(v, 99) == 99
     assert loadtest.percentile([7], 99) == 7
+
+
+def test_serve_check_tool_on_cpu(mlops_lib, tmp_path):
+    """tools/serve_check.py (the GPU machine's end-to-end check) on the CPU path: packages the tiny
+    model, serves it through the launcher, served tokens == the engine's CPU path, load test passes."""
+    out = tmp_path / "serve_check.json"
+    r = subprocess.run([sys.executable, os.path.join(mlops_support.REPO, "tools", "serve_check.py"), "--lib", mlops_lib,
+                        "--expect-backend", "mla-cpu", "--loadtest-seconds", "3", "--max-new-tokens", "8",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert rep["ok"] and rep["backends"] == ["mla-cpu"] and rep["nginx"] is True
+    assert rep["prompts_equal_to_cpu"] == len(rep["prompts"]) and rep["tokens_equal_to_cpu"] == rep["tokens_total"]
+    assert rep["loadtest"]["errors"] == 0 and rep["loadtest"]["requests_ok"] > 0
