@@ -131,19 +131,30 @@ def main(argv=None) -> int:
                                 env=extra, synchronous=not args.asynchronous,
                                 timeout_seconds=args.timeout_seconds)
         return create(args.name, args.model_uri, cfg, args.region, dry_run=args.dry_run)
+    if args.action == "predict":
+        print(json.dumps(invoke(args.name, args.prompt, {"max_new_tokens": args.max_new_tokens}, args.region),
+                         indent=2))
+        return 0
     from mlflow.deployments import get_deploy_client
     client = get_deploy_client("sagemaker:/%s" % args.region)
     if args.action == "delete":
         client.delete_deployment(args.name, config={"region_name": args.region, "synchronous": True})
         return 0
-    if args.action == "describe":
-        print(json.dumps(client.get_deployment(args.name), indent=2, default=str))
-        return 0
-    import pandas as pd
-    out = client.predict(args.name, pd.DataFrame({"prompt": args.prompt}),
-                         params={"max_new_tokens": args.max_new_tokens})
-    print(json.dumps(out if isinstance(out, (dict, list)) else str(out), indent=2, default=str))
+    print(json.dumps(client.get_deployment(args.name), indent=2, default=str))
     return 0
+
+
+def invoke(endpoint: str, prompts: list[str], params: dict | None = None, region: str = DEFAULT_REGION) -> dict:
+    """POST one dataframe_split request to the endpoint (sagemaker-runtime InvokeEndpoint) and return
+    the decoded JSON answer ({"predictions": [...]}). Plain boto3: what any client of the endpoint does."""
+    import boto3
+    body = {"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}}
+    if params:
+        body["params"] = params
+    rt = boto3.client("sagemaker-runtime", region_name=region)
+    resp = rt.invoke_endpoint(EndpointName=endpoint, ContentType="application/json", Accept="application/json",
+                              Body=json.dumps(body).encode())
+    return json.loads(resp["Body"].read().decode())
 
 
 if __name__ == "__main__":

@@ -145,3 +145,34 @@ def test_deployment_client_lifecycle(moto_server, mlops_model_dir, monkeypatch):
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.p5.48xlarge", 2)
     c.delete_deployment("mla-p5-py", config={"region_name": REGION, "synchronous": True, "timeout_seconds": 60})
     assert "mla-p5-py" not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+
+
+def test_predict_describe_delete_cli(moto_server, mlops_model_dir, mlops_pyfunc):
+    """The client side of the endpoint: `deploy predict` sends a dataframe_split body through
+    sagemaker-runtime InvokeEndpoint and prints the JSON answer (moto answers from a queue we fill
+    with what the container answers for that body); `describe` and `delete` go through MLflow."""
+    import pandas as pd
+    import requests
+    env = dict(os.environ, AWS_ENDPOINT_URL=moto_server)
+    r = subprocess.run([sys.executable, "-m", "integrations.sagemaker.deploy", "create", "--model-uri", mlops_model_dir,
+                        "--name", "mla-p5-cli", "--image-url", IMAGE, "--role", ROLE, "--timeout-seconds", "60"],
+                       cwd=mlops_support.REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    want = mlops_pyfunc.predict(pd.DataFrame({"prompt": ["hello"]}), params={"max_new_tokens": 3})
+    answer = {"predictions": [{**row, "token_ids": [int(t) for t in row["token_ids"]]}
+                              for row in want.to_dict("records")]}
+    requests.post(moto_server + "/moto-api/static/sagemaker/endpoint-results", timeout=30,
+                  json={"results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]})
+    r = subprocess.run([sys.executable, "-m", "integrations.sagemaker.deploy", "predict", "--name", "mla-p5-cli",
+                        "--prompt", "hello", "--max-new-tokens", "3"], cwd=mlops_support.REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout) == json.loads(json.dumps(answer))
+    r = subprocess.run([sys.executable, "-m", "integrations.sagemaker.deploy", "describe", "--name", "mla-p5-cli"],
+                       cwd=mlops_support.REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["EndpointStatus"] == "InService"
+    r = subprocess.run([sys.executable, "-m", "integrations.sagemaker.deploy", "delete", "--name", "mla-p5-cli"],
+                       cwd=mlops_support.REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = [e["EndpointName"] for e in client(moto_server, "sagemaker").list_endpoints()["Endpoints"]]
+    assert "mla-p5-cli" not in names
