@@ -80,56 +80,39 @@ static __device__ __forceinline__ void sw128_copy_row(uint32_t tile, int row, in
     for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
 }
 
-/* Page ids of K tile t, read from block_table one tile before they are used (the loads are
- * issued an iteration ahead so their latency hides behind the tensor work): rp = page of this
- * thread's row (row = tid >> 2), sp[k] (thread 0, TMA only) = page of row slice k of BR rows;
- * -1 = no token there or a page id outside [0, num_pages). */
-static __device__ __forceinline__ int tok_pid(const mla_dec_params *p, int r, long long tok, int L) {
-    if (tok >= L) return -1;
-    const int id = p->block_table[(long long)r * p->bt_stride + tok / p->page_size];
-    return (id >= 0 && (long long)id < p->num_pages) ? id : -1;
-}
-static __device__ __forceinline__ void sm90_fetch_pids(const mla_dec_params *p, int r, int t, int L, int *rp, int *sp,
-                                                       const int TMA) {
-    const int tid = threadIdx.x;
-    *rp = tok_pid(p, r, (long long)t * MLA_BN + (tid >> 2), L);
-    if (TMA && tid == 0) {
-        const int ps = p->page_size, BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-#pragma unroll
-        for (int k = 0; k < 4; k++) sp[k] = k < 64 / BR ? tok_pid(p, r, (long long)t * MLA_BN + k * BR, L) : -1;
-    }
-}
-
-static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int kvh, int t, int rp, uint32_t tile,
+static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint32_t tile,
                                                    unsigned char *kvalid, const int NCH) {
     const int tid = threadIdx.x, row = tid >> 2, sub = tid & 3;
-    const char *src = (const char *)p->k;
-    if (rp >= 0) {
-        const long long tok = (long long)t * MLA_BN + row;
-        src += ((long long)rp * p->k_s0 + (tok % p->page_size) * p->k_s1 + (long long)kvh * p->k_s2) * 2;
-    }
-    if (sub == 0) kvalid[row] = rp >= 0;
-    sw128_copy_row(tile, row, sub, src, rp >= 0, NCH);
+    const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
+    if (sub == 0) kvalid[row] = src != 0;
+    sw128_copy_row(tile, row, sub, src ? src : (const char *)p->k, src != 0, NCH);
 }
 
-/* TMA variant: thread 0 loads K tile t into stage `tile` with one 64-column box per chunk and per
- * page slice of BR = gcd(page, 64) rows; slices with no page (sp < 0) use an out-of-range page
- * coordinate, which the copy engine zero-fills (and still counts). */
-static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int kvh, int t,
-                                                  int rp, const int *sp, uint32_t tile, uint32_t bar,
-                                                  unsigned char *kvalid, const int NC64) {
+/* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
+ * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
+ * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
+ * engine zero-fills (and still counts). Threads 0..63 record which rows are real keys. */
+static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                  int t, int L, uint32_t tile, uint32_t bar, unsigned char *kvalid,
+                                                  const int NC64) {
     const int tid = threadIdx.x;
-    if ((tid & 3) == 0) kvalid[tid >> 2] = rp >= 0;
+    if (tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
     if (tid == 0) {
         const int ps = p->page_size;
         const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
         mbar_expect_tx(bar, NC64 * 8192);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            if (k >= 64 / BR) break;
+        for (int k = 0; k < 64 / BR; k++) {
             const long long tok0 = (long long)t * MLA_BN + k * BR;
-            const int pid = sp[k] >= 0 ? sp[k] : (int)p->num_pages;
-            const int row0 = sp[k] >= 0 ? (int)(tok0 % ps) : 0;
+            int pid = (int)p->num_pages, row0 = 0; /* out of range: zero fill */
+            if (tok0 < L) {
+                const long long pidx = tok0 / ps;
+                const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+                if (id >= 0 && (long long)id < p->num_pages) {
+                    pid = id;
+                    row0 = (int)(tok0 - pidx * ps);
+                }
+            }
+#pragma unroll
             for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
         }
     }
@@ -197,17 +180,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 }
                 sw128_copy_row(uQ, row, sub, src, row < w.nvalid, NCH);
             }
-            int rp, sp[4];
-            sm90_fetch_pids(p, r, w.tb, w.L, &rp, sp, TMA);
             if (TMA) {
                 const int st = nload & 1;
-                sm90_tma_k(p, tm, kvh, w.tb, rp, sp, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
                 nload++;
             } else {
-                sm90_load_k(p, kvh, w.tb, rp, uK0, kvalid, NCH);
+                sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
             }
             cp_async_commit();
-            if (w.tb + 1 < w.te) sm90_fetch_pids(p, r, w.tb + 1, w.L, &rp, sp, TMA); /* consumed next iteration */
 
             for (int t = w.tb; t < w.te; t++) {
                 const int buf = TMA ? (ncons & 1) : ((t - w.tb) & 1);
@@ -215,18 +195,16 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 if (TMA) {
                     if (t + 1 < w.te) {
                         const int st = nload & 1;
-                        sm90_tma_k(p, tm, kvh, t + 1, rp, sp, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
                         nload++;
-                        if (t + 2 < w.te) sm90_fetch_pids(p, r, t + 2, w.L, &rp, sp, TMA);
                     }
                     cp_async_wait0(); /* Q (first tile of the request) */
                     mbar_wait(buf ? bar1 : bar0, (ncons >> 1) & 1);
                     ncons++;
                     if ((t + 1) * MLA_BN > w.L) sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
                 } else if (t + 1 < w.te) {
-                    sm90_load_k(p, kvh, t + 1, rp, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
                     cp_async_commit();
-                    if (t + 2 < w.te) sm90_fetch_pids(p, r, t + 2, w.L, &rp, sp, TMA);
                     cp_async_wait1();
                 } else {
                     cp_async_wait0();
