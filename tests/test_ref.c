@@ -128,6 +128,8 @@ static void test_grid(int full)
                                 cfg.b = b; cfg.s_q = s_q; cfg.s_k = s_k; cfg.h_q = h_q; cfg.h_kv = h_kv;
                                 cfg.varlen = varlen; cfg.causal = causal;
                                 cfg.strided = (total % 3) == 0;
+                                if (total % 4 == 1) cfg.dtype = MLA_DTYPE_FP16;
+                                if (total % 7 == 2) cfg.d_qk = 512;
                                 cfg.seed = 1000 + (uint64_t)total;
                                 char label[200];
                                 describe(label, sizeof label, &cfg);
@@ -142,7 +144,7 @@ static void test_grid(int full)
                             }
     printf("   grid: %d of %d cases ran (%d with estimated cost <= %.3g s: all of them; %d: every 8th of "
            "the %d in (%.3g, %.3g] s; %d of the largest, b=64 s_k=4096 varlen h_kv=1 with "
-           "(s_q=1 h_q=128) or (s_q=2 h_q=64 causal)); strided layouts every 3rd case; oracle "
+           "(s_q=1 h_q=128) or (s_q=2 h_q=64 causal)); strided layouts every 3rd case, fp16 every 4th, d_qk 512 every 7th; oracle "
            "checks <= ~200k (row, key) pairs per case; %d failed; %.1f s\n",
            ran, total, ran_cheap, cheap, ran_sampled, idx_mid, cheap, cap, ran_big, failed_cases,
            tc_now() - t0);
