@@ -165,7 +165,7 @@ TC_FN double tc_randn(tc_rng *r)
 /* randn / 10 clamped to ±1 (FlashMLA's test data) */
 TC_FN float tc_randn_data(tc_rng *r)
 {
-    double v = tc_randn(r) / 10.0;
+    double v = tc_randn(r) * 0.1;
     if (v > 1.0) v = 1.0;
     if (v < -1.0) v = -1.0;
     return (float)v;
