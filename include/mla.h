@@ -122,9 +122,14 @@ typedef struct mla_decode_shape {
     int64_t d_qk;         /* 576 (512 latent + 64 RoPE) or 512; default 576                  */
     int64_t d_v;          /* 512: V is the first d_v dims of the K row                        */
     int64_t page_size;    /* tokens per cache page, >= 1 (CPU); a multiple of 16 on the GPU   */
-    mla_dtype dtype;      /* q, k_cache and out: MLA_DTYPE_BF16 or MLA_DTYPE_FP16             */
+    mla_dtype dtype;      /* out, q and k_cache: MLA_DTYPE_BF16 or MLA_DTYPE_FP16 (q, k_cache:
+                             unless q_dtype / kv_dtype below say otherwise)                  */
     int causal;           /* 0/1: bottom-right causal mask for s_q > 1 (no-op when s_q == 1)  */
     int cpu_threads;      /* CPU device only: worker threads, 0 = all online cores           */
+    /* Dense FP8 cache (vLLM's flash_mla_with_kvcache_fp8; see "Dense decode on an FP8 cache"
+     * below). MLA_DTYPE_INVALID (0) = the same as dtype.                                     */
+    mla_dtype kv_dtype;   /* k_cache: 0, dtype, or MLA_DTYPE_FP8_E4M3                          */
+    mla_dtype q_dtype;    /* q: 0, dtype, or MLA_DTYPE_FP8_E4M3 (only with an FP8 k_cache)     */
 } mla_decode_shape;
 
 MLA_API mla_decode_shape mla_decode_shape_default(void);
@@ -176,12 +181,36 @@ typedef struct mla_decode_args {
     int64_t lse_stride[3];         /* strides of dims b, h_q, s_q                            */
     float softmax_scale;           /* <= 0 or NaN: the default d_qk ** -0.5                  */
     uint32_t flags;                /* MLA_DECODE_* flags                                     */
+    const float *descale_q;        /* [1] float32: FP8 q (required); 16-bit q: NULL = 1      */
+    const float *descale_k;        /* [1] float32: required with an FP8 k_cache, else NULL   */
 } mla_decode_args;
 
 /* flags: reuse the schedule already in the workspace (computed by an earlier mla_decode or
  * mla_decode_schedule with the same cache_seqlens values) instead of recomputing it; this is
  * what lets one schedule serve all layers of a decode step. */
 #define MLA_DECODE_REUSE_SCHEDULE 1u
+
+/* Dense decode on an FP8 cache (the semantics of vLLM's FlashMLA fork,
+ * flash_mla_with_kvcache_fp8 with per-tensor descale_q / descale_k; docs/fp8_dense.md):
+ *  - shape.kv_dtype = MLA_DTYPE_FP8_E4M3: k_cache holds float8_e4m3fn codes, laid out as above
+ *    [num_pages, page_size, h_kv, d_qk] (1 byte per element: element strides are byte strides).
+ *  - shape.q_dtype = MLA_DTYPE_FP8_E4M3 (what vLLM passes) or 0 (q in shape.dtype).
+ *  - shape.dtype (MLA_DTYPE_BF16 or MLA_DTYPE_FP16) is the dtype of out (vLLM: bf16).
+ *  - args.descale_k: float32 [1], required. args.descale_q: float32 [1], required for an FP8 q,
+ *    optional for a 16-bit q (NULL = 1). Per tensor: only element 0 is read. Host pointers for
+ *    a CPU plan, device pointers for a GPU plan (read by the kernel, never on the host: a
+ *    captured graph sees the values current at replay). Both must be NULL without an FP8 cache.
+ *  - with Q and K the exact values of the codes (every e4m3 value is exact in bf16 and fp32),
+ *        score = (Q . K) * softmax_scale * descale_q * descale_k
+ *        out   = softmax(score) @ V * descale_k      (V = the first d_v dims of K)
+ *        lse   = natural-log log-sum-exp of score
+ *    i.e. attention over the dequantised q * descale_q and k * descale_k, fp32 accumulation.
+ *    Everything else (paging, causal, cu_seqlens_q, h_kv > 1, empty rows, rows past
+ *    cache_seqlens never read) is as for a 16-bit cache. Codes 0x7f / 0xff are NaN: in a
+ *    visible row they make the row NaN; descale values are used as given (NaN/inf propagate).
+ *  - GPU plans: 16-byte alignment of q / k_cache and strides in multiples of 16 / element-size
+ *    elements. This build computes FP8 dense decode on the CPU only: a GPU plan with an FP8
+ *    q or k_cache gives MLA_ERR_UNSUPPORTED (after the shape has been validated). */
 
 MLA_API mla_decode_args mla_decode_args_default(void);
 

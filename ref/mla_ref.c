@@ -14,6 +14,7 @@
  *   Threads take items from an atomic counter; results do not depend on who computes what.
  */
 #include "mla_ref.h"
+#include "mla_fp8.h" /* e4m3 decoding (dense FP8 cache: shape kv_dtype / q_dtype) */
 
 #include <math.h>
 #include <pthread.h>
@@ -37,7 +38,10 @@
 typedef struct ref_job {
     const mla_decode_shape *shape;
     const mla_decode_args *args;
-    float scale_log2;      /* softmax_scale * log2(e) */
+    float scale_log2;      /* softmax_scale * log2(e) (* descale_q * descale_k: FP8) */
+    float out_scale;       /* 1, or descale_k with an FP8 cache (V's descale)        */
+    mla_dtype qdt, kdt;    /* dtypes of q / k_cache (shape q_dtype / kv_dtype, 0 = dtype) */
+    size_t qsz, ksz;       /* bytes per element of q / k_cache (1 for FP8 e4m3)      */
     int64_t hpk;           /* query heads per kv head */
     int64_t rows_max;      /* s_q * hpk: rows of a group at most */
     int64_t nblk;          /* ceil(rows_max / R): items per (request, kv head) */
@@ -49,13 +53,19 @@ typedef struct ref_job {
 /* Helpers are always inlined, so each is compiled for the target of the kernel that uses it. */
 #define INL static inline __attribute__((always_inline))
 
-/* Converts n elements (n a multiple of 64, <= DMAX) of a bf16/fp16 row to fp32. */
-INL void load_row(float *restrict dst, const uint16_t *restrict src, int64_t n, mla_dtype dt)
+/* Converts n elements (n a multiple of 64, <= DMAX) of a bf16/fp16 row, or of a row of
+ * float8_e4m3fn codes (exact: the descales are applied to the scores and the output), to fp32. */
+INL void load_row(float *restrict dst, const void *restrict src, int64_t n, mla_dtype dt)
 {
     if (dt == MLA_DTYPE_BF16) {
-        for (int64_t d = 0; d < n; d++) dst[d] = mla_bf16_to_float(src[d]);
+        const uint16_t *h = (const uint16_t *)src;
+        for (int64_t d = 0; d < n; d++) dst[d] = mla_bf16_to_float(h[d]);
+    } else if (dt == MLA_DTYPE_FP16) {
+        const uint16_t *h = (const uint16_t *)src;
+        for (int64_t d = 0; d < n; d++) dst[d] = mla_fp16_to_float(h[d]);
     } else {
-        for (int64_t d = 0; d < n; d++) dst[d] = mla_fp16_to_float(src[d]);
+        const uint8_t *c = (const uint8_t *)src;
+        for (int64_t d = 0; d < n; d++) dst[d] = mla_e4m3_to_float(c[d]);
     }
 }
 
@@ -256,10 +266,10 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
         }
         lim[r] = lr;
         if (lr > kmax) kmax = lr;
-        const uint16_t *qr = (const uint16_t *)a->q + i * a->q_stride[0] + j * a->q_stride[1] +
-                             h * a->q_stride[2];
+        const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
+                                               h * a->q_stride[2]) * (int64_t)job->qsz;
         float tmp[DMAX];
-        load_row(tmp, qr, dqk, dt);
+        load_row(tmp, qr, dqk, job->qdt);
         for (int64_t d = 0; d < dqk; d++) qt[d][r] = tmp[d];
     }
     for (int r = nr; r < R; r++)
@@ -268,7 +278,8 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
         for (int d = 0; d < DV; d++) acc[r][d] = 0.0f;
 
     const int32_t *bt = a->block_table + i * a->block_table_stride;
-    const uint16_t *kc = (const uint16_t *)a->k_cache;
+    const char *kc = (const char *)a->k_cache;
+    const int64_t ksz = (int64_t)job->ksz;
     const float sl2 = job->scale_log2;
 
     for (int64_t c0 = 0; c0 < kmax; c0 += C) {
@@ -277,9 +288,9 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
         for (int k = 0; k < nk; k++) {
             const int64_t t = c0 + k;
             const int64_t page = bt[t / ps];
-            const uint16_t *kr = kc + page * a->k_stride[0] + (t % ps) * a->k_stride[1] +
-                                 g * a->k_stride[2];
-            load_row(kb[k], kr, dqk, dt);
+            const char *kr = kc + (page * a->k_stride[0] + (t % ps) * a->k_stride[1] +
+                                   g * a->k_stride[2]) * ksz;
+            load_row(kb[k], kr, dqk, job->kdt);
         }
         /* scores of all R rows x nk keys (masked ones are computed but never used) */
         if (wide) scores8(s, qt, kb, nk, dqk, sl2);
@@ -333,7 +344,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
                          h * a->out_stride[2];
         float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
         if (l[r] > 0.0f || l[r] != l[r]) { /* NaN l: the row is NaN (out and lse) */
-            const float inv = 1.0f / l[r];
+            const float inv = job->out_scale / l[r]; /* out_scale 1 unless FP8 */
             for (int d = 0; d < DV; d++) orow[d] = mla_float_to_half(dt, acc[r][d] * inv);
             *lse = (m[r] + log2f(l[r])) * 0.69314718055994530942f;
         } else {
@@ -372,6 +383,19 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
     job.shape = shape;
     job.args = args;
     job.scale_log2 = softmax_scale * 1.44269504088896340736f;
+    job.out_scale = 1.0f;
+    /* dense FP8 (vLLM's flash_mla_with_kvcache_fp8): scores of the raw codes times
+     * scale * descale_q * descale_k, output times descale_k (api.c validated the pointers) */
+    job.qdt = shape->q_dtype != MLA_DTYPE_INVALID ? shape->q_dtype : shape->dtype;
+    job.kdt = shape->kv_dtype != MLA_DTYPE_INVALID ? shape->kv_dtype : shape->dtype;
+    job.qsz = mla_dtype_size(job.qdt);
+    job.ksz = mla_dtype_size(job.kdt);
+    if (job.kdt == MLA_DTYPE_FP8_E4M3) {
+        const float dq = args->descale_q ? args->descale_q[0] : 1.0f;
+        const float dk = args->descale_k[0];
+        job.scale_log2 = job.scale_log2 * dq * dk;
+        job.out_scale = dk;
+    }
     job.hpk = shape->h_q / shape->h_kv;
     job.rows_max = shape->s_q * job.hpk;
     job.nblk = (job.rows_max + R - 1) / R;

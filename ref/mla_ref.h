@@ -103,6 +103,10 @@ static inline uint16_t mla_float_to_half(mla_dtype dtype, float f)
  * and no block-table entry past ceil(L / page_size), is touched. Rows that do not exist
  * (cu_seqlens_q shorter than s_q) are neither read nor written.
  *
+ * Dense FP8 (shape kv_dtype / q_dtype MLA_DTYPE_FP8_E4M3, 0 = dtype): rows of e4m3 codes are
+ * converted exactly, the scores are scaled by softmax_scale * descale_q * descale_k and the
+ * output by descale_k (args descale pointers, validated by api.c), as vLLM's fork computes it.
+ *
  * Returns MLA_OK (thread creation failures fall back to fewer threads, never to an error). */
 #define MLA_REF_ROWS 16
 #define MLA_REF_KEYS 32

@@ -10,6 +10,10 @@
  *    lse_stride) is rejected; sizes in between are copied over a defaulted struct.
  *  - shape: 1 <= b, s_q, h_q, h_kv, page_size <= INT32_MAX; h_q % h_kv == 0; d_qk in {576, 512};
  *    d_v == 512; dtype bf16/fp16; causal 0/1; 0 <= cpu_threads <= 256; GPU plans: page_size % 16.
+ *    kv_dtype / q_dtype: 0 (= dtype), dtype or MLA_DTYPE_FP8_E4M3, an FP8 q only with an FP8
+ *    cache (dense FP8; GPU plans: MLA_ERR_UNSUPPORTED for now). The plan's copy has them resolved.
+ *  - descale_k: required with an FP8 cache; descale_q: required with an FP8 q, optional (NULL = 1)
+ *    for a 16-bit q on an FP8 cache; both NULL without an FP8 cache; 4-byte aligned.
  *  - pointers: q, k_cache, block_table, cache_seqlens, out, lse non-NULL (cu_seqlens_q optional);
  *    element-aligned (2 B for 16-bit tensors, 4 B for int32/float32); GPU plans: q, k_cache and
  *    out 16-byte aligned and their strides (of dims with extent > 1) multiples of 8 elements,
@@ -120,6 +124,8 @@ mla_decode_shape mla_decode_shape_default(void)
     s.dtype = MLA_DTYPE_BF16;
     s.causal = 0;
     s.cpu_threads = 0;
+    s.kv_dtype = MLA_DTYPE_INVALID; /* = dtype */
+    s.q_dtype = MLA_DTYPE_INVALID;  /* = dtype */
     return s;
 }
 
@@ -130,12 +136,19 @@ mla_decode_args mla_decode_args_default(void)
     a.struct_size = sizeof a;
     a.softmax_scale = 0.0f;
     a.flags = 0;
+    a.descale_q = NULL;
+    a.descale_k = NULL;
     return a;
 }
 
 /* Smallest struct_size accepted: the fields every caller has to set. */
 #define SHAPE_MIN_SIZE (offsetof(mla_decode_shape, h_q) + sizeof(int64_t))
 #define ARGS_MIN_SIZE (offsetof(mla_decode_args, lse_stride) + 3 * sizeof(int64_t))
+/* sizeof(mla_decode_shape) before kv_dtype was added (0.1.0): its tail padding overlaps
+ * kv_dtype, so a caller of that size never set kv_dtype (its bytes there are padding). */
+#define SHAPE_V1_SIZE                                                                         \
+    ((offsetof(mla_decode_shape, kv_dtype) + _Alignof(mla_decode_shape) - 1) /               \
+     _Alignof(mla_decode_shape) * _Alignof(mla_decode_shape))
 
 /* Copies a caller's struct (its struct_size bytes) over `dst`, which holds the defaults. */
 static mla_status copy_struct(const char *what, const char *type, const void *in, size_t in_size,
@@ -160,6 +173,7 @@ static mla_status copy_shape(const mla_decode_shape *in, mla_decode_shape *s)
     *s = mla_decode_shape_default();
     mla_status st = copy_struct("shape", "mla_decode_shape", in, in->struct_size, s, sizeof *s,
                                 SHAPE_MIN_SIZE, "mla_decode_shape_default");
+    if (in->struct_size <= SHAPE_V1_SIZE) s->kv_dtype = MLA_DTYPE_INVALID; /* padding, not a field */
     s->struct_size = sizeof *s;
     return st;
 }
@@ -197,6 +211,29 @@ static mla_status check_dim(const char *name, int64_t v)
     return MLA_OK;
 }
 
+/* kv_dtype / q_dtype (dense FP8, vLLM's flash_mla_with_kvcache_fp8): each 0, dtype or
+ * MLA_DTYPE_FP8_E4M3; an FP8 q needs an FP8 cache. */
+static mla_status validate_fp8_dtypes(const mla_decode_shape *s)
+{
+    const mla_dtype kv = s->kv_dtype, q = s->q_dtype;
+    if (kv != MLA_DTYPE_INVALID && kv != s->dtype && kv != MLA_DTYPE_FP8_E4M3)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "kv_dtype (%d, %s) is not supported with dtype %s: must be 0 (= dtype), "
+                             "%s or MLA_DTYPE_FP8_E4M3",
+                             (int)kv, dtype_name(kv), dtype_name(s->dtype), dtype_name(s->dtype));
+    if (q != MLA_DTYPE_INVALID && q != s->dtype && q != MLA_DTYPE_FP8_E4M3)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "q_dtype (%d, %s) is not supported with dtype %s: must be 0 (= dtype), "
+                             "%s or MLA_DTYPE_FP8_E4M3",
+                             (int)q, dtype_name(q), dtype_name(s->dtype), dtype_name(s->dtype));
+    if (q == MLA_DTYPE_FP8_E4M3 && kv != MLA_DTYPE_FP8_E4M3)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "q_dtype MLA_DTYPE_FP8_E4M3 needs kv_dtype MLA_DTYPE_FP8_E4M3 (got %s): an "
+                             "FP8 query is only supported with an FP8 cache",
+                             dtype_name(kv == MLA_DTYPE_INVALID ? s->dtype : kv));
+    return MLA_OK;
+}
+
 static mla_status validate_shape(const mla_decode_shape *s, int device)
 {
     mla_status st;
@@ -223,6 +260,7 @@ static mla_status validate_shape(const mla_decode_shape *s, int device)
                              "dtype (%d, %s) is not supported for dense decode: must be "
                              "MLA_DTYPE_BF16 or MLA_DTYPE_FP16",
                              (int)s->dtype, dtype_name(s->dtype));
+    if ((st = validate_fp8_dtypes(s))) return st;
     if (s->causal != 0 && s->causal != 1)
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "causal (%d) must be 0 or 1", s->causal);
     if (s->cpu_threads < 0 || s->cpu_threads > CPU_THREADS_MAX)
@@ -271,6 +309,15 @@ mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shap
                              "device (%d) must be MLA_DEVICE_CPU (-1) or a CUDA ordinal >= 0",
                              device);
     if ((st = validate_shape(&s, device))) return st;
+    if (s.kv_dtype == MLA_DTYPE_INVALID) s.kv_dtype = s.dtype; /* the plan's copy is resolved */
+    if (s.q_dtype == MLA_DTYPE_INVALID) s.q_dtype = s.dtype;
+    /* Dense FP8 (issue 7): CPU only until the GPU backend reads shape.kv_dtype / q_dtype and
+     * args.descale_q / descale_k; remove this check when src/gpu.cu handles them. */
+    if (device >= 0 && (s.kv_dtype != s.dtype || s.q_dtype != s.dtype))
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "dense decode with kv_dtype %s / q_dtype %s is not built for GPU devices "
+                             "yet (CPU plans support it)",
+                             dtype_name(s.kv_dtype), dtype_name(s.q_dtype));
 
     struct mla_decode_plan *p = (struct mla_decode_plan *)calloc(1, sizeof *p);
     if (!p)
@@ -421,6 +468,35 @@ static mla_status check_layout(const char *tensor, int nd, const int64_t *dims,
     return MLA_OK;
 }
 
+/* descale_q / descale_k: float32 [1] (element 0 is read), 4-byte aligned. descale_k with an
+ * FP8 cache only (required there); descale_q required for an FP8 q, optional for a 16-bit q
+ * with an FP8 cache, NULL otherwise. The values are not read here (device memory on GPUs). */
+static mla_status validate_descales(const mla_decode_shape *s, const mla_decode_args *a)
+{
+    const int fp8_kv = s->kv_dtype == MLA_DTYPE_FP8_E4M3, fp8_q = s->q_dtype == MLA_DTYPE_FP8_E4M3;
+    mla_status st;
+    if (!fp8_kv) {
+        if (a->descale_q || a->descale_k)
+            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                                 "%s is set but k_cache is %s, not FP8: descale_q / descale_k are only "
+                                 "used with kv_dtype MLA_DTYPE_FP8_E4M3 and must be NULL otherwise",
+                                 a->descale_k ? "descale_k" : "descale_q",
+                                 dtype_name(s->kv_dtype ? s->kv_dtype : s->dtype));
+        return MLA_OK;
+    }
+    if (!a->descale_k)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "descale_k is NULL: an FP8 k_cache (kv_dtype MLA_DTYPE_FP8_E4M3) needs "
+                             "descale_k, a float32 [1] tensor (use 1.0 for unscaled codes)");
+    if ((st = check_ptr("descale_k", a->descale_k, 4))) return st;
+    if (fp8_q && !a->descale_q)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "descale_q is NULL: an FP8 q (q_dtype MLA_DTYPE_FP8_E4M3) needs descale_q, "
+                             "a float32 [1] tensor (use 1.0 for unscaled codes)");
+    if (a->descale_q && (st = check_ptr("descale_q", a->descale_q, 4))) return st;
+    return MLA_OK;
+}
+
 static mla_status validate_args(const struct mla_decode_plan *p, const mla_decode_args *a)
 {
     const mla_decode_shape *s = &p->shape;
@@ -428,12 +504,17 @@ static mla_status validate_args(const struct mla_decode_plan *p, const mla_decod
     const size_t esz = 2;
     const size_t valign = gpu ? 16 : esz;
     const int64_t vec = gpu ? 8 : 1;
+    /* q and k_cache may be FP8 (1 byte; GPU: 16-byte vectors = 16 elements) */
+    const size_t qsz = mla_dtype_size(s->q_dtype ? s->q_dtype : s->dtype);  /* 0 = dtype */
+    const size_t ksz = mla_dtype_size(s->kv_dtype ? s->kv_dtype : s->dtype);
+    const size_t qalign = gpu ? 16 : qsz, kalign = gpu ? 16 : ksz;
+    const int64_t qvec = gpu ? (int64_t)(16 / qsz) : 1, kvec = gpu ? (int64_t)(16 / ksz) : 1;
     mla_status st;
 
     if (a->flags & ~(uint32_t)MLA_DECODE_REUSE_SCHEDULE)
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "flags (0x%x) has unknown bits (known: 0x%x)",
                              a->flags, MLA_DECODE_REUSE_SCHEDULE);
-    if ((st = check_ptr("q", a->q, valign)) || (st = check_ptr("k_cache", a->k_cache, valign)) ||
+    if ((st = check_ptr("q", a->q, qalign)) || (st = check_ptr("k_cache", a->k_cache, kalign)) ||
         (st = check_ptr("block_table", a->block_table, 4)) ||
         (st = check_ptr("cache_seqlens", a->cache_seqlens, 4)) ||
         (st = check_ptr("out", a->out, valign)) || (st = check_ptr("lse", a->lse, 4)))
@@ -457,13 +538,13 @@ static mla_status validate_args(const struct mla_decode_plan *p, const mla_decod
     const int64_t kd[3] = {a->num_pages, s->page_size, s->h_kv};
     const int64_t ld[3] = {s->b, s->h_q, s->s_q};
     const int64_t bd[1] = {s->b};
-    if ((st = check_layout("q", 3, qd, a->q_stride, qn, s->d_qk, esz, vec)) ||
-        (st = check_layout("k_cache", 3, kd, a->k_stride, kn, s->d_qk, esz, vec)) ||
+    if ((st = check_layout("q", 3, qd, a->q_stride, qn, s->d_qk, qsz, qvec)) ||
+        (st = check_layout("k_cache", 3, kd, a->k_stride, kn, s->d_qk, ksz, kvec)) ||
         (st = check_layout("out", 3, qd, a->out_stride, on, s->d_v, esz, vec)) ||
         (st = check_layout("lse", 3, ld, a->lse_stride, ln, 1, 4, 1)) ||
         (st = check_layout("block_table", 1, bd, &a->block_table_stride, bn, a->max_pages, 4, 1)))
         return st;
-    return MLA_OK;
+    return validate_descales(s, a);
 }
 
 /* CPU plans: the host values of the index tensors. */
