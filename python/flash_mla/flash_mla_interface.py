@@ -298,6 +298,61 @@ def flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v=512, attn_sink=None, topk
     return _sparse.sparse_prefill(q, kv, indices, sm_scale, d_v=d_v, attn_sink=attn_sink, topk_length=topk_length)
 
 
+def get_mla_metadata_dense_fp8(cache_seqlens, num_q_tokens_per_head_k, num_heads_k):
+    """vLLM's FlashMLA fork: the scheduling metadata of flash_mla_with_kvcache_fp8. Returns the
+    same (tile_scheduler_metadata [num_sm_parts, 8], num_splits [b + 1]) int32 placeholders as
+    the 2025 get_mla_metadata: carried, never read (the schedule is computed on the GPU per call)."""
+    return get_mla_metadata(cache_seqlens, num_q_tokens_per_head_k, num_heads_k)
+
+
+def flash_mla_with_kvcache_fp8(
+    q,
+    k_cache,
+    block_table,
+    cache_seqlens,
+    head_dim_v,
+    tile_scheduler_metadata=None,
+    num_splits=None,
+    softmax_scale=None,
+    causal=False,
+    descale_q=None,
+    descale_k=None,
+    *,
+    cu_seqlens_q=None,
+    out=None,
+    lse=None,
+):
+    """vLLM's FlashMLA fork: dense decode on an FP8 (e4m3) KV cache with per-tensor descales.
+
+    q [b, s_q, h_q, d_qk] float8_e4m3fn (as vLLM passes it; a bf16/fp16 q also works, then
+    descale_q is optional); k_cache [num_blocks, page_block_size, h_kv, d_qk] float8_e4m3fn
+    (uint8 tensors are read as e4m3 codes); descale_q / descale_k float32 of shape (1,) on q's
+    device (required, as in the fork). score = (q . k) * softmax_scale * descale_q * descale_k;
+    out = softmax @ V * descale_k. tile_scheduler_metadata / num_splits (from
+    get_mla_metadata_dense_fp8 or get_mla_metadata) are carried, not read. Returns out
+    [b, s_q, h_q, head_dim_v] bf16 (fp16 when q is fp16) and lse [b, h_q, s_q] float32 (natural
+    log; +inf and out = 0 for rows that see no key). mla.c extensions (keyword only):
+    cu_seqlens_q, out, lse as for flash_mla_with_kvcache."""
+    if descale_k is None or (descale_q is None and _is_fp8_tensor(q)):
+        raise InvalidArgumentError("descale_q and descale_k are required when the input dtype is fp8 (float32 "
+                                   "tensors of shape (1,))")
+    if softmax_scale is None and _is_tensor_like(q):
+        softmax_scale = q.shape[-1] ** (-0.5)
+    return mla.decode(q, k_cache, block_table, cache_seqlens, causal=causal, softmax_scale=softmax_scale,
+                      cu_seqlens_q=cu_seqlens_q, out=out, lse=lse, head_dim_v=head_dim_v,
+                      descale_q=descale_q, descale_k=descale_k, q_dtype=_codes(q), kv_dtype=_codes(k_cache))
+
+
+def _is_fp8_tensor(t):
+    name = str(getattr(t, "dtype", ""))
+    return name.endswith("float8_e4m3fn") or name.endswith("uint8")
+
+
+def _codes(t):
+    """'fp8' for a uint8 tensor (raw e4m3 codes, as vLLM allocates its FP8 cache), else None."""
+    return "fp8" if str(getattr(t, "dtype", "")).endswith("uint8") else None
+
+
 def _no_sm100(name):
     def fn(*args, **kwargs):
         raise UnsupportedError("%s is FlashMLA's SM100-only dense prefill; mla.c does not provide it" % name)

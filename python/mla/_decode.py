@@ -13,6 +13,7 @@ _DTYPE_ALIASES = {
     "bf16": _lib.MLA_DTYPE_BF16, "bfloat16": _lib.MLA_DTYPE_BF16,
     "fp16": _lib.MLA_DTYPE_FP16, "float16": _lib.MLA_DTYPE_FP16, "half": _lib.MLA_DTYPE_FP16,
 }
+_FP8_ALIASES = ("fp8", "fp8_e4m3", "float8_e4m3fn", "e4m3")
 
 
 def _dtype_code(dtype):
@@ -28,6 +29,17 @@ def _dtype_code(dtype):
     if name in _DTYPE_ALIASES:
         return _DTYPE_ALIASES[name]
     raise InvalidArgumentError("unsupported dtype %r (use 'bf16' or 'fp16')" % (dtype,))
+
+
+def _fp8_code(dtype, name):
+    """kv_dtype / q_dtype argument: None (from the tensor), or FP8 ("fp8", "float8_e4m3fn",
+    MLA_DTYPE_FP8_E4M3, torch.float8_e4m3fn) meaning "uint8 data holds e4m3 codes"."""
+    if dtype is None:
+        return None
+    if dtype == _lib.MLA_DTYPE_FP8_E4M3 or str(dtype).lower().replace("torch.", "") in _FP8_ALIASES:
+        return _lib.MLA_DTYPE_FP8_E4M3
+    raise InvalidArgumentError("%s=%r: only FP8 e4m3 ('fp8') can be named here (16-bit dtypes come from the "
+                               "tensor)" % (name, dtype))
 
 
 def _device_code(device):
@@ -54,7 +66,7 @@ class Plan(object):
     garbage collector do it. `mla.decode` keeps a small cache of plans (see cached_plan)."""
 
     def __init__(self, b, s_q, h_q, h_kv, page_size, dtype, d_qk=576, d_v=512, causal=False,
-                 device=_lib.MLA_DEVICE_CPU, cpu_threads=0):
+                 device=_lib.MLA_DEVICE_CPU, cpu_threads=0, kv_dtype=0, q_dtype=0):
         self._handle = None
         lib = _lib.lib()
         shape = _lib.new_shape()
@@ -63,6 +75,8 @@ class Plan(object):
         shape.dtype = _dtype_code(dtype)
         shape.causal = 1 if causal else 0
         shape.cpu_threads = int(cpu_threads)
+        shape.kv_dtype = int(kv_dtype or 0)   # dense FP8 cache: MLA_DTYPE_FP8_E4M3 (0 = dtype)
+        shape.q_dtype = int(q_dtype or 0)
         device = _device_code(device)
         handle = ctypes.c_void_p()
         _lib.check(lib.mla_decode_plan_create(ctypes.byref(handle), ctypes.byref(shape), int(device)),
@@ -71,7 +85,9 @@ class Plan(object):
         self._lib = lib
         self.shape = shape
         self.key = plan_key(shape.b, shape.s_q, shape.h_q, shape.h_kv, shape.page_size, shape.dtype,
-                            shape.d_qk, shape.d_v, bool(causal), device, shape.cpu_threads)
+                            shape.d_qk, shape.d_v, bool(causal), device, shape.cpu_threads,
+                            shape.kv_dtype, shape.q_dtype)
+        self.cpu_threads = int(shape.cpu_threads)
         ws = ctypes.c_size_t(0)
         _lib.check(lib.mla_decode_workspace_size(handle, ctypes.byref(ws)), "mla_decode_workspace_size")
         self.workspace_size = int(ws.value)
@@ -152,9 +168,12 @@ class Plan(object):
         return decode(q, k_cache, block_table, cache_seqlens, plan=self, **kwargs)
 
 
-def plan_key(b, s_q, h_q, h_kv, page_size, dtype, d_qk, d_v, causal, device, cpu_threads):
-    return (int(b), int(s_q), int(h_q), int(h_kv), int(page_size), int(dtype), int(d_qk), int(d_v),
-            bool(causal), int(device), int(cpu_threads))
+def plan_key(b, s_q, h_q, h_kv, page_size, dtype, d_qk, d_v, causal, device, cpu_threads, kv_dtype=0,
+             q_dtype=0):
+    key = (int(b), int(s_q), int(h_q), int(h_kv), int(page_size), int(dtype), int(d_qk), int(d_v),
+           bool(causal), int(device), int(cpu_threads))
+    kv, qd = int(kv_dtype or dtype), int(q_dtype or dtype)   # 0 = dtype
+    return key if kv == int(dtype) and qd == int(dtype) else key + (kv, qd)
 
 
 _PLAN_CACHE_SIZE = 64
@@ -163,18 +182,18 @@ _plan_cache_lock = threading.Lock()
 
 
 def cached_plan(b, s_q, h_q, h_kv, page_size, dtype, d_qk=576, d_v=512, causal=False,
-                device=_lib.MLA_DEVICE_CPU, cpu_threads=0):
+                device=_lib.MLA_DEVICE_CPU, cpu_threads=0, kv_dtype=0, q_dtype=0):
     """A Plan for this shape and device from a small LRU cache (created on a miss)."""
     dtype = _dtype_code(dtype)
     device = _device_code(device)
-    key = plan_key(b, s_q, h_q, h_kv, page_size, dtype, d_qk, d_v, causal, device, cpu_threads)
+    key = plan_key(b, s_q, h_q, h_kv, page_size, dtype, d_qk, d_v, causal, device, cpu_threads, kv_dtype, q_dtype)
     with _plan_cache_lock:
         p = _plan_cache.get(key)
         if p is not None and not p.closed:
             _plan_cache.move_to_end(key)
             return p
     p = Plan(b, s_q, h_q, h_kv, page_size, dtype, d_qk=d_qk, d_v=d_v, causal=causal, device=device,
-             cpu_threads=cpu_threads)
+             cpu_threads=cpu_threads, kv_dtype=kv_dtype, q_dtype=q_dtype)
     with _plan_cache_lock:
         _plan_cache[key] = p
         while len(_plan_cache) > _PLAN_CACHE_SIZE:
@@ -224,19 +243,49 @@ def _check_last_contiguous(a):
         raise InvalidArgumentError("%s must be contiguous in its last dimension (stride %d)" % (a.name, a.strides[-1]))
 
 
-def _alloc_like(q, shape, float32, zero):
+def _alloc_like(q, shape, float32, zero, code=None):
+    """A new array like q (torch/numpy, device): float32, q's dtype, or the 16-bit dtype `code`
+    (used when q is FP8; numpy bf16 is uint16 holding bfloat16 bits)."""
     if q.kind == "torch":
         import torch
         dt = torch.float32 if float32 else q.obj.dtype
+        if code is not None and not float32:
+            dt = torch.bfloat16 if code == _lib.MLA_DTYPE_BF16 else torch.float16
         return (torch.zeros if zero else torch.empty)(shape, dtype=dt, device=q.obj.device)
     import numpy as np
     dt = np.float32 if float32 else q.obj.dtype
+    if code is not None and not float32:
+        dt = np.uint16 if code == _lib.MLA_DTYPE_BF16 else np.float16
     return (np.zeros if zero else np.empty)(shape, dtype=dt)
+
+
+def _descale_ptr(x, name, device):
+    """(pointer, keep-alive) of a per-tensor descale: None -> (None, None); a float32 tensor or
+    array of one element on the call's device; a Python number on the CPU."""
+    if x is None:
+        return None, None
+    if isinstance(x, (int, float)):
+        if device != _lib.MLA_DEVICE_CPU:
+            raise InvalidArgumentError("%s must be a float32 tensor of one element on cuda:%d for a GPU call "
+                                       "(a Python number would need a host-to-device copy)" % (name, device))
+        c = ctypes.c_float(float(x))
+        return ctypes.addressof(c), c
+    a = wrap(x, name)
+    n = 1
+    for d in a.shape:
+        n *= d
+    if a.dtype != _lib.MLA_DTYPE_FP32 or n != 1:
+        raise InvalidArgumentError("%s must be a float32 tensor with one element (per-tensor descale, shape (1,)); "
+                                   "got %s of shape %s" % (name, a.dtype_str, list(a.shape)))
+    if a.device != device:
+        raise InvalidArgumentError("%s is on %s but q is on %s" % (name, a.describe_device(),
+                                                                "cpu" if device < 0 else "cuda:%d" % device))
+    return a.ptr, x
 
 
 def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scale=None, cu_seqlens_q=None,
            out=None, lse=None, workspace=None, head_dim_v=512, dtype=None, plan=None, reuse_schedule=False,
-           stream=None, cpu_threads=0):
+           stream=None, cpu_threads=0, descale_q=None, descale_k=None, q_dtype=None, kv_dtype=None):
     """Dense MLA decode over a paged KV cache; returns (out, lse).
 
     q [b, s_q, h_q, d_qk]; k_cache [num_pages, page_size, h_kv, d_qk] (V = first head_dim_v dims);
@@ -250,13 +299,27 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
     that device (or `stream`). The workspace of GPU plans is allocated here (torch, reused per
     plan and stream) unless `workspace` is given; the C call never allocates. `reuse_schedule`
     sets MLA_DECODE_REUSE_SCHEDULE: the workspace already holds the schedule of an earlier call
-    with the same cache_seqlens values. softmax_scale None (or <= 0): d_qk ** -0.5."""
+    with the same cache_seqlens values. softmax_scale None (or <= 0): d_qk ** -0.5.
+
+    Dense FP8 cache (vLLM's flash_mla_with_kvcache_fp8): k_cache of float8_e4m3fn (torch or
+    ml_dtypes; uint8 codes with kv_dtype="fp8") and descale_k, a float32 tensor of one element (a
+    Python float on the CPU); q either 16-bit, or FP8 as well (uint8 codes: q_dtype="fp8") with
+    descale_q. score = (q . k) * softmax_scale * descale_q * descale_k, out = P @ V * descale_k.
+    With an FP8 q, `dtype` names out's dtype (default bf16; numpy bf16 out is uint16)."""
     bf16 = False
     if dtype is not None:
         code = _dtype_code(dtype)
         bf16 = code == _lib.MLA_DTYPE_BF16
     qa = wrap(q, "q", bf16)
     ka = wrap(k_cache, "k_cache", bf16)
+    FP8 = _lib.MLA_DTYPE_FP8_E4M3
+    for arr, hint in ((qa, _fp8_code(q_dtype, "q_dtype")), (ka, _fp8_code(kv_dtype, "kv_dtype"))):
+        if hint is not None:
+            if arr.dtype not in (_lib.MLA_DTYPE_UINT8, FP8):
+                raise InvalidArgumentError("%s=fp8 needs uint8 or float8_e4m3fn data (got %s)"
+                                           % ("q_dtype" if arr is qa else "kv_dtype", arr.dtype_str))
+            arr.dtype = FP8
+    q_fp8, kv_fp8 = qa.dtype == FP8, ka.dtype == FP8
     bt = wrap(block_table, "block_table")
     cs = wrap(cache_seqlens, "cache_seqlens")
     cu = wrap(cu_seqlens_q, "cu_seqlens_q") if cu_seqlens_q is not None else None
@@ -267,11 +330,18 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
     if qa.dtype is None:
         hint = " (numpy uint16 holding bfloat16: pass dtype='bf16')" if qa.dtype_str == "uint16" else ""
         raise InvalidArgumentError("q must be bf16 or fp16 (got %s)%s" % (qa.dtype_str, hint))
-    if dtype is not None and qa.dtype != _dtype_code(dtype):
-        raise InvalidArgumentError("q is %s but dtype=%r was given" % (qa.dtype_str, dtype))
+    if q_fp8:   # dtype names out's dtype
+        out_code = _dtype_code(dtype) if dtype is not None else _lib.MLA_DTYPE_BF16
+    else:
+        if dtype is not None and qa.dtype != _dtype_code(dtype):
+            raise InvalidArgumentError("q is %s but dtype=%r was given" % (qa.dtype_str, dtype))
+        out_code = qa.dtype
     _check_arr(ka, 4)
-    if ka.dtype != qa.dtype:
+    if q_fp8 and not kv_fp8:
+        raise InvalidArgumentError("an FP8 q needs an FP8 k_cache (float8_e4m3fn; got %s)" % ka.dtype_str)
+    if ka.dtype != qa.dtype and not kv_fp8:
         raise InvalidArgumentError("k_cache dtype (%s) must equal q dtype (%s)" % (ka.dtype_str, qa.dtype_str))
+    kv_code, q_code = (FP8 if kv_fp8 else 0), (FP8 if q_fp8 else 0)
     _check_arr(bt, 2, (_lib.MLA_DTYPE_INT32,), "int32")
     _check_arr(cs, 1, (_lib.MLA_DTYPE_INT32,), "int32")
     if cu is not None:
@@ -301,24 +371,28 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
 
     # The plan: C validates the shape class (h_q % h_kv, d_qk, d_v, page_size, dtype, ...).
     if plan is None:
-        plan = cached_plan(b, s_q, h_q, h_kv, page_size, qa.dtype, d_qk=d_qk, d_v=d_v, causal=causal,
-                           device=device, cpu_threads=cpu_threads)
+        plan = cached_plan(b, s_q, h_q, h_kv, page_size, out_code, d_qk=d_qk, d_v=d_v, causal=causal,
+                           device=device, cpu_threads=cpu_threads, kv_dtype=kv_code, q_dtype=q_code)
     else:
-        want = plan_key(b, s_q, h_q, h_kv, page_size, qa.dtype, d_qk, d_v, causal, device, plan.key[-1])
+        want = plan_key(b, s_q, h_q, h_kv, page_size, out_code, d_qk, d_v, causal, device, plan.cpu_threads,
+                        kv_code, q_code)
         if plan.key != want:
             raise InvalidArgumentError("the tensors do not match the plan: plan %r, tensors give %r" % (plan, want))
 
     # Outputs.
     out_shape, lse_shape = (b, s_q, h_q, d_v), (b, h_q, s_q)
     if out is None:
-        out = _alloc_like(qa, out_shape, False, cu is not None)
-    oa = wrap(out, "out", bf16)
+        out = _alloc_like(qa, out_shape, False, cu is not None, out_code if q_fp8 else None)
+    oa = wrap(out, "out", bf16 or (q_fp8 and out_code == _lib.MLA_DTYPE_BF16))
     if lse is None:
         lse = _alloc_like(qa, lse_shape, True, cu is not None)
     la = wrap(lse, "lse")
     if oa.shape != out_shape:
         raise InvalidArgumentError("out must have shape %s (got %s)" % (list(out_shape), list(oa.shape)))
-    if oa.dtype != qa.dtype:
+    if oa.dtype != out_code:
+        if q_fp8:
+            raise InvalidArgumentError("out dtype (%s) must be %s (FP8 q: out's dtype is dtype=, default bf16)"
+                                       % (oa.dtype_str, _lib.DTYPE_NAMES.get(out_code, out_code)))
         raise InvalidArgumentError("out dtype (%s) must equal q dtype (%s)" % (oa.dtype_str, qa.dtype_str))
     if la.shape != lse_shape:
         raise InvalidArgumentError("lse must have shape %s (got %s)" % (list(lse_shape), list(la.shape)))
@@ -358,6 +432,8 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
     args.lse_stride[:] = la.strides[:3]
     args.softmax_scale = 0.0 if softmax_scale is None else float(softmax_scale)
     args.flags = _lib.MLA_DECODE_REUSE_SCHEDULE if reuse_schedule else 0
+    args.descale_q, _keep_q = _descale_ptr(descale_q, "descale_q", device)
+    args.descale_k, _keep_k = _descale_ptr(descale_k, "descale_k", device)
     _lib.check(plan._lib.mla_decode(plan.handle, ctypes.byref(args), ctypes.c_void_p(ws_ptr or None),
                                     ctypes.c_size_t(ws_bytes), ctypes.c_void_p(st)),
                "mla_decode")

@@ -47,6 +47,8 @@ class DecodeShape(ctypes.Structure):
         ("dtype", _c_dtype),
         ("causal", ctypes.c_int),
         ("cpu_threads", ctypes.c_int),
+        ("kv_dtype", _c_dtype),                  # 0 = dtype; MLA_DTYPE_FP8_E4M3: dense FP8 cache
+        ("q_dtype", _c_dtype),                   # 0 = dtype; MLA_DTYPE_FP8_E4M3 (FP8 cache only)
     ]
 
 
@@ -70,6 +72,8 @@ class DecodeArgs(ctypes.Structure):
         ("lse_stride", _c_int64_3),
         ("softmax_scale", ctypes.c_float),
         ("flags", ctypes.c_uint32),
+        ("descale_q", ctypes.c_void_p),          # const float *, [1]; FP8 q
+        ("descale_k", ctypes.c_void_p),          # const float *, [1]; FP8 cache
     ]
 
 
