@@ -26,6 +26,7 @@ typedef struct bench_case {
     int64_t b, s_q, h_q, h_kv, s_k, page;
     int causal; /* 0/1 */
     int varlen; /* 1: lengths ~ N(s_k, s_k/2), at least s_q; 0: every length is s_k */
+    int kv_fp8; /* 1: dense FP8 (--kv-dtype fp8): q and cache float8_e4m3fn, descales 1 */
 } bench_case;
 
 /* A case's cache layout on the host: lengths and a shuffled block table. */
@@ -68,6 +69,7 @@ typedef struct bench_options {
     uint64_t seed;
     bench_case cases[BENCH_MAX_CASES];
     int num_cases;      /* from --case                                               */
+    int kv_fp8;         /* --kv-dtype fp8: every case on an FP8 cache (q FP8 too)     */
 } bench_options;
 
 /* ---- the machine ------------------------------------------------------------------------ */
@@ -116,6 +118,8 @@ double bench_rng_normal(bench_rng *rng);  /* N(0, 1)                            
 uint16_t bench_f32_to_half(float x, mla_dtype dtype); /* bf16 or fp16 bits, round-to-even  */
 /* n values randn/10 clamped to ±1 (spec §6), as bf16 or fp16. */
 void bench_fill_random(uint16_t *dst, size_t n, mla_dtype dtype, bench_rng *rng);
+/* The same values as float8_e4m3fn codes (dense FP8 cases; descale 1). */
+void bench_fill_fp8(uint8_t *dst, size_t n, bench_rng *rng);
 uint16_t bench_nan_bits(mla_dtype dtype);
 
 int bench_layout_build(bench_layout *lay, const bench_case *c, bench_rng *rng);
@@ -176,6 +180,8 @@ int bench_write_json(const char *path, const bench_env *env, const bench_options
 int bench_write_csv(const char *path, const bench_env *env, const bench_options *o,
                     const bench_result *res, int n);
 const char *bench_dtype_name(mla_dtype dtype);
+/* dtype of a run as printed: "bf16", or "fp8_e4m3/bf16" (q and cache FP8, out bf16). */
+const char *bench_dtype_label(mla_dtype dtype, int kv_fp8);
 /* The commit mla-bench was built from: $MLA_GIT_COMMIT if set (for trees without .git), else
  * the -DMLA_GIT_COMMIT the Makefile passed, else "unknown". */
 const char *bench_git_commit(void);

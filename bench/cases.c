@@ -1,6 +1,7 @@
 /* cases.c — the benchmark cases: RNG, bf16/fp16 conversion, the paged-cache layout of spec §6/§7,
  * the spec §7 grid, --case parsing and FlashMLA's formulas (spec §7). */
 #include "bench.h"
+#include "mla_fp8.h" /* header-only e4m3 rounding (mla_float_to_e4m3) for FP8 test data */
 
 #include <ctype.h>
 #include <math.h>
@@ -98,6 +99,15 @@ void bench_fill_random(uint16_t *dst, size_t n, mla_dtype dtype, bench_rng *rng)
         double v = bench_rng_normal(rng) / 10.0;
         v = v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v);
         dst[i] = bench_f32_to_half((float)v, dtype);
+    }
+}
+
+void bench_fill_fp8(uint8_t *dst, size_t n, bench_rng *rng)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = bench_rng_normal(rng) / 10.0;
+        v = v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v);
+        dst[i] = mla_float_to_e4m3((float)v);
     }
 }
 
@@ -203,7 +213,7 @@ void bench_layout_free(bench_layout *lay)
 static bench_case make_case(int64_t b, int64_t s_q, int64_t h_q, int64_t s_k, int varlen,
                             int64_t page)
 {
-    bench_case c = {b, s_q, h_q, 1, s_k, page, s_q > 1, varlen};
+    bench_case c = {b, s_q, h_q, 1, s_k, page, s_q > 1, varlen, 0};
     return c;
 }
 
@@ -263,7 +273,7 @@ static int parse_flag_word(const char *w, bench_case *c)
  * Defaults: page = default_page, causal 0, varlen 1 (lengths ~ N(s_k, s_k/2)). */
 int bench_parse_case(const char *text, int64_t default_page, bench_case *c, char *err, size_t n)
 {
-    bench_case r = {0, 0, 0, 0, 0, default_page, 0, 1};
+    bench_case r = {0, 0, 0, 0, 0, default_page, 0, 1, 0};
     int64_t *num[] = {&r.b, &r.s_q, &r.h_q, &r.h_kv, &r.s_k, &r.page};
     int field = 0;
     const char *p = text;
@@ -319,7 +329,9 @@ void bench_case_label(const bench_case *c, char *buf, size_t n)
     if (c->causal && c->s_q > 1 && k >= 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " causal");
     if (c->page != 64 && k >= 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, " page=%lld", (long long)c->page);
+        k += snprintf(buf + k, n - (size_t)k, " page=%lld", (long long)c->page);
+    if (c->kv_fp8 && k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " fp8");
 }
 
 uint64_t bench_case_seed(const bench_case *c, uint64_t seed)
@@ -342,8 +354,9 @@ double bench_flops(const bench_case *c, double mean_sk)
 
 double bench_bytes(const bench_case *c, double mean_sk)
 {
-    double q = (double)c->s_q * (double)c->h_q * BENCH_D_QK * 2.0;
-    double kv = mean_sk * (double)c->h_kv * BENCH_D_QK * 2.0;
+    const double e = c->kv_fp8 ? 1.0 : 2.0; /* bytes per q / cache element; out stays 16-bit */
+    double q = (double)c->s_q * (double)c->h_q * BENCH_D_QK * e;
+    double kv = mean_sk * (double)c->h_kv * BENCH_D_QK * e;
     double o = (double)c->s_q * (double)c->h_q * BENCH_D_V * 2.0;
     return (double)c->b * (q + kv + o);
 }
@@ -401,6 +414,8 @@ mla_decode_shape bench_make_shape(const bench_case *c, mla_dtype dtype, int cpu_
     s.d_v = BENCH_D_V;
     s.page_size = c->page;
     s.dtype = dtype;
+    if (c->kv_fp8)
+        s.kv_dtype = s.q_dtype = MLA_DTYPE_FP8_E4M3;
     s.causal = c->causal;
     s.cpu_threads = cpu_threads;
     return s;

@@ -27,6 +27,8 @@ static void usage(FILE *f)
         "  --warmup N              untimed runs first (GPU default 5, CPU 1)\n"
         "  --page N                page size of the grid/default cases (default 64)\n"
         "  --dtype bf16|fp16       q / cache / out dtype (default bf16)\n"
+        "  --kv-dtype bf16|fp8     fp8: dense FP8 cache and q (float8_e4m3fn, descales 1; out in --dtype),\n"
+        "                          bytes counted with 1-byte q and cache; no FlashMLA reference columns\n"
         "  --json FILE, --csv FILE machine-readable results (plot: python3 bench/plot.py FILE.json)\n"
         "  --no-flush              GPU: no L2 flush between replays (FlashMLA's table was so measured)\n"
         "  --no-graph              GPU: time plain launches instead of CUDA graph replays\n"
@@ -77,6 +79,13 @@ static int parse_option(bench_options *o, const char *a, const char *v)
             return -1;
         }
         o->dtype = !strcmp(v, "fp16") ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
+        return 2;
+    } else if (!strcmp(a, "--kv-dtype")) {
+        if (!v || (strcmp(v, "fp8") && strcmp(v, "same") && strcmp(v, "bf16") && strcmp(v, "fp16"))) {
+            fprintf(stderr, "mla-bench: --kv-dtype wants fp8, or same (= bf16 / fp16: the --dtype cache)\n");
+            return -1;
+        }
+        o->kv_fp8 = !strcmp(v, "fp8");
         return 2;
     } else if (!strcmp(a, "--json") || !strcmp(a, "--csv")) {
         if (!v) {
@@ -178,6 +187,8 @@ static int build_cases(bench_case *cases, const bench_options *o, const bench_en
         n = bench_cpu_cases(cases, BENCH_MAX_CASES, o->quick, o->page);
     for (int i = 0; i < o->num_cases && n < BENCH_MAX_CASES; i++)
         cases[n++] = o->cases[i];
+    for (int i = 0; i < n; i++)
+        cases[i].kv_fp8 = o->kv_fp8;
     return n;
 }
 
@@ -237,7 +248,7 @@ int main(int argc, char **argv)
         memset(r, 0, sizeof *r);
         r->c = cases[i];
         r->nonfinite = -1;
-        r->ref = bench_find_ref(&cases[i], o.dtype);
+        r->ref = cases[i].kv_fp8 ? NULL : bench_find_ref(&cases[i], o.dtype); /* FlashMLA: bf16 */
         progress(i, n, &cases[i], 0);
         if (env.is_gpu)
             bench_gpu_run(&env, &o, &cases[i], r);

@@ -10,6 +10,13 @@
 
 const char *bench_dtype_name(mla_dtype dtype) { return dtype == MLA_DTYPE_FP16 ? "fp16" : "bf16"; }
 
+const char *bench_dtype_label(mla_dtype dtype, int kv_fp8)
+{
+    if (!kv_fp8)
+        return bench_dtype_name(dtype);
+    return dtype == MLA_DTYPE_FP16 ? "fp8_e4m3/fp16" : "fp8_e4m3/bf16";
+}
+
 const char *bench_git_commit(void)
 {
     const char *env = getenv("MLA_GIT_COMMIT");
@@ -69,7 +76,7 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
         fprintf(f, "mla-bench: CPU path, because: %s%s\n", env->fallback_note,
                 o->grid || o->num_cases ? "" : "\nmla-bench: CPU default: small case(s); --case or --grid for more");
     fprintf(f, "mla-bench: mla.c %s (git %s), dense MLA decode, d_qk %d, d_v %d, %s, %d case(s)\n", ver,
-            bench_git_commit(), BENCH_D_QK, BENCH_D_V, bench_dtype_name(o->dtype), num_cases);
+            bench_git_commit(), BENCH_D_QK, BENCH_D_V, bench_dtype_label(o->dtype, o->kv_fp8), num_cases);
     print_device(f, env, o);
     if (env->is_gpu)
         fprintf(f, "timing: the whole mla_decode call (schedule + decode + combine), %s%s, CUDA "
@@ -94,7 +101,8 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
     else
         fprintf(f, "- (%s)\n", env->gemm_note);
     fprintf(f, "formulas (FlashMLA, spec §7): FLOPs = b*h_q*s_q*mean_sk*2*(d_qk+d_v); bytes = "
-               "b*(s_q*h_q*d_qk*2 + mean_sk*h_kv*d_qk*2 + s_q*h_q*d_v*2)\n");
+               "b*(s_q*h_q*d_qk*%d + mean_sk*h_kv*d_qk*%d + s_q*h_q*d_v*2)%s\n", o->kv_fp8 ? 1 : 2,
+            o->kv_fp8 ? 1 : 2, o->kv_fp8 ? " (FP8 q and cache: 1 byte)" : "");
     if (env->is_gpu)
         fprintf(f, "FM columns (FlashMLA): %s.\n  ratio = FlashMLA µs (midpoint) / mla.c µs, > 1: "
                    "mla.c faster. Another card and no L2 flush there: indicative only.\n",
@@ -272,7 +280,7 @@ static void json_case(FILE *f, const bench_result *r, mla_dtype dtype)
             (long long)c->b, (long long)c->s_q, (long long)c->h_q, (long long)c->h_kv,
             (long long)c->s_k, (long long)c->page, c->causal && c->s_q > 1 ? "true" : "false",
             c->varlen ? "true" : "false");
-    json_kv_str(f, "dtype", bench_dtype_name(dtype), ", ");
+    json_kv_str(f, "dtype", bench_dtype_label(dtype, c->kv_fp8), ", ");
     fprintf(f, "\"ok\": %s, ", r->ok ? "true" : "false");
     json_kv_str(f, r->ok ? "note" : "error", r->error, ", ");
     json_kv_str(f, "timing", r->timing ? r->timing : "", ", ");
@@ -320,7 +328,7 @@ static void json_env(FILE *f, const bench_env *env, const bench_options *o)
     fprintf(f, "\"l2_flush_bytes\": %zu, \"iters\": %d, \"warmup\": %d, \"seed\": %llu, ",
             env->flush_bytes, o->iters, o->warmup, (unsigned long long)o->seed);
     fprintf(f, "\"d_qk\": %d, \"d_v\": %d, ", BENCH_D_QK, BENCH_D_V);
-    json_kv_str(f, "dtype", bench_dtype_name(o->dtype), "},\n");
+    json_kv_str(f, "dtype", bench_dtype_label(o->dtype, o->kv_fp8), "},\n");
     fprintf(f, "  \"ceilings\": {");
     json_kv_num(f, "copy_gbs", env->copy_gbs > 0 ? env->copy_gbs : NAN, ", ");
     json_kv_str(f, "copy_note", env->copy_note, ", ");
@@ -394,7 +402,7 @@ int bench_write_csv(const char *path, const bench_env *env, const bench_options 
         bench_case_label(c, label, sizeof label);
         fprintf(f, "\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%d,%d,%s,%d", label, (long long)c->b,
                 (long long)c->s_q, (long long)c->h_q, (long long)c->h_kv, (long long)c->s_k,
-                (long long)c->page, c->causal && c->s_q > 1, c->varlen, bench_dtype_name(o->dtype),
+                (long long)c->page, c->causal && c->s_q > 1, c->varlen, bench_dtype_label(o->dtype, c->kv_fp8),
                 r->ok);
         double v[] = {r->mean_sk, r->ok ? r->us : NAN, r->ok ? r->us_min : NAN, r->ok ? r->us_max : NAN,
                       r->ok ? r->gbs : NAN, r->ok ? r->tflops : NAN, r->ok ? r->pct_copy : NAN,

@@ -103,6 +103,16 @@ static int cpu_buffers_fill(cpu_buffers *b, const bench_case *c, const bench_lay
     b->lse = malloc(nl * sizeof(float));
     if (!b->q || !b->k || !b->out || !b->lse)
         return -1;
+    if (c->kv_fp8) { /* e4m3 codes (1 byte per element); 0x7f is NaN */
+        bench_fill_fp8((uint8_t *)b->q, nq, rng);
+        bench_fill_fp8((uint8_t *)b->k, nk, rng);
+        for (int64_t i = 0; i < c->b; i++) {
+            int64_t page, first, rows = bench_tail_rows(c, lay, i, &page, &first);
+            if (rows)
+                memset((uint8_t *)b->k + (size_t)(page * c->page + first) * row, 0x7f, (size_t)rows * row);
+        }
+        return 0;
+    }
     bench_fill_random(b->q, nq, dtype, rng);
     bench_fill_random(b->k, nk, dtype, rng);
     uint16_t nan = bench_nan_bits(dtype);
@@ -160,6 +170,9 @@ void bench_cpu_run(const bench_env *env, const bench_options *o, const bench_cas
     }
     mla_decode_args a = bench_make_args(c, &lay, buf.q, buf.k, lay.block_table, lay.seqlens,
                                         buf.out, buf.lse);
+    static const float one = 1.0f;
+    if (c->kv_fp8)
+        a.descale_q = a.descale_k = &one;
     int iters = o->iters;
     t = malloc((size_t)iters * sizeof *t);
     if (!t)

@@ -43,7 +43,8 @@ static void version_string(int v, char *buf, size_t n)
     snprintf(buf, n, "%d.%d", v / 1000, (v % 1000) / 10);
 }
 
-/* A device buffer of random values (randn/10 clamped to ±1) in `dtype`. */
+/* A device buffer of random values (randn/10 clamped to ±1) in `dtype` (MLA_DTYPE_FP8_E4M3:
+ * e4m3 codes). */
 static void *make_pattern(mla_dtype dtype, uint64_t seed)
 {
     size_t n = PATTERN_BYTES / 2;
@@ -53,7 +54,10 @@ static void *make_pattern(mla_dtype dtype, uint64_t seed)
         return NULL;
     bench_rng rng;
     bench_rng_seed(&rng, seed);
-    bench_fill_random(host, n, dtype, &rng);
+    if (dtype == MLA_DTYPE_FP8_E4M3)
+        bench_fill_fp8((uint8_t *)host, PATTERN_BYTES, &rng);
+    else
+        bench_fill_random(host, n, dtype, &rng);
     if (cudaMalloc(&dev, PATTERN_BYTES) != cudaSuccess ||
         cudaMemcpy(dev, host, PATTERN_BYTES, cudaMemcpyHostToDevice) != cudaSuccess) {
         cudaFree(dev);
@@ -271,14 +275,15 @@ int bench_gpu_env(bench_env *env, const bench_options *o, char *err, size_t errn
     env->flush_bytes = o->flush ? G.flush_bytes : 0;
     if (o->flush)
         CK(cudaMalloc(&G.flush, G.flush_bytes));
-    G.pattern = make_pattern(o->dtype, o->seed ^ 0x5eedu);
+    G.pattern = make_pattern(o->kv_fp8 ? MLA_DTYPE_FP8_E4M3 : o->dtype, o->seed ^ 0x5eedu);
     if (!G.pattern) {
         snprintf(err, errn, "could not make the %zu MiB random pattern on the GPU", PATTERN_BYTES >> 20);
         goto done;
     }
     if (o->ceilings) {
         env->copy_gbs = measure_copy(env->copy_note, sizeof env->copy_note);
-        env->gemm_tflops = measure_gemm(o->dtype, env->gemm_note, sizeof env->gemm_note);
+        env->gemm_tflops = measure_gemm(o->kv_fp8 ? MLA_DTYPE_FP8_E4M3 : o->dtype, env->gemm_note,
+                                        sizeof env->gemm_note); /* FP8 runs: own bf16 pattern */
     } else {
         snprintf(env->copy_note, sizeof env->copy_note, "not measured (--no-ceilings)");
         snprintf(env->gemm_note, sizeof env->gemm_note, "not measured (--no-ceilings)");
@@ -320,6 +325,7 @@ typedef struct gpu_case {
     void *q, *k, *out, *ws;
     int32_t *bt, *sl;
     float *lse;
+    float *descale; /* [2] device floats: descale_q, descale_k (FP8 cases)               */
     size_t nq, nk, no, nl, ws_bytes;
     mla_decode_plan_t plan;
     mla_decode_args args;
@@ -341,6 +347,7 @@ static void gpu_case_free(gpu_case *g)
     cudaFree(g->bt);
     cudaFree(g->sl);
     cudaFree(g->lse);
+    cudaFree(g->descale);
 }
 
 static int decode_op(void *p, int i, char *err, size_t errn)
@@ -374,19 +381,25 @@ static int gpu_case_alloc(gpu_case *g, const bench_case *c, const bench_layout *
     g->no = (size_t)(c->b * c->s_q * c->h_q) * BENCH_D_V;
     g->nl = (size_t)(c->b * c->h_q * c->s_q);
     size_t nbt = (size_t)(c->b * lay->max_pages);
-    CK(cudaMalloc(&g->q, g->nq * 2));
-    CK(cudaMalloc(&g->k, g->nk * 2));
+    const size_t esz = c->kv_fp8 ? 1 : 2; /* q / cache element bytes */
+    CK(cudaMalloc(&g->q, g->nq * esz));
+    CK(cudaMalloc(&g->k, g->nk * esz));
     CK(cudaMalloc(&g->out, g->no * 2));
     CK(cudaMalloc((void **)&g->lse, g->nl * sizeof(float)));
     CK(cudaMalloc((void **)&g->bt, nbt * sizeof(int32_t)));
     CK(cudaMalloc((void **)&g->sl, (size_t)c->b * sizeof(int32_t)));
-    CK(fill_from_pattern(g->q, g->nq * 2, G.pattern, 0));
-    CK(fill_from_pattern(g->k, g->nk * 2, G.pattern, 3));
-    for (int64_t i = 0; i < c->b; i++) { /* 0xffff is NaN in bf16 and fp16 */
+    CK(fill_from_pattern(g->q, g->nq * esz, G.pattern, 0));
+    CK(fill_from_pattern(g->k, g->nk * esz, G.pattern, 3));
+    for (int64_t i = 0; i < c->b; i++) { /* 0xffff is NaN in bf16 and fp16, 0xff in e4m3 */
         int64_t page, first, rows = bench_tail_rows(c, lay, i, &page, &first);
         if (rows)
-            CK(cudaMemsetAsync((uint16_t *)g->k + (size_t)(page * c->page + first) * row, 0xff,
-                               (size_t)rows * row * 2, G.stream));
+            CK(cudaMemsetAsync((uint8_t *)g->k + (size_t)(page * c->page + first) * row * esz, 0xff,
+                               (size_t)rows * row * esz, G.stream));
+    }
+    if (c->kv_fp8) { /* descale_q, descale_k = 1 (device memory, read by the kernel) */
+        static const float ones[2] = {1.0f, 1.0f};
+        CK(cudaMalloc((void **)&g->descale, sizeof ones));
+        CK(cudaMemcpyAsync(g->descale, ones, sizeof ones, cudaMemcpyHostToDevice, G.stream));
     }
     CK(cudaMemsetAsync(g->out, 0, g->no * 2, G.stream));
     CK(cudaMemsetAsync(g->lse, 0, g->nl * sizeof(float), G.stream));
@@ -416,6 +429,10 @@ static int gpu_case_plan(gpu_case *g, const bench_options *o, const bench_case *
     if (g->ws_bytes)
         CK(cudaMalloc(&g->ws, g->ws_bytes));
     g->args = bench_make_args(c, lay, g->q, g->k, g->bt, g->sl, g->out, g->lse);
+    if (c->kv_fp8) {
+        g->args.descale_q = g->descale;
+        g->args.descale_k = g->descale + 1;
+    }
     rc = 0;
 done:
     return rc;

@@ -42,6 +42,7 @@ typedef struct ref_job {
     float out_scale;       /* 1, or descale_k with an FP8 cache (V's descale)        */
     mla_dtype qdt, kdt;    /* dtypes of q / k_cache (shape q_dtype / kv_dtype, 0 = dtype) */
     size_t qsz, ksz;       /* bytes per element of q / k_cache (1 for FP8 e4m3)      */
+    float e4m3[256];       /* e4m3 code -> value (filled when q or k_cache is FP8)   */
     int64_t hpk;           /* query heads per kv head */
     int64_t rows_max;      /* s_q * hpk: rows of a group at most */
     int64_t nblk;          /* ceil(rows_max / R): items per (request, kv head) */
@@ -55,7 +56,8 @@ typedef struct ref_job {
 
 /* Converts n elements (n a multiple of 64, <= DMAX) of a bf16/fp16 row, or of a row of
  * float8_e4m3fn codes (exact: the descales are applied to the scores and the output), to fp32. */
-INL void load_row(float *restrict dst, const void *restrict src, int64_t n, mla_dtype dt)
+INL void load_row(float *restrict dst, const void *restrict src, int64_t n, mla_dtype dt,
+                  const float *restrict e4m3)
 {
     if (dt == MLA_DTYPE_BF16) {
         const uint16_t *h = (const uint16_t *)src;
@@ -65,7 +67,7 @@ INL void load_row(float *restrict dst, const void *restrict src, int64_t n, mla_
         for (int64_t d = 0; d < n; d++) dst[d] = mla_fp16_to_float(h[d]);
     } else {
         const uint8_t *c = (const uint8_t *)src;
-        for (int64_t d = 0; d < n; d++) dst[d] = mla_e4m3_to_float(c[d]);
+        for (int64_t d = 0; d < n; d++) dst[d] = e4m3[c[d]];
     }
 }
 
@@ -269,7 +271,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
                                                h * a->q_stride[2]) * (int64_t)job->qsz;
         float tmp[DMAX];
-        load_row(tmp, qr, dqk, job->qdt);
+        load_row(tmp, qr, dqk, job->qdt, job->e4m3);
         for (int64_t d = 0; d < dqk; d++) qt[d][r] = tmp[d];
     }
     for (int r = nr; r < R; r++)
@@ -290,7 +292,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
             const int64_t page = bt[t / ps];
             const char *kr = kc + (page * a->k_stride[0] + (t % ps) * a->k_stride[1] +
                                    g * a->k_stride[2]) * ksz;
-            load_row(kb[k], kr, dqk, job->kdt);
+            load_row(kb[k], kr, dqk, job->kdt, job->e4m3);
         }
         /* scores of all R rows x nk keys (masked ones are computed but never used) */
         if (wide) scores8(s, qt, kb, nk, dqk, sl2);
@@ -391,6 +393,7 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
     job.qsz = mla_dtype_size(job.qdt);
     job.ksz = mla_dtype_size(job.kdt);
     if (job.kdt == MLA_DTYPE_FP8_E4M3) {
+        for (int c = 0; c < 256; c++) job.e4m3[c] = mla_e4m3_to_float((uint8_t)c);
         const float dq = args->descale_q ? args->descale_q[0] : 1.0f;
         const float dk = args->descale_k[0];
         job.scale_log2 = job.scale_log2 * dq * dk;
