@@ -31,9 +31,6 @@
 #endif
 
 #define SM90_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
-#ifndef MLA_S_CHAINS
-#define MLA_S_CHAINS 2 /* QK^T accumulator chains: 2 (m64n32 x 2) or 1 (m64n64) */
-#endif
 
 static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
     return 3 * MLA_BM * dqk * 2  /* Q + 2 K stages */
@@ -50,13 +47,6 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
 static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
            ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
-/* An opaque copy: keeps the compiler from hoisting per-wgmma descriptors out of the tile loop
- * (which would hold ~150 64-bit values in registers); each descriptor is then base + immediate
- * (the start-address field is bits 0-13 of (addr >> 4) and never carries for smem offsets). */
-static __device__ __forceinline__ uint64_t opaque64(uint64_t x) {
-    asm volatile("mov.b64 %0, %0;\n" : "+l"(x));
-    return x;
 }
 static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -229,29 +219,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
                     wg_fence();
-                    /* S = Q K^T as MLA_S_CHAINS independent accumulator chains over key slices
-                     * (64 / MLA_S_CHAINS keys each; B starts slice * rows * 128 B further): a chain
-                     * of dependent m64nNk16 is latency-bound at small N, interleaved chains
-                     * overlap. Element i of the slices concatenated = element i of m64n64. A
-                     * run-time choice between the forms makes ptxas serialise wgmma (C7511). */
-                    const uint64_t dQ = opaque64(desc_sw128(uQ, 16, 1024)), dK = opaque64(desc_sw128(uK, 16, 1024));
 #pragma unroll
                     for (int c = 0; c < NC64; c++)
 #pragma unroll
                         for (int kk = 0; kk < 4; kk++) {
-                            const uint64_t da = dQ + ((c * 8192 + kk * 32) >> 4);
-#if MLA_S_CHAINS == 2
-#pragma unroll
-                            for (int q = 0; q < 2; q++) {
-                                const uint64_t db = dK + ((c * 8192 + q * 4096 + kk * 32) >> 4);
-                                if (F16) wgmma_ss_m64n32_tb0_f16(s + 16 * q, da, db, 1);
-                                else wgmma_ss_m64n32_tb0_bf16(s + 16 * q, da, db, 1);
-                            }
-#else
-                            const uint64_t db = dK + ((c * 8192 + kk * 32) >> 4);
+                            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
                             if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
                             else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
-#endif
                         }
                     wg_commit();
                     wg_wait0();
