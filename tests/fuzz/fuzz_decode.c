@@ -116,9 +116,42 @@ NO_COV static uint16_t small_half(int fp16)
     return (uint16_t)((k < 0 ? 0x8000 : 0) | ((p - 7 + 127) << 7) | man);
 }
 
-static const uint16_t NAN_BF16 = 0x7fc0, NAN_FP16 = 0x7e00;
-static const uint16_t PINF_BF16 = 0x7f80, PINF_FP16 = 0x7c00;
-static const uint16_t NINF_BF16 = 0xff80, NINF_FP16 = 0xfc00;
+/* Element kinds of q / k_cache / out: 16-bit (bf16, fp16) or float8_e4m3fn (1 byte). */
+enum { EK_BF16 = 0, EK_FP16 = 1, EK_E4M3 = 2 };
+static int ek_of(mla_dtype d) { return d == MLA_DTYPE_FP16 ? EK_FP16 : d == MLA_DTYPE_FP8_E4M3 ? EK_E4M3 : EK_BF16; }
+static size_t ek_size(int ek) { return ek == EK_E4M3 ? 1 : 2; }
+
+/* Independent float8_e4m3fn decoding: bias 7, 3 mantissa bits, no inf, 0x7f/0xff NaN. */
+static double e4m3_to_double(uint8_t c)
+{
+    const int sign = c >> 7, e = (c >> 3) & 15, m = c & 7;
+    double v;
+    if (e == 15 && m == 7) v = NAN;
+    else if (e == 0) v = ldexp((double)m, -9);
+    else v = ldexp((double)(8 + m), e - 10);
+    return sign ? -v : v;
+}
+/* A random e4m3 code of magnitude <= 0.9375 (exponent field <= 6). */
+NO_COV static uint8_t small_e4m3(void)
+{
+    const uint64_t r = rng_next();
+    return (uint8_t)(((r & 1) << 7) | (((r >> 1) % 7) << 3) | ((r >> 8) & 7));
+}
+/* Writes a small random value of kind ek at p. */
+NO_COV static void put_small(uint8_t *p, int ek)
+{
+    if (ek == EK_E4M3) { *p = small_e4m3(); return; }
+    const uint16_t v = small_half(ek == EK_FP16);
+    memcpy(p, &v, 2);
+}
+/* Writes NaN (sel 1), +Inf (2) or -Inf (3) of kind ek at p (e4m3 has no inf: NaN). */
+static void put_special(uint8_t *p, int ek, int sel)
+{
+    if (ek == EK_E4M3) { *p = sel == 3 ? 0xff : 0x7f; return; }
+    static const uint16_t v[2][3] = {{0x7fc0, 0x7f80, 0xff80}, {0x7e00, 0x7c00, 0xfc00}};
+    memcpy(p, &v[ek][sel - 1], 2);
+}
+
 
 /* ---------------------------------------------------------------------------------------- */
 /* Tensor layouts                                                                            */
@@ -250,7 +283,16 @@ typedef struct scenario {
     int cu_fault, cu_fault_idx;  int32_t cu_fault_val;
     int q_special, q_special_sel;
     int k_special, k_special_sel;
+    /* dense FP8 (shape kv_dtype / q_dtype, args descale_q / descale_k) */
+    int has_dq, has_dk;             /* descale pointers passed (non-NULL)                  */
+    int mis_dq, mis_dk;             /* bytes of misalignment                               */
+    float dq, dk;                   /* their values                                        */
 } scenario;
+
+static const float DESCALES[8] = {1.0f, 0.5f, 2.0f, 0.25f, 1.5f, NAN, 0.0f, -1.0f};
+static const mla_dtype DTYPE_POOL[8] = {MLA_DTYPE_INVALID, MLA_DTYPE_BF16, MLA_DTYPE_FP16,
+                                        MLA_DTYPE_FP32, MLA_DTYPE_INT32, MLA_DTYPE_FP8_E4M3,
+                                        MLA_DTYPE_UINT8, (mla_dtype)77};
 
 static const int64_t PAGE_SIZES[16] = {1, 2, 3, 4, 5, 7, 8, 16, 16, 16, 32, 64, 1, 2, 16, 9};
 
@@ -284,12 +326,15 @@ static void apply_fault(scenario *s, int kind, uint8_t a, uint8_t b)
         }
         break;
     case 1: { /* shape struct_size */
-        static const size_t sz[8] = {0, 8, offsetof(mla_decode_shape, h_q),
-                                     offsetof(mla_decode_shape, h_kv),
-                                     offsetof(mla_decode_shape, page_size),
-                                     offsetof(mla_decode_shape, cpu_threads),
-                                     sizeof(mla_decode_shape) + 8, SIZE_MAX};
-        s->shape_size = sz[b % 8];
+        static const size_t sz[10] = {0, 8, offsetof(mla_decode_shape, h_q),
+                                      offsetof(mla_decode_shape, h_kv),
+                                      offsetof(mla_decode_shape, page_size),
+                                      offsetof(mla_decode_shape, cpu_threads),
+                                      sizeof(mla_decode_shape) + 8, SIZE_MAX,
+                                      /* 0.1.0's sizeof (kv_dtype's bytes are its padding) */
+                                      (offsetof(mla_decode_shape, kv_dtype) + 7) / 8 * 8,
+                                      offsetof(mla_decode_shape, q_dtype)};
+        s->shape_size = sz[b % 10];
         break;
     }
     case 2: { /* args struct_size */
@@ -366,6 +411,17 @@ static void apply_fault(scenario *s, int kind, uint8_t a, uint8_t b)
     case 17: s->device = a & 1 ? (int)(b % 4) : (b & 1 ? -2 : INT32_MIN); break;
     case 18: s->varlen = !s->varlen; break;
     case 19: s->twice = 1; break;
+    case 20: if (a & 1) s->dq = DESCALES[b % 8]; else s->dk = DESCALES[b % 8]; break;
+    case 21: /* descale pointers: present / absent / misaligned */
+        switch (a % 6) {
+        case 0: s->has_dq = !s->has_dq; break;
+        case 1: s->has_dk = !s->has_dk; break;
+        case 2: s->mis_dq = 1 + b % 3; s->has_dq = 1; break;
+        case 3: s->mis_dk = 1 + b % 3; s->has_dk = 1; break;
+        default: s->has_dq = s->has_dk = 1; break;
+        }
+        break;
+    case 22: if (a & 1) sh->q_dtype = DTYPE_POOL[b % 8]; else sh->kv_dtype = DTYPE_POOL[b % 8]; break;
     }
 }
 
@@ -376,18 +432,22 @@ static void apply_fault(scenario *s, int kind, uint8_t a, uint8_t b)
 typedef struct model {
     mla_decode_shape sh;         /* effective shape                                          */
     int64_t b, s_q, h_q, h_kv, dqk, dv, ps;
-    int fp16;
+    int fp16;                    /* out (and 16-bit q / k) is fp16, else bf16                */
+    int ek_q, ek_k, ek_o;        /* element kinds of q, k_cache, out                         */
+    int fp8;                     /* FP8 cache: scores * dq * dk, out * dk                     */
+    double dq, dk;               /* effective descales (FP8 cache only)                      */
     view vq, vk, vbt, vout, vlse;
     buf q, k, bt, out, lse;
     int32_t *seq, *cu;
     uint8_t *seq_mem, *cu_mem;
 } model;
 
-NO_COV static double half_at(const model *m, const buf *bf, int64_t off)
+NO_COV static double elem_at(int ek, const buf *bf, int64_t off)
 {
+    if (ek == EK_E4M3) return e4m3_to_double(((const uint8_t *)bf->base)[off]);
     uint16_t h;
     memcpy(&h, (const uint8_t *)bf->base + off * 2, 2);
-    return m->fp16 ? fp16_to_double(h) : bf16_to_double(h);
+    return ek == EK_FP16 ? fp16_to_double(h) : bf16_to_double(h);
 }
 
 NO_COV static int close_enough(double got, double want, double atol, double rtol)
@@ -415,7 +475,7 @@ NO_COV static void check_results(const model *m, int64_t cap, float scale, uint8
             for (int64_t t = 0; t < L; t++) { /* the request's K rows of head g, as fp64 */
                 const int64_t koff = (int64_t)btrow[t / m->ps] * m->vk.stride[0] +
                                      (t % m->ps) * m->vk.stride[1] + g * m->vk.stride[2];
-                for (int64_t d = 0; d < m->dqk; d++) kd[t * m->dqk + d] = half_at(m, &m->k, koff + d);
+                for (int64_t d = 0; d < m->dqk; d++) kd[t * m->dqk + d] = elem_at(m->ek_k, &m->k, koff + d);
             }
             for (int64_t j = 0; j < n; j++) {
                 int64_t lim = L;
@@ -427,7 +487,7 @@ NO_COV static void check_results(const model *m, int64_t cap, float scale, uint8
                 for (int64_t h = g * hpk; h < (g + 1) * hpk; h++) {
                     const int64_t qoff = i * m->vq.stride[0] + j * m->vq.stride[1] +
                                          h * m->vq.stride[2];
-                    for (int64_t d = 0; d < m->dqk; d++) qd[d] = half_at(m, &m->q, qoff + d);
+                    for (int64_t d = 0; d < m->dqk; d++) qd[d] = elem_at(m->ek_q, &m->q, qoff + d);
                     int any_nan = 0, any_pinf = 0;
                     double mx = -INFINITY;
                     for (int64_t t = 0; t < lim; t++) {
@@ -435,6 +495,7 @@ NO_COV static void check_results(const model *m, int64_t cap, float scale, uint8
                         double acc = 0;
                         for (int64_t d = 0; d < m->dqk; d++) acc += qd[d] * kr[d];
                         acc *= scale;
+                        if (m->fp8) acc *= m->dq * m->dk;
                         sc[t] = acc;
                         if (isnan(acc)) any_nan = 1;
                         else if (acc == INFINITY) any_pinf = 1;
@@ -463,12 +524,14 @@ NO_COV static void check_results(const model *m, int64_t cap, float scale, uint8
                             for (int64_t d = 0; d < m->dv; d++) o[d] += p * vr[d];
                         }
                         for (int64_t d = 0; d < m->dv; d++) o[d] /= sum;
+                        if (m->fp8)
+                            for (int64_t d = 0; d < m->dv; d++) o[d] *= m->dk;
                         want_lse = mx + log(sum);
                     }
                     const int64_t ooff = i * m->vout.stride[0] + j * m->vout.stride[1] +
                                          h * m->vout.stride[2];
                     for (int64_t d = 0; d < m->dv; d++) {
-                        const double got = half_at(m, &m->out, ooff + d);
+                        const double got = elem_at(m->ek_o, &m->out, ooff + d);
                         if (!close_enough(got, o[d], 8e-4, 2.01 / 128))
                             FAIL("out[%lld][%lld][%lld][%lld] = %.8g, reference %.8g (L=%lld "
                                  "visible=%lld)",
@@ -537,11 +600,18 @@ static void decode_input(scenario *s, reader *r)
     sh->dtype = m5 & 2 ? MLA_DTYPE_FP16 : MLA_DTYPE_BF16;
     sh->causal = (m5 >> 2) & 1;
     sh->cpu_threads = (m5 >> 3) & 3;
+    switch ((m5 >> 5) & 3) { /* dense FP8: 1 = FP8 cache, 2 = FP8 cache and q, 3 = explicit dtype */
+    case 1: sh->kv_dtype = MLA_DTYPE_FP8_E4M3; s->has_dk = 1; break;
+    case 2: sh->kv_dtype = sh->q_dtype = MLA_DTYPE_FP8_E4M3; s->has_dk = s->has_dq = 1; break;
+    case 3: sh->kv_dtype = sh->q_dtype = sh->dtype; break;
+    }
+    s->dq = s->dk = 1.0f;
     sh->page_size = PAGE_SIZES[rd8(r) % 16];
     s->num_pages = 1 + rd8(r) % 8;
     s->max_pages = 1 + rd8(r) % 4;
     const uint8_t pad = rd8(r);
     const uint8_t perm = rd8(r);
+    if ((perm & 16) && sh->kv_dtype == MLA_DTYPE_FP8_E4M3) s->has_dq = 1; /* optional for 16-bit q */
     const uint8_t sc = rd8(r);
     rng_state = rd32(r);
     s->scale = sc < 128 ? 0.0f : sc < 200 ? (float)(sc - 120) / 64.0f : SCALES[sc % 8];
@@ -586,7 +656,7 @@ static void decode_input(scenario *s, reader *r)
     int nf = 0;
     while (r->n >= 3 && nf < 8) {
         const uint8_t k = rd8(r), a = rd8(r), b = rd8(r);
-        apply_fault(s, k % 20, a, b);
+        apply_fault(s, k % 23, a, b);
         nf++;
     }
 }
@@ -611,6 +681,9 @@ static void run_one(const uint8_t *data, size_t size)
     int unsupported_ok = 0;
     m.sh = mla_decode_shape_default();
     memcpy(&m.sh, &s.shape, s.shape_size < sizeof m.sh ? s.shape_size : sizeof m.sh);
+    /* a caller of the 0.1.0 struct (before kv_dtype; its tail padding covers kv_dtype's bytes)
+     * never set kv_dtype */
+    if (s.shape_size <= (offsetof(mla_decode_shape, kv_dtype) + 7) / 8 * 8) m.sh.kv_dtype = MLA_DTYPE_INVALID;
     const mla_decode_shape *e = &m.sh;
     int size_bad = s.shape_size > sizeof(mla_decode_shape) ||
                    s.shape_size < offsetof(mla_decode_shape, h_q) + sizeof(int64_t);
@@ -623,6 +696,12 @@ static void run_one(const uint8_t *data, size_t size)
                     (e->causal != 0 && e->causal != 1) || e->cpu_threads < 0 ||
                     e->cpu_threads > 256 || s.device < MLA_DEVICE_CPU || s.null_plan_out ||
                     s.null_shape;
+    /* dense FP8: kv_dtype / q_dtype each 0 (= dtype), dtype or e4m3; an e4m3 q needs an e4m3 cache */
+    if (e->kv_dtype != MLA_DTYPE_INVALID && e->kv_dtype != e->dtype && e->kv_dtype != MLA_DTYPE_FP8_E4M3)
+        shape_bad = 1;
+    if (e->q_dtype != MLA_DTYPE_INVALID && e->q_dtype != e->dtype && e->q_dtype != MLA_DTYPE_FP8_E4M3)
+        shape_bad = 1;
+    if (e->q_dtype == MLA_DTYPE_FP8_E4M3 && e->kv_dtype != MLA_DTYPE_FP8_E4M3) shape_bad = 1;
     if (s.device >= 0) unsupported_ok = 1; /* this harness is built without CUDA */
 
     mla_decode_plan_t plan = (mla_decode_plan_t)(uintptr_t)0x1; /* must be overwritten */
@@ -651,6 +730,11 @@ static void run_one(const uint8_t *data, size_t size)
     /* ---- tensors ---------------------------------------------------------------------------- */
     m.b = e->b; m.s_q = e->s_q; m.h_q = e->h_q; m.h_kv = e->h_kv; m.dqk = e->d_qk; m.dv = e->d_v;
     m.ps = e->page_size; m.fp16 = e->dtype == MLA_DTYPE_FP16;
+    m.ek_o = ek_of(e->dtype);
+    m.ek_q = ek_of(e->q_dtype ? e->q_dtype : e->dtype);
+    m.ek_k = ek_of(e->kv_dtype ? e->kv_dtype : e->dtype);
+    m.fp8 = e->kv_dtype == MLA_DTYPE_FP8_E4M3;
+    const size_t qsz = ek_size(m.ek_q), ksz = ek_size(m.ek_k);
     view *vq = &m.vq, *vk = &m.vk, *vbt = &m.vbt, *vo = &m.vout, *vl = &m.vlse;
     *vq = (view){3, {m.b, m.s_q, m.h_q}, {s.q_stride[0], s.q_stride[1], s.q_stride[2]}, m.dqk, 0, 0, 0};
     *vk = (view){3, {s.num_pages, m.ps, m.h_kv}, {s.k_stride[0], s.k_stride[1], s.k_stride[2]}, m.dqk, 0, 0, 0};
@@ -677,9 +761,22 @@ static void run_one(const uint8_t *data, size_t size)
     const int flags_seen = eff_args >= offsetof(mla_decode_args, flags) + sizeof(uint32_t);
     const int scale_seen = eff_args >= offsetof(mla_decode_args, softmax_scale) + sizeof(float);
     if (flags_seen && (s.flags & ~(uint32_t)MLA_DECODE_REUSE_SCHEDULE)) verdict = V_FAIL;
+    /* pointers: non-NULL (cu_seqlens_q optional), aligned to their element size */
+    const size_t esz_of[P_NUM] = {qsz, ksz, 4, 4, 4, 2, 4};
     for (int p = 0; p < P_NUM; p++)
-        if (p != P_CU && (s.null_ptr[p] || s.mis[p])) verdict = V_FAIL;
+        if (p != P_CU && (s.null_ptr[p] || s.mis[p] % (int)esz_of[p])) verdict = V_FAIL;
     if (s.varlen && !s.null_ptr[P_CU] && s.mis[P_CU]) verdict = V_FAIL;
+    /* descales: only with an FP8 cache (then descale_k required, descale_q required for an
+     * FP8 q), 4-byte aligned; older callers (args_size before them) pass none */
+    const int dq_seen = eff_args >= offsetof(mla_decode_args, descale_q) + sizeof(void *);
+    const int dk_seen = eff_args >= offsetof(mla_decode_args, descale_k) + sizeof(void *);
+    const int has_dq = dq_seen && s.has_dq, has_dk = dk_seen && s.has_dk;
+    if (!m.fp8 && (has_dq || has_dk)) verdict = V_FAIL;
+    if (m.fp8 && (!has_dk || s.mis_dk % 4)) verdict = V_FAIL;
+    if (m.fp8 && m.ek_q == EK_E4M3 && !has_dq) verdict = V_FAIL;
+    if (m.fp8 && has_dq && s.mis_dq % 4) verdict = V_FAIL;
+    m.dq = has_dq ? (double)s.dq : 1.0;
+    m.dk = (double)s.dk;
     if (s.num_pages < 1 || s.max_pages < 1) verdict = V_FAIL;
     for (int t = 0; t < 5; t++) {
         int v = view_verdict(vs[t], small);
@@ -712,39 +809,42 @@ static void run_one(const uint8_t *data, size_t size)
     }
 
     /* allocate: q, k NaN-filled; bt garbage; out/lse sentinel */
-    buf_alloc(&m.q, vq, 2, s.mis[P_Q]);
-    buf_alloc(&m.k, vk, 2, s.mis[P_K]);
+    buf_alloc(&m.q, vq, qsz, s.mis[P_Q]);
+    buf_alloc(&m.k, vk, ksz, s.mis[P_K]);
     buf_alloc(&m.bt, vbt, 4, s.mis[P_BT]);
     buf_alloc(&m.out, vo, 2, s.mis[P_OUT]);
     buf_alloc(&m.lse, vl, 4, s.mis[P_LSE]);
-    const uint16_t hnan = m.fp16 ? NAN_FP16 : NAN_BF16;
-    for (size_t x = 0; x < m.q.bytes / 2; x++) memcpy(m.q.first + 2 * x, &hnan, 2);
-    for (size_t x = 0; x < m.k.bytes / 2; x++) memcpy(m.k.first + 2 * x, &hnan, 2);
+    for (size_t x = 0; x < m.q.bytes / qsz; x++) put_special(m.q.first + qsz * x, m.ek_q, 1);
+    for (size_t x = 0; x < m.k.bytes / ksz; x++) put_special(m.k.first + ksz * x, m.ek_k, 1);
     for (size_t x = 0; x < m.bt.bytes / 4; x++) {
         int32_t g = x & 1 ? 2147480000 : (int32_t)(rng_next() | 0x80000000u);
         memcpy(m.bt.first + 4 * x, &g, 4);
     }
     memset(m.out.first, 0xA5, m.out.bytes);
     memset(m.lse.first, 0x5A, m.lse.bytes);
+    /* lengths and cu_seqlens_q: built in aligned arrays (m.seq, m.cu), copied at the end into
+     * the blocks handed to the library (which may be misaligned on purpose) */
+    m.seq = (int32_t *)calloc((size_t)m.b, 4);
     m.seq_mem = (uint8_t *)malloc((size_t)m.b * 4 + (size_t)s.mis[P_SEQ]);
-    m.seq = (int32_t *)(m.seq_mem + s.mis[P_SEQ]);
-    m.cu_mem = NULL;
     m.cu = NULL;
+    m.cu_mem = NULL;
     if (s.varlen && !s.null_ptr[P_CU]) {
+        m.cu = (int32_t *)calloc((size_t)(m.b + 1), 4);
         m.cu_mem = (uint8_t *)malloc((size_t)(m.b + 1) * 4 + (size_t)s.mis[P_CU]);
-        m.cu = (int32_t *)(m.cu_mem + s.mis[P_CU]);
     }
+    /* Every value is filled whatever the verdict, so an expected failure can only come from
+     * the fault under test (never from garbage lengths). */
     int values_bad = 0;
-    if (verdict != V_FAIL) {
-        /* lengths, block table, cu: valid values, then the value faults */
+    {
         const int64_t cap = s.max_pages * m.ps;
-        int32_t *bt = (int32_t *)m.bt.base;
+        uint8_t *btb = (uint8_t *)m.bt.base;
+#define BT_SET(idx, v) do { int32_t v_ = (int32_t)(v); memcpy(btb + 4 * (idx), &v_, 4); } while (0)
         for (int64_t i = 0; i < m.b; i++) {
             int64_t L = rng_int(0, cap);
             if (rng_next() % 4 == 0) L = rng_next() & 1 ? 0 : cap;
             m.seq[i] = (int32_t)L;
             for (int64_t c = 0; c < (L + m.ps - 1) / m.ps; c++)
-                bt[i * s.bt_stride + c] = (int32_t)rng_int(0, s.num_pages - 1);
+                BT_SET(i * s.bt_stride + c, rng_int(0, s.num_pages - 1));
         }
         if (m.cu) {
             m.cu[0] = rng_next() % 4 == 0 ? 5 : 0;
@@ -756,18 +856,17 @@ static void run_one(const uint8_t *data, size_t size)
             if (s.seqlen_fault_val < 0 || s.seqlen_fault_val > cap) values_bad = 1;
             else /* a valid length: fill the block-table entries it now uses */
                 for (int64_t c = 0; c < (m.seq[i] + m.ps - 1) / m.ps; c++)
-                    bt[i * s.bt_stride + c] = (int32_t)rng_int(0, s.num_pages - 1);
+                    BT_SET(i * s.bt_stride + c, rng_int(0, s.num_pages - 1));
         }
         if (s.bt_fault) {
             const int64_t i = (s.bt_fault_sel >> 2) % m.b, c = (s.bt_fault_sel & 3) % s.max_pages;
-            bt[i * s.bt_stride + c] = s.bt_fault_val;
+            BT_SET(i * s.bt_stride + c, s.bt_fault_val);
             const int64_t L = m.seq[i];
             const int in_use = L >= 0 && L <= cap && c < (L + m.ps - 1) / m.ps;
             if (in_use && (s.bt_fault_val < 0 || s.bt_fault_val >= s.num_pages)) values_bad = 1;
         }
-        if (m.cu && s.cu_fault) {
-            m.cu[s.cu_fault_idx % (m.b + 1)] = s.cu_fault_val;
-        }
+#undef BT_SET
+        if (m.cu && s.cu_fault) m.cu[s.cu_fault_idx % (m.b + 1)] = s.cu_fault_val;
         if (m.cu)
             for (int64_t i = 0; i < m.b; i++) {
                 const int64_t d = (int64_t)m.cu[i + 1] - m.cu[i];
@@ -775,6 +874,13 @@ static void run_one(const uint8_t *data, size_t size)
             }
         for (int64_t i = 0; i < m.b && !values_bad; i++)
             if (m.seq[i] < 0 || m.seq[i] > cap) values_bad = 1;
+        /* every used entry, after all writes (rows of an overlapping block table share them) */
+        for (int64_t i = 0; i < m.b && !values_bad; i++)
+            for (int64_t c = 0; c < (m.seq[i] + m.ps - 1) / m.ps; c++) {
+                int32_t pg;
+                memcpy(&pg, btb + 4 * (i * s.bt_stride + c), 4);
+                if (pg < 0 || pg >= s.num_pages) values_bad = 1;
+            }
         /* data: q (all logical rows; rows past cu lengths stay NaN: never read), k rows in use */
         for (int64_t i = 0; i < m.b; i++) {
             const int64_t n = m.cu ? (int64_t)m.cu[i + 1] - m.cu[i] : m.s_q;
@@ -782,56 +888,61 @@ static void run_one(const uint8_t *data, size_t size)
                 for (int64_t h = 0; h < m.h_q; h++) {
                     if (j >= n && !values_bad) continue;
                     const int64_t off = i * vq->stride[0] + j * vq->stride[1] + h * vq->stride[2];
-                    for (int64_t d = 0; d < m.dqk; d++) {
-                        uint16_t v = small_half(m.fp16);
-                        memcpy((uint8_t *)m.q.base + 2 * (off + d), &v, 2);
-                    }
+                    for (int64_t d = 0; d < m.dqk; d++)
+                        put_small((uint8_t *)m.q.base + (int64_t)qsz * (off + d), m.ek_q);
                 }
         }
         if (!values_bad)
             for (int64_t i = 0; i < m.b; i++)
                 for (int64_t t = 0; t < m.seq[i]; t++) {
-                    const int64_t page = bt[i * s.bt_stride + t / m.ps];
+                    int32_t page;
+                    memcpy(&page, btb + 4 * (i * s.bt_stride + t / m.ps), 4);
                     for (int64_t g = 0; g < m.h_kv; g++) {
                         const int64_t off = page * vk->stride[0] + (t % m.ps) * vk->stride[1] +
                                             g * vk->stride[2];
-                        for (int64_t d = 0; d < m.dqk; d++) {
-                            uint16_t v = small_half(m.fp16);
-                            memcpy((uint8_t *)m.k.base + 2 * (off + d), &v, 2);
-                        }
+                        for (int64_t d = 0; d < m.dqk; d++)
+                            put_small((uint8_t *)m.k.base + (int64_t)ksz * (off + d), m.ek_k);
                     }
                 }
         if (!values_bad && s.q_special) {
             const uint8_t q = s.q_special_sel;
             const int64_t i = q % m.b, j = (q >> 2) % m.s_q, h = (q >> 4) % m.h_q;
             const int64_t d = (int64_t)(rng_next() % (uint64_t)m.dqk);
-            const uint16_t v = s.q_special == 1 ? (m.fp16 ? NAN_FP16 : NAN_BF16)
-                             : s.q_special == 2 ? (m.fp16 ? PINF_FP16 : PINF_BF16)
-                                                : (m.fp16 ? NINF_FP16 : NINF_BF16);
             const int64_t off = i * vq->stride[0] + j * vq->stride[1] + h * vq->stride[2] + d;
-            memcpy((uint8_t *)m.q.base + 2 * off, &v, 2);
+            put_special((uint8_t *)m.q.base + (int64_t)qsz * off, m.ek_q, s.q_special);
         }
         if (!values_bad && s.k_special) {
             const int64_t i = s.k_special_sel % m.b;
             if (m.seq[i] > 0) {
                 const int64_t t = (int64_t)(rng_next() % (uint64_t)m.seq[i]);
                 const int64_t g = (s.k_special_sel >> 2) % m.h_kv;
-                const int64_t page = bt[i * s.bt_stride + t / m.ps];
+                int32_t page;
+                memcpy(&page, btb + 4 * (i * s.bt_stride + t / m.ps), 4);
                 const int64_t off = page * vk->stride[0] + (t % m.ps) * vk->stride[1] +
                                     g * vk->stride[2] + (int64_t)(rng_next() % (uint64_t)m.dqk);
-                memcpy((uint8_t *)m.k.base + 2 * off, &hnan, 2);
+                put_special((uint8_t *)m.k.base + (int64_t)ksz * off, m.ek_k, 1);
             }
         }
     }
+    memcpy(m.seq_mem + s.mis[P_SEQ], m.seq, (size_t)m.b * 4);
+    if (m.cu) memcpy(m.cu_mem + s.mis[P_CU], m.cu, (size_t)(m.b + 1) * 4);
     if (values_bad) verdict = V_FAIL;
+    /* descales: float32 [1] blocks (misaligned on request) */
+    uint8_t dq_mem[8], dk_mem[8];
+    {
+        const float dq = s.dq, dk = s.dk;
+        memcpy(dq_mem + s.mis_dq, &dq, 4);
+        memcpy(dk_mem + s.mis_dk, &dk, 4);
+    }
     if (getenv("MLA_FUZZ_VERBOSE")) {
-        fprintf(stderr, "fuzz_decode: b=%lld s_q=%lld h_q=%lld h_kv=%lld d_qk=%lld page=%lld %s%s "
-                "num_pages=%lld max_pages=%lld varlen=%d verdict=%d seqlens:",
+        fprintf(stderr, "fuzz_decode: b=%lld s_q=%lld h_q=%lld h_kv=%lld d_qk=%lld page=%lld out %s "
+                "q/k kinds %d/%d%s num_pages=%lld max_pages=%lld varlen=%d dq=%g(%d) dk=%g(%d) "
+                "verdict=%d seqlens:",
                 (long long)m.b, (long long)m.s_q, (long long)m.h_q, (long long)m.h_kv,
-                (long long)m.dqk, (long long)m.ps, m.fp16 ? "fp16" : "bf16",
+                (long long)m.dqk, (long long)m.ps, m.fp16 ? "fp16" : "bf16", m.ek_q, m.ek_k,
                 e->causal ? " causal" : "", (long long)s.num_pages, (long long)s.max_pages,
-                m.cu != NULL, verdict);
-        for (int64_t i = 0; i < m.b && verdict != V_FAIL; i++) fprintf(stderr, " %d", m.seq[i]);
+                m.cu != NULL, (double)s.dq, has_dq, (double)s.dk, has_dk, verdict);
+        for (int64_t i = 0; i < m.b; i++) fprintf(stderr, " %d", m.seq[i]);
         fprintf(stderr, "\n");
     }
 
@@ -839,8 +950,8 @@ static void run_one(const uint8_t *data, size_t size)
     a.q = s.null_ptr[P_Q] ? NULL : m.q.base;
     a.k_cache = s.null_ptr[P_K] ? NULL : m.k.base;
     a.block_table = s.null_ptr[P_BT] ? NULL : (const int32_t *)m.bt.base;
-    a.cache_seqlens = s.null_ptr[P_SEQ] ? NULL : m.seq;
-    a.cu_seqlens_q = m.cu;
+    a.cache_seqlens = s.null_ptr[P_SEQ] ? NULL : (const int32_t *)(m.seq_mem + s.mis[P_SEQ]);
+    a.cu_seqlens_q = m.cu ? (const int32_t *)(m.cu_mem + s.mis[P_CU]) : NULL;
     a.out = s.null_ptr[P_OUT] ? NULL : m.out.base;
     a.lse = s.null_ptr[P_LSE] ? NULL : (float *)m.lse.base;
     a.num_pages = s.num_pages;
@@ -852,6 +963,8 @@ static void run_one(const uint8_t *data, size_t size)
     memcpy(a.lse_stride, s.lse_stride, sizeof a.lse_stride);
     a.softmax_scale = s.scale;
     a.flags = s.flags;
+    a.descale_q = s.has_dq ? (const float *)(dq_mem + s.mis_dq) : NULL;
+    a.descale_k = s.has_dk ? (const float *)(dk_mem + s.mis_dk) : NULL;
     a.struct_size = s.args_size;
     size_t args_alloc = s.args_size < sizeof(size_t) ? sizeof(size_t)
                       : s.args_size > sizeof a + 8 ? sizeof a + 8 : s.args_size;
@@ -872,7 +985,7 @@ static void run_one(const uint8_t *data, size_t size)
     memset(wsbuf, 0x3c, sizeof wsbuf);
 
     struct CUstream_st *stream = s.stream_bad ? (struct CUstream_st *)(uintptr_t)0x40 : NULL;
-    st = mla_decode_schedule(plan, m.seq, ws, wsb, stream); /* no-op on the CPU */
+    st = mla_decode_schedule(plan, a.cache_seqlens, ws, wsb, stream); /* no-op on the CPU */
     if (s.stream_bad) expect_failure(st, "mla_decode_schedule (non-NULL stream)", 0);
     else if (st != MLA_OK) FAIL("mla_decode_schedule on a CPU plan: %s", mla_status_string(st));
 
@@ -921,7 +1034,7 @@ static void run_one(const uint8_t *data, size_t size)
     }
     free(args_mem);
     free(m.q.mem); free(m.k.mem); free(m.bt.mem); free(m.out.mem); free(m.lse.mem);
-    free(m.seq_mem); free(m.cu_mem);
+    free(m.seq_mem); free(m.cu_mem); free(m.seq); free(m.cu);
     if (mla_decode_plan_destroy(plan) != MLA_OK) FAIL("destroy");
 }
 

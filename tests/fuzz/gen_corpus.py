@@ -14,14 +14,17 @@ import sys
 
 # fault kinds
 SHAPE_FIELD, SHAPE_SIZE, ARGS_SIZE, NULLP, MISALIGN, STRIDE, NUM_PAGES, MAX_PAGES, SEQLEN, \
-    BT_VALUE, CU, SCALE, FLAGS, STREAM, WORKSPACE, Q_SPECIAL, K_SPECIAL, DEVICE, VARLEN, TWICE = range(20)
+    BT_VALUE, CU, SCALE, FLAGS, STREAM, WORKSPACE, Q_SPECIAL, K_SPECIAL, DEVICE, VARLEN, TWICE, \
+    DESCALE_VALUE, DESCALE_PTR, FP8_DTYPE_FIELD = range(23)
+FP8_KV, FP8_KV_Q, EXPLICIT_DTYPES = 0x20, 0x40, 0x60   # header "bits" values (dense FP8)
 P_Q, P_K, P_BT, P_SEQ, P_CU, P_OUT, P_LSE = range(7)
 
 
 def header(mode=0, b=1, s_q=0, h_kv=0, group=0, bits=0, ps=7, num_pages=3, max_pages=3,
            pad=0, perm=0, scale=0, seed=1):
     """b: b-1; s_q: s_q-1; h_kv: h_kv-1; group: h_q/h_kv-1; bits: 1 d512, 2 fp16, 4 causal,
-    8/16 cpu_threads; ps: index into PAGE_SIZES (7 = 16)."""
+    8/16 cpu_threads, 0x20 FP8 cache, 0x40 FP8 cache + FP8 q, 0x60 explicit kv/q dtypes;
+    ps: index into PAGE_SIZES (7 = 16); perm: 1/2/4/8 layouts, 16 descale_q with a 16-bit q."""
     return bytes([mode, b, s_q, h_kv, group, bits, ps, num_pages, max_pages, pad, perm, scale]) + \
         struct.pack("<I", seed)
 
@@ -103,6 +106,26 @@ SEEDS = {
     "q_ninf": header(b=1, s_q=1, group=1) + faults((Q_SPECIAL, 17, 2)),
     "k_nan_in_use": header(b=1, s_q=1, group=1, bits=4) + faults((K_SPECIAL, 1, 0)),
     "two_faults": header(b=2) + faults((SEQLEN, 1, 0), (STRIDE, 4, 1)),
+    "misaligned_q_by_2_is_aligned": header() + faults((MISALIGN, P_Q, 1)),
+    # dense FP8 (vLLM's flash_mla_with_kvcache_fp8): e4m3 cache, optional e4m3 q, descales
+    "fp8_kv": header(b=2, s_q=1, group=1, bits=FP8_KV | 4, seed=21),
+    "fp8_kv_q": header(b=2, s_q=1, group=1, bits=FP8_KV_Q | 4, seed=22),
+    "fp8_kv_fp16_out_dq": header(b=1, group=2, bits=FP8_KV | 2, perm=16, seed=23),
+    "fp8_descales": header(b=1, group=1, bits=FP8_KV_Q, seed=24) + faults((DESCALE_VALUE, 1, 1), (DESCALE_VALUE, 0, 2)),
+    "fp8_descale_k_nan": header(b=1, bits=FP8_KV_Q, seed=25) + faults((DESCALE_VALUE, 0, 5)),
+    "fp8_descale_k_zero": header(b=1, bits=FP8_KV, seed=26) + faults((DESCALE_VALUE, 0, 6)),
+    "fp8_descale_k_negative": header(b=1, bits=FP8_KV, seed=27) + faults((DESCALE_VALUE, 0, 7)),
+    "fp8_missing_descale_k": header(bits=FP8_KV) + faults((DESCALE_PTR, 1, 0)),
+    "fp8_missing_descale_q": header(bits=FP8_KV_Q) + faults((DESCALE_PTR, 0, 0)),
+    "fp8_misaligned_descale_k": header(bits=FP8_KV) + faults((DESCALE_PTR, 3, 0)),
+    "descales_without_fp8": header() + faults((DESCALE_PTR, 4, 0)),
+    "fp8_q_without_fp8_kv": header() + faults((FP8_DTYPE_FIELD, 1, 5)),
+    "kv_dtype_fp32": header() + faults((FP8_DTYPE_FIELD, 0, 3)),
+    "explicit_dtypes": header(b=1, bits=EXPLICIT_DTYPES | 2, seed=28),
+    "fp8_misaligned_k_by_1_is_aligned": header(bits=FP8_KV, seed=29) + faults((MISALIGN, P_K, 0)),
+    "fp8_q_nan_code": header(b=1, group=1, bits=FP8_KV_Q) + faults((Q_SPECIAL, 1, 0)),
+    "fp8_k_nan_code": header(b=1, group=1, bits=FP8_KV | 4) + faults((K_SPECIAL, 1, 0)),
+    "shape_size_v1": header(bits=FP8_KV) + faults((SHAPE_SIZE, 0, 8)),
 }
 
 
