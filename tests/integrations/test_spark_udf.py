@@ -78,3 +78,67 @@ def test_cli_help():
                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--gpus-per-task" in r.stdout
+
+
+GPU_SCHED_SCRIPT = r'''
+import json, os, sys, time
+from pyspark.sql import SparkSession
+from pyspark.sql.functions import pandas_udf
+import pandas as pd
+repo, disc = sys.argv[1], sys.argv[2]
+spark = (SparkSession.builder.master("local-cluster[1,2,1024]").appName("mla-gpu-sched")
+         .config("spark.ui.enabled", "false")
+         .config("spark.worker.resource.gpu.amount", "2")
+         .config("spark.worker.resource.gpu.discoveryScript", disc)
+         .config("spark.executor.resource.gpu.amount", "2")
+         .config("spark.executor.resource.gpu.discoveryScript", disc)
+         .config("spark.task.resource.gpu.amount", "1")
+         .getOrCreate())
+
+device_py = os.path.join(repo, "integrations", "mlflow_mla", "device.py")
+
+
+@pandas_udf("string")
+def where(s: pd.Series) -> pd.Series:
+    import importlib.util, os, time
+    spec = importlib.util.spec_from_file_location("mla_device", device_py)
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    t0 = time.time()
+    d = dev.select_device()          # what the pyfunc model does for every batch
+    time.sleep(1.5)
+    return pd.Series([json.dumps([d, os.getpid(), t0, time.time()])] * len(s))
+
+rows = spark.range(0, 12, numPartitions=6).select(where("id").alias("w")).distinct().collect()
+for r in rows:
+    print("ROW " + r.w, flush=True)
+spark.stop()
+'''
+
+
+def test_one_gpu_per_task_under_spark_gpu_scheduling(tmp_path):
+    """Real Spark GPU scheduling (standalone local-cluster, 2 GPUs from a discovery script, one GPU per
+    task): the device the model would pick inside each task is the task's own GPU, and tasks running at
+    the same time never share one. (The GPUs are addresses only: nothing runs on them here.)"""
+    import json
+    import subprocess
+    script = tmp_path / "sched.py"
+    script.write_text(GPU_SCHED_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    disc = os.path.join(repo, "integrations", "spark", "gpu_discovery_fake.sh")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLA_DEVICE", "MLA_GPU_PER_WORKER")}
+    env["PYSPARK_PYTHON"] = sys.executable
+    r = subprocess.run([sys.executable, str(script), repo, disc], env=env, capture_output=True, text=True,
+                       timeout=400)
+    assert r.returncode == 0, r.stderr[-4000:]
+    recs = [json.loads(line[4:]) for line in r.stdout.splitlines() if line.startswith("ROW ")]
+    assert len(recs) == 6
+    devices = {d for d, _, _, _ in recs}
+    assert devices == {"cuda:0", "cuda:1"}
+    overlapping = 0
+    for i, (d1, _, a1, b1) in enumerate(recs):
+        for d2, _, a2, b2 in recs[i + 1:]:
+            if a1 < b2 and a2 < b1:          # ran at the same time
+                overlapping += 1
+                assert d1 != d2
+    assert overlapping >= 1, recs            # two tasks did run side by side
