@@ -85,7 +85,8 @@ MLA_API const char *mla_last_error(void);
 /* MLA_VERSION_CODE of the library actually loaded. */
 MLA_API int mla_version(void);
 
-/* 1 if this build contains CUDA kernels, else 0. */
+/* 1 if this build contains CUDA kernels AND the CUDA runtime sees at least one device; 0 if the
+ * library was built without CUDA kernels or no usable GPU (driver, device) is present. */
 MLA_API int mla_has_cuda(void);
 
 /* ---------------------------------------------------------------------------------------- */

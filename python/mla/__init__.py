@@ -41,7 +41,7 @@ def version_string():
 
 
 def has_cuda():
-    """True if the loaded library was built with CUDA kernels."""
+    """True if the loaded library has CUDA kernels and a CUDA GPU is visible."""
     return bool(_lib.lib().mla_has_cuda())
 
 
