@@ -64,11 +64,13 @@ build() { # build <dir> <cflags> <make targets...>
     fi
 }
 
-fuzz_replay() { # fuzz_replay <dir> <cflags>: the fuzz harness as a plain program over the corpus
-    local dir=$1 flags=$2
-    # shellcheck disable=SC2086
-    $CC $flags -std=c11 -D_GNU_SOURCE -pthread -Iinclude -DMLA_FUZZ_STANDALONE \
-        tests/fuzz/fuzz_decode.c "$dir/libmla.a" -lm -o "$dir/fuzz_replay"
+fuzz_replay() { # fuzz_replay <dir> <cflags>: the fuzz harnesses as plain programs (corpus replay)
+    local dir=$1 flags=$2 h
+    for h in fuzz_decode fuzz_sparse; do
+        # shellcheck disable=SC2086
+        $CC $flags -std=c11 -D_GNU_SOURCE -pthread -Iinclude -DMLA_FUZZ_STANDALONE \
+            "tests/fuzz/$h.c" "$dir/libmla.a" -lm -o "$dir/${h}_replay" || return 1
+    done
 }
 
 if [ "$what" = asan ] || [ "$what" = all ]; then
@@ -93,7 +95,8 @@ if [ "$what" = asan ] || [ "$what" = all ]; then
             fi
         done
         if fuzz_replay build-asan "$flags"; then
-            run "asan fuzz corpus replay" build-asan/fuzz_replay tests/fuzz/corpus
+            run "asan fuzz corpus replay (dense)" build-asan/fuzz_decode_replay tests/fuzz/corpus
+            run "asan fuzz corpus replay (sparse)" build-asan/fuzz_sparse_replay tests/fuzz/corpus_sparse
         else
             failed=$((failed + 1)); failures="$failures asan-fuzz-build"
         fi
@@ -121,7 +124,8 @@ if [ "$what" = valgrind ] || [ "$what" = all ]; then
         [ -x build-vg/test_fp8 ] && run "valgrind test_fp8" $vg build-vg/test_fp8
         run "valgrind test_threads (quick)" env MLA_TEST_QUICK=1 $vg build-vg/test_threads
         if fuzz_replay build-vg "-O1 -g"; then
-            run "valgrind fuzz corpus replay" $vg build-vg/fuzz_replay tests/fuzz/corpus
+            run "valgrind fuzz corpus replay (dense)" $vg build-vg/fuzz_decode_replay tests/fuzz/corpus
+            run "valgrind fuzz corpus replay (sparse)" $vg build-vg/fuzz_sparse_replay tests/fuzz/corpus_sparse
         fi
     fi
 fi

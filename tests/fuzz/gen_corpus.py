@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of tests/fuzz/fuzz_decode.c into tests/fuzz/corpus/.
+"""Writes the seed corpora of tests/fuzz/: fuzz_decode.c -> corpus/, fuzz_sparse.c ->
+corpus_sparse/.
 
 Input format (see decode_input / apply_fault in fuzz_decode.c):
   16-byte header: mode, b, s_q, h_kv, group, bits, page_size_sel, num_pages, max_pages,
@@ -129,15 +130,64 @@ SEEDS = {
 }
 
 
-def main():
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+# ---- fuzz_sparse.c (sparse prefill): 13-byte header (mode, s_q, s_kv, h_kv, group, bits, topk,
+# pad, scale, seed u32) + faults (kind % 14, a, b) -------------------------------------------------
+SP_FIELD, SP_SIZE, SP_NULL, SP_MISALIGN, SP_STRIDE, SP_INDEX, SP_TOPK_LEN, SP_SINK, SP_SCALE, \
+    SP_DEVICE, SP_STREAM, SP_WORKSPACE, SP_TL_TOGGLE, SP_SINK_TOGGLE = range(14)
+
+
+def sp_header(tl=0, sink=0, s_q=1, s_kv=20, h_kv=0, group=1, bits=0, topk=4, pad=0, scale=0, seed=1):
+    """s_q: s_q-1; s_kv: s_kv-1; h_kv: h_kv-1; group: h_q/h_kv-1; bits: 1 d512, 2/4 cpu_threads;
+    topk: topk-1; pad: 1/2/4/8/16/64 paddings, 32 transposed lse; scale < 128: d_qk^-0.5."""
+    return bytes([2 * tl + 4 * sink, s_q, s_kv, h_kv, group, bits, topk, pad, scale]) + \
+        struct.pack("<I", seed)
+
+
+def sp_faults(*fs):
+    return b"".join(bytes([k, a & 255, b & 255]) for k, a, b in fs)
+
+
+SPARSE_SEEDS = {
+    "prefill_valid": sp_header(),
+    "prefill_valid_all": sp_header(tl=1, sink=1, s_q=3, s_kv=40, h_kv=1, group=2, topk=7, pad=0x7f, seed=5),
+    "prefill_d512": sp_header(bits=1, s_kv=9, topk=7, seed=6),
+    "prefill_skv1": sp_header(s_kv=0, topk=0, seed=7),
+    "prefill_garbage_index": sp_header(s_kv=10) + sp_faults((SP_INDEX, 0, 1), (SP_INDEX, 16, 2)),
+    "prefill_index_eq_skv": sp_header(s_kv=10) + sp_faults((SP_INDEX, 0, 130)),
+    "prefill_topk_length_neg_huge": sp_header(tl=1, s_q=2) + sp_faults((SP_TOPK_LEN, 0, 0), (SP_TOPK_LEN, 1, 5)),
+    "prefill_sink_nan": sp_header(sink=1, group=1) + sp_faults((SP_SINK, 0, 3)),
+    "prefill_sink_pinf": sp_header(sink=1, group=1) + sp_faults((SP_SINK, 1, 4)),
+    "prefill_sink_ninf": sp_header(sink=1) + sp_faults((SP_SINK, 0, 5)),
+    "prefill_scale_zero": sp_header() + sp_faults((SP_SCALE, 0, 0)),
+    "prefill_scale_nan": sp_header() + sp_faults((SP_SCALE, 0, 2)),
+    "prefill_hq_not_divisible": sp_header(h_kv=1, group=0) + sp_faults((SP_FIELD, 2, 7)),
+    "prefill_dqk_bad": sp_header() + sp_faults((SP_FIELD, 4, 9)),
+    "prefill_size_small": sp_header() + sp_faults((SP_SIZE, 0, 3)),
+    "prefill_size_newer": sp_header() + sp_faults((SP_SIZE, 0, 4)),
+    "prefill_null_kv": sp_header() + sp_faults((SP_NULL, 1, 0)),
+    "prefill_null_args": sp_header() + sp_faults((SP_NULL, 8, 0)),
+    "prefill_misaligned_sink": sp_header(sink=1) + sp_faults((SP_MISALIGN, 4, 1)),
+    "prefill_out_overlap": sp_header(group=2) + sp_faults((SP_STRIDE, 7, 7 + 8 * 8)),
+    "prefill_kv_stride_huge": sp_header(s_kv=5) + sp_faults((SP_STRIDE, 2, 6)),
+    "prefill_gpu_device": sp_header() + sp_faults((SP_DEVICE, 1, 0)),
+    "prefill_stream": sp_header() + sp_faults((SP_STREAM, 0, 0)),
+}
+
+
+def write(dirname, seeds):
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), dirname)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         os.remove(os.path.join(out, f))
-    for name, data in sorted(SEEDS.items()):
+    for name, data in sorted(seeds.items()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
-    print(f"wrote {len(SEEDS)} seeds to {out}", file=sys.stderr)
+    print(f"wrote {len(seeds)} seeds to {out}", file=sys.stderr)
+
+
+def main():
+    write("corpus", SEEDS)
+    write("corpus_sparse", SPARSE_SEEDS)
 
 
 if __name__ == "__main__":
