@@ -42,7 +42,7 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 
 LIB_LDFLAGS := -shared -Wl,-soname,libmla.so.$(shell sed -n 's/^\#define MLA_VERSION_MAJOR \([0-9]*\)/\1/p' include/mla.h) \
-               -static-libgcc -static-libstdc++
+               -static-libstdc++
 
 .PHONY: all lib tests bench test test-c test-py test-gpu sass clean
 all: lib tests $(BUILD)/mla-bench

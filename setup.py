@@ -91,6 +91,12 @@ if bdist_wheel is not None:
 
         def get_tag(self):
             _, _, plat = super().get_tag()
+            # The library needs glibc >= 2.34 and only libc/libm/libgcc_s/ld-linux (measured by
+            # tools/check_wheel.py, docs/deploy.md), so it is a manylinux_2_34 wheel; PyPI refuses
+            # plain linux_* tags. MLA_WHEEL_PLAT overrides (e.g. for a build on an older glibc).
+            plat = os.environ.get("MLA_WHEEL_PLAT") or plat
+            if plat in ("linux_x86_64", "linux_aarch64"):
+                plat = "manylinux_2_34_" + plat[len("linux_"):]
             return "py3", "none", plat
 
     cmdclass["bdist_wheel"] = BdistWheelPy3None

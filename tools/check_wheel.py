@@ -6,7 +6,7 @@ For every shared library given (or found inside a given .whl) this reads, with b
 * ``readelf -d``  NEEDED entries: only the C library family is allowed (libc, libm, libpthread,
   libdl, librt, ld-linux). In particular no ``libcudart.so*`` (the CUDA runtime must be linked
   statically: the user needs the driver only, no toolkit) and no ``libcuda.so*`` (static cudart
-  dlopens the driver), no libstdc++/libgcc_s (linked statically);
+  dlopens the driver), no libstdc++ (linked statically; libgcc_s.so.1, present on every glibc system, is allowed);
 * ``objdump -T``  the symbol versions referenced by undefined symbols: the highest ``GLIBC_x.y``
   is the glibc floor (checked against ``--max-glibc``); ``GLIBCXX_``/``CXXABI_`` must be absent;
 * the CUDA part, when there is one (``.nv_fatbin`` section): the CUDA release that built it (from
