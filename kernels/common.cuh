@@ -95,13 +95,18 @@ static __device__ __forceinline__ int req_prepare(const mla_dec_params *p, int r
 
 /* Global address of the K row of token `tok` of request r, head kvh, or NULL when the token does
  * not exist or its page id is outside [0, num_pages). Reads block_table only for tok < L. */
-static __device__ __forceinline__ const char *k_row_ptr(const mla_dec_params *p, int r, int kvh, long long tok, int L) {
+/* es: bytes per cache element (2; 1 for an FP8 cache). */
+static __device__ __forceinline__ const char *k_row_ptr_es(const mla_dec_params *p, int r, int kvh, long long tok, int L,
+                                                           const int es) {
     if (tok >= L) return 0;
     long long pidx = tok / p->page_size;
     long long prow = tok - pidx * p->page_size;
     int pid = p->block_table[(long long)r * p->bt_stride + pidx];
     if (pid < 0 || (long long)pid >= p->num_pages) return 0;
-    return (const char *)p->k + ((long long)pid * p->k_s0 + prow * p->k_s1 + (long long)kvh * p->k_s2) * 2;
+    return (const char *)p->k + ((long long)pid * p->k_s0 + prow * p->k_s1 + (long long)kvh * p->k_s2) * es;
+}
+static __device__ __forceinline__ const char *k_row_ptr(const mla_dec_params *p, int r, int kvh, long long tok, int L) {
+    return k_row_ptr_es(p, r, kvh, tok, L, 2);
 }
 
 /* Writes two adjacent output columns of query row (r, j, head): to out (unsplit, slot < 0) or to

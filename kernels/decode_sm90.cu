@@ -128,8 +128,90 @@ static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z
     }
 }
 
+/* ---- dense FP8 (e4m3) cache: K rows (and an FP8 q) go global -> registers -> 16-bit SW128 tile.
+ * Thread (row = tid / 4, sub = tid % 4) holds codes [16 sub + 64 i, +16) of its row in kr[i]
+ * (i < DQK / 64); they become 16-bit chunks 2 sub and 2 sub + 1 of 64-column block i. Every e4m3
+ * value is exact in fp16 and bf16 (cvt e4m3x2 -> f16x2; bf16 through f32), NaN codes stay NaN. */
+static __device__ __forceinline__ uint4 f8_ldg16(const char *src) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(src));
+    return v;
+}
+/* codes of one row into kr (src NULL: zeros; nothing is read) */
+static __device__ __forceinline__ void f8_get(const char *src, uint4 *kr, const int NU) {
+    const int sub = threadIdx.x & 3;
+#pragma unroll
+    for (int i = 0; i < NU; i++) kr[i] = make_uint4(0, 0, 0, 0);
+    if (src) {
+#pragma unroll
+        for (int i = 0; i < NU; i++) kr[i] = f8_ldg16(src + 16 * sub + 64 * i);
+    }
+}
+static __device__ __forceinline__ uint32_t f16x2_to_bf16x2(uint32_t h) {
+    uint32_t b;
+    asm("{\n.reg .b16 lo, hi;\n.reg .f32 flo, fhi;\nmov.b32 {lo, hi}, %1;\ncvt.f32.f16 flo, lo;\n"
+        "cvt.f32.f16 fhi, hi;\ncvt.rn.bf16x2.f32 %0, fhi, flo;\n}\n"
+        : "=r"(b)
+        : "r"(h));
+    return b;
+}
+/* 4 codes (byte k = element k) -> 2 x (16-bit pair, element 2k in the low half) */
+static __device__ __forceinline__ void f8x4_cvt(uint32_t w, uint32_t *d0, uint32_t *d1, const int F16) {
+    uint32_t h0, h1;
+    asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %2;\ncvt.rn.f16x2.e4m3x2 %0, lo;\ncvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
+        : "=r"(h0), "=r"(h1)
+        : "r"(w));
+    if (!F16) {
+        h0 = f16x2_to_bf16x2(h0);
+        h1 = f16x2_to_bf16x2(h1);
+    }
+    *d0 = h0;
+    *d1 = h1;
+}
+/* kr -> row `row` of the SW128 tile (ordinary st.shared: fence.proxy.async before wgmma reads) */
+static __device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+static __device__ __forceinline__ void f8_put(uint32_t tile, const uint4 *kr, const int NU, const int F16) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
+    const uint32_t base = tile + row * 128;
+    const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
+#pragma unroll
+    for (int i = 0; i < NU; i++) {
+        uint4 a, b;
+        f8x4_cvt(kr[i].x, &a.x, &a.y, F16);
+        f8x4_cvt(kr[i].y, &a.z, &a.w, F16);
+        f8x4_cvt(kr[i].z, &b.x, &b.y, F16);
+        f8x4_cvt(kr[i].w, &b.z, &b.w, F16);
+        sts128(base + i * 8192 + c0, a);
+        sts128(base + i * 8192 + c1, b);
+    }
+}
+/* issues the loads of FP8 K tile t into kr and records which rows are real keys */
+static __device__ __forceinline__ void f8_issue_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint4 *kr,
+                                                  unsigned char *kvalid, const int NU) {
+    const int row = threadIdx.x >> 2;
+    const char *src = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + row, L, 1);
+    if ((threadIdx.x & 3) == 0) kvalid[row] = src != 0;
+    f8_get(src, kr, NU);
+}
+/* L2 prefetch of FP8 K tile t: every 128-byte line of each row (points 0, 128, .., 512, DQK-1) */
+static __device__ __forceinline__ void f8_prefetch_k(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                     const int DQK) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    const char *src = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + row, L, 1);
+    if (src) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * sub));
+        if (sub == 1) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + DQK - 1));
+        if (sub == 0 && DQK > 512) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 512));
+    }
+}
+
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
-                                                 const int F16, const int TMA) {
+                                                 const int F16, const int TMA, const int FP8) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
@@ -145,7 +227,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
     const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
     const int hg = p->hg;
-    const float scale = p->scale_log2;
+    float scale = p->scale_log2, dk = 1.f;
+    if (FP8) { /* per-tensor descales, read on the device (graph replays see new values) */
+        dk = p->descale_k ? __ldg(p->descale_k) : 1.f;
+        const float dq = p->descale_q ? __ldg(p->descale_q) : 1.f;
+        scale *= dq * dk;
+    }
+    const int NU = DQK / 64; /* FP8: 16-code groups per thread and row */
+    uint4 kr[9];
     const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
 
     const mla_part_begin pb = p->part_begin[part];
@@ -171,7 +260,16 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
         float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
         if (w.tb < w.te) {
-            {
+            if (FP8 && p->q_fp8) { /* e4m3 q -> 16-bit once per request */
+                const int row = tid >> 2;
+                const char *src = 0;
+                if (row < w.nvalid) {
+                    const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+                    src = (const char *)p->q + ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2);
+                }
+                f8_get(src, kr, NU);
+                f8_put(uQ, kr, NU, F16);
+            } else {
                 const int row = tid >> 2, sub = tid & 3;
                 const char *src = (const char *)p->q;
                 if (row < w.nvalid) {
@@ -184,6 +282,9 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 const int st = nload & 1;
                 sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
                 nload++;
+            } else if (FP8) {
+                f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
+                f8_put(uK0, kr, NU, F16);
             } else {
                 sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
             }
@@ -202,6 +303,12 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     mbar_wait(buf ? bar1 : bar0, (ncons >> 1) & 1);
                     ncons++;
                     if ((t + 1) * MLA_BN > w.L) sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
+                } else if (FP8) {
+                    /* tile t + 1 into registers now (stored into the free stage during the PV
+                     * wgmma below), tile t + 2 into L2 */
+                    if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
+                    if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
+                    cp_async_wait0(); /* 16-bit Q (first tile of the request) */
                 } else if (t + 1 < w.te) {
                     sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
                     cp_async_commit();
@@ -294,6 +401,9 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
                 }
                 wg_commit();
+                /* FP8: the other stage is free (its last wgmma finished before the barrier that
+                 * ended the previous tile); the loads issued at the top of this tile land there */
+                if (FP8 && t + 1 < w.te) f8_put(buf ? uK0 : uK1, kr, NU, F16);
                 wg_wait0();
                 pin128(o);
                 __syncthreads(); /* K stage, P fragments and alpha free */
@@ -307,8 +417,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
             if ((lane & 3) == 0) {
-                sInv[r0] = l0 > 0.f ? 1.f / l0 : 0.f;
-                sInv[r1] = l1 > 0.f ? 1.f / l1 : 0.f;
+                sInv[r0] = l0 > 0.f ? (FP8 ? dk / l0 : 1.f / l0) : 0.f; /* FP8: out = P V * descale_k */
+                sInv[r1] = l1 > 0.f ? (FP8 ? dk / l1 : 1.f / l1) : 0.f;
                 sLse[r0] = l0 > 0.f ? m0 + log2f(l0) : -INFINITY;
                 sLse[r1] = l1 > 0.f ? m1 + log2f(l1) : -INFINITY;
             }
@@ -336,49 +446,69 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 0, 0);
+    sm90_body(&p, 0, 576, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 0, 0);
+    sm90_body(&p, 0, 512, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 1, 0);
+    sm90_body(&p, 0, 576, 1, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 1, 0);
+    sm90_body(&p, 0, 512, 1, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_bf16_576(const __grid_constant__ mla_dec_params p,
                                                                  const __grid_constant__ CUtensorMap tm) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, &tm, 576, 0, 1);
+    sm90_body(&p, &tm, 576, 0, 1, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_bf16_512(const __grid_constant__ mla_dec_params p,
                                                                  const __grid_constant__ CUtensorMap tm) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, &tm, 512, 0, 1);
+    sm90_body(&p, &tm, 512, 0, 1, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_fp16_576(const __grid_constant__ mla_dec_params p,
                                                                  const __grid_constant__ CUtensorMap tm) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, &tm, 576, 1, 1);
+    sm90_body(&p, &tm, 576, 1, 1, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90tma_fp16_512(const __grid_constant__ mla_dec_params p,
                                                                  const __grid_constant__ CUtensorMap tm) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, &tm, 512, 1, 1);
+    sm90_body(&p, &tm, 512, 1, 1, 0);
 #endif
 }
+#define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
+        MLA_SM90_FP8_BODY(DQK, F16)                                                                       \
+    }
+#if MLA_HAVE_SM90A
+#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 1);
+#else
+#define MLA_SM90_FP8_BODY(DQK, F16)
+#endif
+/* dense FP8 e4m3 cache; the MMA and out dtype is bf16/fp16 (shape.dtype); q 16-bit or e4m3 */
+MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_bf16_576, 576, 0)
+MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_bf16_512, 512, 0)
+MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_576, 576, 1)
+MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_512, 512, 1)
+
+/* variant: 0 cp.async, 1 TMA, 2 FP8 cache */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
+    if (tma == 2) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90f8_fp16_576 : (const void *)mla_decode_sm90f8_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90f8_fp16_512 : (const void *)mla_decode_sm90f8_bf16_512;
+    }
     if (tma) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90tma_fp16_576 : (const void *)mla_decode_sm90tma_bf16_576;
         return f16 ? (const void *)mla_decode_sm90tma_fp16_512 : (const void *)mla_decode_sm90tma_bf16_512;

@@ -23,6 +23,7 @@ extern "C" {
 #define MLA_KERNEL_MMA_1STAGE 2 /* mma.sync m16n8k16, 1 K stage  (~154 KB smem: A100)                      */
 #define MLA_KERNEL_WGMMA 3      /* wgmma (sm_90a: compute capability 9.0 only), 2 K stages, ~227 KB smem   */
 #define MLA_KERNEL_WGMMA_TMA 4  /* wgmma + K tiles by TMA (per-call tensor map; falls back to 3 per call)  */
+#define MLA_KERNEL_WGMMA_FP8 5  /* wgmma, FP8 e4m3 cache: ld.global -> registers -> bf16/fp16 SW128 tile  */
 
 /* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
  * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */
@@ -81,6 +82,9 @@ typedef struct mla_dec_params {
     float *lacc;
     float *oacc;
     int rows_per_slot;    /* s_q * h_q */
+    /* dense FP8 (MLA_KERNEL_WGMMA_FP8): device pointers, NULL = 1; q_fp8: q holds e4m3 codes */
+    const float *descale_q, *descale_k;
+    int q_fp8, fp8_l2_prefetch;
 } mla_dec_params;
 
 #ifdef __cplusplus

@@ -11,7 +11,7 @@
  *  - shape: 1 <= b, s_q, h_q, h_kv, page_size <= INT32_MAX; h_q % h_kv == 0; d_qk in {576, 512};
  *    d_v == 512; dtype bf16/fp16; causal 0/1; 0 <= cpu_threads <= 256; GPU plans: page_size % 16.
  *    kv_dtype / q_dtype: 0 (= dtype), dtype or MLA_DTYPE_FP8_E4M3, an FP8 q only with an FP8
- *    cache (dense FP8; GPU plans: MLA_ERR_UNSUPPORTED for now). The plan's copy has them resolved.
+ *    cache (dense FP8; GPU plans: compute capability 9.0 only, see src/gpu.cu). The plan's copy has them resolved.
  *  - descale_k: required with an FP8 cache; descale_q: required with an FP8 q, optional (NULL = 1)
  *    for a 16-bit q on an FP8 cache; both NULL without an FP8 cache; 4-byte aligned.
  *  - pointers: q, k_cache, block_table, cache_seqlens, out, lse non-NULL (cu_seqlens_q optional);
@@ -311,13 +311,8 @@ mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shap
     if ((st = validate_shape(&s, device))) return st;
     if (s.kv_dtype == MLA_DTYPE_INVALID) s.kv_dtype = s.dtype; /* the plan's copy is resolved */
     if (s.q_dtype == MLA_DTYPE_INVALID) s.q_dtype = s.dtype;
-    /* Dense FP8 (issue 7): CPU only until the GPU backend reads shape.kv_dtype / q_dtype and
-     * args.descale_q / descale_k; remove this check when src/gpu.cu handles them. */
-    if (device >= 0 && (s.kv_dtype != s.dtype || s.q_dtype != s.dtype))
-        return mla_set_error(MLA_ERR_UNSUPPORTED,
-                             "dense decode with kv_dtype %s / q_dtype %s is not built for GPU devices "
-                             "yet (CPU plans support it)",
-                             dtype_name(s.kv_dtype), dtype_name(s.q_dtype));
+    /* Dense FP8 (issue 7) on GPU devices: src/gpu.cu (mla_gpu_plan_init) picks the FP8 wgmma
+     * kernel, or returns MLA_ERR_UNSUPPORTED where there is none (before compute capability 9.0). */
 
     struct mla_decode_plan *p = (struct mla_decode_plan *)calloc(1, sizeof *p);
     if (!p)

@@ -103,6 +103,17 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         const int k = force[0] - '0';
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || (major == 9 && minor == 0))) kernel = k;
     }
+    /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
+     * the mma.sync path (sm_80..89, or forced by MLA_GPU_KERNEL=1/2) has no FP8 variant */
+    if (s->kv_dtype == MLA_DTYPE_FP8_E4M3) {
+        if (kernel != MLA_KERNEL_WGMMA && kernel != MLA_KERNEL_WGMMA_TMA)
+            return mla_set_error(MLA_ERR_UNSUPPORTED,
+                                 "dense decode on an FP8 (e4m3) cache needs the wgmma kernel of compute capability "
+                                 "9.0 (device %d is %d.%d%s); the portable mma.sync path has no FP8 variant "
+                                 "(use a bf16/fp16 cache or a CPU plan)",
+                                 dev, major, minor, (major == 9 && minor == 0) ? ", MLA_GPU_KERNEL forces mma.sync" : "");
+        kernel = MLA_KERNEL_WGMMA_FP8;
+    }
     int64_t parts = sms / (s->h_kv * m_blocks);
     if (parts < 1) parts = 1;
     mla_ws_layout w = mla_ws_compute(s->b, s->s_q, s->h_q, (int)parts);
@@ -121,6 +132,11 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     plan->gpu.cc_minor = minor;
     plan->gpu.num_sm_parts = (int)parts;
     plan->gpu.kernel = kernel;
+    /* FP8 kernel: L2 prefetch of the tile after next (testing hook MLA_FP8_L2_PREFETCH=0: off) */
+    {
+        const char *pf = getenv("MLA_FP8_L2_PREFETCH");
+        plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
+    }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -207,7 +223,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_TMA)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -237,6 +253,12 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     if (__builtin_mul_overflow(a->max_pages, s->page_size, &cap) || cap > INT32_MAX) cap = INT32_MAX;
     p.max_tokens = cap;
     p.scale_log2 = mla_effective_scale(s, a->softmax_scale) * 1.4426950408889634f;
+    if (s->kv_dtype == MLA_DTYPE_FP8_E4M3) { /* device pointers, read by the kernel only */
+        p.descale_q = a->descale_q;
+        p.descale_k = a->descale_k;
+        p.q_fp8 = s->q_dtype == MLA_DTYPE_FP8_E4M3;
+        p.fp8_l2_prefetch = plan->gpu.fp8_l2_prefetch;
+    }
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;

@@ -21,6 +21,7 @@ typedef struct mla_gpu_info {
     int num_sm_parts;   /* split-KV scheduler parts                                    */
     int kernel;         /* which decode kernel variant the plan uses (backend-defined)  */
     size_t workspace_bytes;
+    int fp8_l2_prefetch; /* FP8 kernel: L2 prefetch of the tile after next (src/gpu.cu)   */
 } mla_gpu_info;
 
 struct mla_decode_plan {

@@ -526,7 +526,7 @@ static void test_contract(void)
     expect_create("FP8 out (dtype)", &sh, MLA_DEVICE_CPU, MLA_ERR_INVALID_ARGUMENT, "dtype", "MLA_DTYPE_BF16");
     sh = S;
     if (!mla_has_cuda()) {
-        expect_create("FP8 on a GPU device (no CUDA build)", &sh, 0, MLA_ERR_UNSUPPORTED, "GPU", NULL);
+        expect_create("FP8 on a GPU device (no CUDA build)", &sh, 0, MLA_ERR_UNSUPPORTED, "CUDA", NULL);
     } else {
         mla_decode_plan_t plan = NULL;
         const mla_status st = mla_decode_plan_create(&plan, &sh, 0);

@@ -10,6 +10,7 @@
  * Last line: "<N> passed, <M> failed".
  */
 #include "common.h"
+#include "mla_fp8.h" /* mla_float_to_e4m3: FP8 test data */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,13 +52,14 @@ typedef struct dev_case {
     int32_t *bt, *seqlens, *cu;
     void *ws;
     size_t ws_bytes;
+    float *desc;          /* FP8 cases: [descale_q, descale_k] */
     mla_decode_args args; /* device pointers */
 } dev_case;
 
 static void dev_free(dev_case *d)
 {
     cudaFree(d->q); cudaFree(d->k); cudaFree(d->out); cudaFree(d->lse);
-    cudaFree(d->bt); cudaFree(d->seqlens); cudaFree(d->cu); cudaFree(d->ws);
+    cudaFree(d->bt); cudaFree(d->seqlens); cudaFree(d->cu); cudaFree(d->ws); cudaFree(d->desc);
     memset(d, 0, sizeof *d);
 }
 
@@ -729,6 +731,297 @@ done:
     printf("bad input on a GPU plan: %d passed, %d failed\n", tc_passed - pass0, tc_failed - fail0);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Dense FP8 e4m3 cache (issue 7 part 1): GPU vs the CPU plan on the same codes and descales  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct f8_case {
+    tc_case c;            /* shape / args: host FP8 buffers below, host descales           */
+    uint8_t *q8, *k8;     /* e4m3 codes, same element strides as the 16-bit buffers         */
+    int q_fp8, with_dq;
+    float dq, dk;
+} f8_case;
+
+static void f8_free(f8_case *f)
+{
+    tc_case_free(&f->c);
+    free(f->q8);
+    free(f->k8);
+    memset(f, 0, sizeof *f);
+}
+
+/* NaN (the 16-bit poison of tc_case: unused cache rows, q padding) -> NaN codes 0x7f / 0xff,
+ * else e4m3(x / s) */
+static void f8_codes(uint8_t *dst, const uint16_t *src, int64_t n, mla_dtype dt, float s)
+{
+    for (int64_t x = 0; x < n; x++) {
+        const float v = mla_half_to_float(dt, src[x]);
+        dst[x] = v != v ? (uint8_t)((x & 1) ? 0xff : 0x7f) : mla_float_to_e4m3(v / s);
+    }
+}
+
+static int f8_build(f8_case *f, const tc_config *cfg, int q_fp8, int with_dq, float dq, float dk)
+{
+    memset(f, 0, sizeof *f);
+    if (tc_case_build(&f->c, cfg)) return -1;
+    f->q_fp8 = q_fp8;
+    f->with_dq = with_dq || q_fp8;
+    f->dq = dq;
+    f->dk = dk;
+    f->k8 = (uint8_t *)malloc((size_t)f->c.k_elems);
+    if (!f->k8) return -1;
+    f8_codes(f->k8, f->c.k_cache, f->c.k_elems, cfg->dtype, dk > 0.f ? dk : 1.f);
+    f->c.shape.kv_dtype = MLA_DTYPE_FP8_E4M3;
+    f->c.args.k_cache = f->k8;
+    if (q_fp8) {
+        f->q8 = (uint8_t *)malloc((size_t)f->c.q_elems);
+        if (!f->q8) return -1;
+        f8_codes(f->q8, f->c.q, f->c.q_elems, cfg->dtype, dq > 0.f ? dq : 1.f);
+        f->c.shape.q_dtype = MLA_DTYPE_FP8_E4M3;
+        f->c.args.q = f->q8;
+    }
+    f->c.args.descale_q = f->with_dq ? &f->dq : NULL;
+    f->c.args.descale_k = &f->dk;
+    return 0;
+}
+
+/* dev_upload, then the cache (and an FP8 q) replaced by exactly-sized code buffers, and the
+ * descales in device memory */
+static int f8_upload(dev_case *d, const f8_case *f, size_t ws)
+{
+    if (dev_upload(d, &f->c, ws)) return -1;
+    cudaFree(d->k);
+    d->k = NULL;
+    CK(cudaMalloc(&d->k, (size_t)f->c.k_elems));
+    CK(cudaMemcpy(d->k, f->k8, (size_t)f->c.k_elems, cudaMemcpyHostToDevice));
+    d->args.k_cache = d->k;
+    if (f->q_fp8) {
+        cudaFree(d->q);
+        d->q = NULL;
+        CK(cudaMalloc(&d->q, (size_t)f->c.q_elems));
+        CK(cudaMemcpy(d->q, f->q8, (size_t)f->c.q_elems, cudaMemcpyHostToDevice));
+        d->args.q = d->q;
+    }
+    const float h[2] = {f->dq, f->dk};
+    CK(cudaMalloc((void **)&d->desc, sizeof h));
+    CK(cudaMemcpy(d->desc, h, sizeof h, cudaMemcpyHostToDevice));
+    d->args.descale_q = f->with_dq ? d->desc : NULL;
+    d->args.descale_k = d->desc + 1;
+    return 0;
+}
+
+/* MLA_GPU_KERNEL=1/2 (the portable mma.sync path) has no FP8 variant: plans are UNSUPPORTED */
+static int fp8_forced_portable(void)
+{
+    const char *k = getenv("MLA_GPU_KERNEL");
+    return k && (!strcmp(k, "1") || !strcmp(k, "2"));
+}
+
+static int run_fp8_case(const tc_config *cfg, int q_fp8, int with_dq, float dq, float dk, int determinism)
+{
+    char name[320], base[256];
+    case_name(base, sizeof base, cfg);
+    snprintf(name, sizeof name, "FP8 cache, %s q%s, descale_k %g: %s", q_fp8 ? "e4m3" : "16-bit",
+             with_dq || q_fp8 ? (dq == 1.f ? " descale_q 1" : " descale_q set") : "", (double)dk, base);
+    f8_case f;
+    if (f8_build(&f, cfg, q_fp8, with_dq, dq, dk)) { f8_free(&f); return tc_expect(0, "%s: build failed", name); }
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    int ok = 0;
+    snap cpu;
+    memset(&cpu, 0, sizeof cpu);
+    mla_status st = gpu_plan(&f.c, g_dev, &plan, &ws);
+    if (fp8_forced_portable()) {
+        ok = tc_expect(st == MLA_ERR_UNSUPPORTED && plan == NULL && strstr(mla_last_error(), "FP8"),
+                       "%s: MLA_GPU_KERNEL=%s must give UNSUPPORTED, got %d (%s)", name, getenv("MLA_GPU_KERNEL"),
+                       (int)st, mla_last_error());
+        goto done;
+    }
+    if (st) { tc_expect(0, "%s: GPU plan failed: %s", name, mla_last_error()); goto done; }
+    tc_case_poison(&f.c);
+    if ((st = tc_case_run_cpu(&f.c))) { tc_expect(0, "%s: CPU plan failed: %s", name, mla_last_error()); goto done; }
+    snap_take(&cpu, &f.c);
+    tc_case_poison(&f.c);
+    if (f8_upload(&d, &f, ws)) goto done;
+    st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+    if (st) { tc_expect(0, "%s: mla_decode: %s", name, mla_last_error()); goto done; }
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+        tc_expect(0, "%s: kernel failed: %s", name, cudaGetErrorString(cudaGetLastError()));
+        goto done;
+    }
+    if (dev_download(&d, &f.c)) goto done;
+    ok = compare_to(name, &f.c, &cpu);
+    if (determinism) {
+        snap first;
+        snap_take(&first, &f.c);
+        cudaMemset(d.ws, 0x5A, ws);
+        tc_case_poison(&f.c);
+        cudaMemcpy(d.out, f.c.out, (size_t)f.c.out_elems * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(d.lse, f.c.lse, (size_t)f.c.lse_elems * 4, cudaMemcpyHostToDevice);
+        st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+        cudaDeviceSynchronize();
+        dev_download(&d, &f.c);
+        int same = st == MLA_OK && !memcmp(first.out, f.c.out, (size_t)f.c.out_elems * 2) &&
+                   !memcmp(first.lse, f.c.lse, (size_t)f.c.lse_elems * 4);
+        tc_expect(same, "%s: two runs gave different bytes", name);
+        snap_free(&first);
+    }
+done:
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    snap_free(&cpu);
+    f8_free(&f);
+    return ok;
+}
+
+/* A reduced spec §6 grid on an FP8 cache: e4m3 and 16-bit q, descales != 1, NaN codes in
+ * unused rows, garbage block_table tails, shuffled pages, pages 16/32/64/128, h_kv > 1, s_q up to
+ * 4 causal, cu_seqlens_q, zero lengths, fp16 out, d_qk 512, strides, long (split) requests. */
+static void test_fp8(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    static const int32_t lens1[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
+    static const int32_t zeros[] = {0, 0, 0, 0};
+    tc_config cfg = tc_config_default();
+    cfg.b = 2; cfg.s_q = 1; cfg.s_k = 140; cfg.h_q = 16; cfg.seed = 2000;
+    run_fp8_case(&cfg, 1, 1, 0.5f, 2.0f, 0);
+    cfg = tc_config_default();
+    cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 128; cfg.page_size = 16;
+    cfg.seed = 2001;
+    run_fp8_case(&cfg, 0, 0, 1.f, 0.37f, 0);
+    cfg = tc_config_default();
+    cfg.b = 6; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = 64;
+    cfg.h_kv = 2; cfg.page_size = 128; cfg.seed = 2002;
+    run_fp8_case(&cfg, 1, 1, 1.7f, 0.0625f, 1);
+    cfg = tc_config_default();
+    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens1; cfg.seed = 2003;
+    run_fp8_case(&cfg, 1, 1, 3.1f, 0.5f, 0);
+    cfg = tc_config_default();
+    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 20000; cfg.h_q = 16; cfg.seed = 2004;
+    run_fp8_case(&cfg, 0, 1, 2.0f, 1.7f, 1);
+    cfg = tc_config_default();
+    cfg.b = 64; cfg.s_q = 1; cfg.s_k = 4096; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 2005;
+    run_fp8_case(&cfg, 1, 1, 1.f, 1.f, 0);
+    cfg = tc_config_default();
+    cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 900; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = 24;
+    cfg.h_kv = 3; cfg.page_size = 16; cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2006;
+    run_fp8_case(&cfg, 1, 1, 0.37f, 3.1f, 0);
+    cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 333; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+    cfg.strided = 1; cfg.d_qk = 512; cfg.page_size = 32; cfg.softmax_scale = 0.0625f; cfg.seed = 2007;
+    run_fp8_case(&cfg, 0, 1, 2.0f, 0.5f, 0); /* 16-bit q: the strided layout pads q by 8 elements */
+    cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 128; cfg.kv_lens = zeros; cfg.seed = 2008;
+    run_fp8_case(&cfg, 1, 1, 1.f, 2.f, 0);
+    cfg = tc_config_default();
+    cfg.b = 128; cfg.s_q = 1; cfg.s_k = 1024; cfg.varlen = 1; cfg.zero_half = 1; cfg.h_q = 64; cfg.seed = 2009;
+    run_fp8_case(&cfg, 0, 0, 1.f, 0.5f, 0);
+    cfg = tc_config_default();
+    cfg.b = 3; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 128;
+    cfg.d_qk = 512; cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2010;
+    run_fp8_case(&cfg, 0, 0, 1.f, 2.f, 0);
+    for (int hq = 16; hq <= 128; hq *= 8) {
+        cfg = tc_config_default();
+        cfg.b = 9; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 300; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = hq;
+        cfg.seed = 2011 + hq;
+        run_fp8_case(&cfg, 1, 1, 0.5f, 0.37f, 0);
+    }
+    cfg = tc_config_default();
+    cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 64;
+    cfg.seed = 2012;
+    run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
+    /* FP8 through the TMA testing hook: the plan still takes the FP8 kernel */
+    setenv("MLA_GPU_KERNEL", "4", 1);
+    cfg = tc_config_default();
+    cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 2013;
+    run_fp8_case(&cfg, 1, 1, 0.5f, 1.7f, 0);
+    /* the portable path has no FP8 variant: UNSUPPORTED with a message */
+    setenv("MLA_GPU_KERNEL", "1", 1);
+    run_fp8_case(&cfg, 1, 1, 0.5f, 1.7f, 0);
+    unsetenv("MLA_GPU_KERNEL");
+    printf("FP8 cache (e4m3 / 16-bit q, descales, pages 16-128, h_kv>1, causal s_q<=8, cu_seqlens_q, zeros, fp16, "
+           "d_qk 512, strides, split, forced kernels): %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+/* CUDA graph on an FP8 cache: capture once; between replays change the descale values (device
+ * memory, read by the kernel) and cache_seqlens. */
+static void test_fp8_graph(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    int32_t cap[8] = {3000, 3000, 3000, 3000, 3000, 3000, 3000, 3000};
+    tc_config cfg = tc_config_default();
+    cfg.b = 8; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = cap; cfg.seed = 2100;
+    f8_case f;
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    cudaStream_t stream = NULL;
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    if (f8_build(&f, &cfg, 1, 1, 1.f, 1.f)) { tc_expect(0, "fp8 graph: build failed"); goto done; }
+    if (gpu_plan(&f.c, g_dev, &plan, &ws)) { tc_expect(0, "fp8 graph: plan: %s", mla_last_error()); goto done; }
+    if (f8_upload(&d, &f, ws)) goto done;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    if (!tc_expect(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess,
+                   "fp8 graph: begin capture"))
+        goto done;
+    {
+        mla_status st = mla_decode(plan, &d.args, d.ws, ws, (struct CUstream_st *)stream);
+        cudaError_t e = cudaStreamEndCapture(stream, &graph);
+        if (!tc_expect(st == MLA_OK && e == cudaSuccess, "fp8 graph: capture of mla_decode (%s / %s)",
+                       st ? mla_last_error() : "ok", cudaGetErrorString(e)))
+            goto done;
+        if (!tc_expect(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess, "fp8 graph: instantiate")) goto done;
+        static const int32_t sets[4][8] = {
+            {3000, 3000, 3000, 3000, 3000, 3000, 3000, 3000},
+            {1, 0, 2999, 64, 65, 0, 1000, 17},
+            {0, 0, 0, 0, 0, 0, 0, 0},
+            {2500, 10, 10, 10, 10, 10, 10, 3000},
+        };
+        static const float dqs[4] = {1.f, 0.5f, 2.f, 3.1f}, dks[4] = {1.f, 1.7f, 0.37f, 0.0625f};
+        for (int rep = 0; rep < 4; rep++) {
+            char name[128];
+            snprintf(name, sizeof name, "fp8 graph replay %d (descale_q %g, descale_k %g, new cache_seqlens)", rep,
+                     (double)dqs[rep], (double)dks[rep]);
+            memcpy(f.c.seqlens, sets[rep], sizeof sets[rep]);
+            f.dq = dqs[rep];
+            f.dk = dks[rep];
+            tc_case_poison(&f.c);
+            if (tc_case_run_cpu(&f.c)) { tc_expect(0, "%s: CPU: %s", name, mla_last_error()); continue; }
+            snap cpu;
+            snap_take(&cpu, &f.c);
+            tc_case_poison(&f.c);
+            const float h[2] = {f.dq, f.dk};
+            cudaMemcpyAsync(d.desc, h, sizeof h, cudaMemcpyHostToDevice, stream);
+            cudaMemcpyAsync(d.seqlens, sets[rep], sizeof sets[rep], cudaMemcpyHostToDevice, stream);
+            cudaMemcpyAsync(d.out, f.c.out, (size_t)f.c.out_elems * 2, cudaMemcpyHostToDevice, stream);
+            cudaMemcpyAsync(d.lse, f.c.lse, (size_t)f.c.lse_elems * 4, cudaMemcpyHostToDevice, stream);
+            e = cudaGraphLaunch(exec, stream);
+            if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+            if (tc_expect(e == cudaSuccess, "%s: %s", name, cudaGetErrorString(e))) {
+                dev_download(&d, &f.c);
+                compare_to(name, &f.c, &cpu);
+            }
+            snap_free(&cpu);
+        }
+    }
+done:
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (stream) cudaStreamDestroy(stream);
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    f8_free(&f);
+    printf("FP8 CUDA graph replay with new descales and lengths: %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
 static void test_quick(void)
 {
     /* small, split-heavy cases for compute-sanitizer */
@@ -741,6 +1034,17 @@ static void test_quick(void)
     cfg.b = 3; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 400; cfg.h_q = 9; cfg.h_kv = 3; cfg.page_size = 16;
     cfg.dtype = MLA_DTYPE_FP16; cfg.d_qk = 512; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.seed = 3;
     run_case(&cfg);
+    /* FP8 cache: e4m3 q, descales, split request, h_kv 2, causal s_q 2 (UNSUPPORTED asserted
+     * under MLA_GPU_KERNEL=1/2) */
+    {
+        static const int32_t lens8[] = {0, 1, 130, 1700};
+        tc_config c8 = tc_config_default();
+        c8.b = 4; c8.s_q = 2; c8.causal = 1; c8.h_q = 32; c8.h_kv = 2; c8.kv_lens = lens8; c8.page_size = 16;
+        c8.seed = 4;
+        run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
+        c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
+        run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
+    }
     printf("quick: %d passed, %d failed\n", tc_passed, tc_failed);
 }
 
@@ -794,6 +1098,8 @@ int main(int argc, char **argv)
     test_variants();
     test_determinism_and_reuse();
     test_graph();
+    test_fp8();
+    test_fp8_graph();
     test_devices();
     test_forced_kernel("1");
     test_forced_kernel("2");

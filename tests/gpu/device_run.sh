@@ -2,8 +2,10 @@
 # device_run.sh — one full GPU-machine run: build, compiler report, SASS counts, GPU suite,
 # compute-sanitizer on the quick case, and the benchmark when build/mla-bench exists.
 # Everything is tee'd to $OUT (default: ./device-out). Steps to run: arguments from
-#   info build test quick devices pytest sanitize profile bench   (default: info build test sanitize bench)
-# Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16).
+#   info build test quick devices pytest sanitize profile bench jit fp8bench
+#   (default: info build test sanitize bench)
+# Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16), SAN_KERNELS (MLA_GPU_KERNEL
+# values for the sanitizer step, default "default 4 1").
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
@@ -74,7 +76,7 @@ fi
 
 if has sanitize; then
   t0=$(date +%s)
-  for k in default 4 1; do
+  for k in ${SAN_KERNELS:-default 4 1}; do
     for tool in memcheck racecheck synccheck; do
       echo "== compute-sanitizer --tool $tool build/test_gpu --quick (MLA_GPU_KERNEL=$k)"
       if [ $k = default ]; then
@@ -115,5 +117,44 @@ if has bench; then
   else
     echo "bench: build/mla-bench not built (bench/ not present yet)"
   fi
+fi
+if has jit; then
+  # the portable sm_80 path proven by PTX JIT: which kernels carry compute_80 PTX, then the quick
+  # suite forced onto mma.sync (MLA_GPU_KERNEL=1: scheduler, mma.sync decode, combine) with the
+  # driver told to JIT-compile the PTX instead of loading the sm_90a SASS; then the portable path's
+  # speed on this card (the sm_90a SASS build of the same kernel, no JIT) for reference
+  t0=$(date +%s)
+  {
+    echo "== cuobjdump --list-ptx build/libmla.so"
+    cuobjdump --list-ptx build/libmla.so 2>&1 | head -20
+    echo "== cuobjdump --list-elf build/libmla.so"
+    cuobjdump --list-elf build/libmla.so 2>&1 | head -20
+    echo "== CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=1 build/test_gpu --quick"
+    CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=1 timeout 120 ./build/test_gpu --quick 2>&1 | tail -30
+    echo "rc=${PIPESTATUS[0]}"
+    echo "== CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=2 build/test_gpu --quick (1-stage, the A100 variant)"
+    CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=2 timeout 120 ./build/test_gpu --quick 2>&1 | tail -4
+    echo "rc=${PIPESTATUS[0]}"
+    echo "== portable path speed: MLA_GPU_KERNEL=1 build/mla-bench ($JIT_BENCH_ARGS)"
+    MLA_GPU_KERNEL=1 timeout 120 ./build/mla-bench ${JIT_BENCH_ARGS:---quick} --no-ceilings 2>&1 | grep -vE "^\[" | tail -20
+    echo "== same rows, default kernel"
+    timeout 120 ./build/mla-bench ${JIT_BENCH_ARGS:---quick} --no-ceilings 2>&1 | grep -E "^b=" | tail -20
+  } 2>&1 | tee "$OUT/jit.log" | grep -E "rc=|passed|==|^b=|FAIL|error" | head -60
+  echo "jit: $(( $(date +%s) - t0 )) s"
+fi
+
+if has fp8bench; then
+  # dense FP8 cache vs bf16 on the same grid, same run (FP8_BENCH_ARGS, default --grid --no-ceilings)
+  t0=$(date +%s)
+  MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 200 ./build/mla-bench --kv-dtype fp8 ${FP8_BENCH_ARGS:---grid --no-ceilings} \
+    --json "$OUT/bench_fp8.json" 2>&1 | grep -vE "^\[" | tee "$OUT/bench_fp8.log" | grep -E "^b=|^timing|^device|rc=" | head -40
+  MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 200 ./build/mla-bench ${FP8_BENCH_ARGS:---grid --no-ceilings} 2>&1 |
+    grep -vE "^\[" | tee "$OUT/bench_bf16.log" | grep -E "^b=" | head -40
+  if [ -n "${FP8_NOPF_ARGS:-}" ]; then
+    echo "== FP8 without the L2 prefetch of the tile after next (MLA_FP8_L2_PREFETCH=0)" | tee -a "$OUT/bench_fp8.log"
+    MLA_FP8_L2_PREFETCH=0 timeout 100 ./build/mla-bench --kv-dtype fp8 $FP8_NOPF_ARGS --no-ceilings 2>&1 |
+      grep -E "^b=" | tee -a "$OUT/bench_fp8.log"
+  fi
+  echo "fp8bench: $(( $(date +%s) - t0 )) s"
 fi
 exit $rc_all
