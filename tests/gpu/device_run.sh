@@ -80,9 +80,9 @@ if has sanitize; then
     for tool in memcheck racecheck synccheck; do
       echo "== compute-sanitizer --tool $tool build/test_gpu --quick (MLA_GPU_KERNEL=$k)"
       if [ $k = default ]; then
-        timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
+        timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
       else
-        MLA_GPU_KERNEL=$k timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
+        MLA_GPU_KERNEL=$k timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 99 ./build/test_gpu --quick 2>&1 | tail -6
       fi
       echo "rc=${PIPESTATUS[0]}"
     done
