@@ -1,5 +1,9 @@
 /* fuzz_sparse.c — libFuzzer harness of the sparse C API on the CPU device (issue 8, extended to
- * DeepSeek Sparse Attention): mla_sparse_prefill (bf16 KV) with an independent fp64 oracle.
+ * DeepSeek Sparse Attention): mla_sparse_prefill (bf16 KV) and mla_sparse_decode (V32 / MODEL1
+ * FP8 caches, extra cache, topk_length, attn_sink) with an independent fp64 oracle (the FP8
+ * cache is made with mla_fp8_quantize_cache and read back for the oracle with
+ * mla_fp8_dequantize_cache, which tests/test_fp8.c checks byte-exactly). Bit 0 of the first
+ * input byte picks decode (1) or prefill (0).
  *
  * Build and run: tests/fuzz/run.sh [seconds] (runs every harness of tests/fuzz/).
  *
@@ -374,6 +378,10 @@ static void run_prefill(reader *r)
     void *ws = s.ws_kind == 1 ? (void *)wsbuf : s.ws_kind == 2 ? (void *)(uintptr_t)0x1000 : NULL;
     size_t wsz = s.ws_kind == 1 ? sizeof wsbuf : s.ws_kind == 2 ? SIZE_MAX : 0;
     st = mla_sparse_prefill(ap, s.device, ws, wsz, s.stream_bad ? (struct CUstream_st *)(uintptr_t)0x40 : NULL);
+    if (getenv("MLA_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_sparse prefill: s_q=%lld s_kv=%lld h_q=%lld h_kv=%lld topk=%lld verdict=%d -> %s\n",
+                (long long)e.s_q, (long long)e.s_kv, (long long)e.h_q, (long long)e.h_kv,
+                (long long)e.topk, verdict, mla_status_string(st));
     if (gpu && verdict != V_FAIL) {
         if (st != MLA_ERR_UNSUPPORTED) FAIL("prefill on a CUDA ordinal: %s", mla_status_string(st));
     } else if (verdict == V_FAIL || (verdict == V_EITHER && st != MLA_OK)) {
@@ -397,11 +405,446 @@ static void run_prefill(reader *r)
     free(bq.mem); free(bkv.mem); free(bind.mem); free(bo.mem); free(bml.mem); free(bl.mem);
 }
 
+/* ======================================================================================== */
+/* Sparse decode on an FP8 cache                                                            */
+/* ======================================================================================== */
+
+enum { DQ_, DK_, DIND_, DTL_, DSINK_, DXK_, DXIND_, DXTL_, DOUT_, DLSE_, DNPTR };
+
+typedef struct dscen {
+    mla_sparse_decode_shape sh;
+    mla_sparse_decode_args a;       /* strides and sizes (pointers filled later)            */
+    size_t shape_size, args_size;
+    int null_args, null_shape, null_plan_out;
+    int device, stream_bad;
+    int null_ptr[DNPTR], mis[DNPTR];
+    int has_tl, has_sink, has_xtl;
+    int extra_ptrs_without_extra;
+    int ind_fault, ind_sel; int32_t ind_val;
+    int tl_fault, tl_sel; int32_t tl_val;
+    int sink_fault, sink_sel; float sink_val;
+    int64_t kps_pad, xkps_pad;      /* page stride padding (bytes)                         */
+} dscen;
+
+static const int64_t SP_PAGES[8] = {1, 2, 3, 16, 64, 5, 7, 8};
+
+static void d_fault(dscen *s, int kind, uint8_t a, uint8_t b)
+{
+    mla_sparse_decode_shape *sh = &s->sh;
+    mla_sparse_decode_args *x = &s->a;
+    switch (kind) {
+    case 0:
+        switch (a % 10) {
+        case 0: sh->b = I64_POOL[b % 16]; break;
+        case 1: sh->s_q = I64_POOL[b % 16]; break;
+        case 2: sh->h_q = I64_POOL[b % 16]; break;
+        case 3: sh->h_kv = I64_POOL[b % 16]; break;
+        case 4: sh->d_qk = I64_POOL[b % 16]; break;
+        case 5: sh->d_v = I64_POOL[b % 16]; break;
+        case 6: sh->topk = I64_POOL[b % 16]; break;
+        case 7: sh->page_size = I64_POOL[b % 16]; break;
+        case 8: sh->extra_topk = I64_POOL[b % 16]; break;
+        default: sh->cpu_threads = b & 1 ? -1 : 257; break;
+        }
+        break;
+    case 1: {
+        static const size_t sz[4] = {0, 8, (size_t)-1, 0};
+        const size_t full = a & 1 ? sizeof(mla_sparse_decode_shape) : sizeof(mla_sparse_decode_args);
+        size_t v = b % 4 == 2 ? full + 8 : b % 4 == 3 ? full - 8 : sz[b % 4];
+        if (a & 1) s->shape_size = v; else s->args_size = v;
+        break;
+    }
+    case 2:
+        if (a % 13 < DNPTR) s->null_ptr[a % 13] = 1;
+        else if (a % 13 == 10) s->null_args = 1;
+        else if (a % 13 == 11) s->null_shape = 1;
+        else s->null_plan_out = 1;
+        break;
+    case 3: s->mis[a % DNPTR] = 1 + b % 3; break;
+    case 4: {
+        int64_t v;
+        switch (b % 8) {
+        case 0: v = 0; break;
+        case 1: v = -1; break;
+        case 2: v = 1; break;
+        case 3: v = INT64_MAX; break;
+        case 4: v = INT64_MIN; break;
+        case 5: v = 1ll << 40; break;
+        case 6: v = 1ll << 62; break;
+        default: v = b >> 3; break;
+        }
+        int64_t *p[14] = {&x->q_stride[0], &x->q_stride[1], &x->q_stride[2], &x->indices_stride[0],
+                          &x->indices_stride[1], &x->out_stride[0], &x->out_stride[1],
+                          &x->out_stride[2], &x->lse_stride[0], &x->lse_stride[1],
+                          &x->lse_stride[2], &x->extra_indices_stride[0],
+                          &x->k_page_stride_bytes, &x->extra_k_page_stride_bytes};
+        if (a % 14 == 12 && (b & 1)) s->kps_pad = -(int64_t)(b >> 1); /* below one page */
+        else if (a % 14 == 13 && (b & 1)) s->xkps_pad = -(int64_t)(b >> 1);
+        else *p[a % 14] = v;
+        break;
+    }
+    case 5: {
+        static const int32_t v[6] = {-1, INT32_MAX, INT32_MIN, -7, 1000000, -2};
+        s->ind_fault = 1 + (a & 1); s->ind_sel = a >> 1;
+        s->ind_val = b >= 128 ? (int32_t)(b - 128) : v[b % 6]; /* b >= 128: around num_pages*page */
+        break;
+    }
+    case 6: {
+        static const int32_t v[7] = {-5, 0, 1, 2, 100, INT32_MAX, INT32_MIN};
+        s->tl_fault = 1 + (a & 1); s->tl_sel = a >> 1; s->tl_val = v[b % 7];
+        if (a & 1) s->has_xtl = 1; else s->has_tl = 1;
+        break;
+    }
+    case 7: s->has_sink = 1; s->sink_fault = 1; s->sink_sel = a; s->sink_val = SINKS[b % 8]; break;
+    case 8: x->softmax_scale = a & 1 ? (float)b / 64.0f : SCALES[b % 8]; break;
+    case 9: s->device = a & 1 ? (int)(b % 4) : (b & 1 ? -2 : INT32_MIN); break;
+    case 10: s->stream_bad = 1; break;
+    case 11: x->flags = a & 1 ? MLA_SPARSE_DECODE_REUSE_SCHEDULE : (uint32_t)b << (a % 25); break;
+    case 12: s->extra_ptrs_without_extra = 1 + b % 3; break;
+    case 13: sh->format = (mla_fp8_format)(a & 1 ? (b % 3 == 0 ? 0 : b % 3 == 1 ? 3 : -1)
+                                                 : (sh->format == MLA_FP8_FORMAT_V32 ? 2 : 1)); break;
+    }
+}
+
+static void d_decode_input(dscen *s, reader *r, uint8_t m0)
+{
+    memset(s, 0, sizeof *s);
+    s->device = MLA_DEVICE_CPU;
+    mla_sparse_decode_shape *sh = &s->sh;
+    mla_sparse_decode_args *x = &s->a;
+    *sh = mla_sparse_decode_shape_default();
+    *x = mla_sparse_decode_args_default();
+    s->has_tl = (m0 >> 1) & 1;
+    s->has_sink = (m0 >> 2) & 1;
+    const int extra = (m0 >> 3) & 1;
+    s->has_xtl = extra && ((m0 >> 4) & 1);
+    sh->format = (m0 >> 5) & 1 ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
+    sh->d_qk = sh->format == MLA_FP8_FORMAT_MODEL1 ? 512 : 576;
+    sh->b = 1 + rd8(r) % 3;
+    sh->s_q = 1 + rd8(r) % 3;
+    sh->h_q = 1 + rd8(r) % 4;
+    const uint8_t ps = rd8(r);
+    sh->page_size = SP_PAGES[ps % 8];
+    sh->extra_page_size = SP_PAGES[(ps >> 4) % 8];
+    const uint8_t np = rd8(r);
+    x->num_pages = 1 + np % 4;
+    x->extra_num_pages = 1 + (np >> 4) % 3;
+    const uint8_t tk = rd8(r);
+    sh->topk = 1 + tk % 8;
+    sh->extra_topk = extra ? 1 + (tk >> 4) % 4 : 0;
+    sh->cpu_threads = (tk >> 6) & 3;
+    const uint8_t pad = rd8(r);
+    const uint8_t sc = rd8(r);
+    x->softmax_scale = sc < 128 ? 0.0f : (float)(sc - 100) / 64.0f;
+    rng_state = rd32(r);
+    s->shape_size = sizeof *sh;
+    s->args_size = sizeof *x;
+    const int64_t d = sh->d_qk, h = sh->h_q, q = sh->s_q;
+    x->q_stride[2] = d + (pad & 1 ? 8 : 0);
+    x->q_stride[1] = h * x->q_stride[2];
+    x->q_stride[0] = q * x->q_stride[1] + (pad & 2 ? 3 : 0);
+    x->indices_stride[1] = sh->topk + (pad & 4 ? 1 : 0);
+    x->indices_stride[0] = q * x->indices_stride[1];
+    x->extra_indices_stride[1] = sh->extra_topk;
+    x->extra_indices_stride[0] = q * sh->extra_topk;
+    x->out_stride[2] = 512;
+    x->out_stride[1] = h * 512;
+    x->out_stride[0] = q * h * 512;
+    if (pad & 8) { x->lse_stride[1] = 1; x->lse_stride[2] = h; x->lse_stride[0] = q * h; }
+    else { x->lse_stride[2] = 1; x->lse_stride[1] = q; x->lse_stride[0] = h * q; }
+    s->kps_pad = pad & 16 ? 16 : 0;
+    s->xkps_pad = pad & 32 ? 8 : 0;
+    int nf = 0;
+    while (r->n >= 3 && nf < 8) {
+        const uint8_t k = rd8(r), a = rd8(r), b = rd8(r);
+        d_fault(s, k % 14, a, b);
+        nf++;
+    }
+}
+
+/* Quantises a random bf16 cache into an exactly sized FP8 buffer (page stride kps) and
+ * dequantises it back into `deq` [num_pages * page_size, d_qk] for the oracle. */
+static uint8_t *make_fp8_cache(mla_fp8_format f, int64_t num_pages, int64_t ps, int64_t kps,
+                               int64_t d_qk, int64_t bpt, int mis, size_t *bytes, uint16_t **deq)
+{
+    const int64_t rows = num_pages * ps;
+    uint16_t *src = (uint16_t *)malloc((size_t)(rows * d_qk) * 2);
+    *deq = (uint16_t *)malloc((size_t)(rows * d_qk) * 2);
+    *bytes = (size_t)((num_pages - 1) * kps + ps * bpt);
+    uint8_t *mem = (uint8_t *)malloc(*bytes + (size_t)mis);
+    if (!src || !*deq || !mem) FAIL("malloc");
+    for (int64_t x = 0; x < rows * d_qk; x++) put_small((uint8_t *)(src + x), EK_BF16);
+    if (mla_fp8_quantize_cache(f, num_pages, ps, src, ps * d_qk, d_qk, mem + mis, kps,
+                               MLA_DEVICE_CPU, NULL) != MLA_OK ||
+        mla_fp8_dequantize_cache(f, num_pages, ps, mem + mis, kps, *deq, ps * d_qk, d_qk,
+                                 MLA_DEVICE_CPU, NULL) != MLA_OK)
+        FAIL("quantise / dequantise a valid cache: %s", mla_last_error());
+    free(src);
+    return mem;
+}
+
+static void run_sparse_decode(reader *r, uint8_t m0)
+{
+    dscen s;
+    d_decode_input(&s, r, m0);
+    mla_sparse_decode_shape e = mla_sparse_decode_shape_default();
+    memcpy(&e, &s.sh, s.shape_size < sizeof e ? s.shape_size : sizeof e);
+    int64_t fmt_dqk = 0, bpt = 0;
+    const int fmt_ok = mla_fp8_format_info(e.format, &fmt_dqk, NULL, NULL, &bpt) == MLA_OK;
+    int shape_bad = s.null_shape || s.null_plan_out || s.shape_size != sizeof e;
+    if (e.b < 1 || e.s_q < 1 || e.h_q < 1 || e.h_kv < 1 || e.topk < 1 || e.page_size < 1 ||
+        e.extra_topk < 0 || e.b > INT32_MAX || e.s_q > INT32_MAX || e.h_q > INT32_MAX ||
+        e.h_kv > INT32_MAX || e.topk > INT32_MAX || e.page_size > INT32_MAX || e.extra_topk > INT32_MAX)
+        shape_bad = 1;
+    if (e.h_kv != 1 || !fmt_ok || e.d_qk != fmt_dqk || e.d_v != 512) shape_bad = 1;
+    if (e.extra_topk > 0 && (e.extra_page_size < 1 || e.extra_page_size > INT32_MAX)) shape_bad = 1;
+    if (e.cpu_threads < 0 || e.cpu_threads > 256) shape_bad = 1;
+    if (s.device < MLA_DEVICE_CPU) shape_bad = 1;
+    mla_sparse_decode_shape *shm = (mla_sparse_decode_shape *)calloc(1, sizeof e + 8);
+    s.sh.struct_size = s.shape_size;
+    memcpy(shm, &s.sh, sizeof e);
+    mla_sparse_decode_plan_t plan = (mla_sparse_decode_plan_t)(uintptr_t)0x1;
+    mla_status st = mla_sparse_decode_plan_create(s.null_plan_out ? NULL : &plan,
+                                                  s.null_shape ? NULL : shm, s.device);
+    free(shm);
+    if (shape_bad || s.device >= 0) {
+        expect_failure(st, "mla_sparse_decode_plan_create", s.device >= 0);
+        if (!s.null_plan_out && plan != NULL) FAIL("*plan is not NULL after a failed create");
+        return;
+    }
+    if (st != MLA_OK) FAIL("mla_sparse_decode_plan_create failed on a valid shape: %s", mla_status_string(st));
+    size_t wsb = 3;
+    if (mla_sparse_decode_workspace_size(plan, &wsb) != MLA_OK || wsb != 0) FAIL("sparse workspace size");
+
+    /* argument verdict */
+    mla_sparse_decode_args *x = &s.a;
+    const int extra = e.extra_topk > 0;
+    int verdict = V_OK;
+    if (s.null_args || s.args_size != sizeof *x || s.stream_bad) verdict = V_FAIL;
+    if (x->flags & ~(uint32_t)MLA_SPARSE_DECODE_REUSE_SCHEDULE) verdict = V_FAIL;
+    static const int align[DNPTR] = {2, 1, 4, 4, 4, 1, 4, 4, 2, 4};
+    int given[DNPTR];
+    for (int p = 0; p < DNPTR; p++) {
+        const int optional = p == DTL_ || p == DSINK_ || p == DXTL_;
+        const int is_extra = p == DXK_ || p == DXIND_ || p == DXTL_;
+        int want = p == DTL_ ? s.has_tl : p == DSINK_ ? s.has_sink : p == DXTL_ ? s.has_xtl
+                 : is_extra ? extra : 1;
+        if (!extra && is_extra && s.extra_ptrs_without_extra == 1 + (p - DXK_)) want = 1;
+        given[p] = want && !s.null_ptr[p];
+        if (want && !given[p] && !optional && (!is_extra || extra)) verdict = V_FAIL;
+        if (given[p] && s.mis[p] % align[p]) verdict = V_FAIL;
+        if (!extra && is_extra && given[p]) verdict = V_FAIL;
+    }
+    const int64_t kps = x->k_page_stride_bytes ? x->k_page_stride_bytes : e.page_size * bpt + s.kps_pad;
+    const int64_t xkps = x->extra_k_page_stride_bytes ? x->extra_k_page_stride_bytes
+                                                       : e.extra_page_size * bpt + s.xkps_pad;
+    x->k_page_stride_bytes = kps;
+    x->extra_k_page_stride_bytes = xkps;
+    if (x->num_pages > 1 && kps < e.page_size * bpt) verdict = V_FAIL;
+    if (x->num_pages < 1 || x->num_pages > INT32_MAX) verdict = V_FAIL;
+    if (extra && (x->extra_num_pages < 1 || x->extra_num_pages > INT32_MAX)) verdict = V_FAIL;
+    if (kps < 0) verdict = V_FAIL;
+    if (extra && ((x->extra_num_pages > 1 && xkps < e.extra_page_size * bpt) || xkps < 0)) verdict = V_FAIL;
+    /* allocatable and a cache the quantiser accepts (a page stride below one page with more
+     * than one page is an invalid call: it goes to the "big" path, which must fail) */
+    int small = e.b <= 4 && e.s_q <= 4 && e.h_q <= 16 && e.topk <= 64 && e.page_size <= 64 &&
+                e.extra_topk <= 16 && (!extra || e.extra_page_size <= 64) && kps >= 0 &&
+                kps <= (1 << 20) && (x->num_pages == 1 || kps >= e.page_size * bpt) &&
+                x->num_pages >= 1 && x->num_pages <= 64 &&
+                (!extra || (xkps >= 0 && xkps <= (1 << 20) && x->extra_num_pages >= 1 &&
+                            x->extra_num_pages <= 64 &&
+                            (x->extra_num_pages == 1 || xkps >= e.extra_page_size * bpt)));
+    view vq = {3, {e.b, e.s_q, e.h_q}, {x->q_stride[0], x->q_stride[1], x->q_stride[2]}, e.d_qk, 0, 0, 0};
+    view vind = {2, {e.b, e.s_q, 1}, {x->indices_stride[0], x->indices_stride[1], 0}, e.topk, 0, 0, 0};
+    view vxind = {2, {e.b, e.s_q, 1}, {x->extra_indices_stride[0], x->extra_indices_stride[1], 0},
+                  extra ? e.extra_topk : 1, 0, 0, 0};
+    view vo = {3, {e.b, e.s_q, e.h_q}, {x->out_stride[0], x->out_stride[1], x->out_stride[2]}, 512, 0, 0, 0};
+    view vl = {3, {e.b, e.h_q, e.s_q}, {x->lse_stride[0], x->lse_stride[1], x->lse_stride[2]}, 1, 0, 0, 0};
+    view *vs[5] = {&vq, &vind, &vo, &vl, &vxind};
+    for (int t = 0; t < (extra ? 5 : 4) && small; t++) {
+        view_span(vs[t]);
+        if (vs[t]->overflow || view_elems(vs[t]) > (1 << 20)) small = 0;
+    }
+    if (small)
+        for (int t = 0; t < (extra ? 5 : 4); t++) {
+            const int v = view_verdict(vs[t], 1);
+            if (v == V_FAIL) verdict = V_FAIL;
+            else if (v == V_EITHER && verdict == V_OK) verdict = V_EITHER;
+        }
+    if (!extra) view_span(&vxind);
+    if (!small) { /* cannot allocate: dummy pointers + a non-NULL stream must fail */
+        static uint64_t dummy[64];
+        mla_sparse_decode_args a = *x;
+        a.q = a.k_cache = dummy; a.indices = (const int32_t *)dummy; a.out = dummy;
+        a.lse = (float *)dummy; a.topk_length = NULL; a.attn_sink = NULL;
+        a.extra_k_cache = extra ? (const void *)dummy : NULL;
+        a.extra_indices = extra ? (const int32_t *)dummy : NULL; a.extra_topk_length = NULL;
+        st = mla_sparse_decode(plan, &a, NULL, 0, (struct CUstream_st *)(uintptr_t)0x40);
+        expect_failure(st, "mla_sparse_decode (big, non-NULL stream)", 0);
+        mla_sparse_decode_plan_destroy(plan);
+        return;
+    }
+    /* tensors */
+    buf bq, bind, bxind, bo, bl;
+    buf_alloc(&bq, &vq, 2, s.mis[DQ_]);
+    buf_alloc(&bind, &vind, 4, s.mis[DIND_]);
+    buf_alloc(&bxind, &vxind, 4, s.mis[DXIND_]);
+    buf_alloc(&bo, &vo, 2, s.mis[DOUT_]);
+    buf_alloc(&bl, &vl, 4, s.mis[DLSE_]);
+    for (size_t i = 0; i < bq.bytes / 2; i++) put_small(bq.first + 2 * i, EK_BF16);
+    memset(bo.first, 0xA5, bo.bytes);
+    memset(bl.first, 0x5A, bl.bytes);
+    const int64_t npos = x->num_pages * e.page_size, xnpos = extra ? x->extra_num_pages * e.extra_page_size : 1;
+    for (size_t i = 0; i < bind.bytes / 4; i++) {
+        int32_t v = rng_next() % 5 == 0 ? -1 : (int32_t)rng_int(0, npos - 1);
+        memcpy(bind.first + 4 * i, &v, 4);
+    }
+    for (size_t i = 0; i < bxind.bytes / 4; i++) {
+        int32_t v = rng_next() % 5 == 0 ? -1 : (int32_t)rng_int(0, xnpos - 1);
+        memcpy(bxind.first + 4 * i, &v, 4);
+    }
+    if (s.ind_fault) {
+        const int xtra = s.ind_fault == 2 && extra;
+        const view *vv = xtra ? &vxind : &vind;
+        const int64_t tk = xtra ? e.extra_topk : e.topk;
+        const int64_t i = s.ind_sel % e.b, j = (s.ind_sel >> 2) % e.s_q, k = (s.ind_sel >> 4) % tk;
+        int32_t v = s.ind_val;
+        if (s.ind_val >= 0 && s.ind_val < 128) v = (int32_t)((xtra ? xnpos : npos) + s.ind_val - 2);
+        memcpy((uint8_t *)(xtra ? bxind.base : bind.base) +
+                   4 * (i * vv->stride[0] + j * vv->stride[1] + k), &v, 4);
+    }
+    size_t kbytes = 0, xkbytes = 0;
+    uint16_t *deq = NULL, *xdeq = NULL;
+    uint8_t *kmem = make_fp8_cache(e.format, x->num_pages, e.page_size, kps, e.d_qk, bpt, s.mis[DK_], &kbytes, &deq);
+    uint8_t *xkmem = extra ? make_fp8_cache(e.format, x->extra_num_pages, e.extra_page_size, xkps, e.d_qk,
+                                            bpt, s.mis[DXK_], &xkbytes, &xdeq) : (uint8_t *)malloc(8);
+    int32_t tl[4], xtl[4];
+    float sink[16];
+    for (int i = 0; i < 4; i++) { tl[i] = (int32_t)rng_int(0, e.topk); xtl[i] = (int32_t)rng_int(0, extra ? e.extra_topk : 1); }
+    for (int i = 0; i < 16; i++) sink[i] = (float)rng_int(-20, 20) / 8.0f;
+    if (s.tl_fault == 1) tl[s.tl_sel % e.b] = s.tl_val;
+    if (s.tl_fault == 2) xtl[s.tl_sel % e.b] = s.tl_val;
+    if (s.sink_fault) sink[s.sink_sel % e.h_q] = s.sink_val;
+    uint8_t tlm[32], xtlm[32], sinkm[80];
+    memcpy(tlm + s.mis[DTL_], tl, sizeof tl);
+    memcpy(xtlm + s.mis[DXTL_], xtl, sizeof xtl);
+    memcpy(sinkm + s.mis[DSINK_], sink, sizeof sink);
+
+    mla_sparse_decode_args a = *x;
+    a.struct_size = s.args_size;
+    a.q = given[DQ_] ? bq.base : NULL;
+    a.k_cache = given[DK_] ? kmem + s.mis[DK_] : NULL;
+    a.indices = given[DIND_] ? (const int32_t *)bind.base : NULL;
+    a.topk_length = given[DTL_] ? (const int32_t *)(tlm + s.mis[DTL_]) : NULL;
+    a.attn_sink = given[DSINK_] ? (const float *)(sinkm + s.mis[DSINK_]) : NULL;
+    a.extra_k_cache = given[DXK_] ? xkmem + (extra ? s.mis[DXK_] : 0) : NULL;
+    a.extra_indices = given[DXIND_] ? (const int32_t *)bxind.base : NULL;
+    a.extra_topk_length = given[DXTL_] ? (const int32_t *)(xtlm + s.mis[DXTL_]) : NULL;
+    a.out = given[DOUT_] ? bo.base : NULL;
+    a.lse = given[DLSE_] ? (float *)bl.base : NULL;
+    const size_t alloc = s.args_size < sizeof(size_t) ? sizeof(size_t)
+                       : s.args_size > sizeof a + 8 ? sizeof a + 8 : s.args_size;
+    uint8_t *amem = (uint8_t *)calloc(1, alloc);
+    memcpy(amem, &a, alloc < sizeof a ? alloc : sizeof a);
+    st = mla_sparse_decode(plan, s.null_args ? NULL : (const mla_sparse_decode_args *)amem, NULL, 0,
+                           s.stream_bad ? (struct CUstream_st *)(uintptr_t)0x40 : NULL);
+    if (getenv("MLA_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_sparse decode: b=%lld s_q=%lld h_q=%lld format=%d topk=%lld extra_topk=%lld "
+                "page=%lld pages=%lld verdict=%d -> %s\n", (long long)e.b, (long long)e.s_q,
+                (long long)e.h_q, (int)e.format, (long long)e.topk, (long long)e.extra_topk,
+                (long long)e.page_size, (long long)x->num_pages, verdict, mla_status_string(st));
+    if (verdict == V_FAIL || (verdict == V_EITHER && st != MLA_OK)) {
+        expect_failure(st, "mla_sparse_decode", 0);
+        check_untouched(&bo, 0xA5, "out");
+        check_untouched(&bl, 0x5A, "lse");
+    } else {
+        if (st != MLA_OK) FAIL("mla_sparse_decode failed on a valid input: %s", mla_status_string(st));
+        const float req = x->softmax_scale;
+        const double scale = req > 0.0f && isfinite(req) ? (double)req : (double)(float)(1.0 / sqrt((double)e.d_qk));
+        uint8_t *wo = (uint8_t *)calloc((size_t)view_elems(&vo), 1), *wl = (uint8_t *)calloc((size_t)view_elems(&vl), 1);
+        const int64_t maxk = e.topk + e.extra_topk;
+        double *sc = (double *)malloc(sizeof(double) * (size_t)maxk), *o = (double *)malloc(sizeof(double) * 512);
+        const uint16_t **rows = (const uint16_t **)malloc(sizeof(void *) * (size_t)maxk);
+        double sxy = 0, sxx = 0, syy = 0;
+        for (int64_t i = 0; i < e.b; i++) {
+            int64_t n = e.topk, xn = e.extra_topk;
+            if (given[DTL_]) n = tl[i] < 0 ? 0 : tl[i] > e.topk ? e.topk : tl[i];
+            if (extra && given[DXTL_]) xn = xtl[i] < 0 ? 0 : xtl[i] > e.extra_topk ? e.extra_topk : xtl[i];
+            for (int64_t j = 0; j < e.s_q; j++) {
+                int64_t nk = 0;
+                for (int64_t k = 0; k < n; k++) {
+                    int32_t pos;
+                    memcpy(&pos, (uint8_t *)bind.base + 4 * (i * vind.stride[0] + j * vind.stride[1] + k), 4);
+                    if (pos >= 0 && pos < npos) rows[nk++] = deq + (int64_t)pos * e.d_qk;
+                }
+                for (int64_t k = 0; extra && k < xn; k++) {
+                    int32_t pos;
+                    memcpy(&pos, (uint8_t *)bxind.base + 4 * (i * vxind.stride[0] + j * vxind.stride[1] + k), 4);
+                    if (pos >= 0 && pos < xnpos) rows[nk++] = xdeq + (int64_t)pos * e.d_qk;
+                }
+                for (int64_t h = 0; h < e.h_q; h++) {
+                    const int64_t qo = i * vq.stride[0] + j * vq.stride[1] + h * vq.stride[2];
+                    double mx = -INFINITY, sum = 0, lse;
+                    for (int64_t k = 0; k < nk; k++) {
+                        double acc = 0;
+                        for (int64_t d = 0; d < e.d_qk; d++) acc += elem_at_bf16(&bq, qo + d) * bf16_to_double(rows[k][d]);
+                        sc[k] = acc * scale;
+                        if (sc[k] > mx) mx = sc[k];
+                    }
+                    for (int d = 0; d < 512; d++) o[d] = 0;
+                    if (nk == 0) lse = INFINITY;
+                    else {
+                        for (int64_t k = 0; k < nk; k++) {
+                            const double p = exp(sc[k] - mx);
+                            sum += p;
+                            for (int d = 0; d < 512; d++) o[d] += p * bf16_to_double(rows[k][d]);
+                        }
+                        lse = mx + log(sum);
+                        double f = 1.0 / sum;
+                        if (given[DSINK_]) {
+                            const double sk = sink[h];
+                            f *= isnan(sk) ? NAN : sk == INFINITY ? 0.0 : 1.0 / (1.0 + exp(sk - lse));
+                        }
+                        for (int d = 0; d < 512; d++) o[d] *= f;
+                    }
+                    const int64_t oo = i * vo.stride[0] + j * vo.stride[1] + h * vo.stride[2];
+                    for (int d = 0; d < 512; d++) {
+                        const double got = elem_at_bf16(&bo, oo + d);
+                        if (!close_enough(got, o[d], 8e-4, 2.01 / 128))
+                            FAIL("sparse decode out[%lld][%lld][%lld][%d] = %.8g, reference %.8g (%lld keys)",
+                                 (long long)i, (long long)j, (long long)h, d, got, o[d], (long long)nk);
+                        if (isfinite(got) && isfinite(o[d])) { sxy += got * o[d]; sxx += got * got; syy += o[d] * o[d]; }
+                        wo[oo + d - vo.lo] = 1;
+                    }
+                    const int64_t lo = i * vl.stride[0] + h * vl.stride[1] + j * vl.stride[2];
+                    const double gl = ((const float *)bl.base)[lo];
+                    if (!close_enough(gl, lse, 1e-6, 8.01 / 65536))
+                        FAIL("sparse decode lse[%lld][%lld][%lld] = %.9g, reference %.9g", (long long)i, (long long)h, (long long)j, gl, lse);
+                    wl[lo - vl.lo] = 1;
+                }
+            }
+        }
+        if (sxx + syy > 0 && 1.0 - 2.0 * sxy / (sxx + syy) > 5e-6)
+            FAIL("sparse decode cos-diff %.3g > 5e-6", 1.0 - 2.0 * sxy / (sxx + syy));
+        check_written(&bo, wo, view_elems(&vo), 2, 0xA5, "out");
+        check_written(&bl, wl, view_elems(&vl), 4, 0x5A, "lse");
+        free(wo); free(wl); free(sc); free(o); free(rows);
+    }
+    free(amem); free(kmem); free(xkmem); free(deq); free(xdeq);
+    free(bq.mem); free(bind.mem); free(bxind.mem); free(bo.mem); free(bl.mem);
+    if (mla_sparse_decode_plan_destroy(plan) != MLA_OK) FAIL("sparse plan destroy");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096) return 0;
     reader r = {data, size};
-    run_prefill(&r);
+    if (size > 0 && (data[0] & 1)) { /* bit 0 of the first byte: sparse decode */
+        const uint8_t m0 = rd8(&r);
+        run_sparse_decode(&r, m0);
+    } else {
+        run_prefill(&r);
+    }
     return 0;
 }
 

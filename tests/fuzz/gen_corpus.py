@@ -130,7 +130,7 @@ SEEDS = {
 }
 
 
-# ---- fuzz_sparse.c (sparse prefill): 13-byte header (mode, s_q, s_kv, h_kv, group, bits, topk,
+# ---- fuzz_sparse.c (sparse prefill: first byte bit 0 clear): 13-byte header (mode, s_q, s_kv, h_kv, group, bits, topk,
 # pad, scale, seed u32) + faults (kind % 14, a, b) -------------------------------------------------
 SP_FIELD, SP_SIZE, SP_NULL, SP_MISALIGN, SP_STRIDE, SP_INDEX, SP_TOPK_LEN, SP_SINK, SP_SCALE, \
     SP_DEVICE, SP_STREAM, SP_WORKSPACE, SP_TL_TOGGLE, SP_SINK_TOGGLE = range(14)
@@ -172,6 +172,46 @@ SPARSE_SEEDS = {
     "prefill_gpu_device": sp_header() + sp_faults((SP_DEVICE, 1, 0)),
     "prefill_stream": sp_header() + sp_faults((SP_STREAM, 0, 0)),
 }
+
+
+# sparse decode (FP8 cache): first byte bit 0 set; bits 1 topk_length, 2 attn_sink, 3 extra cache,
+# 4 extra_topk_length, 5 MODEL1 format; then b-1, s_q-1, h_q-1, page sizes (low/high nibble),
+# num_pages (low/high nibble: extra), topk (low nibble: topk-1, bits 4-5: extra_topk-1,
+# bits 6-7: cpu_threads), pad, scale, seed u32; faults kind % 14.
+SD_FIELD, SD_SIZE, SD_NULL, SD_MISALIGN, SD_STRIDE, SD_INDEX, SD_TOPK_LEN, SD_SINK, SD_SCALE, \
+    SD_DEVICE, SD_STREAM, SD_FLAGS, SD_EXTRA_WITHOUT, SD_FORMAT = range(14)
+
+
+def sd_header(tl=0, sink=0, extra=0, xtl=0, model1=0, b=1, s_q=1, h_q=3, ps=0x33, np=0x11,
+              topk=0x13, pad=0, scale=0, seed=1):
+    m0 = 1 | 2 * tl | 4 * sink | 8 * extra | 16 * xtl | 32 * model1
+    return bytes([m0, b, s_q, h_q, ps, np, topk, pad, scale]) + struct.pack("<I", seed)
+
+
+SPARSE_SEEDS.update({
+    "decode_v32": sd_header(),
+    "decode_model1": sd_header(model1=1, seed=2),
+    "decode_all_options": sd_header(tl=1, sink=1, extra=1, xtl=1, b=2, s_q=2, h_q=2, ps=0x24, np=0x23,
+                                    topk=0x37, pad=0x3f, scale=150, seed=3),
+    "decode_page1": sd_header(ps=0x00, np=0x03, topk=0x07, seed=4),
+    "decode_garbage_index": sd_header() + sp_faults((SD_INDEX, 0, 1), (SD_INDEX, 2, 2)),
+    "decode_index_at_end": sd_header() + sp_faults((SD_INDEX, 0, 130)),
+    "decode_extra_garbage_index": sd_header(extra=1) + sp_faults((SD_INDEX, 1, 0)),
+    "decode_topk_length_clamp": sd_header(tl=1, b=1) + sp_faults((SD_TOPK_LEN, 0, 0), (SD_TOPK_LEN, 2, 5)),
+    "decode_sink_nan": sd_header(sink=1) + sp_faults((SD_SINK, 0, 3)),
+    "decode_h_kv_2": sd_header() + sp_faults((SD_FIELD, 3, 14)),
+    "decode_dqk_mismatch": sd_header(model1=1) + sp_faults((SD_FIELD, 4, 9)),
+    "decode_bad_format": sd_header() + sp_faults((SD_FORMAT, 1, 1)),
+    "decode_extra_ptr_without_extra": sd_header() + sp_faults((SD_EXTRA_WITHOUT, 0, 0)),
+    "decode_null_indices": sd_header() + sp_faults((SD_NULL, 2, 0)),
+    "decode_misaligned_lse": sd_header() + sp_faults((SD_MISALIGN, 9, 1)),
+    "decode_page_stride_small": sd_header(np=0x12) + sp_faults((SD_STRIDE, 12, 9)),
+    "decode_scale_nan_default": sd_header() + sp_faults((SD_SCALE, 0, 2)),
+    "decode_flags_unknown": sd_header() + sp_faults((SD_FLAGS, 2, 3)),
+    "decode_stream": sd_header() + sp_faults((SD_STREAM, 0, 0)),
+    "decode_gpu_device": sd_header() + sp_faults((SD_DEVICE, 1, 0)),
+    "decode_shape_size_newer": sd_header() + sp_faults((SD_SIZE, 1, 2)),
+})
 
 
 def write(dirname, seeds):
