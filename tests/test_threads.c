@@ -13,6 +13,8 @@
  *  4. thread-local errors: every thread fails a call with a message naming its own values
  *     ("h_q (N) is not divisible by h_kv (2)", N unique per thread) in lockstep with the
  *     others; each thread must read back its own message.
+ *  7. (run after 4) one sparse decode plan (V32 FP8 cache) shared by T threads, each result
+ *     byte-identical to a serial run.
  * GPU (only when the library has CUDA and a GPU is visible; else reported as skipped):
  *  5. several streams at once on one device, each stream driven by its own host thread with its
  *     own workspace and outputs, all sharing one GPU plan; results vs the CPU plan (tolerances)
@@ -560,6 +562,108 @@ static void test_gpu(void)
 }
 #endif
 
+/* ---------------------------------------------------------------------------------------- */
+/* 7: one shared sparse decode plan (FP8 cache)                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+#define SP_B 2
+#define SP_SQ 2
+#define SP_HQ 8
+#define SP_TOPK 24
+#define SP_PS 16
+#define SP_PAGES 6
+
+typedef struct sparse_problem {
+    uint8_t *cache;          /* V32 FP8 pages                                           */
+    int32_t idx[SP_B * SP_SQ * SP_TOPK];
+    int32_t topk_len[SP_B];
+    uint16_t q[SP_B * SP_SQ * SP_HQ * 576];
+    uint16_t out[SP_B * SP_SQ * SP_HQ * 512], serial_out[SP_B * SP_SQ * SP_HQ * 512];
+    float lse[SP_B * SP_HQ * SP_SQ], serial_lse[SP_B * SP_HQ * SP_SQ];
+    mla_sparse_decode_args args;
+} sparse_problem;
+
+typedef struct sparse_arg { mla_sparse_decode_plan_t plan; sparse_problem *p; int bad, mismatch; } sparse_arg;
+
+static void *sparse_worker(void *vp)
+{
+    sparse_arg *w = (sparse_arg *)vp;
+    pthread_barrier_wait(&barrier);
+    for (int r = 0; r < ROUNDS; r++) {
+        memset(w->p->out, 0xFF, sizeof w->p->out);
+        if (mla_sparse_decode(w->plan, &w->p->args, NULL, 0, NULL) != MLA_OK) { w->bad++; continue; }
+        if (memcmp(w->p->out, w->p->serial_out, sizeof w->p->out) ||
+            memcmp(w->p->lse, w->p->serial_lse, sizeof w->p->lse))
+            w->mismatch++;
+    }
+    return NULL;
+}
+
+static void test_shared_sparse_plan(void)
+{
+    printf("-- shared sparse decode plan (V32 FP8 cache), %d threads x %d calls\n", NT, ROUNDS);
+    int64_t bpt = 0;
+    if (!tc_expect(mla_fp8_format_info(MLA_FP8_FORMAT_V32, NULL, NULL, NULL, &bpt) == MLA_OK, "format info"))
+        return;
+    mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
+    sh.b = SP_B; sh.s_q = SP_SQ; sh.h_q = SP_HQ; sh.topk = SP_TOPK; sh.page_size = SP_PS;
+    sh.format = MLA_FP8_FORMAT_V32; sh.d_qk = 576; sh.cpu_threads = 2;
+    mla_sparse_decode_plan_t plan = NULL;
+    if (!tc_expect(mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU) == MLA_OK,
+                   "sparse plan: %s", mla_last_error()))
+        return;
+    sparse_problem *ps = (sparse_problem *)calloc(NT, sizeof *ps);
+    uint16_t *bf = (uint16_t *)malloc((size_t)SP_PAGES * SP_PS * 576 * 2);
+    int ok = ps && bf;
+    for (int t = 0; t < NT && ok; t++) {
+        sparse_problem *p = &ps[t];
+        tc_rng rng;
+        tc_rng_seed(&rng, 500 + (uint64_t)t);
+        for (int64_t x = 0; x < (int64_t)SP_PAGES * SP_PS * 576; x++)
+            bf[x] = mla_float_to_bf16(tc_randn_data(&rng));
+        p->cache = (uint8_t *)malloc((size_t)(SP_PAGES * SP_PS * bpt));
+        ok = p->cache && mla_fp8_quantize_cache(MLA_FP8_FORMAT_V32, SP_PAGES, SP_PS, bf, SP_PS * 576, 576,
+                                                p->cache, SP_PS * bpt, MLA_DEVICE_CPU, NULL) == MLA_OK;
+        for (int x = 0; x < SP_B * SP_SQ * SP_TOPK; x++)
+            p->idx[x] = tc_uniform(&rng) < 0.1 ? -1 : (int32_t)tc_randint(&rng, SP_PAGES * SP_PS);
+        for (int i = 0; i < SP_B; i++) p->topk_len[i] = (int32_t)(SP_TOPK - 3 * i - t % 3);
+        for (size_t x = 0; x < sizeof p->q / 2; x++) p->q[x] = mla_float_to_bf16(tc_randn_data(&rng));
+        mla_sparse_decode_args *a = &p->args;
+        *a = mla_sparse_decode_args_default();
+        a->q = p->q;
+        a->q_stride[2] = 576; a->q_stride[1] = SP_HQ * 576; a->q_stride[0] = SP_SQ * SP_HQ * 576;
+        a->k_cache = p->cache; a->num_pages = SP_PAGES; a->k_page_stride_bytes = SP_PS * bpt;
+        a->indices = p->idx; a->indices_stride[1] = SP_TOPK; a->indices_stride[0] = SP_SQ * SP_TOPK;
+        a->topk_length = p->topk_len;
+        a->out = p->out;
+        a->out_stride[2] = 512; a->out_stride[1] = SP_HQ * 512; a->out_stride[0] = SP_SQ * SP_HQ * 512;
+        a->lse = p->lse;
+        a->lse_stride[2] = 1; a->lse_stride[1] = SP_SQ; a->lse_stride[0] = SP_HQ * SP_SQ;
+        ok = ok && mla_sparse_decode(plan, a, NULL, 0, NULL) == MLA_OK;
+        memcpy(p->serial_out, p->out, sizeof p->out);
+        memcpy(p->serial_lse, p->lse, sizeof p->lse);
+    }
+    if (tc_expect(ok, "building the sparse problems (serial decode): %s", mla_last_error())) {
+        pthread_t th[NT];
+        sparse_arg w[NT];
+        pthread_barrier_init(&barrier, NULL, NT);
+        for (int t = 0; t < NT; t++) {
+            w[t] = (sparse_arg){plan, &ps[t], 0, 0};
+            pthread_create(&th[t], NULL, sparse_worker, &w[t]);
+        }
+        for (int t = 0; t < NT; t++) pthread_join(th[t], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (int t = 0; t < NT; t++)
+            tc_expect(w[t].bad == 0 && w[t].mismatch == 0,
+                      "sparse thread %d: %d failed calls, %d results differ from the serial run", t,
+                      w[t].bad, w[t].mismatch);
+    }
+    for (int t = 0; ps && t < NT; t++) free(ps[t].cache);
+    free(ps);
+    free(bf);
+    tc_expect(mla_sparse_decode_plan_destroy(plan) == MLA_OK, "sparse plan destroy");
+}
+
 int main(void)
 {
     printf("test_threads: %d threads%s\n", NT, quick_mode() ? " (quick mode)" : "");
@@ -568,6 +672,7 @@ int main(void)
     test_shared_plan(1, 1);
     test_plan_churn();
     test_thread_local_errors();
+    test_shared_sparse_plan();
     test_gpu();
     printf("test_threads: %.1f s\n", tc_now() - t0);
     return tc_summary();
