@@ -18,7 +18,7 @@
  * GPU (only when the library has CUDA and a GPU is visible; else reported as skipped):
  *  5. several streams at once on one device, each stream driven by its own host thread with its
  *     own workspace and outputs, all sharing one GPU plan; results vs the CPU plan (tolerances)
- *     and identical bytes for the same problem on every stream;
+ *     and identical bytes for the same problem on every stream of a device;
  *  6. with two or more GPUs: one plan per device, both devices at once from two host threads,
  *     with device 0 current in both threads (a plan must run on its own device).
  * Exit: 0 / 1 by the CPU result (the GPU part, when it runs, counts too); 77 never (the CPU
@@ -423,10 +423,14 @@ static void *stream_worker(void *vp)
     cudaSetDevice(w->device);
     cudaStream_t stream = NULL;
     dev_case d;
+    memset(&d, 0, sizeof d);
     if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
         dev_case_upload(&d, w->c, ws) != 0) {
         w->cuda_fail++;
         snprintf(w->msg, sizeof w->msg, "upload: %s", cudaGetErrorString(cudaGetLastError()));
+        pthread_barrier_wait(&barrier); /* the others wait for everyone */
+        dev_case_free(&d);
+        if (stream) cudaStreamDestroy(stream);
         return NULL;
     }
     cudaSetDevice(0);
@@ -543,10 +547,11 @@ static void test_gpu(void)
                   "device %d stream %d (problem %d): status fails %d, CUDA fails %d, mismatch %d: %s",
                   w[x].device, w[x].t, w[x].t % (NS / 2), w[x].status_fail, w[x].cuda_fail,
                   w[x].mismatch, w[x].msg);
-    /* the same problem on two streams (and two devices) gives the same bytes */
+    /* the same problem on two streams of one device gives the same bytes (across devices the
+     * split-KV schedule may differ with the SM count, so only tolerances apply there) */
     for (int x = 0; x < n; x++)
         for (int y = x + 1; y < n; y++)
-            if (w[x].c == w[y].c && w[x].gpu_out && w[y].gpu_out)
+            if (w[x].c == w[y].c && w[x].device == w[y].device && w[x].gpu_out && w[y].gpu_out)
                 tc_expect(memcmp(w[x].gpu_out, w[y].gpu_out, (size_t)w[x].c->out_elems * 2) == 0,
                           "device %d stream %d and device %d stream %d: same problem, different "
                           "bytes", w[x].device, w[x].t, w[y].device, w[y].t);
