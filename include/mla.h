@@ -210,8 +210,9 @@ typedef struct mla_decode_args {
  *    cache_seqlens never read) is as for a 16-bit cache. Codes 0x7f / 0xff are NaN: in a
  *    visible row they make the row NaN; descale values are used as given (NaN/inf propagate).
  *  - GPU plans: 16-byte alignment of q / k_cache and strides in multiples of 16 / element-size
- *    elements. This build computes FP8 dense decode on the CPU only: a GPU plan with an FP8
- *    q or k_cache gives MLA_ERR_UNSUPPORTED (after the shape has been validated). */
+ *    elements. FP8 runs on compute capability 9.x (the wgmma kernel converts the e4m3 tile to
+ *    the output dtype exactly in shared memory); on 8.x GPUs (the portable mma.sync path) a
+ *    plan with an FP8 q or k_cache gives MLA_ERR_UNSUPPORTED. */
 
 MLA_API mla_decode_args mla_decode_args_default(void);
 
