@@ -3,7 +3,8 @@
 # `make lib tests` (tests/gpu/device_run.sh build): the full spec §6 grid through flash_mla on CUDA
 # tensors, the flash_mla GPU tests (CUDA-graph replay), the DeepSeek model / engine GPU tests (logits
 # vs transformers on CUDA), and the served model through the GPU kernel (tools/serve_check.py).
-# Output goes to $OUT (default ./device-out). Steps: grid flashmla model serve (default: all).
+# Output goes to $OUT (default ./device-out). Steps: grid flashmla model serve serve_bf16
+# (default: grid flashmla model serve).
 # pytest and MLflow are not on the GPU image: carry .whl/ (see README "GPU runs"); this script
 # installs whatever wheels it finds there into /tmp/site.
 set -u
@@ -38,7 +39,7 @@ has model && run pytest_model_gpu 300 python3 -m pytest -q -rs tests/integration
 if has serve; then
   run serve_check_fp32 240 python3 tools/serve_check.py --lib build/libmla.so --expect-backend mla-gpu \
     --dtype float32 --out "$OUT/serve_check_gpu_fp32.json"
-  run serve_check_bf16 240 python3 tools/serve_check.py --lib build/libmla.so --expect-backend mla-gpu \
-    --dtype bfloat16 --out "$OUT/serve_check_gpu_bf16.json"
 fi
+has serve_bf16 && run serve_check_bf16 240 python3 tools/serve_check.py --lib build/libmla.so \
+  --expect-backend mla-gpu --dtype bfloat16 --out "$OUT/serve_check_gpu_bf16.json"
 exit $rc_all
