@@ -671,7 +671,10 @@ static void run_sparse_decode(reader *r, uint8_t m0)
             if (v == V_FAIL) verdict = V_FAIL;
             else if (v == V_EITHER && verdict == V_OK) verdict = V_EITHER;
         }
-    if (!extra) view_span(&vxind);
+    if (!extra) { /* no extra cache: a one-element block (only passed when testing that it is refused) */
+        vxind.dim[0] = vxind.dim[1] = 1;
+        view_span(&vxind);
+    }
     if (!small) { /* cannot allocate: dummy pointers + a non-NULL stream must fail */
         static uint64_t dummy[64];
         mla_sparse_decode_args a = *x;
