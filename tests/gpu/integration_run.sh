@@ -15,9 +15,17 @@ steps=${*:-grid flashmla model serve}
 has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 rc_all=0
 
-if ls .whl/*.whl .whl/mlops-py312/*.whl >/dev/null 2>&1; then
+# One version of each package: the MLflow set first, then the pytest wheels it does not have
+# (two versions of one package make pip refuse the whole install; seen on 33bfceb's run).
+wheels=$(ls .whl/mlops-py312/*.whl 2>/dev/null)
+for w in .whl/*.whl; do
+  [ -e "$w" ] || continue
+  n=$(basename "$w" | cut -d- -f1)
+  ls .whl/mlops-py312/"$n"-*.whl >/dev/null 2>&1 || wheels="$wheels $w"
+done
+if [ -n "$wheels" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    $(ls .whl/*.whl .whl/mlops-py312/*.whl 2>/dev/null) 2>&1 | tail -3
+    $wheels 2>&1 | tail -3
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/python:$PWD/integrations:$PWD:${PYTHONPATH:-}
