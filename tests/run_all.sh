@@ -2,7 +2,8 @@
 # run_all.sh — the one test driver (`make test`; `make test-c` passes --c-only).
 #
 # Runs every $BUILD/test_* binary (default BUILD=build), then the Python suites
-# (`python3 -m pytest -q` over tests/python and tests/integrations, those that exist).
+# (`python3 -m pytest -q` over tests/python and tests/integrations, those that exist), then the
+# hardening phase (tests/fuzz/run.sh and tests/sanitize.sh; MLA_SKIP_HARDENING=1 leaves it out).
 # A C test binary prints its own "<N> passed, <M> failed" last line and exits non-zero on
 # failure; exit status 77 means "cannot run here" (it prints "skipped: <reason>") and counts as
 # one skipped suite, never as passed. The very last line is the total:
@@ -100,6 +101,41 @@ if [ "$c_only" -eq 0 ]; then
                 failed=$((failed + 1))
             fi
         fi
+    fi
+fi
+
+# ---- hardening (issue 8): libFuzzer on the C API, ASan/UBSan/LSan, TSan and valgrind builds ------
+# Each needs tools a bare machine may lack (clang + its fuzzer runtime, valgrind): where they are
+# missing the phase counts as skipped, except under CI (CI=true), where it counts as failed.
+# MLA_SKIP_HARDENING=1 leaves the phase out (it takes ~4 minutes on 2 cores).
+if [ "$c_only" -eq 0 ] && [ "${MLA_SKIP_HARDENING:-0}" != 1 ]; then
+    missing() {  # what, hint
+        if [ "${CI:-}" = true ]; then
+            echo "run_all: $1 needs $2 (missing on this CI machine)"; failed=$((failed + 1))
+        else
+            echo "run_all: skipped $1: $2 not installed"; skipped=$((skipped + 1))
+        fi
+    }
+    if command -v clang >/dev/null 2>&1 || command -v clang-14 >/dev/null 2>&1; then
+        echo "== tests/fuzz/run.sh ${FUZZ_SECONDS:-90}"
+        ./tests/fuzz/run.sh "${FUZZ_SECONDS:-90}" 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else echo "run_all: fuzzing exited with $rc"; failed=$((failed + 1)); fi
+    else
+        missing "fuzzing (tests/fuzz/run.sh)" "clang + libclang-rt (Debian: clang libclang-rt-14-dev)"
+    fi
+    if command -v valgrind >/dev/null 2>&1; then
+        echo "== tests/sanitize.sh all"
+        ./tests/sanitize.sh all 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        line=$(grep -E '^sanitize: [0-9]+ suites clean' "$log" | tail -n1)
+        c=$(printf '%s' "$line" | sed -nE 's/^sanitize: ([0-9]+) suites clean.*/\1/p')
+        f=$(printf '%s' "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+        k=$(printf '%s' "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
+        passed=$((passed + ${c:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${k:-0}))
+        if [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ]; then echo "run_all: sanitize.sh exited with $rc"; failed=$((failed + 1)); fi
+    else
+        missing "sanitizer builds (tests/sanitize.sh)" "valgrind (Debian: valgrind)"
     fi
 fi
 
