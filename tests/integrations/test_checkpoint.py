@@ -247,3 +247,48 @@ def test_hf_tokenizer_json_when_tokenizers_installed(dsk_tiny_ckpt, tmp_path):
     assert tok.decode([0, 3, 5, 1]) == "hello mla"
     os.remove(os.path.join(d, "tokenizer.json"))
     assert load_tokenizer(d) is None                               # token-id prompts only
+
+
+SERVE_CHECK_PROMPTS = ["hello", "The capital of France is", "def fib(n):", "abc", "Once upon a time",
+                       "SELECT * FROM", "1, 2, 3, 5, 8,", "MLA latent"]         # tools/serve_check.py
+ENGINE_PROMPTS = ["", "a", "hello MLA", "x" * 62, "The quick brown fox jumps over the lazy dog. " * 3]
+
+
+def test_tiny_init_is_well_conditioned():
+    """The tiny random init is like trained weights where it matters: norms 1, residual-writing
+    projections scaled down, a peaked next-token distribution."""
+    cfg = tiny_config("v3")
+    sd = random_state_dict(cfg, seed=0)
+    assert torch.equal(sd["model.layers.0.self_attn.kv_a_layernorm.weight"], torch.ones(512))
+    assert all(torch.equal(v, torch.ones_like(v)) for k, v in sd.items() if k.endswith("norm.weight"))
+    o = sd["model.layers.0.self_attn.o_proj.weight"]
+    qa = sd["model.layers.0.self_attn.q_a_proj.weight"]
+    assert 0.4 < o.std().item() * o.shape[1] ** 0.5 < 0.6 and 0.9 < qa.std().item() * qa.shape[1] ** 0.5 < 1.1
+    assert torch.equal(random_state_dict(cfg, seed=0)["lm_head.weight"], sd["lm_head.weight"])     # seeded
+
+
+@torch.no_grad()
+def test_tiny_checkpoint_bf16_cache_does_not_flip_greedy_tokens(dsk_tiny_ckpt, dsk_flash_mla):
+    """The served tiny checkpoint (seed 0) is well-conditioned: greedy tokens with a bf16 KV cache
+    through libmla (CPU) equal greedy tokens with a float32 cache through the fp32 torch stand-in
+    of the kernel, for the serve_check and engine prompts (16 new tokens), and along those
+    trajectories the smallest fp32 top-1/top-2 logit margin exceeds the largest |logit change|
+    between the two caches by a wide factor (two correct bf16 kernels agree on the tokens)."""
+    from deepseek_mla import Engine, testing
+    eb = Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu")
+    ef = Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu", kv_dtype=torch.float32, mla_ops=testing)
+    prompts = SERVE_CHECK_PROMPTS + ENGINE_PROMPTS
+    gb = eb.generate(prompts, max_new_tokens=16, stop_on_eos=False)
+    gf = ef.generate(prompts, max_new_tokens=16, stop_on_eos=False)
+    min_margin, max_change = float("inf"), 0.0
+    for p, rb, rf in zip(prompts, gb, gf):
+        assert rb["token_ids"] == rf["token_ids"], p
+        ids = eb.encode(p)
+        lb = testing.cached_logits(eb.model, ids, rb["token_ids"][:-1], torch.bfloat16)
+        lf = testing.cached_logits(ef.model, ids, rb["token_ids"][:-1], torch.float32)
+        top = lf.topk(2, dim=-1).values
+        min_margin = min(min_margin, (top[:, 0] - top[:, 1]).min().item())
+        max_change = max(max_change, (lb - lf).abs().max().item())
+    print(f"min top-1/top-2 margin {min_margin:.4f}, max |logit change| bf16 vs fp32 cache {max_change:.5f}")
+    assert max_change > 0                                     # the bf16 cache really rounds
+    assert min_margin > 20 * max_change, (min_margin, max_change)

@@ -86,4 +86,74 @@ def test_serve_check_tool_on_cpu(mlops_lib, tmp_path):
     rep = json.loads(out.read_text())
     assert rep["ok"] and rep["backends"] == ["mla-cpu"] and rep["nginx"] is True
     assert rep["prompts_equal_to_cpu"] == len(rep["prompts"]) and rep["tokens_equal_to_cpu"] == rep["tokens_total"]
+    assert rep["prompts_identical"] == len(rep["prompts"]) and rep["prompts_near_tie"] == rep["prompts_mismatch"] == 0
+    assert [c["status"] for c in rep["comparison"]] == ["identical"] * len(rep["prompts"])
     assert rep["loadtest"]["errors"] == 0 and rep["loadtest"]["requests_ok"] > 0
+
+
+def test_serve_check_comparison_logic():
+    """serve_check.compare_prompt on synthetic teacher-forced logits: identical, near-tie within the
+    tolerance (reported with its margin), real mismatch (a clear fp32 winner served wrong), and a
+    served completion that stopped early (EOS) against a clear non-EOS winner."""
+    sys.path.insert(0, os.path.join(mlops_support.REPO, "tools"))
+    import serve_check
+    V = 10
+    calls = []
+
+    def logits_with(vals):
+        def teacher(k):
+            calls.append(k)
+            lg = [0.0] * V
+            for t, x in vals.items():
+                lg[t] = x
+            return lg
+        return teacher
+
+    r = serve_check.compare_prompt([5, 6, 7], [5, 6, 7], logits_with({}))
+    assert r == {"status": "identical"} and calls == []          # no recompute needed
+    # near-tie at step 1: fp32 logits of served 8 and cpu 6 differ by 0.02 <= 0.05
+    r = serve_check.compare_prompt([5, 8, 1, 2], [5, 6, 7, 7], logits_with({6: 3.00, 8: 2.98, 4: 1.0}))
+    assert r["status"] == "near_tie" and r["step"] == 1 and calls == [1]
+    assert r["served_token"] == 8 and r["cpu_token"] == 6 and r["gap"] == pytest.approx(0.02)
+    assert r["fp32_argmax"] == 6 and r["fp32_top2_margin"] == pytest.approx(0.02)
+    assert serve_check.TIE_TOL == 0.05 and r["tol"] == 0.05
+    # real mismatch: cpu 6 wins by 1.5 under fp32, the server chose 8
+    r = serve_check.compare_prompt([5, 8], [5, 6], logits_with({6: 3.0, 8: 1.5}))
+    assert r["status"] == "mismatch" and r["step"] == 1 and r["gap"] == pytest.approx(1.5)
+    # the tolerance is the boundary: 0.06 fails at 0.05, passes at 0.1
+    assert serve_check.compare_prompt([9], [6], logits_with({6: 1.06, 9: 1.0}))["status"] == "mismatch"
+    assert serve_check.compare_prompt([9], [6], logits_with({6: 1.06, 9: 1.0}), tol=0.1)["status"] == "near_tie"
+    # served stopped (EOS id 1) at step 2 where the cpu path went on with 7 (clear winner): mismatch;
+    # a near-tie between EOS and 7 is accepted
+    r = serve_check.compare_prompt([5, 6], [5, 6, 7], logits_with({7: 2.0, 1: 0.5}), eos_id=1)
+    assert r["status"] == "mismatch" and r["step"] == 2 and r["served_token"] == 1 and r["cpu_token"] == 7
+    assert serve_check.compare_prompt([5, 6], [5, 6, 7], logits_with({7: 2.0, 1: 1.99}), eos_id=1)["status"] \
+        == "near_tie"
+    # different lengths without an EOS id to compare: a mismatch, never silently accepted
+    assert serve_check.compare_prompt([5], [5, 6], logits_with({}))["status"] == "mismatch"
+
+
+def test_serve_check_fp32_teacher_on_the_tiny_model(dsk_tiny_ckpt, dsk_flash_mla):
+    """The teacher-forced fp32 recompute serve_check uses on a divergence, on the real tiny model:
+    its argmax is the CPU path's token at every step (the checkpoint is well-conditioned), and a
+    served completion that takes the fp32 runner-up instead is a real mismatch (gap = the top-1/top-2
+    margin, far above the tolerance), while the CPU path's own tokens compare identical."""
+    import torch
+    sys.path.insert(0, os.path.join(mlops_support.REPO, "tools"))
+    import serve_check
+    from deepseek_mla import Engine
+    eng = Engine.from_checkpoint(dsk_tiny_ckpt, device="cpu")
+    cpu = eng.generate(["abc"], max_new_tokens=6)[0]["token_ids"]
+    assert len(cpu) == 6
+    teacher = serve_check.fp32_teacher(eng, "abc", cpu)
+    for k, t in enumerate(cpu):
+        lg = torch.tensor(teacher(k))
+        assert lg.shape == (eng.config.vocab_size,) and int(lg.argmax()) == t
+    lg = torch.tensor(teacher(3))
+    top = lg.topk(2)
+    served = cpu[:3] + [int(top.indices[1])] + cpu[4:]
+    r = serve_check.compare_prompt(served, cpu, teacher, eos_id=eng.eos_token_ids[0])
+    assert r["status"] == "mismatch" and r["step"] == 3 and r["cpu_token"] == cpu[3]
+    assert r["gap"] == pytest.approx(float(top.values[0] - top.values[1]), abs=1e-5) and r["gap"] > 0.05
+    assert r["fp32_argmax"] == cpu[3]
+    assert serve_check.compare_prompt(cpu, cpu, teacher)["status"] == "identical"

@@ -198,7 +198,7 @@ def test_cached_decode_logits_flash_mla_bf16(dsk_tiny_ckpt, dsk_flash_mla):
     cont = _rand((9,), 6).abs().mul(80).long().clamp(3, 258).tolist()
     got = testing.cached_logits(m, prompt, cont, torch.bfloat16, shuffle_seed=2)
     want = testing.full_logits(m, prompt, cont)
-    assert (got - want).abs().max().item() < 0.1                # logits std ~3; bf16 cache + q
+    assert (got - want).abs().max().item() < 0.1                # bf16 cache + q move logits ~0.01; margins >~0.5
     assert not testing.argmax_violations(want, got.argmax(-1), tol=0.1)
 
 
