@@ -659,6 +659,28 @@ int main(void)
     test_decode_validation();
     test_prefill_validation();
     dcfg c;
+    pcfg p;
+
+    /* MLA_TEST_QUICK=1 (tests/sanitize.sh under ASan/UBSan): the validation groups plus one small
+     * case of every feature (both formats, extra cache + topk_length, weird / all-invalid indices,
+     * sinks, prefill with d 576 / 512, OOB pairs, h_kv 2); the full grids below otherwise. */
+    const char *qenv = getenv("MLA_TEST_QUICK");
+    if (qenv && qenv[0] && strcmp(qenv, "0") != 0) {
+        for (int f = 0; f < 2; f++) {
+            const mla_fp8_format fm = f ? M : V;
+            decode_case(dc(4, 2, 16, 300, 64, 61, fm));
+            c = dc(3, 1, 64, 256, 64, 2, fm); c.weird = 1; decode_case(c);
+            c = dc(2, 2, 16, 256, 64, 64, fm); c.all_invalid = 1; decode_case(c);
+        }
+        c = dc(3, 2, 16, 512, 64, 64, M); c.extra_topk = 64; c.extra_ps = 2; c.extra_s_k = 256;
+        c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
+        decode_case(c);
+        p = pc(5, 300, 64, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
+        p = pc(5, 95, 16, 512, 128); prefill_case(p);                /* OOB pair */
+        p = pc(4, 200, 32, 576, 128); p.h_kv = 2; prefill_case(p);   /* h_kv 2 */
+        printf("quick (MLA_TEST_QUICK) total %.1f s\n", tc_now() - t0);
+        return tc_summary();
+    }
 
     /* FlashMLA's decode grid (s_k, topk, page) in {(512, 64, 2|64|69), (1024, 576, 2|61),
      * (2046, 2048, 2|64|576)}, b in {4, 74, 321}, s_q in {1, 3}, h_q in {64, 128}, sink on,
@@ -714,7 +736,6 @@ int main(void)
             p.topk_len = (x + f) % 4 >= 2;
             prefill_case(p);
         }
-    pcfg p;
     p = pc(62, 592, 128, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
     p = pc(62, 1521, 64, 512, 512); p.all_invalid = 1; p.sink = 1; prefill_case(p);
     p = pc(20, 32, 64, 576, 2048); prefill_case(p);       /* s_kv < topk */
