@@ -150,9 +150,10 @@ mla_decode_args mla_decode_args_default(void)
     ((offsetof(mla_decode_shape, kv_dtype) + _Alignof(mla_decode_shape) - 1) /               \
      _Alignof(mla_decode_shape) * _Alignof(mla_decode_shape))
 
-/* Copies a caller's struct (its struct_size bytes) over `dst`, which holds the defaults. */
-static mla_status copy_struct(const char *what, const char *type, const void *in, size_t in_size,
-                              void *dst, size_t dst_size, size_t min_size, const char *init)
+/* Copies a caller's struct (its struct_size bytes) over `dst`, which holds the defaults.
+ * Shared with src/sparse_api.c (src/internal.h). */
+mla_status mla_copy_struct(const char *what, const char *type, const void *in, size_t in_size,
+                           void *dst, size_t dst_size, size_t min_size, const char *init)
 {
     if (in_size > dst_size)
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
@@ -171,7 +172,7 @@ static mla_status copy_struct(const char *what, const char *type, const void *in
 static mla_status copy_shape(const mla_decode_shape *in, mla_decode_shape *s)
 {
     *s = mla_decode_shape_default();
-    mla_status st = copy_struct("shape", "mla_decode_shape", in, in->struct_size, s, sizeof *s,
+    mla_status st = mla_copy_struct("shape", "mla_decode_shape", in, in->struct_size, s, sizeof *s,
                                 SHAPE_MIN_SIZE, "mla_decode_shape_default");
     if (in->struct_size <= SHAPE_V1_SIZE) s->kv_dtype = MLA_DTYPE_INVALID; /* padding, not a field */
     s->struct_size = sizeof *s;
@@ -181,7 +182,7 @@ static mla_status copy_shape(const mla_decode_shape *in, mla_decode_shape *s)
 static mla_status copy_args(const mla_decode_args *in, mla_decode_args *a)
 {
     *a = mla_decode_args_default();
-    mla_status st = copy_struct("args", "mla_decode_args", in, in->struct_size, a, sizeof *a,
+    mla_status st = mla_copy_struct("args", "mla_decode_args", in, in->struct_size, a, sizeof *a,
                                 ARGS_MIN_SIZE, "mla_decode_args_default");
     a->struct_size = sizeof *a;
     return st;
@@ -412,9 +413,9 @@ static mla_status check_ptr(const char *name, const void *ptr, size_t align)
 /* Checks one tensor's strides (see the rules at the top). dims: extents; strides: element
  * strides; names: printable stride names; inner: elements of the contiguous innermost span;
  * elem: bytes per element; vec: if > 1, strides of dims with extent > 1 must be multiples. */
-static mla_status check_layout(const char *tensor, int nd, const int64_t *dims,
-                               const int64_t *strides, const char *const *names, int64_t inner,
-                               size_t elem, int64_t vec)
+mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims,
+                            const int64_t *strides, const char *const *names, int64_t inner,
+                            size_t elem, int64_t vec)
 {
     int order[4];
     int n = 0;
@@ -533,11 +534,11 @@ static mla_status validate_args(const struct mla_decode_plan *p, const mla_decod
     const int64_t kd[3] = {a->num_pages, s->page_size, s->h_kv};
     const int64_t ld[3] = {s->b, s->h_q, s->s_q};
     const int64_t bd[1] = {s->b};
-    if ((st = check_layout("q", 3, qd, a->q_stride, qn, s->d_qk, qsz, qvec)) ||
-        (st = check_layout("k_cache", 3, kd, a->k_stride, kn, s->d_qk, ksz, kvec)) ||
-        (st = check_layout("out", 3, qd, a->out_stride, on, s->d_v, esz, vec)) ||
-        (st = check_layout("lse", 3, ld, a->lse_stride, ln, 1, 4, 1)) ||
-        (st = check_layout("block_table", 1, bd, &a->block_table_stride, bn, a->max_pages, 4, 1)))
+    if ((st = mla_check_layout("q", 3, qd, a->q_stride, qn, s->d_qk, qsz, qvec)) ||
+        (st = mla_check_layout("k_cache", 3, kd, a->k_stride, kn, s->d_qk, ksz, kvec)) ||
+        (st = mla_check_layout("out", 3, qd, a->out_stride, on, s->d_v, esz, vec)) ||
+        (st = mla_check_layout("lse", 3, ld, a->lse_stride, ln, 1, 4, 1)) ||
+        (st = mla_check_layout("block_table", 1, bd, &a->block_table_stride, bn, a->max_pages, 4, 1)))
         return st;
     return validate_descales(s, a);
 }

@@ -39,6 +39,19 @@ mla_status mla_set_error(mla_status st, const char *fmt, ...)
 #endif
     ;
 
+/* Copies a caller's struct of in_size bytes over dst (dst_size bytes, holding the defaults):
+ * rejects a struct_size larger than this library's (a newer caller) or smaller than min_size
+ * (the fields every caller must set; init names the *_default() function for the message). */
+mla_status mla_copy_struct(const char *what, const char *type, const void *in, size_t in_size,
+                           void *dst, size_t dst_size, size_t min_size, const char *init);
+
+/* Checks one tensor's element strides (nd <= 4 dims): each >= 0, >= 1 for a dim of extent > 1,
+ * a multiple of vec when vec > 1, and, from the smallest stride up, at least the span of the
+ * dims inside it (inner = the contiguous innermost elements), with every offset (in elem-byte
+ * units) fitting int64. names[d] is the printable name of strides[d]. */
+mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, const int64_t *strides,
+                            const char *const *names, int64_t inner, size_t elem, int64_t vec);
+
 /* The softmax scale a call uses: args value if > 0 and finite, else d_qk ** -0.5. */
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 

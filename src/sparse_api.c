@@ -110,71 +110,6 @@ static mla_status sp_ptr(const char *name, const void *ptr, size_t align, int re
     return MLA_OK;
 }
 
-/* Copies a caller's struct over the defaults in dst (see the struct_size rule above). */
-static mla_status sp_copy(const char *what, const char *type, const void *in, size_t in_size,
-                          void *dst, size_t dst_size, size_t min_size, const char *init)
-{
-    if (in_size > dst_size)
-        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                             "%s->struct_size (%zu) is larger than sizeof(%s) (%zu) of this "
-                             "library (version %d): the caller was built against a newer mla.h",
-                             what, in_size, type, dst_size, MLA_VERSION_CODE);
-    if (in_size < min_size)
-        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                             "%s->struct_size (%zu) is too small (at least %zu bytes); initialise "
-                             "the struct with %s()",
-                             what, in_size, min_size, init);
-    memcpy(dst, in, in_size);
-    return MLA_OK;
-}
-
-/* The element strides of one tensor: dims[d] with strides[d] (names[d]), innermost `inner`
- * contiguous elements of `elem` bytes. Each stride of a dim with extent > 1 must be >= 1 and,
- * taken from the smallest stride up, at least the span of everything inside it. */
-static mla_status sp_layout(const char *tensor, int nd, const int64_t *dims,
-                            const int64_t *strides, const char *const *names, int64_t inner,
-                            int64_t elem)
-{
-    int used[4] = {0, 0, 0, 0};
-    for (int d = 0; d < nd; d++) {
-        if (strides[d] < 0)
-            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                                 "%s (%lld) is negative: %s strides must be >= 0", names[d],
-                                 (long long)strides[d], tensor);
-        if (dims[d] > 1 && strides[d] == 0)
-            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                                 "%s (0) must be positive: that dimension of %s has extent %lld",
-                                 names[d], tensor, (long long)dims[d]);
-        used[d] = dims[d] <= 1; /* extent-1 dims never move the offset */
-    }
-    int64_t span = inner;
-    for (;;) { /* place the remaining dim of smallest stride */
-        int best = -1;
-        for (int d = 0; d < nd; d++)
-            if (!used[d] && (best < 0 || strides[d] < strides[best])) best = d;
-        if (best < 0) break;
-        used[best] = 1;
-        if (strides[best] < span)
-            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                                 "%s (%lld) is smaller than %lld, the span of the dimensions "
-                                 "inside it: elements of %s would overlap",
-                                 names[best], (long long)strides[best], (long long)span, tensor);
-        int64_t ext;
-        if (__builtin_mul_overflow(strides[best], dims[best] - 1, &ext) ||
-            __builtin_add_overflow(ext, span, &span))
-            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                                 "%s spans more than 2^63 elements (offsets overflow int64)",
-                                 tensor);
-    }
-    int64_t bytes;
-    if (__builtin_mul_overflow(span, elem, &bytes))
-        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
-                             "%s spans %lld elements, more than 2^63 bytes (offsets overflow "
-                             "int64)",
-                             tensor, (long long)span);
-    return MLA_OK;
-}
-
 /* An FP8 cache of num_pages pages of page_size tokens, page stride `stride` bytes. */
 static mla_status sp_fp8_cache(const char *tensor, const char *stride_name, int64_t num_pages,
                                int64_t page_size, int64_t stride, const mla_fp8_layout *l,
@@ -230,7 +165,7 @@ static mla_status check_convert(mla_fp8_format format, int64_t num_pages, int64_
     const int64_t dims[2] = {num_pages, page_size}, strides[2] = {bf16_page_stride,
                                                                   bf16_row_stride};
     int64_t fp8_span;
-    if ((st = sp_layout("bf16_cache", 2, dims, strides, names, l->d_qk, 2)) ||
+    if ((st = mla_check_layout("bf16_cache", 2, dims, strides, names, l->d_qk, 2, 1)) ||
         (st = sp_fp8_cache("fp8_cache", "fp8_page_stride_bytes", num_pages, page_size,
                            fp8_stride, l, &fp8_span)))
         return st;
@@ -376,7 +311,7 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     *plan = NULL;
     if (!shape) return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "shape is NULL");
     mla_sparse_decode_shape s = mla_sparse_decode_shape_default();
-    mla_status st = sp_copy("shape", "mla_sparse_decode_shape", shape, shape->struct_size, &s,
+    mla_status st = mla_copy_struct("shape", "mla_sparse_decode_shape", shape, shape->struct_size, &s,
                             sizeof s, SD_SHAPE_MIN, "mla_sparse_decode_shape_default");
     if (st) return st;
     s.struct_size = sizeof s;
@@ -456,13 +391,13 @@ static mla_status validate_decode_args(const mla_sparse_decode_shape *s, const m
     static const char *const en[2] = {"extra_indices_stride[0]", "extra_indices_stride[1]"};
     const int64_t qd[3] = {s->b, s->s_q, s->h_q}, ld[3] = {s->b, s->h_q, s->s_q};
     const int64_t id[2] = {s->b, s->s_q};
-    if ((st = sp_layout("q", 3, qd, a->q_stride, qn, s->d_qk, 2)) ||
-        (st = sp_layout("indices", 2, id, a->indices_stride, in, s->topk, 4)) ||
-        (st = sp_layout("out", 3, qd, a->out_stride, on, s->d_v, 2)) ||
-        (st = sp_layout("lse", 3, ld, a->lse_stride, ln, 1, 4)))
+    if ((st = mla_check_layout("q", 3, qd, a->q_stride, qn, s->d_qk, 2, 1)) ||
+        (st = mla_check_layout("indices", 2, id, a->indices_stride, in, s->topk, 4, 1)) ||
+        (st = mla_check_layout("out", 3, qd, a->out_stride, on, s->d_v, 2, 1)) ||
+        (st = mla_check_layout("lse", 3, ld, a->lse_stride, ln, 1, 4, 1)))
         return st;
     if (s->extra_topk > 0 &&
-        (st = sp_layout("extra_indices", 2, id, a->extra_indices_stride, en, s->extra_topk, 4)))
+        (st = mla_check_layout("extra_indices", 2, id, a->extra_indices_stride, en, s->extra_topk, 4, 1)))
         return st;
     return MLA_OK;
 }
@@ -474,7 +409,7 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
     if (!p) return MLA_ERR_INVALID_ARGUMENT;
     if (!args) return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "args is NULL");
     mla_sparse_decode_args a = mla_sparse_decode_args_default();
-    mla_status st = sp_copy("args", "mla_sparse_decode_args", args, args->struct_size, &a,
+    mla_status st = mla_copy_struct("args", "mla_sparse_decode_args", args, args->struct_size, &a,
                             sizeof a, SD_ARGS_MIN, "mla_sparse_decode_args_default");
     if (st) return st;
     a.struct_size = sizeof a;
@@ -553,12 +488,12 @@ static mla_status validate_prefill(const mla_sparse_prefill_args *a)
     static const char *const mn[2] = {"max_logits_stride[0]", "max_logits_stride[1]"};
     static const char *const ln[2] = {"lse_stride[0]", "lse_stride[1]"};
     const int64_t qd[2] = {a->s_q, a->h_q}, kd[2] = {a->s_kv, a->h_kv}, id[2] = {a->s_q, a->h_kv};
-    if ((st = sp_layout("q", 2, qd, a->q_stride, qn, a->d_qk, 2)) ||
-        (st = sp_layout("kv", 2, kd, a->kv_stride, kn, a->d_qk, 2)) ||
-        (st = sp_layout("indices", 2, id, a->indices_stride, in, a->topk, 4)) ||
-        (st = sp_layout("out", 2, qd, a->out_stride, on, a->d_v, 2)) ||
-        (st = sp_layout("max_logits", 2, qd, a->max_logits_stride, mn, 1, 4)) ||
-        (st = sp_layout("lse", 2, qd, a->lse_stride, ln, 1, 4)))
+    if ((st = mla_check_layout("q", 2, qd, a->q_stride, qn, a->d_qk, 2, 1)) ||
+        (st = mla_check_layout("kv", 2, kd, a->kv_stride, kn, a->d_qk, 2, 1)) ||
+        (st = mla_check_layout("indices", 2, id, a->indices_stride, in, a->topk, 4, 1)) ||
+        (st = mla_check_layout("out", 2, qd, a->out_stride, on, a->d_v, 2, 1)) ||
+        (st = mla_check_layout("max_logits", 2, qd, a->max_logits_stride, mn, 1, 4, 1)) ||
+        (st = mla_check_layout("lse", 2, qd, a->lse_stride, ln, 1, 4, 1)))
         return st;
     return MLA_OK;
 }
@@ -567,7 +502,7 @@ static mla_status copy_prefill(const mla_sparse_prefill_args *args, mla_sparse_p
 {
     if (!args) return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "args is NULL");
     *a = mla_sparse_prefill_args_default();
-    mla_status st = sp_copy("args", "mla_sparse_prefill_args", args, args->struct_size, a,
+    mla_status st = mla_copy_struct("args", "mla_sparse_prefill_args", args, args->struct_size, a,
                             sizeof *a, SP_ARGS_MIN, "mla_sparse_prefill_args_default");
     a->struct_size = sizeof *a;
     return st;
