@@ -76,7 +76,7 @@ $(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libml
 	$(CC) $(CFLAGS) -Itests -Ibench -DMLA_GIT_COMMIT=\"$(MLA_GIT_COMMIT)\" $(BENCH_SRCS) -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) $(BENCH_LIBS) -lstdc++ $(LDLIBS)
 
 bench: $(BUILD)/mla-bench
-	./$(BUILD)/mla-bench
+	$(BUILD)/mla-bench
 
 test: all
 	./tests/run_all.sh
