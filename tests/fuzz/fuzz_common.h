@@ -51,6 +51,22 @@ FZ_FN uint32_t rd32(reader *r)
     return v;
 }
 
+/* A stride value the harnesses inject, chosen by byte b: 0, -1, 1, the int64 extremes, huge
+ * powers of two, or 0..31 (mostly too small: the dims would overlap). */
+FZ_FN int64_t fz_weird_stride(uint32_t b)
+{
+    switch (b % 8) {
+    case 0: return 0;
+    case 1: return -1;
+    case 2: return 1;
+    case 3: return INT64_MAX;
+    case 4: return INT64_MIN;
+    case 5: return 1ll << 40;
+    case 6: return 1ll << 62;
+    default: return (int64_t)(b >> 3);
+    }
+}
+
 static uint64_t rng_state;
 FZ_FN uint64_t rng_next(void) /* splitmix64 */
 {

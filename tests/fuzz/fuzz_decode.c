@@ -137,17 +137,7 @@ static void apply_fault(scenario *s, int kind, uint8_t a, uint8_t b)
         if (a % P_NUM == P_CU) s->varlen = 1;
         break;
     case 5: { /* a stride */
-        int64_t v;
-        switch (b % 8) {
-        case 0: v = 0; break;
-        case 1: v = -1; break;
-        case 2: v = 1; break;
-        case 3: v = INT64_MAX; break;
-        case 4: v = INT64_MIN; break;
-        case 5: v = 1ll << 40; break;
-        case 6: v = 1ll << 62; break;
-        default: v = b >> 3; break; /* 0..31: mostly too small (overlap) */
-        }
+        const int64_t v = fz_weird_stride(b);
         int t = a % 13;
         int64_t *p = t < 3 ? &s->q_stride[t] : t < 6 ? &s->k_stride[t - 3]
                    : t < 9 ? &s->out_stride[t - 6] : t < 12 ? &s->lse_stride[t - 9] : &s->bt_stride;

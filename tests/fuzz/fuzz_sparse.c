@@ -69,17 +69,7 @@ static void p_fault(pscen *s, int kind, uint8_t a, uint8_t b)
     case 3: s->mis[a % NPTR] = 1 + b % 3; if (a % NPTR == TL_) s->has_tl = 1;
             if (a % NPTR == SINK_) s->has_sink = 1; break;
     case 4: {
-        int64_t v;
-        switch (b % 8) {
-        case 0: v = 0; break;
-        case 1: v = -1; break;
-        case 2: v = 1; break;
-        case 3: v = INT64_MAX; break;
-        case 4: v = INT64_MIN; break;
-        case 5: v = 1ll << 40; break;
-        case 6: v = 1ll << 62; break;
-        default: v = b >> 3; break;
-        }
+        const int64_t v = fz_weird_stride(b);
         int64_t *p = st[a % 12];
         if (a >= 128) *p = sat_add(*p, v >= 0 && v < 32 ? v : 0);
         else *p = v;
@@ -462,17 +452,7 @@ static void d_fault(dscen *s, int kind, uint8_t a, uint8_t b)
         break;
     case 3: s->mis[a % DNPTR] = 1 + b % 3; break;
     case 4: {
-        int64_t v;
-        switch (b % 8) {
-        case 0: v = 0; break;
-        case 1: v = -1; break;
-        case 2: v = 1; break;
-        case 3: v = INT64_MAX; break;
-        case 4: v = INT64_MIN; break;
-        case 5: v = 1ll << 40; break;
-        case 6: v = 1ll << 62; break;
-        default: v = b >> 3; break;
-        }
+        const int64_t v = fz_weird_stride(b);
         int64_t *p[14] = {&x->q_stride[0], &x->q_stride[1], &x->q_stride[2], &x->indices_stride[0],
                           &x->indices_stride[1], &x->out_stride[0], &x->out_stride[1],
                           &x->out_stride[2], &x->lse_stride[0], &x->lse_stride[1],
