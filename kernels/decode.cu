@@ -206,41 +206,9 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
     const int row0 = 16 * wm + g, row1 = row0 + 8;
 
     for (int r = pb.req; r <= r_last; r++) {
-        const int L = req_len(p, r);
-        const int nblk = (L + MLA_BN - 1) / MLA_BN;
-        int te = (r == pe.req) ? pe.tile : nblk;
-        int tb = (r == pb.req) ? pb.tile : 0;
-        const int piece = (r == pb.req) ? pb.piece : 0;
-        const int n_q = req_nq(p, r);
-        int nvalid = n_q * hg - mblk * MLA_BM;
-        if (nvalid <= 0) continue; /* block-uniform */
-        if (nvalid > MLA_BM) nvalid = MLA_BM;
-        int slot = p->req_slot[r];
-        if (slot >= 0) slot += piece;
-
-        /* visible-key limit per row; the last valid row sees the most */
-        if (tid < MLA_BM) {
-            int lim = 0;
-            if (tid < nvalid) {
-                int j = (mblk * MLA_BM + tid) / hg;
-                lim = L;
-                if (p->causal) {
-                    lim = L - n_q + j + 1;
-                    lim = lim < 0 ? 0 : (lim > L ? L : lim);
-                }
-            }
-            row_lim[tid] = lim;
-        }
-        int lim_max = L;
-        if (p->causal) {
-            int jmax = (mblk * MLA_BM + nvalid - 1) / hg;
-            lim_max = L - n_q + jmax + 1;
-            lim_max = lim_max < 0 ? 0 : (lim_max > L ? L : lim_max);
-        }
-        const int tlim = (lim_max + MLA_BN - 1) / MLA_BN;
-        if (te > nblk) te = nblk;
-        if (te > tlim) te = tlim;
-        if (tb > te) tb = te;
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue; /* block-uniform */
+        const int L = w.L, tb = w.tb, te = w.te, nvalid = w.nvalid, slot = w.slot;
 
         float o[32][4];
 #pragma unroll

@@ -517,3 +517,11 @@ extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
     return f16 ? (const void *)mla_decode_sm90_fp16_512 : (const void *)mla_decode_sm90_bf16_512;
 }
 extern "C" int mla_k_sm90_smem(int dqk) { return sm90_smem_bytes(dqk); }
+extern "C" int mla_k_sm90_native(void) {
+    cudaFuncAttributes a;
+    if (cudaFuncGetAttributes(&a, (const void *)mla_decode_sm90_bf16_576) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return a.ptxVersion >= 90;
+}

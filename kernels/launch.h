@@ -22,6 +22,9 @@ cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, 
 /* The wgmma kernels (kernels/decode_sm90.cu); tma: 0 cp.async, 1 TMA, 2 FP8 e4m3 cache. */
 const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 int mla_k_sm90_smem(int dqk);
+/* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
+ * compute_80 PTX, where their bodies are empty, or on error). */
+int mla_k_sm90_native(void);
 
 #ifdef __cplusplus
 }

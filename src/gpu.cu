@@ -88,8 +88,18 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
      * rows, see docs/performance.md), else mma.sync with 2 K stages where the smem fits, else 1 stage
      * (A100), else none */
     const int dqk = (int)s->d_qk;
+    /* the wgmma kernels exist as sm_90a SASS only (their compute_80 PTX bodies are empty): use them
+     * only where the driver loaded that SASS, not a JIT of the compute_80 PTX (CUDA_FORCE_PTX_JIT=1) */
+    int sm90 = 0;
+    if (major == 9 && minor == 0) {
+        int old0;
+        mla_status st0 = device_enter(dev, &old0);
+        if (st0) return st0;
+        sm90 = mla_k_sm90_native();
+        device_restore(dev, old0);
+    }
     int kernel = 0;
-    if (major == 9 && minor == 0 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
+    if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else
@@ -101,7 +111,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     const char *force = getenv("MLA_GPU_KERNEL");
     if (force && force[0] >= '1' && force[0] <= '4' && force[1] == 0) {
         const int k = force[0] - '0';
-        if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || (major == 9 && minor == 0))) kernel = k;
+        if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
     /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
      * the mma.sync path (sm_80..89, or forced by MLA_GPU_KERNEL=1/2) has no FP8 variant */
@@ -109,9 +119,11 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         if (kernel != MLA_KERNEL_WGMMA && kernel != MLA_KERNEL_WGMMA_TMA)
             return mla_set_error(MLA_ERR_UNSUPPORTED,
                                  "dense decode on an FP8 (e4m3) cache needs the wgmma kernel of compute capability "
-                                 "9.0 (device %d is %d.%d%s); the portable mma.sync path has no FP8 variant "
+                                 "9.0 from its sm_90a code (device %d is %d.%d%s); the portable mma.sync path has "
+                                 "no FP8 variant "
                                  "(use a bf16/fp16 cache or a CPU plan)",
-                                 dev, major, minor, (major == 9 && minor == 0) ? ", MLA_GPU_KERNEL forces mma.sync" : "");
+                                 dev, major, minor,
+                                 !sm90 ? "" : ", MLA_GPU_KERNEL forces mma.sync");
         kernel = MLA_KERNEL_WGMMA_FP8;
     }
     int64_t parts = sms / (s->h_kv * m_blocks);

@@ -810,11 +810,13 @@ static int f8_upload(dev_case *d, const f8_case *f, size_t ws)
     return 0;
 }
 
-/* MLA_GPU_KERNEL=1/2 (the portable mma.sync path) has no FP8 variant: plans are UNSUPPORTED */
+/* MLA_GPU_KERNEL=1/2 (the portable mma.sync path) has no FP8 variant: plans are UNSUPPORTED; so
+ * under CUDA_FORCE_PTX_JIT=1, where the library must not use the wgmma kernels (their compute_80
+ * PTX bodies are empty) and falls back to mma.sync */
 static int fp8_forced_portable(void)
 {
-    const char *k = getenv("MLA_GPU_KERNEL");
-    return k && (!strcmp(k, "1") || !strcmp(k, "2"));
+    const char *k = getenv("MLA_GPU_KERNEL"), *jit = getenv("CUDA_FORCE_PTX_JIT");
+    return (k && (!strcmp(k, "1") || !strcmp(k, "2"))) || (jit && !strcmp(jit, "1"));
 }
 
 static int run_fp8_case(const tc_config *cfg, int q_fp8, int with_dq, float dq, float dk, int determinism)

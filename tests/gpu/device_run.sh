@@ -132,6 +132,10 @@ if has jit; then
     echo "== CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=1 build/test_gpu --quick"
     CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=1 timeout 120 ./build/test_gpu --quick 2>&1 | tail -30
     echo "rc=${PIPESTATUS[0]}"
+    echo "== CUDA_FORCE_PTX_JIT=1 build/test_gpu --quick (default kernel: the library must see that the wgmma"
+    echo "   kernels were JIT-compiled from empty compute_80 bodies and use mma.sync; FP8 plans UNSUPPORTED)"
+    CUDA_FORCE_PTX_JIT=1 timeout 120 ./build/test_gpu --quick 2>&1 | tail -4
+    echo "rc=${PIPESTATUS[0]}"
     echo "== CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=2 build/test_gpu --quick (1-stage, the A100 variant)"
     CUDA_FORCE_PTX_JIT=1 MLA_GPU_KERNEL=2 timeout 120 ./build/test_gpu --quick 2>&1 | tail -4
     echo "rc=${PIPESTATUS[0]}"
