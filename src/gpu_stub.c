@@ -25,3 +25,31 @@ mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const mla_decode_a
     (void)plan; (void)args; (void)workspace; (void)workspace_bytes; (void)stream;
     return mla_set_error(MLA_ERR_UNSUPPORTED, "%s", MLA_NO_CUDA_MSG);
 }
+
+mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *plan)
+{
+    (void)plan;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "sparse decode on a CUDA device: %s", MLA_NO_CUDA_MSG);
+}
+
+mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan *plan,
+                                 const mla_sparse_decode_args *args, float softmax_scale,
+                                 void *workspace, size_t workspace_bytes,
+                                 struct CUstream_st *stream)
+{
+    (void)plan; (void)args; (void)softmax_scale; (void)workspace; (void)workspace_bytes; (void)stream;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "sparse decode on a CUDA device: %s", MLA_NO_CUDA_MSG);
+}
+
+mla_status mla_gpu_sparse_prefill_check(const mla_sparse_prefill_args *args, int device)
+{
+    (void)args; (void)device;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "sparse prefill on a CUDA device: %s", MLA_NO_CUDA_MSG);
+}
+
+mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *args, int device,
+                                  struct CUstream_st *stream)
+{
+    (void)args; (void)device; (void)stream;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "sparse prefill on a CUDA device: %s", MLA_NO_CUDA_MSG);
+}

@@ -65,6 +65,38 @@ mla_status mla_gpu_schedule(const struct mla_decode_plan *plan, const int32_t *c
 mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const mla_decode_args *args,
                           void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
 
+/* ---- Sparse decode (src/sparse_api.c; GPU backend src/gpu_sparse.cu) ------------------------ */
+#define MLA_SP_PLAN_LIVE 0x6d6c612e73706470ull /* "mla.spdp" */
+#define MLA_SP_PLAN_DEAD 0x646561642e737064ull
+
+/* GPU facts of a sparse decode plan, filled by mla_gpu_sparse_plan_init. */
+typedef struct mla_gpu_sparse_info {
+    int num_sms, cc_major, cc_minor;
+    int num_m_blocks;   /* ceil(h_q / 64)                                               */
+    int num_sm_parts;   /* split-KV scheduler parts                                     */
+} mla_gpu_sparse_info;
+
+struct mla_sparse_decode_plan {
+    uint64_t magic;
+    mla_sparse_decode_shape shape; /* complete, current-version copy */
+    int device;
+    int cpu_threads;               /* resolved worker count (CPU plans) */
+    size_t workspace_bytes;        /* 0 on the CPU */
+    mla_gpu_sparse_info gpu;       /* GPU plans */
+};
+
+/* Sparse GPU backend (src/gpu_sparse.cu; src/gpu_stub.c without CUDA). Arguments arrive
+ * validated by src/sparse_api.c, GPU layout rules included; these check the device. */
+mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *plan);
+mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan *plan,
+                                 const mla_sparse_decode_args *args, float softmax_scale,
+                                 void *workspace, size_t workspace_bytes,
+                                 struct CUstream_st *stream);
+/* Device checks of a sparse prefill on `device` (usable, compute capability 9.0, sizes). */
+mla_status mla_gpu_sparse_prefill_check(const mla_sparse_prefill_args *args, int device);
+mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *args, int device,
+                                  struct CUstream_st *stream);
+
 #ifdef __cplusplus
 }
 #endif

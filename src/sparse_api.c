@@ -1,8 +1,8 @@
 /* sparse_api.c — the public C ABI of DeepSeek Sparse Attention (include/mla.h, "FP8 KV-cache
  * formats", "Sparse MLA decode", "Sparse MLA prefill"): defaults, plans, the validation of
  * every argument before any work, and the dispatch to the CPU reference (ref/mla_fp8.c,
- * ref/mla_ref_sparse.c). GPU devices return MLA_ERR_UNSUPPORTED after validation until the
- * sparse kernels exist (docs/sparse.md).
+ * ref/mla_ref_sparse.c) or to the GPU backend (src/gpu_sparse.cu, kernels/sparse_sm90.cu: compute
+ * capability 9.0). FP8 quantise / dequantise of a cache on a GPU return MLA_ERR_UNSUPPORTED.
  *
  * Validation rules (MLA_ERR_INVALID_ARGUMENT unless noted; the message names the argument and
  * its value; nothing is written on failure). They follow src/api.c:
@@ -19,8 +19,12 @@
  *    more than one page, and the last byte's offset fits in int64.
  *  - softmax_scale: decode: <= 0 or NaN means d_qk ** -0.5 (as dense); prefill: required,
  *    > 0 and finite.
- *  - device: MLA_DEVICE_CPU or a CUDA ordinal (GPU: MLA_ERR_UNSUPPORTED for now); stream NULL
- *    on the CPU; flags: only MLA_SPARSE_DECODE_* bits.
+ *  - device: MLA_DEVICE_CPU or a CUDA ordinal; stream NULL on the CPU; flags: only
+ *    MLA_SPARSE_DECODE_* bits.
+ *  - GPU only (16-byte loads): q, out, k_cache, extra_k_cache, kv bases 16-byte aligned; q / out /
+ *    kv strides of dims with extent > 1 multiples of 8 elements; FP8 caches and page strides
+ *    (when there is more than one page) multiples of 16 bytes (V32) / 8 bytes (MODEL1); the
+ *    workspace 256-byte aligned.
  *  - quantise / dequantise: the bf16 and FP8 buffers must not overlap.
  * Index values and topk_length values are data, not arguments: they are never rejected
  * (invalid positions are masked, lengths clamped), on the CPU as on the GPU. */
@@ -35,7 +39,7 @@
 
 #define SP_DIM_MAX 2147483647LL
 #define SP_THREADS_MAX 256
-#define SP_NO_GPU "sparse GPU kernels are not built yet"
+#define SP_NO_GPU "GPU FP8 cache conversion is not built yet (convert on the CPU)"
 
 static const char *format_name(mla_fp8_format f)
 {
@@ -65,15 +69,18 @@ static mla_status sp_dim(const char *name, int64_t v, int64_t lo)
     return MLA_OK;
 }
 
-static mla_status sp_device(int device, struct CUstream_st *stream, const char *what)
+/* gpu: the operation has GPU kernels (else a CUDA ordinal gives MLA_ERR_UNSUPPORTED). */
+static mla_status sp_device(int device, struct CUstream_st *stream, const char *what, int gpu)
 {
     if (device < MLA_DEVICE_CPU)
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
                              "device (%d) must be MLA_DEVICE_CPU (-1) or a CUDA ordinal >= 0",
                              device);
-    if (device >= 0)
+    if (device >= 0) {
+        if (gpu) return MLA_OK;
         return mla_set_error(MLA_ERR_UNSUPPORTED, "%s on CUDA device %d: " SP_NO_GPU, what,
                              device);
+    }
     if (stream)
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
                              "stream must be NULL on the CPU device (got %p)", (void *)stream);
@@ -177,7 +184,7 @@ static mla_status check_convert(mla_fp8_format format, int64_t num_pages, int64_
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
                              "bf16_cache (%p, %lld bytes) and fp8_cache (%p, %lld bytes) overlap",
                              bf16, (long long)bf16_span, fp8, (long long)fp8_span);
-    return sp_device(device, stream, what);
+    return sp_device(device, stream, what, 0);
 }
 
 mla_status mla_fp8_quantize_cache(mla_fp8_format format, int64_t num_pages, int64_t page_size,
@@ -218,17 +225,8 @@ mla_status mla_fp8_dequantize_cache(mla_fp8_format format, int64_t num_pages, in
 /* Sparse decode                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-#define SP_PLAN_LIVE 0x6d6c612e73706470ull /* "mla.spdp" */
-#define SP_PLAN_DEAD 0x646561642e737064ull
-
-/* When the GPU kernels land this moves to src/internal.h next to mla_decode_plan. */
-struct mla_sparse_decode_plan {
-    uint64_t magic;
-    mla_sparse_decode_shape shape; /* complete, current-version copy */
-    int device;
-    int cpu_threads;               /* resolved worker count (CPU plans) */
-    size_t workspace_bytes;        /* 0 on the CPU */
-};
+#define SP_PLAN_LIVE MLA_SP_PLAN_LIVE /* struct mla_sparse_decode_plan: src/internal.h */
+#define SP_PLAN_DEAD MLA_SP_PLAN_DEAD
 
 mla_sparse_decode_shape mla_sparse_decode_shape_default(void)
 {
@@ -317,7 +315,7 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     s.struct_size = sizeof s;
     mla_fp8_layout l;
     if ((st = validate_decode_shape(&s, &l))) return st;
-    if ((st = sp_device(device, NULL, "sparse decode"))) return st;
+    if ((st = sp_device(device, NULL, "sparse decode", 1))) return st;
     struct mla_sparse_decode_plan *p = (struct mla_sparse_decode_plan *)calloc(1, sizeof *p);
     if (!p)
         return mla_set_error(MLA_ERR_OUT_OF_MEMORY, "could not allocate a plan (%zu bytes)",
@@ -327,6 +325,10 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     p->device = device;
     p->cpu_threads = sp_resolve_threads(s.cpu_threads);
     p->workspace_bytes = 0;
+    if (device >= 0 && (st = mla_gpu_sparse_plan_init(p))) {
+        free(p);
+        return st;
+    }
     *plan = p;
     return MLA_OK;
 }
@@ -346,6 +348,62 @@ mla_status mla_sparse_decode_workspace_size(mla_sparse_decode_plan_t plan, size_
     if (!p) return MLA_ERR_INVALID_ARGUMENT;
     if (!bytes) return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "bytes is NULL");
     *bytes = p->workspace_bytes;
+    return MLA_OK;
+}
+
+/* GPU layout rules: a 16-byte aligned base and element strides (of dims with extent > 1)
+ * that are multiples of 8 (16 bytes of bf16). */
+static mla_status sp_gpu_tensor(const char *name, const void *ptr, int nd, const int64_t *dims,
+                                const int64_t *strides, const char *const *names)
+{
+    if ((uintptr_t)ptr % 16)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "%s (%p) must be 16-byte aligned on the GPU", name, ptr);
+    for (int d = 0; d < nd; d++)
+        if (dims[d] > 1 && strides[d] % 8)
+            return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                                 "%s (%lld) must be a multiple of 8 elements (16 bytes) on the GPU",
+                                 names[d], (long long)strides[d]);
+    return MLA_OK;
+}
+
+/* align: 16 (V32: 656-byte tokens, 16-byte loads) or 8 (MODEL1: a page of page_size * 584
+ * bytes is a multiple of 8; the kernel reads it with 8-byte loads) */
+static mla_status sp_gpu_cache(const char *name, const void *ptr, const char *stride_name,
+                               int64_t num_pages, int64_t stride, int align)
+{
+    if ((uintptr_t)ptr % (uintptr_t)align)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "%s (%p) must be %d-byte aligned on the GPU", name, ptr, align);
+    if (num_pages > 1 && stride % align)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "%s (%lld) must be a multiple of %d bytes on the GPU", stride_name,
+                             (long long)stride, align);
+    return MLA_OK;
+}
+
+static mla_status validate_decode_gpu(const mla_sparse_decode_shape *s,
+                                      const mla_sparse_decode_args *a, const void *ws,
+                                      size_t ws_bytes)
+{
+    static const char *const qn[3] = {"q_stride[0]", "q_stride[1]", "q_stride[2]"};
+    static const char *const on[3] = {"out_stride[0]", "out_stride[1]", "out_stride[2]"};
+    const int64_t qd[3] = {s->b, s->s_q, s->h_q};
+    const int al = s->format == MLA_FP8_FORMAT_V32 ? 16 : 8;
+    mla_status st;
+    if ((st = sp_gpu_tensor("q", a->q, 3, qd, a->q_stride, qn)) ||
+        (st = sp_gpu_tensor("out", a->out, 3, qd, a->out_stride, on)) ||
+        (st = sp_gpu_cache("k_cache", a->k_cache, "k_page_stride_bytes", a->num_pages,
+                           a->k_page_stride_bytes, al)))
+        return st;
+    if (s->extra_topk > 0 &&
+        (st = sp_gpu_cache("extra_k_cache", a->extra_k_cache, "extra_k_page_stride_bytes",
+                           a->extra_num_pages, a->extra_k_page_stride_bytes, al)))
+        return st;
+    if (ws_bytes > 0 && (!ws || (uintptr_t)ws % 256))
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
+                             "workspace (%p) must be a non-NULL, 256-byte aligned device buffer",
+                             ws);
     return MLA_OK;
 }
 
@@ -421,10 +479,14 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
                              "workspace_bytes (%zu) is smaller than the %zu bytes "
                              "mla_sparse_decode_workspace_size() reports for this plan",
                              workspace_bytes, p->workspace_bytes);
-    if ((st = sp_device(p->device, stream, "sparse decode"))) return st;
+    if ((st = sp_device(p->device, stream, "sparse decode", 1))) return st;
     const float scale = (a.softmax_scale > 0.0f && isfinite(a.softmax_scale))
                             ? a.softmax_scale
                             : (float)(1.0 / sqrt((double)p->shape.d_qk));
+    if (p->device >= 0) {
+        if ((st = validate_decode_gpu(&p->shape, &a, workspace, p->workspace_bytes))) return st;
+        return mla_gpu_sparse_decode(p, &a, scale, workspace, workspace_bytes, stream);
+    }
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 
@@ -519,10 +581,8 @@ mla_status mla_sparse_prefill_workspace_size(const mla_sparse_prefill_args *args
         return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
                              "device (%d) must be MLA_DEVICE_CPU (-1) or a CUDA ordinal >= 0",
                              device);
-    if (device >= 0)
-        return mla_set_error(MLA_ERR_UNSUPPORTED, "sparse prefill on CUDA device %d: " SP_NO_GPU,
-                             device);
-    *bytes = 0;
+    if (device >= 0 && (st = mla_gpu_sparse_prefill_check(&a, device))) return st;
+    *bytes = 0; /* the GPU kernel needs no workspace either */
     return MLA_OK;
 }
 
@@ -533,6 +593,18 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
     mla_status st = copy_prefill(args, &a);
     if (st) return st;
     if ((st = validate_prefill(&a))) return st;
-    if ((st = sp_device(device, stream, "sparse prefill"))) return st;
+    if ((st = sp_device(device, stream, "sparse prefill", 1))) return st;
+    if (device >= 0) {
+        static const char *const qn[2] = {"q_stride[0]", "q_stride[1]"};
+        static const char *const kn[2] = {"kv_stride[0]", "kv_stride[1]"};
+        static const char *const on[2] = {"out_stride[0]", "out_stride[1]"};
+        const int64_t qd[2] = {a.s_q, a.h_q}, kd[2] = {a.s_kv, a.h_kv};
+        if ((st = mla_gpu_sparse_prefill_check(&a, device)) ||
+            (st = sp_gpu_tensor("q", a.q, 2, qd, a.q_stride, qn)) ||
+            (st = sp_gpu_tensor("kv", a.kv, 2, kd, a.kv_stride, kn)) ||
+            (st = sp_gpu_tensor("out", a.out, 2, qd, a.out_stride, on)))
+            return st;
+        return mla_gpu_sparse_prefill(&a, device, stream);
+    }
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
 }

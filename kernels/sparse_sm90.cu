@@ -1,0 +1,748 @@
+/* sparse_sm90.cu — DeepSeek sparse attention on Hopper tensor cores (wgmma, sm_90a only):
+ * sparse decode on an FP8 paged cache (V32 / MODEL1) with a device-side split-KV scheduler and a
+ * combine kernel that applies attn_sink, and sparse prefill on a bf16 kv. Semantics: include/mla.h
+ * and docs/sparse.md (the CPU reference ref/mla_ref_sparse.c is the oracle).
+ *
+ * One CTA = 256 threads (two warpgroups) over a 64-row M block: 64 query heads of one query token
+ * (rows past h_q are zero Q rows whose results are never stored). Keys come in tiles of 64 index
+ * entries: entry k of a tile is valid iff it is inside the (clamped) topk_length and
+ * (uint32)index < limit; an invalid entry is never dereferenced, its K row is zero in shared
+ * memory and its score is -inf. Tiles of the extra cache follow those of the main cache.
+ *
+ * Thread (row = tid / 4, sub = tid % 4) gathers K row `row` of each tile:
+ *   FP8: the e4m3 codes [16 sub + 64 c, +16) of every 64-column chunk c go global -> registers at
+ *        the top of the previous tile, then are dequantised exactly as the CPU does (e4m3 -> f16
+ *        -> f32, fp32 multiply by the scale without flush-to-zero, round to bf16) into the free
+ *        K stage while the PV wgmma of the current tile runs; the bf16 RoPE pieces go straight
+ *        to shared memory by cp.async (zero-filled for invalid rows).
+ *   bf16 (prefill): cp.async of the whole row (zero-fill when invalid), one tile ahead.
+ * Compute (the structure of kernels/decode_sm90.cu, whose helpers desc_sw128 / fences / pin /
+ * SW128 row copy / e4m3 conversion are copied here because that file is being rewritten):
+ *   WG0: S = Q K^T (SS m64n64k16), mask, online softmax (log2 domain), P -> smem for WG1,
+ *        O[:, 0:256] += P V (RS m64n256k16, V = the K tile read MN-major).
+ *   WG1: O[:, 256:512] += P V.
+ */
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "common.cuh"
+#include "wgmma_ops.cuh"
+#include "sparse_params.h"
+#include "sparse_launch.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SP_HAVE_SM90A 1
+#else
+#define SP_HAVE_SM90A 0
+#endif
+
+#define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
+
+static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
+    return 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
+           + 16 * 128 * 4      /* P fragments */
+           + 128 * 2 * 4       /* alpha per thread (2 rows) */
+           + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
+           + 2 * 64            /* kvalid */
+           + 1024;             /* alignment slack */
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Split-KV scheduler (one CTA of 1024 threads): the dense scheduler's algorithm over query     */
+/* tokens, with the tile count of a token taken from the clamped topk lengths of its request.  */
+/* ------------------------------------------------------------------------------------------ */
+static __device__ __forceinline__ long long sp_scan64(long long v, long long *tmp, long long *total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    long long x = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        long long y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) tmp[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        long long w = lane < nw ? tmp[lane] : 0;
+        long long s = w;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            long long y = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += y;
+        }
+        tmp[32 + lane] = s - w;
+        if (lane == 31) tmp[64] = s;
+    }
+    __syncthreads();
+    long long r = tmp[32 + warp] + x - v;
+    *total = tmp[64];
+    __syncthreads();
+    return r;
+}
+
+static __device__ __forceinline__ int sp_clamp_len(const int32_t *len, int i, int topk) {
+    if (!len) return topk;
+    const int n = len[i];
+    return n < 0 ? 0 : (n > topk ? topk : n);
+}
+
+/* tiles of source s of request i */
+static __device__ __forceinline__ int sp_src_tiles(const mla_sp_params *p, int s, int i) {
+    return (sp_clamp_len(p->len[s], i, p->topk[s]) + MLA_BN - 1) / MLA_BN;
+}
+static __device__ __forceinline__ int sp_tok_tiles(const mla_sp_params *p, int r) {
+    const int i = r / p->s_q;
+    int n = sp_src_tiles(p, 0, i);
+    if (p->nsrc > 1) n += sp_src_tiles(p, 1, i);
+    return n;
+}
+
+__global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(const __grid_constant__ mla_sp_params p) {
+    __shared__ long long tmp[72];
+    const int F = MLA_SCHED_FIXED_COST, P = p.num_sm_parts, b = p.n_tok;
+    const int tid = threadIdx.x;
+    long long total = 0;
+    for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
+        const int r = base + tid;
+        long long c = r < b ? (long long)sp_tok_tiles(&p, r) + F : 0;
+        long long t;
+        sp_scan64(c, tmp, &t);
+        total += t;
+    }
+    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    long long run_cost = 0, run_slot = 0, run_split = 0;
+    for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
+        const int r = base + tid;
+        const int nt = r < b ? sp_tok_tiles(&p, r) : 0;
+        const long long cost = r < b ? (long long)nt + F : 0;
+        long long chunk_total;
+        const long long C = run_cost + sp_scan64(cost, tmp, &chunk_total);
+        run_cost += chunk_total;
+        int nsplits = 0;
+        if (r < b) {
+            const long long i0 = (C + payload - 1) / payload;
+            const long long i1 = (C + cost + payload - 1) / payload;
+            for (long long i = i0; i < i1 && i < P; i++) {
+                const long long o = i * payload - C;
+                const int tile = o <= F ? 0 : (int)(o - F);
+                mla_part_begin pb;
+                pb.req = r;
+                pb.tile = tile;
+                pb.piece = tile > 0 ? ++nsplits : 0;
+                pb.pad = 0;
+                p.part_begin[i] = pb;
+            }
+        }
+        const int split = nsplits > 0;
+        const long long packed = split ? (((long long)(nsplits + 1)) << 32) | 1ll : 0;
+        long long ptot;
+        const long long pex = sp_scan64(packed, tmp, &ptot);
+        if (r < b) {
+            const int slot = (int)(run_slot + (pex >> 32));
+            const int idx = (int)(run_split + (pex & 0xffffffffll));
+            p.req_slot[r] = split ? slot : -1;
+            if (split) {
+                mla_split_entry e;
+                e.req = r;
+                e.slot = slot;
+                e.npieces = nsplits + 1;
+                e.pad = 0;
+                p.split_list[idx] = e;
+            }
+        }
+        run_slot += ptot >> 32;
+        run_split += ptot & 0xffffffffll;
+    }
+    for (int i = tid; i <= P; i += MLA_SCHED_THREADS) {
+        if (i == P || (long long)i * payload >= total) {
+            mla_part_begin pb;
+            pb.req = b;
+            pb.tile = 0;
+            pb.piece = 0;
+            pb.pad = 0;
+            p.part_begin[i] = pb;
+        }
+    }
+    if (tid == 0) p.num_split[0] = (int)run_split;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention kernel                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+#if SP_HAVE_SM90A
+static __device__ __forceinline__ uint64_t sp_desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+static __device__ __forceinline__ void sp_wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+static __device__ __forceinline__ void sp_wg_commit(void) {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void sp_wg_wait0(void) {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+static __device__ __forceinline__ void sp_fence_proxy_async(void) {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+static __device__ __forceinline__ void sp_bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+static __device__ __forceinline__ void sp_pin32(float *a) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+static __device__ __forceinline__ void sp_pin128(float *a) {
+#pragma unroll
+    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+
+/* cp.async of one 64 x d bf16 row (16-byte chunks c = sub + 4i) into a SW128 tile; valid == 0
+ * zero-fills (src must still be a global address; nothing is read). */
+static __device__ __forceinline__ void sp_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
+                                                   const int NCH) {
+    const int x = sub ^ (row & 7);
+    const uint32_t d0 = tile + row * 128 + 16 * x, d1 = tile + row * 128 + 16 * (x ^ 4);
+    const int nb = valid ? 16 : 0;
+    const char *s = src + (valid ? 16 * sub : 0);
+    const int step = valid ? 64 : 0;
+#pragma unroll
+    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
+}
+
+static __device__ __forceinline__ uint4 sp_ldg16(const char *src) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(src));
+    return v;
+}
+static __device__ __forceinline__ uint2 sp_ldg8(const char *src) {
+    uint2 v;
+    asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(src));
+    return v;
+}
+static __device__ __forceinline__ void sp_sts128(uint32_t a, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+
+/* 4 e4m3 codes (byte k = element k) times scale s -> 2 bf16 pairs (element 2k in the low half):
+ * bf16_rn(f32(e4m3) * s) with an IEEE fp32 multiply (no flush-to-zero), as the CPU computes. */
+static __device__ __forceinline__ void sp_dq4(uint32_t w, float s, uint32_t *d0, uint32_t *d1) {
+    asm("{\n.reg .b16 lo, hi, h0, h1, h2, h3;\n.reg .b32 p0, p1;\n.reg .f32 f0, f1, f2, f3;\n"
+        "mov.b32 {lo, hi}, %2;\n"
+        "cvt.rn.f16x2.e4m3x2 p0, lo;\ncvt.rn.f16x2.e4m3x2 p1, hi;\n"
+        "mov.b32 {h0, h1}, p0;\nmov.b32 {h2, h3}, p1;\n"
+        "cvt.f32.f16 f0, h0;\ncvt.f32.f16 f1, h1;\ncvt.f32.f16 f2, h2;\ncvt.f32.f16 f3, h3;\n"
+        "mul.rn.f32 f0, f0, %3;\nmul.rn.f32 f1, f1, %3;\nmul.rn.f32 f2, f2, %3;\nmul.rn.f32 f3, f3, %3;\n"
+        "cvt.rn.bf16x2.f32 %0, f1, f0;\ncvt.rn.bf16x2.f32 %1, f3, f2;\n}\n"
+        : "=r"(*d0), "=r"(*d1)
+        : "r"(w), "f"(s));
+}
+
+/* V32 scale: bf16(fp32 scale) as float; MODEL1: e8m0 2^(e-127), 0xff NaN */
+static __device__ __forceinline__ float sp_bf16_round(float f) {
+    return __bfloat162float(__float2bfloat16_rn(f));
+}
+static __device__ __forceinline__ float sp_e8m0(uint32_t e) {
+    if (e == 0xffu) return __int_as_float(0x7fc00000);
+    if (e == 0u) return __int_as_float(0x00400000);
+    return __int_as_float((int)(e << 23));
+}
+
+/* Key position of tile row `row` of tile t of token (i, j), kv head g; -1 if invalid. */
+typedef struct sp_unit {
+    int r, i, j, g, n0, n1, T0;
+    const int32_t *ix0, *ix1;
+} sp_unit;
+
+static __device__ __forceinline__ int sp_pos(const mla_sp_params *p, const sp_unit *u, int t, int row) {
+    const int src = t < u->T0 ? 0 : 1;
+    const int k = (src ? t - u->T0 : t) * MLA_BN + row;
+    const int n = src ? u->n1 : u->n0;
+    if (k >= n) return -1;
+    const int v = (src ? u->ix1 : u->ix0)[k];
+    return (uint32_t)v < p->limit[src] ? v : -1;
+}
+
+/* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
+ * when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
+ * (zero-filled when invalid). MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
+ * multiple of 16): 8-byte loads, codes kr[0..6], RoPE pieces in kr[7..8]. */
+static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int t, const sp_unit *u, int pos,
+                                                    uint32_t tile, uint4 *kr, uint4 *sc, const int MODE) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    const int src = t < u->T0 ? 0 : 1;
+    const char *tok = (const char *)p->kc[0];
+    *sc = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
+    if (pos >= 0) {
+        const uint32_t ps = (uint32_t)p->page_size[src];
+        const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
+        const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
+        if (MODE == MLA_SP_V32) {
+            tok = pg + (long long)prow * 656;
+            *sc = sp_ldg16(tok + 512);
+#pragma unroll
+            for (int i = 0; i < 8; i++) kr[i] = sp_ldg16(tok + 16 * sub + 64 * i);
+        } else {
+            tok = pg + (long long)prow * 576;
+            const uint2 s8 = sp_ldg8(pg + (long long)ps * 576 + (long long)prow * 8);
+            sc->x = s8.x;
+            sc->y = s8.y;
+#pragma unroll
+            for (int i = 0; i < 9; i++) { /* 7 code groups, then RoPE bytes [32 sub, +32) */
+                const char *a = i < 7 ? tok + 16 * sub + 64 * i : tok + 448 + 32 * sub + 16 * (i - 7);
+                const uint2 lo = sp_ldg8(a), hi = sp_ldg8(a + 8);
+                kr[i] = make_uint4(lo.x, lo.y, hi.x, hi.y);
+            }
+        }
+    }
+    if (MODE == MLA_SP_V32) { /* RoPE: chunk 8 of the tile */
+        const int x = row & 7;
+        const uint32_t rb = tile + 8 * 8192 + row * 128;
+        const int nb = pos >= 0 ? 16 : 0;
+        cp_async16(rb + (((2 * sub) ^ x) << 4), pos >= 0 ? tok + 528 + 32 * sub : tok, nb);
+        cp_async16(rb + (((2 * sub + 1) ^ x) << 4), pos >= 0 ? tok + 528 + 32 * sub + 16 : tok, nb);
+    }
+}
+
+/* registers -> dequantised bf16 row `row` of the SW128 tile (chunks 0..NU-1) */
+static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7;
+    const uint32_t base = tile + row * 128;
+    const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
+    float s[8];
+    if (MODE == MLA_SP_V32) {
+        s[0] = s[1] = sp_bf16_round(__uint_as_float(sc.x));
+        s[2] = s[3] = sp_bf16_round(__uint_as_float(sc.y));
+        s[4] = s[5] = sp_bf16_round(__uint_as_float(sc.z));
+        s[6] = s[7] = sp_bf16_round(__uint_as_float(sc.w));
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) s[i] = sp_e8m0((sc.x >> (8 * i)) & 0xffu);
+#pragma unroll
+        for (int i = 0; i < 4; i++) s[4 + i] = sp_e8m0((sc.y >> (8 * i)) & 0xffu);
+    }
+#pragma unroll
+    for (int i = 0; i < NU; i++) {
+        uint4 a, b;
+        sp_dq4(kr[i].x, s[i], &a.x, &a.y);
+        sp_dq4(kr[i].y, s[i], &a.z, &a.w);
+        sp_dq4(kr[i].z, s[i], &b.x, &b.y);
+        sp_dq4(kr[i].w, s[i], &b.z, &b.w);
+        sp_sts128(base + i * 8192 + c0, a);
+        sp_sts128(base + i * 8192 + c1, b);
+    }
+    if (MODE == MLA_SP_MODEL1) { /* RoPE: chunk 7 */
+        sp_sts128(base + 7 * 8192 + c0, kr[7]);
+        sp_sts128(base + 7 * 8192 + c1, kr[8]);
+    }
+}
+
+/* bf16 gather (prefill): the whole kv row by cp.async */
+static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, const sp_unit *u, int pos, uint32_t tile,
+                                                     const int DQK) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    const char *src = (const char *)p->kc[0];
+    if (pos >= 0) src += ((long long)pos * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2;
+    sp_copy_row(tile, row, sub, src, pos >= 0, DQK / 8);
+}
+
+/* One unit of work: tiles [tb, te) of token u for M block mblk; slot < 0 writes the final
+ * result (sink applied), else the normalised partial and its log2 lse. */
+static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
+                                                   int slot, unsigned char *smem, const int MODE) {
+    const int DQK = (MODE == MLA_SP_V32 || MODE == MLA_SP_BF16_576) ? 576 : 512;
+    const int FP8 = MODE == MLA_SP_V32 || MODE == MLA_SP_MODEL1;
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
+    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
+    float *sAl = (float *)(sPf + 16 * 128);           /* [128][2] */
+    float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
+    unsigned char *kvalid = (unsigned char *)(sMax + 64); /* [2][64] */
+
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
+    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
+    const int row = tid >> 2, sub = tid & 3;
+    const float scale = p->scale_log2;
+    const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
+    int nvalid = p->hpk - mblk * MLA_BM;
+    if (nvalid > MLA_BM) nvalid = MLA_BM;
+    const int head0 = u->g * p->hpk + mblk * MLA_BM;
+
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    uint4 kr[9], sc;
+
+    if (tb < te) {
+        { /* Q rows (zero rows past the heads of this block) */
+            const char *src = (const char *)p->q;
+            if (row < nvalid)
+                src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
+            sp_copy_row(uQ, row, sub, src, row < nvalid, NCH);
+        }
+        int pos = sp_pos(p, u, tb, row);
+        int pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
+        if (sub == 0) kvalid[row] = pos >= 0;
+        if (FP8) {
+            sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
+            cp_async_commit();
+            sp_fp8_put(uK0, kr, sc, MODE);
+        } else {
+            sp_bf16_issue(p, u, pos, uK0, DQK);
+            cp_async_commit();
+        }
+
+        for (int t = tb; t < te; t++) {
+            const int buf = (t - tb) & 1;
+            const uint32_t uK = buf ? uK1 : uK0, uKn = buf ? uK0 : uK1;
+            if (t + 1 < te) {
+                /* tile t + 1 into the free stage (its last reader finished before the barrier that
+                 * ended tile t - 1) / registers; the index of tile t + 2 into a register */
+                if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
+                if (FP8) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
+                else sp_bf16_issue(p, u, pos_next, uKn, DQK);
+                cp_async_commit();
+                pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
+                cp_async_wait1();
+            } else {
+                cp_async_wait0();
+            }
+            sp_fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
+            __syncthreads();
+
+            uint32_t a[4][4];
+            if (wg == 0) {
+                float s[32];
+#pragma unroll
+                for (int i = 0; i < 32; i++) s[i] = 0.f;
+                sp_pin32(s);
+                sp_wg_fence();
+#pragma unroll
+                for (int c = 0; c < NC64; c++)
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) {
+                        const uint64_t da = sp_desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t db = sp_desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+                        wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+                    }
+                sp_wg_commit();
+                sp_wg_wait0();
+                sp_pin32(s);
+                const unsigned char *kv = kvalid + 64 * buf;
+                float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+                for (int i = 0; i < 32; i++) {
+                    const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+                    const float v = kv[key] ? s[i] * scale : -INFINITY;
+                    s[i] = v;
+                    if (i & 2) mx1 = fmaxf(mx1, v);
+                    else mx0 = fmaxf(mx0, v);
+                }
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+                const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+                const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
+                m0 = mn0;
+                m1 = mn1;
+                float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                for (int i = 0; i < 32; i++) {
+                    const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
+                    s[i] = e;
+                    if (i & 2) sum1 += e;
+                    else sum0 += e;
+                }
+                l0 = l0 * al0 + sum0;
+                l1 = l1 * al1 + sum1;
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) {
+                        a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], 0);
+                        sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
+                    }
+                sAl[2 * t128] = al0;
+                sAl[2 * t128 + 1] = al1;
+                sp_bar_arrive(SP_BAR_P, 256);
+#pragma unroll
+                for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+            } else {
+                bar_sync(SP_BAR_P, 256);
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
+                const float al0 = sAl[2 * t128], al1 = sAl[2 * t128 + 1];
+#pragma unroll
+                for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+            }
+            sp_pin128(o);
+            sp_wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                const uint64_t db = sp_desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
+                wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+            }
+            sp_wg_commit();
+            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
+            sp_wg_wait0();
+            sp_pin128(o);
+            __syncthreads(); /* K stage, P fragments and alpha free */
+        }
+    }
+
+    /* epilogue: WG0 owns the row statistics */
+    if (wg == 0) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        if ((lane & 3) == 0) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int rw = h ? r1 : r0;
+                const float l = h ? l1 : l0, m = h ? m1 : m0;
+                float inv = 0.f;
+                if (l > 0.f) {
+                    float den = l;
+                    if (slot < 0 && p->sink && rw < nvalid) /* out = acc / (l + exp(sink - m)) */
+                        den += exp2f(__ldg(p->sink + head0 + rw) * LOG2E_F - m);
+                    inv = 1.f / den;
+                }
+                sInv[rw] = inv;
+                sLse[rw] = l > 0.f ? m + log2f(l) : -INFINITY;
+                sMax[rw] = l > 0.f ? m : -INFINITY;
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int rw = h ? r1 : r0;
+        if (rw >= nvalid) continue;
+        const float inv = sInv[rw];
+        const int head = head0 + rw;
+        if (slot < 0) {
+            char *orow = (char *)p->out +
+                         ((long long)u->i * p->o_si + (long long)u->j * p->o_sj + (long long)head * p->o_sh) * 2;
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
+            }
+            if (wg == 0 && (lane & 3) == 0) {
+                const float l2 = sLse[rw];
+                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
+                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
+                if (p->max_logits)
+                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
+            }
+        } else {
+            const long long prow = (long long)slot * p->rows_per_slot + head;
+            float *orow = p->oacc + prow * MLA_DV;
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                *(float2 *)(orow + col) = make_float2(o[i] * inv, o[i + 1] * inv);
+            }
+            if (wg == 0 && (lane & 3) == 0) p->lacc[prow] = sLse[rw];
+        }
+    }
+    __syncthreads(); /* sQ, kvalid, sInv reused by the next unit */
+}
+
+static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int r, int g, sp_unit *u) {
+    u->r = r;
+    u->i = r / p->s_q;
+    u->j = r - u->i * p->s_q;
+    u->g = g;
+    u->n0 = sp_clamp_len(p->len[0], u->i, p->topk[0]);
+    u->T0 = (u->n0 + MLA_BN - 1) / MLA_BN;
+    u->ix0 = p->idx[0] + (long long)u->i * p->idx_si[0] + (long long)u->j * p->idx_sj[0] + (long long)g * p->idx_sg;
+    if (p->nsrc > 1) {
+        u->n1 = sp_clamp_len(p->len[1], u->i, p->topk[1]);
+        u->ix1 = p->idx[1] + (long long)u->i * p->idx_si[1] + (long long)u->j * p->idx_sj[1];
+    } else {
+        u->n1 = 0;
+        u->ix1 = u->ix0;
+    }
+}
+
+/* decode: grid (num_m_blocks, 1, num_sm_parts), persistent over the part's tokens */
+static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE) {
+    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
+    const int mblk = blockIdx.x, part = blockIdx.z;
+    const mla_part_begin pb = p->part_begin[part];
+    const mla_part_begin pe = p->part_begin[part + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    for (int r = pb.req; r <= r_last; r++) {
+        sp_unit u;
+        sp_unit_init(p, r, 0, &u);
+        const int nt = u.T0 + (p->nsrc > 1 ? (u.n1 + MLA_BN - 1) / MLA_BN : 0);
+        int te = (r == pe.req) ? pe.tile : nt;
+        int tb = (r == pb.req) ? pb.tile : 0;
+        const int piece = (r == pb.req) ? pb.piece : 0;
+        if (te > nt) te = nt;
+        if (tb > te) tb = te;
+        int slot = p->req_slot[r];
+        if (slot >= 0) slot += piece;
+        sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE);
+    }
+    pdl_trigger();
+}
+
+/* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
+static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE) {
+    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
+    sp_unit u;
+    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
+    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE);
+}
+#endif /* SP_HAVE_SM90A */
+
+#if SP_HAVE_SM90A
+#define SP_BODY(f, MODE) f(&p, MODE);
+#else
+#define SP_BODY(f, MODE)
+#endif
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_decode_v32(const __grid_constant__ mla_sp_params p) {
+    SP_BODY(sp_decode_body, MLA_SP_V32)
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_decode_model1(const __grid_constant__ mla_sp_params p) {
+    SP_BODY(sp_decode_body, MLA_SP_MODEL1)
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_prefill_576(const __grid_constant__ mla_sp_params p) {
+    SP_BODY(sp_prefill_body, MLA_SP_BF16_576)
+}
+__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_prefill_512(const __grid_constant__ mla_sp_params p) {
+    SP_BODY(sp_prefill_body, MLA_SP_BF16_512)
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Combine: grid (num_sm_parts, ceil(h_q / 8)), one warp per (split token, head); applies the  */
+/* sink to the merged row: out *= 1 / (1 + exp(sink - lse)).                                  */
+/* ------------------------------------------------------------------------------------------ */
+__global__ void __launch_bounds__(256) mla_sp_combine(const __grid_constant__ mla_sp_params p) {
+    pdl_wait();
+    const int k = blockIdx.x;
+    if (k >= p.num_split[0]) return;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int head = blockIdx.y * 8 + warp;
+    if (head >= p.h_q) return;
+    const mla_split_entry e = p.split_list[k];
+    const int i = e.req / p.s_q, j = e.req - (e.req / p.s_q) * p.s_q;
+    const int rows = p.rows_per_slot;
+    float mx = -INFINITY;
+    for (int x = lane; x < e.npieces; x += 32) mx = fmaxf(mx, p.lacc[(long long)(e.slot + x) * rows + head]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float acc[16];
+#pragma unroll
+    for (int c = 0; c < 16; c++) acc[c] = 0.f;
+    float gl = INFINITY;
+    if (mx != -INFINITY) {
+        float sum = 0.f;
+        for (int x = lane; x < e.npieces; x += 32)
+            sum += fast_exp2(p.lacc[(long long)(e.slot + x) * rows + head] - mx);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        const float g2 = mx + log2f(sum);
+        float f = 1.f;
+        if (p.sink) f = 1.f / (1.f + exp2f(__ldg(p.sink + head) * LOG2E_F - g2));
+        for (int x = 0; x < e.npieces; x++) {
+            const long long prow = (long long)(e.slot + x) * rows + head;
+            const float w = fast_exp2(p.lacc[prow] - g2) * f;
+            const float4 *src = (const float4 *)(p.oacc + prow * MLA_DV) + lane * 4;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const float4 v = src[c];
+                acc[4 * c + 0] += w * v.x;
+                acc[4 * c + 1] += w * v.y;
+                acc[4 * c + 2] += w * v.z;
+                acc[4 * c + 3] += w * v.w;
+            }
+        }
+        gl = g2 * LN2_F;
+    }
+    char *orow = (char *)p.out + ((long long)i * p.o_si + (long long)j * p.o_sj + (long long)head * p.o_sh) * 2;
+#pragma unroll
+    for (int c = 0; c < 8; c++) *(uint32_t *)(orow + (lane * 16 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], 0);
+    if (lane == 0) p.lse[(long long)i * p.l_si + (long long)j * p.l_sj + (long long)head * p.l_sh] = gl;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host launchers                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
+
+extern "C" cudaError_t mla_k_sp_prepare(void) {
+    cudaError_t e;
+    if ((e = cudaFuncSetAttribute((const void *)mla_sp_decode_v32, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  sp_smem_bytes(576))) != cudaSuccess)
+        return e;
+    if ((e = cudaFuncSetAttribute((const void *)mla_sp_decode_model1, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  sp_smem_bytes(512))) != cudaSuccess)
+        return e;
+    if ((e = cudaFuncSetAttribute((const void *)mla_sp_prefill_576, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  sp_smem_bytes(576))) != cudaSuccess)
+        return e;
+    return cudaFuncSetAttribute((const void *)mla_sp_prefill_512, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                sp_smem_bytes(512));
+}
+
+extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
+    void *args[1] = {(void *)p};
+    cudaError_t e = cudaLaunchKernel((const void *)mla_sp_sched_kernel, dim3(1), dim3(MLA_SCHED_THREADS), args, 0, stream);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaStream_t stream) {
+    const int dqk = model1 ? 512 : 576;
+    void *args[1] = {(void *)p};
+    cudaError_t e = cudaLaunchKernel(model1 ? (const void *)mla_sp_decode_model1 : (const void *)mla_sp_decode_v32,
+                                     dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(MLA_THREADS), args,
+                                     (size_t)sp_smem_bytes(dqk), stream);
+    if (e != cudaSuccess) return e;
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(p->num_sm_parts, (p->h_q + 7) / 8, 1);
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelExC(&cfg, (const void *)mla_sp_combine, args);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
+    void *args[1] = {(void *)p};
+    cudaError_t e = cudaLaunchKernel(dqk == 576 ? (const void *)mla_sp_prefill_576 : (const void *)mla_sp_prefill_512,
+                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
+                                     (size_t)sp_smem_bytes(dqk), stream);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}

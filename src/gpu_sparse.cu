@@ -1,0 +1,229 @@
+/* gpu_sparse.cu — the GPU backend (launch layer) of DeepSeek sparse attention: device checks, plan
+ * facts, workspace layout and one enqueue of scheduler + sparse decode + combine per
+ * mla_sparse_decode call, and the sparse prefill launch. Arguments arrive validated by
+ * src/sparse_api.c (shapes, pointers, strides, GPU alignment rules); this file checks only what
+ * depends on the device. Never allocates, synchronises or reads device memory on the host, so a
+ * decode call can be captured in a CUDA graph. Kernels: kernels/sparse_sm90.cu (sm_90a only). */
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+#include "sparse_launch.h"
+
+static mla_status sp_cuda_fail(cudaError_t e, const char *what) {
+    return mla_set_error(MLA_ERR_CUDA, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+}
+
+static mla_status sp_enter(int device, int *old) {
+    cudaError_t e = cudaGetDevice(old);
+    if (e != cudaSuccess) return sp_cuda_fail(e, "cudaGetDevice");
+    if (*old != device && (e = cudaSetDevice(device)) != cudaSuccess) return sp_cuda_fail(e, "cudaSetDevice");
+    return MLA_OK;
+}
+static void sp_leave(int device, int old) {
+    if (old != device) cudaSetDevice(old);
+}
+
+/* The device is usable and runs the sm_90a sparse kernels; *sms gets its SM count. The shared
+ * memory limits of the kernels are raised once per device. */
+static mla_status sp_device_ok(int dev, const char *what, int *sms, int *cc_major, int *cc_minor) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "%s: no CUDA device is usable: %s", what, cudaGetErrorString(e));
+    }
+    if (dev < 0 || dev >= n)
+        return mla_set_error(MLA_ERR_INVALID_ARGUMENT, "device (%d) is not a CUDA ordinal (this machine has %d)", dev,
+                             n);
+    int major = 0, minor = 0, nsm = 0, optin = 0;
+    if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess)
+        return sp_cuda_fail(e, "cudaDeviceGetAttribute");
+    if (major != 9 || minor != 0)
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "%s needs a GPU of compute capability 9.0 (the sparse kernels are sm_90a wgmma code); "
+                             "device %d is %d.%d (use a CPU plan)",
+                             what, dev, major, minor);
+    if (optin < mla_k_sp_smem(576))
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "%s: device %d allows %d bytes of shared memory per block; the sparse kernels need %d",
+                             what, dev, optin, mla_k_sp_smem(576));
+    static unsigned long long prepared = 0; /* bit d: smem limits raised on device d */
+    const unsigned long long bit = dev < 64 ? 1ull << dev : 0;
+    if (!bit || !(__atomic_load_n(&prepared, __ATOMIC_ACQUIRE) & bit)) {
+        int old;
+        mla_status st = sp_enter(dev, &old);
+        if (st) return st;
+        e = mla_k_sp_prepare();
+        sp_leave(dev, old);
+        if (e != cudaSuccess) return sp_cuda_fail(e, "cudaFuncSetAttribute (sparse kernel shared memory)");
+        if (bit) __atomic_fetch_or(&prepared, bit, __ATOMIC_ACQ_REL);
+    }
+    if (sms) *sms = nsm;
+    if (cc_major) *cc_major = major;
+    if (cc_minor) *cc_minor = minor;
+    return MLA_OK;
+}
+
+extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *plan) {
+    const mla_sparse_decode_shape *s = &plan->shape;
+    int sms = 0, major = 0, minor = 0;
+    mla_status st = sp_device_ok(plan->device, "sparse decode", &sms, &major, &minor);
+    if (st) return st;
+    const int64_t n_tok = s->b * s->s_q;
+    if (n_tok > INT32_MAX)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "b * s_q (%lld) exceeds %d on the GPU", (long long)n_tok, INT32_MAX);
+    if (s->h_q > 65535LL * 8)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "h_q (%lld) exceeds %lld on the GPU", (long long)s->h_q,
+                             65535LL * 8);
+    const int64_t m_blocks = (s->h_q + MLA_BM - 1) / MLA_BM;
+    int64_t parts = sms / m_blocks;
+    if (parts < 1) parts = 1;
+    const mla_ws_layout w = mla_ws_compute(n_tok, 1, s->h_q, (int)parts);
+    plan->gpu.num_sms = sms;
+    plan->gpu.cc_major = major;
+    plan->gpu.cc_minor = minor;
+    plan->gpu.num_m_blocks = (int)m_blocks;
+    plan->gpu.num_sm_parts = (int)parts;
+    plan->workspace_bytes = w.total;
+    return MLA_OK;
+}
+
+static uint32_t sp_limit(int64_t n) { return n > 0x80000000LL ? 0x80000000u : (uint32_t)n; }
+
+extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan *plan,
+                                            const mla_sparse_decode_args *a, float softmax_scale,
+                                            void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
+    (void)workspace_bytes;
+    const mla_sparse_decode_shape *s = &plan->shape;
+    mla_sp_params p;
+    memset(&p, 0, sizeof p);
+    p.q = a->q;
+    p.q_si = a->q_stride[0];
+    p.q_sj = a->q_stride[1];
+    p.q_sh = a->q_stride[2];
+    p.out = a->out;
+    p.o_si = a->out_stride[0];
+    p.o_sj = a->out_stride[1];
+    p.o_sh = a->out_stride[2];
+    p.lse = a->lse;
+    p.l_si = a->lse_stride[0];
+    p.l_sh = a->lse_stride[1];
+    p.l_sj = a->lse_stride[2];
+    p.max_logits = NULL;
+    p.sink = a->attn_sink;
+    p.kc[0] = a->k_cache;
+    p.k_stride[0] = a->k_page_stride_bytes;
+    p.page_size[0] = (int)s->page_size;
+    p.limit[0] = sp_limit(a->num_pages * s->page_size);
+    p.idx[0] = a->indices;
+    p.idx_si[0] = a->indices_stride[0];
+    p.idx_sj[0] = a->indices_stride[1];
+    p.len[0] = a->topk_length;
+    p.topk[0] = (int)s->topk;
+    p.nsrc = 1;
+    p.kc[1] = a->k_cache;
+    p.idx[1] = a->indices;
+    if (s->extra_topk > 0) {
+        p.nsrc = 2;
+        p.kc[1] = a->extra_k_cache;
+        p.k_stride[1] = a->extra_k_page_stride_bytes;
+        p.page_size[1] = (int)s->extra_page_size;
+        p.limit[1] = sp_limit(a->extra_num_pages * s->extra_page_size);
+        p.idx[1] = a->extra_indices;
+        p.idx_si[1] = a->extra_indices_stride[0];
+        p.idx_sj[1] = a->extra_indices_stride[1];
+        p.len[1] = a->extra_topk_length;
+        p.topk[1] = (int)s->extra_topk;
+    }
+    p.n_tok = (int)(s->b * s->s_q);
+    p.s_q = (int)s->s_q;
+    p.h_q = (int)s->h_q;
+    p.hpk = (int)s->h_q;
+    p.num_m_blocks = plan->gpu.num_m_blocks;
+    p.num_sm_parts = plan->gpu.num_sm_parts;
+    p.scale_log2 = softmax_scale * 1.4426950408889634f;
+    const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
+    char *base = (char *)workspace;
+    p.part_begin = (mla_part_begin *)(base + w.part_begin);
+    p.req_slot = (int32_t *)(base + w.req_slot);
+    p.split_list = (mla_split_entry *)(base + w.split_list);
+    p.num_split = (int32_t *)(base + w.num_split);
+    p.lacc = (float *)(base + w.lacc);
+    p.oacc = (float *)(base + w.oacc);
+    p.rows_per_slot = w.rows;
+
+    int old;
+    mla_status st = sp_enter(plan->device, &old);
+    if (st) return st;
+    cudaError_t e = cudaSuccess;
+    const char *what = "the sparse decode/combine launch";
+    if (!(a->flags & MLA_SPARSE_DECODE_REUSE_SCHEDULE)) {
+        e = mla_k_sp_schedule(&p, (cudaStream_t)stream);
+        if (e != cudaSuccess) what = "the sparse split-KV scheduler launch";
+    }
+    if (e == cudaSuccess) e = mla_k_sp_decode(&p, s->format == MLA_FP8_FORMAT_MODEL1, (cudaStream_t)stream);
+    sp_leave(plan->device, old);
+    if (e != cudaSuccess) return sp_cuda_fail(e, what);
+    return MLA_OK;
+}
+
+extern "C" mla_status mla_gpu_sparse_prefill_check(const mla_sparse_prefill_args *a, int device) {
+    mla_status st = sp_device_ok(device, "sparse prefill", NULL, NULL, NULL);
+    if (st) return st;
+    if (a->h_kv > 65535)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "h_kv (%lld) exceeds 65535 on the GPU", (long long)a->h_kv);
+    if ((a->h_q / a->h_kv + MLA_BM - 1) / MLA_BM > 65535)
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "h_q / h_kv (%lld) exceeds %d on the GPU",
+                             (long long)(a->h_q / a->h_kv), 65535 * MLA_BM);
+    return MLA_OK;
+}
+
+extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, int device,
+                                             struct CUstream_st *stream) {
+    mla_status st = mla_gpu_sparse_prefill_check(a, device);
+    if (st) return st;
+    mla_sp_params p;
+    memset(&p, 0, sizeof p);
+    p.q = a->q;
+    p.q_si = a->q_stride[0];
+    p.q_sh = a->q_stride[1];
+    p.out = a->out;
+    p.o_si = a->out_stride[0];
+    p.o_sh = a->out_stride[1];
+    p.lse = a->lse;
+    p.l_si = a->lse_stride[0];
+    p.l_sh = a->lse_stride[1];
+    p.max_logits = a->max_logits;
+    p.m_si = a->max_logits_stride[0];
+    p.m_sh = a->max_logits_stride[1];
+    p.sink = a->attn_sink;
+    p.kc[0] = p.kc[1] = a->kv;
+    p.k_stride[0] = a->kv_stride[0];
+    p.kv_sg = a->kv_stride[1];
+    p.limit[0] = sp_limit(a->s_kv);
+    p.idx[0] = p.idx[1] = a->indices;
+    p.idx_si[0] = a->indices_stride[0];
+    p.idx_sg = a->indices_stride[1];
+    p.len[0] = a->topk_length;
+    p.topk[0] = (int)a->topk;
+    p.nsrc = 1;
+    p.n_tok = (int)a->s_q;
+    p.s_q = 1;
+    p.h_q = (int)a->h_q;
+    p.hpk = (int)(a->h_q / a->h_kv);
+    p.num_m_blocks = (p.hpk + MLA_BM - 1) / MLA_BM;
+    p.num_sm_parts = 1;
+    p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
+    int old;
+    if ((st = sp_enter(device, &old))) return st;
+    cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);
+    sp_leave(device, old);
+    if (e != cudaSuccess) return sp_cuda_fail(e, "the sparse prefill launch");
+    return MLA_OK;
+}
