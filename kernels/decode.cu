@@ -462,15 +462,18 @@ __global__ void __launch_bounds__(256) mla_combine_fp16(const __grid_constant__ 
 /* Host launchers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 static const void *decode_fn(int kernel, int dqk, int f16) {
-    if (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_FP8)
-        return mla_k_sm90_fn(dqk, f16, kernel == MLA_KERNEL_WGMMA_TMA ? 1 : kernel == MLA_KERNEL_WGMMA_FP8 ? 2 : 0);
+    if (kernel >= MLA_KERNEL_WGMMA)
+        return mla_k_sm90_fn(dqk, f16,
+                             kernel == MLA_KERNEL_WGMMA_TMA  ? 1
+                             : kernel == MLA_KERNEL_WGMMA_FP8 ? 2
+                             : kernel == MLA_KERNEL_WGMMA_WS  ? 3
+                                                              : 0);
     if (dqk == 576) return f16 ? (const void *)mla_decode_fp16_576 : (const void *)mla_decode_bf16_576;
     return f16 ? (const void *)mla_decode_fp16_512 : (const void *)mla_decode_bf16_512;
 }
 
 extern "C" int mla_k_decode_smem(int kernel, int dqk) {
-    if (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_FP8)
-        return mla_k_sm90_smem(dqk);
+    if (kernel >= MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
     return dec_smem_bytes(dqk, kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1);
 }
 

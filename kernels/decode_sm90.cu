@@ -39,7 +39,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
-           + 2 * 8              /* TMA full mbarriers */
+           + 6 * 8              /* TMA full mbarriers (v4: E, L, R per stage) */
            + 1024;              /* alignment slack */
 }
 
@@ -51,6 +51,7 @@ static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, 
 static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_wait1(void) { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 static __device__ __forceinline__ void fence_proxy_async(void) {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
@@ -210,6 +211,151 @@ static __device__ __forceinline__ void f8_prefetch_k(const mla_dec_params *p, in
     }
 }
 
+/* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
+static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
+                                               const int F16) {
+#pragma unroll
+    for (int c = c0; c < c1; c++)
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+            if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
+            else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+        }
+}
+/* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
+static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
+        else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+    }
+}
+
+/* P fragments and the two row rescale factors of this thread, WG0 -> smem -> WG1, in fragment order
+ * (same thread index on both sides: no swizzle, no bank conflicts) */
+static __device__ __forceinline__ void sm90_put_p(uint32_t *sPf, float *sAl, uint32_t a[4][4], float al0, float al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
+    sAl[2 * t128] = al0;
+    sAl[2 * t128 + 1] = al1;
+}
+static __device__ __forceinline__ void sm90_get_p(const uint32_t *sPf, const float *sAl, uint32_t a[4][4], float *al0,
+                                                  float *al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
+    *al0 = sAl[2 * t128];
+    *al1 = sAl[2 * t128 + 1];
+}
+/* O rows r0 (fragment elements with bit 1 clear) and r1 scaled by their factors */
+static __device__ __forceinline__ void sm90_rescale(float *o, float al0, float al1) {
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+}
+
+/* Online softmax of one 64 x 64 S tile (WG0's m64n64 accumulator fragment s[32], rows r0 / r1 of
+ * this thread): mask (key row valid and below the row's visible-key limit), scale into the log2
+ * domain, update the running max m and sum l, P as 16-bit A fragments a[kk][jj] for the PV wgmma;
+ * al0 / al1 are the rescale factors of the two rows. */
+static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned char *kv, int key0, int lim0, int lim1,
+                                                    float scale, float *m0, float *m1, float *l0, float *l1,
+                                                    uint32_t a[4][4], float *al0, float *al1, const int F16) {
+    const int lane = threadIdx.x & 31;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+        const int lim = (i & 2) ? lim1 : lim0;
+        const float v = (kv[key] && key0 + key < lim) ? s[i] * scale : -INFINITY;
+        s[i] = v;
+        if (i & 2) mx1 = fmaxf(mx1, v);
+        else mx0 = fmaxf(mx0, v);
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(*m0, mx0), mn1 = fmaxf(*m1, mx1);
+    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+    *al0 = fast_exp2(*m0 - mu0);
+    *al1 = fast_exp2(*m1 - mu1);
+    *m0 = mn0;
+    *m1 = mn1;
+    float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
+        s[i] = e;
+        if (i & 2) sum1 += e;
+        else sum0 += e;
+    }
+    *l0 = *l0 * *al0 + sum0;
+    *l1 = *l1 * *al1 + sum1;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+}
+
+/* 16-bit Q rows of request r, m-block mblk into the SW128 tile uQ by cp.async (rows >= nvalid zero) */
+static __device__ __forceinline__ void sm90_load_q(const mla_dec_params *p, int r, int mblk, int kvh, int nvalid,
+                                                   uint32_t uQ, const int NCH) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, hg = p->hg;
+    const char *src = (const char *)p->q;
+    if (row < nvalid) {
+        const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+        src += ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) * 2;
+    }
+    sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
+}
+
+/* Request epilogue: WG0 reduces the row sums and writes 1/l (descale_k / l for FP8) and the log2
+ * lse to smem; both warpgroups normalise and store their 256 columns of O. Ends with a CTA barrier
+ * (sQ, row_lim, sInv reused by the next request). */
+static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, const req_work *w, int r, int mblk,
+                                                     int kvh, float *o, float m0, float m1, float l0, float l1,
+                                                     float dk, float *sInv, float *sLse, const int F16,
+                                                     const int FP8) {
+    const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, hg = p->hg;
+    const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
+    if (wg == 0) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        if ((lane & 3) == 0) {
+            sInv[r0] = l0 > 0.f ? (FP8 ? dk / l0 : 1.f / l0) : 0.f; /* FP8: out = P V * descale_k */
+            sInv[r1] = l1 > 0.f ? (FP8 ? dk / l1 : 1.f / l1) : 0.f;
+            sLse[r0] = l0 > 0.f ? m0 + log2f(l0) : -INFINITY;
+            sLse[r1] = l1 > 0.f ? m1 + log2f(l1) : -INFINITY;
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = h ? r1 : r0;
+        if (row >= w->nvalid) continue;
+        const float inv = sInv[row];
+        const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+#pragma unroll
+        for (int q = 0; q < 32; q++) {
+            const int i = 4 * q + 2 * h;
+            const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+            store_out2(p, w->slot, r, j, head, col, o[i] * inv, o[i + 1] * inv, F16);
+        }
+        if (wg == 0 && (lane & 3) == 0) store_lse(p, w->slot, r, j, head, sLse[row]);
+    }
+    __syncthreads();
+}
+
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                  const int F16, const int TMA, const int FP8) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -270,13 +416,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 f8_get(src, kr, NU);
                 f8_put(uQ, kr, NU, F16);
             } else {
-                const int row = tid >> 2, sub = tid & 3;
-                const char *src = (const char *)p->q;
-                if (row < w.nvalid) {
-                    const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
-                    src += ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) * 2;
-                }
-                sw128_copy_row(uQ, row, sub, src, row < w.nvalid, NCH);
+                sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             }
             if (TMA) {
                 const int st = nload & 1;
@@ -326,80 +466,26 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
                     wg_fence();
-#pragma unroll
-                    for (int c = 0; c < NC64; c++)
-#pragma unroll
-                        for (int kk = 0; kk < 4; kk++) {
-                            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-                            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
-                            if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
-                            else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
-                        }
+                    sm90_qk(s, uQ, uK, 0, NC64, F16);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
-                    const int lim0 = row_lim[r0], lim1 = row_lim[r1];
-                    const unsigned char *kv = kvalid + 64 * buf;
-                    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-                    for (int i = 0; i < 32; i++) {
-                        const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
-                        const int lim = (i & 2) ? lim1 : lim0;
-                        const float v = (kv[key] && t * MLA_BN + key < lim) ? s[i] * scale : -INFINITY;
-                        s[i] = v;
-                        if (i & 2) mx1 = fmaxf(mx1, v);
-                        else mx0 = fmaxf(mx0, v);
-                    }
-                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-                    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-                    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-                    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
-                    const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
-                    m0 = mn0;
-                    m1 = mn1;
-                    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-                    for (int i = 0; i < 32; i++) {
-                        const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
-                        s[i] = e;
-                        if (i & 2) sum1 += e;
-                        else sum0 += e;
-                    }
-                    l0 = l0 * al0 + sum0;
-                    l1 = l1 * al1 + sum1;
-#pragma unroll
-                    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                        for (int jj = 0; jj < 4; jj++) {
-                            a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
-                            sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
-                        }
-                    sAl[2 * t128] = al0;
-                    sAl[2 * t128 + 1] = al1;
+                    float al0, al1;
+                    sm90_softmax(s, kvalid + 64 * buf, t * MLA_BN, row_lim[r0], row_lim[r1], scale, &m0, &m1, &l0, &l1,
+                                 a, &al0, &al1, F16);
+                    sm90_put_p(sPf, sAl, a, al0, al1);
                     bar_arrive(SM90_BAR_P, 256);
-#pragma unroll
-                    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                    sm90_rescale(o, al0, al1);
                 } else {
                     bar_sync(SM90_BAR_P, 256);
-#pragma unroll
-                    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                        for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
-                    const float al0 = sAl[2 * t128], al1 = sAl[2 * t128 + 1];
-#pragma unroll
-                    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                    float al0, al1;
+                    sm90_get_p(sPf, sAl, a, &al0, &al1);
+                    sm90_rescale(o, al0, al1);
                 }
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
                 wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++) {
-                    const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
-                    if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
-                    else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
-                }
+                sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
                 /* FP8: the other stage is free (its last wgmma finished before the barrier that
                  * ended the previous tile); the loads issued at the top of this tile land there */
@@ -410,35 +496,228 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             }
         }
 
-        /* epilogue: WG0 owns the row statistics */
-        if (wg == 0) {
-            l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-            l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-            l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-            l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-            if ((lane & 3) == 0) {
-                sInv[r0] = l0 > 0.f ? (FP8 ? dk / l0 : 1.f / l0) : 0.f; /* FP8: out = P V * descale_k */
-                sInv[r1] = l1 > 0.f ? (FP8 ? dk / l1 : 1.f / l1) : 0.f;
-                sLse[r0] = l0 > 0.f ? m0 + log2f(l0) : -INFINITY;
-                sLse[r1] = l1 > 0.f ? m1 + log2f(l1) : -INFINITY;
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, dk, sInv, sLse, F16, FP8);
+    }
+    pdl_trigger();
+}
+/* ---- v4: warp-specialised TMA pipeline (MLA_KERNEL_WGMMA_WS) ----------------------------------
+ * Each K stage is refilled in three chunk groups, each by the first thread that knows the group's
+ * last reader is done, with its own transaction mbarrier:
+ *   E = chunk 8 (RoPE dims; d_qk 576 only): last read by QK^T(t)      -> refilled by thread 128 at P_READY(t)
+ *   L = chunks 0-3 (V[:, 0:256]):           last read by PV_L(t), WG0 -> refilled by thread 128 after it
+ *   R = chunks 4-7 (V[:, 256:512]):         last read by PV_R(t), WG1 -> refilled by thread 128 after it
+ * WG0: softmax(t) -> P(t) to smem -> O_L += P V_L(t) -> [WG1 issued PV_R(t)] QK^T(t+1), consuming the
+ * groups in arrival order E, L, R -> wait PV_L(t) -> signal WS_BAR_LFREE -> wait S(t+1).
+ * WG1: P(t) from smem -> O_R += P V_R(t) -> refill R(t+2), then L(t+2) after WS_BAR_LFREE.
+ * (WG1 issues every refill after the prologue: divergent code in WG0 while its wgmmas are in
+ * flight makes ptxas serialise them, C7520.)
+ * So the tensor pipe sees PV_L(t) | PV_R(t) | QK^T(t+1) back to back; the 64 rows past the length of
+ * a request's last tile are zeroed in smem (V must not carry NaN) by the warpgroup that reads them. */
+#define WS_BAR_PFREE 2 /* WG1 has read P(t): WG0 may write P(t+1) (256) */
+#define WS_BAR_PVR 3   /* WG1 has issued PV_R(t): WG0 may issue QK^T(t+1) (256) */
+#define WS_BAR_WG0 4   /* WG0 only (128) */
+#define WS_BAR_WG1 5   /* WG1 only (128) */
+#define WS_BAR_LFREE 6 /* WG0's PV_L(t) is done: V_L of its stage may be refilled (256) */
+
+/* thread-local: chunks [c0, c1) of K tile t of request r into `tile`, completion (full boxes,
+ * zero-filled out-of-range page slices included) on `bar` */
+static __device__ __forceinline__ void ws_tma_group(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                    int t, int L, uint32_t tile, uint32_t bar, int c0, int c1) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int pid[4], row0[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        pid[k] = (int)p->num_pages; /* out of range: zero fill */
+        row0[k] = 0;
+        const int tok0 = t * MLA_BN + k * BR;
+        if (k < 64 / BR && tok0 < L) {
+            const int pidx = tok0 / ps;
+            const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+            if (id >= 0 && (long long)id < p->num_pages) {
+                pid[k] = id;
+                row0[k] = tok0 - pidx * ps;
             }
         }
-        __syncthreads();
+    }
+    mbar_expect_tx(bar, (c1 - c0) * 8192);
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int row = h ? r1 : r0;
-            if (row >= w.nvalid) continue;
-            const float inv = sInv[row];
-            const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
-#pragma unroll
-            for (int q = 0; q < 32; q++) {
-                const int i = 4 * q + 2 * h;
-                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
-                store_out2(p, w.slot, r, j, head, col, o[i] * inv, o[i + 1] * inv, F16);
-            }
-            if (wg == 0 && (lane & 3) == 0) store_lse(p, w.slot, r, j, head, sLse[row]);
+    for (int k = 0; k < 4; k++)
+        if (k < 64 / BR)
+            for (int c = c0; c < c1; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
+}
+/* Warpgroup h: O[:, 256 h : +256] += P V[:, 256 h : +256] of the K tile at `tile` (shared address
+ * uK), issued and committed (not waited). nk = keys of the tile before the length: when < 64, the
+ * rows [nk, 64) of this half of V are zeroed first (TMA loaded whatever the page holds there, and
+ * P = 0 times NaN is NaN). */
+static __device__ __forceinline__ void ws_pv_half(float *o, uint32_t a[4][4], unsigned char *tile, uint32_t uK, int nk,
+                                                  const int h, const int F16) {
+    if (nk < 64) {
+        const int n = (64 - nk) * 32;
+        for (int idx = threadIdx.x & 127; idx < n; idx += 128) {
+            const int row = nk + (idx >> 5), rem = idx & 31;
+            *(uint4 *)(tile + (4 * h + (rem >> 3)) * 8192 + row * 128 + (rem & 7) * 16) = make_uint4(0, 0, 0, 0);
         }
-        __syncthreads(); /* sQ, row_lim, sInv reused by the next request */
+        fence_proxy_async();
+        bar_sync(h ? WS_BAR_WG1 : WS_BAR_WG0, 128);
+    }
+    pin128(o);
+    wg_fence();
+    sm90_pv(o, a, uK, h, F16);
+    wg_commit();
+}
+
+static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
+                                                    const int F16) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    unsigned char *sQ = smem;
+    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
+    float *sAl = (float *)(sPf + 16 * 128);           /* [128][2] */
+    float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
+    int *row_lim = (int *)(sLse + 64);                /* [64] */
+    unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
+    uint64_t *bars = (uint64_t *)(kvalid + 128);             /* [3][2]: E, L, R per stage */
+
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
+    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
+    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const float scale = p->scale_log2;
+    const uint32_t uQ = smem_u32(sQ), uK0 = uQ + TILE;
+    const uint32_t barE = smem_u32(bars), barL = barE + 16, barR = barE + 32; /* + 8 * stage */
+
+    const mla_part_begin pb = p->part_begin[part];
+    const mla_part_begin pe = p->part_begin[part + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    if (tid == 0) {
+        for (int i = 0; i < 6; i++) mbar_init(barE + 8 * i, 1);
+        mbar_fence_init();
+    }
+    __syncthreads();
+    int n0 = 0; /* tiles this CTA loaded before the current request (stage = n & 1, phase = (n >> 1) & 1) */
+
+    for (int r = pb.req; r <= r_last; r++) {
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
+        float o[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) o[i] = 0.f;
+        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+        const int tb = w.tb, te = w.te, L = w.L;
+
+        if (tb < te) {
+            /* the first two tiles, whole; the rows' validity of both */
+            if (tid == 0)
+                for (int j = 0; j < 2 && tb + j < te; j++) {
+                    const int st = (n0 + j) & 1;
+                    const uint32_t uK = uK0 + st * TILE;
+                    if (DQK == 576) ws_tma_group(p, tm, r, kvh, tb + j, L, uK, barE + 8 * st, 8, 9);
+                    ws_tma_group(p, tm, r, kvh, tb + j, L, uK, barL + 8 * st, 0, 4);
+                    ws_tma_group(p, tm, r, kvh, tb + j, L, uK, barR + 8 * st, 4, 8);
+                }
+            if (tid < 64) {
+                kvalid[64 * (n0 & 1) + tid] = k_row_ptr(p, r, kvh, (long long)tb * MLA_BN + tid, L) != 0;
+                if (tb + 1 < te)
+                    kvalid[64 * ((n0 + 1) & 1) + tid] = k_row_ptr(p, r, kvh, (long long)(tb + 1) * MLA_BN + tid, L) != 0;
+            }
+            sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+            cp_async_commit();
+            cp_async_wait0();
+            fence_proxy_async();
+            __syncthreads();
+
+            uint32_t a[4][4];
+            if (wg == 0) {
+                float s[32];
+                const int lim0 = row_lim[r0], lim1 = row_lim[r1];
+                /* S(tb) */
+                {
+                    const int st = n0 & 1, ph = (n0 >> 1) & 1;
+                    const uint32_t uK = uK0 + st * TILE;
+#pragma unroll
+                    for (int i = 0; i < 32; i++) s[i] = 0.f;
+                    pin32(s);
+                    if (DQK == 576) mbar_wait(barE + 8 * st, ph);
+                    mbar_wait(barL + 8 * st, ph);
+                    mbar_wait(barR + 8 * st, ph);
+                    wg_fence();
+                    sm90_qk(s, uQ, uK, 0, NC64, F16);
+                    wg_commit();
+                    wg_wait0();
+                    pin32(s);
+                }
+                for (int t = tb; t < te; t++) {
+                    const int n = n0 + (t - tb), st = n & 1;
+                    const uint32_t uK = uK0 + st * TILE;
+                    float al0, al1;
+                    sm90_softmax(s, kvalid + 64 * st, t * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0,
+                                 &al1, F16);
+                    if (t > tb) bar_sync(WS_BAR_PFREE, 256);
+                    sm90_put_p(sPf, sAl, a, al0, al1);
+                    bar_arrive(SM90_BAR_P, 256);
+                    sm90_rescale(o, al0, al1);
+                    ws_pv_half(o, a, smem + TILE + st * TILE, uK, L - t * MLA_BN, 0, F16); /* O_L += P V_L(t) */
+                    if (t + 1 < te) {
+                        /* S(t+1) = Q K(t+1)^T, groups in arrival order E, L, R */
+                        const int n1 = n + 1, st1 = n1 & 1, ph1 = (n1 >> 1) & 1;
+                        const uint32_t uK1 = uK0 + st1 * TILE;
+#pragma unroll
+                        for (int i = 0; i < 32; i++) s[i] = 0.f;
+                        pin32(s);
+                        bar_sync(WS_BAR_PVR, 256);
+                        if (DQK == 576) {
+                            mbar_wait(barE + 8 * st1, ph1);
+                            wg_fence();
+                            sm90_qk(s, uQ, uK1, 8, 9, F16);
+                        }
+                        mbar_wait(barL + 8 * st1, ph1);
+                        wg_fence();
+                        sm90_qk(s, uQ, uK1, 0, 4, F16);
+                        mbar_wait(barR + 8 * st1, ph1);
+                        wg_fence();
+                        sm90_qk(s, uQ, uK1, 4, 8, F16);
+                        wg_commit();
+                        wg_wait1(); /* PV_L(t) done: V_L of stage st is free */
+                        pin128(o);
+                        if (t + 2 < te) bar_arrive(WS_BAR_LFREE, 256);
+                        wg_wait0();
+                        pin32(s);
+                    } else {
+                        wg_wait0();
+                        pin128(o);
+                    }
+                }
+            } else {
+                for (int t = tb; t < te; t++) {
+                    const int n = n0 + (t - tb), st = n & 1, ph = (n >> 1) & 1;
+                    const uint32_t uK = uK0 + st * TILE;
+                    bar_sync(SM90_BAR_P, 256); /* P(t); QK^T(t) is complete */
+                    if (DQK == 576 && t + 2 < te && tid == 128)
+                        ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barE + 8 * st, 8, 9);
+                    float al0, al1;
+                    sm90_get_p(sPf, sAl, a, &al0, &al1);
+                    if (t + 1 < te) bar_arrive(WS_BAR_PFREE, 256);
+                    sm90_rescale(o, al0, al1);
+                    mbar_wait(barR + 8 * st, ph); /* complete (WG0 waited on it before QK^T(t)) */
+                    ws_pv_half(o, a, smem + TILE + st * TILE, uK, L - t * MLA_BN, 1, F16); /* O_R += P V_R(t) */
+                    if (t + 1 < te) bar_arrive(WS_BAR_PVR, 256);
+                    wg_wait0();
+                    pin128(o);
+                    if (t + 2 < te) {
+                        /* tile t + 2 into stage st: V_R now, V_L once WG0's PV_L(t) is done; the rows'
+                         * validity for WG0's softmax(t + 2) (ordered by WS_BAR_PVR of tile t + 1) */
+                        if (tid == 128) ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barR + 8 * st, 4, 8);
+                        if (t128 < 64)
+                            kvalid[64 * st + t128] = k_row_ptr(p, r, kvh, (long long)(t + 2) * MLA_BN + t128, L) != 0;
+                        bar_sync(WS_BAR_LFREE, 256);
+                        if (tid == 128) ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barL + 8 * st, 0, 4);
+                    }
+                }
+            }
+            n0 += te - tb;
+        }
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
     }
     pdl_trigger();
 }
@@ -503,8 +782,28 @@ MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_bf16_512, 512, 0)
 MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_576, 576, 1)
 MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_512, 512, 1)
 
-/* variant: 0 cp.async, 1 TMA, 2 FP8 cache */
+#define MLA_SM90_WS_KERNEL(name, DQK, F16)                                                                \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p,       \
+                                                           const __grid_constant__ CUtensorMap tm) {       \
+        MLA_SM90_WS_BODY(DQK, F16)                                                                        \
+    }
+#if MLA_HAVE_SM90A
+#define MLA_SM90_WS_BODY(DQK, F16) sm90_ws_body(&p, &tm, DQK, F16);
+#else
+#define MLA_SM90_WS_BODY(DQK, F16)
+#endif
+/* v4: warp-specialised TMA pipeline */
+MLA_SM90_WS_KERNEL(mla_decode_sm90ws_bf16_576, 576, 0)
+MLA_SM90_WS_KERNEL(mla_decode_sm90ws_bf16_512, 512, 0)
+MLA_SM90_WS_KERNEL(mla_decode_sm90ws_fp16_576, 576, 1)
+MLA_SM90_WS_KERNEL(mla_decode_sm90ws_fp16_512, 512, 1)
+
+/* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
+    if (tma == 3) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ws_fp16_576 : (const void *)mla_decode_sm90ws_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90ws_fp16_512 : (const void *)mla_decode_sm90ws_bf16_512;
+    }
     if (tma == 2) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90f8_fp16_576 : (const void *)mla_decode_sm90f8_bf16_576;
         return f16 ? (const void *)mla_decode_sm90f8_fp16_512 : (const void *)mla_decode_sm90f8_bf16_512;

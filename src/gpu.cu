@@ -83,10 +83,10 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              65535LL * 8);
     const int64_t m_blocks = (s->s_q * hg + MLA_BM - 1) / MLA_BM;
 
-    /* kernel variant: wgmma with cp.async loads on compute capability 9.0 (sm_90a code; the TMA
-     * variant 4 measured 1-3% faster on compute-bound rows but 5-20% slower on short and small-batch
-     * rows, see docs/performance.md), else mma.sync with 2 K stages where the smem fits, else 1 stage
-     * (A100), else none */
+    /* kernel variant: on compute capability 9.0 (sm_90a code) the warp-specialised TMA pipeline (v4,
+     * falling back per call to the cp.async wgmma kernel v2 when the cache has no tensor map; see
+     * docs/performance.md), else mma.sync with 2 K stages where the smem fits, else 1 stage (A100),
+     * else none */
     const int dqk = (int)s->d_qk;
     /* the wgmma kernels exist as sm_90a SASS only (their compute_80 PTX bodies are empty): use them
      * only where the driver loaded that SASS, not a JIT of the compute_80 PTX (CUDA_FORCE_PTX_JIT=1) */
@@ -99,7 +99,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         device_restore(dev, old0);
     }
     int kernel = 0;
-    if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
+    if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA_WS, dqk)) kernel = MLA_KERNEL_WGMMA_WS;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else
@@ -107,16 +107,16 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
-     * 4 (wgmma, TMA) */
+     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline: the default) */
     const char *force = getenv("MLA_GPU_KERNEL");
-    if (force && force[0] >= '1' && force[0] <= '4' && force[1] == 0) {
+    if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6') && force[1] == 0) {
         const int k = force[0] - '0';
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
     /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
      * the mma.sync path (sm_80..89, or forced by MLA_GPU_KERNEL=1/2) has no FP8 variant */
     if (s->kv_dtype == MLA_DTYPE_FP8_E4M3) {
-        if (kernel != MLA_KERNEL_WGMMA && kernel != MLA_KERNEL_WGMMA_TMA)
+        if (kernel < MLA_KERNEL_WGMMA)
             return mla_set_error(MLA_ERR_UNSUPPORTED,
                                  "dense decode on an FP8 (e4m3) cache needs the wgmma kernel of compute capability "
                                  "9.0 from its sm_90a code (device %d is %d.%d%s); the portable mma.sync path has "
@@ -134,7 +134,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     mla_status st = device_enter(dev, &old);
     if (st) return st;
     e = mla_k_prepare(kernel, dqk, s->dtype == MLA_DTYPE_FP16);
-    if (e == cudaSuccess && kernel == MLA_KERNEL_WGMMA_TMA) /* per-call fallback when no tensor map */
+    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS)) /* per-call fallback when no tensor map */
         e = mla_k_prepare(MLA_KERNEL_WGMMA, dqk, s->dtype == MLA_DTYPE_FP16);
     device_restore(dev, old);
     if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
@@ -235,7 +235,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_WS)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -274,7 +274,8 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
-    if (kernel == MLA_KERNEL_WGMMA_TMA && !encode_k_map(s, a, &tm)) kernel = MLA_KERNEL_WGMMA;
+    if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) && !encode_k_map(s, a, &tm))
+        kernel = MLA_KERNEL_WGMMA;
 
     int old;
     mla_status st = device_enter(plan->device, &old);
@@ -287,7 +288,8 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     }
     if (e == cudaSuccess) {
         e = mla_k_decode(&p, kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
-                         kernel == MLA_KERNEL_WGMMA_TMA ? (const void *)&tm : NULL, (cudaStream_t)stream);
+                         (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) ? (const void *)&tm : NULL,
+                         (cudaStream_t)stream);
         what = "the decode/combine launch";
     }
     device_restore(plan->device, old);

@@ -494,7 +494,8 @@ static void test_big_batch(void)
 
 /* The other kernel variants, forced through the MLA_GPU_KERNEL testing hook (src/gpu.cu):
  * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
- * runs), "3" wgmma with cp.async loads (sm_90 only; the default there), "4" wgmma with TMA loads. */
+ * runs), "3" wgmma with cp.async loads (sm_90 only; what the default falls back to without a tensor
+ * map), "4" wgmma with TMA loads; the default on sm_90 is "6", the warp-specialised TMA pipeline. */
 static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
@@ -519,7 +520,7 @@ static void test_forced_kernel(const char *k)
     run_case(&cfg);
     unsetenv("MLA_GPU_KERNEL");
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
-           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : "wgmma TMA", k, tc_passed - pass0,
+           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : "wgmma warp-specialised", k, tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
@@ -1105,6 +1106,7 @@ int main(int argc, char **argv)
     test_devices();
     test_forced_kernel("1");
     test_forced_kernel("2");
+    test_forced_kernel("3");
     test_forced_kernel("4");
     test_big_batch();
     test_grid();
