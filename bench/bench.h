@@ -186,4 +186,8 @@ const char *bench_dtype_label(mla_dtype dtype, int kv_fp8);
  * the -DMLA_GIT_COMMIT the Makefile passed, else "unknown". */
 const char *bench_git_commit(void);
 
+/* ---- sparse attention (bench/sparse.c) ---------------------------------------------------- */
+int bench_sparse_wanted(int argc, char **argv); /* any --sparse* option                      */
+int bench_sparse_main(int argc, char **argv);   /* runs the sparse benchmarks; exit status    */
+
 #endif

@@ -35,6 +35,9 @@ static void usage(FILE *f)
         "  --no-ceilings           skip the copy / GEMM ceiling measurements\n"
         "  --threads N             CPU path worker threads (default: all cores)\n"
         "  --seed N                RNG seed of lengths, page shuffles and data (default 1)\n"
+        "  --sparse-decode, --sparse-prefill, --sparse\n"
+        "                          DeepSeek sparse attention instead (FP8 sparse decode / bf16 sparse\n"
+        "                          prefill, bench/sparse.c; options there: --quick --iters N --json FILE)\n"
         "Environment: MLA_GIT_COMMIT overrides the commit printed (for trees without .git).\n"
         "Exit status: 0 all cases ran and were finite, 1 a case failed, 2 bad usage or no device.\n");
 }
@@ -230,6 +233,8 @@ int main(int argc, char **argv)
     static bench_case cases[BENCH_MAX_CASES];
     static bench_result res[BENCH_MAX_CASES];
     bench_env env;
+    if (bench_sparse_wanted(argc, argv)) /* --sparse-decode / --sparse-prefill: bench/sparse.c */
+        return bench_sparse_main(argc, argv);
     if (parse_args(&o, argc, argv))
         return 2;
     if (choose_device(&env, &o))

@@ -30,7 +30,8 @@ typedef struct fcache {
     int64_t s_k;
 } fcache;
 
-TC_FN int make_fcache(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, tc_rng *rng)
+/* values: clamp(N(0,1), -1, 1) * amp before quantisation */
+TC_FN int make_fcache_amp(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, double amp, tc_rng *rng)
 {
     const int64_t d = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512, bpt = fmt == MLA_FP8_FORMAT_V32 ? 656 : 584;
     const int64_t used = (s_k + ps - 1) / ps;
@@ -58,7 +59,7 @@ TC_FN int make_fcache(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, tc
             double v = tc_randn(rng);
             if (v > 1.0) v = 1.0;
             if (v < -1.0) v = -1.0;
-            bf[pos * d + x] = mla_float_to_bf16((float)v);
+            bf[pos * d + x] = mla_float_to_bf16((float)(v * amp));
         }
     }
     memset(c->bytes, 0xff, (size_t)(c->pages * c->stride));
@@ -67,6 +68,11 @@ TC_FN int make_fcache(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, tc
     free(bf);
     free(perm);
     return st == MLA_OK ? 0 : -1;
+}
+
+TC_FN int make_fcache(fcache *c, mla_fp8_format fmt, int64_t s_k, int64_t ps, tc_rng *rng)
+{
+    return make_fcache_amp(c, fmt, s_k, ps, 1.0, rng);
 }
 
 TC_FN void free_fcache(fcache *c) { free(c->bytes); free(c->tok2pos); }

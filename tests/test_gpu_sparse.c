@@ -28,6 +28,9 @@ int main(void)
 #include <cuda_runtime.h>
 
 static int g_quick = 0;
+/* largest deviations seen (printed at the end) */
+static double g_dec_out = 0, g_dec_out_amp1 = 0, g_dec_lse = 0, g_pf_out = 0, g_pf_lse = 0, g_pf_ml = 0;
+static double g_dec_cos = 0, g_pf_cos = 0;
 
 #define CK(call)                                                                                   \
     do {                                                                                           \
@@ -62,6 +65,7 @@ static void expect_err(mla_status st, mla_status want, const char *needle, const
 
 typedef struct dcfg {
     int64_t b, s_q, h_q, topk, ps, s_k;
+    int full_amp; /* cache values clamp(N(0,1)) instead of clamp(N(0,1)) / 10 (looser out check) */
     mla_fp8_format fmt;
     int64_t extra_topk, extra_ps, extra_s_k;
     int topk_len, extra_topk_len, sink, weird, all_invalid;
@@ -98,8 +102,9 @@ static int dcase_build(dcase *d, const dcfg *cfg)
     const int64_t b = cfg->b, s_q = cfg->s_q, h_q = cfg->h_q;
     d->dqk = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512;
     const int has_extra = cfg->extra_topk > 0;
-    if (make_fcache(&d->kc, fmt, cfg->s_k, cfg->ps, &rng) ||
-        (has_extra && make_fcache(&d->ec, fmt, cfg->extra_s_k, cfg->extra_ps, &rng)))
+    const double amp = cfg->full_amp ? 1.0 : 0.1;
+    if (make_fcache_amp(&d->kc, fmt, cfg->s_k, cfg->ps, amp, &rng) ||
+        (has_extra && make_fcache_amp(&d->ec, fmt, cfg->extra_s_k, cfg->extra_ps, amp, &rng)))
         return -1;
     d->ind = make_indices(&d->kc, b, s_q, cfg->topk, cfg->weird, cfg->all_invalid, &rng, &d->is0, &d->is1);
     if (has_extra)
@@ -206,7 +211,10 @@ static int dcase_check(const dcase *d, const char *label, uint16_t *out, float *
     CK(cudaMemcpy(out, d->da.out, (size_t)d->out_n * 2, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(lse, d->da.lse, (size_t)d->lse_n * 4, cudaMemcpyDeviceToHost));
     tc_allclose so, sl;
-    tc_allclose_begin(&so, TC_TOL_SPARSE_OUT_ABS, TC_TOL_OUT_REL, TC_TOL_OUT_COS);
+    /* FlashMLA's tolerances. With full-amplitude V (|v| up to 1) the bf16 rounding of P (as in
+     * FlashMLA's kernel) moves outputs of ~0.05 by 3-4 bf16 ulps (~2e-3) on ~1e-5 of the elements
+     * (seen on an H100), so those cases get abs 4e-3 (cos_diff unchanged). */
+    tc_allclose_begin(&so, d->c.full_amp ? 4e-3 : TC_TOL_SPARSE_OUT_ABS, TC_TOL_OUT_REL, TC_TOL_OUT_COS);
     tc_allclose_begin(&sl, TC_TOL_LSE_ABS, TC_TOL_LSE_REL, TC_TOL_LSE_COS);
     const int64_t b = d->c.b, s_q = d->c.s_q, h_q = d->c.h_q;
     for (int64_t i = 0; i < b; i++)
@@ -219,6 +227,10 @@ static int dcase_check(const dcase *d, const char *label, uint16_t *out, float *
                 tc_allclose_add(&sl, l, lse[l], d->ref_lse[l]);
             }
     tc_report ro = tc_allclose_end(&so), rl = tc_allclose_end(&sl);
+    if (d->c.full_amp) g_dec_out_amp1 = fmax(g_dec_out_amp1, ro.max_abs);
+    else g_dec_out = fmax(g_dec_out, ro.max_abs);
+    g_dec_lse = fmax(g_dec_lse, rl.max_abs);
+    g_dec_cos = fmax(g_dec_cos, ro.cos_diff);
     int64_t clob = 0;
     for (int64_t x = 0; x < d->out_n; x++) {
         const int64_t r = x % d->os0, j = r / d->os1, h = (r % d->os1) / d->os2, dd = (r % d->os1) % d->os2;
@@ -277,7 +289,7 @@ static void decode_label(char *buf, size_t n, const dcfg *c)
     snprintf(buf, n, "decode %s b=%lld s_q=%lld h_q=%lld topk=%lld ps=%lld s_k=%lld%s%s%s%s%s",
              c->fmt == MLA_FP8_FORMAT_V32 ? "V32" : "MODEL1", (long long)c->b, (long long)c->s_q, (long long)c->h_q,
              (long long)c->topk, (long long)c->ps, (long long)c->s_k, c->topk_len ? " +len" : "",
-             c->sink ? " +sink" : "", c->weird ? " +weird" : "", c->all_invalid ? " ALL-INVALID" : "",
+             c->sink ? " +sink" : "", c->weird ? (c->full_amp ? " +weird +amp1" : " +weird") : (c->full_amp ? " +amp1" : ""), c->all_invalid ? " ALL-INVALID" : "",
              c->extra_topk > 0 ? " +extra" : "");
     if (c->extra_topk > 0) {
         const size_t l = strlen(buf);
@@ -347,6 +359,8 @@ static void test_decode_corners(void)
         {"b=321 s_q=1 h128 topk 576 MODEL1", 128, 576, 61, 321, 1, 1, 1, 1, 0, 1, 1},
         {"b=1 s_q=1 h128 topk 2048 (many splits)", 128, 2048, 64, 1, 1, 0, 0, 1, 0, 1, 0},
         {"b=2 s_q=2 h64 topk 8192 (long)", 64, 8192, 64, 2, 2, 1, 1, 1, 0, 1, 0},
+        {"full-amplitude V, b=74 s_q=3 h128 topk 64", 128, 64, 2, 74, 3, 0, 0, 0, 0, 1, 0},
+        {"full-amplitude V, MODEL1 b=74 h64 topk 576", 64, 576, 61, 74, 3, 1, 1, 1, 0, 1, 1},
     };
     for (size_t x = 0; x < sizeof v / sizeof v[0]; x++) {
         if (g_quick && x % 3) continue;
@@ -357,6 +371,7 @@ static void test_decode_corners(void)
         c.s_k = c.topk * 2 > 300 ? c.topk * 2 : 300;
         if (v[x].extra) { c.extra_topk = 192; c.extra_ps = 5; c.extra_s_k = 400; c.extra_topk_len = 1; }
         c.seed = 1000 + x;
+        c.full_amp = strstr(v[x].what, "full-amplitude") != NULL;
         char l2[200];
         decode_label(l2, sizeof l2, &c);
         snprintf(label, sizeof label, "%s: %s", v[x].what, l2);
@@ -560,8 +575,12 @@ static int run_prefill(const char *label, const pcfg *cfg)
     const int64_t nchk = cfg->check_tokens > 0 && cfg->check_tokens < s_q ? cfg->check_tokens : s_q;
     tc_allclose so, sl, sm;
     tc_allclose_begin(&so, 8e-4, 3.01 / 128, 7e-6);
-    tc_allclose_begin(&sl, 1e-6, 2.01 / 65536, 7e-6);
-    tc_allclose_begin(&sm, 1e-6, 2.01 / 65536, 7e-6);
+    /* lse / max_logits: FlashMLA's rel 2.01/65536, abs 1e-5 instead of 1e-6: where few keys are
+     * valid (topk_length) lse is near 0, the relative bound does not help, and the fp32 sums of
+     * 576 products of ~0.15-sized values (partial sums ~10) differ by up to ~5e-6 between the
+     * tensor cores and the CPU's order (seen on an H100). */
+    tc_allclose_begin(&sl, 1e-5, 2.01 / 65536, 7e-6);
+    tc_allclose_begin(&sm, 1e-5, 2.01 / 65536, 7e-6);
     if (ok) {
         mla_sparse_prefill_args r = a;
         r.q = q; r.kv = kv; r.indices = ind; r.topk_length = tl; r.attn_sink = sink;
@@ -598,6 +617,10 @@ static int run_prefill(const char *label, const pcfg *cfg)
             }
         }
         tc_report ro = tc_allclose_end(&so), rl = tc_allclose_end(&sl), rm = tc_allclose_end(&sm);
+        g_pf_out = fmax(g_pf_out, ro.max_abs);
+        g_pf_lse = fmax(g_pf_lse, rl.max_abs);
+        g_pf_ml = fmax(g_pf_ml, rm.max_abs);
+        g_pf_cos = fmax(g_pf_cos, ro.cos_diff);
         int64_t clob = 0;
         for (int64_t x = 0; x < out_n; x++) if (x % os1 >= 512 && out[x] != TC_POISON_HALF) clob++;
         for (int64_t s = 0; s < s_q; s++) if (mla_f32_bits(lse[s * (h_q + 1) + h_q]) != 0x7fc00123u) clob++;
@@ -718,6 +741,9 @@ int main(int argc, char **argv)
     test_decode_graph();
     test_decode_grid();
     test_prefill();
+    printf("largest |GPU - CPU|: decode out %.3g (full-amplitude V %.3g), lse %.3g, out cos_diff %.3g; "
+           "prefill out %.3g, lse %.3g, max_logits %.3g, out cos_diff %.3g\n",
+           g_dec_out, g_dec_out_amp1, g_dec_lse, g_dec_cos, g_pf_out, g_pf_lse, g_pf_ml, g_pf_cos);
     printf("total time %.1f s\n", tc_now() - t0);
     return tc_summary();
 }
