@@ -172,8 +172,8 @@ def flash_mla_with_kvcache(
     cache [num_blocks, page_block_size, 1, 656 | 584] (mla.sparse.quantize_k_cache), indices
     [b, s_q, topk] int32, with attn_sink, topk_length and extra_k_cache /
     extra_indices_in_kvcache / extra_topk_length; returns bf16 out and lse as a transposed view
-    (see mla.sparse.sparse_decode). CPU tensors run mla.c's CPU path; CUDA tensors raise
-    NotImplementedError until the sparse GPU kernels land."""
+    (see mla.sparse.sparse_decode). CPU tensors run mla.c's CPU path; CUDA tensors the sparse GPU
+    kernel (compute capability 9.0)."""
     if indices is not None:
         return _sparse_with_kvcache(q, k_cache, head_dim_v, tile_scheduler_metadata, num_splits, softmax_scale,
                                     causal, is_fp8_kvcache, indices, attn_sink, extra_k_cache,
@@ -293,8 +293,8 @@ def _sparse_with_kvcache(q, k_cache, head_dim_v, sched_meta, num_splits, softmax
 
 def flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v=512, attn_sink=None, topk_length=None, indexer_topk=0):
     """FlashMLA's sparse prefill: (out [s_q, h_q, d_v] bf16, max_logits [s_q, h_q], lse [s_q, h_q]),
-    natural log (see mla.sparse.sparse_prefill). CPU tensors run mla.c's CPU path; CUDA tensors raise
-    NotImplementedError (mla.UnsupportedError) until the sparse GPU kernels land. indexer_topk is ignored."""
+    natural log (see mla.sparse.sparse_prefill). CPU tensors run mla.c's CPU path; CUDA tensors the sparse GPU
+    kernel (compute capability 9.0; elsewhere mla.UnsupportedError). indexer_topk is ignored."""
     return _sparse.sparse_prefill(q, kv, indices, sm_scale, d_v=d_v, attn_sink=attn_sink, topk_length=topk_length)
 
 

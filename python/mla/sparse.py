@@ -8,8 +8,9 @@ formats", "Sparse MLA decode", "Sparse MLA prefill").
     out, max_logits, lse = sp.sparse_prefill(q, kv, indices, sm_scale)
 
 CPU tensors (torch, or numpy with bf16 as uint16 / ml_dtypes) run the CPU reference of
-libmla; CUDA tensors reach the C library, which answers MLA_ERR_UNSUPPORTED ("sparse GPU
-kernels are not built yet") until the GPU kernels exist. Semantics: spec §3 and mla.h."""
+libmla; CUDA torch tensors run the sparse GPU kernels (compute capability 9.0; other GPUs get
+mla.UnsupportedError) on the tensors' device and torch's current stream, with a workspace
+cached per plan and stream. Semantics: spec §3 and mla.h."""
 
 import collections
 import ctypes
@@ -324,6 +325,21 @@ class SparseDecodePlan(object):
         ws = ctypes.c_size_t(0)
         _lib.check(lib.mla_sparse_decode_workspace_size(handle, ctypes.byref(ws)), "mla_sparse_decode_workspace_size")
         self.workspace_size = int(ws.value)
+        self._workspaces = {}   # stream handle -> torch uint8 tensor (GPU plans)
+        self._ws_lock = threading.Lock()
+
+    def cached_workspace(self, stream_handle, torch_device):
+        """A torch uint8 workspace on this plan's device, reused for calls on the same stream
+        (calls on one stream never overlap). None when the plan needs no workspace."""
+        if self.workspace_size == 0:
+            return None
+        with self._ws_lock:
+            ws = self._workspaces.get(stream_handle)
+            if ws is None:
+                import torch
+                ws = torch.empty(self.workspace_size, dtype=torch.uint8, device=torch_device)
+                self._workspaces[stream_handle] = ws
+        return ws
 
     @property
     def handle(self):
@@ -471,6 +487,8 @@ def sparse_decode(q, k_cache, indices, topk_length=None, attn_sink=None, extra_k
     if device != _lib.MLA_DEVICE_CPU:
         from ._decode import _stream_handle, _workspace_ptr
         st = _stream_handle(stream, device, True)
+        if workspace is None:   # one cached workspace per (plan, stream); the C call never allocates
+            workspace = plan.cached_workspace(st, qa.obj.device)
         ws_ptr, ws_bytes = _workspace_ptr(workspace, device)
     elif stream not in (None, 0):
         raise InvalidArgumentError("a CPU call takes no stream (got %r)" % (stream,))

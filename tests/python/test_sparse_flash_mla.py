@@ -252,7 +252,56 @@ def test_sparse_errors():
     with pytest.raises(mla.InvalidArgumentError, match="softmax_scale"):   # the C library's check
         flash_mla.flash_mla_sparse_fwd(q[0], q[0, :, :1], idx, float("nan"))
     assert not sched.have_initialized
-    # the GPU path is reached through the C library, which refuses it for now
-    if torch.cuda.is_available() and mla.has_cuda():
-        with pytest.raises(NotImplementedError, match="sparse GPU kernels are not built yet"):
-            sp.sparse_decode(q.cuda(), kc.cuda(), idx.cuda())
+
+
+_GPU = torch.cuda.is_available() and mla.has_cuda()
+
+
+@pytest.mark.skipif(not _GPU, reason="needs a CUDA GPU and a CUDA build of libmla")
+@pytest.mark.parametrize("fmt", ["V32", "MODEL1"])
+def test_sparse_gpu_matches_cpu(fmt):
+    """flash_mla's sparse decode and prefill on CUDA tensors against the same calls on CPU tensors
+    (the sparse GPU kernels need compute capability 9.0; other GPUs give mla.UnsupportedError)."""
+    g = torch.Generator().manual_seed(11 if fmt == "V32" else 12)
+    d = 576 if fmt == "V32" else 512
+    b, s_q, h_q, topk, ps = 5, 2, 64, 576, 61
+    kc, pos = make_fp8_cache(g, fmt, 1500, ps)
+    ekc, epos = make_fp8_cache(g, fmt, 400, 16)
+    idx = make_indices(g, b, s_q, topk, pos, kc.shape[0] * ps, "weird")
+    eidx = make_indices(g, b, s_q, 128, epos, ekc.shape[0] * 16, "minus1")
+    q = torch.randn(b, s_q, h_q, d, generator=g).clamp(-1, 1).to(torch.bfloat16)
+    sink = make_sink(g, h_q)
+    tl = torch.randint(-2, topk + 3, (b,), generator=g, dtype=torch.int32)
+    etl = torch.randint(0, 129, (b,), generator=g, dtype=torch.int32)
+    cc = torch.cuda.get_device_capability()
+    args = dict(softmax_scale=d ** -0.55, is_fp8_kvcache=True, attn_sink=sink, topk_length=tl,
+                extra_k_cache=ekc, extra_indices_in_kvcache=eidx, extra_topk_length=etl)
+    cuda = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in args.items()}
+    if cc != (9, 0):
+        with pytest.raises(mla.UnsupportedError, match="compute capability 9.0"):
+            flash_mla.flash_mla_with_kvcache(q.cuda(), kc.cuda(), None, None, 512, flash_mla.get_mla_metadata()[0],
+                                             indices=idx.cuda(), **cuda)
+        return
+    out_c, lse_c = flash_mla.flash_mla_with_kvcache(q, kc, None, None, 512, flash_mla.get_mla_metadata()[0],
+                                                    indices=idx, **args)
+    out_g, lse_g = flash_mla.flash_mla_with_kvcache(q.cuda(), kc.cuda(), None, None, 512,
+                                                    flash_mla.get_mla_metadata()[0], indices=idx.cuda(), **cuda)
+    torch.cuda.synchronize()
+    assert out_g.is_cuda and lse_g.shape == (b, h_q, s_q)
+    # cache values up to 1: bf16 P (as in FlashMLA's kernel) moves some outputs by a few bf16 ulps
+    check_allclose("out", out_g.float(), out_c.float(), abs_tol=4e-3, rel_tol=2.01 / 128, cos_diff_tol=5e-6)
+    check_allclose("lse", lse_g, lse_c, **LSE_TOL)
+    # sparse prefill, d_qk of this format, FlashMLA's prefill data
+    s_kv, pt = 900, 320
+    off = torch.randn(2, generator=g) / 10
+    qp = (torch.randn(40, 64, d, generator=g) / 10 + off[0]).to(torch.bfloat16)
+    kv = (torch.randn(s_kv, 1, d, generator=g) / 10 + off[1]).to(torch.bfloat16)
+    pidx = torch.stack([torch.cat([torch.randperm(s_kv, generator=g)[:240].to(torch.int32), weird(g, pt - 240, s_kv)])
+                        for _ in range(40)]).view(40, 1, pt)
+    ptl = torch.randint(-1, pt + 2, (40,), generator=g, dtype=torch.int32)
+    ref = flash_mla.flash_mla_sparse_fwd(qp, kv, pidx, 0.5, 512, sink, ptl)
+    got = flash_mla.flash_mla_sparse_fwd(qp.cuda(), kv.cuda(), pidx.cuda(), 0.5, 512, sink.cuda(), ptl.cuda())
+    torch.cuda.synchronize()
+    check_allclose("prefill out", got[0].float(), ref[0].float(), abs_tol=8e-4, rel_tol=3.01 / 128, cos_diff_tol=7e-6)
+    for name, a, r in (("max_logits", got[1], ref[1]), ("lse", got[2], ref[2])):
+        check_allclose(name, a, r, abs_tol=1e-5, rel_tol=2.01 / 65536, cos_diff_tol=7e-6)
