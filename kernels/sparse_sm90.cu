@@ -244,6 +244,37 @@ static __device__ __forceinline__ void sp_dq4(uint32_t w, float s, uint32_t *d0,
         : "r"(w), "f"(s));
 }
 
+/* Fast exact path for a power-of-two scale 2^k, k in [-100, 100], and no NaN code: an e4m3 value
+ * is exact in f16 (cvt) and has at most 3 mantissa bits, so its bf16 bits times 2^k follow from
+ * the f16 bits by integer operations: (|h| >> 3) + ((112 + k) << 7), zero kept zero, sign kept.
+ * Two f16 halves at once (the low 7 bits of each half are zero, so nothing crosses halves).
+ * Checked on the CPU against bf16(f32(e4m3) * 2^k) for every code and k in [-100, 100]. */
+static __device__ __forceinline__ uint32_t sp_h2_to_bf2_pow2(uint32_t h, uint32_t e2) {
+    const uint32_t a = h & 0x7fff7fffu;
+    const uint32_t nz = (a + 0x7fff7fffu) & 0x80008000u; /* bit 15 of a half: it is not zero */
+    const uint32_t mask = (nz >> 15) * 0xffffu;
+    return (((a >> 3) + e2) & mask) | (h & 0x80008000u);
+}
+static __device__ __forceinline__ void sp_dq4_fast(uint32_t w, uint32_t e2, uint32_t *d0, uint32_t *d1) {
+    uint32_t h0, h1;
+    asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %2;\ncvt.rn.f16x2.e4m3x2 %0, lo;\ncvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
+        : "=r"(h0), "=r"(h1)
+        : "r"(w));
+    *d0 = sp_h2_to_bf2_pow2(h0, e2);
+    *d1 = sp_h2_to_bf2_pow2(h1, e2);
+}
+/* nonzero if any of the 16 codes is a NaN (0x7f / 0xff) */
+static __device__ __forceinline__ uint32_t sp_has_nan(uint4 v) {
+    const uint32_t m = 0x7f7f7f7fu, o = 0x01010101u;
+    return (((v.x & m) + o) | ((v.y & m) + o) | ((v.z & m) + o) | ((v.w & m) + o)) & 0x80808080u;
+}
+/* e2 for the fast path of scale s (as float bits), or 0 when s is not a power of two in range */
+static __device__ __forceinline__ uint32_t sp_fast_e2(uint32_t sbits) {
+    const uint32_t e = sbits >> 23;
+    if ((sbits & 0x807fffffu) || e < 27u || e > 227u) return 0u;
+    return ((112u + e - 127u) << 7) * 0x00010001u;
+}
+
 /* V32 scale: bf16(fp32 scale) as float; MODEL1: e8m0 2^(e-127), 0xff NaN */
 static __device__ __forceinline__ float sp_bf16_round(float f) {
     return __bfloat162float(__float2bfloat16_rn(f));
@@ -313,7 +344,7 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
 }
 
 /* registers -> dequantised bf16 row `row` of the SW128 tile (chunks 0..NU-1) */
-static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
+static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, int exact, const int MODE) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
     const int NU = MODE == MLA_SP_V32 ? 8 : 7;
     const uint32_t base = tile + row * 128;
@@ -333,10 +364,18 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
 #pragma unroll
     for (int i = 0; i < NU; i++) {
         uint4 a, b;
-        sp_dq4(kr[i].x, s[i], &a.x, &a.y);
-        sp_dq4(kr[i].y, s[i], &a.z, &a.w);
-        sp_dq4(kr[i].z, s[i], &b.x, &b.y);
-        sp_dq4(kr[i].w, s[i], &b.z, &b.w);
+        const uint32_t e2 = exact ? 0u : sp_fast_e2(__float_as_uint(s[i]));
+        if (e2 && !sp_has_nan(kr[i])) {
+            sp_dq4_fast(kr[i].x, e2, &a.x, &a.y);
+            sp_dq4_fast(kr[i].y, e2, &a.z, &a.w);
+            sp_dq4_fast(kr[i].z, e2, &b.x, &b.y);
+            sp_dq4_fast(kr[i].w, e2, &b.z, &b.w);
+        } else {
+            sp_dq4(kr[i].x, s[i], &a.x, &a.y);
+            sp_dq4(kr[i].y, s[i], &a.z, &a.w);
+            sp_dq4(kr[i].z, s[i], &b.x, &b.y);
+            sp_dq4(kr[i].w, s[i], &b.z, &b.w);
+        }
         sp_sts128(base + i * 8192 + c0, a);
         sp_sts128(base + i * 8192 + c1, b);
     }
@@ -396,7 +435,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         if (FP8) {
             sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
             cp_async_commit();
-            sp_fp8_put(uK0, kr, sc, MODE);
+            sp_fp8_put(uK0, kr, sc, p->exact_dequant, MODE);
         } else {
             sp_bf16_issue(p, u, pos, uK0, DQK);
             cp_async_commit();
@@ -497,7 +536,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
             sp_wg_commit();
-            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
+            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, p->exact_dequant, MODE); /* dequantise during PV */
             sp_wg_wait0();
             sp_pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */

@@ -66,6 +66,7 @@ static void expect_err(mla_status st, mla_status want, const char *needle, const
 typedef struct dcfg {
     int64_t b, s_q, h_q, topk, ps, s_k;
     int full_amp; /* cache values clamp(N(0,1)) instead of clamp(N(0,1)) / 10 (looser out check) */
+    int odd_scales; /* scales that are not powers of two in [2^-100, 2^100] (the fp32 dequant path) */
     mla_fp8_format fmt;
     int64_t extra_topk, extra_ps, extra_s_k;
     int topk_len, extra_topk_len, sink, weird, all_invalid;
@@ -106,6 +107,24 @@ static int dcase_build(dcase *d, const dcfg *cfg)
     if (make_fcache_amp(&d->kc, fmt, cfg->s_k, cfg->ps, amp, &rng) ||
         (has_extra && make_fcache_amp(&d->ec, fmt, cfg->extra_s_k, cfg->extra_ps, amp, &rng)))
         return -1;
+    if (cfg->odd_scales) { /* V32: fp32 scales times 1.37 / 0.71 / 3; MODEL1: e8m0 2^-101 / 2^-107 */
+        for (int64_t pg = 0; pg < d->kc.pages; pg++)
+            for (int64_t r = 0; r < d->kc.ps; r++) {
+                const int64_t u = (int64_t)tc_randint(&rng, 10);
+                if (u >= 4) continue;
+                uint8_t *page = d->kc.bytes + pg * d->kc.stride;
+                if (fmt == MLA_FP8_FORMAT_V32) {
+                    for (int t = 0; t < 4; t++) {
+                        float f;
+                        memcpy(&f, page + r * 656 + 512 + 4 * t, 4);
+                        f *= u == 0 ? 1.37f : u == 1 ? 0.71f : u == 2 ? 3.0f : 1.0f;
+                        memcpy(page + r * 656 + 512 + 4 * t, &f, 4);
+                    }
+                } else {
+                    page[d->kc.ps * 576 + r * 8 + (u % 7)] = u < 2 ? 26 : 20;
+                }
+            }
+    }
     d->ind = make_indices(&d->kc, b, s_q, cfg->topk, cfg->weird, cfg->all_invalid, &rng, &d->is0, &d->is1);
     if (has_extra)
         d->eind = make_indices(&d->ec, b, s_q, cfg->extra_topk, cfg->weird, cfg->all_invalid, &rng, &d->es0, &d->es1);
@@ -289,7 +308,7 @@ static void decode_label(char *buf, size_t n, const dcfg *c)
     snprintf(buf, n, "decode %s b=%lld s_q=%lld h_q=%lld topk=%lld ps=%lld s_k=%lld%s%s%s%s%s",
              c->fmt == MLA_FP8_FORMAT_V32 ? "V32" : "MODEL1", (long long)c->b, (long long)c->s_q, (long long)c->h_q,
              (long long)c->topk, (long long)c->ps, (long long)c->s_k, c->topk_len ? " +len" : "",
-             c->sink ? " +sink" : "", c->weird ? (c->full_amp ? " +weird +amp1" : " +weird") : (c->full_amp ? " +amp1" : ""), c->all_invalid ? " ALL-INVALID" : "",
+             c->sink ? " +sink" : "", c->weird ? (c->full_amp ? " +weird +amp1" : " +weird") : (c->full_amp ? " +amp1" : (c->odd_scales ? " +odd-scales" : "")), c->all_invalid ? " ALL-INVALID" : "",
              c->extra_topk > 0 ? " +extra" : "");
     if (c->extra_topk > 0) {
         const size_t l = strlen(buf);
@@ -360,6 +379,8 @@ static void test_decode_corners(void)
         {"b=1 s_q=1 h128 topk 2048 (many splits)", 128, 2048, 64, 1, 1, 0, 0, 1, 0, 1, 0},
         {"b=2 s_q=2 h64 topk 8192 (long)", 64, 8192, 64, 2, 2, 1, 1, 1, 0, 1, 0},
         {"full-amplitude V, b=74 s_q=3 h128 topk 64", 128, 64, 2, 74, 3, 0, 0, 0, 0, 1, 0},
+        {"odd scales V32 (fp32 dequant path)", 64, 512, 16, 6, 2, 0, 0, 1, 0, 1, 0},
+        {"odd scales MODEL1 (fp32 dequant path)", 128, 512, 17, 6, 2, 1, 1, 1, 0, 1, 1},
         {"full-amplitude V, MODEL1 b=74 h64 topk 576", 64, 576, 61, 74, 3, 1, 1, 1, 0, 1, 1},
     };
     for (size_t x = 0; x < sizeof v / sizeof v[0]; x++) {
@@ -372,10 +393,53 @@ static void test_decode_corners(void)
         if (v[x].extra) { c.extra_topk = 192; c.extra_ps = 5; c.extra_s_k = 400; c.extra_topk_len = 1; }
         c.seed = 1000 + x;
         c.full_amp = strstr(v[x].what, "full-amplitude") != NULL;
+        c.odd_scales = strstr(v[x].what, "odd scales") != NULL;
         char l2[200];
         decode_label(l2, sizeof l2, &c);
         snprintf(label, sizeof label, "%s: %s", v[x].what, l2);
         run_decode(label, &c);
+    }
+}
+
+/* The integer fast dequantisation (power-of-two scales) and the fp32 path (forced by the testing
+ * hook MLA_SPARSE_EXACT_DEQUANT=1, read at plan creation) must give identical bytes. */
+static void test_dequant_paths(void)
+{
+    printf("sparse decode: fast (integer) and fp32 dequantisation give identical bytes\n");
+    for (int f = 0; f < 2; f++) {
+        dcfg c;
+        memset(&c, 0, sizeof c);
+        c.fmt = f ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
+        c.b = 7; c.s_q = 2; c.h_q = 64; c.topk = 1024; c.ps = 64; c.s_k = 3000; c.sink = 1; c.weird = 1;
+        c.full_amp = 1; c.seed = 31 + f;
+        dcase d;
+        if (dcase_build(&d, &c)) {
+            tc_expect(0, "dequant-path setup");
+            return;
+        }
+        uint16_t *o1 = malloc((size_t)d.out_n * 2), *o2 = malloc((size_t)d.out_n * 2);
+        float *l1 = malloc((size_t)d.lse_n * 4), *l2 = malloc((size_t)d.lse_n * 4);
+        dcase_poison_dev(&d);
+        mla_status st = mla_sparse_decode(d.plan, &d.da, d.ws, d.ws_bytes, NULL);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(o1, d.da.out, (size_t)d.out_n * 2, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(l1, d.da.lse, (size_t)d.lse_n * 4, cudaMemcpyDeviceToHost));
+        setenv("MLA_SPARSE_EXACT_DEQUANT", "1", 1);
+        mla_sparse_decode_plan_t pe = NULL;
+        mla_status st2 = mla_sparse_decode_plan_create(&pe, &d.sh, 0);
+        unsetenv("MLA_SPARSE_EXACT_DEQUANT");
+        dcase_poison_dev(&d);
+        if (st2 == MLA_OK) st2 = mla_sparse_decode(pe, &d.da, d.ws, d.ws_bytes, NULL);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(o2, d.da.out, (size_t)d.out_n * 2, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(l2, d.da.lse, (size_t)d.lse_n * 4, cudaMemcpyDeviceToHost));
+        mla_sparse_decode_plan_destroy(pe);
+        tc_expect(st == MLA_OK && st2 == MLA_OK && !memcmp(o1, o2, (size_t)d.out_n * 2) &&
+                      !memcmp(l1, l2, (size_t)d.lse_n * 4),
+                  "%s: fast and fp32 dequantisation give identical out / lse", f ? "MODEL1" : "V32");
+        dcase_check(&d, f ? "MODEL1 fp32-path result" : "V32 fp32-path result", o2, l2);
+        free(o1); free(o2); free(l1); free(l2);
+        dcase_free(&d);
     }
 }
 
@@ -737,6 +801,7 @@ int main(int argc, char **argv)
     mla_sparse_decode_plan_destroy(p);
     const double t0 = tc_now();
     test_decode_bad();
+    test_dequant_paths();
     test_decode_corners();
     test_decode_graph();
     test_decode_grid();
