@@ -148,6 +148,9 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     {
         const char *pf = getenv("MLA_FP8_L2_PREFETCH");
         plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
+        /* v4: how far beyond tile t + 2 the L2 prefetch runs (testing hook MLA_L2_AHEAD=0..8) */
+        const char *la = getenv("MLA_L2_AHEAD");
+        plan->gpu.l2_ahead = (la && la[0] >= '0' && la[0] <= '8' && la[1] == 0) ? la[0] - '0' : 2;
     }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
@@ -272,6 +275,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         p.fp8_l2_prefetch = plan->gpu.fp8_l2_prefetch;
     }
 
+    p.l2_ahead = plan->gpu.l2_ahead;
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
     if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) && !encode_k_map(s, a, &tm))

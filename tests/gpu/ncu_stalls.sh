@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# ncu_stalls.sh — where one decode kernel launch spends its time: Nsight Compute speed-of-light,
+# warp-state statistics and the SASS instructions with the most stall samples (source page).
+# Usage: tests/gpu/ncu_stalls.sh <name> <mla-bench --case ...> ; env KREGEX (kernel-name regex,
+# default the sm90 decode kernels), OUT (output folder). Writes $OUT/ncu_<name>.log.
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/device-out}
+name=$1; shift
+rep=/tmp/ncu_$name
+ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-source yes \
+  --section SpeedOfLight --section WarpStateStats --section SourceCounters --section MemoryWorkloadAnalysis \
+  -f -o "$rep" ./build/mla-bench --no-ceilings --no-graph --iters 1 --warmup 0 "$@" > /tmp/ncu_run_$name.log 2>&1
+echo "ncu rc=$?" > "$OUT/ncu_$name.log"
+tail -3 /tmp/ncu_run_$name.log >> "$OUT/ncu_$name.log"
+ncu --import "$rep.ncu-rep" --print-details all 2>&1 | grep -vE "^\s*$" >> "$OUT/ncu_$name.log"
+ncu --import "$rep.ncu-rep" --page source --csv --print-source sass > /tmp/ncu_src_$name.csv 2>&1
+python3 - "$name" >> "$OUT/ncu_$name.log" 2>&1 <<'PY'
+import csv, sys
+name = sys.argv[1]
+rows = list(csv.reader(open(f"/tmp/ncu_src_{name}.csv", errors="replace")))
+hdr_i = next((i for i, r in enumerate(rows) if any("Sampling" in c for c in r)), None)
+if hdr_i is None:
+    print("no stall-sampling columns in the source page; first lines:"); [print(r) for r in rows[:5]]; sys.exit()
+hdr = rows[hdr_i]
+col = next(i for i, c in enumerate(hdr) if c.startswith("Warp Stall Sampling (All"))
+src = next((i for i, c in enumerate(hdr) if c in ("Source", "# Source")), 1)
+data = []
+for r in rows[hdr_i + 1:]:
+    try: data.append((float(r[col].replace(",", "")), r))
+    except (ValueError, IndexError): pass
+tot = sum(d[0] for d in data) or 1
+print(f"== top SASS by stall samples ({len(data)} instructions, {tot:.0f} samples); columns: {hdr}")
+for v, r in sorted(data, key=lambda d: -d[0])[:40]:
+    extra = [f"{hdr[i]}={r[i]}" for i in range(len(hdr)) if i not in (col, src) and "stall" in hdr[i].lower() and r[i] not in ("0", "")]
+    print(f"{100*v/tot:5.1f}%  {r[0]:>6}  {r[src][:90]}  {' '.join(extra)[:200]}")
+PY
