@@ -43,7 +43,6 @@ typedef struct mla_sp_params {
     int h_q, hpk;          /* query heads, heads per kv head                               */
     int num_m_blocks, num_sm_parts;
     float scale_log2;
-    int exact_dequant;     /* 1: always the fp32 dequantisation path (testing hook)          */
     /* split-KV workspace (decode) */
     mla_part_begin *part_begin;
     int32_t *req_slot;

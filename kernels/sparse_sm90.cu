@@ -90,9 +90,12 @@ static __device__ __forceinline__ int sp_clamp_len(const int32_t *len, int i, in
     return n < 0 ? 0 : (n > topk ? topk : n);
 }
 
+/* ceil(n / 64) without overflow for n up to INT32_MAX */
+static __device__ __forceinline__ int sp_ntiles(int n) { return n / MLA_BN + (n % MLA_BN != 0); }
+
 /* tiles of source s of request i */
 static __device__ __forceinline__ int sp_src_tiles(const mla_sp_params *p, int s, int i) {
-    return (sp_clamp_len(p->len[s], i, p->topk[s]) + MLA_BN - 1) / MLA_BN;
+    return sp_ntiles(sp_clamp_len(p->len[s], i, p->topk[s]));
 }
 static __device__ __forceinline__ int sp_tok_tiles(const mla_sp_params *p, int r) {
     const int i = r / p->s_q;
@@ -244,37 +247,6 @@ static __device__ __forceinline__ void sp_dq4(uint32_t w, float s, uint32_t *d0,
         : "r"(w), "f"(s));
 }
 
-/* Fast exact path for a power-of-two scale 2^k, k in [-100, 100], and no NaN code: an e4m3 value
- * is exact in f16 (cvt) and has at most 3 mantissa bits, so its bf16 bits times 2^k follow from
- * the f16 bits by integer operations: (|h| >> 3) + ((112 + k) << 7), zero kept zero, sign kept.
- * Two f16 halves at once (the low 7 bits of each half are zero, so nothing crosses halves).
- * Checked on the CPU against bf16(f32(e4m3) * 2^k) for every code and k in [-100, 100]. */
-static __device__ __forceinline__ uint32_t sp_h2_to_bf2_pow2(uint32_t h, uint32_t e2) {
-    const uint32_t a = h & 0x7fff7fffu;
-    const uint32_t nz = (a + 0x7fff7fffu) & 0x80008000u; /* bit 15 of a half: it is not zero */
-    const uint32_t mask = (nz >> 15) * 0xffffu;
-    return (((a >> 3) + e2) & mask) | (h & 0x80008000u);
-}
-static __device__ __forceinline__ void sp_dq4_fast(uint32_t w, uint32_t e2, uint32_t *d0, uint32_t *d1) {
-    uint32_t h0, h1;
-    asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %2;\ncvt.rn.f16x2.e4m3x2 %0, lo;\ncvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
-        : "=r"(h0), "=r"(h1)
-        : "r"(w));
-    *d0 = sp_h2_to_bf2_pow2(h0, e2);
-    *d1 = sp_h2_to_bf2_pow2(h1, e2);
-}
-/* nonzero if any of the 16 codes is a NaN (0x7f / 0xff) */
-static __device__ __forceinline__ uint32_t sp_has_nan(uint4 v) {
-    const uint32_t m = 0x7f7f7f7fu, o = 0x01010101u;
-    return (((v.x & m) + o) | ((v.y & m) + o) | ((v.z & m) + o) | ((v.w & m) + o)) & 0x80808080u;
-}
-/* e2 for the fast path of scale s (as float bits), or 0 when s is not a power of two in range */
-static __device__ __forceinline__ uint32_t sp_fast_e2(uint32_t sbits) {
-    const uint32_t e = sbits >> 23;
-    if ((sbits & 0x807fffffu) || e < 27u || e > 227u) return 0u;
-    return ((112u + e - 127u) << 7) * 0x00010001u;
-}
-
 /* V32 scale: bf16(fp32 scale) as float; MODEL1: e8m0 2^(e-127), 0xff NaN */
 static __device__ __forceinline__ float sp_bf16_round(float f) {
     return __bfloat162float(__float2bfloat16_rn(f));
@@ -293,7 +265,7 @@ typedef struct sp_unit {
 
 static __device__ __forceinline__ int sp_pos(const mla_sp_params *p, const sp_unit *u, int t, int row) {
     const int src = t < u->T0 ? 0 : 1;
-    const int k = (src ? t - u->T0 : t) * MLA_BN + row;
+    const long long k = (long long)(src ? t - u->T0 : t) * MLA_BN + row;
     const int n = src ? u->n1 : u->n0;
     if (k >= n) return -1;
     const int v = (src ? u->ix1 : u->ix0)[k];
@@ -344,7 +316,7 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
 }
 
 /* registers -> dequantised bf16 row `row` of the SW128 tile (chunks 0..NU-1) */
-static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, int exact, const int MODE) {
+static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
     const int NU = MODE == MLA_SP_V32 ? 8 : 7;
     const uint32_t base = tile + row * 128;
@@ -364,18 +336,10 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
 #pragma unroll
     for (int i = 0; i < NU; i++) {
         uint4 a, b;
-        const uint32_t e2 = exact ? 0u : sp_fast_e2(__float_as_uint(s[i]));
-        if (e2 && !sp_has_nan(kr[i])) {
-            sp_dq4_fast(kr[i].x, e2, &a.x, &a.y);
-            sp_dq4_fast(kr[i].y, e2, &a.z, &a.w);
-            sp_dq4_fast(kr[i].z, e2, &b.x, &b.y);
-            sp_dq4_fast(kr[i].w, e2, &b.z, &b.w);
-        } else {
-            sp_dq4(kr[i].x, s[i], &a.x, &a.y);
-            sp_dq4(kr[i].y, s[i], &a.z, &a.w);
-            sp_dq4(kr[i].z, s[i], &b.x, &b.y);
-            sp_dq4(kr[i].w, s[i], &b.z, &b.w);
-        }
+        sp_dq4(kr[i].x, s[i], &a.x, &a.y);
+        sp_dq4(kr[i].y, s[i], &a.z, &a.w);
+        sp_dq4(kr[i].z, s[i], &b.x, &b.y);
+        sp_dq4(kr[i].w, s[i], &b.z, &b.w);
         sp_sts128(base + i * 8192 + c0, a);
         sp_sts128(base + i * 8192 + c1, b);
     }
@@ -435,7 +399,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         if (FP8) {
             sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
             cp_async_commit();
-            sp_fp8_put(uK0, kr, sc, p->exact_dequant, MODE);
+            sp_fp8_put(uK0, kr, sc, MODE);
         } else {
             sp_bf16_issue(p, u, pos, uK0, DQK);
             cp_async_commit();
@@ -536,7 +500,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
             sp_wg_commit();
-            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, p->exact_dequant, MODE); /* dequantise during PV */
+            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
             sp_wg_wait0();
             sp_pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */
@@ -611,7 +575,7 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
     u->j = r - u->i * p->s_q;
     u->g = g;
     u->n0 = sp_clamp_len(p->len[0], u->i, p->topk[0]);
-    u->T0 = (u->n0 + MLA_BN - 1) / MLA_BN;
+    u->T0 = sp_ntiles(u->n0);
     u->ix0 = p->idx[0] + (long long)u->i * p->idx_si[0] + (long long)u->j * p->idx_sj[0] + (long long)g * p->idx_sg;
     if (p->nsrc > 1) {
         u->n1 = sp_clamp_len(p->len[1], u->i, p->topk[1]);
@@ -633,7 +597,7 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
         sp_unit_init(p, r, 0, &u);
-        const int nt = u.T0 + (p->nsrc > 1 ? (u.n1 + MLA_BN - 1) / MLA_BN : 0);
+        const int nt = u.T0 + (p->nsrc > 1 ? sp_ntiles(u.n1) : 0);
         int te = (r == pe.req) ? pe.tile : nt;
         int tb = (r == pb.req) ? pb.tile : 0;
         const int piece = (r == pb.req) ? pb.piece : 0;

@@ -6,7 +6,6 @@
  * decode call can be captured in a CUDA graph. Kernels: kernels/sparse_sm90.cu (sm_90a only). */
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -92,10 +91,6 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.num_m_blocks = (int)m_blocks;
     plan->gpu.num_sm_parts = (int)parts;
     plan->workspace_bytes = w.total;
-    { /* testing hook: MLA_SPARSE_EXACT_DEQUANT=1 dequantises every tile by the fp32 path */
-        const char *x = getenv("MLA_SPARSE_EXACT_DEQUANT");
-        plan->gpu.exact_dequant = x && x[0] == '1' && x[1] == 0;
-    }
     return MLA_OK;
 }
 
@@ -153,7 +148,6 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.num_m_blocks = plan->gpu.num_m_blocks;
     p.num_sm_parts = plan->gpu.num_sm_parts;
     p.scale_log2 = softmax_scale * 1.4426950408889634f;
-    p.exact_dequant = plan->gpu.exact_dequant;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);

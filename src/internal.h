@@ -75,7 +75,6 @@ typedef struct mla_gpu_sparse_info {
     int num_sms, cc_major, cc_minor;
     int num_m_blocks;   /* ceil(h_q / 64)                                               */
     int num_sm_parts;   /* split-KV scheduler parts                                     */
-    int exact_dequant;  /* testing hook MLA_SPARSE_EXACT_DEQUANT=1: no integer fast path  */
 } mla_gpu_sparse_info;
 
 struct mla_sparse_decode_plan {

@@ -401,48 +401,6 @@ static void test_decode_corners(void)
     }
 }
 
-/* The integer fast dequantisation (power-of-two scales) and the fp32 path (forced by the testing
- * hook MLA_SPARSE_EXACT_DEQUANT=1, read at plan creation) must give identical bytes. */
-static void test_dequant_paths(void)
-{
-    printf("sparse decode: fast (integer) and fp32 dequantisation give identical bytes\n");
-    for (int f = 0; f < 2; f++) {
-        dcfg c;
-        memset(&c, 0, sizeof c);
-        c.fmt = f ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
-        c.b = 7; c.s_q = 2; c.h_q = 64; c.topk = 1024; c.ps = 64; c.s_k = 3000; c.sink = 1; c.weird = 1;
-        c.full_amp = 1; c.seed = 31 + f;
-        dcase d;
-        if (dcase_build(&d, &c)) {
-            tc_expect(0, "dequant-path setup");
-            return;
-        }
-        uint16_t *o1 = malloc((size_t)d.out_n * 2), *o2 = malloc((size_t)d.out_n * 2);
-        float *l1 = malloc((size_t)d.lse_n * 4), *l2 = malloc((size_t)d.lse_n * 4);
-        dcase_poison_dev(&d);
-        mla_status st = mla_sparse_decode(d.plan, &d.da, d.ws, d.ws_bytes, NULL);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(o1, d.da.out, (size_t)d.out_n * 2, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(l1, d.da.lse, (size_t)d.lse_n * 4, cudaMemcpyDeviceToHost));
-        setenv("MLA_SPARSE_EXACT_DEQUANT", "1", 1);
-        mla_sparse_decode_plan_t pe = NULL;
-        mla_status st2 = mla_sparse_decode_plan_create(&pe, &d.sh, 0);
-        unsetenv("MLA_SPARSE_EXACT_DEQUANT");
-        dcase_poison_dev(&d);
-        if (st2 == MLA_OK) st2 = mla_sparse_decode(pe, &d.da, d.ws, d.ws_bytes, NULL);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(o2, d.da.out, (size_t)d.out_n * 2, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(l2, d.da.lse, (size_t)d.lse_n * 4, cudaMemcpyDeviceToHost));
-        mla_sparse_decode_plan_destroy(pe);
-        tc_expect(st == MLA_OK && st2 == MLA_OK && !memcmp(o1, o2, (size_t)d.out_n * 2) &&
-                      !memcmp(l1, l2, (size_t)d.lse_n * 4),
-                  "%s: fast and fp32 dequantisation give identical out / lse", f ? "MODEL1" : "V32");
-        dcase_check(&d, f ? "MODEL1 fp32-path result" : "V32 fp32-path result", o2, l2);
-        free(o1); free(o2); free(l1); free(l2);
-        dcase_free(&d);
-    }
-}
-
 /* Bad input on the GPU path: alignment, strides, workspace. Nothing is written. */
 static void test_decode_bad(void)
 {
@@ -801,7 +759,6 @@ int main(int argc, char **argv)
     mla_sparse_decode_plan_destroy(p);
     const double t0 = tc_now();
     test_decode_bad();
-    test_dequant_paths();
     test_decode_corners();
     test_decode_graph();
     test_decode_grid();
