@@ -506,8 +506,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  *   E = chunk 8 (RoPE dims; d_qk 576 only): last read by QK^T(t)      -> refilled by thread 128 at P_READY(t)
  *   L = chunks 0-3 (V[:, 0:256]):           last read by PV_L(t), WG0 -> refilled by thread 128 after it
  *   R = chunks 4-7 (V[:, 256:512]):         last read by PV_R(t), WG1 -> refilled by thread 128 after it
- * WG0: softmax(t) -> P(t) to smem -> O_L += P V_L(t) -> [WG1 issued PV_R(t)] QK^T(t+1), consuming the
- * groups in arrival order E, L, R -> wait PV_L(t) -> signal WS_BAR_LFREE -> wait S(t+1).
+ * WG0: softmax(t) -> P(t) to smem -> O_L += P V_L(t), wait -> signal WS_BAR_LFREE -> [WG1 issued
+ * PV_R(t)] QK^T(t+1), consuming the groups in arrival order E, L, R -> S(t+1). (Signalling V_L free
+ * before waiting for tile t+1 keeps the refill of tile t+2 independent of tile t+1's arrival:
+ * with the signal after QK^T(t+1), as first built, only one tile was ever in flight.)
  * WG1: P(t) from smem -> O_R += P V_R(t) -> refill R(t+2), then L(t+2) after WS_BAR_LFREE.
  * (WG1 issues every refill after the prologue: divergent code in WG0 while its wgmmas are in
  * flight makes ptxas serialise them, C7520.)
@@ -668,6 +670,9 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                     bar_arrive(SM90_BAR_P, 256);
                     sm90_rescale(o, al0, al1);
                     ws_pv_half(o, a, smem + TILE + st * TILE, uK, L - t * MLA_BN, 0, F16); /* O_L += P V_L(t) */
+                    wg_wait0(); /* PV_L(t) done: V_L of stage st may be refilled */
+                    pin128(o);
+                    if (t + 2 < te) bar_arrive(WS_BAR_LFREE, 256);
                     if (t + 1 < te) {
                         /* S(t+1) = Q K(t+1)^T, groups in arrival order E, L, R */
                         const int n1 = n + 1, st1 = n1 & 1, ph1 = (n1 >> 1) & 1;
@@ -688,14 +693,8 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                         wg_fence();
                         sm90_qk(s, uQ, uK1, 4, 8, F16);
                         wg_commit();
-                        wg_wait1(); /* PV_L(t) done: V_L of stage st is free */
-                        pin128(o);
-                        if (t + 2 < te) bar_arrive(WS_BAR_LFREE, 256);
                         wg_wait0();
                         pin32(s);
-                    } else {
-                        wg_wait0();
-                        pin128(o);
                     }
                 }
             } else {

@@ -148,9 +148,10 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     {
         const char *pf = getenv("MLA_FP8_L2_PREFETCH");
         plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
-        /* v4: how far beyond tile t + 2 the L2 prefetch runs (testing hook MLA_L2_AHEAD=0..8) */
+        /* v4: how far beyond tile t + 2 a TMA L2 prefetch runs (testing hook MLA_L2_AHEAD=1..8; off by
+         * default: 2 ahead made every row 14-30% slower on the H100, docs/performance.md) */
         const char *la = getenv("MLA_L2_AHEAD");
-        plan->gpu.l2_ahead = (la && la[0] >= '0' && la[0] <= '8' && la[1] == 0) ? la[0] - '0' : 2;
+        plan->gpu.l2_ahead = (la && la[0] >= '0' && la[0] <= '8' && la[1] == 0) ? la[0] - '0' : 0;
     }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
