@@ -330,8 +330,9 @@ int bench_sparse_main(int argc, char **argv)
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     cudaSetDevice(0);
-    printf("mla-bench sparse: %s (%d SMs), mla.c %s, CUDA graph replay, L2 flushed, median of %d\n", prop.name,
-           prop.multiProcessorCount, MLA_GIT_COMMIT, iters);
+    printf("mla-bench sparse: %s (%d SMs), mla.c %s, CUDA graph replay, L2 flushed, median of %d%s%s\n", prop.name,
+           prop.multiProcessorCount, MLA_GIT_COMMIT, iters, getenv("MLA_SPARSE_SPLIT_QK") ? ", MLA_SPARSE_SPLIT_QK=" : "",
+           getenv("MLA_SPARSE_SPLIT_QK") ? getenv("MLA_SPARSE_SPLIT_QK") : "");
     sp_timer t;
     t.flush_bytes = (size_t)256 << 20;
     if (cudaStreamCreateWithFlags(&t.s, cudaStreamNonBlocking) != cudaSuccess ||

@@ -43,6 +43,7 @@ typedef struct mla_sp_params {
     int h_q, hpk;          /* query heads, heads per kv head                               */
     int num_m_blocks, num_sm_parts;
     float scale_log2;
+    int split_qk;          /* 1: the SPLIT kernel variant (both warpgroups compute S)          */
     /* split-KV workspace (decode) */
     mla_part_begin *part_begin;
     int32_t *req_slot;

@@ -41,7 +41,8 @@
 #define SP_HAVE_SM90A 0
 #endif
 
-#define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
+#define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
+#define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
 
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     return 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
@@ -203,6 +204,18 @@ static __device__ __forceinline__ void sp_pin128(float *a) {
     for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
 }
 
+/* D (fp32, 16 regs) += A * B, m64n32k16 bf16, A and B shared-memory descriptors (K-major) */
+static __device__ __forceinline__ void sp_wgmma_ss_m64n32(float *d, uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(1));
+}
+static __device__ __forceinline__ void sp_pin16(float *a) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+
 /* cp.async of one 64 x d bf16 row (16-byte chunks c = sub + 4i) into a SW128 tile; valid == 0
  * zero-fills (src must still be a global address; nothing is read). */
 static __device__ __forceinline__ void sp_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
@@ -360,8 +373,12 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
 
 /* One unit of work: tiles [tb, te) of token u for M block mblk; slot < 0 writes the final
  * result (sink applied), else the normalised partial and its log2 lse. */
+/* SPLIT = 0: WG0 computes S = Q K^T for all 64 keys and the softmax, WG1 waits for P.
+ * SPLIT = 1: each warpgroup computes S for 32 keys (m64n32k16) and its half of the softmax; row
+ * maxima go through shared memory (both keep the same running max), P fragments are exchanged,
+ * the row sums are added at the end. */
 static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
-                                                   int slot, unsigned char *smem, const int MODE) {
+                                                   int slot, unsigned char *smem, const int MODE, const int SPLIT) {
     const int DQK = (MODE == MLA_SP_V32 || MODE == MLA_SP_BF16_576) ? 576 : 512;
     const int FP8 = MODE == MLA_SP_V32 || MODE == MLA_SP_MODEL1;
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
@@ -424,7 +441,79 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             __syncthreads();
 
             uint32_t a[4][4];
-            if (wg == 0) {
+            if (SPLIT) {
+                float s[16];
+#pragma unroll
+                for (int i = 0; i < 16; i++) s[i] = 0.f;
+                sp_pin16(s);
+                sp_wg_fence();
+#pragma unroll
+                for (int c = 0; c < NC64; c++)
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) {
+                        const uint64_t da = sp_desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t db = sp_desc_sw128(uK + c * 8192 + wg * 4096 + kk * 32, 16, 1024);
+                        sp_wgmma_ss_m64n32(s, da, db);
+                    }
+                sp_wg_commit();
+                sp_wg_wait0();
+                sp_pin16(s);
+                const unsigned char *kv = kvalid + 64 * buf + 32 * wg;
+                float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+                for (int i = 0; i < 16; i++) {
+                    const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+                    const float v = kv[key] ? s[i] * scale : -INFINITY;
+                    s[i] = v;
+                    if (i & 2) mx1 = fmaxf(mx1, v);
+                    else mx0 = fmaxf(mx0, v);
+                }
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                if ((lane & 3) == 0) {
+                    sAl[64 * wg + r0] = mx0;
+                    sAl[64 * wg + r1] = mx1;
+                }
+                bar_sync(SP_BAR_P, 256);
+                mx0 = fmaxf(sAl[r0], sAl[64 + r0]); /* the same order in both warpgroups */
+                mx1 = fmaxf(sAl[r1], sAl[64 + r1]);
+                const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+                const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+                const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
+                m0 = mn0;
+                m1 = mn1;
+                float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                for (int i = 0; i < 16; i++) {
+                    const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
+                    s[i] = e;
+                    if (i & 2) sum1 += e;
+                    else sum0 += e;
+                }
+                l0 = l0 * al0 + sum0; /* this warpgroup's keys; added at the end */
+                l1 = l1 * al1 + sum1;
+                uint32_t mine[2][4];
+#pragma unroll
+                for (int kk = 0; kk < 2; kk++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) {
+                        mine[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], 0);
+                        sPf[((2 * wg + kk) * 4 + jj) * 128 + t128] = mine[kk][jj];
+                    }
+#pragma unroll
+                for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                bar_sync(SP_BAR_P2, 256);
+#pragma unroll
+                for (int kk = 0; kk < 2; kk++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) {
+                        const uint32_t th = sPf[((2 * (wg ^ 1) + kk) * 4 + jj) * 128 + t128];
+                        a[kk][jj] = wg ? th : mine[kk][jj];
+                        a[2 + kk][jj] = wg ? mine[kk][jj] : th;
+                    }
+            } else if (wg == 0) {
                 float s[32];
 #pragma unroll
                 for (int i = 0; i < 32; i++) s[i] = 0.f;
@@ -507,12 +596,23 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         }
     }
 
-    /* epilogue: WG0 owns the row statistics */
+    /* epilogue: WG0 owns the row statistics (SPLIT: WG1's row sums are added first) */
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (SPLIT) {
+        if (wg == 1 && (lane & 3) == 0) {
+            sAl[r0] = l0;
+            sAl[r1] = l1;
+        }
+        __syncthreads();
+        if (wg == 0) {
+            l0 += sAl[r0];
+            l1 += sAl[r1];
+        }
+    }
     if (wg == 0) {
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
         if ((lane & 3) == 0) {
 #pragma unroll
             for (int h = 0; h < 2; h++) {
@@ -587,7 +687,7 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
 }
 
 /* decode: grid (num_m_blocks, 1, num_sm_parts), persistent over the part's tokens */
-static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE) {
+static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int mblk = blockIdx.x, part = blockIdx.z;
@@ -605,37 +705,47 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
         if (tb > te) tb = te;
         int slot = p->req_slot[r];
         if (slot >= 0) slot += piece;
-        sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE);
+        sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE, SPLIT);
     }
     pdl_trigger();
 }
 
 /* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
-static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE) {
+static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     sp_unit u;
     sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE);
+    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
 }
 #endif /* SP_HAVE_SM90A */
 
 #if SP_HAVE_SM90A
-#define SP_BODY(f, MODE) f(&p, MODE);
+#define SP_BODY(f, MODE, SPLIT) f(&p, MODE, SPLIT);
 #else
-#define SP_BODY(f, MODE)
+#define SP_BODY(f, MODE, SPLIT)
 #endif
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_decode_v32(const __grid_constant__ mla_sp_params p) {
-    SP_BODY(sp_decode_body, MLA_SP_V32)
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_decode_model1(const __grid_constant__ mla_sp_params p) {
-    SP_BODY(sp_decode_body, MLA_SP_MODEL1)
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_prefill_576(const __grid_constant__ mla_sp_params p) {
-    SP_BODY(sp_prefill_body, MLA_SP_BF16_576)
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_sp_prefill_512(const __grid_constant__ mla_sp_params p) {
-    SP_BODY(sp_prefill_body, MLA_SP_BF16_512)
+#define SP_KERNEL(name, f, MODE, SPLIT)                                                                 \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_sp_params p) { \
+        SP_BODY(f, MODE, SPLIT)                                                                        \
+    }
+SP_KERNEL(mla_sp_decode_v32, sp_decode_body, MLA_SP_V32, 0)
+SP_KERNEL(mla_sp_decode_model1, sp_decode_body, MLA_SP_MODEL1, 0)
+SP_KERNEL(mla_sp_prefill_576, sp_prefill_body, MLA_SP_BF16_576, 0)
+SP_KERNEL(mla_sp_prefill_512, sp_prefill_body, MLA_SP_BF16_512, 0)
+SP_KERNEL(mla_sp_decode_v32_split, sp_decode_body, MLA_SP_V32, 1)
+SP_KERNEL(mla_sp_decode_model1_split, sp_decode_body, MLA_SP_MODEL1, 1)
+SP_KERNEL(mla_sp_prefill_576_split, sp_prefill_body, MLA_SP_BF16_576, 1)
+SP_KERNEL(mla_sp_prefill_512_split, sp_prefill_body, MLA_SP_BF16_512, 1)
+
+/* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
+static const void *sp_fn(int kind, int split) {
+    switch (kind) {
+    case MLA_SP_V32: return split ? (const void *)mla_sp_decode_v32_split : (const void *)mla_sp_decode_v32;
+    case MLA_SP_MODEL1: return split ? (const void *)mla_sp_decode_model1_split : (const void *)mla_sp_decode_model1;
+    case MLA_SP_BF16_576: return split ? (const void *)mla_sp_prefill_576_split : (const void *)mla_sp_prefill_576;
+    default: return split ? (const void *)mla_sp_prefill_512_split : (const void *)mla_sp_prefill_512;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -696,18 +806,14 @@ __global__ void __launch_bounds__(256) mla_sp_combine(const __grid_constant__ ml
 extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
-    cudaError_t e;
-    if ((e = cudaFuncSetAttribute((const void *)mla_sp_decode_v32, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  sp_smem_bytes(576))) != cudaSuccess)
-        return e;
-    if ((e = cudaFuncSetAttribute((const void *)mla_sp_decode_model1, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  sp_smem_bytes(512))) != cudaSuccess)
-        return e;
-    if ((e = cudaFuncSetAttribute((const void *)mla_sp_prefill_576, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  sp_smem_bytes(576))) != cudaSuccess)
-        return e;
-    return cudaFuncSetAttribute((const void *)mla_sp_prefill_512, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                sp_smem_bytes(512));
+    for (int kind = 0; kind < 4; kind++)
+        for (int split = 0; split < 2; split++) {
+            const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
+            const cudaError_t e = cudaFuncSetAttribute(sp_fn(kind, split), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       sp_smem_bytes(dqk));
+            if (e != cudaSuccess) return e;
+        }
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
@@ -720,7 +826,7 @@ extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t st
 extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaStream_t stream) {
     const int dqk = model1 ? 512 : 576;
     void *args[1] = {(void *)p};
-    cudaError_t e = cudaLaunchKernel(model1 ? (const void *)mla_sp_decode_model1 : (const void *)mla_sp_decode_v32,
+    cudaError_t e = cudaLaunchKernel(sp_fn(model1 ? MLA_SP_MODEL1 : MLA_SP_V32, p->split_qk),
                                      dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
@@ -743,7 +849,7 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
-    cudaError_t e = cudaLaunchKernel(dqk == 576 ? (const void *)mla_sp_prefill_576 : (const void *)mla_sp_prefill_512,
+    cudaError_t e = cudaLaunchKernel(sp_fn(dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512, p->split_qk),
                                      dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;

@@ -6,6 +6,7 @@
  * decode call can be captured in a CUDA graph. Kernels: kernels/sparse_sm90.cu (sm_90a only). */
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -70,6 +71,15 @@ static mla_status sp_device_ok(int dev, const char *what, int *sms, int *cc_majo
     return MLA_OK;
 }
 
+/* Kernel variant (kernels/sparse_sm90.cu): 1 = both warpgroups compute S = Q K^T (SPLIT), 0 = WG0
+ * alone. Testing hook MLA_SPARSE_SPLIT_QK=0/1, read at plan creation (decode) / per call (prefill). */
+#define SP_SPLIT_QK_DEFAULT 0
+static int sp_split_qk(void) {
+    const char *x = getenv("MLA_SPARSE_SPLIT_QK");
+    if (x && (x[0] == '0' || x[0] == '1') && x[1] == 0) return x[0] - '0';
+    return SP_SPLIT_QK_DEFAULT;
+}
+
 extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *plan) {
     const mla_sparse_decode_shape *s = &plan->shape;
     int sms = 0, major = 0, minor = 0;
@@ -91,6 +101,7 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.num_m_blocks = (int)m_blocks;
     plan->gpu.num_sm_parts = (int)parts;
     plan->workspace_bytes = w.total;
+    plan->gpu.split_qk = sp_split_qk();
     return MLA_OK;
 }
 
@@ -148,6 +159,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.num_m_blocks = plan->gpu.num_m_blocks;
     p.num_sm_parts = plan->gpu.num_sm_parts;
     p.scale_log2 = softmax_scale * 1.4426950408889634f;
+    p.split_qk = plan->gpu.split_qk;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);
@@ -220,6 +232,7 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.num_m_blocks = (p.hpk + MLA_BM - 1) / MLA_BM;
     p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
+    p.split_qk = sp_split_qk();
     int old;
     if ((st = sp_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);

@@ -75,6 +75,7 @@ typedef struct mla_gpu_sparse_info {
     int num_sms, cc_major, cc_minor;
     int num_m_blocks;   /* ceil(h_q / 64)                                               */
     int num_sm_parts;   /* split-KV scheduler parts                                     */
+    int split_qk;       /* kernel variant (src/gpu_sparse.cu, MLA_SPARSE_SPLIT_QK)         */
 } mla_gpu_sparse_info;
 
 struct mla_sparse_decode_plan {
