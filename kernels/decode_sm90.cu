@@ -39,7 +39,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
-           + 6 * 8              /* TMA full mbarriers (v4: E, L, R per stage) */
+           + 8 * 8              /* mbarriers (v4: E, L, R full and V_L free per stage) */
            + 1024;              /* alignment slack */
 }
 
@@ -506,11 +506,13 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  *   E = chunk 8 (RoPE dims; d_qk 576 only): last read by QK^T(t)      -> refilled by thread 128 at P_READY(t)
  *   L = chunks 0-3 (V[:, 0:256]):           last read by PV_L(t), WG0 -> refilled by thread 128 after it
  *   R = chunks 4-7 (V[:, 256:512]):         last read by PV_R(t), WG1 -> refilled by thread 128 after it
- * WG0: softmax(t) -> P(t) to smem -> O_L += P V_L(t), wait -> signal WS_BAR_LFREE -> [WG1 issued
+ * WG0: softmax(t) -> P(t) to smem -> O_L += P V_L(t), wait -> arrive on the V_L-free mbarrier -> [WG1 issued
  * PV_R(t)] QK^T(t+1), consuming the groups in arrival order E, L, R -> S(t+1). (Signalling V_L free
  * before waiting for tile t+1 keeps the refill of tile t+2 independent of tile t+1's arrival:
  * with the signal after QK^T(t+1), as first built, only one tile was ever in flight.)
- * WG1: P(t) from smem -> O_R += P V_R(t) -> refill R(t+2), then L(t+2) after WS_BAR_LFREE.
+ * WG1: P(t) from smem -> O_R += P V_R(t) -> refill R(t+2), then L(t+2) once V_L is free. (An mbarrier,
+ * not a named barrier: WG0 may signal tile t+1 before WG1 has waited for tile t, and a named
+ * barrier would then complete with two of WG0's arrivals; that deadlocked on the H100.)
  * (WG1 issues every refill after the prologue: divergent code in WG0 while its wgmmas are in
  * flight makes ptxas serialise them, C7520.)
  * So the tensor pipe sees PV_L(t) | PV_R(t) | QK^T(t+1) back to back; the 64 rows past the length of
@@ -519,7 +521,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 #define WS_BAR_PVR 3   /* WG1 has issued PV_R(t): WG0 may issue QK^T(t+1) (256) */
 #define WS_BAR_WG0 4   /* WG0 only (128) */
 #define WS_BAR_WG1 5   /* WG1 only (128) */
-#define WS_BAR_LFREE 6 /* WG0's PV_L(t) is done: V_L of its stage may be refilled (256) */
 
 /* thread-local: chunks [c0, c1) of K tile t of request r into `tile`, completion (full boxes,
  * zero-filled out-of-range page slices included) on `bar`; bar == 0: an L2 prefetch of those
@@ -588,7 +589,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
     float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                /* [64] */
     unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
-    uint64_t *bars = (uint64_t *)(kvalid + 128);             /* [3][2]: E, L, R per stage */
+    uint64_t *bars = (uint64_t *)(kvalid + 128);             /* [4][2]: E, L, R full; V_L free; per stage */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -596,12 +597,15 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(sQ), uK0 = uQ + TILE;
     const uint32_t barE = smem_u32(bars), barL = barE + 16, barR = barE + 32; /* + 8 * stage */
+    const uint32_t barF = barE + 48; /* V_L free (WG0's 128 threads arrive once per tile) */
 
     const mla_part_begin pb = p->part_begin[part];
     const mla_part_begin pe = p->part_begin[part + 1];
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         for (int i = 0; i < 6; i++) mbar_init(barE + 8 * i, 1);
+        mbar_init(barF, 128);
+        mbar_init(barF + 8, 128);
         mbar_fence_init();
     }
     __syncthreads();
@@ -672,7 +676,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                     ws_pv_half(o, a, smem + TILE + st * TILE, uK, L - t * MLA_BN, 0, F16); /* O_L += P V_L(t) */
                     wg_wait0(); /* PV_L(t) done: V_L of stage st may be refilled */
                     pin128(o);
-                    if (t + 2 < te) bar_arrive(WS_BAR_LFREE, 256);
+                    mbar_arrive(barF + 8 * st); /* every tile (keeps its phase = n >> 1) */
                     if (t + 1 < te) {
                         /* S(t+1) = Q K(t+1)^T, groups in arrival order E, L, R */
                         const int n1 = n + 1, st1 = n1 & 1, ph1 = (n1 >> 1) & 1;
@@ -721,8 +725,10 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                             ws_tma_group(p, tm, r, kvh, t + 2 + p->l2_ahead, L, 0, 0, 0, NC64);
                         if (t128 < 64)
                             kvalid[64 * st + t128] = k_row_ptr(p, r, kvh, (long long)(t + 2) * MLA_BN + t128, L) != 0;
-                        bar_sync(WS_BAR_LFREE, 256);
-                        if (tid == 128) ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barL + 8 * st, 0, 4);
+                        if (tid == 128) {
+                            mbar_wait(barF + 8 * st, ph);
+                            ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barL + 8 * st, 0, 4);
+                        }
                     }
                 }
             }
