@@ -408,9 +408,13 @@ MLA_API mla_sparse_decode_args mla_sparse_decode_args_default(void);
 
 typedef struct mla_sparse_decode_plan *mla_sparse_decode_plan_t;
 
-/* Creates a plan for `shape` on `device`. This build: MLA_DEVICE_CPU only; a CUDA ordinal
- * gives MLA_ERR_UNSUPPORTED ("sparse GPU kernels are not built yet") after the shape has been
- * validated. *plan is NULL on failure. */
+/* Creates a plan for `shape` on `device`: MLA_DEVICE_CPU, or a CUDA ordinal of compute
+ * capability 9.0 (the sparse kernels are sm_90a wgmma code; other GPUs, a build without CUDA or
+ * no usable device give MLA_ERR_UNSUPPORTED after the shape has been validated). GPU calls:
+ * q, out, kv and (V32) the caches 16-byte aligned, MODEL1 caches 8-byte aligned, page strides
+ * multiples of 16 / 8 bytes, q / out / kv element strides multiples of 8; the split-KV schedule
+ * is computed on the device from the clamped topk lengths at every call (CUDA-graph safe).
+ * *plan is NULL on failure. */
 MLA_API mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
                                                  const mla_sparse_decode_shape *shape, int device);
 
@@ -484,9 +488,10 @@ MLA_API mla_sparse_prefill_args mla_sparse_prefill_args_default(void);
 MLA_API mla_status mla_sparse_prefill_workspace_size(const mla_sparse_prefill_args *args,
                                                      int device, size_t *bytes);
 
-/* Sparse prefill on `device` (this build: MLA_DEVICE_CPU; a CUDA ordinal gives
- * MLA_ERR_UNSUPPORTED after validation). CPU: computes before returning, stream NULL,
- * allocates nothing, deterministic. Every argument is validated first; errors write nothing. */
+/* Sparse prefill on `device` (MLA_DEVICE_CPU, or a CUDA ordinal of compute capability 9.0 with
+ * the GPU rules of mla_sparse_decode_plan_create; any h_kv dividing h_q; no workspace). CPU:
+ * computes before returning, stream NULL, allocates nothing, deterministic. Every argument is
+ * validated first; errors write nothing. */
 MLA_API mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device,
                                       void *workspace, size_t workspace_bytes,
                                       struct CUstream_st *stream);
