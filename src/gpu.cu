@@ -83,8 +83,8 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              65535LL * 8);
     const int64_t m_blocks = (s->s_q * hg + MLA_BM - 1) / MLA_BM;
 
-    /* kernel variant: on compute capability 9.0 (sm_90a code) the warp-specialised TMA pipeline (v4,
-     * falling back per call to the cp.async wgmma kernel v2 when the cache has no tensor map; see
+    /* kernel variant: on compute capability 9.0 (sm_90a code) the wgmma kernel with cp.async loads
+     * (v2; the TMA variant v3 and the warp-specialised TMA pipeline v4 are correct but measured slower,
      * docs/performance.md), else mma.sync with 2 K stages where the smem fits, else 1 stage (A100),
      * else none */
     const int dqk = (int)s->d_qk;
@@ -99,7 +99,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         device_restore(dev, old0);
     }
     int kernel = 0;
-    if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA_WS, dqk)) kernel = MLA_KERNEL_WGMMA_WS;
+    if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) kernel = MLA_KERNEL_WGMMA;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
     else
@@ -107,7 +107,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
-     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline: the default) */
+     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline) */
     const char *force = getenv("MLA_GPU_KERNEL");
     if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6') && force[1] == 0) {
         const int k = force[0] - '0';

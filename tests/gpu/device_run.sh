@@ -5,7 +5,7 @@
 #   info build test quick devices pytest sanitize profile bench jit fp8bench
 #   (default: info build test sanitize bench)
 # Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16), SAN_KERNELS (MLA_GPU_KERNEL
-# values for the sanitizer step, default "default 3 1").
+# values for the sanitizer step, default "default 6 1").
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
@@ -76,7 +76,7 @@ fi
 
 if has sanitize; then
   t0=$(date +%s)
-  for k in ${SAN_KERNELS:-default 3 1}; do
+  for k in ${SAN_KERNELS:-default 6 1}; do
     for tool in memcheck racecheck synccheck; do
       echo "== compute-sanitizer --tool $tool build/test_gpu --quick (MLA_GPU_KERNEL=$k)"
       if [ $k = default ]; then
