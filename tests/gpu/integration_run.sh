@@ -3,7 +3,7 @@
 # `make lib tests` (tests/gpu/device_run.sh build): the full spec §6 grid through flash_mla on CUDA
 # tensors, the flash_mla GPU tests (CUDA-graph replay), the DeepSeek model / engine GPU tests (logits
 # vs transformers on CUDA), and the served model through the GPU kernel (tools/serve_check.py).
-# Output goes to $OUT (default ./device-out). Steps: grid flashmla model serve serve_bf16
+# Output goes to $OUT (default ./device-out). Steps: grid flashmla sparse model serve serve_bf16
 # (default: grid flashmla model serve).
 # pytest and MLflow are not on the GPU image: carry .whl/ (see README "GPU runs"); this script
 # installs whatever wheels it finds there into /tmp/site.
@@ -42,6 +42,7 @@ run() {  # name, timeout, command...
 
 has grid && MLA_GRID_SUMMARY=$OUT/grid.jsonl run pytest_grid 420 python3 -m pytest -q -s -rs tests/python/test_gpu_grid.py
 has flashmla && run pytest_flash_mla_gpu 240 python3 -m pytest -q -rs tests/python/test_gpu_flash_mla.py
+has sparse && run pytest_sparse_gpu 240 python3 -m pytest -q -rs tests/python/test_sparse_flash_mla.py
 has model && run pytest_model_gpu 300 python3 -m pytest -q -rs tests/integrations/test_model.py \
   tests/integrations/test_engine.py tests/integrations/test_model_transformers.py
 if has serve; then
