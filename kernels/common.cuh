@@ -130,4 +130,34 @@ static __device__ __forceinline__ void store_lse(const mla_dec_params *p, int sl
         p->lacc[(long long)slot * p->rows_per_slot + (long long)j * p->h_q + head] = lse2;
 }
 
+/* Schedulers (dense and sparse, one CTA of up to 1024 threads): */
+/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
+static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    long long x = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        long long y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) tmp[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        long long w = lane < nw ? tmp[lane] : 0;
+        long long s = w;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            long long y = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += y;
+        }
+        tmp[32 + lane] = s - w; /* exclusive over warps */
+        if (lane == 31) tmp[64] = s;
+    }
+    __syncthreads();
+    long long r = tmp[32 + warp] + x - v;
+    *total = tmp[64];
+    __syncthreads(); /* tmp reusable */
+    return r;
+}
+
 #endif

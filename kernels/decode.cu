@@ -24,35 +24,6 @@
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
-static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    long long x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        long long y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    if (lane == 31) tmp[warp] = x;
-    __syncthreads();
-    if (warp == 0) {
-        long long w = lane < nw ? tmp[lane] : 0;
-        long long s = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            long long y = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o) s += y;
-        }
-        tmp[32 + lane] = s - w; /* exclusive over warps */
-        if (lane == 31) tmp[64] = s;
-    }
-    __syncthreads();
-    long long r = tmp[32 + warp] + x - v;
-    *total = tmp[64];
-    __syncthreads(); /* tmp reusable */
-    return r;
-}
-
 static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r, long long max_tokens) {
     long long L = seqlens[r];
     if (L < 0) L = 0;

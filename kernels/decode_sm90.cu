@@ -23,12 +23,7 @@
 #include "common.cuh"
 #include "wgmma_ops.cuh"
 #include "launch.h"
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define MLA_HAVE_SM90A 1
-#else
-#define MLA_HAVE_SM90A 0
-#endif
+#include "sm90.cuh"
 
 #define SM90_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
 
@@ -44,43 +39,6 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
 }
 
 #if MLA_HAVE_SM90A
-static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
-           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
-static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-static __device__ __forceinline__ void wg_wait1(void) { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
-static __device__ __forceinline__ void fence_proxy_async(void) {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-static __device__ __forceinline__ void bar_arrive(int id, int n) {
-    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
-/* keeps the compiler from moving accumulator accesses across wgmma fence/wait */
-static __device__ __forceinline__ void pin32(float *a) {
-#pragma unroll
-    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
-static __device__ __forceinline__ void pin128(float *a) {
-#pragma unroll
-    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
-
-/* cp.async of one 64 x d row (chunks c = sub + 4i, 16 B each) into a SW128 tile; valid == 0
- * zero-fills the row (src must still be a global address; nothing is read). */
-static __device__ __forceinline__ void sw128_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
-                                                      const int NCH) {
-    const int x = sub ^ (row & 7);
-    const uint32_t d0 = tile + row * 128 + 16 * x, d1 = tile + row * 128 + 16 * (x ^ 4);
-    const int nb = valid ? 16 : 0;
-    const char *s = src + (valid ? 16 * sub : 0);
-    const int step = valid ? 64 : 0;
-#pragma unroll
-    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
-}
-
 static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint32_t tile,
                                                    unsigned char *kvalid, const int NCH) {
     const int tid = threadIdx.x, row = tid >> 2, sub = tid & 3;
@@ -133,13 +91,6 @@ static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z
  * Thread (row = tid / 4, sub = tid % 4) holds codes [16 sub + 64 i, +16) of its row in kr[i]
  * (i < DQK / 64); they become 16-bit chunks 2 sub and 2 sub + 1 of 64-column block i. Every e4m3
  * value is exact in fp16 and bf16 (cvt e4m3x2 -> f16x2; bf16 through f32), NaN codes stay NaN. */
-static __device__ __forceinline__ uint4 f8_ldg16(const char *src) {
-    uint4 v;
-    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(src));
-    return v;
-}
 /* codes of one row into kr (src NULL: zeros; nothing is read) */
 static __device__ __forceinline__ void f8_get(const char *src, uint4 *kr, const int NU) {
     const int sub = threadIdx.x & 3;
@@ -172,10 +123,6 @@ static __device__ __forceinline__ void f8x4_cvt(uint32_t w, uint32_t *d0, uint32
     *d1 = h1;
 }
 /* kr -> row `row` of the SW128 tile (ordinary st.shared: fence.proxy.async before wgmma reads) */
-static __device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-                 : "memory");
-}
 static __device__ __forceinline__ void f8_put(uint32_t tile, const uint4 *kr, const int NU, const int F16) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
     const uint32_t base = tile + row * 128;

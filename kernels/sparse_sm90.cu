@@ -16,8 +16,7 @@
  *        K stage while the PV wgmma of the current tile runs; the bf16 RoPE pieces go straight
  *        to shared memory by cp.async (zero-filled for invalid rows).
  *   bf16 (prefill): cp.async of the whole row (zero-fill when invalid), one tile ahead.
- * Compute (the structure of kernels/decode_sm90.cu, whose helpers desc_sw128 / fences / pin /
- * SW128 row copy / e4m3 conversion are copied here because that file is being rewritten):
+ * Compute (the structure of kernels/decode_sm90.cu; the shared Hopper helpers are in kernels/sm90.cuh):
  *   WG0: S = Q K^T (SS m64n64k16), mask, online softmax (log2 domain), P -> smem for WG1,
  *        O[:, 0:256] += P V (RS m64n256k16, V = the K tile read MN-major).
  *   WG1: O[:, 256:512] += P V.
@@ -34,12 +33,7 @@
 #include "wgmma_ops.cuh"
 #include "sparse_params.h"
 #include "sparse_launch.h"
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define SP_HAVE_SM90A 1
-#else
-#define SP_HAVE_SM90A 0
-#endif
+#include "sm90.cuh"
 
 #define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
@@ -57,34 +51,6 @@ static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
 /* Split-KV scheduler (one CTA of 1024 threads): the dense scheduler's algorithm over query     */
 /* tokens, with the tile count of a token taken from the clamped topk lengths of its request.  */
 /* ------------------------------------------------------------------------------------------ */
-static __device__ __forceinline__ long long sp_scan64(long long v, long long *tmp, long long *total) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    long long x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        long long y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    if (lane == 31) tmp[warp] = x;
-    __syncthreads();
-    if (warp == 0) {
-        long long w = lane < nw ? tmp[lane] : 0;
-        long long s = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            long long y = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o) s += y;
-        }
-        tmp[32 + lane] = s - w;
-        if (lane == 31) tmp[64] = s;
-    }
-    __syncthreads();
-    long long r = tmp[32 + warp] + x - v;
-    *total = tmp[64];
-    __syncthreads();
-    return r;
-}
-
 static __device__ __forceinline__ int sp_clamp_len(const int32_t *len, int i, int topk) {
     if (!len) return topk;
     const int n = len[i];
@@ -114,7 +80,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
         const int r = base + tid;
         long long c = r < b ? (long long)sp_tok_tiles(&p, r) + F : 0;
         long long t;
-        sp_scan64(c, tmp, &t);
+        block_scan64(c, tmp, &t);
         total += t;
     }
     const long long payload = total > 0 ? (total + P - 1) / P : 1;
@@ -124,7 +90,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
         const int nt = r < b ? sp_tok_tiles(&p, r) : 0;
         const long long cost = r < b ? (long long)nt + F : 0;
         long long chunk_total;
-        const long long C = run_cost + sp_scan64(cost, tmp, &chunk_total);
+        const long long C = run_cost + block_scan64(cost, tmp, &chunk_total);
         run_cost += chunk_total;
         int nsplits = 0;
         if (r < b) {
@@ -144,7 +110,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
         const int split = nsplits > 0;
         const long long packed = split ? (((long long)(nsplits + 1)) << 32) | 1ll : 0;
         long long ptot;
-        const long long pex = sp_scan64(packed, tmp, &ptot);
+        const long long pex = block_scan64(packed, tmp, &ptot);
         if (r < b) {
             const int slot = (int)(run_slot + (pex >> 32));
             const int idx = (int)(run_split + (pex & 0xffffffffll));
@@ -177,33 +143,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
 /* ------------------------------------------------------------------------------------------ */
 /* Attention kernel                                                                            */
 /* ------------------------------------------------------------------------------------------ */
-#if SP_HAVE_SM90A
-static __device__ __forceinline__ uint64_t sp_desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
-           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
-static __device__ __forceinline__ void sp_wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-static __device__ __forceinline__ void sp_wg_commit(void) {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void sp_wg_wait0(void) {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-static __device__ __forceinline__ void sp_fence_proxy_async(void) {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-static __device__ __forceinline__ void sp_bar_arrive(int id, int n) {
-    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
-static __device__ __forceinline__ void sp_pin32(float *a) {
-#pragma unroll
-    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
-static __device__ __forceinline__ void sp_pin128(float *a) {
-#pragma unroll
-    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
-
+#if MLA_HAVE_SM90A
 /* D (fp32, 16 regs) += A * B, m64n32k16 bf16, A and B shared-memory descriptors (K-major) */
 static __device__ __forceinline__ void sp_wgmma_ss_m64n32(float *d, uint64_t da, uint64_t db) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
@@ -216,36 +156,11 @@ static __device__ __forceinline__ void sp_pin16(float *a) {
     for (int i = 0; i < 16; i++) asm volatile("" : "+f"(a[i])::"memory");
 }
 
-/* cp.async of one 64 x d bf16 row (16-byte chunks c = sub + 4i) into a SW128 tile; valid == 0
- * zero-fills (src must still be a global address; nothing is read). */
-static __device__ __forceinline__ void sp_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
-                                                   const int NCH) {
-    const int x = sub ^ (row & 7);
-    const uint32_t d0 = tile + row * 128 + 16 * x, d1 = tile + row * 128 + 16 * (x ^ 4);
-    const int nb = valid ? 16 : 0;
-    const char *s = src + (valid ? 16 * sub : 0);
-    const int step = valid ? 64 : 0;
-#pragma unroll
-    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
-}
-
-static __device__ __forceinline__ uint4 sp_ldg16(const char *src) {
-    uint4 v;
-    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(src));
-    return v;
-}
 static __device__ __forceinline__ uint2 sp_ldg8(const char *src) {
     uint2 v;
     asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(src));
     return v;
 }
-static __device__ __forceinline__ void sp_sts128(uint32_t a, uint4 v) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-                 : "memory");
-}
-
 /* 4 e4m3 codes (byte k = element k) times scale s -> 2 bf16 pairs (element 2k in the low half):
  * bf16_rn(f32(e4m3) * s) with an IEEE fp32 multiply (no flush-to-zero), as the CPU computes. */
 static __device__ __forceinline__ void sp_dq4(uint32_t w, float s, uint32_t *d0, uint32_t *d1) {
@@ -303,9 +218,9 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
         const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
         if (MODE == MLA_SP_V32) {
             tok = pg + (long long)prow * 656;
-            *sc = sp_ldg16(tok + 512);
+            *sc = f8_ldg16(tok + 512);
 #pragma unroll
-            for (int i = 0; i < 8; i++) kr[i] = sp_ldg16(tok + 16 * sub + 64 * i);
+            for (int i = 0; i < 8; i++) kr[i] = f8_ldg16(tok + 16 * sub + 64 * i);
         } else {
             tok = pg + (long long)prow * 576;
             const uint2 s8 = sp_ldg8(pg + (long long)ps * 576 + (long long)prow * 8);
@@ -353,12 +268,12 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
         sp_dq4(kr[i].y, s[i], &a.z, &a.w);
         sp_dq4(kr[i].z, s[i], &b.x, &b.y);
         sp_dq4(kr[i].w, s[i], &b.z, &b.w);
-        sp_sts128(base + i * 8192 + c0, a);
-        sp_sts128(base + i * 8192 + c1, b);
+        sts128(base + i * 8192 + c0, a);
+        sts128(base + i * 8192 + c1, b);
     }
     if (MODE == MLA_SP_MODEL1) { /* RoPE: chunk 7 */
-        sp_sts128(base + 7 * 8192 + c0, kr[7]);
-        sp_sts128(base + 7 * 8192 + c1, kr[8]);
+        sts128(base + 7 * 8192 + c0, kr[7]);
+        sts128(base + 7 * 8192 + c1, kr[8]);
     }
 }
 
@@ -368,7 +283,7 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
     const char *src = (const char *)p->kc[0];
     if (pos >= 0) src += ((long long)pos * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2;
-    sp_copy_row(tile, row, sub, src, pos >= 0, DQK / 8);
+    sw128_copy_row(tile, row, sub, src, pos >= 0, DQK / 8);
 }
 
 /* One unit of work: tiles [tb, te) of token u for M block mblk; slot < 0 writes the final
@@ -408,7 +323,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             const char *src = (const char *)p->q;
             if (row < nvalid)
                 src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
-            sp_copy_row(uQ, row, sub, src, row < nvalid, NCH);
+            sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
         }
         int pos = sp_pos(p, u, tb, row);
         int pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
@@ -437,7 +352,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             } else {
                 cp_async_wait0();
             }
-            sp_fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
+            fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
             __syncthreads();
 
             uint32_t a[4][4];
@@ -446,17 +361,17 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
 #pragma unroll
                 for (int i = 0; i < 16; i++) s[i] = 0.f;
                 sp_pin16(s);
-                sp_wg_fence();
+                wg_fence();
 #pragma unroll
                 for (int c = 0; c < NC64; c++)
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++) {
-                        const uint64_t da = sp_desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-                        const uint64_t db = sp_desc_sw128(uK + c * 8192 + wg * 4096 + kk * 32, 16, 1024);
+                        const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t db = desc_sw128(uK + c * 8192 + wg * 4096 + kk * 32, 16, 1024);
                         sp_wgmma_ss_m64n32(s, da, db);
                     }
-                sp_wg_commit();
-                sp_wg_wait0();
+                wg_commit();
+                wg_wait0();
                 sp_pin16(s);
                 const unsigned char *kv = kvalid + 64 * buf + 32 * wg;
                 float mx0 = -INFINITY, mx1 = -INFINITY;
@@ -517,19 +432,19 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 float s[32];
 #pragma unroll
                 for (int i = 0; i < 32; i++) s[i] = 0.f;
-                sp_pin32(s);
-                sp_wg_fence();
+                pin32(s);
+                wg_fence();
 #pragma unroll
                 for (int c = 0; c < NC64; c++)
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++) {
-                        const uint64_t da = sp_desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-                        const uint64_t db = sp_desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
                         wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
                     }
-                sp_wg_commit();
-                sp_wg_wait0();
-                sp_pin32(s);
+                wg_commit();
+                wg_wait0();
+                pin32(s);
                 const unsigned char *kv = kvalid + 64 * buf;
                 float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
@@ -568,7 +483,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     }
                 sAl[2 * t128] = al0;
                 sAl[2 * t128 + 1] = al1;
-                sp_bar_arrive(SP_BAR_P, 256);
+                bar_arrive(SP_BAR_P, 256);
 #pragma unroll
                 for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
             } else {
@@ -581,17 +496,17 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
 #pragma unroll
                 for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
             }
-            sp_pin128(o);
-            sp_wg_fence();
+            pin128(o);
+            wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                const uint64_t db = sp_desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
+                const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
                 wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
-            sp_wg_commit();
+            wg_commit();
             if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
-            sp_wg_wait0();
-            sp_pin128(o);
+            wg_wait0();
+            pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */
         }
     }
@@ -718,9 +633,9 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
     sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
     sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
 }
-#endif /* SP_HAVE_SM90A */
+#endif /* MLA_HAVE_SM90A */
 
-#if SP_HAVE_SM90A
+#if MLA_HAVE_SM90A
 #define SP_BODY(f, MODE, SPLIT) f(&p, MODE, SPLIT);
 #else
 #define SP_BODY(f, MODE, SPLIT)

@@ -1,0 +1,68 @@
+/* sm90.cuh — the Hopper (sm_90a) building blocks shared by the wgmma kernels (kernels/decode_sm90.cu,
+ * kernels/sparse_sm90.cu): wgmma descriptors and fences, proxy fences, named-barrier arrive,
+ * register pins, the SW128 cp.async row copy, 16-byte non-coherent loads and st.shared.v4.
+ * Everything is defined only in the sm_90a compilation pass (MLA_HAVE_SM90A); the kernels' other
+ * passes (compute_80) have empty bodies and are never launched (src/gpu.cu checks ptxVersion). */
+#ifndef MLA_KERNELS_SM90_CUH
+#define MLA_KERNELS_SM90_CUH
+
+#include <stdint.h>
+#include "ptx.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MLA_HAVE_SM90A 1
+#else
+#define MLA_HAVE_SM90A 0
+#endif
+
+#if MLA_HAVE_SM90A
+static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+static __device__ __forceinline__ void wg_wait1(void) { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+static __device__ __forceinline__ void fence_proxy_async(void) {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+static __device__ __forceinline__ void bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+/* keeps the compiler from moving accumulator accesses across wgmma fence/wait */
+static __device__ __forceinline__ void pin32(float *a) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+static __device__ __forceinline__ void pin128(float *a) {
+#pragma unroll
+    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+
+/* cp.async of one 64 x d row (chunks c = sub + 4i, 16 B each) into a SW128 tile; valid == 0
+ * zero-fills the row (src must still be a global address; nothing is read). */
+static __device__ __forceinline__ void sw128_copy_row(uint32_t tile, int row, int sub, const char *src, int valid,
+                                                      const int NCH) {
+    const int x = sub ^ (row & 7);
+    const uint32_t d0 = tile + row * 128 + 16 * x, d1 = tile + row * 128 + 16 * (x ^ 4);
+    const int nb = valid ? 16 : 0;
+    const char *s = src + (valid ? 16 * sub : 0);
+    const int step = valid ? 64 : 0;
+#pragma unroll
+    for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
+}
+
+static __device__ __forceinline__ uint4 f8_ldg16(const char *src) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(src));
+    return v;
+}
+static __device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+#endif /* MLA_HAVE_SM90A */
+#endif
