@@ -1025,6 +1025,95 @@ done:
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
+/* Fault cases F6-F8 on the GPU (docs/guarantees.md): NaN in one q row, +Inf in another, NaN in one
+ * visible cache row. Every result element must match the CPU plan's: NaN where the CPU gives NaN,
+ * +inf lse where the CPU gives +inf, else within the suite's tolerance (abs 1/64 + rel 1/64, loose
+ * on purpose: the other rows are checked exactly by the grid; here what matters is where NaN goes).
+ * The CPU answer itself is checked against the documented rule: exactly the rows that see a
+ * non-finite input are NaN. Run with the default kernel and each forced variant. */
+static void nonfinite_case(const char *kernel)
+{
+    char name[160];
+    snprintf(name, sizeof name, "non-finite inputs (F6-F8), MLA_GPU_KERNEL=%s", kernel ? kernel : "default");
+    if (kernel) setenv("MLA_GPU_KERNEL", kernel, 1);
+    tc_config cfg = tc_config_default();
+    static const int32_t lens[] = {300, 300, 300, 70};
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 77;
+    tc_case c;
+    if (tc_case_build(&c, &cfg)) { tc_expect(0, "%s: build failed", name); goto out; }
+    const mla_decode_args *a = &c.args;
+    const uint16_t NANH = 0x7fc0, PINF = 0x7f80; /* bf16 */
+    c.q[0 * a->q_stride[0] + 0 * a->q_stride[1] + 3 * a->q_stride[2] + 5] = NANH;   /* F6: req 0, token 0, head 3 */
+    c.q[1 * a->q_stride[0] + 1 * a->q_stride[1] + 7 * a->q_stride[2] + 100] = PINF; /* F7: req 1, token 1, head 7 */
+    {   /* F8: key 10 of request 2 (visible to both of its query tokens) */
+        const int64_t page = c.block_table[2 * a->block_table_stride + 10 / cfg.page_size];
+        c.k_cache[page * a->k_stride[0] + (10 % cfg.page_size) * a->k_stride[1] + 200] = NANH;
+    }
+    mla_status st = tc_case_run_cpu(&c);
+    if (st) { tc_expect(0, "%s: CPU plan failed: %s", name, mla_last_error()); tc_case_free(&c); goto out; }
+    snap cpu;
+    snap_take(&cpu, &c);
+    /* the CPU answer follows the documented rule */
+    int rule_ok = 1;
+    for (int64_t i = 0; i < cfg.b; i++)
+        for (int64_t j = 0; j < cfg.s_q; j++)
+            for (int64_t h = 0; h < cfg.h_q; h++) {
+                const int want_nan = (i == 0 && j == 0 && h == 3) || (i == 1 && j == 1 && h == 7) || i == 2;
+                const uint16_t *o = cpu.out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
+                for (int64_t d = 0; d < cfg.d_v; d++)
+                    if (isnan(mla_half_to_float(cfg.dtype, o[d])) != want_nan) rule_ok = 0;
+            }
+    tc_expect(rule_ok, "%s: the CPU plan does not follow the documented NaN rule", name);
+    tc_case_poison(&c);
+    mla_decode_plan_t plan = NULL;
+    size_t ws = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    if ((st = gpu_plan(&c, g_dev, &plan, &ws))) { tc_expect(0, "%s: GPU plan: %s", name, mla_last_error()); goto done; }
+    if (dev_upload(&d, &c, ws)) goto done;
+    st = mla_decode(plan, &d.args, d.ws, ws, NULL);
+    if (st || cudaDeviceSynchronize() != cudaSuccess) { tc_expect(0, "%s: GPU call failed", name); goto done; }
+    if (dev_download(&d, &c)) goto done;
+    {
+        int64_t bad = 0, nan_rows = 0;
+        for (int64_t i = 0; i < cfg.b; i++)
+            for (int64_t j = 0; j < cfg.s_q; j++)
+                for (int64_t h = 0; h < cfg.h_q; h++) {
+                    const int64_t off = i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
+                    int row_nan = 0;
+                    for (int64_t x = 0; x < cfg.d_v; x++) {
+                        const float r = mla_half_to_float(cfg.dtype, cpu.out[off + x]);
+                        const float g = mla_half_to_float(cfg.dtype, c.out[off + x]);
+                        row_nan |= isnan(g);
+                        if (isnan(r) ? !isnan(g) : !(fabsf(g - r) <= 1.f / 64 + fabsf(r) / 64)) bad++;
+                    }
+                    nan_rows += row_nan;
+                    const int64_t lo = i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
+                    const float r = cpu.lse[lo], g = c.lse[lo];
+                    if (isnan(r) ? !isnan(g) : isinf(r) ? g != r : !(fabsf(g - r) <= 1e-3f + fabsf(r) * 1e-4f)) bad++;
+                }
+        tc_expect(bad == 0 && nan_rows == 2 + 2 * cfg.h_q, "%s: %lld elements differ from the CPU plan, %lld NaN rows "
+                  "(want %lld)", name, (long long)bad, (long long)nan_rows, (long long)(2 + 2 * cfg.h_q));
+    }
+done:
+    dev_free(&d);
+    mla_decode_plan_destroy(plan);
+    snap_free(&cpu);
+    tc_case_free(&c);
+out:
+    if (kernel) unsetenv("MLA_GPU_KERNEL");
+}
+static void test_nonfinite(void)
+{
+    int pass0 = tc_passed, fail0 = tc_failed;
+    nonfinite_case(NULL);
+    nonfinite_case("1");
+    nonfinite_case("4");
+    nonfinite_case("6");
+    printf("non-finite q / cache (F6-F8) vs the CPU plan, default + forced kernels: %d passed, %d failed\n",
+           tc_passed - pass0, tc_failed - fail0);
+}
+
 static void test_quick(void)
 {
     /* small, split-heavy cases for compute-sanitizer */
@@ -1088,6 +1177,7 @@ int main(int argc, char **argv)
     }
     if (g_quick) {
         test_quick();
+        test_nonfinite();
         return tc_summary();
     }
     if (g_devices_only) {
@@ -1096,6 +1186,7 @@ int main(int argc, char **argv)
     }
     double t0 = tc_now();
     test_bad_input();
+    test_nonfinite();
     test_corners();
     test_device_values();
     test_variants();
