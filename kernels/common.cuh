@@ -130,6 +130,14 @@ static __device__ __forceinline__ void store_lse(const mla_dec_params *p, int sl
         p->lacc[(long long)slot * p->rows_per_slot + (long long)j * p->h_q + head] = lse2;
 }
 
+/* Row normalisation at the end of a (piece of a) row: the factor num / l and the log2 lse. l == 0
+ * (no visible key) gives 0 and -inf; a NaN l (a NaN or +inf score: NaN or +-inf in q, NaN in a visible
+ * key) gives NaN for both, so the row is NaN as on the CPU (docs/guarantees.md F6-F8). */
+static __device__ __forceinline__ float row_inv(float l, float num) { return l > 0.f ? num / l : (l == l ? 0.f : l); }
+static __device__ __forceinline__ float row_lse2(float m, float l) {
+    return l > 0.f ? m + log2f(l) : (l == l ? -INFINITY : l);
+}
+
 /* Schedulers (dense and sparse, one CTA of up to 1024 threads): */
 /* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
 static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {

@@ -319,9 +319,9 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
         bar_sync(1 + wm, 64);
         const float L0 = red_sum[row0] + red_sum[64 + row0];
         const float L1 = red_sum[row1] + red_sum[64 + row1];
-        const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
-        const float lse0 = L0 > 0.f ? m0 + log2f(L0) : -INFINITY;
-        const float lse1 = L1 > 0.f ? m1 + log2f(L1) : -INFINITY;
+        const float inv0 = row_inv(L0, 1.f), inv1 = row_inv(L1, 1.f);
+        const float lse0 = row_lse2(m0, L0);
+        const float lse1 = row_lse2(m1, L1);
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int row = h ? row1 : row0;
@@ -384,34 +384,64 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
     if (j >= req_nq(p, e.req)) return;
     const float *lacc = p->lacc;
     const float *oacc = p->oacc;
+    const long long R = p->rows_per_slot, base = (long long)e.slot * R + row;
     float mx = -INFINITY;
-    for (int i = lane; i < e.npieces; i += 32) mx = fmaxf(mx, lacc[(long long)(e.slot + i) * p->rows_per_slot + row]);
+    int nan_piece = 0; /* a NaN piece (NaN / inf input, docs/guarantees.md F6-F8) makes the row NaN */
+    for (int i = lane; i < e.npieces; i += 32) {
+        const float l = lacc[base + i * R];
+        mx = fmaxf(mx, l);
+        nan_piece |= l != l;
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    nan_piece = __any_sync(0xffffffffu, nan_piece);
     float acc[16];
 #pragma unroll
     for (int c = 0; c < 16; c++) acc[c] = 0.f;
     float gl = INFINITY;
-    if (mx != -INFINITY) {
+    if (nan_piece) {
+#pragma unroll
+        for (int c = 0; c < 16; c++) acc[c] = NAN;
+        gl = NAN;
+    } else if (mx != -INFINITY) {
         float sum = 0.f;
-        for (int i = lane; i < e.npieces; i += 32)
-            sum += fast_exp2(lacc[(long long)(e.slot + i) * p->rows_per_slot + row] - mx);
+        for (int i = lane; i < e.npieces; i += 32) sum += fast_exp2(lacc[base + i * R] - mx);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         const float g2 = mx + log2f(sum);
-        for (int i = 0; i < e.npieces; i++) {
-            const long long prow = (long long)(e.slot + i) * p->rows_per_slot + row;
-            const float w = fast_exp2(lacc[prow] - g2);
-            const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + lane * 4;
+        /* CB pieces per round, their loads all issued before any is used: one memory latency per
+         * round instead of one per piece (a request split over 66 parts took 36 us here) */
+#define CB 8
+        for (int i0 = 0; i0 < e.npieces; i0 += CB) {
+            float w[CB];
+            float4 v[CB][4];
 #pragma unroll
-            for (int c = 0; c < 4; c++) {
-                float4 v = src[c];
-                acc[4 * c + 0] += w * v.x;
-                acc[4 * c + 1] += w * v.y;
-                acc[4 * c + 2] += w * v.z;
-                acc[4 * c + 3] += w * v.w;
+            for (int u = 0; u < CB; u++) {
+                w[u] = 0.f;
+                if (i0 + u < e.npieces) {
+                    const long long prow = base + (long long)(i0 + u) * R;
+                    w[u] = lacc[prow];
+                    const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + lane * 4;
+#pragma unroll
+                    for (int c = 0; c < 4; c++) v[u][c] = src[c];
+                } else {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) v[u][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < CB; u++) {
+                const float wu = i0 + u < e.npieces ? fast_exp2(w[u] - g2) : 0.f;
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    acc[4 * c + 0] += wu * v[u][c].x;
+                    acc[4 * c + 1] += wu * v[u][c].y;
+                    acc[4 * c + 2] += wu * v[u][c].z;
+                    acc[4 * c + 3] += wu * v[u][c].w;
+                }
             }
         }
+#undef CB
         gl = g2 * LN2_F;
     }
     char *orow = (char *)p->out +

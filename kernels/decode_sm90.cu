@@ -279,10 +279,10 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
         l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
         l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
         if ((lane & 3) == 0) {
-            sInv[r0] = l0 > 0.f ? (FP8 ? dk / l0 : 1.f / l0) : 0.f; /* FP8: out = P V * descale_k */
-            sInv[r1] = l1 > 0.f ? (FP8 ? dk / l1 : 1.f / l1) : 0.f;
-            sLse[r0] = l0 > 0.f ? m0 + log2f(l0) : -INFINITY;
-            sLse[r1] = l1 > 0.f ? m1 + log2f(l1) : -INFINITY;
+            sInv[r0] = row_inv(l0, FP8 ? dk : 1.f); /* FP8: out = P V * descale_k */
+            sInv[r1] = row_inv(l1, FP8 ? dk : 1.f);
+            sLse[r0] = row_lse2(m0, l0);
+            sLse[r1] = row_lse2(m1, l1);
         }
     }
     __syncthreads();
