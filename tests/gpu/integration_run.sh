@@ -30,6 +30,8 @@ if [ -n "$wheels" ]; then
 fi
 export PYTHONPATH=$PWD/python:$PWD/integrations:$PWD:${PYTHONPATH:-}
 export MLA_LIBRARY=$PWD/build/libmla.so PYTHONUNBUFFERED=1 MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK=true
+# the GPU image's own pytest plugins (pytest_timeout) need a newer pytest than the carried wheel
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 
 run() {  # name, timeout, command...
   local name=$1 t=$2; shift 2
