@@ -20,7 +20,8 @@ LDLIBS   += -lm -lpthread
 NVCC_GENCODE ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
                 -gencode arch=compute_80,code=compute_80
 NVCCFLAGS ?= -O3 -std=c++17 -lineinfo --use_fast_math -Xptxas=-v,--warn-on-spills,--warn-on-local-memory-usage
-NVCCFLAGS += $(NVCC_GENCODE) -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels
+NVCCFLAGS += $(NVCC_GENCODE) -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels $(MLA_DEFS)
+# MLA_DEFS: extra -D flags for timing experiments (e.g. MLA_DEFS=-DMLA_DIAG=1 BUILD=build-diag1)
 
 C_SRCS   := $(wildcard src/*.c) $(wildcard ref/*.c)
 ifeq ($(MLA_CUDA),1)

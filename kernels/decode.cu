@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1)
 mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla_part_begin *part_begin,
                  int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
     __shared__ long long tmp[72];
+    pdl_trigger(); /* the decode grid may launch now; it waits (griddepcontrol.wait) for this grid's end */
     const int F = MLA_SCHED_FIXED_COST;
     const int tid = threadIdx.x;
     long long total = 0;
@@ -148,6 +149,7 @@ static __device__ __forceinline__ void load_k_tile(const mla_dec_params *p, int 
 
 static __device__ __forceinline__ void decode_body(const mla_dec_params *p, const int DQK, const int F16) {
     extern __shared__ unsigned char smem_raw[];
+    pdl_wait(); /* launched with PDL behind the scheduler: its schedule is complete and visible after this */
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 127) & ~(uintptr_t)127);
     const int RB = DQK * 2, NCH = DQK / 8;
     const int stages = p->stages;
@@ -370,7 +372,8 @@ __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_512(const __gr
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Combine: grid (num_sm_parts, ceil(rows/8)), one warp per (split request, row).              */
+/* Combine: grid (min(b, parts), ceil(rows/8), S), one warp per (split request, row, column slice):  */
+/* slice z of S covers columns [512 z / S, 512 (z + 1) / S) (S = 1, 2, 4: more CTAs for few splits). */
 /* ------------------------------------------------------------------------------------------ */
 static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16) {
     pdl_wait(); /* the decode grid's partials are complete and visible after this */
@@ -382,6 +385,8 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
     const mla_split_entry e = p->split_list[k];
     const int j = row / p->h_q, head = row % p->h_q;
     if (j >= req_nq(p, e.req)) return;
+    const int nf = 4 / gridDim.z;                      /* float4s per lane: 4, 2 or 1 */
+    const int f0 = blockIdx.z * 32 * nf + lane * nf;   /* first float4 of this lane in the 512-column row */
     const float *lacc = p->lacc;
     const float *oacc = p->oacc;
     const long long R = p->rows_per_slot, base = (long long)e.slot * R + row;
@@ -410,7 +415,7 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
         for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         const float g2 = mx + log2f(sum);
         /* CB pieces per round, their loads all issued before any is used: one memory latency per
-         * round instead of one per piece (a request split over 66 parts took 36 us here) */
+         * round instead of one per piece */
 #define CB 8
         for (int i0 = 0; i0 < e.npieces; i0 += CB) {
             float w[CB];
@@ -418,16 +423,12 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
 #pragma unroll
             for (int u = 0; u < CB; u++) {
                 w[u] = 0.f;
-                if (i0 + u < e.npieces) {
-                    const long long prow = base + (long long)(i0 + u) * R;
-                    w[u] = lacc[prow];
-                    const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + lane * 4;
+                const long long prow = base + (long long)(i0 + u) * R;
+                const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + f0;
+                if (i0 + u < e.npieces) w[u] = lacc[prow];
 #pragma unroll
-                    for (int c = 0; c < 4; c++) v[u][c] = src[c];
-                } else {
-#pragma unroll
-                    for (int c = 0; c < 4; c++) v[u][c] = make_float4(0.f, 0.f, 0.f, 0.f);
-                }
+                for (int c = 0; c < 4; c++)
+                    v[u][c] = (i0 + u < e.npieces && c < nf) ? src[c] : make_float4(0.f, 0.f, 0.f, 0.f);
             }
 #pragma unroll
             for (int u = 0; u < CB; u++) {
@@ -448,8 +449,9 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
                  ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2) * 2;
 #pragma unroll
     for (int c = 0; c < 8; c++)
-        *(uint32_t *)(orow + (lane * 16 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], F16);
-    if (lane == 0) p->lse[(long long)e.req * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] = gl;
+        if (c < 2 * nf) *(uint32_t *)(orow + (f0 * 4 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], F16);
+    if (lane == 0 && blockIdx.z == 0)
+        p->lse[(long long)e.req * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] = gl;
 }
 
 __global__ void __launch_bounds__(256) mla_combine_bf16(const __grid_constant__ mla_dec_params p) {
@@ -496,21 +498,29 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     const int smem = mla_k_decode_smem(kernel, dqk);
     const void *fn = decode_fn(kernel, dqk, f16);
     void *args[2] = {(void *)p, (void *)tmap};
-    cudaError_t e = cudaLaunchKernel(fn, grid, dim3(MLA_THREADS), args, (size_t)smem, stream);
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = use_pdl ? 1 : 0; /* decode behind the scheduler, combine behind the decode */
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(MLA_THREADS);
+    cfg.dynamicSmemBytes = (size_t)smem;
+    cfg.stream = stream;
+    cudaError_t e = cudaLaunchKernelExC(&cfg, fn, args);
     if (e != cudaSuccess) return e;
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
 
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[1];
-    cfg.gridDim = dim3(p->num_sm_parts, (p->rows_per_slot + 7) / 8, 1);
+    /* column slices: at most min(b, parts) requests are split; with few of them (small batches)
+     * one warp per row would leave most SMs idle */
+    const long long rb = (p->rows_per_slot + 7) / 8;
+    const long long splits = p->b < p->num_sm_parts ? p->b : p->num_sm_parts;
+    const int slices = splits * rb < 264 ? 4 : splits * rb < 528 ? 2 : 1;
+    cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = 0;
-    cfg.stream = stream;
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = use_pdl ? 1 : 0;
     void *cargs[1] = {(void *)p};
     e = cudaLaunchKernelExC(&cfg, f16 ? (const void *)mla_combine_fp16 : (const void *)mla_combine_bf16, cargs);
     if (e != cudaSuccess) return e;

@@ -27,6 +27,15 @@
 
 #define SM90_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
 
+/* Timing experiments only (never in a shipped build; results are wrong by design): MLA_DIAG=1 drops
+ * the K loads after a request's first tile (compute + sync path alone), 2 drops the wgmmas (loads +
+ * sync path alone), 3 drops both. Built with `make BUILD=build-diagN MLA_DEFS=-DMLA_DIAG=N`. */
+#ifndef MLA_DIAG
+#define MLA_DIAG 0
+#endif
+#define DIAG_LOADS (MLA_DIAG != 1 && MLA_DIAG != 3)
+#define DIAG_MMA (MLA_DIAG != 2 && MLA_DIAG != 3)
+
 static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
     return 3 * MLA_BM * dqk * 2  /* Q + 2 K stages */
            + 16 * 128 * 4       /* P fragments */
@@ -306,6 +315,7 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                  const int F16, const int TMA, const int FP8) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
+    pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
@@ -397,7 +407,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
                     cp_async_wait0(); /* 16-bit Q (first tile of the request) */
                 } else if (t + 1 < w.te) {
-                    sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    if (DIAG_LOADS) sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
                     cp_async_commit();
                     cp_async_wait1();
                 } else {
@@ -413,7 +423,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
                     wg_fence();
-                    sm90_qk(s, uQ, uK, 0, NC64, F16);
+                    if (DIAG_MMA) sm90_qk(s, uQ, uK, 0, NC64, F16);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
@@ -432,7 +442,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
                 wg_fence();
-                sm90_pv(o, a, uK, wg, F16);
+                if (DIAG_MMA) sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
                 /* FP8: the other stage is free (its last wgmma finished before the barrier that
                  * ended the previous tile); the loads issued at the top of this tile land there */
@@ -528,6 +538,7 @@ static __device__ __forceinline__ void ws_pv_half(float *o, uint32_t a[4][4], un
 static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                     const int F16) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
+    pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem;
