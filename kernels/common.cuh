@@ -99,11 +99,12 @@ static __device__ __forceinline__ int req_prepare(const mla_dec_params *p, int r
 static __device__ __forceinline__ const char *k_row_ptr_es(const mla_dec_params *p, int r, int kvh, long long tok, int L,
                                                            const int es) {
     if (tok >= L) return 0;
-    long long pidx = tok / p->page_size;
-    long long prow = tok - pidx * p->page_size;
+    /* 0 <= tok < L <= INT32_MAX: 32-bit unsigned division (a 64-bit one is a ~70-instruction call) */
+    const unsigned it = (unsigned)tok, ps = (unsigned)p->page_size;
+    const unsigned pidx = it / ps, prow = it - pidx * ps;
     int pid = p->block_table[(long long)r * p->bt_stride + pidx];
     if (pid < 0 || (long long)pid >= p->num_pages) return 0;
-    return (const char *)p->k + ((long long)pid * p->k_s0 + prow * p->k_s1 + (long long)kvh * p->k_s2) * es;
+    return (const char *)p->k + ((long long)pid * p->k_s0 + (long long)prow * p->k_s1 + (long long)kvh * p->k_s2) * es;
 }
 static __device__ __forceinline__ const char *k_row_ptr(const mla_dec_params *p, int r, int kvh, long long tok, int L) {
     return k_row_ptr_es(p, r, kvh, tok, L, 2);

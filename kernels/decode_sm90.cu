@@ -56,6 +56,16 @@ static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int 
     sw128_copy_row(tile, row, sub, src ? src : (const char *)p->k, src != 0, NCH);
 }
 
+/* The same from the 128 threads of one warpgroup (t128): two threads per row, chunks sub = 2 h, 2 h + 1. */
+static __device__ __forceinline__ void sm90_load_k_wg(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                      uint32_t tile, unsigned char *kvalid, const int NCH) {
+    const int t128 = threadIdx.x & 127, row = t128 >> 1, h = t128 & 1;
+    const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
+    if (h == 0) kvalid[row] = src != 0;
+    sw128_copy_row(tile, row, 2 * h, src ? src : (const char *)p->k, src != 0, NCH);
+    sw128_copy_row(tile, row, 2 * h + 1, src ? src : (const char *)p->k, src != 0, NCH);
+}
+
 /* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
  * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
  * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
@@ -406,15 +416,18 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
                     if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
                     cp_async_wait0(); /* 16-bit Q (first tile of the request) */
-                } else if (t + 1 < w.te) {
-                    if (DIAG_LOADS) sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
-                    cp_async_commit();
-                    cp_async_wait1();
                 } else {
+                    /* tile t: the prologue's group (all threads) or WG1's group issued during tile t - 1 */
                     cp_async_wait0();
                 }
                 fence_proxy_async(); /* this thread's cp.async / zeroing stores -> visible to wgmma */
                 __syncthreads();
+                /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
+                 * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
+                if (!TMA && !FP8 && wg == 1 && t + 1 < w.te) {
+                    if (DIAG_LOADS) sm90_load_k_wg(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    cp_async_commit();
+                }
 
                 uint32_t a[4][4];
                 if (wg == 0) {
@@ -432,12 +445,13 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                                  a, &al0, &al1, F16);
                     sm90_put_p(sPf, sAl, a, al0, al1);
                     bar_arrive(SM90_BAR_P, 256);
-                    sm90_rescale(o, al0, al1);
+                    /* no row max of this warp moved (the common case past the first tiles): O as is */
+                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 } else {
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
-                    sm90_rescale(o, al0, al1);
+                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
