@@ -34,6 +34,14 @@
 #define MLA_DIAG 0
 #endif
 #define DIAG_LOADS (MLA_DIAG != 1 && MLA_DIAG != 3)
+/* v2 K loader (timing experiment switch; default 3): 0 all 256 threads at the top of the tile, 4 threads
+ * per row; 1 WG1 after the top barrier, 2 threads per row; 2 all 256 at the top, line-coalesced;
+ * 3 WG1 after the top barrier, line-coalesced */
+#ifndef MLA_EXP_LOADER
+#define MLA_EXP_LOADER 3
+#endif
+#define LOADER_WG1 (MLA_EXP_LOADER & 1)
+#define LOADER_LINES (MLA_EXP_LOADER >> 1)
 #define DIAG_MMA (MLA_DIAG != 2 && MLA_DIAG != 3)
 
 static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
@@ -64,6 +72,29 @@ static __device__ __forceinline__ void sm90_load_k_wg(const mla_dec_params *p, i
     if (h == 0) kvalid[row] = src != 0;
     sw128_copy_row(tile, row, 2 * h, src ? src : (const char *)p->k, src != 0, NCH);
     sw128_copy_row(tile, row, 2 * h + 1, src ? src : (const char *)p->k, src != 0, NCH);
+}
+
+/* Line-coalesced loader (NT = 256 or 128 threads, tid within them): eight consecutive threads copy
+ * the eight 16-byte pieces of one 128-byte line (a 64-column chunk of a row), so each warp
+ * instruction covers four whole lines (the row-per-4-threads mapping above covers half lines:
+ * twice the L1 wavefronts per byte). Rows rg, rg + NT/8, ...; chunk c of row r lands at
+ * c * 8192 + r * 128 + ((j ^ (r & 7)) << 4). */
+static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                         uint32_t tile, unsigned char *kvalid, int tid, const int NT,
+                                                         const int NC64) {
+    const int j = tid & 7, rg = tid >> 3;
+#pragma unroll
+    for (int i = 0; i < 64 / (NT / 8); i++) {
+        const int row = rg + (NT / 8) * i;
+        const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
+        if (j == 0) kvalid[row] = src != 0;
+        const int nb = src ? 16 : 0;
+        const char *s = src ? src + 16 * j : (const char *)p->k;
+        const int step = src ? 128 : 0;
+        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
+#pragma unroll
+        for (int c = 0; c < NC64; c++) cp_async16(d + 8192 * c, s + c * step, nb);
+    }
 }
 
 /* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
@@ -393,7 +424,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
                 f8_put(uK0, kr, NU, F16);
             } else {
-                sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
+                if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, w.tb, w.L, uK0, kvalid, tid, 256, NC64);
+                else sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
             }
             cp_async_commit();
 
@@ -416,6 +448,13 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
                     if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
                     cp_async_wait0(); /* 16-bit Q (first tile of the request) */
+                } else if (!LOADER_WG1 && t + 1 < w.te) {
+                    if (DIAG_LOADS) {
+                        if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), tid, 256, NC64);
+                        else sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    }
+                    cp_async_commit();
+                    cp_async_wait1();
                 } else {
                     /* tile t: the prologue's group (all threads) or WG1's group issued during tile t - 1 */
                     cp_async_wait0();
@@ -424,8 +463,11 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 __syncthreads();
                 /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
                  * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
-                if (!TMA && !FP8 && wg == 1 && t + 1 < w.te) {
-                    if (DIAG_LOADS) sm90_load_k_wg(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                if (LOADER_WG1 && !TMA && !FP8 && wg == 1 && t + 1 < w.te) {
+                    if (DIAG_LOADS) {
+                        if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), t128, 128, NC64);
+                        else sm90_load_k_wg(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
+                    }
                     cp_async_commit();
                 }
 
