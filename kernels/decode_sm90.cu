@@ -41,6 +41,13 @@
 #define MLA_EXP_LOADER 3
 #endif
 #define LOADER_WG1 (MLA_EXP_LOADER & 1)
+#ifndef MLA_EXP_TMA_WG1 /* v3 (TMA): tile t + 1 issued by WG1 after the top barrier (1) or by thread 0 before it (0) */
+#define MLA_EXP_TMA_WG1 1
+#endif
+#define TMA_WG1 MLA_EXP_TMA_WG1
+#ifndef MLA_EXP_END_BAR /* 1: the CTA barrier at the end of every tile, as before (timing comparison) */
+#define MLA_EXP_END_BAR 0
+#endif
 #define LOADER_LINES (MLA_EXP_LOADER >> 1)
 #define DIAG_MMA (MLA_DIAG != 2 && MLA_DIAG != 3)
 
@@ -103,9 +110,9 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
  * engine zero-fills (and still counts). Threads 0..63 record which rows are real keys. */
 static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                   int t, int L, uint32_t tile, uint32_t bar, unsigned char *kvalid,
-                                                  const int NC64) {
-    const int tid = threadIdx.x;
-    if (tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
+                                                  const int NC64, const int base) {
+    const int tid = threadIdx.x - base; /* threads base .. base + 63 take part, base issues */
+    if (tid >= 0 && tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
     if (tid == 0) {
         const int ps = p->page_size;
         const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
@@ -114,11 +121,11 @@ static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const
             const long long tok0 = (long long)t * MLA_BN + k * BR;
             int pid = (int)p->num_pages, row0 = 0; /* out of range: zero fill */
             if (tok0 < L) {
-                const long long pidx = tok0 / ps;
+                const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* tok0 < L <= INT32_MAX */
                 const int id = p->block_table[(long long)r * p->bt_stride + pidx];
                 if (id >= 0 && (long long)id < p->num_pages) {
                     pid = id;
-                    row0 = (int)(tok0 - pidx * ps);
+                    row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
                 }
             }
 #pragma unroll
@@ -267,14 +274,28 @@ static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned cha
                                                     uint32_t a[4][4], float *al0, float *al1, const int F16) {
     const int lane = threadIdx.x & 31;
     float mx0 = -INFINITY, mx1 = -INFINITY;
+    /* fast path (warp-uniform): all 64 keys real (kvalid bytes all 1, read as 16 words) and below
+     * both rows' limits: no per-key mask */
+    const int full = __all_sync(0xffffffffu, ((const uint32_t *)kv)[lane & 15] == 0x01010101u &&
+                                                 key0 + 64 <= lim0 && key0 + 64 <= lim1);
+    if (full) {
 #pragma unroll
-    for (int i = 0; i < 32; i++) {
-        const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
-        const int lim = (i & 2) ? lim1 : lim0;
-        const float v = (kv[key] && key0 + key < lim) ? s[i] * scale : -INFINITY;
-        s[i] = v;
-        if (i & 2) mx1 = fmaxf(mx1, v);
-        else mx0 = fmaxf(mx0, v);
+        for (int i = 0; i < 32; i++) {
+            const float v = s[i] * scale;
+            s[i] = v;
+            if (i & 2) mx1 = fmaxf(mx1, v);
+            else mx0 = fmaxf(mx0, v);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+            const int lim = (i & 2) ? lim1 : lim0;
+            const float v = (kv[key] && key0 + key < lim) ? s[i] * scale : -INFINITY;
+            s[i] = v;
+            if (i & 2) mx1 = fmaxf(mx1, v);
+            else mx0 = fmaxf(mx0, v);
+        }
     }
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
@@ -418,7 +439,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             }
             if (TMA) {
                 const int st = nload & 1;
-                sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 0);
                 nload++;
             } else if (FP8) {
                 f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
@@ -433,9 +454,9 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 const int buf = TMA ? (ncons & 1) : ((t - w.tb) & 1);
                 const uint32_t uK = buf ? uK1 : uK0;
                 if (TMA) {
-                    if (t + 1 < w.te) {
+                    if (!TMA_WG1 && t + 1 < w.te) {
                         const int st = nload & 1;
-                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64);
+                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 0);
                         nload++;
                     }
                     cp_async_wait0(); /* Q (first tile of the request) */
@@ -463,6 +484,12 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 __syncthreads();
                 /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
                  * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
+                if (TMA && TMA_WG1 && t + 1 < w.te) { /* v3: the same from WG1 (thread 128 issues) */
+                    const int st = nload & 1;
+                    if (wg == 1)
+                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 128);
+                    nload++;
+                }
                 if (LOADER_WG1 && !TMA && !FP8 && wg == 1 && t + 1 < w.te) {
                     if (DIAG_LOADS) {
                         if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), t128, 128, NC64);
@@ -505,7 +532,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 if (FP8 && t + 1 < w.te) f8_put(buf ? uK0 : uK1, kr, NU, F16);
                 wg_wait0();
                 pin128(o);
-                __syncthreads(); /* K stage, P fragments and alpha free */
+                /* The top barrier of tile t + 1 already orders every reuse (stage t & 1 is refilled
+                 * after it, P(t + 1) is written after it); only loads issued before that barrier
+                 * (MLA_EXP_TMA_WG1=0, MLA_EXP_LOADER 0 / 2) need the stage free here. */
+                if (MLA_EXP_END_BAR || (TMA && !TMA_WG1) || (!TMA && !FP8 && !LOADER_WG1)) __syncthreads();
             }
         }
 
