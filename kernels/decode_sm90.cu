@@ -566,8 +566,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 #define WS_BAR_WG1 5   /* WG1 only (128) */
 
 /* thread-local: chunks [c0, c1) of K tile t of request r into `tile`, completion (full boxes,
- * zero-filled out-of-range page slices included) on `bar`; bar == 0: an L2 prefetch of those
- * chunks instead (slices past the length or on invalid pages skipped) */
+ * zero-filled out-of-range page slices included) on `bar` */
 static __device__ __forceinline__ void ws_tma_group(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                     int t, int L, uint32_t tile, uint32_t bar, int c0, int c1) {
     const int ps = p->page_size;
@@ -586,13 +585,6 @@ static __device__ __forceinline__ void ws_tma_group(const mla_dec_params *p, con
                 row0[k] = tok0 - pidx * ps;
             }
         }
-    }
-    if (!bar) {
-#pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (k < 64 / BR && pid[k] < p->num_pages)
-                for (int c = c0; c < c1; c++) tma_prefetch_4d(tm, 64 * c, row0[k], kvh, pid[k]);
-        return;
     }
     mbar_expect_tx(bar, (c1 - c0) * 8192);
 #pragma unroll
@@ -674,8 +666,6 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                     ws_tma_group(p, tm, r, kvh, tb + j, L, uK, barL + 8 * st, 0, 4);
                     ws_tma_group(p, tm, r, kvh, tb + j, L, uK, barR + 8 * st, 4, 8);
                 }
-            if (tid == 32) /* tiles tb + 2 .. tb + 1 + l2_ahead into L2 */
-                for (int j = 2; j < 2 + p->l2_ahead && tb + j < te; j++) ws_tma_group(p, tm, r, kvh, tb + j, L, 0, 0, 0, NC64);
             if (tid < 64) {
                 kvalid[64 * (n0 & 1) + tid] = k_row_ptr(p, r, kvh, (long long)tb * MLA_BN + tid, L) != 0;
                 if (tb + 1 < te)
@@ -765,8 +755,6 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                         /* tile t + 2 into stage st: V_R now, V_L once WG0's PV_L(t) is done; the rows'
                          * validity for WG0's softmax(t + 2) (ordered by WS_BAR_PVR of tile t + 1) */
                         if (tid == 128) ws_tma_group(p, tm, r, kvh, t + 2, L, uK, barR + 8 * st, 4, 8);
-                        if (tid == 160 && p->l2_ahead && t + 2 + p->l2_ahead < te)
-                            ws_tma_group(p, tm, r, kvh, t + 2 + p->l2_ahead, L, 0, 0, 0, NC64);
                         if (t128 < 64)
                             kvalid[64 * st + t128] = k_row_ptr(p, r, kvh, (long long)(t + 2) * MLA_BN + t128, L) != 0;
                         if (tid == 128) {

@@ -86,7 +86,6 @@ typedef struct mla_dec_params {
     /* dense FP8 (MLA_KERNEL_WGMMA_FP8): device pointers, NULL = 1; q_fp8: q holds e4m3 codes */
     const float *descale_q, *descale_k;
     int q_fp8, fp8_l2_prefetch;
-    int l2_ahead; /* v4 (MLA_KERNEL_WGMMA_WS): with tile t + 2's loads, tile t + 2 + l2_ahead is prefetched into L2 */
 } mla_dec_params;
 
 #ifdef __cplusplus

@@ -11,27 +11,9 @@
 #include <string.h>
 
 #include "internal.h"
+#include "gpu_common.h"
 #include "launch.h"
 #include "params.h"
-
-static mla_status cuda_fail(cudaError_t e, const char *what) {
-    return mla_set_error(MLA_ERR_CUDA, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
-                         cudaGetErrorName(e));
-}
-
-/* Switches to `device` if needed; *old gets the current device (restore with device_restore). */
-static mla_status device_enter(int device, int *old) {
-    cudaError_t e = cudaGetDevice(old);
-    if (e != cudaSuccess) return cuda_fail(e, "cudaGetDevice");
-    if (*old != device) {
-        e = cudaSetDevice(device);
-        if (e != cudaSuccess) return cuda_fail(e, "cudaSetDevice");
-    }
-    return MLA_OK;
-}
-static void device_restore(int device, int old) {
-    if (old != device) cudaSetDevice(old);
-}
 
 extern "C" int mla_gpu_available(void) {
     int n = 0;
@@ -148,10 +130,6 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     {
         const char *pf = getenv("MLA_FP8_L2_PREFETCH");
         plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
-        /* v4: how far beyond tile t + 2 a TMA L2 prefetch runs (testing hook MLA_L2_AHEAD=1..8; off by
-         * default: 2 ahead made every row 14-30% slower on the H100, docs/performance.md) */
-        const char *la = getenv("MLA_L2_AHEAD");
-        plan->gpu.l2_ahead = (la && la[0] >= '0' && la[0] <= '8' && la[1] == 0) ? la[0] - '0' : 0;
     }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
@@ -276,7 +254,6 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         p.fp8_l2_prefetch = plan->gpu.fp8_l2_prefetch;
     }
 
-    p.l2_ahead = plan->gpu.l2_ahead;
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
     if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) && !encode_k_map(s, a, &tm))

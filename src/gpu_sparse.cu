@@ -10,22 +10,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "gpu_common.h"
 #include "sparse_launch.h"
-
-static mla_status sp_cuda_fail(cudaError_t e, const char *what) {
-    return mla_set_error(MLA_ERR_CUDA, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
-                         cudaGetErrorName(e));
-}
-
-static mla_status sp_enter(int device, int *old) {
-    cudaError_t e = cudaGetDevice(old);
-    if (e != cudaSuccess) return sp_cuda_fail(e, "cudaGetDevice");
-    if (*old != device && (e = cudaSetDevice(device)) != cudaSuccess) return sp_cuda_fail(e, "cudaSetDevice");
-    return MLA_OK;
-}
-static void sp_leave(int device, int old) {
-    if (old != device) cudaSetDevice(old);
-}
 
 /* The device is usable and runs the sm_90a sparse kernels; *sms gets its SM count. The shared
  * memory limits of the kernels are raised once per device. */
@@ -44,7 +30,7 @@ static mla_status sp_device_ok(int dev, const char *what, int *sms, int *cc_majo
         (e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev)) != cudaSuccess ||
         (e = cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess ||
         (e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess)
-        return sp_cuda_fail(e, "cudaDeviceGetAttribute");
+        return cuda_fail(e, "cudaDeviceGetAttribute");
     if (major != 9 || minor != 0)
         return mla_set_error(MLA_ERR_UNSUPPORTED,
                              "%s needs a GPU of compute capability 9.0 (the sparse kernels are sm_90a wgmma code); "
@@ -58,11 +44,11 @@ static mla_status sp_device_ok(int dev, const char *what, int *sms, int *cc_majo
     const unsigned long long bit = dev < 64 ? 1ull << dev : 0;
     if (!bit || !(__atomic_load_n(&prepared, __ATOMIC_ACQUIRE) & bit)) {
         int old;
-        mla_status st = sp_enter(dev, &old);
+        mla_status st = device_enter(dev, &old);
         if (st) return st;
         e = mla_k_sp_prepare();
-        sp_leave(dev, old);
-        if (e != cudaSuccess) return sp_cuda_fail(e, "cudaFuncSetAttribute (sparse kernel shared memory)");
+        device_restore(dev, old);
+        if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (sparse kernel shared memory)");
         if (bit) __atomic_fetch_or(&prepared, bit, __ATOMIC_ACQ_REL);
     }
     if (sms) *sms = nsm;
@@ -172,7 +158,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.rows_per_slot = w.rows;
 
     int old;
-    mla_status st = sp_enter(plan->device, &old);
+    mla_status st = device_enter(plan->device, &old);
     if (st) return st;
     cudaError_t e = cudaSuccess;
     const char *what = "the sparse decode/combine launch";
@@ -181,8 +167,8 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
         if (e != cudaSuccess) what = "the sparse split-KV scheduler launch";
     }
     if (e == cudaSuccess) e = mla_k_sp_decode(&p, s->format == MLA_FP8_FORMAT_MODEL1, (cudaStream_t)stream);
-    sp_leave(plan->device, old);
-    if (e != cudaSuccess) return sp_cuda_fail(e, what);
+    device_restore(plan->device, old);
+    if (e != cudaSuccess) return cuda_fail(e, what);
     return MLA_OK;
 }
 
@@ -235,9 +221,9 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
     int old;
-    if ((st = sp_enter(device, &old))) return st;
+    if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);
-    sp_leave(device, old);
-    if (e != cudaSuccess) return sp_cuda_fail(e, "the sparse prefill launch");
+    device_restore(device, old);
+    if (e != cudaSuccess) return cuda_fail(e, "the sparse prefill launch");
     return MLA_OK;
 }

@@ -22,7 +22,6 @@ typedef struct mla_gpu_info {
     int kernel;         /* which decode kernel variant the plan uses (backend-defined)  */
     size_t workspace_bytes;
     int fp8_l2_prefetch; /* FP8 kernel: L2 prefetch of the tile after next (src/gpu.cu)   */
-    int l2_ahead;        /* v4 kernel: tiles beyond t + 2 prefetched into L2 by TMA (0: none) */
 } mla_gpu_info;
 
 struct mla_decode_plan {

@@ -1,0 +1,26 @@
+/* gpu_common.h — host helpers shared by the two CUDA launch layers (src/gpu.cu, src/gpu_sparse.cu):
+ * a CUDA error as a library status, and the current-device switch around a launch. Included only
+ * by .cu files (needs cuda_runtime.h and internal.h first). */
+#ifndef MLA_SRC_GPU_COMMON_H
+#define MLA_SRC_GPU_COMMON_H
+
+static inline mla_status cuda_fail(cudaError_t e, const char *what) {
+    return mla_set_error(MLA_ERR_CUDA, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+}
+
+/* Switches to `device` if needed; *old gets the current device (restore with device_restore). */
+static inline mla_status device_enter(int device, int *old) {
+    cudaError_t e = cudaGetDevice(old);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaGetDevice");
+    if (*old != device) {
+        e = cudaSetDevice(device);
+        if (e != cudaSuccess) return cuda_fail(e, "cudaSetDevice");
+    }
+    return MLA_OK;
+}
+static inline void device_restore(int device, int old) {
+    if (old != device) cudaSetDevice(old);
+}
+
+#endif
