@@ -70,6 +70,8 @@ typedef struct dcfg {
     mla_fp8_format fmt;
     int64_t extra_topk, extra_ps, extra_s_k;
     int topk_len, extra_topk_len, sink, weird, all_invalid;
+    int nonfinite; /* NaN in q row (0, 0, 0), +Inf in the last q row; V32: a NaN scale on the first valid
+                      key of (b=0, s_q=0) (docs/guarantees.md F6-F8: such rows come out NaN) */
     uint64_t seed;
 } dcfg;
 
@@ -136,6 +138,19 @@ static int dcase_build(dcase *d, const dcfg *cfg)
     for (int64_t x = 0; x < b * d->qs0; x++) {
         double v = tc_randn(&rng);
         d->q[x] = mla_float_to_bf16((float)(v > 1 ? 1 : v < -1 ? -1 : v));
+    }
+    if (cfg->nonfinite) {
+        d->q[3] = mla_float_to_bf16(NAN);
+        d->q[(b - 1) * d->qs0 + (s_q - 1) * d->qs1 + (h_q - 1) * d->qs2 + 7] = mla_float_to_bf16(INFINITY);
+        if (fmt == MLA_FP8_FORMAT_V32)
+            for (int64_t k = 0; k < cfg->topk; k++) { /* the first valid index of (0, 0) */
+                const int32_t t = d->ind[k];
+                if (t < 0 || t >= cfg->s_k) continue;
+                const int64_t pos = d->kc.tok2pos[t];
+                float nanf_ = NAN;
+                memcpy(d->kc.bytes + (pos / cfg->ps) * d->kc.stride + (pos % cfg->ps) * 656 + 512, &nanf_, 4);
+                break;
+            }
     }
     d->os2 = 512 + 32; d->os1 = h_q * d->os2; d->os0 = s_q * d->os1 + 16;
     d->ls1 = 1; d->ls2 = h_q; d->ls0 = s_q * h_q + 1; /* lse [b, h_q, s_q] as a transposed view */
@@ -397,6 +412,37 @@ static void test_decode_corners(void)
         char l2[200];
         decode_label(l2, sizeof l2, &c);
         snprintf(label, sizeof label, "%s: %s", v[x].what, l2);
+        run_decode(label, &c);
+    }
+}
+
+/* Non-finite input (docs/guarantees.md F6-F8) on the GPU path: the rows that see a NaN / Inf come
+ * out as the CPU plan makes them (NaN), every other row matches as usual. The reference is checked
+ * to really hold NaN in row (0, 0, 0), so the case cannot pass by matching finite values. */
+static void test_decode_nonfinite(void)
+{
+    printf("sparse decode: non-finite q / cache (F6-F8), GPU vs CPU plan\n");
+    static const struct { int fmt; int64_t b, s_q, h_q, topk, ps; int extra; } v[] = {
+        {0, 3, 2, 64, 256, 64, 0}, {0, 2, 1, 128, 2048, 64, 0}, {1, 3, 2, 128, 512, 17, 1}, {0, 4, 1, 16, 128, 2, 0}};
+    for (size_t x = 0; x < sizeof v / sizeof v[0]; x++) {
+        if (g_quick && x > 1) continue;
+        dcfg c;
+        memset(&c, 0, sizeof c);
+        c.fmt = v[x].fmt ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
+        c.b = v[x].b; c.s_q = v[x].s_q; c.h_q = v[x].h_q; c.topk = v[x].topk; c.ps = v[x].ps;
+        c.s_k = c.topk * 2; c.sink = 1; c.nonfinite = 1; c.seed = 3000 + x;
+        if (v[x].extra) { c.extra_topk = 64; c.extra_ps = 5; c.extra_s_k = 300; c.extra_topk_len = 1; }
+        dcase d;
+        if (dcase_build(&d, &c)) {
+            tc_expect(0, "non-finite case %zu: setup failed", x);
+            continue;
+        }
+        const float r0 = mla_bf16_to_float(d.ref_out[0]);
+        tc_expect(r0 != r0, "non-finite case %zu: the CPU plan's row (0, 0, 0) is NaN (got %g)", x, r0);
+        dcase_free(&d);
+        char l2[200], label[256];
+        decode_label(l2, sizeof l2, &c);
+        snprintf(label, sizeof label, "NaN q row, +Inf q row%s: %s", c.fmt == MLA_FP8_FORMAT_V32 ? ", NaN key scale" : "", l2);
         run_decode(label, &c);
     }
 }
@@ -761,6 +807,7 @@ int main(int argc, char **argv)
     const double t0 = tc_now();
     test_decode_bad();
     test_decode_corners();
+    test_decode_nonfinite();
     test_decode_graph();
     test_decode_grid();
     test_prefill();
