@@ -533,7 +533,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             for (int h = 0; h < 2; h++) {
                 const int rw = h ? r1 : r0;
                 const float l = h ? l1 : l0, m = h ? m1 : m0;
-                float inv = 0.f;
+                float inv = row_inv(l, 1.f); /* 0: no visible key; NaN: a NaN / +inf score (F6-F8) */
                 if (l > 0.f) {
                     float den = l;
                     if (slot < 0 && p->sink && rw < nvalid) /* out = acc / (l + exp(sink - m)) */
@@ -541,8 +541,8 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     inv = 1.f / den;
                 }
                 sInv[rw] = inv;
-                sLse[rw] = l > 0.f ? m + log2f(l) : -INFINITY;
-                sMax[rw] = l > 0.f ? m : -INFINITY;
+                sLse[rw] = row_lse2(m, l);
+                sMax[rw] = l > 0.f ? m : (l == l ? -INFINITY : l);
             }
         }
     }
@@ -678,14 +678,24 @@ __global__ void __launch_bounds__(256) mla_sp_combine(const __grid_constant__ ml
     const int i = e.req / p.s_q, j = e.req - (e.req / p.s_q) * p.s_q;
     const int rows = p.rows_per_slot;
     float mx = -INFINITY;
-    for (int x = lane; x < e.npieces; x += 32) mx = fmaxf(mx, p.lacc[(long long)(e.slot + x) * rows + head]);
+    int nan_piece = 0; /* a NaN piece (NaN / +inf score, docs/guarantees.md F6-F8) makes the row NaN */
+    for (int x = lane; x < e.npieces; x += 32) {
+        const float l = p.lacc[(long long)(e.slot + x) * rows + head];
+        mx = fmaxf(mx, l);
+        nan_piece |= l != l;
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    nan_piece = __any_sync(0xffffffffu, nan_piece);
     float acc[16];
 #pragma unroll
     for (int c = 0; c < 16; c++) acc[c] = 0.f;
     float gl = INFINITY;
-    if (mx != -INFINITY) {
+    if (nan_piece) {
+#pragma unroll
+        for (int c = 0; c < 16; c++) acc[c] = NAN;
+        gl = NAN;
+    } else if (mx != -INFINITY) {
         float sum = 0.f;
         for (int x = lane; x < e.npieces; x += 32)
             sum += fast_exp2(p.lacc[(long long)(e.slot + x) * rows + head] - mx);

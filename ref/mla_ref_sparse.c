@@ -96,7 +96,14 @@ static void attend(const key_src *src, int nsrc, int dqk, float scale, const uin
             }
             for (int r = 0; r < nr; r++) {
                 float mx = m[r];
-                for (int c = 0; c < nk; c++) mx = s[c][r] > mx ? s[c][r] : mx;
+                int nan = 0;
+                for (int c = 0; c < nk; c++) {
+                    nan |= s[c][r] != s[c][r];
+                    mx = s[c][r] > mx ? s[c][r] : mx;
+                }
+                /* a NaN score (NaN in q or in a selected key) makes the row NaN for good: m, l and
+                 * acc all become NaN (docs/guarantees.md F6-F8, as in the dense reference) */
+                if (nan) mx = NAN;
                 if (mx == -INFINITY) continue; /* only -inf scores so far */
                 const float alpha = expf(m[r] - mx); /* m = -inf -> 0 */
                 float p[C];

@@ -70,8 +70,8 @@ typedef struct dcfg {
     mla_fp8_format fmt;
     int64_t extra_topk, extra_ps, extra_s_k;
     int topk_len, extra_topk_len, sink, weird, all_invalid;
-    int nonfinite; /* NaN in q row (0, 0, 0), +Inf in the last q row; V32: a NaN scale on the first valid
-                      key of (b=0, s_q=0) (docs/guarantees.md F6-F8: such rows come out NaN) */
+    int nonfinite; /* NaN in q row (0, 0, 0), +Inf in the last q row; V32: a NaN in the bf16 RoPE part of
+                      the first valid key of (b=0, s_q=0) (docs/guarantees.md F6-F8: such rows are NaN) */
     uint64_t seed;
 } dcfg;
 
@@ -144,11 +144,10 @@ static int dcase_build(dcase *d, const dcfg *cfg)
         d->q[(b - 1) * d->qs0 + (s_q - 1) * d->qs1 + (h_q - 1) * d->qs2 + 7] = mla_float_to_bf16(INFINITY);
         if (fmt == MLA_FP8_FORMAT_V32)
             for (int64_t k = 0; k < cfg->topk; k++) { /* the first valid index of (0, 0) */
-                const int32_t t = d->ind[k];
-                if (t < 0 || t >= cfg->s_k) continue;
-                const int64_t pos = d->kc.tok2pos[t];
-                float nanf_ = NAN;
-                memcpy(d->kc.bytes + (pos / cfg->ps) * d->kc.stride + (pos % cfg->ps) * 656 + 512, &nanf_, 4);
+                const int64_t pos = d->ind[k]; /* indices are flat cache positions */
+                if (pos < 0 || pos >= d->kc.pages * cfg->ps) continue;
+                const uint16_t nanh = mla_float_to_bf16(NAN); /* V32 token: 512 codes, 16 B scales, RoPE */
+                memcpy(d->kc.bytes + (pos / cfg->ps) * d->kc.stride + (pos % cfg->ps) * 656 + 528, &nanh, 2);
                 break;
             }
     }
@@ -442,7 +441,7 @@ static void test_decode_nonfinite(void)
         dcase_free(&d);
         char l2[200], label[256];
         decode_label(l2, sizeof l2, &c);
-        snprintf(label, sizeof label, "NaN q row, +Inf q row%s: %s", c.fmt == MLA_FP8_FORMAT_V32 ? ", NaN key scale" : "", l2);
+        snprintf(label, sizeof label, "NaN q row, +Inf q row%s: %s", c.fmt == MLA_FP8_FORMAT_V32 ? ", NaN key (RoPE)" : "", l2);
         run_decode(label, &c);
     }
 }

@@ -524,6 +524,87 @@ static pcfg pc(int64_t s_q, int64_t s_kv, int64_t h_q, int64_t dqk, int64_t topk
 
 static const char *fname(mla_fp8_format f) { return f == MLA_FP8_FORMAT_V32 ? "V32" : "MODEL1"; }
 
+/* Non-finite input (docs/guarantees.md F6-F8) on the CPU path: NaN in q row (0, 0, 0), +Inf in the
+ * last q row, and (V32) NaN in the bf16 RoPE part of the first valid key of (0, 0). Those rows come
+ * out NaN (all 512 outputs and the lse); every other row is byte-identical to a clean run. */
+static void test_decode_nonfinite(mla_fp8_format fmt)
+{
+    tc_rng rng;
+    tc_rng_seed(&rng, 4242 + fmt);
+    const int64_t b = 3, s_q = 2, h_q = 16, topk = 64, ps = 16, s_k = 200;
+    const int64_t dqk = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512;
+    fcache kc;
+    if (make_fcache(&kc, fmt, s_k, ps, &rng)) {
+        tc_expect(0, "non-finite %s: setup failed", fname(fmt));
+        return;
+    }
+    int64_t is0, is1;
+    int32_t *ind = make_indices(&kc, b, s_q, topk, 0, 0, &rng, &is0, &is1);
+    float *sink = make_sinks(h_q, &rng);
+    const int64_t qs2 = dqk, qs1 = h_q * qs2, qs0 = s_q * qs1, os2 = 512, os1 = h_q * os2, os0 = s_q * os1;
+    uint16_t *q = malloc((size_t)(b * qs0) * 2), *out[2];
+    float *lse[2];
+    for (int64_t x = 0; x < b * qs0; x++) q[x] = mla_float_to_bf16((float)(tc_randn(&rng) * 0.5));
+    mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
+    sh.b = b; sh.s_q = s_q; sh.h_q = h_q; sh.h_kv = 1; sh.d_qk = dqk; sh.d_v = 512;
+    sh.topk = topk; sh.page_size = ps; sh.format = fmt;
+    mla_sparse_decode_args a = mla_sparse_decode_args_default();
+    a.q_stride[0] = qs0; a.q_stride[1] = qs1; a.q_stride[2] = qs2;
+    a.k_cache = kc.bytes; a.num_pages = kc.pages; a.k_page_stride_bytes = kc.stride;
+    a.indices = ind; a.indices_stride[0] = is0; a.indices_stride[1] = is1;
+    a.attn_sink = sink;
+    a.out_stride[0] = os0; a.out_stride[1] = os1; a.out_stride[2] = os2;
+    a.lse_stride[0] = s_q * h_q; a.lse_stride[1] = 1; a.lse_stride[2] = h_q; /* lse[b][s_q][h_q] */
+    int64_t key_pos = -1; /* V32: the poisoned key (a flat cache position, as indices hold) */
+    for (int pass = 0; pass < 2; pass++) {
+        out[pass] = malloc((size_t)(b * os0) * 2);
+        lse[pass] = malloc((size_t)(b * s_q * h_q) * 4);
+        if (pass == 1) {
+            q[5] = mla_float_to_bf16(NAN);
+            q[(b - 1) * qs0 + (s_q - 1) * qs1 + (h_q - 1) * qs2 + 9] = mla_float_to_bf16(INFINITY);
+            if (fmt == MLA_FP8_FORMAT_V32)
+                for (int64_t k = 0; k < topk && key_pos < 0; k++)
+                    if (ind[k] >= 0 && ind[k] < kc.pages * ps) {
+                        key_pos = ind[k];
+                        const uint16_t nanh = mla_float_to_bf16(NAN);
+                        memcpy(kc.bytes + (key_pos / ps) * kc.stride + (key_pos % ps) * 656 + 528, &nanh, 2);
+                    }
+        }
+        a.q = q; a.out = out[pass]; a.lse = lse[pass];
+        mla_sparse_decode_plan_t plan = NULL;
+        mla_status st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
+        if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
+        mla_sparse_decode_plan_destroy(plan);
+        tc_expect(st == MLA_OK, "non-finite %s pass %d: %s", fname(fmt), pass, mla_last_error());
+    }
+    int64_t bad_nan = 0, bad_same = 0, nan_rows = 0;
+    for (int64_t i = 0; i < b; i++)
+        for (int64_t j = 0; j < s_q; j++)
+            for (int64_t h = 0; h < h_q; h++) {
+                int sees_key = 0; /* every row whose index list holds the poisoned key */
+                for (int64_t k = 0; k < topk && key_pos >= 0; k++) sees_key |= ind[i * is0 + j * is1 + k] == key_pos;
+                const int poisoned = sees_key || (i == 0 && j == 0 && h == 0) ||
+                                     (i == b - 1 && j == s_q - 1 && h == h_q - 1);
+                const uint16_t *o0 = out[0] + i * os0 + j * os1 + h * os2, *o1 = out[1] + i * os0 + j * os1 + h * os2;
+                const float l0 = lse[0][i * s_q * h_q + h + j * h_q], l1 = lse[1][i * s_q * h_q + h + j * h_q];
+                if (poisoned) {
+                    nan_rows++;
+                    int all = l1 != l1;
+                    for (int d = 0; d < 512; d++) all &= mla_bf16_to_float(o1[d]) != mla_bf16_to_float(o1[d]);
+                    bad_nan += !all;
+                } else {
+                    bad_same += memcmp(o0, o1, 1024) != 0 || memcmp(&l0, &l1, 4) != 0;
+                }
+            }
+    tc_expect(bad_nan == 0 && bad_same == 0,
+              "non-finite %s: the %lld rows that see NaN / +Inf are NaN (%lld are not), the others unchanged "
+              "(%lld differ)",
+              fname(fmt), (long long)nan_rows, (long long)bad_nan, (long long)bad_same);
+    free(q); free(ind); free(sink); free(out[0]); free(out[1]); free(lse[0]); free(lse[1]);
+    free_fcache(&kc);
+}
+
+
 static void decode_case(dcfg c)
 {
     char label[160];
@@ -551,6 +632,8 @@ int main(void)
     const double t0 = tc_now();
     test_decode_validation();
     test_prefill_validation();
+    test_decode_nonfinite(MLA_FP8_FORMAT_V32);
+    test_decode_nonfinite(MLA_FP8_FORMAT_MODEL1);
     dcfg c;
     pcfg p;
 
