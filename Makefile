@@ -45,7 +45,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 LIB_LDFLAGS := -shared -Wl,-soname,libmla.so.$(shell sed -n 's/^\#define MLA_VERSION_MAJOR \([0-9]*\)/\1/p' include/mla.h) \
                -static-libstdc++
 
-.PHONY: all lib tests bench test test-c test-py test-gpu sass clean
+.PHONY: all lib tests bench test test-c test-py test-gpu sass clean FORCE
 all: lib tests $(BUILD)/mla-bench
 
 lib: $(BUILD)/libmla.so $(BUILD)/libmla.a
@@ -73,7 +73,8 @@ $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libmla.a
 
 tests: $(TESTS)
 
-$(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libmla.a
+# always relinked (2 s): the commit it prints must be the tree's, not that of the last rebuild
+$(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libmla.a FORCE
 	$(CC) $(CFLAGS) -Itests -Ibench -DMLA_GIT_COMMIT=\"$(MLA_GIT_COMMIT)\" $(BENCH_SRCS) -o $@ $(BUILD)/libmla.a $(CUDA_LIBS) $(BENCH_LIBS) -lstdc++ $(LDLIBS)
 
 bench: $(BUILD)/mla-bench
@@ -100,3 +101,5 @@ sass: $(BUILD)/libmla.so
 
 clean:
 	rm -rf $(BUILD)
+
+FORCE:
