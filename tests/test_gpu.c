@@ -494,7 +494,8 @@ static void test_big_batch(void)
 
 /* The other kernel variants, forced through the MLA_GPU_KERNEL testing hook (src/gpu.cu):
  * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
- * runs), "3" wgmma with cp.async loads (sm_90 only; the default there), "4" wgmma with TMA loads,
+ * runs), "3" wgmma with cp.async loads (sm_90: the default below b=64 or on pages not a multiple of
+ * 64), "4" wgmma with TMA loads (the default on sm_90 otherwise),
  * "6" the warp-specialised TMA pipeline (v4). */
 static void test_forced_kernel(const char *k)
 {
@@ -1197,6 +1198,7 @@ int main(int argc, char **argv)
     test_devices();
     test_forced_kernel("1");
     test_forced_kernel("2");
+    test_forced_kernel("3");
     test_forced_kernel("4");
     test_forced_kernel("6");
     test_big_batch();
