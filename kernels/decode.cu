@@ -503,11 +503,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-#ifdef MLA_EXP_NO_DECODE_PDL /* timing experiment only */
-    cfg.numAttrs = 0;
-#else
     cfg.numAttrs = use_pdl ? 1 : 0; /* decode behind the scheduler, combine behind the decode */
-#endif
     cfg.gridDim = grid;
     cfg.blockDim = dim3(MLA_THREADS);
     cfg.dynamicSmemBytes = (size_t)smem;
@@ -521,11 +517,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
      * one warp per row would leave most SMs idle */
     const long long rb = (p->rows_per_slot + 7) / 8;
     const long long splits = p->b < p->num_sm_parts ? p->b : p->num_sm_parts;
-#ifdef MLA_EXP_SLICES /* timing experiment only */
-    const int slices = MLA_EXP_SLICES;
-#else
     const int slices = splits * rb < 264 ? 4 : splits * rb < 528 ? 2 : 1;
-#endif
     cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = 0;

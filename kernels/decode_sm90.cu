@@ -34,21 +34,6 @@
 #define MLA_DIAG 0
 #endif
 #define DIAG_LOADS (MLA_DIAG != 1 && MLA_DIAG != 3)
-/* v2 K loader (timing experiment switch; default 3): 0 all 256 threads at the top of the tile, 4 threads
- * per row; 1 WG1 after the top barrier, 2 threads per row; 2 all 256 at the top, line-coalesced;
- * 3 WG1 after the top barrier, line-coalesced */
-#ifndef MLA_EXP_LOADER
-#define MLA_EXP_LOADER 3
-#endif
-#define LOADER_WG1 (MLA_EXP_LOADER & 1)
-#ifndef MLA_EXP_TMA_WG1 /* v3 (TMA): tile t + 1 issued by WG1 after the top barrier (1) or by thread 0 before it (0) */
-#define MLA_EXP_TMA_WG1 1
-#endif
-#define TMA_WG1 MLA_EXP_TMA_WG1
-#ifndef MLA_EXP_END_BAR /* 1: the CTA barrier at the end of every tile, as before (timing comparison) */
-#define MLA_EXP_END_BAR 0
-#endif
-#define LOADER_LINES (MLA_EXP_LOADER >> 1)
 #define DIAG_MMA (MLA_DIAG != 2 && MLA_DIAG != 3)
 
 static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
@@ -63,28 +48,11 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
 }
 
 #if MLA_HAVE_SM90A
-static __device__ __forceinline__ void sm90_load_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint32_t tile,
-                                                   unsigned char *kvalid, const int NCH) {
-    const int tid = threadIdx.x, row = tid >> 2, sub = tid & 3;
-    const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
-    if (sub == 0) kvalid[row] = src != 0;
-    sw128_copy_row(tile, row, sub, src ? src : (const char *)p->k, src != 0, NCH);
-}
-
-/* The same from the 128 threads of one warpgroup (t128): two threads per row, chunks sub = 2 h, 2 h + 1. */
-static __device__ __forceinline__ void sm90_load_k_wg(const mla_dec_params *p, int r, int kvh, int t, int L,
-                                                      uint32_t tile, unsigned char *kvalid, const int NCH) {
-    const int t128 = threadIdx.x & 127, row = t128 >> 1, h = t128 & 1;
-    const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
-    if (h == 0) kvalid[row] = src != 0;
-    sw128_copy_row(tile, row, 2 * h, src ? src : (const char *)p->k, src != 0, NCH);
-    sw128_copy_row(tile, row, 2 * h + 1, src ? src : (const char *)p->k, src != 0, NCH);
-}
-
-/* Line-coalesced loader (NT = 256 or 128 threads, tid within them): eight consecutive threads copy
- * the eight 16-byte pieces of one 128-byte line (a 64-column chunk of a row), so each warp
- * instruction covers four whole lines (the row-per-4-threads mapping above covers half lines:
- * twice the L1 wavefronts per byte). Rows rg, rg + NT/8, ...; chunk c of row r lands at
+/* K tile t of request r into stage `tile` by 16-byte cp.async from NT = 256 or 128 threads (tid within
+ * them; rows past the length or on invalid pages zero-filled, kvalid[row] records which are real):
+ * eight consecutive threads copy the eight 16-byte pieces of one 128-byte line (a 64-column chunk
+ * of a row), so each warp instruction covers four whole lines (a row per 4 threads covered half
+ * lines: twice the L1 wavefronts per byte, docs/performance.md "v2.1"). Rows rg, rg + NT/8, ...; chunk c of row r lands at
  * c * 8192 + r * 128 + ((j ^ (r & 7)) << 4). */
 static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p, int r, int kvh, int t, int L,
                                                          uint32_t tile, unsigned char *kvalid, int tid, const int NT,
@@ -445,8 +413,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
                 f8_put(uK0, kr, NU, F16);
             } else {
-                if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, w.tb, w.L, uK0, kvalid, tid, 256, NC64);
-                else sm90_load_k(p, r, kvh, w.tb, w.L, uK0, kvalid, NCH);
+                sm90_load_k_lines(p, r, kvh, w.tb, w.L, uK0, kvalid, tid, 256, NC64);
             }
             cp_async_commit();
 
@@ -454,11 +421,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 const int buf = TMA ? (ncons & 1) : ((t - w.tb) & 1);
                 const uint32_t uK = buf ? uK1 : uK0;
                 if (TMA) {
-                    if (!TMA_WG1 && t + 1 < w.te) {
-                        const int st = nload & 1;
-                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 0);
-                        nload++;
-                    }
                     cp_async_wait0(); /* Q (first tile of the request) */
                     mbar_wait(buf ? bar1 : bar0, (ncons >> 1) & 1);
                     ncons++;
@@ -469,13 +431,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
                     if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
                     cp_async_wait0(); /* 16-bit Q (first tile of the request) */
-                } else if (!LOADER_WG1 && t + 1 < w.te) {
-                    if (DIAG_LOADS) {
-                        if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), tid, 256, NC64);
-                        else sm90_load_k(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
-                    }
-                    cp_async_commit();
-                    cp_async_wait1();
                 } else {
                     /* tile t: the prologue's group (all threads) or WG1's group issued during tile t - 1 */
                     cp_async_wait0();
@@ -484,17 +439,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 __syncthreads();
                 /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
                  * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
-                if (TMA && TMA_WG1 && t + 1 < w.te) { /* v3: the same from WG1 (thread 128 issues) */
+                if (TMA && t + 1 < w.te) { /* v3: the same from WG1 (thread 128 issues) */
                     const int st = nload & 1;
                     if (wg == 1)
                         sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 128);
                     nload++;
                 }
-                if (LOADER_WG1 && !TMA && !FP8 && wg == 1 && t + 1 < w.te) {
-                    if (DIAG_LOADS) {
-                        if (LOADER_LINES) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), t128, 128, NC64);
-                        else sm90_load_k_wg(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), NCH);
-                    }
+                if (!TMA && !FP8 && wg == 1 && t + 1 < w.te) {
+                    if (DIAG_LOADS) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), t128, 128, NC64);
                     cp_async_commit();
                 }
 
@@ -532,10 +484,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 if (FP8 && t + 1 < w.te) f8_put(buf ? uK0 : uK1, kr, NU, F16);
                 wg_wait0();
                 pin128(o);
-                /* The top barrier of tile t + 1 already orders every reuse (stage t & 1 is refilled
-                 * after it, P(t + 1) is written after it); only loads issued before that barrier
-                 * (MLA_EXP_TMA_WG1=0, MLA_EXP_LOADER 0 / 2) need the stage free here. */
-                if (MLA_EXP_END_BAR || (TMA && !TMA_WG1) || (!TMA && !FP8 && !LOADER_WG1)) __syncthreads();
+                /* no CTA barrier here: the top barrier of tile t + 1 orders every reuse (stage t & 1
+                 * is refilled, and P(t + 1) written, only after it) */
             }
         }
 
