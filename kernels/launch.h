@@ -19,8 +19,10 @@ cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream);
 /* tmap: the K-cache CUtensorMap (64-byte aligned host memory) for MLA_KERNEL_WGMMA_TMA, else NULL. */
 cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl, const void *tmap,
                          cudaStream_t stream);
-/* The wgmma kernels (kernels/decode_sm90.cu); tma: 0 cp.async, 1 TMA, 2 FP8 e4m3 cache. */
+/* The wgmma kernels (kernels/decode_sm90.cu); tma: 0 cp.async, 1 TMA, 2 FP8 e4m3 cache, 3 v4, 4 v5. */
 const void *mla_k_sm90_fn(int dqk, int f16, int tma);
+/* v5, the seesaw kernel (kernels/decode_seesaw.cu) */
+const void *mla_k_seesaw_fn(int dqk, int f16);
 int mla_k_sm90_smem(int dqk);
 /* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
  * compute_80 PTX, where their bodies are empty, or on error). */

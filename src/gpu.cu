@@ -96,9 +96,9 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
-     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline) */
+     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw) */
     const char *force = getenv("MLA_GPU_KERNEL");
-    if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6') && force[1] == 0) {
+    if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6' || force[0] == '7') && force[1] == 0) {
         const int k = force[0] - '0';
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
@@ -123,7 +123,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     mla_status st = device_enter(dev, &old);
     if (st) return st;
     e = mla_k_prepare(kernel, dqk, s->dtype == MLA_DTYPE_FP16);
-    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS)) /* per-call fallback when no tensor map */
+    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW)) /* per-call fallback when no tensor map */
         e = mla_k_prepare(MLA_KERNEL_WGMMA, dqk, s->dtype == MLA_DTYPE_FP16);
     device_restore(dev, old);
     if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
@@ -224,7 +224,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_WS)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_SEESAW)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -263,7 +263,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
-    if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) && !encode_k_map(s, a, &tm))
+    if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW) && !encode_k_map(s, a, &tm))
         kernel = MLA_KERNEL_WGMMA;
 
     int old;
@@ -277,7 +277,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     }
     if (e == cudaSuccess) {
         e = mla_k_decode(&p, kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
-                         (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS) ? (const void *)&tm : NULL,
+                         (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW) ? (const void *)&tm : NULL,
                          (cudaStream_t)stream);
         what = "the decode/combine launch";
     }

@@ -492,16 +492,35 @@ static void test_big_batch(void)
     printf("b=16384: %d passed, %d failed, %.1f s\n", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
+/* MLA_GPU_KERNEL for one test, then back to what the run was started with (a whole run under
+ * MLA_GPU_KERNEL=N checks variant N on every case, the forced-variant tests included around it) */
+static char g_kernel_env[16];
+static int g_kernel_env_set = -1;
+static void kernel_env_push(const char *k)
+{
+    if (g_kernel_env_set < 0) {
+        const char *e = getenv("MLA_GPU_KERNEL");
+        g_kernel_env_set = e != NULL;
+        if (e) snprintf(g_kernel_env, sizeof g_kernel_env, "%s", e);
+    }
+    setenv("MLA_GPU_KERNEL", k, 1);
+}
+static void kernel_env_pop(void)
+{
+    if (g_kernel_env_set > 0) setenv("MLA_GPU_KERNEL", g_kernel_env, 1);
+    else unsetenv("MLA_GPU_KERNEL");
+}
+
 /* The other kernel variants, forced through the MLA_GPU_KERNEL testing hook (src/gpu.cu):
  * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
  * runs), "3" wgmma with cp.async loads (sm_90: the default below b=64 or on pages not a multiple of
  * 64), "4" wgmma with TMA loads (the default on sm_90 otherwise),
- * "6" the warp-specialised TMA pipeline (v4). */
+ * "6" the warp-specialised TMA pipeline (v4), "7" the seesaw kernel (v5). */
 static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
     double t0 = tc_now();
-    setenv("MLA_GPU_KERNEL", k, 1);
+    kernel_env_push(k);
     static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
     tc_config cfg = tc_config_default();
     cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 950;
@@ -519,9 +538,9 @@ static void test_forced_kernel(const char *k)
     cfg = tc_config_default();
     cfg.b = 64; cfg.s_q = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.seed = 904;
     run_case(&cfg);
-    unsetenv("MLA_GPU_KERNEL");
+    kernel_env_pop();
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
-           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : "wgmma warp-specialised", k, tc_passed - pass0,
+           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : k[0] == '6' ? "wgmma warp-specialised" : "wgmma seesaw", k, tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
@@ -938,14 +957,14 @@ static void test_fp8(void)
     cfg.seed = 2012;
     run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
     /* FP8 through the TMA testing hook: the plan still takes the FP8 kernel */
-    setenv("MLA_GPU_KERNEL", "4", 1);
+    kernel_env_push("4");
     cfg = tc_config_default();
     cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 2013;
     run_fp8_case(&cfg, 1, 1, 0.5f, 1.7f, 0);
     /* the portable path has no FP8 variant: UNSUPPORTED with a message */
-    setenv("MLA_GPU_KERNEL", "1", 1);
+    kernel_env_push("1");
     run_fp8_case(&cfg, 1, 1, 0.5f, 1.7f, 0);
-    unsetenv("MLA_GPU_KERNEL");
+    kernel_env_pop();
     printf("FP8 cache (e4m3 / 16-bit q, descales, pages 16-128, h_kv>1, causal s_q<=8, cu_seqlens_q, zeros, fp16, "
            "d_qk 512, strides, split, forced kernels): %d passed, %d failed, %.1f s\n",
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
@@ -1036,7 +1055,7 @@ static void nonfinite_case(const char *kernel)
 {
     char name[160];
     snprintf(name, sizeof name, "non-finite inputs (F6-F8), MLA_GPU_KERNEL=%s", kernel ? kernel : "default");
-    if (kernel) setenv("MLA_GPU_KERNEL", kernel, 1);
+    if (kernel) kernel_env_push(kernel);
     tc_config cfg = tc_config_default();
     static const int32_t lens[] = {300, 300, 300, 70};
     cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 77;
@@ -1102,7 +1121,7 @@ done:
     snap_free(&cpu);
     tc_case_free(&c);
 out:
-    if (kernel) unsetenv("MLA_GPU_KERNEL");
+    if (kernel) kernel_env_pop();
 }
 static void test_nonfinite(void)
 {
@@ -1111,6 +1130,7 @@ static void test_nonfinite(void)
     nonfinite_case("1");
     nonfinite_case("4");
     nonfinite_case("6");
+    nonfinite_case("7");
     printf("non-finite q / cache (F6-F8) vs the CPU plan, default + forced kernels: %d passed, %d failed\n",
            tc_passed - pass0, tc_failed - fail0);
 }
@@ -1201,6 +1221,7 @@ int main(int argc, char **argv)
     test_forced_kernel("3");
     test_forced_kernel("4");
     test_forced_kernel("6");
+    test_forced_kernel("7");
     test_big_batch();
     test_grid();
     printf("total time %.1f s\n", tc_now() - t0);

@@ -1,0 +1,362 @@
+/* sm90_tile.cuh — the per-tile pieces shared by the wgmma decode kernels (decode_sm90.cu: v2/v3,
+ * FP8, v4; decode_seesaw.cu: v5): shared-memory size, K loaders (cp.async lines, TMA, FP8 via
+ * registers), QK^T / PV wgmma sequences, the P hand-off in fragment order, online softmax, Q load and
+ * the request epilogue. Included once per kernel file (static functions). */
+#ifndef MLA_KERNELS_SM90_TILE_CUH
+#define MLA_KERNELS_SM90_TILE_CUH
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "common.cuh"
+#include "wgmma_ops.cuh"
+#include "sm90.cuh"
+
+static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
+    return 3 * MLA_BM * dqk * 2  /* Q + 2 K stages */
+           + 16 * 128 * 4       /* P fragments */
+           + 128 * 2 * 4        /* alpha per thread (2 rows) */
+           + 2 * 64 * 4         /* 1/L, lse2 per row */
+           + 64 * 4             /* row_lim */
+           + 2 * 64             /* kvalid */
+           + 8 * 8              /* mbarriers (v4: E, L, R full and V_L free per stage) */
+           + 1024;              /* alignment slack */
+}
+
+#if MLA_HAVE_SM90A
+/* K tile t of request r into stage `tile` by 16-byte cp.async from NT = 256 or 128 threads (tid within
+ * them; rows past the length or on invalid pages zero-filled, kvalid[row] records which are real):
+ * eight consecutive threads copy the eight 16-byte pieces of one 128-byte line (a 64-column chunk
+ * of a row), so each warp instruction covers four whole lines (a row per 4 threads covered half
+ * lines: twice the L1 wavefronts per byte, docs/performance.md "v2.1"). Rows rg, rg + NT/8, ...; chunk c of row r lands at
+ * c * 8192 + r * 128 + ((j ^ (r & 7)) << 4). */
+static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                         uint32_t tile, unsigned char *kvalid, int tid, const int NT,
+                                                         const int NC64) {
+    const int j = tid & 7, rg = tid >> 3;
+#pragma unroll
+    for (int i = 0; i < 64 / (NT / 8); i++) {
+        const int row = rg + (NT / 8) * i;
+        const char *src = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + row, L);
+        if (j == 0) kvalid[row] = src != 0;
+        const int nb = src ? 16 : 0;
+        const char *s = src ? src + 16 * j : (const char *)p->k;
+        const int step = src ? 128 : 0;
+        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
+#pragma unroll
+        for (int c = 0; c < NC64; c++) cp_async16(d + 8192 * c, s + c * step, nb);
+    }
+}
+
+/* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
+ * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
+ * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
+ * engine zero-fills (and still counts). Threads 0..63 record which rows are real keys. */
+static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                  int t, int L, uint32_t tile, uint32_t bar, unsigned char *kvalid,
+                                                  const int NC64, const int base) {
+    const int tid = threadIdx.x - base; /* threads base .. base + 63 take part, base issues */
+    if (tid >= 0 && tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
+    if (tid == 0) {
+        const int ps = p->page_size;
+        const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+        mbar_expect_tx(bar, NC64 * 8192);
+        for (int k = 0; k < 64 / BR; k++) {
+            const long long tok0 = (long long)t * MLA_BN + k * BR;
+            int pid = (int)p->num_pages, row0 = 0; /* out of range: zero fill */
+            if (tok0 < L) {
+                const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* tok0 < L <= INT32_MAX */
+                const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+                if (id >= 0 && (long long)id < p->num_pages) {
+                    pid = id;
+                    row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+                }
+            }
+#pragma unroll
+            for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+        }
+    }
+}
+
+/* Zeroes the rows [z0, 64) of a K tile (TMA loaded whatever the pages hold past the length: V
+ * rows must be 0, since 0 * NaN = NaN). */
+static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z0, const int NC64) {
+    const int n = (64 - z0) * NC64 * 8;
+    for (int idx = threadIdx.x; idx < n; idx += MLA_THREADS) {
+        const int row = z0 + idx / (NC64 * 8), rem = idx % (NC64 * 8);
+        *(uint4 *)(tile + (rem >> 3) * 8192 + row * 128 + (rem & 7) * 16) = make_uint4(0, 0, 0, 0);
+    }
+}
+
+/* ---- dense FP8 (e4m3) cache: K rows (and an FP8 q) go global -> registers -> 16-bit SW128 tile.
+ * Thread (row = tid / 4, sub = tid % 4) holds codes [16 sub + 64 i, +16) of its row in kr[i]
+ * (i < DQK / 64); they become 16-bit chunks 2 sub and 2 sub + 1 of 64-column block i. Every e4m3
+ * value is exact in fp16 and bf16 (cvt e4m3x2 -> f16x2; bf16 through f32), NaN codes stay NaN. */
+/* codes of one row into kr (src NULL: zeros; nothing is read) */
+static __device__ __forceinline__ void f8_get(const char *src, uint4 *kr, const int NU) {
+    const int sub = threadIdx.x & 3;
+#pragma unroll
+    for (int i = 0; i < NU; i++) kr[i] = make_uint4(0, 0, 0, 0);
+    if (src) {
+#pragma unroll
+        for (int i = 0; i < NU; i++) kr[i] = f8_ldg16(src + 16 * sub + 64 * i);
+    }
+}
+static __device__ __forceinline__ uint32_t f16x2_to_bf16x2(uint32_t h) {
+    uint32_t b;
+    asm("{\n.reg .b16 lo, hi;\n.reg .f32 flo, fhi;\nmov.b32 {lo, hi}, %1;\ncvt.f32.f16 flo, lo;\n"
+        "cvt.f32.f16 fhi, hi;\ncvt.rn.bf16x2.f32 %0, fhi, flo;\n}\n"
+        : "=r"(b)
+        : "r"(h));
+    return b;
+}
+/* 4 codes (byte k = element k) -> 2 x (16-bit pair, element 2k in the low half) */
+static __device__ __forceinline__ void f8x4_cvt(uint32_t w, uint32_t *d0, uint32_t *d1, const int F16) {
+    uint32_t h0, h1;
+    asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %2;\ncvt.rn.f16x2.e4m3x2 %0, lo;\ncvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
+        : "=r"(h0), "=r"(h1)
+        : "r"(w));
+    if (!F16) {
+        h0 = f16x2_to_bf16x2(h0);
+        h1 = f16x2_to_bf16x2(h1);
+    }
+    *d0 = h0;
+    *d1 = h1;
+}
+/* kr -> row `row` of the SW128 tile (ordinary st.shared: fence.proxy.async before wgmma reads) */
+static __device__ __forceinline__ void f8_put(uint32_t tile, const uint4 *kr, const int NU, const int F16) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
+    const uint32_t base = tile + row * 128;
+    const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
+#pragma unroll
+    for (int i = 0; i < NU; i++) {
+        uint4 a, b;
+        f8x4_cvt(kr[i].x, &a.x, &a.y, F16);
+        f8x4_cvt(kr[i].y, &a.z, &a.w, F16);
+        f8x4_cvt(kr[i].z, &b.x, &b.y, F16);
+        f8x4_cvt(kr[i].w, &b.z, &b.w, F16);
+        sts128(base + i * 8192 + c0, a);
+        sts128(base + i * 8192 + c1, b);
+    }
+}
+/* issues the loads of FP8 K tile t into kr and records which rows are real keys */
+static __device__ __forceinline__ void f8_issue_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint4 *kr,
+                                                  unsigned char *kvalid, const int NU) {
+    const int row = threadIdx.x >> 2;
+    const char *src = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + row, L, 1);
+    if ((threadIdx.x & 3) == 0) kvalid[row] = src != 0;
+    f8_get(src, kr, NU);
+}
+/* L2 prefetch of FP8 K tile t: every 128-byte line of each row (points 0, 128, .., 512, DQK-1) */
+static __device__ __forceinline__ void f8_prefetch_k(const mla_dec_params *p, int r, int kvh, int t, int L,
+                                                     const int DQK) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    const char *src = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + row, L, 1);
+    if (src) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * sub));
+        if (sub == 1) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + DQK - 1));
+        if (sub == 0 && DQK > 512) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 512));
+    }
+}
+
+/* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
+static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
+                                               const int F16) {
+#pragma unroll
+    for (int c = c0; c < c1; c++)
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
+            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+            if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
+            else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+        }
+}
+/* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
+static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
+        else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+    }
+}
+
+/* P fragments and the two row rescale factors of this thread, WG0 -> smem -> WG1, in fragment order
+ * (same thread index on both sides: no swizzle, no bank conflicts) */
+static __device__ __forceinline__ void sm90_put_p(uint32_t *sPf, float *sAl, uint32_t a[4][4], float al0, float al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
+    sAl[2 * t128] = al0;
+    sAl[2 * t128 + 1] = al1;
+}
+static __device__ __forceinline__ void sm90_get_p(const uint32_t *sPf, const float *sAl, uint32_t a[4][4], float *al0,
+                                                  float *al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
+    *al0 = sAl[2 * t128];
+    *al1 = sAl[2 * t128 + 1];
+}
+/* O rows r0 (fragment elements with bit 1 clear) and r1 scaled by their factors */
+static __device__ __forceinline__ void sm90_rescale(float *o, float al0, float al1) {
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+}
+
+/* Masked, scaled row maxima of one 64 x 64 S tile (m64n64 accumulator fragment s[32], rows r0 / r1
+ * of this thread): key k is real when kv[k] != 0 (kv non-NULL: v2/v3 byte flags) or bit k of km is
+ * set (kv NULL: the seesaw kernel's mask), and visible to a row below its limit. s <- s * scale
+ * (log2 domain), -inf where masked; *mx0 / *mx1 <- the rows' maxima over the quad. */
+static __device__ __forceinline__ void sm90_mask_max(float *s, const unsigned char *kv, unsigned long long km,
+                                                     int key0, int lim0, int lim1, float scale, float *pmx0,
+                                                     float *pmx1) {
+    const int lane = threadIdx.x & 31;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+    /* fast path (warp-uniform): all 64 keys real (byte flags read as 16 words) and below both
+     * rows' limits: no per-key mask */
+    const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
+    const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
+    if (full) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const float v = s[i] * scale;
+            s[i] = v;
+            if (i & 2) mx1 = fmaxf(mx1, v);
+            else mx0 = fmaxf(mx0, v);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+            const int lim = (i & 2) ? lim1 : lim0;
+            const int ok = kv ? kv[key] != 0 : (int)((km >> key) & 1);
+            const float v = (ok && key0 + key < lim) ? s[i] * scale : -INFINITY;
+            s[i] = v;
+            if (i & 2) mx1 = fmaxf(mx1, v);
+            else mx0 = fmaxf(mx0, v);
+        }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    *pmx0 = mx0;
+    *pmx1 = mx1;
+}
+/* s <- exp2(s - mu) per row (mu0 / mu1: the rows' maxima, 0 for an all-masked row); this
+ * thread's sums of each row's elements */
+static __device__ __forceinline__ void sm90_exp_sum(float *s, float mu0, float mu1, float *sum0, float *sum1) {
+    float a0 = 0.f, a1 = 0.f;
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
+        s[i] = e;
+        if (i & 2) a1 += e;
+        else a0 += e;
+    }
+    *sum0 = a0;
+    *sum1 = a1;
+}
+
+/* Online softmax of one 64 x 64 S tile (WG0's m64n64 accumulator fragment s[32], rows r0 / r1 of
+ * this thread): mask (key row valid and below the row's visible-key limit), scale into the log2
+ * domain, update the running max m and sum l, P as 16-bit A fragments a[kk][jj] for the PV wgmma;
+ * al0 / al1 are the rescale factors of the two rows. */
+static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned char *kv, int key0, int lim0, int lim1,
+                                                    float scale, float *m0, float *m1, float *l0, float *l1,
+                                                    uint32_t a[4][4], float *al0, float *al1, const int F16) {
+    float mx0, mx1;
+    sm90_mask_max(s, kv, 0, key0, lim0, lim1, scale, &mx0, &mx1);
+    const float mn0 = fmaxf(*m0, mx0), mn1 = fmaxf(*m1, mx1);
+    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+    *al0 = fast_exp2(*m0 - mu0);
+    *al1 = fast_exp2(*m1 - mu1);
+    *m0 = mn0;
+    *m1 = mn1;
+    float sum0, sum1;
+    sm90_exp_sum(s, mu0, mu1, &sum0, &sum1);
+    *l0 = *l0 * *al0 + sum0;
+    *l1 = *l1 * *al1 + sum1;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+}
+
+/* 16-bit Q rows of request r, m-block mblk into the SW128 tile uQ by cp.async (rows >= nvalid zero) */
+static __device__ __forceinline__ void sm90_load_q(const mla_dec_params *p, int r, int mblk, int kvh, int nvalid,
+                                                   uint32_t uQ, const int NCH) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, hg = p->hg;
+    const char *src = (const char *)p->q;
+    if (row < nvalid) {
+        const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+        src += ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) * 2;
+    }
+    sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
+}
+
+/* Request epilogue: WG0 reduces the row sums and writes 1/l (descale_k / l for FP8) and the log2
+ * lse to smem; both warpgroups normalise and store their 256 columns of O. Ends with a CTA barrier
+ * (sQ, row_lim, sInv reused by the next request). */
+static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, const req_work *w, int r, int mblk,
+                                                     int kvh, float *o, float m0, float m1, float l0, float l1,
+                                                     float dk, float *sInv, float *sLse, const int F16,
+                                                     const int FP8) {
+    const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, hg = p->hg;
+    const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
+    if (wg == 0) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        if ((lane & 3) == 0) {
+            sInv[r0] = row_inv(l0, FP8 ? dk : 1.f); /* FP8: out = P V * descale_k */
+            sInv[r1] = row_inv(l1, FP8 ? dk : 1.f);
+            sLse[r0] = row_lse2(m0, l0);
+            sLse[r1] = row_lse2(m1, l1);
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = h ? r1 : r0;
+        if (row >= w->nvalid) continue;
+        const float inv = sInv[row];
+        const int rr = mblk * MLA_BM + row, j = rr / hg, head = kvh * hg + rr % hg;
+#pragma unroll
+        for (int q = 0; q < 32; q++) {
+            const int i = 4 * q + 2 * h;
+            const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+            store_out2(p, w->slot, r, j, head, col, o[i] * inv, o[i + 1] * inv, F16);
+        }
+        if (wg == 0 && (lane & 3) == 0) store_lse(p, w->slot, r, j, head, sLse[row]);
+    }
+    __syncthreads();
+}
+#endif /* MLA_HAVE_SM90A */
+
+/* A wgmma kernel entry taking the K-cache tensor map; `call` (its body) exists only in the sm_90a
+ * pass (the compute_80 PTX gets an empty kernel, never launched: src/gpu.cu checks the SASS). */
+#if MLA_HAVE_SM90A
+#define MLA_SM90_TM_KERNEL(name, call)                                                                    \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p,       \
+                                                           const __grid_constant__ CUtensorMap tm) {       \
+        call;                                                                                             \
+    }
+#else
+#define MLA_SM90_TM_KERNEL(name, call)                                                                    \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p,       \
+                                                           const __grid_constant__ CUtensorMap tm) {}
+#endif
+
+#endif
