@@ -10,32 +10,36 @@
  *
  *   WG0 (owns O[:, 0:256])                         WG1 (owns O[:, 256:512])
  *   S0 = Q K(j0)^T (issued at the end of the last pair)   S1 = Q K(j1)^T (likewise)
- *   softmax S0 against m -> m0, P0; m0 -> smem  --S0-->  rescale factor m -> m0
- *   O_L *= a(m, m0); O_L += P0 V_L(j0)              softmax S1 against m0 -> m1, P1
- *   P1, m1 <- smem                              <--S1--  P1, m1 -> smem; O_R *= a(m, m1)
- *   P0 * a(m0, m1) -> smem                      --P0-->  O_R += P1 V_R(j1); O_R += P0' V_R(j0)
- *   O_L *= a(m0, m1); O_L += P1 V_L(j1)                  refill V_R groups of both stages
- *   refill V_L (+ RoPE) groups of both stages            S1 = Q K(j1 + 2)^T
- *   S0 = Q K(j0 + 2)^T
+ *   softmax S0 against m -> m0, P0 (at m0);
+ *   m0, P0 -> smem                               --S0-->  O_R = O_R a(m, m0) + P0 V_R(j0)
+ *   O_L = O_L a(m, m0) + P0 V_L(j0)                        softmax S1 against m0 -> m1, P1 (at m1)
+ *   m1, P1 <- smem                               <--S1--  m1, P1 -> smem
+ *   refill group A of stage 0                              refill group B of stage 0
+ *   O_L = O_L a(m0, m1) + P1 V_L(j1)                       O_R = O_R a(m0, m1) + P1 V_R(j1)
+ *   refill group A of stage 1; S0 = Q K(j0 + 2)^T          refill group B of stage 1; S1 = Q K(j1 + 2)^T
  *
+ * (a(x, y) = exp2(x - y).) WG1's PV on tile j0 runs while it computes the softmax of tile j1, and
+ * WG0's PV on j0 while it waits for it; stage 0's V_R is free, and refilled, before WG1 needs P1.
  * Each warpgroup keeps its own partial row sums, at the shared max; they are added in the epilogue.
- * P moves in fragment order through one 8 KB buffer: slot [k][t] is written and read only by thread
- * t of each warpgroup, alternately (P1 by WG1, read by WG0, P0' by WG0, read by WG1), each hand-off
- * ordered by a named barrier, the next write by program order; the row maxima go through smem per
+ * Each warpgroup multiplies its own P from registers (RS) and the other's from one 8 KB SW128 tile
+ * in smem (SS, FlashMLA's choice): WG0 writes P0 there before its arrive on S0; WG1 reads it with
+ * its PV(j0) and writes P1 over it only after waiting for that wgmma, then arrives on S1; WG0's
+ * PV(j1) reads P1 and is waited for before WG0 writes the next P0. Row maxima go through smem per
  * row. Each K stage is refilled in two chunk groups with their own transaction mbarriers, by the
  * warpgroup that reads the group last: A = chunks 0-3 (V_L) and 8 (RoPE), refilled by WG0 once its
  * PV_L on the stage is done; B = chunks 4-7 (V_R), refilled by WG1. The thread issuing group A also
  * writes the tile's 64-bit valid-key mask before arriving on the group's mbarrier (release), so the
  * owner reads it after its wait (acquire). The owner of a request's last, partial tile zeroes V
  * rows past the length before its QK^T (TMA loads whatever the page holds there; P = 0 times NaN is
- * NaN); rows of pages with an invalid id are zero-filled by the copy engine and masked.
+ * NaN); rows of pages with an invalid id are zero-filled by the copy engine and masked. The refill
+ * of a stage's group also prefetches the stage's next tile into L2 (its refill a pair later then
+ * reads L2, with the block_table entries in L1).
  */
 #include "sm90_tile.cuh"
 #include "launch.h"
 
 #define SS_BAR_S0 1  /* WG0 -> WG1: row max after tile j0 (256) */
 #define SS_BAR_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) fragments (256) */
-#define SS_BAR_P0 3  /* WG0 -> WG1: P(j0) fragments at the pair's max (256) */
 #define SS_BAR_WG0 4 /* warpgroup 0 only (128) */
 #define SS_BAR_WG1 5 /* warpgroup 1 only (128) */
 
@@ -43,18 +47,15 @@
 #define SS_GROUP_A 0x10Fu /* chunks 0-3 (V_L) and 8 (RoPE; d_qk 576 only) */
 #define SS_GROUP_B 0x0F0u /* chunks 4-7 (V_R) */
 
-/* Thread-local: the 64-column chunks in cmask of K tile t of request r into `tile` by TMA (one box
- * per chunk and per page slice of BR = gcd(page, 64) rows; slices past the length or with a page id
- * outside [0, num_pages) use an out-of-range page coordinate, which the copy engine zero-fills and
- * still counts), completion on `bar`. km != NULL: first writes the tile's valid-key mask (bit k:
+/* The page slices of K tile t of request r (BR = gcd(page, 64) rows each): page id and first row of
+ * each slice, with an out-of-range page id (num_pages: the copy engine zero-fills) for slices past
+ * the length or with a page id outside [0, num_pages); returns the tile's valid-key mask (bit k:
  * token 64 t + k is below the length and on a page with a valid id). */
-static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
-                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
-                                              unsigned long long *km) {
+static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_params *p, int r, int t, int L,
+                                                               int pid[4], int row0[4]) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     const unsigned long long slice = BR == 64 ? ~0ull : ((1ull << BR) - 1);
-    int pid[4], row0[4];
     unsigned long long mask = 0;
 #pragma unroll
     for (int k = 0; k < 4; k++) {
@@ -73,6 +74,21 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
     }
     const int nk = L - t * MLA_BN;
     if (nk < 64) mask &= (1ull << nk) - 1;
+    return mask;
+}
+
+/* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
+ * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
+ * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`).
+ * tpf >= 0: then prefetches the same chunks of tile tpf into L2 (the tile this stage gets next:
+ * its refill, a pair later, then reads L2, and its block_table entries are in L1). */
+static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
+                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
+                                              unsigned long long *km, int tpf) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int pid[4], row0[4];
+    const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
     if (km) *km = mask;
     cmask &= (1u << NC64) - 1;
     mbar_expect_tx(bar, __popc(cmask) * 8192);
@@ -82,6 +98,15 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
 #pragma unroll
             for (int c = 0; c < 9; c++)
                 if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
+    if (tpf >= 0) {
+        ss_slices(p, r, tpf, L, pid, row0);
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (k < 64 / BR && pid[k] < p->num_pages)
+#pragma unroll
+                for (int c = 0; c < 9; c++)
+                    if ((cmask >> c) & 1) tma_prefetch_4d(tm, 64 * c, row0[k], kvh, pid[k]);
+    }
 }
 
 /* exp2(m_old - m_new) with the all-masked guard (m_new = -inf: 0 - ... as in the softmax) */
@@ -112,19 +137,31 @@ static __device__ __forceinline__ void ss_pack(const float *s, uint32_t a[4][4],
             a[kk][jj] = pack2(s[8 * kk + 2 * jj] * f, s[8 * kk + 2 * jj + 1] * f, F16);
         }
 }
-static __device__ __forceinline__ void ss_put_p(uint32_t *sPf, uint32_t a[4][4]) {
-    const int t128 = threadIdx.x & 127;
+/* P (fp32 fragment s of this warpgroup) as a 16-bit 64 x 64 K-major SW128 tile at sP (the A operand
+ * of the other warpgroup's PV), then this thread's fence for the async proxy. Element pair
+ * (8 kk + 2 jj, +1) is row 16 w + lane / 4 + 8 (jj & 1), columns 8 (2 kk + jj / 2) + 2 (lane & 3) + {0, 1}:
+ * in a warp, 8 rows x 4 words land in 32 distinct banks. */
+static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
+    const int t128 = threadIdx.x & 127, lane = t128 & 31;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-        for (int jj = 0; jj < 4; jj++) sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
+        for (int jj = 0; jj < 4; jj++) {
+            const int row = 16 * (t128 >> 5) + (lane >> 2) + 8 * (jj & 1), piece = 2 * kk + (jj >> 1);
+            *(uint32_t *)(sP + row * 128 + ((piece ^ (row & 7)) << 4) + 4 * (lane & 3)) =
+                pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+        }
+    fence_proxy_async();
 }
-static __device__ __forceinline__ void ss_get_p(const uint32_t *sPf, uint32_t a[4][4]) {
-    const int t128 = threadIdx.x & 127;
+/* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
+static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-        for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t da = desc_sw128(uP + kk * 32, 16, 1024);
+        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
+        else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
+    }
 }
 
 /* S = Q K^T of the tile in stage `tile` (shared address uK) for the owning warpgroup, waited:
@@ -166,8 +203,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     /* the layout of sm90_smem_bytes: Q, 2 K stages, 8 KB P fragments, 1 KB (here: row maxima of
      * both warpgroups and WG1's row sums), 1/l and lse, row limits, 128 B (here: 2 key masks), bars */
-    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);                    /* [16][128] */
-    float *sM0 = (float *)(sPf + 16 * 128), *sM1 = sM0 + 64, *sLx = sM0 + 128; /* [64] each */
+    unsigned char *sP = smem + 3 * TILE; /* 64 x 64 16-bit P, SW128 (1024-aligned: TILE is) */
+    float *sM0 = (float *)(sP + 8192), *sM1 = sM0 + 64, *sLx = sM0 + 128; /* [64] each */
     float *sInv = sM0 + 256, *sLse = sInv + 64;                       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                                /* [64] */
     unsigned long long *kmask = (unsigned long long *)(row_lim + 64); /* [2] */
@@ -177,7 +214,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
     const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
     const float scale = p->scale_log2;
-    const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE;
+    const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
     unsigned char *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
     const uint32_t barA = smem_u32(bars), barB = barA + 16; /* + 8 * stage */
 
@@ -205,8 +242,9 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             if (tid == 0)
                 for (int j = 0; j < 2 && j < N; j++) {
                     const uint32_t uK = j ? uK1 : uK0;
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barA + 8 * j, SS_GROUP_A, NC64, kmask + j);
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barB + 8 * j, SS_GROUP_B, NC64, 0);
+                    const int pf = j + 2 < N ? tb + j + 2 : -1;
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barA + 8 * j, SS_GROUP_A, NC64, kmask + j, pf);
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barB + 8 * j, SS_GROUP_B, NC64, 0, pf);
                 }
             sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             cp_async_commit();
@@ -215,7 +253,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             __syncthreads();
             const int lim0 = row_lim[r0], lim1 = row_lim[r1];
             float s[32];
-            uint32_t a[4][4], b[4][4];
+            uint32_t a[4][4];
             if (wg == 0) ss_qk(s, uQ, uK0, sK0, barA, barB, u0 & 1, L - tb * MLA_BN, SS_BAR_WG0, NC64, F16);
             else if (N > 1)
                 ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, u1 & 1, L - (tb + 1) * MLA_BN, SS_BAR_WG1, NC64, F16);
@@ -223,7 +261,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             for (int j0 = 0; j0 < N; j0 += 2) {
                 const int j1 = j0 + 1, has1 = j1 < N;
                 if (wg == 0) {
-                    /* softmax of tile j0 against the running max; the new max to WG1 */
+                    /* softmax of tile j0 against the running max; its max and P0 (at that max) to WG1 */
                     const float mp0 = m0, mp1 = m1;
                     float sum0, sum1;
                     ss_softmax(s, kmask[0], (tb + j0) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
@@ -234,20 +272,17 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         sM0[r0] = m0;
                         sM0[r1] = m1;
                     }
+                    ss_store_p(sP, s, F16); /* sP's last reader, PV_L(j1 - 2), was waited for */
                     bar_arrive(SS_BAR_S0, 256);
-                    /* O_L += P0 V_L(j0) */
-                    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
+                    /* O_L = O_L a(m, m0) + P0 V_L(j0) */
                     ss_pack(s, a, 1.f, 1.f, F16);
+                    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
                     pin128(o);
                     wg_fence();
                     sm90_pv(o, a, uK0, 0, F16);
                     wg_commit();
-                    /* WG1's max after tile j1 and P(j1); then P0 at that max to WG1. (PV_L(j0) is
-                     * waited first, so P(j1) can take P0's registers: holding both with P0's fp32
-                     * values spilled at 255 registers; PV_L(j0) is done by the time WG1's softmax is.) */
+                    /* WG1's max after tile j1, and P1 in sP */
                     bar_sync(SS_BAR_S1, 256);
-                    wg_wait0(); /* PV_L(j0) */
-                    pin128(o);
                     float g0 = 1.f, g1 = 1.f;
                     if (has1) {
                         const float n0 = sM1[r0], n1 = sM1[r1];
@@ -255,91 +290,93 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         g1 = ss_alpha(m1, n1);
                         m0 = n0;
                         m1 = n1;
-                        ss_get_p(sPf, a);
                     }
-                    {
-                        uint32_t c[4][4];
-                        ss_pack(s, c, g0, g1, F16);
-                        ss_put_p(sPf, c);
-                    }
-                    bar_arrive(SS_BAR_P0, 256);
+                    wg_wait0(); /* PV_L(j0) */
+                    pin128(o);
                     if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
                         bar_sync(SS_BAR_WG0, 128);
                         if (tid == 0)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask);
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask,
+                                   j0 + 4 < N ? tb + j0 + 4 : -1);
                     }
-                    if (has1) { /* O_L += P1 V_L(j1) */
+                    if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
                         if (__any_sync(0xffffffffu, g0 != 1.f || g1 != 1.f)) sm90_rescale(o, g0, g1);
                         l0 *= g0;
                         l1 *= g1;
                         pin128(o);
                         wg_fence();
-                        sm90_pv(o, a, uK1, 0, F16);
+                        ss_pv_smem(o, uP, uK1, 0, F16);
                         wg_commit();
                         wg_wait0();
                         pin128(o);
                         if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
                             bar_sync(SS_BAR_WG0, 128);
                             if (tid == 0)
-                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barA + 8, SS_GROUP_A, NC64, kmask + 1);
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barA + 8, SS_GROUP_A, NC64, kmask + 1,
+                                       j1 + 4 < N ? tb + j1 + 4 : -1);
                         }
                     }
                     if (j0 + 2 < N)
                         ss_qk(s, uQ, uK0, sK0, barA, barB, (u0 + (j0 >> 1) + 1) & 1, L - (tb + j0 + 2) * MLA_BN,
                               SS_BAR_WG0, NC64, F16);
                 } else {
-                    /* WG0's max after tile j0 */
+                    /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                     bar_sync(SS_BAR_S0, 256);
                     const float n0 = sM0[r0], n1 = sM0[r1];
-                    float f0 = ss_alpha(m0, n0), f1 = ss_alpha(m1, n1);
+                    const float f0 = ss_alpha(m0, n0), f1 = ss_alpha(m1, n1);
                     m0 = n0;
                     m1 = n1;
-                    if (has1) {
-                        /* softmax of tile j1 against it; max and P(j1) to WG0; O_R += P1 V_R(j1) */
-                        const float mp0 = m0, mp1 = m1;
+                    l0 *= f0;
+                    l1 *= f1;
+                    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
+                    pin128(o);
+                    wg_fence();
+                    ss_pv_smem(o, uP, uK0, 1, F16);
+                    wg_commit();
+                    float g0 = 1.f, g1 = 1.f;
+                    if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
                         float sum0, sum1;
                         ss_softmax(s, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
-                        f0 *= ss_alpha(mp0, m0);
-                        f1 *= ss_alpha(mp1, m1);
-                        l0 = l0 * f0 + sum0;
-                        l1 = l1 * f1 + sum1;
+                        g0 = ss_alpha(n0, m0);
+                        g1 = ss_alpha(n1, m1);
+                        l0 = l0 * g0 + sum0;
+                        l1 = l1 * g1 + sum1;
+                    }
+                    wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
+                    pin128(o);
+                    if (has1) { /* max and P1 to WG0 */
                         if ((lane & 3) == 0) {
                             sM1[r0] = m0;
                             sM1[r1] = m1;
                         }
+                        ss_store_p(sP, s, F16);
+                    }
+                    bar_arrive(SS_BAR_S1, 256);
+                    if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
+                        bar_sync(SS_BAR_WG1, 128);
+                        if (tid == 128)
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barB, SS_GROUP_B, NC64, 0,
+                                   j0 + 4 < N ? tb + j0 + 4 : -1);
+                    }
+                    if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                         ss_pack(s, a, 1.f, 1.f, F16);
-                        ss_put_p(sPf, a);
-                        bar_arrive(SS_BAR_S1, 256);
-                        if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
+                        if (__any_sync(0xffffffffu, g0 != 1.f || g1 != 1.f)) sm90_rescale(o, g0, g1);
                         pin128(o);
                         wg_fence();
                         sm90_pv(o, a, uK1, 1, F16);
                         wg_commit();
-                    } else {
-                        l0 *= f0;
-                        l1 *= f1;
-                        bar_arrive(SS_BAR_S1, 256);
-                        if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
+                        wg_wait0();
                         pin128(o);
-                    }
-                    /* O_R += P0' V_R(j0) */
-                    bar_sync(SS_BAR_P0, 256);
-                    ss_get_p(sPf, b);
-                    wg_fence();
-                    sm90_pv(o, b, uK0, 1, F16);
-                    wg_commit();
-                    wg_wait0();
-                    pin128(o);
-                    if (j0 + 2 < N) { /* group B of both stages is free (last reader: PV_R) */
-                        bar_sync(SS_BAR_WG1, 128);
-                        if (tid == 128) {
-                            if (j1 + 2 < N) ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barB + 8, SS_GROUP_B, NC64, 0);
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barB, SS_GROUP_B, NC64, 0);
+                        if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
+                            bar_sync(SS_BAR_WG1, 128);
+                            if (tid == 128)
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barB + 8, SS_GROUP_B, NC64, 0,
+                                       j1 + 4 < N ? tb + j1 + 4 : -1);
                         }
+                        if (j1 + 2 < N)
+                            ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, (u1 + (j1 >> 1) + 1) & 1,
+                                  L - (tb + j1 + 2) * MLA_BN, SS_BAR_WG1, NC64, F16);
                     }
-                    if (j1 + 2 < N)
-                        ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, (u1 + (j1 >> 1) + 1) & 1,
-                              L - (tb + j1 + 2) * MLA_BN, SS_BAR_WG1, NC64, F16);
                 }
             }
             u0 += (N + 1) >> 1;
