@@ -13,8 +13,8 @@
  *   softmax S0 against m -> m0, P0 (at m0);
  *   m0, P0 -> smem                               --S0-->  O_R = O_R a(m, m0) + P0 V_R(j0)
  *   O_L = O_L a(m, m0) + P0 V_L(j0)                        softmax S1 against m0 -> m1, P1 (at m1)
- *   m1, P1 <- smem                               <--S1--  m1, P1 -> smem
- *   refill group A of stage 0                              refill group B of stage 0
+ *   refill group A of stage 0
+ *   m1, P1 <- smem                               <--S1--  m1, P1 -> smem; refill group B of stage 0
  *   O_L = O_L a(m0, m1) + P1 V_L(j1)                       O_R = O_R a(m0, m1) + P1 V_R(j1)
  *   refill group A of stage 1; S0 = Q K(j0 + 2)^T          refill group B of stage 1; S1 = Q K(j1 + 2)^T
  *
@@ -37,6 +37,11 @@
  */
 #include "sm90_tile.cuh"
 #include "launch.h"
+
+/* timing switch (measurement builds only): 0 drops the L2 prefetch of each stage's next tile */
+#ifndef MLA_SS_L2_PREFETCH
+#define MLA_SS_L2_PREFETCH 1
+#endif
 
 #define SS_BAR_S0 1  /* WG0 -> WG1: row max after tile j0 (256) */
 #define SS_BAR_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) fragments (256) */
@@ -98,7 +103,7 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
 #pragma unroll
             for (int c = 0; c < 9; c++)
                 if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
-    if (tpf >= 0) {
+    if (MLA_SS_L2_PREFETCH && tpf >= 0) {
         ss_slices(p, r, tpf, L, pid, row0);
 #pragma unroll
         for (int k = 0; k < 4; k++)
@@ -281,6 +286,14 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     wg_fence();
                     sm90_pv(o, a, uK0, 0, F16);
                     wg_commit();
+                    wg_wait0(); /* PV_L(j0) (WG1 is in its softmax meanwhile) */
+                    pin128(o);
+                    if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
+                        bar_sync(SS_BAR_WG0, 128);
+                        if (tid == 0)
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask,
+                                   j0 + 4 < N ? tb + j0 + 4 : -1);
+                    }
                     /* WG1's max after tile j1, and P1 in sP */
                     bar_sync(SS_BAR_S1, 256);
                     float g0 = 1.f, g1 = 1.f;
@@ -290,14 +303,6 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         g1 = ss_alpha(m1, n1);
                         m0 = n0;
                         m1 = n1;
-                    }
-                    wg_wait0(); /* PV_L(j0) */
-                    pin128(o);
-                    if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
-                        bar_sync(SS_BAR_WG0, 128);
-                        if (tid == 0)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask,
-                                   j0 + 4 < N ? tb + j0 + 4 : -1);
                     }
                     if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
                         if (__any_sync(0xffffffffu, g0 != 1.f || g1 != 1.f)) sm90_rescale(o, g0, g1);
