@@ -31,17 +31,15 @@
  * writes the tile's 64-bit valid-key mask before arriving on the group's mbarrier (release), so the
  * owner reads it after its wait (acquire). The owner of a request's last, partial tile zeroes V
  * rows past the length before its QK^T (TMA loads whatever the page holds there; P = 0 times NaN is
- * NaN); rows of pages with an invalid id are zero-filled by the copy engine and masked. The refill
- * of a stage's group also prefetches the stage's next tile into L2 (its refill a pair later then
- * reads L2, with the block_table entries in L1).
+ * NaN); rows of pages with an invalid id are zero-filled by the copy engine and masked.
+ *
+ * Measured on an H200 (docs/performance.md "v5"): correct, but slower than v3 (2584 vs 2015 us at
+ * b=128 s_q=2 h_q=128 s_k=16384): with two 72 KB stages a stage is busy from its owner's QK^T to the
+ * other warpgroup's PV, so at this pace a refill has ~1 us before it is needed, less than the TMA
+ * latency under load; v3's one-tile-ahead load has a whole (longer) tile. Not the default.
  */
 #include "sm90_tile.cuh"
 #include "launch.h"
-
-/* timing switch (measurement builds only): 0 drops the L2 prefetch of each stage's next tile */
-#ifndef MLA_SS_L2_PREFETCH
-#define MLA_SS_L2_PREFETCH 1
-#endif
 
 #define SS_BAR_S0 1  /* WG0 -> WG1: row max after tile j0 (256) */
 #define SS_BAR_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) fragments (256) */
@@ -84,12 +82,10 @@ static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_par
 
 /* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
  * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
- * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`).
- * tpf >= 0: then prefetches the same chunks of tile tpf into L2 (the tile this stage gets next:
- * its refill, a pair later, then reads L2, and its block_table entries are in L1). */
+ * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`). */
 static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                               int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
-                                              unsigned long long *km, int tpf) {
+                                              unsigned long long *km) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     int pid[4], row0[4];
@@ -103,15 +99,6 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
 #pragma unroll
             for (int c = 0; c < 9; c++)
                 if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
-    if (MLA_SS_L2_PREFETCH && tpf >= 0) {
-        ss_slices(p, r, tpf, L, pid, row0);
-#pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (k < 64 / BR && pid[k] < p->num_pages)
-#pragma unroll
-                for (int c = 0; c < 9; c++)
-                    if ((cmask >> c) & 1) tma_prefetch_4d(tm, 64 * c, row0[k], kvh, pid[k]);
-    }
 }
 
 /* exp2(m_old - m_new) with the all-masked guard (m_new = -inf: 0 - ... as in the softmax) */
@@ -247,9 +234,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             if (tid == 0)
                 for (int j = 0; j < 2 && j < N; j++) {
                     const uint32_t uK = j ? uK1 : uK0;
-                    const int pf = j + 2 < N ? tb + j + 2 : -1;
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barA + 8 * j, SS_GROUP_A, NC64, kmask + j, pf);
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barB + 8 * j, SS_GROUP_B, NC64, 0, pf);
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barA + 8 * j, SS_GROUP_A, NC64, kmask + j);
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barB + 8 * j, SS_GROUP_B, NC64, 0);
                 }
             sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             cp_async_commit();
@@ -291,8 +277,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
                         bar_sync(SS_BAR_WG0, 128);
                         if (tid == 0)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask,
-                                   j0 + 4 < N ? tb + j0 + 4 : -1);
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask);
                     }
                     /* WG1's max after tile j1, and P1 in sP */
                     bar_sync(SS_BAR_S1, 256);
@@ -317,8 +302,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
                             bar_sync(SS_BAR_WG0, 128);
                             if (tid == 0)
-                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barA + 8, SS_GROUP_A, NC64, kmask + 1,
-                                       j1 + 4 < N ? tb + j1 + 4 : -1);
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barA + 8, SS_GROUP_A, NC64, kmask + 1);
                         }
                     }
                     if (j0 + 2 < N)
@@ -360,8 +344,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
                         bar_sync(SS_BAR_WG1, 128);
                         if (tid == 128)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barB, SS_GROUP_B, NC64, 0,
-                                   j0 + 4 < N ? tb + j0 + 4 : -1);
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barB, SS_GROUP_B, NC64, 0);
                     }
                     if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                         ss_pack(s, a, 1.f, 1.f, F16);
@@ -375,8 +358,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
                             bar_sync(SS_BAR_WG1, 128);
                             if (tid == 128)
-                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barB + 8, SS_GROUP_B, NC64, 0,
-                                       j1 + 4 < N ? tb + j1 + 4 : -1);
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barB + 8, SS_GROUP_B, NC64, 0);
                         }
                         if (j1 + 2 < N)
                             ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, (u1 + (j1 >> 1) + 1) & 1,
