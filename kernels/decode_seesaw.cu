@@ -41,6 +41,12 @@
 #include "sm90_tile.cuh"
 #include "launch.h"
 
+/* diagnosis build only (racecheck): both sides of each hand-off use bar.sync instead of arrive -> sync */
+#ifndef MLA_SS_SYNC_ONLY
+#define MLA_SS_SYNC_ONLY 0
+#endif
+#define SS_SIGNAL(id) (MLA_SS_SYNC_ONLY ? bar_sync(id, 256) : bar_arrive(id, 256))
+
 #define SS_BAR_S0 1  /* WG0 -> WG1: row max after tile j0 (256) */
 #define SS_BAR_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) fragments (256) */
 #define SS_BAR_WG0 4 /* warpgroup 0 only (128) */
@@ -264,7 +270,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         sM0[r1] = m1;
                     }
                     ss_store_p(sP, s, F16); /* sP's last reader, PV_L(j1 - 2), was waited for */
-                    bar_arrive(SS_BAR_S0, 256);
+                    SS_SIGNAL(SS_BAR_S0);
                     /* O_L = O_L a(m, m0) + P0 V_L(j0) */
                     ss_pack(s, a, 1.f, 1.f, F16);
                     if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
@@ -340,7 +346,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         }
                         ss_store_p(sP, s, F16);
                     }
-                    bar_arrive(SS_BAR_S1, 256);
+                    SS_SIGNAL(SS_BAR_S1);
                     if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
                         bar_sync(SS_BAR_WG1, 128);
                         if (tid == 128)
