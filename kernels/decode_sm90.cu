@@ -108,8 +108,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 0);
                 nload++;
             } else if (FP8) {
-                f8_issue_k_lines(p, r, kvh, w.tb, w.L, kr, kvalid, DQK);
-                f8_put_lines(uK0, kr, DQK, F16);
+                f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
+                f8_put(uK0, kr, NU, F16);
             } else {
                 sm90_load_k_lines(p, r, kvh, w.tb, w.L, uK0, kvalid, tid, 256, NC64);
             }
@@ -126,7 +126,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 } else if (FP8) {
                     /* tile t + 1 into registers now (stored into the free stage during the PV
                      * wgmma below), tile t + 2 into L2 */
-                    if (t + 1 < w.te) f8_issue_k_lines(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), DQK);
+                    if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
                     if (p->fp8_l2_prefetch && t + 2 < w.te) f8_prefetch_k(p, r, kvh, t + 2, w.L, DQK);
                     cp_async_wait0(); /* 16-bit Q (first tile of the request) */
                 } else {
@@ -179,7 +179,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 wg_commit();
                 /* FP8: the other stage is free (its last wgmma finished before the barrier that
                  * ended the previous tile); the loads issued at the top of this tile land there */
-                if (FP8 && t + 1 < w.te) f8_put_lines(buf ? uK0 : uK1, kr, DQK, F16);
+                if (FP8 && t + 1 < w.te) f8_put(buf ? uK0 : uK1, kr, NU, F16);
                 wg_wait0();
                 pin128(o);
                 /* no CTA barrier here: the top barrier of tile t + 1 orders every reuse (stage t & 1

@@ -143,58 +143,13 @@ static __device__ __forceinline__ void f8_put(uint32_t tile, const uint4 *kr, co
         sts128(base + i * 8192 + c1, b);
     }
 }
-/* FP8 K tile, line-coalesced: thread (rg = tid / 8, j = tid % 8) holds rows A = rg and B = rg + 32;
- * of row A the 16-code pieces j + 8c, of row B the pieces (j ^ 4) + 8c (c < 4), and the 9th piece
- * (DQK 576 only: a row is 36 pieces, 4.5 lines) of row A when j < 4, else of row B, so every thread
- * holds 9 pieces and the 8 threads of a row group read whole 128-byte lines: kr[c] row A, kr[4 + c]
- * row B, kr[8] the 9th. (A row per 4 threads read half lines, twice the L1 wavefronts per byte:
- * the bf16 loader's lesson, docs/performance.md "v2.1".) Issues the loads of tile t and records
- * which rows are real keys. */
-static __device__ __forceinline__ void f8_issue_k_lines(const mla_dec_params *p, int r, int kvh, int t, int L,
-                                                        uint4 *kr, unsigned char *kvalid, const int DQK) {
-    const int j = threadIdx.x & 7, rg = threadIdx.x >> 3;
-    const char *sa = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + rg, L, 1);
-    const char *sb = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + rg + 32, L, 1);
-    if (j == 0) {
-        kvalid[rg] = sa != 0;
-        kvalid[rg + 32] = sb != 0;
-    }
-#pragma unroll
-    for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
-    if (sa) {
-#pragma unroll
-        for (int c = 0; c < 4; c++) kr[c] = f8_ldg16(sa + 128 * c + 16 * j);
-    }
-    if (sb) {
-#pragma unroll
-        for (int c = 0; c < 4; c++) kr[4 + c] = f8_ldg16(sb + 128 * c + 16 * (j ^ 4));
-    }
-    if (DQK == 576) {
-        const char *s9 = j < 4 ? sa : sb;
-        if (s9) kr[8] = f8_ldg16(s9 + 512 + 16 * (j & 3));
-    }
-}
-/* one 16-code piece pc of row `row` -> 16-bit columns [16 pc, +16) of the SW128 tile */
-static __device__ __forceinline__ void f8_put_piece(uint32_t tile, uint4 k, int row, int pc, const int F16) {
-    const uint32_t base = tile + (pc >> 2) * 8192 + row * 128;
-    const int x = row & 7, q = 2 * (pc & 3);
-    uint4 a, b;
-    f8x4_cvt(k.x, &a.x, &a.y, F16);
-    f8x4_cvt(k.y, &a.z, &a.w, F16);
-    f8x4_cvt(k.z, &b.x, &b.y, F16);
-    f8x4_cvt(k.w, &b.z, &b.w, F16);
-    sts128(base + ((q ^ x) << 4), a);
-    sts128(base + (((q + 1) ^ x) << 4), b);
-}
-/* kr of f8_issue_k_lines -> the SW128 tile (ordinary st.shared: fence.proxy.async before wgmma reads) */
-static __device__ __forceinline__ void f8_put_lines(uint32_t tile, const uint4 *kr, const int DQK, const int F16) {
-    const int j = threadIdx.x & 7, rg = threadIdx.x >> 3;
-#pragma unroll
-    for (int c = 0; c < 4; c++) {
-        f8_put_piece(tile, kr[c], rg, 8 * c + j, F16);
-        f8_put_piece(tile, kr[4 + c], rg + 32, 8 * c + (j ^ 4), F16);
-    }
-    if (DQK == 576) f8_put_piece(tile, kr[8], j < 4 ? rg : rg + 32, 32 + (j & 3), F16);
+/* issues the loads of FP8 K tile t into kr and records which rows are real keys */
+static __device__ __forceinline__ void f8_issue_k(const mla_dec_params *p, int r, int kvh, int t, int L, uint4 *kr,
+                                                  unsigned char *kvalid, const int NU) {
+    const int row = threadIdx.x >> 2;
+    const char *src = k_row_ptr_es(p, r, kvh, (long long)t * MLA_BN + row, L, 1);
+    if ((threadIdx.x & 3) == 0) kvalid[row] = src != 0;
+    f8_get(src, kr, NU);
 }
 /* L2 prefetch of FP8 K tile t: every 128-byte line of each row (points 0, 128, .., 512, DQK-1) */
 static __device__ __forceinline__ void f8_prefetch_k(const mla_dec_params *p, int r, int kvh, int t, int L,
