@@ -18,6 +18,12 @@ static __device__ __forceinline__ uint32_t swz(int r, int c, int rb) {
     return (uint32_t)(r * rb + ((c & ~7) | ((c ^ r) & 7)) * 16);
 }
 
+/* sum over the 4 lanes of a quad (the lanes that hold one accumulator row) */
+static __device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    return v;
+}
 static __device__ __forceinline__ uint32_t pack2(float lo, float hi, const int f16) {
     if (f16) {
         __half2 h = __floats2half2_rn(lo, hi);

@@ -310,10 +310,8 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
         }
 
         /* epilogue: full row sums, normalise, write */
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        l0 = quad_sum(l0);
+        l1 = quad_sum(l1);
         if (tq == 0) {
             red_sum[64 * kh + row0] = l0;
             red_sum[64 * kh + row1] = l1;

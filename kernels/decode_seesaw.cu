@@ -377,10 +377,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
         }
         /* row sums: WG1's (quad-reduced) into WG0's quad-lane 0, then the shared epilogue */
         if (wg == 1) {
-            l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-            l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-            l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-            l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+            l0 = quad_sum(l0);
+            l1 = quad_sum(l1);
             if ((lane & 3) == 0) {
                 sLx[r0] = l0;
                 sLx[r1] = l1;

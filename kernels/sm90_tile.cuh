@@ -315,10 +315,8 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, hg = p->hg;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
     if (wg == 0) {
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        l0 = quad_sum(l0);
+        l1 = quad_sum(l1);
         if ((lane & 3) == 0) {
             sInv[r0] = row_inv(l0, FP8 ? dk : 1.f); /* FP8: out = P V * descale_k */
             sInv[r1] = row_inv(l1, FP8 ? dk : 1.f);

@@ -512,10 +512,8 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
     }
 
     /* epilogue: WG0 owns the row statistics (SPLIT: WG1's row sums are added first) */
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    l0 = quad_sum(l0);
+    l1 = quad_sum(l1);
     if (SPLIT) {
         if (wg == 1 && (lane & 3) == 0) {
             sAl[r0] = l0;
