@@ -25,6 +25,12 @@ extern "C" int mla_gpu_available(void) {
     return n > 0;
 }
 
+/* the decode variants whose K tiles come by TMA (they take the per-call tensor map and fall back to
+ * the cp.async kernel, MLA_KERNEL_WGMMA, when the cache cannot be described by one) */
+static int uses_tmap(int kernel) {
+    return kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW;
+}
+
 extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     const mla_decode_shape *s = &plan->shape;
     const int dev = plan->device;
@@ -123,7 +129,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     mla_status st = device_enter(dev, &old);
     if (st) return st;
     e = mla_k_prepare(kernel, dqk, s->dtype == MLA_DTYPE_FP16);
-    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW)) /* per-call fallback when no tensor map */
+    if (e == cudaSuccess && uses_tmap(kernel)) /* per-call fallback when no tensor map */
         e = mla_k_prepare(MLA_KERNEL_WGMMA, dqk, s->dtype == MLA_DTYPE_FP16);
     device_restore(dev, old);
     if (e != cudaSuccess) return cuda_fail(e, "cudaFuncSetAttribute (decode kernel shared memory)");
@@ -263,7 +269,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
-    if ((kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW) && !encode_k_map(s, a, &tm))
+    if (uses_tmap(kernel) && !encode_k_map(s, a, &tm))
         kernel = MLA_KERNEL_WGMMA;
 
     int old;
@@ -277,7 +283,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     }
     if (e == cudaSuccess) {
         e = mla_k_decode(&p, kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,
-                         (kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW) ? (const void *)&tm : NULL,
+                         uses_tmap(kernel) ? (const void *)&tm : NULL,
                          (cudaStream_t)stream);
         what = "the decode/combine launch";
     }
