@@ -70,6 +70,7 @@ typedef struct bench_options {
     bench_case cases[BENCH_MAX_CASES];
     int num_cases;      /* from --case                                               */
     int kv_fp8;         /* --kv-dtype fp8: every case on an FP8 cache (q FP8 too)     */
+    int reuse_schedule; /* --reuse-schedule: GPU, schedule once, time attention+combine */
 } bench_options;
 
 /* ---- the machine ------------------------------------------------------------------------ */

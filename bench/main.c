@@ -32,6 +32,9 @@ static void usage(FILE *f)
         "  --json FILE, --csv FILE machine-readable results (plot: python3 bench/plot.py FILE.json)\n"
         "  --no-flush              GPU: no L2 flush between replays (FlashMLA's table was so measured)\n"
         "  --no-graph              GPU: time plain launches instead of CUDA graph replays\n"
+        "  --reuse-schedule        GPU: compute the split-KV schedule once (mla_decode_schedule) and\n"
+        "                          time calls with MLA_DECODE_REUSE_SCHEDULE (one schedule shared by\n"
+        "                          all layers of a step; spec section 7 times the whole call)\n"
         "  --no-ceilings           skip the copy / GEMM ceiling measurements\n"
         "  --threads N             CPU path worker threads (default: all cores)\n"
         "  --seed N                RNG seed of lengths, page shuffles and data (default 1)\n"
@@ -67,6 +70,8 @@ static int parse_option(bench_options *o, const char *a, const char *v)
         o->flush = 0;
     else if (!strcmp(a, "--no-graph"))
         o->graph = 0;
+    else if (!strcmp(a, "--reuse-schedule"))
+        o->reuse_schedule = 1;
     else if (!strcmp(a, "--no-ceilings"))
         o->ceilings = 0;
     else if (!strcmp(a, "--device")) {

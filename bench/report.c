@@ -79,8 +79,11 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
             bench_git_commit(), BENCH_D_QK, BENCH_D_V, bench_dtype_label(o->dtype, o->kv_fp8), num_cases);
     print_device(f, env, o);
     if (env->is_gpu)
-        fprintf(f, "timing: the whole mla_decode call (schedule + decode + combine), %s%s, CUDA "
+        fprintf(f, "timing: %s, %s%s, CUDA "
                    "events around each replay, median of %d after %d warm-up(s)\n",
+                o->reuse_schedule ? "mla_decode with MLA_DECODE_REUSE_SCHEDULE (decode + combine; the "
+                                    "schedule computed once, outside the timed calls)"
+                                  : "the whole mla_decode call (schedule + decode + combine)",
                 o->graph ? "captured in a CUDA graph and replayed" : "plain stream launches",
                 o->flush ? ", L2 flushed before each replay (memset outside the timed region)" : "",
                 o->iters, o->warmup);

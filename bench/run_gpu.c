@@ -433,6 +433,14 @@ static int gpu_case_plan(gpu_case *g, const bench_options *o, const bench_case *
         g->args.descale_q = g->descale;
         g->args.descale_k = g->descale + 1;
     }
+    if (o->reuse_schedule) { /* one schedule for every timed call, as for the layers of a step */
+        st = mla_decode_schedule(g->plan, g->sl, g->ws, g->ws_bytes, (struct CUstream_st *)G.stream);
+        if (st != MLA_OK) {
+            snprintf(err, errn, "mla_decode_schedule: %s: %s", mla_status_string(st), mla_last_error());
+            return 1;
+        }
+        g->args.flags |= MLA_DECODE_REUSE_SCHEDULE;
+    }
     rc = 0;
 done:
     return rc;
@@ -488,9 +496,12 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
             goto done;
     CK(cudaStreamSynchronize(G.stream));
     int graph = o->graph && !gpu_case_capture(&g, r->error, sizeof r->error);
-    static const char *modes[2][2] = {{"stream launches", "stream launches, L2 flushed"},
-                                      {"CUDA graph replay", "CUDA graph replay, L2 flushed"}};
-    r->timing = modes[graph][o->flush != 0];
+    static const char *modes[2][2][2] = {
+        {{"stream launches", "stream launches, L2 flushed"},
+         {"CUDA graph replay", "CUDA graph replay, L2 flushed"}},
+        {{"stream launches, schedule reused", "stream launches, L2 flushed, schedule reused"},
+         {"CUDA graph replay, schedule reused", "CUDA graph replay, L2 flushed, schedule reused"}}};
+    r->timing = modes[o->reuse_schedule != 0][graph][o->flush != 0];
     char note[BENCH_ERR_LEN];
     snprintf(note, sizeof note, "%s", r->error); /* a capture failure, kept as a note */
     r->error[0] = 0;

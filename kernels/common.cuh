@@ -10,6 +10,16 @@
 #include "params.h"
 #include "ptx.cuh"
 
+/* Timing experiments only (never in a shipped build; results are wrong by design), built with
+ * `make BUILD=build-diagN MLA_DEFS=-DMLA_DIAG=N` (tests/gpu/diag_run.sh): 1 drops the K loads after a
+ * request's first tile (compute + sync path alone), 2 drops the wgmmas (loads + sync path alone),
+ * 3 drops both (kernels/decode_sm90.cu); 4 makes the wgmma decode and the combine return right after
+ * their PDL wait (the launch chain alone), 5 makes only the combine return, 6 drops the fp32 partial
+ * stores of split requests (small-batch breakdown). */
+#ifndef MLA_DIAG
+#define MLA_DIAG 0
+#endif
+
 #define LOG2E_F 1.4426950408889634f
 #define LN2_F 0.6931471805599453f
 
@@ -123,7 +133,7 @@ static __device__ __forceinline__ void store_out2(const mla_dec_params *p, int s
     if (slot < 0) {
         char *o = (char *)p->out + ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + col) * 2;
         *(uint32_t *)o = pack2(v0, v1, F16);
-    } else {
+    } else if (MLA_DIAG != 6) {
         const long long prow = (long long)slot * p->rows_per_slot + (long long)j * p->h_q + head;
         *(float2 *)(p->oacc + prow * MLA_DV + col) = make_float2(v0, v1);
     }

@@ -27,12 +27,7 @@
 
 #define SM90_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 (256 threads) */
 
-/* Timing experiments only (never in a shipped build; results are wrong by design): MLA_DIAG=1 drops
- * the K loads after a request's first tile (compute + sync path alone), 2 drops the wgmmas (loads +
- * sync path alone), 3 drops both. Built with `make BUILD=build-diagN MLA_DEFS=-DMLA_DIAG=N`. */
-#ifndef MLA_DIAG
-#define MLA_DIAG 0
-#endif
+/* MLA_DIAG: timing experiments (kernels/common.cuh) */
 #define DIAG_LOADS (MLA_DIAG != 1 && MLA_DIAG != 3)
 #define DIAG_MMA (MLA_DIAG != 2 && MLA_DIAG != 3)
 
@@ -44,6 +39,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                                                  const int F16, const int TMA, const int FP8) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    if (MLA_DIAG == 4) {
+        pdl_trigger();
+        return;
+    }
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
