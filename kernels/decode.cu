@@ -370,35 +370,59 @@ __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_512(const __gr
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Combine: grid (min(b, parts), ceil(rows/8), S), one warp per (split request, row, column slice):  */
-/* slice z of S covers columns [512 z / S, 512 (z + 1) / S) (S = 1, 2, 4: more CTAs for few splits). */
+/* Combine: grid (min(b, parts), ceil(rows/8), S), one warp per (split request, row, column slice): */
+/* slice z of S covers columns [512 z / S, 512 (z + 1) / S), FL = 16 / S of them per lane           */
+/* (S = 1..16: more CTAs, and so more loads in flight, when few requests are split).               */
 /* ------------------------------------------------------------------------------------------ */
-static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16) {
-    pdl_wait(); /* the decode grid's partials are complete and visible after this */
-    const int k = blockIdx.x;
-    if (k >= p->num_split[0]) return;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int row = blockIdx.y * 8 + warp;
-    if (row >= p->rows_per_slot) return;
-    const mla_split_entry e = p->split_list[k];
+
+/* FL consecutive floats (FL = 1, 2, 4, 8, 16; 4 * FL-byte aligned) */
+static __device__ __forceinline__ void ld_floats(float *v, const float *src, const int FL) {
+    if (FL >= 4) {
+#pragma unroll
+        for (int c = 0; c < FL / 4; c++) {
+            const float4 x = ((const float4 *)src)[c];
+            v[4 * c] = x.x, v[4 * c + 1] = x.y, v[4 * c + 2] = x.z, v[4 * c + 3] = x.w;
+        }
+    } else if (FL == 2) {
+        const float2 x = *(const float2 *)src;
+        v[0] = x.x, v[1] = x.y;
+    } else {
+        v[0] = *src;
+    }
+}
+
+/* (m, s) <- the merge of two log2-domain partial sums: s = sum 2^(l - m) over both sets */
+static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, float s2) {
+    const float mn = fmaxf(*m, m2);
+    *s = mn == -INFINITY ? 0.f : *s * fast_exp2(*m - mn) + s2 * fast_exp2(m2 - mn);
+    *m = mn;
+}
+
+static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, const mla_split_entry e, int row,
+                                                     const int F16, const int FL) {
+    const int CB = FL >= 16 ? 1 : 32 / FL; /* pieces per round: CB * FL floats of loads in flight per lane */
+    const int lane = threadIdx.x & 31;
     const int j = row / p->h_q, head = row % p->h_q;
-    if (j >= req_nq(p, e.req)) return;
-    const int nf = 4 / gridDim.z;                      /* float4s per lane: 4, 2 or 1 */
-    const int f0 = blockIdx.z * 32 * nf + lane * nf;   /* first float4 of this lane in the 512-column row */
+    const int c0 = blockIdx.z * 32 * FL + lane * FL; /* first column of this lane */
     const float *lacc = p->lacc;
     const float *oacc = p->oacc;
     const long long R = p->rows_per_slot, base = (long long)e.slot * R + row;
-    float mx = -INFINITY;
+    const int np = e.npieces;
+    /* one pass over the pieces' lse: running max and sum per lane, then merged over the warp */
+    float mx = -INFINITY, sum = 0.f;
     int nan_piece = 0; /* a NaN piece (NaN / inf input, docs/guarantees.md F6-F8) makes the row NaN */
-    for (int i = lane; i < e.npieces; i += 32) {
+    for (int i = lane; i < np; i += 32) {
         const float l = lacc[base + i * R];
-        mx = fmaxf(mx, l);
         nan_piece |= l != l;
+        lse2_merge(&mx, &sum, l, 1.f);
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, mx, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+        lse2_merge(&mx, &sum, m2, s2);
+    }
     nan_piece = __any_sync(0xffffffffu, nan_piece);
-    float acc[16];
+    float acc[16]; /* [FL] (array sizes must be literal; the unrolled loops use the first FL) */
 #pragma unroll
     for (int c = 0; c < 16; c++) acc[c] = 0.f;
     float gl = INFINITY;
@@ -407,56 +431,84 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
         for (int c = 0; c < 16; c++) acc[c] = NAN;
         gl = NAN;
     } else if (mx != -INFINITY) {
-        float sum = 0.f;
-        for (int i = lane; i < e.npieces; i += 32) sum += fast_exp2(lacc[base + i * R] - mx);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         const float g2 = mx + log2f(sum);
-        /* CB pieces per round, their loads all issued before any is used: one memory latency per
-         * round instead of one per piece */
-#define CB 8
-        for (int i0 = 0; i0 < e.npieces; i0 += CB) {
-            float w[CB];
-            float4 v[CB][4];
+        for (int g0 = 0; g0 < np; g0 += 32) {
+            /* the weights of pieces g0 .. g0 + 31, one per lane (the lse is in L1 from the pass above) */
+            const float wl = g0 + lane < np ? fast_exp2(lacc[base + (long long)(g0 + lane) * R] - g2) : 0.f;
+            const int n = np - g0 < 32 ? np - g0 : 32;
+            for (int u0 = 0; u0 < n; u0 += CB) {
+                /* CB pieces' loads all issued before any is used: one memory latency per round */
+                float v[32][16]; /* [CB][FL] */
 #pragma unroll
-            for (int u = 0; u < CB; u++) {
-                w[u] = 0.f;
-                const long long prow = base + (long long)(i0 + u) * R;
-                const float4 *src = (const float4 *)(oacc + prow * MLA_DV) + f0;
-                if (i0 + u < e.npieces) w[u] = lacc[prow];
+                for (int u = 0; u < 32; u++) {
+                    if (u >= CB) break;
+                    if (u0 + u < n) {
+                        ld_floats(v[u], oacc + (base + (long long)(g0 + u0 + u) * R) * MLA_DV + c0, FL);
+                    } else {
 #pragma unroll
-                for (int c = 0; c < 4; c++)
-                    v[u][c] = (i0 + u < e.npieces && c < nf) ? src[c] : make_float4(0.f, 0.f, 0.f, 0.f);
-            }
+                        for (int c = 0; c < 16; c++) v[u][c] = 0.f;
+                    }
+                }
 #pragma unroll
-            for (int u = 0; u < CB; u++) {
-                const float wu = i0 + u < e.npieces ? fast_exp2(w[u] - g2) : 0.f;
+                for (int u = 0; u < 32; u++) {
+                    if (u >= CB) break;
+                    const float wu = __shfl_sync(0xffffffffu, wl, u0 + u); /* 0 past the last piece */
 #pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    acc[4 * c + 0] += wu * v[u][c].x;
-                    acc[4 * c + 1] += wu * v[u][c].y;
-                    acc[4 * c + 2] += wu * v[u][c].z;
-                    acc[4 * c + 3] += wu * v[u][c].w;
+                    for (int c = 0; c < 16; c++)
+                        if (c < FL) acc[c] += wu * v[u][c];
                 }
             }
         }
-#undef CB
         gl = g2 * LN2_F;
     }
     char *orow = (char *)p->out +
-                 ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2) * 2;
+                 ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + c0) * 2;
+    if (FL == 1) {
+        const uint32_t h = pack2(acc[0], 0.f, F16);
+        *(uint16_t *)orow = (uint16_t)(h & 0xffffu);
+    } else {
 #pragma unroll
-    for (int c = 0; c < 8; c++)
-        if (c < 2 * nf) *(uint32_t *)(orow + (f0 * 4 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], F16);
+        for (int c = 0; c < FL / 2; c++) ((uint32_t *)orow)[c] = pack2(acc[2 * c], acc[2 * c + 1], F16);
+    }
     if (lane == 0 && blockIdx.z == 0)
         p->lse[(long long)e.req * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] = gl;
 }
 
-__global__ void __launch_bounds__(256) mla_combine_bf16(const __grid_constant__ mla_dec_params p) {
-    combine_body(&p, 0);
+static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16, const int FL) {
+    pdl_wait(); /* the decode grid's partials are complete and visible after this */
+    if (MLA_DIAG == 4 || MLA_DIAG == 5) return;
+    const int k = blockIdx.x;
+    if (k >= p->num_split[0]) return;
+    const int row = blockIdx.y * 8 + (threadIdx.x >> 5);
+    if (row >= p->rows_per_slot) return;
+    const mla_split_entry e = p->split_list[k];
+    if (row / p->h_q >= req_nq(p, e.req)) return;
+    combine_slice(p, e, row, F16, FL);
 }
-__global__ void __launch_bounds__(256) mla_combine_fp16(const __grid_constant__ mla_dec_params p) {
-    combine_body(&p, 1);
+
+/* one entry per (out dtype, slices S = 16 / FL): each gets the registers of its own FL */
+#define MLA_COMBINE_KERNEL(S, FL)                                                                          \
+    __global__ void __launch_bounds__(256, 3) mla_combine_bf16_s##S(const __grid_constant__ mla_dec_params p) { \
+        combine_body(&p, 0, FL);                                                                           \
+    }                                                                                                      \
+    __global__ void __launch_bounds__(256, 3) mla_combine_fp16_s##S(const __grid_constant__ mla_dec_params p) { \
+        combine_body(&p, 1, FL);                                                                           \
+    }
+MLA_COMBINE_KERNEL(1, 16)
+MLA_COMBINE_KERNEL(2, 8)
+MLA_COMBINE_KERNEL(4, 4)
+MLA_COMBINE_KERNEL(8, 2)
+MLA_COMBINE_KERNEL(16, 1)
+#undef MLA_COMBINE_KERNEL
+
+static const void *combine_fn(int slices, int f16) {
+    switch (slices) {
+    case 1: return f16 ? (const void *)mla_combine_fp16_s1 : (const void *)mla_combine_bf16_s1;
+    case 2: return f16 ? (const void *)mla_combine_fp16_s2 : (const void *)mla_combine_bf16_s2;
+    case 4: return f16 ? (const void *)mla_combine_fp16_s4 : (const void *)mla_combine_bf16_s4;
+    case 8: return f16 ? (const void *)mla_combine_fp16_s8 : (const void *)mla_combine_bf16_s8;
+    default: return f16 ? (const void *)mla_combine_fp16_s16 : (const void *)mla_combine_bf16_s16;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -516,13 +568,15 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
      * one warp per row would leave most SMs idle */
     const long long rb = (p->rows_per_slot + 7) / 8;
     const long long splits = p->b < p->num_sm_parts ? p->b : p->num_sm_parts;
-    const int slices = splits * rb < 264 ? 4 : splits * rb < 528 ? 2 : 1;
+    int slices = 1; /* the fewest slices (1, 2, .. 16) that give at least MLA_COMBINE_CTAS CTAs */
+    while (slices < 16 && splits * rb * slices < MLA_COMBINE_CTAS) slices *= 2;
+    if (p->combine_slices) slices = p->combine_slices;
     cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = 0;
     void *cargs[1] = {(void *)p};
     cfg.numAttrs = use_pdl ? 1 : 0;
-    e = cudaLaunchKernelExC(&cfg, f16 ? (const void *)mla_combine_fp16 : (const void *)mla_combine_bf16, cargs);
+    e = cudaLaunchKernelExC(&cfg, combine_fn(slices, f16), cargs);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

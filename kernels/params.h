@@ -17,6 +17,9 @@ extern "C" {
 #define MLA_DV 512
 #define MLA_SCHED_THREADS 1024
 #define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
+#ifndef MLA_COMBINE_CTAS
+#define MLA_COMBINE_CTAS 1024 /* combine: column slices are added until the grid has this many CTAs */
+#endif
 
 /* Kernel variants (mla_gpu_info.kernel). */
 #define MLA_KERNEL_MMA_2STAGE 1 /* mma.sync m16n8k16, 2 K stages (needs ~226 KB smem: sm_90, sm_80/A100 no) */
@@ -87,6 +90,7 @@ typedef struct mla_dec_params {
     /* dense FP8 (MLA_KERNEL_WGMMA_FP8): device pointers, NULL = 1; q_fp8: q holds e4m3 codes */
     const float *descale_q, *descale_k;
     int q_fp8, fp8_l2_prefetch;
+    int combine_slices; /* 0: chosen by the launcher (kernels/decode.cu); 1, 2, 4, 8, 16: forced */
 } mla_dec_params;
 
 #ifdef __cplusplus

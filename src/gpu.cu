@@ -144,6 +144,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         const char *pf = getenv("MLA_FP8_L2_PREFETCH");
         plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
     }
+    /* testing hook MLA_GPU_COMBINE_SLICES=1|2|4|8|16: the combine's column slices, instead of the
+     * launcher's choice from the grid size (so tests reach every combine entry) */
+    {
+        const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
+        const int n = cs ? atoi(cs) : 0;
+        plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
+    }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -266,6 +273,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         p.q_fp8 = s->q_dtype == MLA_DTYPE_FP8_E4M3;
         p.fp8_l2_prefetch = plan->gpu.fp8_l2_prefetch;
     }
+    p.combine_slices = plan->gpu.combine_slices;
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;

@@ -22,6 +22,7 @@ typedef struct mla_gpu_info {
     int kernel;         /* which decode kernel variant the plan uses (backend-defined)  */
     size_t workspace_bytes;
     int fp8_l2_prefetch; /* FP8 kernel: L2 prefetch of the tile after next (src/gpu.cu)   */
+    int combine_slices;  /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
 } mla_gpu_info;
 
 struct mla_decode_plan {

@@ -1135,6 +1135,38 @@ static void test_nonfinite(void)
            tc_passed - pass0, tc_failed - fail0);
 }
 
+/* The combine's five entries (column slices S = 1, 2, 4, 8, 16; the launcher picks S from the grid
+ * size), each forced through the MLA_GPU_COMBINE_SLICES testing hook on split-heavy cases: one
+ * long request, causal s_q 2 with 128 heads (two M blocks), empty and 1-token requests next to a
+ * 4097-token one, fp16 with h_kv 3 and cu_seqlens_q, and the non-finite case (NaN pieces). */
+static void test_combine_slices(void)
+{
+    static const char *sl[] = {"1", "2", "4", "8", "16"};
+    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
+    for (int i = 0; i < 5; i++) {
+        int pass0 = tc_passed, fail0 = tc_failed;
+        double t0 = tc_now();
+        setenv("MLA_GPU_COMBINE_SLICES", sl[i], 1);
+        tc_config cfg = tc_config_default();
+        cfg.b = 1; cfg.s_q = 1; cfg.s_k = 5000; cfg.h_q = 16; cfg.seed = 1300 + i;
+        run_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 1310 + i;
+        run_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 1320 + i;
+        run_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+        cfg.page_size = 16; cfg.dtype = MLA_DTYPE_FP16; cfg.cu_seqlens_q = 1; cfg.seed = 1330 + i;
+        run_case(&cfg);
+        nonfinite_case(NULL);
+        unsetenv("MLA_GPU_COMBINE_SLICES");
+        printf("combine with %s column slice(s) (MLA_GPU_COMBINE_SLICES=%s): %d passed, %d failed, %.1f s\n", sl[i],
+               sl[i], tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+    }
+}
+
 static void test_quick(void)
 {
     /* small, split-heavy cases for compute-sanitizer */
@@ -1157,6 +1189,14 @@ static void test_quick(void)
         run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
         c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
         run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
+    }
+    /* the combine's widest and narrowest column slices (the launcher's pick above is 16 here) */
+    for (int i = 0; i < 2; i++) {
+        setenv("MLA_GPU_COMBINE_SLICES", i ? "2" : "1", 1);
+        cfg = tc_config_default();
+        cfg.b = 1; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.h_q = 64; cfg.seed = 6 + i;
+        run_case(&cfg);
+        unsetenv("MLA_GPU_COMBINE_SLICES");
     }
     printf("quick: %d passed, %d failed\n", tc_passed, tc_failed);
 }
@@ -1212,6 +1252,7 @@ int main(int argc, char **argv)
     test_device_values();
     test_variants();
     test_determinism_and_reuse();
+    test_combine_slices();
     test_graph();
     test_fp8();
     test_fp8_graph();
