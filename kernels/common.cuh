@@ -185,4 +185,122 @@ static __device__ __forceinline__ long long block_scan64(long long v, long long 
     return r;
 }
 
+/* Scheduler unit: 64-token tiles of request r (its length clamped to [0, max_tokens]). */
+static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r, long long max_tokens) {
+    long long L = seqlens[r];
+    if (L < 0) L = 0;
+    if (L > max_tokens) L = max_tokens;
+    return (int)((L + MLA_BN - 1) / MLA_BN);
+}
+
+/* Fused schedule (p->fused_sched: b <= MLA_FUSED_SCHED_MAX_B, no scheduler launch). Every decode CTA
+ * does the arithmetic of mla_sched_kernel (kernels/decode.cu) itself: request r costs
+ * ntiles(r) + F, payload = ceil(total / P), part i begins at cost i * payload. Closed forms of the
+ * scheduler's loop for request r with cost prefix C: parts i0 = ceil(C / payload) .. i1 - 1 begin
+ * inside it (i1 = ceil((C + cost) / payload), i < P); part i begins at tile max(0, i * payload - C - F),
+ * and the parts with tile > 0 are i >= i_f = floor((C + F) / payload) + 1 (i_f >= i0), so part i's
+ * piece is i - i_f + 1 and r has nsplits = max(0, min(i1, P) - i_f) of them.
+ * Writes the same schedule as the scheduler kernel into the workspace, so a later call with
+ * MLA_DECODE_REUSE_SCHEDULE finds it: req_slot of the CTA's own requests (all of them from CTA
+ * (0, 0, 0), which also writes split_list and num_split), part_begin[part] (and part_begin[P]) from
+ * the CTAs with blockIdx.x == blockIdx.y == 0. The writes of different CTAs to one entry hold the
+ * same value. scratch: >= 608 bytes of 8-byte-aligned shared memory; the part's begin and end are
+ * left at scratch + 576 (mla_part_begin[2]). All MLA_THREADS threads call it; it ends with a
+ * __syncthreads (this CTA's req_slot writes are then visible to req_prepare). */
+static __device__ __noinline__ void sched_fused(const mla_dec_params *p, int part, void *scratch) {
+    long long *tmp = (long long *)scratch;
+    mla_part_begin *sb = (mla_part_begin *)(tmp + 72); /* [2]: this part's begin and end */
+    const long long F = MLA_SCHED_FIXED_COST;
+    const int tid = threadIdx.x, b = p->b, P = p->num_sm_parts;
+    const int first = blockIdx.x == 0 && blockIdx.y == 0, all = first && blockIdx.z == 0;
+    if (tid < 2) {
+        mla_part_begin e;
+        e.req = b; /* no request begins a part past the total cost, nor part P */
+        e.tile = 0;
+        e.piece = 0;
+        e.pad = 0;
+        sb[tid] = e;
+    }
+    /* thread tid: requests 2 tid and 2 tid + 1 (b <= 2 * MLA_THREADS) */
+    long long cost[2];
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int r = 2 * tid + c;
+        cost[c] = r < b ? (long long)sched_ntiles(p->seqlens, r, (long long)p->max_tokens) + F : 0;
+    }
+    long long total;
+    const long long C0 = block_scan64(cost[0] + cost[1], tmp, &total); /* ends with __syncthreads */
+    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    int nsp[2];
+    long long packed = 0;
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int r = 2 * tid + c;
+        const long long C = C0 + (c ? cost[0] : 0);
+        nsp[c] = 0;
+        if (r >= b) continue;
+        const long long i0 = (C + payload - 1) / payload, i1 = (C + cost[c] + payload - 1) / payload;
+        const long long i_f = (C + F) / payload + 1;
+        const long long ie = i1 < P ? i1 : P;
+        nsp[c] = ie > i_f ? (int)(ie - i_f) : 0;
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const long long i = part + k;
+            if (i < i0 || i >= ie) continue;
+            const long long o = i * payload - C;
+            mla_part_begin e;
+            e.req = r;
+            e.tile = o <= F ? 0 : (int)(o - F);
+            e.piece = e.tile > 0 ? (int)(i - i_f + 1) : 0;
+            e.pad = 0;
+            sb[k] = e;
+        }
+        if (nsp[c] > 0) packed += (((long long)(nsp[c] + 1)) << 32) | 1ll;
+    }
+    long long ptot;
+    const long long pex = block_scan64(packed, tmp, &ptot); /* sb is visible after this */
+    const mla_part_begin pb = sb[0], pe = sb[1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    long long run = pex;
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int r = 2 * tid + c;
+        if (r >= b) continue;
+        const int split = nsp[c] > 0;
+        const int slot = (int)(run >> 32), idx = (int)(run & 0xffffffffll);
+        if (all || (r >= pb.req && r <= r_last)) p->req_slot[r] = split ? slot : -1;
+        if (all && split) {
+            mla_split_entry e;
+            e.req = r;
+            e.slot = slot;
+            e.npieces = nsp[c] + 1;
+            e.pad = 0;
+            p->split_list[idx] = e;
+        }
+        if (split) run += (((long long)(nsp[c] + 1)) << 32) | 1ll;
+    }
+    if (tid == 0 && first) {
+        p->part_begin[part] = pb;
+        if (part == P - 1) p->part_begin[P] = pe;
+    }
+    if (tid == 0 && all) p->num_split[0] = (int)(ptot & 0xffffffffll);
+    __syncthreads();
+}
+
+/* This CTA's part [pb, pe) of the schedule: from the workspace (scheduler kernel or an earlier call),
+ * or computed here (fused schedule). */
+static __device__ __forceinline__ void part_bounds(const mla_dec_params *p, int part, void *scratch,
+                                                   mla_part_begin *pb, mla_part_begin *pe) {
+    if (p->fused_sched) {
+        sched_fused(p, part, scratch);
+        const mla_part_begin *sb = (const mla_part_begin *)((const long long *)scratch + 72);
+        *pb = sb[0];
+        *pe = sb[1];
+        __syncthreads(); /* scratch is the kernel's again */
+    } else {
+        *pb = p->part_begin[part];
+        *pe = p->part_begin[part + 1];
+    }
+}
+
 #endif

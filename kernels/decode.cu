@@ -24,13 +24,6 @@
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
 /* ------------------------------------------------------------------------------------------ */
 
-static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r, long long max_tokens) {
-    long long L = seqlens[r];
-    if (L < 0) L = 0;
-    if (L > max_tokens) L = max_tokens;
-    return (int)((L + MLA_BN - 1) / MLA_BN);
-}
-
 __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1)
 mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla_part_begin *part_begin,
                  int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
@@ -167,8 +160,8 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
     const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
     const int hg = p->hg;
 
-    const mla_part_begin pb = p->part_begin[part];
-    const mla_part_begin pe = p->part_begin[part + 1];
+    mla_part_begin pb, pe;
+    part_bounds(p, part, sP, &pb, &pe);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
 
     const uint32_t uQ = smem_u32(sQ), uP = smem_u32(sP);

@@ -67,8 +67,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     uint4 kr[9];
     const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
 
-    const mla_part_begin pb = p->part_begin[part];
-    const mla_part_begin pe = p->part_begin[part + 1];
+    mla_part_begin pb, pe;
+    part_bounds(p, part, sPf, &pb, &pe);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
     if (TMA) {
@@ -282,8 +282,8 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
     const uint32_t barE = smem_u32(bars), barL = barE + 16, barR = barE + 32; /* + 8 * stage */
     const uint32_t barF = barE + 48; /* V_L free (WG0's 128 threads arrive once per tile) */
 
-    const mla_part_begin pb = p->part_begin[part];
-    const mla_part_begin pe = p->part_begin[part + 1];
+    mla_part_begin pb, pe;
+    part_bounds(p, part, sPf, &pb, &pe);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         for (int i = 0; i < 6; i++) mbar_init(barE + 8 * i, 1);

@@ -17,6 +17,7 @@ extern "C" {
 #define MLA_DV 512
 #define MLA_SCHED_THREADS 1024
 #define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
+#define MLA_FUSED_SCHED_MAX_B 512 /* fused schedule: 2 requests per thread of a decode CTA */
 #ifndef MLA_COMBINE_CTAS
 #define MLA_COMBINE_CTAS 1024 /* combine: column slices are added until the grid has this many CTAs */
 #endif
@@ -91,6 +92,7 @@ typedef struct mla_dec_params {
     const float *descale_q, *descale_k;
     int q_fp8, fp8_l2_prefetch;
     int combine_slices; /* 0: chosen by the launcher (kernels/decode.cu); 1, 2, 4, 8, 16: forced */
+    int fused_sched;    /* 1: no scheduler launch, each decode CTA computes its part (common.cuh) */
 } mla_dec_params;
 
 #ifdef __cplusplus

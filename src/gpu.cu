@@ -151,6 +151,12 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         const int n = cs ? atoi(cs) : 0;
         plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
     }
+    /* small batches: no scheduler launch, each decode CTA computes its own part (kernels/common.cuh,
+     * sched_fused); testing hook MLA_GPU_FUSED_SCHED=0 keeps the scheduler kernel */
+    {
+        const char *fs = getenv("MLA_GPU_FUSED_SCHED");
+        plan->gpu.fused_sched = s->b <= MLA_FUSED_SCHED_MAX_B && !(fs && fs[0] == '0' && fs[1] == 0);
+    }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -286,8 +292,12 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     cudaError_t e = cudaSuccess;
     const char *what = "";
     if (!(a->flags & MLA_DECODE_REUSE_SCHEDULE)) {
-        e = mla_k_schedule(&p, (cudaStream_t)stream);
-        what = "the split-KV scheduler launch";
+        if (plan->gpu.fused_sched) {
+            p.fused_sched = 1; /* the decode CTAs compute (and store) the schedule themselves */
+        } else {
+            e = mla_k_schedule(&p, (cudaStream_t)stream);
+            what = "the split-KV scheduler launch";
+        }
     }
     if (e == cudaSuccess) {
         e = mla_k_decode(&p, kernel, (int)s->d_qk, s->dtype == MLA_DTYPE_FP16, plan->gpu.cc_major >= 9,

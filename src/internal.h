@@ -23,6 +23,8 @@ typedef struct mla_gpu_info {
     size_t workspace_bytes;
     int fp8_l2_prefetch; /* FP8 kernel: L2 prefetch of the tile after next (src/gpu.cu)   */
     int combine_slices;  /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
+    int fused_sched;     /* b <= MLA_FUSED_SCHED_MAX_B: decode CTAs schedule themselves
+                            (testing hook MLA_GPU_FUSED_SCHED=0: always the scheduler kernel) */
 } mla_gpu_info;
 
 struct mla_decode_plan {

@@ -1135,6 +1135,126 @@ static void test_nonfinite(void)
            tc_passed - pass0, tc_failed - fail0);
 }
 
+/* One mla_decode of `plan` on the uploaded case with the workspace first set to 0xAB; out, lse and
+ * the whole workspace come back in *o (malloc'ed). flags: mla_decode_args.flags. */
+typedef struct run_bytes { uint16_t *out; float *lse; unsigned char *ws; } run_bytes;
+static void run_bytes_free(run_bytes *r) { free(r->out); free(r->lse); free(r->ws); memset(r, 0, sizeof *r); }
+static int decode_bytes(mla_decode_plan_t plan, dev_case *d, tc_case *c, uint32_t flags, run_bytes *o)
+{
+    memset(o, 0, sizeof *o);
+    tc_case_poison(c);
+    CK(cudaMemcpy(d->out, c->out, (size_t)c->out_elems * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d->lse, c->lse, (size_t)c->lse_elems * 4, cudaMemcpyHostToDevice));
+    if (!(flags & MLA_DECODE_REUSE_SCHEDULE)) CK(cudaMemset(d->ws, 0xAB, d->ws_bytes));
+    mla_decode_args a = d->args;
+    a.flags = flags;
+    if (mla_decode(plan, &a, d->ws, d->ws_bytes, NULL)) return -1;
+    CK(cudaDeviceSynchronize());
+    o->out = (uint16_t *)malloc((size_t)c->out_elems * 2);
+    o->lse = (float *)malloc((size_t)c->lse_elems * 4);
+    o->ws = (unsigned char *)malloc(d->ws_bytes);
+    if (!o->out || !o->lse || !o->ws) return -1;
+    CK(cudaMemcpy(o->out, d->out, (size_t)c->out_elems * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->lse, d->lse, (size_t)c->lse_elems * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->ws, d->ws, d->ws_bytes, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+/* Fused schedule (b <= 512: no scheduler launch, every decode CTA computes its part) against the
+ * scheduler kernel (MLA_GPU_FUSED_SCHED=0): the same bytes in the whole workspace (schedule and
+ * fp32 partials), out and lse; the fused call's result matches the CPU plan; and a following call
+ * with MLA_DECODE_REUSE_SCHEDULE on the fused call's workspace gives the same bytes again (the fused
+ * call stored the full schedule). */
+static void fused_sched_case(const tc_config *cfg)
+{
+    char name[256];
+    case_name(name, sizeof name, cfg);
+    tc_case c;
+    if (tc_case_build(&c, cfg)) { tc_expect(0, "fused schedule %s: case build failed", name); return; }
+    mla_status st = tc_case_run_cpu(&c);
+    snap cpu;
+    memset(&cpu, 0, sizeof cpu);
+    mla_decode_plan_t pf = NULL, pk = NULL;
+    size_t wf = 0, wk = 0;
+    dev_case d;
+    memset(&d, 0, sizeof d);
+    run_bytes rf, rk, rr;
+    memset(&rf, 0, sizeof rf); memset(&rk, 0, sizeof rk); memset(&rr, 0, sizeof rr);
+    if (st) { tc_expect(0, "fused schedule %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
+    snap_take(&cpu, &c);
+    if (gpu_plan(&c, g_dev, &pf, &wf)) { tc_expect(0, "fused schedule %s: plan: %s", name, mla_last_error()); goto done; }
+    setenv("MLA_GPU_FUSED_SCHED", "0", 1);
+    st = gpu_plan(&c, g_dev, &pk, &wk);
+    unsetenv("MLA_GPU_FUSED_SCHED");
+    if (st || wk != wf) { tc_expect(0, "fused schedule %s: second plan: %s", name, mla_last_error()); goto done; }
+    if (dev_upload(&d, &c, wf)) goto done;
+    if (decode_bytes(pk, &d, &c, 0, &rk) || decode_bytes(pf, &d, &c, 0, &rf)) {
+        tc_expect(0, "fused schedule %s: decode failed: %s", name, mla_last_error());
+        goto done;
+    }
+    /* rf's result is in d (last call): check it against the CPU plan */
+    memcpy(c.out, rf.out, (size_t)c.out_elems * 2);
+    memcpy(c.lse, rf.lse, (size_t)c.lse_elems * 4);
+    compare_to(name, &c, &cpu);
+    size_t first_diff = wf;
+    for (size_t i = 0; i < wf; i++)
+        if (rf.ws[i] != rk.ws[i]) { first_diff = i; break; }
+    tc_expect(first_diff == wf, "fused schedule %s: workspace differs from the scheduler kernel's at byte %zu of %zu",
+              name, first_diff, wf);
+    tc_expect(!memcmp(rf.out, rk.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rk.lse, (size_t)c.lse_elems * 4),
+              "fused schedule %s: out/lse differ from the scheduler kernel's", name);
+    if (decode_bytes(pf, &d, &c, MLA_DECODE_REUSE_SCHEDULE, &rr)) {
+        tc_expect(0, "fused schedule %s: reuse decode failed: %s", name, mla_last_error());
+        goto done;
+    }
+    tc_expect(!memcmp(rf.out, rr.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rr.lse, (size_t)c.lse_elems * 4),
+              "fused schedule %s: a reuse call on the fused call's workspace gives other bytes", name);
+done:
+    run_bytes_free(&rf); run_bytes_free(&rk); run_bytes_free(&rr);
+    dev_free(&d);
+    mla_decode_plan_destroy(pf);
+    mla_decode_plan_destroy(pk);
+    snap_free(&cpu);
+    tc_case_free(&c);
+}
+
+static void test_fused_schedule(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
+    static const int32_t zeros[] = {0, 0, 0, 0};
+    tc_config cfg = tc_config_default();
+    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 20000; cfg.h_q = 16; cfg.seed = 1400;
+    fused_sched_case(&cfg);
+    cfg.b = 1; cfg.s_k = 8192; cfg.h_q = 128; cfg.seed = 1401;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 16; cfg.kv_lens = lens; cfg.seed = 1402;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = zeros; cfg.seed = 1403;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 64; cfg.s_q = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.seed = 1404;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+    cfg.page_size = 16; cfg.dtype = MLA_DTYPE_FP16; cfg.cu_seqlens_q = 1; cfg.seed = 1405;
+    fused_sched_case(&cfg);
+    for (int b = 255; b <= 513; b += 129) { /* 255, 384 (past one request per thread), 513 (not fused) */
+        cfg = tc_config_default();
+        cfg.b = b; cfg.s_q = 1; cfg.s_k = 300; cfg.varlen = 1; cfg.zero_half = 1;
+        cfg.h_q = 16; cfg.seed = 1410 + b;
+        fused_sched_case(&cfg);
+    }
+    cfg = tc_config_default();
+    cfg.b = 512; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 200; cfg.varlen = 1; cfg.h_q = 16; cfg.seed = 1420;
+    fused_sched_case(&cfg);
+    printf("fused schedule vs the scheduler kernel (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
 /* The combine's five entries (column slices S = 1, 2, 4, 8, 16; the launcher picks S from the grid
  * size), each forced through the MLA_GPU_COMBINE_SLICES testing hook on split-heavy cases: one
  * long request, causal s_q 2 with 128 heads (two M blocks), empty and 1-token requests next to a
@@ -1253,6 +1373,7 @@ int main(int argc, char **argv)
     test_variants();
     test_determinism_and_reuse();
     test_combine_slices();
+    test_fused_schedule();
     test_graph();
     test_fp8();
     test_fp8_graph();
