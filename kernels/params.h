@@ -16,7 +16,9 @@ extern "C" {
 #define MLA_THREADS 256      /* 8 warps                                               */
 #define MLA_DV 512
 #define MLA_SCHED_THREADS 1024
+#ifndef MLA_SCHED_FIXED_COST
 #define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
+#endif
 #define MLA_FUSED_SCHED_MAX_B 512 /* fused schedule: 2 requests per thread of a decode CTA */
 #ifndef MLA_COMBINE_CTAS
 #define MLA_COMBINE_CTAS 1024 /* combine: column slices are added until the grid has this many CTAs */
