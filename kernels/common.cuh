@@ -207,7 +207,12 @@ static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r
  * same value. scratch: >= 608 bytes of 8-byte-aligned shared memory; the part's begin and end are
  * left at scratch + 576 (mla_part_begin[2]). All MLA_THREADS threads call it; it ends with a
  * __syncthreads (this CTA's req_slot writes are then visible to req_prepare). */
-static __device__ __noinline__ void sched_fused(const mla_dec_params *p, int part, void *scratch) {
+#ifndef MLA_FUSED_SCHED_INLINE /* timing builds: -DMLA_FUSED_SCHED_INLINE=1 inlines it */
+#define MLA_FUSED_SCHED_ATTR __noinline__
+#else
+#define MLA_FUSED_SCHED_ATTR __forceinline__
+#endif
+static __device__ MLA_FUSED_SCHED_ATTR void sched_fused(const mla_dec_params *p, int part, void *scratch) {
     long long *tmp = (long long *)scratch;
     mla_part_begin *sb = (mla_part_begin *)(tmp + 72); /* [2]: this part's begin and end */
     const long long F = MLA_SCHED_FIXED_COST;
@@ -288,10 +293,10 @@ static __device__ __noinline__ void sched_fused(const mla_dec_params *p, int par
 }
 
 /* This CTA's part [pb, pe) of the schedule: from the workspace (scheduler kernel or an earlier call),
- * or computed here (fused schedule). */
+ * or, in the kernel entries built with FUSED = 1 (launched only with p->fused_sched), computed here. */
 static __device__ __forceinline__ void part_bounds(const mla_dec_params *p, int part, void *scratch,
-                                                   mla_part_begin *pb, mla_part_begin *pe) {
-    if (p->fused_sched) {
+                                                   mla_part_begin *pb, mla_part_begin *pe, const int FUSED) {
+    if (FUSED) {
         sched_fused(p, part, scratch);
         const mla_part_begin *sb = (const mla_part_begin *)((const long long *)scratch + 72);
         *pb = sb[0];

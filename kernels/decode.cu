@@ -161,7 +161,7 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
     const int hg = p->hg;
 
     mla_part_begin pb, pe;
-    part_bounds(p, part, sP, &pb, &pe);
+    part_bounds(p, part, sP, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
 
     const uint32_t uQ = smem_u32(sQ), uP = smem_u32(sP);
@@ -507,7 +507,8 @@ static const void *combine_fn(int slices, int f16) {
 /* ------------------------------------------------------------------------------------------ */
 /* Host launchers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
-static const void *decode_fn(int kernel, int dqk, int f16) {
+static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
+    if (kernel == MLA_KERNEL_WGMMA && fused) return mla_k_sm90_fn(dqk, f16, 5);
     if (kernel >= MLA_KERNEL_WGMMA)
         return mla_k_sm90_fn(dqk, f16,
                              kernel == MLA_KERNEL_WGMMA_TMA  ? 1
@@ -525,8 +526,12 @@ extern "C" int mla_k_decode_smem(int kernel, int dqk) {
 }
 
 extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
-    return cudaFuncSetAttribute(decode_fn(kernel, dqk, f16), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                mla_k_decode_smem(kernel, dqk));
+    cudaError_t e = cudaFuncSetAttribute(decode_fn(kernel, dqk, f16, 0), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         mla_k_decode_smem(kernel, dqk));
+    if (e == cudaSuccess && kernel == MLA_KERNEL_WGMMA) /* its fused-schedule entry */
+        e = cudaFuncSetAttribute(decode_fn(kernel, dqk, f16, 1), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 mla_k_decode_smem(kernel, dqk));
+    return e;
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
@@ -540,7 +545,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
                                     const void *tmap, cudaStream_t stream) {
     dim3 grid(p->num_m_blocks, p->h_kv, p->num_sm_parts);
     const int smem = mla_k_decode_smem(kernel, dqk);
-    const void *fn = decode_fn(kernel, dqk, f16);
+    const void *fn = decode_fn(kernel, dqk, f16, p->fused_sched);
     void *args[2] = {(void *)p, (void *)tmap};
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[1];

@@ -217,7 +217,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     const uint32_t barA = smem_u32(bars), barB = barA + 16; /* + 8 * stage */
 
     mla_part_begin pb, pe;
-    part_bounds(p, part, sP, &pb, &pe);
+    part_bounds(p, part, sP, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         for (int i = 0; i < 4; i++) mbar_init(barA + 8 * i, 1);

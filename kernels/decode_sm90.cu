@@ -36,7 +36,8 @@
 #if MLA_HAVE_SM90A
 
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
-                                                 const int F16, const int TMA, const int FP8) {
+                                                 const int F16, const int TMA, const int FP8,
+                                                 const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
     if (MLA_DIAG == 4) {
@@ -68,7 +69,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
 
     mla_part_begin pb, pe;
-    part_bounds(p, part, sPf, &pb, &pe);
+    part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
     if (TMA) {
@@ -283,7 +284,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
     const uint32_t barF = barE + 48; /* V_L free (WG0's 128 threads arrive once per tile) */
 
     mla_part_begin pb, pe;
-    part_bounds(p, part, sPf, &pb, &pe);
+    part_bounds(p, part, sPf, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         for (int i = 0; i < 6; i++) mbar_init(barE + 8 * i, 1);
@@ -421,34 +422,50 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
 
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 0, 0, 0);
+    sm90_body(&p, 0, 576, 0, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 0, 0, 0);
+    sm90_body(&p, 0, 512, 0, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 1, 0, 0);
+    sm90_body(&p, 0, 576, 1, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 1, 0, 0);
+    sm90_body(&p, 0, 512, 1, 0, 0, 0);
 #endif
 }
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, sm90_body(&p, &tm, 576, 0, 1, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, sm90_body(&p, &tm, 512, 0, 1, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, sm90_body(&p, &tm, 576, 1, 1, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, sm90_body(&p, &tm, 512, 1, 1, 0))
+/* v2 with the fused schedule (no scheduler launch; small batches, src/gpu.cu) */
+#if MLA_HAVE_SM90A
+#define MLA_SM90_FS_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 0, 1);
+#else
+#define MLA_SM90_FS_BODY(DQK, F16)
+#endif
+#define MLA_SM90_FS_KERNEL(name, DQK, F16)                                                               \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
+        MLA_SM90_FS_BODY(DQK, F16)                                                                        \
+    }
+#ifndef MLA_NO_FUSED_ENTRIES /* (PTX comparisons of the other entries only) */
+MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_576, 576, 0)
+MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
+MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
+MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
+#endif
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, sm90_body(&p, &tm, 576, 0, 1, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, sm90_body(&p, &tm, 512, 0, 1, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, sm90_body(&p, &tm, 576, 1, 1, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, sm90_body(&p, &tm, 512, 1, 1, 0, 0))
 #define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
         MLA_SM90_FP8_BODY(DQK, F16)                                                                       \
     }
 #if MLA_HAVE_SM90A
-#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 1);
+#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 1, 0);
 #else
 #define MLA_SM90_FP8_BODY(DQK, F16)
 #endif
@@ -464,9 +481,16 @@ MLA_SM90_TM_KERNEL(mla_decode_sm90ws_bf16_512, sm90_ws_body(&p, &tm, 512, 0))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_576, sm90_ws_body(&p, &tm, 576, 1))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_512, sm90_ws_body(&p, &tm, 512, 1))
 
-/* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline, 4 seesaw (decode_seesaw.cu) */
+/* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline, 4 seesaw (decode_seesaw.cu),
+ * 5 cp.async with the fused schedule */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
     if (tma == 4) return mla_k_seesaw_fn(dqk, f16);
+#ifndef MLA_NO_FUSED_ENTRIES
+    if (tma == 5) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90fs_fp16_576 : (const void *)mla_decode_sm90fs_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90fs_fp16_512 : (const void *)mla_decode_sm90fs_bf16_512;
+    }
+#endif
     if (tma == 3) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ws_fp16_576 : (const void *)mla_decode_sm90ws_bf16_576;
         return f16 ? (const void *)mla_decode_sm90ws_fp16_512 : (const void *)mla_decode_sm90ws_bf16_512;

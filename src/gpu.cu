@@ -151,11 +151,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         const int n = cs ? atoi(cs) : 0;
         plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
     }
-    /* small batches: no scheduler launch, each decode CTA computes its own part (kernels/common.cuh,
-     * sched_fused); testing hook MLA_GPU_FUSED_SCHED=0 keeps the scheduler kernel */
+    /* small batches on the wgmma cp.async kernel (v2): no scheduler launch, each decode CTA computes
+     * its own part (kernels/common.cuh, sched_fused; its own kernel entries, so the other entries'
+     * code is untouched); testing hooks MLA_GPU_FUSED_SCHED=0 (never) and =1 (up to b = 512) */
     {
         const char *fs = getenv("MLA_GPU_FUSED_SCHED");
-        plan->gpu.fused_sched = s->b <= MLA_FUSED_SCHED_MAX_B && !(fs && fs[0] == '0' && fs[1] == 0);
+        const int64_t max_b = fs && fs[0] == '1' && fs[1] == 0 ? MLA_FUSED_SCHED_MAX_B : MLA_FUSED_SCHED_DEFAULT_B;
+        plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !(fs && fs[0] == '0' && fs[1] == 0);
     }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
@@ -292,7 +294,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     cudaError_t e = cudaSuccess;
     const char *what = "";
     if (!(a->flags & MLA_DECODE_REUSE_SCHEDULE)) {
-        if (plan->gpu.fused_sched) {
+        if (plan->gpu.fused_sched && kernel == MLA_KERNEL_WGMMA) {
             p.fused_sched = 1; /* the decode CTAs compute (and store) the schedule themselves */
         } else {
             e = mla_k_schedule(&p, (cudaStream_t)stream);

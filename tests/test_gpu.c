@@ -1160,8 +1160,9 @@ static int decode_bytes(mla_decode_plan_t plan, dev_case *d, tc_case *c, uint32_
     return 0;
 }
 
-/* Fused schedule (b <= 512: no scheduler launch, every decode CTA computes its part) against the
- * scheduler kernel (MLA_GPU_FUSED_SCHED=0): the same bytes in the whole workspace (schedule and
+/* Fused schedule (the v2 kernel's entries without a scheduler launch, every decode CTA computes its
+ * part; MLA_GPU_FUSED_SCHED=1: up to b = 512, with MLA_GPU_KERNEL=3 so that large b use v2 too)
+ * against the scheduler kernel (MLA_GPU_FUSED_SCHED=0): the same bytes in the whole workspace (schedule and
  * fp32 partials), out and lse; the fused call's result matches the CPU plan; and a following call
  * with MLA_DECODE_REUSE_SCHEDULE on the fused call's workspace gives the same bytes again (the fused
  * call stored the full schedule). */
@@ -1182,7 +1183,9 @@ static void fused_sched_case(const tc_config *cfg)
     memset(&rf, 0, sizeof rf); memset(&rk, 0, sizeof rk); memset(&rr, 0, sizeof rr);
     if (st) { tc_expect(0, "fused schedule %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
     snap_take(&cpu, &c);
-    if (gpu_plan(&c, g_dev, &pf, &wf)) { tc_expect(0, "fused schedule %s: plan: %s", name, mla_last_error()); goto done; }
+    setenv("MLA_GPU_FUSED_SCHED", "1", 1); /* fused up to b = 512 (by default only for the smallest b) */
+    st = gpu_plan(&c, g_dev, &pf, &wf);
+    if (st) { tc_expect(0, "fused schedule %s: plan: %s", name, mla_last_error()); unsetenv("MLA_GPU_FUSED_SCHED"); goto done; }
     setenv("MLA_GPU_FUSED_SCHED", "0", 1);
     st = gpu_plan(&c, g_dev, &pk, &wk);
     unsetenv("MLA_GPU_FUSED_SCHED");
@@ -1222,6 +1225,7 @@ static void test_fused_schedule(void)
 {
     double t0 = tc_now();
     int pass0 = tc_passed, fail0 = tc_failed;
+    kernel_env_push("3");
     static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
     static const int32_t zeros[] = {0, 0, 0, 0};
     tc_config cfg = tc_config_default();
@@ -1251,6 +1255,7 @@ static void test_fused_schedule(void)
     cfg = tc_config_default();
     cfg.b = 512; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 200; cfg.varlen = 1; cfg.h_q = 16; cfg.seed = 1420;
     fused_sched_case(&cfg);
+    kernel_env_pop();
     printf("fused schedule vs the scheduler kernel (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
