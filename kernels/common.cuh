@@ -185,6 +185,97 @@ static __device__ __forceinline__ long long block_scan64(long long v, long long 
     return r;
 }
 
+/* FL consecutive floats (FL = 1, 2, 4, 8, 16; 4 * FL-byte aligned) */
+static __device__ __forceinline__ void ld_floats(float *v, const float *src, const int FL) {
+    if (FL >= 4) {
+#pragma unroll
+        for (int c = 0; c < FL / 4; c++) {
+            const float4 x = ((const float4 *)src)[c];
+            v[4 * c] = x.x, v[4 * c + 1] = x.y, v[4 * c + 2] = x.z, v[4 * c + 3] = x.w;
+        }
+    } else if (FL == 2) {
+        const float2 x = *(const float2 *)src;
+        v[0] = x.x, v[1] = x.y;
+    } else {
+        v[0] = *src;
+    }
+}
+
+/* (m, s) <- the merge of two log2-domain partial sums: s = sum 2^(l - m) over both sets */
+static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, float s2) {
+    const float mn = fmaxf(*m, m2);
+    *s = mn == -INFINITY ? 0.f : *s * fast_exp2(*m - mn) + s2 * fast_exp2(m2 - mn);
+    *m = mn;
+}
+
+/* Split-KV combine of one row: np pieces, piece i's log2-domain lse at lacc[base + i R] and its
+ * normalised partial out at oacc + (base + i R) * MLA_DV. acc[0 .. FL) gets this lane's FL columns
+ * c0 .. c0 + FL of the merged out (FL = 1, 2, 4, 8, 16; acc has 16 elements), *gl_out the row's
+ * natural-log lse and *g2_out its log2 value: a NaN piece (NaN / inf input, docs/guarantees.md F6-F8)
+ * makes all NaN; no visible key in any piece gives acc 0, lse +inf (log2 -inf). One pass over the
+ * lse (running max and sum per lane, merged over the warp), then rounds of CB pieces whose loads are
+ * all issued before any is used, the weights held one per lane and broadcast by shuffle. */
+static __device__ __forceinline__ void combine_merge(const float *lacc, const float *oacc, long long base,
+                                                     long long R, int np, int c0, float *acc, float *gl_out,
+                                                     float *g2_out, const int FL) {
+    const int CB = FL >= 16 ? 1 : 32 / FL; /* pieces per round: CB * FL floats of loads in flight per lane */
+    const int lane = threadIdx.x & 31;
+    /* one pass over the pieces' lse: running max and sum per lane, then merged over the warp */
+    float mx = -INFINITY, sum = 0.f;
+    int nan_piece = 0; /* a NaN piece (NaN / inf input, docs/guarantees.md F6-F8) makes the row NaN */
+    for (int i = lane; i < np; i += 32) {
+        const float l = lacc[base + i * R];
+        nan_piece |= l != l;
+        lse2_merge(&mx, &sum, l, 1.f);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, mx, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+        lse2_merge(&mx, &sum, m2, s2);
+    }
+    nan_piece = __any_sync(0xffffffffu, nan_piece);
+#pragma unroll
+    for (int c = 0; c < 16; c++) acc[c] = 0.f;
+    float gl = INFINITY, g2 = -INFINITY;
+    if (nan_piece) {
+#pragma unroll
+        for (int c = 0; c < 16; c++) acc[c] = NAN;
+        gl = NAN;
+    } else if (mx != -INFINITY) {
+        g2 = mx + log2f(sum);
+        for (int g0 = 0; g0 < np; g0 += 32) {
+            /* the weights of pieces g0 .. g0 + 31, one per lane (the lse is in L1 from the pass above) */
+            const float wl = g0 + lane < np ? fast_exp2(lacc[base + (long long)(g0 + lane) * R] - g2) : 0.f;
+            const int n = np - g0 < 32 ? np - g0 : 32;
+            for (int u0 = 0; u0 < n; u0 += CB) {
+                /* CB pieces' loads all issued before any is used: one memory latency per round */
+                float v[32][16]; /* [CB][FL] */
+#pragma unroll
+                for (int u = 0; u < 32; u++) {
+                    if (u >= CB) break;
+                    if (u0 + u < n) {
+                        ld_floats(v[u], oacc + (base + (long long)(g0 + u0 + u) * R) * MLA_DV + c0, FL);
+                    } else {
+#pragma unroll
+                        for (int c = 0; c < 16; c++) v[u][c] = 0.f;
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < 32; u++) {
+                    if (u >= CB) break;
+                    const float wu = __shfl_sync(0xffffffffu, wl, u0 + u); /* 0 past the last piece */
+#pragma unroll
+                    for (int c = 0; c < 16; c++)
+                        if (c < FL) acc[c] += wu * v[u][c];
+                }
+            }
+        }
+        gl = g2 * LN2_F;
+    }
+    *gl_out = gl;
+    *g2_out = g2;
+}
+
 /* Scheduler unit: 64-token tiles of request r (its length clamped to [0, max_tokens]). */
 static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r, long long max_tokens) {
     long long L = seqlens[r];

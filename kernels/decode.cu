@@ -368,92 +368,14 @@ __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_512(const __gr
 /* (S = 1..16: more CTAs, and so more loads in flight, when few requests are split).               */
 /* ------------------------------------------------------------------------------------------ */
 
-/* FL consecutive floats (FL = 1, 2, 4, 8, 16; 4 * FL-byte aligned) */
-static __device__ __forceinline__ void ld_floats(float *v, const float *src, const int FL) {
-    if (FL >= 4) {
-#pragma unroll
-        for (int c = 0; c < FL / 4; c++) {
-            const float4 x = ((const float4 *)src)[c];
-            v[4 * c] = x.x, v[4 * c + 1] = x.y, v[4 * c + 2] = x.z, v[4 * c + 3] = x.w;
-        }
-    } else if (FL == 2) {
-        const float2 x = *(const float2 *)src;
-        v[0] = x.x, v[1] = x.y;
-    } else {
-        v[0] = *src;
-    }
-}
-
-/* (m, s) <- the merge of two log2-domain partial sums: s = sum 2^(l - m) over both sets */
-static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, float s2) {
-    const float mn = fmaxf(*m, m2);
-    *s = mn == -INFINITY ? 0.f : *s * fast_exp2(*m - mn) + s2 * fast_exp2(m2 - mn);
-    *m = mn;
-}
-
 static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, const mla_split_entry e, int row,
                                                      const int F16, const int FL) {
-    const int CB = FL >= 16 ? 1 : 32 / FL; /* pieces per round: CB * FL floats of loads in flight per lane */
     const int lane = threadIdx.x & 31;
     const int j = row / p->h_q, head = row % p->h_q;
     const int c0 = blockIdx.z * 32 * FL + lane * FL; /* first column of this lane */
-    const float *lacc = p->lacc;
-    const float *oacc = p->oacc;
     const long long R = p->rows_per_slot, base = (long long)e.slot * R + row;
-    const int np = e.npieces;
-    /* one pass over the pieces' lse: running max and sum per lane, then merged over the warp */
-    float mx = -INFINITY, sum = 0.f;
-    int nan_piece = 0; /* a NaN piece (NaN / inf input, docs/guarantees.md F6-F8) makes the row NaN */
-    for (int i = lane; i < np; i += 32) {
-        const float l = lacc[base + i * R];
-        nan_piece |= l != l;
-        lse2_merge(&mx, &sum, l, 1.f);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, mx, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
-        lse2_merge(&mx, &sum, m2, s2);
-    }
-    nan_piece = __any_sync(0xffffffffu, nan_piece);
-    float acc[16]; /* [FL] (array sizes must be literal; the unrolled loops use the first FL) */
-#pragma unroll
-    for (int c = 0; c < 16; c++) acc[c] = 0.f;
-    float gl = INFINITY;
-    if (nan_piece) {
-#pragma unroll
-        for (int c = 0; c < 16; c++) acc[c] = NAN;
-        gl = NAN;
-    } else if (mx != -INFINITY) {
-        const float g2 = mx + log2f(sum);
-        for (int g0 = 0; g0 < np; g0 += 32) {
-            /* the weights of pieces g0 .. g0 + 31, one per lane (the lse is in L1 from the pass above) */
-            const float wl = g0 + lane < np ? fast_exp2(lacc[base + (long long)(g0 + lane) * R] - g2) : 0.f;
-            const int n = np - g0 < 32 ? np - g0 : 32;
-            for (int u0 = 0; u0 < n; u0 += CB) {
-                /* CB pieces' loads all issued before any is used: one memory latency per round */
-                float v[32][16]; /* [CB][FL] */
-#pragma unroll
-                for (int u = 0; u < 32; u++) {
-                    if (u >= CB) break;
-                    if (u0 + u < n) {
-                        ld_floats(v[u], oacc + (base + (long long)(g0 + u0 + u) * R) * MLA_DV + c0, FL);
-                    } else {
-#pragma unroll
-                        for (int c = 0; c < 16; c++) v[u][c] = 0.f;
-                    }
-                }
-#pragma unroll
-                for (int u = 0; u < 32; u++) {
-                    if (u >= CB) break;
-                    const float wu = __shfl_sync(0xffffffffu, wl, u0 + u); /* 0 past the last piece */
-#pragma unroll
-                    for (int c = 0; c < 16; c++)
-                        if (c < FL) acc[c] += wu * v[u][c];
-                }
-            }
-        }
-        gl = g2 * LN2_F;
-    }
+    float acc[16], gl, g2;
+    combine_merge(p->lacc, p->oacc, base, R, e.npieces, c0, acc, &gl, &g2, FL);
     char *orow = (char *)p->out +
                  ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + c0) * 2;
     if (FL == 1) {
