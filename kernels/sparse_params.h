@@ -51,6 +51,7 @@ typedef struct mla_sp_params {
     int32_t *num_split;
     float *lacc, *oacc;
     int rows_per_slot;     /* h_q */
+    int combine_slices;    /* 0: chosen by the launcher; 1, 2, 4, 8, 16: forced (testing hook)  */
 } mla_sp_params;
 
 #ifdef __cplusplus

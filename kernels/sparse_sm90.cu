@@ -662,65 +662,58 @@ static const void *sp_fn(int kind, int split) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Combine: grid (num_sm_parts, ceil(h_q / 8)), one warp per (split token, head); applies the  */
-/* sink to the merged row: out *= 1 / (1 + exp(sink - lse)).                                  */
+/* Combine: grid (num_sm_parts, ceil(h_q / 8), S), one warp per (split token, head, column slice): */
+/* slice z of S covers columns [512 z / S, 512 (z + 1) / S), FL = 16 / S per lane (the dense      */
+/* combine's merge, kernels/common.cuh); applies the sink to the merged row:                       */
+/* out *= 1 / (1 + exp(sink - lse)).                                                               */
 /* ------------------------------------------------------------------------------------------ */
-__global__ void __launch_bounds__(256) mla_sp_combine(const __grid_constant__ mla_sp_params p) {
+static __device__ __forceinline__ void sp_combine_body(const mla_sp_params *p, const int FL) {
     pdl_wait();
     const int k = blockIdx.x;
-    if (k >= p.num_split[0]) return;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int head = blockIdx.y * 8 + warp;
-    if (head >= p.h_q) return;
-    const mla_split_entry e = p.split_list[k];
-    const int i = e.req / p.s_q, j = e.req - (e.req / p.s_q) * p.s_q;
-    const int rows = p.rows_per_slot;
-    float mx = -INFINITY;
-    int nan_piece = 0; /* a NaN piece (NaN / +inf score, docs/guarantees.md F6-F8) makes the row NaN */
-    for (int x = lane; x < e.npieces; x += 32) {
-        const float l = p.lacc[(long long)(e.slot + x) * rows + head];
-        mx = fmaxf(mx, l);
-        nan_piece |= l != l;
+    if (k >= p->num_split[0]) return;
+    const int lane = threadIdx.x & 31;
+    const int head = blockIdx.y * 8 + (threadIdx.x >> 5);
+    if (head >= p->h_q) return;
+    const mla_split_entry e = p->split_list[k];
+    const int i = e.req / p->s_q, j = e.req - (e.req / p->s_q) * p->s_q;
+    const int c0 = blockIdx.z * 32 * FL + lane * FL; /* first column of this lane */
+    const long long R = p->rows_per_slot;
+    float acc[16], gl, g2;
+    combine_merge(p->lacc, p->oacc, (long long)e.slot * R + head, R, e.npieces, c0, acc, &gl, &g2, FL);
+    if (p->sink && g2 == g2 && g2 != -INFINITY) {
+        const float f = 1.f / (1.f + exp2f(__ldg(p->sink + head) * LOG2E_F - g2));
+#pragma unroll
+        for (int c = 0; c < 16; c++) acc[c] *= f;
     }
+    char *orow = (char *)p->out + ((long long)i * p->o_si + (long long)j * p->o_sj + (long long)head * p->o_sh + c0) * 2;
+    if (FL == 1) {
+        *(uint16_t *)orow = (uint16_t)(pack2(acc[0], 0.f, 0) & 0xffffu);
+    } else {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    nan_piece = __any_sync(0xffffffffu, nan_piece);
-    float acc[16];
-#pragma unroll
-    for (int c = 0; c < 16; c++) acc[c] = 0.f;
-    float gl = INFINITY;
-    if (nan_piece) {
-#pragma unroll
-        for (int c = 0; c < 16; c++) acc[c] = NAN;
-        gl = NAN;
-    } else if (mx != -INFINITY) {
-        float sum = 0.f;
-        for (int x = lane; x < e.npieces; x += 32)
-            sum += fast_exp2(p.lacc[(long long)(e.slot + x) * rows + head] - mx);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        const float g2 = mx + log2f(sum);
-        float f = 1.f;
-        if (p.sink) f = 1.f / (1.f + exp2f(__ldg(p.sink + head) * LOG2E_F - g2));
-        for (int x = 0; x < e.npieces; x++) {
-            const long long prow = (long long)(e.slot + x) * rows + head;
-            const float w = fast_exp2(p.lacc[prow] - g2) * f;
-            const float4 *src = (const float4 *)(p.oacc + prow * MLA_DV) + lane * 4;
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                const float4 v = src[c];
-                acc[4 * c + 0] += w * v.x;
-                acc[4 * c + 1] += w * v.y;
-                acc[4 * c + 2] += w * v.z;
-                acc[4 * c + 3] += w * v.w;
-            }
-        }
-        gl = g2 * LN2_F;
+        for (int c = 0; c < FL / 2; c++) ((uint32_t *)orow)[c] = pack2(acc[2 * c], acc[2 * c + 1], 0);
     }
-    char *orow = (char *)p.out + ((long long)i * p.o_si + (long long)j * p.o_sj + (long long)head * p.o_sh) * 2;
-#pragma unroll
-    for (int c = 0; c < 8; c++) *(uint32_t *)(orow + (lane * 16 + 2 * c) * 2) = pack2(acc[2 * c], acc[2 * c + 1], 0);
-    if (lane == 0) p.lse[(long long)i * p.l_si + (long long)j * p.l_sj + (long long)head * p.l_sh] = gl;
+    if (lane == 0 && blockIdx.z == 0) p->lse[(long long)i * p->l_si + (long long)j * p->l_sj + (long long)head * p->l_sh] = gl;
+}
+
+#define MLA_SP_COMBINE_KERNEL(S, FL)                                                                      \
+    __global__ void __launch_bounds__(256, 3) mla_sp_combine_s##S(const __grid_constant__ mla_sp_params p) { \
+        sp_combine_body(&p, FL);                                                                          \
+    }
+MLA_SP_COMBINE_KERNEL(1, 16)
+MLA_SP_COMBINE_KERNEL(2, 8)
+MLA_SP_COMBINE_KERNEL(4, 4)
+MLA_SP_COMBINE_KERNEL(8, 2)
+MLA_SP_COMBINE_KERNEL(16, 1)
+#undef MLA_SP_COMBINE_KERNEL
+
+static const void *sp_combine_fn(int slices) {
+    switch (slices) {
+    case 1: return (const void *)mla_sp_combine_s1;
+    case 2: return (const void *)mla_sp_combine_s2;
+    case 4: return (const void *)mla_sp_combine_s4;
+    case 8: return (const void *)mla_sp_combine_s8;
+    default: return (const void *)mla_sp_combine_s16;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -757,7 +750,13 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[1];
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(p->num_sm_parts, (p->h_q + 7) / 8, 1);
+    /* column slices: the fewest (1, 2, .. 16) that give MLA_COMBINE_CTAS CTAs for the at most
+     * min(tokens, parts) split tokens (few split tokens: one warp per row would leave SMs idle) */
+    const long long rb = (p->h_q + 7) / 8, splits = p->n_tok < p->num_sm_parts ? p->n_tok : p->num_sm_parts;
+    int slices = 1;
+    while (slices < 16 && splits * rb * slices < MLA_COMBINE_CTAS) slices *= 2;
+    if (p->combine_slices) slices = p->combine_slices;
+    cfg.gridDim = dim3(p->num_sm_parts, (unsigned)rb, slices);
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = 0;
     cfg.stream = stream;
@@ -765,7 +764,7 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelExC(&cfg, (const void *)mla_sp_combine, args);
+    e = cudaLaunchKernelExC(&cfg, sp_combine_fn(slices), args);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

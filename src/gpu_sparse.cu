@@ -89,6 +89,11 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.num_sm_parts = (int)parts;
     plan->workspace_bytes = w.total;
     plan->gpu.split_qk = sp_split_qk();
+    { /* testing hook MLA_GPU_COMBINE_SLICES=1|2|4|8|16 (the dense path reads it too, src/gpu.cu) */
+        const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
+        const int n = cs ? atoi(cs) : 0;
+        plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
+    }
     return MLA_OK;
 }
 
@@ -147,6 +152,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.num_sm_parts = plan->gpu.num_sm_parts;
     p.scale_log2 = softmax_scale * 1.4426950408889634f;
     p.split_qk = plan->gpu.split_qk;
+    p.combine_slices = plan->gpu.combine_slices;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);

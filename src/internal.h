@@ -78,6 +78,7 @@ typedef struct mla_gpu_sparse_info {
     int num_m_blocks;   /* ceil(h_q / 64)                                               */
     int num_sm_parts;   /* split-KV scheduler parts                                     */
     int split_qk;       /* kernel variant (src/gpu_sparse.cu, MLA_SPARSE_SPLIT_QK)         */
+    int combine_slices; /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
 } mla_gpu_sparse_info;
 
 struct mla_sparse_decode_plan {

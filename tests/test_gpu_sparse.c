@@ -446,6 +446,33 @@ static void test_decode_nonfinite(void)
     }
 }
 
+/* The combine's five entries (S = 1, 2, 4, 8, 16 column slices, forced through the
+ * MLA_GPU_COMBINE_SLICES testing hook, read at plan creation): split-heavy cases with sinks, an
+ * all-invalid row set, MODEL1 with an extra cache, and the non-finite case (NaN pieces). */
+static void test_decode_combine_slices(void)
+{
+    printf("sparse decode: combine with forced column slices\n");
+    static const char *sl[] = {"1", "2", "4", "8", "16"};
+    for (int s = 0; s < 5; s++) {
+        if (g_quick && s != 0 && s != 4) continue;
+        setenv("MLA_GPU_COMBINE_SLICES", sl[s], 1);
+        for (int x = 0; x < 4; x++) {
+            dcfg c;
+            memset(&c, 0, sizeof c);
+            c.fmt = x == 2 ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
+            c.b = x == 0 ? 1 : 2; c.s_q = x == 0 ? 1 : 2; c.h_q = x == 3 ? 64 : 128;
+            c.topk = x == 2 ? 512 : 2048; c.ps = x == 2 ? 17 : 64; c.s_k = 2 * c.topk;
+            c.sink = 1; c.weird = x == 1; c.all_invalid = 0; c.nonfinite = x == 3; c.seed = 3100 + 10 * s + x;
+            if (x == 2) { c.extra_topk = 64; c.extra_ps = 5; c.extra_s_k = 300; c.extra_topk_len = 1; }
+            char l2[200], label[256];
+            decode_label(l2, sizeof l2, &c);
+            snprintf(label, sizeof label, "combine S=%s%s: %s", sl[s], c.nonfinite ? " (non-finite)" : "", l2);
+            run_decode(label, &c);
+        }
+        unsetenv("MLA_GPU_COMBINE_SLICES");
+    }
+}
+
 /* Bad input on the GPU path: alignment, strides, workspace. Nothing is written. */
 static void test_decode_bad(void)
 {
@@ -807,6 +834,7 @@ int main(int argc, char **argv)
     test_decode_bad();
     test_decode_corners();
     test_decode_nonfinite();
+    test_decode_combine_slices();
     test_decode_graph();
     test_decode_grid();
     test_prefill();
