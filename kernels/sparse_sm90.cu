@@ -662,7 +662,7 @@ static const void *sp_fn(int kind, int split) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Combine: grid (num_sm_parts, ceil(h_q / 8), S), one warp per (split token, head, column slice): */
+/* Combine: grid (min(tokens, parts), ceil(h_q / 8), S), one warp per (split token, head, slice):  */
 /* slice z of S covers columns [512 z / S, 512 (z + 1) / S), FL = 16 / S per lane (the dense      */
 /* combine's merge, kernels/common.cuh); applies the sink to the merged row:                       */
 /* out *= 1 / (1 + exp(sink - lse)).                                                               */
@@ -756,7 +756,7 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     int slices = 1;
     while (slices < 16 && splits * rb * slices < MLA_COMBINE_CTAS) slices *= 2;
     if (p->combine_slices) slices = p->combine_slices;
-    cfg.gridDim = dim3(p->num_sm_parts, (unsigned)rb, slices);
+    cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = 0;
     cfg.stream = stream;
