@@ -35,6 +35,13 @@
 #include "sparse_launch.h"
 #include "sm90.cuh"
 
+/* Timing decomposition builds (results wrong by design; `make BUILD=build-xspN MLA_DEFS=-DMLA_SP_DIAG=N`):
+ * FP8 decode 1: no dequantisation of tile t+1 (stage keeps old data), 2: no gather loads after the
+ * first tile, 3: no wgmma, 4: neither loads nor dequantisation. 0: the real kernel. */
+#ifndef MLA_SP_DIAG
+#define MLA_SP_DIAG 0
+#endif
+
 #define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
 
@@ -286,6 +293,56 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
     sw128_copy_row(tile, row, sub, src, pos >= 0, DQK / 8);
 }
 
+/* bf16 gather (prefill), line-coalesced: NT threads (tid within them); eight consecutive threads
+ * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
+ * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies rows rg,
+ * rg + NT/8, ... whose positions are pos[] (-1: zero-filled, kvalid 0). */
+static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
+                                                           const int DQK) {
+    const int j = tid & 7, rg = tid >> 3;
+#pragma unroll
+    for (int i = 0; i < 64 / (NT / 8); i++) {
+        const int row = rg + (NT / 8) * i;
+        const int ok = pos[i] >= 0;
+        if (j == 0) kv[row] = ok;
+        const char *src = (const char *)p->kc[0];
+        if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
+        const int step = ok ? 128 : 0;
+        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
+#pragma unroll
+        for (int c = 0; c < DQK / 64; c++) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+    }
+}
+/* positions of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
+static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
+                                                   int tid, const int NT) {
+#pragma unroll
+    for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = t < te ? sp_pos(p, u, t, (tid >> 3) + (NT / 8) * i) : -1;
+}
+
+/* L2 prefetch of FP8 row `pos` of tile t (every 128-byte line it touches; sub = 0..3 of its 4 threads) */
+static __device__ __forceinline__ void sp_fp8_prefetch(const mla_sp_params *p, int t, const sp_unit *u, int pos,
+                                                       const int MODE) {
+    if (pos < 0) return;
+    const int sub = threadIdx.x & 3;
+    const int src = t < u->T0 ? 0 : 1;
+    const uint32_t ps = (uint32_t)p->page_size[src];
+    const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
+    const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
+    if (MODE == MLA_SP_V32) { /* 656 bytes, 16-byte aligned: points 0, 128, .., 640 */
+        const char *tok = pg + (long long)prow * 656;
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 128 * sub));
+        if (sub < 2) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 512 + 128 * sub));
+    } else { /* 576 bytes at 8-byte alignment: points 0, 128, .., 512, 575; 8 scale bytes */
+        const char *tok = pg + (long long)prow * 576;
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 128 * sub));
+        if (sub == 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 512));
+        if (sub == 1) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 575));
+        if (sub == 2) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(pg + (long long)ps * 576 + (long long)prow * 8));
+    }
+}
+
 /* One unit of work: tiles [tb, te) of token u for M block mblk; slot < 0 writes the final
  * result (sink applied), else the normalised partial and its log2 lse. */
 /* SPLIT = 0: WG0 computes S = Q K^T for all 64 keys and the softmax, WG1 waits for P.
@@ -296,6 +353,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                                                    int slot, unsigned char *smem, const int MODE, const int SPLIT) {
     const int DQK = (MODE == MLA_SP_V32 || MODE == MLA_SP_BF16_576) ? 576 : 512;
     const int FP8 = MODE == MLA_SP_V32 || MODE == MLA_SP_MODEL1;
+    const int LINES = !FP8 && !SPLIT; /* bf16 rows by WG1, line-coalesced, after the top barrier */
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
     uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
@@ -325,35 +383,60 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
             sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
         }
-        int pos = sp_pos(p, u, tb, row);
-        int pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
-        if (sub == 0) kvalid[row] = pos >= 0;
-        if (FP8) {
-            sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
-            cp_async_commit();
-            sp_fp8_put(uK0, kr, sc, MODE);
+        int pos = -1, pos_next = -1;
+        int lp[4]; /* LINES: positions of WG1's rows in the next tile */
+        if (LINES) {
+            if (wg == 1) {
+                sp_line_pos(p, u, tb, te, lp, t128, 128);
+                sp_bf16_issue_lines(p, u, lp, uK0, kvalid, t128, 128, DQK);
+            }
+            cp_async_commit(); /* Q (and WG1: tile tb) */
+            if (wg == 1) sp_line_pos(p, u, tb + 1, te, lp, t128, 128);
         } else {
-            sp_bf16_issue(p, u, pos, uK0, DQK);
-            cp_async_commit();
+            pos = sp_pos(p, u, tb, row);
+            pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
+            if (sub == 0) kvalid[row] = pos >= 0;
+            if (FP8) {
+                sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
+                cp_async_commit();
+                sp_fp8_put(uK0, kr, sc, MODE);
+            } else {
+                sp_bf16_issue(p, u, pos, uK0, DQK);
+                cp_async_commit();
+            }
         }
 
         for (int t = tb; t < te; t++) {
             const int buf = (t - tb) & 1;
             const uint32_t uK = buf ? uK1 : uK0, uKn = buf ? uK0 : uK1;
-            if (t + 1 < te) {
+            if (LINES) {
+                cp_async_wait0(); /* WG1: tile t (issued during tile t - 1); everyone: Q */
+            } else if (t + 1 < te) {
                 /* tile t + 1 into the free stage (its last reader finished before the barrier that
-                 * ended tile t - 1) / registers; the index of tile t + 2 into a register */
+                 * ended tile t - 1) / registers; the index of tile t + 2 into a register (FP8: and
+                 * its rows into L2) */
                 if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
-                if (FP8) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
-                else sp_bf16_issue(p, u, pos_next, uKn, DQK);
+                if (FP8) {
+                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG != 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
+                } else {
+                    sp_bf16_issue(p, u, pos_next, uKn, DQK);
+                }
                 cp_async_commit();
                 pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
+                if (FP8 && p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, MODE);
                 cp_async_wait1();
             } else {
                 cp_async_wait0();
             }
             fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
             __syncthreads();
+            if (LINES && wg == 1 && t + 1 < te) {
+                /* WG1 (idle until P is ready) gathers tile t + 1 into the free stage (its last
+                 * readers, tile t - 1's PV wgmmas, finished before the barrier that ended tile t - 1) */
+                sp_bf16_issue_lines(p, u, lp, uKn, kvalid + 64 * (buf ^ 1), t128, 128, DQK);
+                cp_async_commit();
+                sp_line_pos(p, u, t + 2, te, lp, t128, 128);
+            }
 
             uint32_t a[4][4];
             if (SPLIT) {
@@ -440,7 +523,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     for (int kk = 0; kk < 4; kk++) {
                         const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
                         const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
-                        wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+                        if (MLA_SP_DIAG != 3) wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
                     }
                 wg_commit();
                 wg_wait0();
@@ -501,10 +584,11 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
-                wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+                if (MLA_SP_DIAG != 3) wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
             wg_commit();
-            if (FP8 && t + 1 < te) sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
+            if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG != 4)
+                sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
             wg_wait0();
             pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */

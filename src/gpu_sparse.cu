@@ -94,6 +94,10 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
         const int n = cs ? atoi(cs) : 0;
         plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
     }
+    { /* testing hook MLA_SPARSE_L2_PREFETCH=0: no L2 prefetch of the tile after next */
+        const char *pf = getenv("MLA_SPARSE_L2_PREFETCH");
+        plan->gpu.l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
+    }
     return MLA_OK;
 }
 
@@ -153,6 +157,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.scale_log2 = softmax_scale * 1.4426950408889634f;
     p.split_qk = plan->gpu.split_qk;
     p.combine_slices = plan->gpu.combine_slices;
+    p.l2_prefetch = plan->gpu.l2_prefetch;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);
