@@ -383,7 +383,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
             sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
         }
-        int pos = -1, pos_next = -1;
+        int pos = -1, pos_next = -1, pos_far = -1; /* rows of tiles t, t + 1, t + 2 */
         int lp[4]; /* LINES: positions of WG1's rows in the next tile */
         if (LINES) {
             if (wg == 1) {
@@ -395,6 +395,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         } else {
             pos = sp_pos(p, u, tb, row);
             pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
+            if (FP8) pos_far = tb + 2 < te ? sp_pos(p, u, tb + 2, row) : -1;
             if (sub == 0) kvalid[row] = pos >= 0;
             if (FP8) {
                 sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
@@ -422,8 +423,15 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     sp_bf16_issue(p, u, pos_next, uKn, DQK);
                 }
                 cp_async_commit();
-                pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
-                if (FP8 && p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, MODE);
+                if (FP8) {
+                    /* tile t + 2's rows into L2 (their index was read during tile t - 1: no wait on
+                     * it here), the index of tile t + 3 into a register */
+                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_far, MODE);
+                    pos_next = pos_far;
+                    pos_far = t + 3 < te ? sp_pos(p, u, t + 3, row) : -1;
+                } else {
+                    pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
+                }
                 cp_async_wait1();
             } else {
                 cp_async_wait0();
@@ -707,13 +715,34 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     pdl_trigger();
 }
 
-/* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
+/* prefill: persistent, grid x = min(units, SMs); unit = (token, kv head, 64-head block), the
+ * block fastest (the blocks of one token run side by side and share its gathered rows in L2). Each
+ * CTA prefetches its next unit's Q rows into L2 before running the current one. */
+static __device__ __forceinline__ void sp_prefill_q_prefetch(const mla_sp_params *p, long long un, const int DQK) {
+    const long long nb = p->num_m_blocks, hkv = p->h_q / p->hpk;
+    const int mb = (int)(un % nb);
+    const long long rest = un / nb;
+    const int g = (int)(rest % hkv), s = (int)(rest / hkv);
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    if (mb * MLA_BM + row >= p->hpk) return;
+    const char *src = (const char *)p->q +
+                      ((long long)s * p->q_si + (long long)(g * p->hpk + mb * MLA_BM + row) * p->q_sh) * 2;
+#pragma unroll
+    for (int l = sub; l < DQK / 64; l += 4) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * l));
+}
 static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
-    sp_unit u;
-    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
+    const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512;
+    const long long nb = p->num_m_blocks, hkv = p->h_q / p->hpk;
+    const long long units = (long long)p->n_tok * hkv * nb;
+    for (long long un = blockIdx.x; un < units; un += gridDim.x) {
+        if (un + gridDim.x < units) sp_prefill_q_prefetch(p, un + gridDim.x, DQK);
+        const long long rest = un / nb;
+        sp_unit u;
+        sp_unit_init(p, (int)(rest / hkv), (int)(rest % hkv), &u);
+        sp_run_unit(p, &u, (int)(un % nb), 0, u.T0, -1, smem, MODE, SPLIT);
+    }
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -855,8 +884,10 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
+    const long long units = (long long)p->n_tok * p->num_m_blocks * h_kv;
+    const unsigned grid = (unsigned)(units < p->num_sm_parts ? units : p->num_sm_parts); /* persistent */
     cudaError_t e = cudaLaunchKernel(sp_fn(dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512, p->split_qk),
-                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
+                                     dim3(grid), dim3(MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
