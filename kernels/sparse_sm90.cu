@@ -37,7 +37,7 @@
 
 /* Timing decomposition builds (results wrong by design; `make BUILD=build-xspN MLA_DEFS=-DMLA_SP_DIAG=N`):
  * FP8 decode 1: no dequantisation of tile t+1 (stage keeps old data), 2: no gather loads after the
- * first tile, 3: no wgmma, 4: neither loads nor dequantisation. 0: the real kernel. */
+ * first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three. 0: the real kernel. */
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
@@ -418,7 +418,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                  * its rows into L2) */
                 if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
                 if (FP8) {
-                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG != 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
+                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
                 } else {
                     sp_bf16_issue(p, u, pos_next, uKn, DQK);
                 }
@@ -531,7 +531,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     for (int kk = 0; kk < 4; kk++) {
                         const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
                         const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
-                        if (MLA_SP_DIAG != 3) wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
+                        if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
                     }
                 wg_commit();
                 wg_wait0();
@@ -592,10 +592,10 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
-                if (MLA_SP_DIAG != 3) wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
+                if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
             wg_commit();
-            if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG != 4)
+            if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
                 sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
             wg_wait0();
             pin128(o);
@@ -715,14 +715,15 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     pdl_trigger();
 }
 
-/* prefill: persistent, grid x = min(units, SMs); unit = (token, kv head, 64-head block), the
- * block fastest (the blocks of one token run side by side and share its gathered rows in L2). Each
- * CTA prefetches its next unit's Q rows into L2 before running the current one. */
+/* prefill: persistent, grid x = min(units, SMs); unit = (64-head block, kv head, token), the
+ * token fastest (the order of the former grid (s_q, blocks, h_kv); block-fastest was 5% slower at
+ * s_kv = 32K, a3c5561). Each CTA prefetches its next unit's Q rows into L2 before running the
+ * current one. */
 static __device__ __forceinline__ void sp_prefill_q_prefetch(const mla_sp_params *p, long long un, const int DQK) {
-    const long long nb = p->num_m_blocks, hkv = p->h_q / p->hpk;
-    const int mb = (int)(un % nb);
-    const long long rest = un / nb;
-    const int g = (int)(rest % hkv), s = (int)(rest / hkv);
+    const long long hkv = p->h_q / p->hpk;
+    const int s = (int)(un % p->n_tok);
+    const long long rest = un / p->n_tok;
+    const int g = (int)(rest % hkv), mb = (int)(rest / hkv);
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
     if (mb * MLA_BM + row >= p->hpk) return;
     const char *src = (const char *)p->q +
@@ -738,10 +739,10 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
     const long long units = (long long)p->n_tok * hkv * nb;
     for (long long un = blockIdx.x; un < units; un += gridDim.x) {
         if (un + gridDim.x < units) sp_prefill_q_prefetch(p, un + gridDim.x, DQK);
-        const long long rest = un / nb;
+        const long long rest = un / p->n_tok;
         sp_unit u;
-        sp_unit_init(p, (int)(rest / hkv), (int)(rest % hkv), &u);
-        sp_run_unit(p, &u, (int)(un % nb), 0, u.T0, -1, smem, MODE, SPLIT);
+        sp_unit_init(p, (int)(un % p->n_tok), (int)(rest % hkv), &u);
+        sp_run_unit(p, &u, (int)(rest / hkv), 0, u.T0, -1, smem, MODE, SPLIT);
     }
 }
 #endif /* MLA_HAVE_SM90A */

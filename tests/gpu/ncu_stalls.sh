@@ -2,7 +2,9 @@
 # ncu_stalls.sh — where one decode kernel launch spends its time: Nsight Compute speed-of-light,
 # warp-state statistics and the SASS instructions with the most stall samples (source page).
 # Usage: tests/gpu/ncu_stalls.sh <name> <mla-bench --case ...> ; env KREGEX (kernel-name regex,
-# default the sm90 decode kernels), OUT (output folder). Writes $OUT/ncu_<name>.log.
+# default the sm90 decode kernels), OUT (output folder), BENCH (binary, default ./build/mla-bench),
+# BENCH_FLAGS (default the dense flags; e.g. BENCH_FLAGS=--sparse-decode KREGEX=mla_sp_decode_v32).
+# Writes $OUT/ncu_<name>.log.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
@@ -10,7 +12,7 @@ name=$1; shift
 rep=/tmp/ncu_$name
 ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-source yes \
   --section SpeedOfLight --section WarpStateStats --section SourceCounters --section MemoryWorkloadAnalysis \
-  -f -o "$rep" ./build/mla-bench --no-ceilings --no-graph --iters 1 --warmup 0 "$@" > /tmp/ncu_run_$name.log 2>&1
+  -f -o "$rep" ${BENCH:-./build/mla-bench} ${BENCH_FLAGS---no-ceilings --no-graph --iters 1 --warmup 0} "$@" > /tmp/ncu_run_$name.log 2>&1
 echo "ncu rc=$?" > "$OUT/ncu_$name.log"
 tail -3 /tmp/ncu_run_$name.log >> "$OUT/ncu_$name.log"
 ncu --import "$rep.ncu-rep" --print-details all 2>&1 | grep -vE "^\s*$" >> "$OUT/ncu_$name.log"
