@@ -207,6 +207,23 @@ static __device__ __forceinline__ int sp_pos(const mla_sp_params *p, const sp_un
     return (uint32_t)v < p->limit[src] ? v : -1;
 }
 
+/* The index of tile t's row `row` as stored (-1 when the entry is past the token's length or
+ * `in_range` is 0), loaded by a predicated ld so that nothing waits on it until sp_checked uses it
+ * (the select of sp_pos stalls the warp right after its load: 2582115's ncu run). */
+static __device__ __forceinline__ int sp_idx_raw(const sp_unit *u, int t, int row, int in_range) {
+    const int src = t < u->T0 ? 0 : 1;
+    const long long k = (long long)(src ? t - u->T0 : t) * MLA_BN + row;
+    const int ok = in_range && k < (src ? u->n1 : u->n0);
+    const int32_t *a = (src ? u->ix1 : u->ix0) + (ok ? k : 0);
+    int v = -1;
+    asm volatile("{\n.reg .pred q;\nsetp.ne.s32 q, %1, 0;\n@q ld.global.nc.b32 %0, [%2];\n}\n" : "+r"(v) : "r"(ok), "l"(a));
+    return v;
+}
+/* a raw index of tile t -> its position, -1 if invalid (as sp_pos) */
+static __device__ __forceinline__ int sp_checked(const mla_sp_params *p, const sp_unit *u, int t, int v) {
+    return (uint32_t)v < p->limit[t < u->T0 ? 0 : 1] ? v : -1;
+}
+
 /* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
  * when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
  * (zero-filled when invalid). MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
@@ -296,7 +313,7 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
 /* bf16 gather (prefill), line-coalesced: NT threads (tid within them); eight consecutive threads
  * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
  * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies rows rg,
- * rg + NT/8, ... whose positions are pos[] (-1: zero-filled, kvalid 0). */
+ * rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[] (invalid: zero-filled, kvalid 0). */
 static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                            uint32_t tile, unsigned char *kv, int tid, const int NT,
                                                            const int DQK) {
@@ -304,7 +321,7 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
 #pragma unroll
     for (int i = 0; i < 64 / (NT / 8); i++) {
         const int row = rg + (NT / 8) * i;
-        const int ok = pos[i] >= 0;
+        const int ok = (uint32_t)pos[i] < p->limit[0]; /* raw index (sp_idx_raw), checked here */
         if (j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
         if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
@@ -314,11 +331,11 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
         for (int c = 0; c < DQK / 64; c++) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
-/* positions of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
+/* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
 static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
                                                    int tid, const int NT) {
 #pragma unroll
-    for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = t < te ? sp_pos(p, u, t, (tid >> 3) + (NT / 8) * i) : -1;
+    for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = sp_idx_raw(u, t, (tid >> 3) + (NT / 8) * i, t < te);
 }
 
 /* L2 prefetch of FP8 row `pos` of tile t (every 128-byte line it touches; sub = 0..3 of its 4 threads) */
@@ -424,11 +441,11 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 }
                 cp_async_commit();
                 if (FP8) {
-                    /* tile t + 2's rows into L2 (their index was read during tile t - 1: no wait on
-                     * it here), the index of tile t + 3 into a register */
-                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_far, MODE);
-                    pos_next = pos_far;
-                    pos_far = t + 3 < te ? sp_pos(p, u, t + 3, row) : -1;
+                    /* tile t + 2's rows into L2 (their index was loaded during tile t - 1: no wait
+                     * here), the raw index of tile t + 3 into a register (checked a tile later) */
+                    pos_next = sp_checked(p, u, t + 2, pos_far);
+                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, MODE);
+                    pos_far = sp_idx_raw(u, t + 3, row, t + 3 < te);
                 } else {
                     pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
                 }
@@ -715,35 +732,13 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     pdl_trigger();
 }
 
-/* prefill: persistent, grid x = min(units, SMs); unit = (64-head block, kv head, token), the
- * token fastest (the order of the former grid (s_q, blocks, h_kv); block-fastest was 5% slower at
- * s_kv = 32K, a3c5561). Each CTA prefetches its next unit's Q rows into L2 before running the
- * current one. */
-static __device__ __forceinline__ void sp_prefill_q_prefetch(const mla_sp_params *p, long long un, const int DQK) {
-    const long long hkv = p->h_q / p->hpk;
-    const int s = (int)(un % p->n_tok);
-    const long long rest = un / p->n_tok;
-    const int g = (int)(rest % hkv), mb = (int)(rest / hkv);
-    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
-    if (mb * MLA_BM + row >= p->hpk) return;
-    const char *src = (const char *)p->q +
-                      ((long long)s * p->q_si + (long long)(g * p->hpk + mb * MLA_BM + row) * p->q_sh) * 2;
-#pragma unroll
-    for (int l = sub; l < DQK / 64; l += 4) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * l));
-}
+/* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
 static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
-    const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512;
-    const long long nb = p->num_m_blocks, hkv = p->h_q / p->hpk;
-    const long long units = (long long)p->n_tok * hkv * nb;
-    for (long long un = blockIdx.x; un < units; un += gridDim.x) {
-        if (un + gridDim.x < units) sp_prefill_q_prefetch(p, un + gridDim.x, DQK);
-        const long long rest = un / p->n_tok;
-        sp_unit u;
-        sp_unit_init(p, (int)(un % p->n_tok), (int)(rest % hkv), &u);
-        sp_run_unit(p, &u, (int)(rest / hkv), 0, u.T0, -1, smem, MODE, SPLIT);
-    }
+    sp_unit u;
+    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
+    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -885,10 +880,8 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
-    const long long units = (long long)p->n_tok * p->num_m_blocks * h_kv;
-    const unsigned grid = (unsigned)(units < p->num_sm_parts ? units : p->num_sm_parts); /* persistent */
     cudaError_t e = cudaLaunchKernel(sp_fn(dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512, p->split_qk),
-                                     dim3(grid), dim3(MLA_THREADS), args,
+                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();

@@ -183,8 +183,8 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     return MLA_OK;
 }
 
-static mla_status sp_prefill_check(const mla_sparse_prefill_args *a, int device, int *sms) {
-    mla_status st = sp_device_ok(device, "sparse prefill", sms, NULL, NULL);
+extern "C" mla_status mla_gpu_sparse_prefill_check(const mla_sparse_prefill_args *a, int device) {
+    mla_status st = sp_device_ok(device, "sparse prefill", NULL, NULL, NULL);
     if (st) return st;
     if (a->h_kv > 65535)
         return mla_set_error(MLA_ERR_UNSUPPORTED, "h_kv (%lld) exceeds 65535 on the GPU", (long long)a->h_kv);
@@ -194,14 +194,9 @@ static mla_status sp_prefill_check(const mla_sparse_prefill_args *a, int device,
     return MLA_OK;
 }
 
-extern "C" mla_status mla_gpu_sparse_prefill_check(const mla_sparse_prefill_args *a, int device) {
-    return sp_prefill_check(a, device, NULL);
-}
-
 extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, int device,
                                              struct CUstream_st *stream) {
-    int sms = 0;
-    mla_status st = sp_prefill_check(a, device, &sms);
+    mla_status st = mla_gpu_sparse_prefill_check(a, device);
     if (st) return st;
     mla_sp_params p;
     memset(&p, 0, sizeof p);
@@ -233,7 +228,7 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.h_q = (int)a->h_q;
     p.hpk = (int)(a->h_q / a->h_kv);
     p.num_m_blocks = (p.hpk + MLA_BM - 1) / MLA_BM;
-    p.num_sm_parts = sms > 0 ? sms : 1; /* prefill: persistent CTAs (one per SM) */
+    p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
     int old;
