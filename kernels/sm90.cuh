@@ -64,30 +64,5 @@ static __device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
                  : "memory");
 }
-/* Thread-block clusters: the peer CTA's address of a local shared address, a 16-byte / 1-byte
- * store into a cluster shared address, and the whole-cluster barrier (release / acquire). */
-static __device__ __forceinline__ uint32_t cl_map(uint32_t a, uint32_t rank) {
-    uint32_t r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(rank));
-    return r;
-}
-static __device__ __forceinline__ void cl_st128(uint32_t a, uint4 v) {
-    asm volatile("st.shared::cluster.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-                 : "memory");
-}
-static __device__ __forceinline__ void cl_st8(uint32_t a, uint32_t v) {
-    asm volatile("st.shared::cluster.u8 [%0], %1;\n" ::"r"(a), "r"(v) : "memory");
-}
-static __device__ __forceinline__ uint32_t cl_rank(void) {
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-static __device__ __forceinline__ void cl_sync(void) {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void fence_proxy_async_cluster(void) {
-    asm volatile("fence.proxy.async.shared::cluster;\n" ::: "memory");
-}
 #endif /* MLA_HAVE_SM90A */
 #endif

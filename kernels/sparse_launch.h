@@ -13,8 +13,6 @@ extern "C" {
 int mla_k_sp_smem(int dqk);
 /* Raises the sparse kernels' dynamic smem limit on the current device. */
 cudaError_t mla_k_sp_prepare(void);
-/* 2-CTA clusters of the crossover decode kernel that fit on the current device at once (0: none). */
-int mla_k_sp_x2_max_clusters(void);
 /* Enqueues the split-KV scheduler of sparse decode (reads the topk lengths on the device). */
 cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream);
 /* Enqueues sparse decode + combine (programmatic dependent launch). model1: 0 V32, 1 MODEL1. */

@@ -52,7 +52,6 @@ typedef struct mla_sp_params {
     float *lacc, *oacc;
     int rows_per_slot;     /* h_q */
     int combine_slices;    /* 0: chosen by the launcher; 1, 2, 4, 8, 16: forced (testing hook)  */
-    int x2;                /* V32 decode, 2 M blocks: the crossover kernel (2-CTA clusters)     */
     int l2_prefetch;       /* FP8 decode: L2 prefetch of the tile after next (hook MLA_SPARSE_L2_PREFETCH=0: off) */
 } mla_sp_params;
 

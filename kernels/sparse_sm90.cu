@@ -301,59 +301,6 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
     }
 }
 
-/* Crossover (V32 decode, h_q 65..128): the two M-block CTAs of a part form a cluster; CTA `rank`
- * gathers and dequantises tile rows [32 rank, 32 rank + 32), eight threads per row (thread s: codes
- * [64 s, 64 s + 64) = bf16 chunk s, RoPE piece s of chunk 8), and stores them into both CTAs'
- * stages: each CTA does half the loads and conversions of the one-CTA gather. */
-static __device__ __forceinline__ void sp_x2_issue(const mla_sp_params *p, int t, const sp_unit *u, int pos, uint4 *kr,
-                                                   uint32_t *scb) {
-    const int s = threadIdx.x & 7;
-#pragma unroll
-    for (int i = 0; i < 5; i++) kr[i] = make_uint4(0, 0, 0, 0);
-    *scb = 0;
-    if (pos >= 0) {
-        const int src = t < u->T0 ? 0 : 1;
-        const uint32_t ps = (uint32_t)p->page_size[src];
-        const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
-        const char *tok = (const char *)p->kc[src] + (long long)page * p->k_stride[src] + (long long)prow * 656;
-#pragma unroll
-        for (int i = 0; i < 4; i++) kr[i] = f8_ldg16(tok + 64 * s + 16 * i);
-        kr[4] = f8_ldg16(tok + 528 + 16 * s);
-        asm volatile("ld.global.nc.b32 %0, [%1];\n" : "=r"(*scb) : "l"(tok + 512 + 4 * (s >> 1)));
-    }
-}
-static __device__ __forceinline__ void sp_x2_prefetch(const mla_sp_params *p, int t, const sp_unit *u, int pos) {
-    const int s = threadIdx.x & 7;
-    if (pos < 0 || s >= 6) return;
-    const int src = t < u->T0 ? 0 : 1;
-    const uint32_t ps = (uint32_t)p->page_size[src];
-    const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
-    const char *tok = (const char *)p->kc[src] + (long long)page * p->k_stride[src] + (long long)prow * 656;
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 128 * s));
-}
-/* row xrow of stage `tile` (local) and of the peer's stage at tile + peer (cluster addresses) */
-static __device__ __forceinline__ void sp_x2_put(uint32_t tile, uint32_t peer, int xrow, const uint4 *kr, uint32_t scb) {
-    const int s = threadIdx.x & 7, x = xrow & 7;
-    const float sc = sp_bf16_round(__uint_as_float(scb));
-    const uint32_t off = s * 8192 + xrow * 128;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        uint4 a, b;
-        sp_dq4(kr[i].x, sc, &a.x, &a.y);
-        sp_dq4(kr[i].y, sc, &a.z, &a.w);
-        sp_dq4(kr[i].z, sc, &b.x, &b.y);
-        sp_dq4(kr[i].w, sc, &b.z, &b.w);
-        const uint32_t o0 = off + (((2 * i) ^ x) << 4), o1 = off + (((2 * i + 1) ^ x) << 4);
-        sts128(tile + o0, a);
-        cl_st128(tile + peer + o0, a);
-        sts128(tile + o1, b);
-        cl_st128(tile + peer + o1, b);
-    }
-    const uint32_t orp = 8 * 8192 + xrow * 128 + ((s ^ x) << 4);
-    sts128(tile + orp, kr[4]);
-    cl_st128(tile + peer + orp, kr[4]);
-}
-
 /* bf16 gather (prefill): the whole kv row by cp.async */
 static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, const sp_unit *u, int pos, uint32_t tile,
                                                      const int DQK) {
@@ -420,16 +367,10 @@ static __device__ __forceinline__ void sp_fp8_prefetch(const mla_sp_params *p, i
  * maxima go through shared memory (both keep the same running max), P fragments are exchanged,
  * the row sums are added at the end. */
 static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
-                                                   int slot, unsigned char *smem, const int MODE, const int SPLIT,
-                                                   const int X2) {
+                                                   int slot, unsigned char *smem, const int MODE, const int SPLIT) {
     const int DQK = (MODE == MLA_SP_V32 || MODE == MLA_SP_BF16_576) ? 576 : 512;
     const int FP8 = MODE == MLA_SP_V32 || MODE == MLA_SP_MODEL1;
     const int LINES = !FP8 && !SPLIT; /* bf16 rows by WG1, line-coalesced, after the top barrier */
-    /* X2 (crossover): this CTA's gather rows, and the offset from a local shared address to the
-     * peer CTA's copy of it (cluster window) */
-    const uint32_t rank = X2 ? cl_rank() : 0;
-    const int xrow = 32 * (int)rank + (threadIdx.x >> 3);
-    const uint32_t peer = X2 ? cl_map(smem_u32(smem), rank ^ 1u) - smem_u32(smem) : 0;
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
     uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
@@ -451,7 +392,6 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
     for (int i = 0; i < 128; i++) o[i] = 0.f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     uint4 kr[9], sc;
-    uint32_t scb = 0; /* X2: this thread's scale bits */
 
     if (tb < te) {
         { /* Q rows (zero rows past the heads of this block) */
@@ -469,18 +409,6 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             }
             cp_async_commit(); /* Q (and WG1: tile tb) */
             if (wg == 1) sp_line_pos(p, u, tb + 1, te, lp, t128, 128);
-        } else if (X2) {
-            cl_sync(); /* the peer has finished reading both stages (its previous unit) */
-            pos = sp_pos(p, u, tb, xrow);
-            pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, xrow) : -1;
-            pos_far = tb + 2 < te ? sp_pos(p, u, tb + 2, xrow) : -1;
-            if ((threadIdx.x & 7) == 0) {
-                kvalid[xrow] = pos >= 0;
-                cl_st8(smem_u32(kvalid + xrow) + peer, pos >= 0);
-            }
-            cp_async_commit(); /* Q */
-            sp_x2_issue(p, tb, u, pos, kr, &scb);
-            sp_x2_put(uK0, peer, xrow, kr, scb);
         } else {
             pos = sp_pos(p, u, tb, row);
             pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
@@ -501,18 +429,6 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             const uint32_t uK = buf ? uK1 : uK0, uKn = buf ? uK0 : uK1;
             if (LINES) {
                 cp_async_wait0(); /* WG1: tile t (issued during tile t - 1); everyone: Q */
-            } else if (X2) {
-                /* tile t + 1's rows of this CTA into registers (kvalid and the stores come with the
-                 * dequantisation, after the cluster barrier: the peer may still be in tile t - 1) */
-                cp_async_wait0(); /* Q */
-                if (t + 1 < te) {
-                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_x2_issue(p, t + 1, u, pos_next, kr, &scb);
-                    const int pn = sp_checked(p, u, t + 2, pos_far);
-                    if (p->l2_prefetch) sp_x2_prefetch(p, t + 2, u, pn);
-                    pos = pos_next; /* tile t + 1's, for its kvalid */
-                    pos_next = pn;
-                    pos_far = sp_idx_raw(u, t + 3, xrow, t + 3 < te);
-                }
             } else if (t + 1 < te) {
                 /* tile t + 1 into the free stage (its last reader finished before the barrier that
                  * ended tile t - 1) / registers; the index of tile t + 2 into a register (FP8: and
@@ -537,14 +453,8 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             } else {
                 cp_async_wait0();
             }
-            if (X2) { /* both CTAs' halves of tile t written (local and remote) -> wgmma */
-                fence_proxy_async_cluster();
-                cl_sync();
-                fence_proxy_async();
-            } else {
-                fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
-                __syncthreads();
-            }
+            fence_proxy_async(); /* cp.async / st.shared of this thread -> visible to wgmma */
+            __syncthreads();
             if (LINES && wg == 1 && t + 1 < te) {
                 /* WG1 (idle until P is ready) gathers tile t + 1 into the free stage (its last
                  * readers, tile t - 1's PV wgmmas, finished before the barrier that ended tile t - 1) */
@@ -702,14 +612,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
             }
             wg_commit();
-            if (X2 && t + 1 < te) { /* tile t + 1's rows of this CTA into both CTAs (the peer passed the
-                                      * cluster barrier of tile t: its tile t - 1 readers are done) */
-                if ((threadIdx.x & 7) == 0) {
-                    kvalid[64 * (buf ^ 1) + xrow] = pos >= 0;
-                    cl_st8(smem_u32(kvalid + 64 * (buf ^ 1) + xrow) + peer, pos >= 0);
-                }
-                if (MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4) sp_x2_put(uKn, peer, xrow, kr, scb);
-            } else if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
+            if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
                 sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
             wg_wait0();
             pin128(o);
@@ -806,8 +709,7 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
 }
 
 /* decode: grid (num_m_blocks, 1, num_sm_parts), persistent over the part's tokens */
-static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT,
-                                                      const int X2) {
+static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int mblk = blockIdx.x, part = blockIdx.z;
@@ -825,43 +727,38 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
         if (tb > te) tb = te;
         int slot = p->req_slot[r];
         if (slot >= 0) slot += piece;
-        sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE, SPLIT, X2);
+        sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE, SPLIT);
     }
-    if (X2) cl_sync(); /* no CTA leaves while its peer may still address its shared memory */
     pdl_trigger();
 }
 
 /* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
-static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT,
-                                                       const int X2) {
-    (void)X2;
+static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     sp_unit u;
     sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT, 0);
+    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
 }
 #endif /* MLA_HAVE_SM90A */
 
 #if MLA_HAVE_SM90A
-#define SP_BODY(f, MODE, SPLIT, X2) f(&p, MODE, SPLIT, X2);
+#define SP_BODY(f, MODE, SPLIT) f(&p, MODE, SPLIT);
 #else
-#define SP_BODY(f, MODE, SPLIT, X2)
+#define SP_BODY(f, MODE, SPLIT)
 #endif
-#define SP_KERNEL(name, f, MODE, SPLIT, X2)                                                             \
+#define SP_KERNEL(name, f, MODE, SPLIT)                                                                 \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_sp_params p) { \
-        SP_BODY(f, MODE, SPLIT, X2)                                                                    \
+        SP_BODY(f, MODE, SPLIT)                                                                        \
     }
-SP_KERNEL(mla_sp_decode_v32, sp_decode_body, MLA_SP_V32, 0, 0)
-SP_KERNEL(mla_sp_decode_model1, sp_decode_body, MLA_SP_MODEL1, 0, 0)
-SP_KERNEL(mla_sp_prefill_576, sp_prefill_body, MLA_SP_BF16_576, 0, 0)
-SP_KERNEL(mla_sp_prefill_512, sp_prefill_body, MLA_SP_BF16_512, 0, 0)
-SP_KERNEL(mla_sp_decode_v32_split, sp_decode_body, MLA_SP_V32, 1, 0)
-SP_KERNEL(mla_sp_decode_model1_split, sp_decode_body, MLA_SP_MODEL1, 1, 0)
-SP_KERNEL(mla_sp_prefill_576_split, sp_prefill_body, MLA_SP_BF16_576, 1, 0)
-SP_KERNEL(mla_sp_prefill_512_split, sp_prefill_body, MLA_SP_BF16_512, 1, 0)
-/* V32 decode with the crossover gather: launched as clusters of the 2 M-block CTAs of a part */
-SP_KERNEL(mla_sp_decode_v32_x2, sp_decode_body, MLA_SP_V32, 0, 1)
+SP_KERNEL(mla_sp_decode_v32, sp_decode_body, MLA_SP_V32, 0)
+SP_KERNEL(mla_sp_decode_model1, sp_decode_body, MLA_SP_MODEL1, 0)
+SP_KERNEL(mla_sp_prefill_576, sp_prefill_body, MLA_SP_BF16_576, 0)
+SP_KERNEL(mla_sp_prefill_512, sp_prefill_body, MLA_SP_BF16_512, 0)
+SP_KERNEL(mla_sp_decode_v32_split, sp_decode_body, MLA_SP_V32, 1)
+SP_KERNEL(mla_sp_decode_model1_split, sp_decode_body, MLA_SP_MODEL1, 1)
+SP_KERNEL(mla_sp_prefill_576_split, sp_prefill_body, MLA_SP_BF16_576, 1)
+SP_KERNEL(mla_sp_prefill_512_split, sp_prefill_body, MLA_SP_BF16_512, 1)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -941,30 +838,7 @@ extern "C" cudaError_t mla_k_sp_prepare(void) {
                                                        sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
-    return cudaFuncSetAttribute((const void *)mla_sp_decode_v32_x2, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                sp_smem_bytes(576));
-}
-
-/* how many 2-CTA clusters of the crossover kernel fit on the device at once (0 if none) */
-extern "C" int mla_k_sp_x2_max_clusters(void) {
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[1];
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(2, 1, 1);
-    cfg.blockDim = dim3(MLA_THREADS);
-    cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(576);
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 2;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    int n = 0;
-    if (cudaOccupancyMaxActiveClusters(&n, (const void *)mla_sp_decode_v32_x2, &cfg) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return n;
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
@@ -977,29 +851,13 @@ extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t st
 extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaStream_t stream) {
     const int dqk = model1 ? 512 : 576;
     void *args[1] = {(void *)p};
-    cudaError_t e;
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[1];
-    if (p->x2) { /* crossover: the 2 M-block CTAs of a part as one cluster */
-        memset(&cfg, 0, sizeof cfg);
-        cfg.gridDim = dim3(2, 1, p->num_sm_parts);
-        cfg.blockDim = dim3(MLA_THREADS);
-        cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(576);
-        cfg.stream = stream;
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = 2;
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        e = cudaLaunchKernelExC(&cfg, (const void *)mla_sp_decode_v32_x2, args);
-    } else {
-        e = cudaLaunchKernel(sp_fn(model1 ? MLA_SP_MODEL1 : MLA_SP_V32, p->split_qk),
-                             dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(MLA_THREADS), args,
-                             (size_t)sp_smem_bytes(dqk), stream);
-    }
+    cudaError_t e = cudaLaunchKernel(sp_fn(model1 ? MLA_SP_MODEL1 : MLA_SP_V32, p->split_qk),
+                                     dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(MLA_THREADS), args,
+                                     (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
     memset(&cfg, 0, sizeof cfg);
     /* column slices: the fewest (1, 2, .. 16) that give MLA_COMBINE_CTAS CTAs for the at most
      * min(tokens, parts) split tokens (few split tokens: one warp per row would leave SMs idle) */

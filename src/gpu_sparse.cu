@@ -81,23 +81,6 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     const int64_t m_blocks = (s->h_q + MLA_BM - 1) / MLA_BM;
     int64_t parts = sms / m_blocks;
     if (parts < 1) parts = 1;
-    /* crossover (V32, two M blocks): the two CTAs of a part run as a 2-CTA cluster and share the
-     * gather; parts = the clusters that fit at once (a GPC with an odd free SM count leaves one
-     * SM out). Testing hook MLA_SPARSE_CROSSOVER=0: off. */
-    int x2 = 0;
-    {
-        const char *xo = getenv("MLA_SPARSE_CROSSOVER");
-        if (s->format == MLA_FP8_FORMAT_V32 && m_blocks == 2 && !sp_split_qk() && !(xo && xo[0] == '0' && xo[1] == 0)) {
-            int old;
-            if ((st = device_enter(plan->device, &old))) return st;
-            const int nc = mla_k_sp_x2_max_clusters();
-            device_restore(plan->device, old);
-            if (nc >= 1) {
-                x2 = 1;
-                if (parts > nc) parts = nc;
-            }
-        }
-    }
     const mla_ws_layout w = mla_ws_compute(n_tok, 1, s->h_q, (int)parts);
     plan->gpu.num_sms = sms;
     plan->gpu.cc_major = major;
@@ -106,7 +89,6 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.num_sm_parts = (int)parts;
     plan->workspace_bytes = w.total;
     plan->gpu.split_qk = sp_split_qk();
-    plan->gpu.x2 = x2;
     { /* testing hook MLA_GPU_COMBINE_SLICES=1|2|4|8|16 (the dense path reads it too, src/gpu.cu) */
         const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
         const int n = cs ? atoi(cs) : 0;
@@ -176,7 +158,6 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.split_qk = plan->gpu.split_qk;
     p.combine_slices = plan->gpu.combine_slices;
     p.l2_prefetch = plan->gpu.l2_prefetch;
-    p.x2 = plan->gpu.x2;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);
