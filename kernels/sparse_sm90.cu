@@ -224,28 +224,24 @@ static __device__ __forceinline__ int sp_checked(const mla_sp_params *p, const s
     return (uint32_t)v < p->limit[t < u->T0 ? 0 : 1] ? v : -1;
 }
 
-/* FP8 gather of tile t's row `row` (position pos, -1 invalid); PART 1: the register part, 2: the
- * V32 RoPE cp.async, 3: both. Codes + scales into registers (zeros when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
+/* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
+ * when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
  * (zero-filled when invalid). MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
  * multiple of 16): 8-byte loads, codes kr[0..6], RoPE pieces in kr[7..8]. */
 static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int t, const sp_unit *u, int pos,
-                                                    uint32_t tile, uint4 *kr, uint4 *sc, const int MODE,
-                                                    const int PART) {
+                                                    uint32_t tile, uint4 *kr, uint4 *sc, const int MODE) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
     const int src = t < u->T0 ? 0 : 1;
     const char *tok = (const char *)p->kc[0];
-    if (PART & 1) {
-        *sc = make_uint4(0, 0, 0, 0);
+    *sc = make_uint4(0, 0, 0, 0);
 #pragma unroll
-        for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
-    }
+    for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
     if (pos >= 0) {
         const uint32_t ps = (uint32_t)p->page_size[src];
         const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
         const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
-        if (MODE == MLA_SP_V32) tok = pg + (long long)prow * 656;
-        if (!(PART & 1)) {
-        } else if (MODE == MLA_SP_V32) {
+        if (MODE == MLA_SP_V32) {
+            tok = pg + (long long)prow * 656;
             *sc = f8_ldg16(tok + 512);
 #pragma unroll
             for (int i = 0; i < 8; i++) kr[i] = f8_ldg16(tok + 16 * sub + 64 * i);
@@ -262,7 +258,7 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
             }
         }
     }
-    if (MODE == MLA_SP_V32 && (PART & 2)) { /* RoPE: chunk 8 of the tile */
+    if (MODE == MLA_SP_V32) { /* RoPE: chunk 8 of the tile */
         const int x = row & 7;
         const uint32_t rb = tile + 8 * 8192 + row * 128;
         const int nb = pos >= 0 ? 16 : 0;
@@ -375,10 +371,6 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
     const int DQK = (MODE == MLA_SP_V32 || MODE == MLA_SP_BF16_576) ? 576 : 512;
     const int FP8 = MODE == MLA_SP_V32 || MODE == MLA_SP_MODEL1;
     const int LINES = !FP8 && !SPLIT; /* bf16 rows by WG1, line-coalesced, after the top barrier */
-    /* FP8, not SPLIT: tile t + 2's register gather is issued during tile t's PV, right after tile
-     * t + 1's dequantisation frees the registers (SPLIT, a testing hook, would spill: it issues
-     * tile t + 1's at the top of tile t) */
-    const int EARLY = FP8 && !SPLIT;
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
     uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
@@ -408,8 +400,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
             sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
         }
-        /* rows of tiles t, t + 1, (FP8) t + 2 and the raw index of t + 3 */
-        int pos = -1, pos_next = -1, pos_2 = -1, pos_far = -1;
+        int pos = -1, pos_next = -1, pos_far = -1; /* rows of tiles t, t + 1, t + 2 */
         int lp[4]; /* LINES: positions of WG1's rows in the next tile */
         if (LINES) {
             if (wg == 1) {
@@ -421,19 +412,12 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         } else {
             pos = sp_pos(p, u, tb, row);
             pos_next = tb + 1 < te ? sp_pos(p, u, tb + 1, row) : -1;
-            if (EARLY) {
-                pos_2 = tb + 2 < te ? sp_pos(p, u, tb + 2, row) : -1;
-                pos_far = sp_idx_raw(u, tb + 3, row, tb + 3 < te);
-            } else if (FP8) {
-                pos_far = tb + 2 < te ? sp_pos(p, u, tb + 2, row) : -1;
-            }
+            if (FP8) pos_far = tb + 2 < te ? sp_pos(p, u, tb + 2, row) : -1;
             if (sub == 0) kvalid[row] = pos >= 0;
             if (FP8) {
-                sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE, 3);
+                sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
                 cp_async_commit();
                 sp_fp8_put(uK0, kr, sc, MODE);
-                if (EARLY && tb + 1 < te) sp_fp8_issue(p, tb + 1, u, pos_next, uK1, kr, &sc, MODE, 1);
-                if (EARLY && p->l2_prefetch) sp_fp8_prefetch(p, tb + 2, u, pos_2, MODE);
             } else {
                 sp_bf16_issue(p, u, pos, uK0, DQK);
                 cp_async_commit();
@@ -450,22 +434,15 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                  * ended tile t - 1) / registers; the index of tile t + 2 into a register (FP8: and
                  * its rows into L2) */
                 if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
-                if (FP8) { /* EARLY: its registers were loaded during tile t - 1's PV (or the prologue) */
-                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4)
-                        sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE, EARLY ? 2 : 3);
+                if (FP8) {
+                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
                 } else {
                     sp_bf16_issue(p, u, pos_next, uKn, DQK);
                 }
                 cp_async_commit();
-                if (EARLY) {
-                    /* tile t + 3's rows into L2 (their index was loaded during tile t - 1: no wait
-                     * here), the raw index of tile t + 4 into a register (checked a tile later) */
-                    const int p3 = sp_checked(p, u, t + 3, pos_far);
-                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 3, u, p3, MODE);
-                    pos_far = sp_idx_raw(u, t + 4, row, t + 4 < te);
-                    pos_next = pos_2; /* tile t + 2's, loaded into registers during this PV */
-                    pos_2 = p3;
-                } else if (FP8) { /* SPLIT: the same a tile nearer (t + 2 into L2, t + 3's index) */
+                if (FP8) {
+                    /* tile t + 2's rows into L2 (their index was loaded during tile t - 1: no wait
+                     * here), the raw index of tile t + 3 into a register (checked a tile later) */
                     pos_next = sp_checked(p, u, t + 2, pos_far);
                     if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, MODE);
                     pos_far = sp_idx_raw(u, t + 3, row, t + 3 < te);
@@ -637,8 +614,6 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             wg_commit();
             if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
                 sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
-            if (EARLY && t + 2 < te && MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) /* tile t + 2's registers, a */
-                sp_fp8_issue(p, t + 2, u, pos_next, uK, kr, &sc, MODE, 1); /* tile ahead of their use */
             wg_wait0();
             pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */
