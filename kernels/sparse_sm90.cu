@@ -400,7 +400,8 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
             sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
         }
-        int pos = -1, pos_next = -1, pos_far = -1; /* rows of tiles t, t + 1, t + 2 */
+        /* positions of tiles t and t + 1; FP8: tile t + 2's index (checked in the prologue, raw in the loop) */
+        int pos = -1, pos_next = -1, pos_far = -1;
         int lp[4]; /* LINES: positions of WG1's rows in the next tile */
         if (LINES) {
             if (wg == 1) {
@@ -431,8 +432,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 cp_async_wait0(); /* WG1: tile t (issued during tile t - 1); everyone: Q */
             } else if (t + 1 < te) {
                 /* tile t + 1 into the free stage (its last reader finished before the barrier that
-                 * ended tile t - 1) / registers; the index of tile t + 2 into a register (FP8: and
-                 * its rows into L2) */
+                 * ended tile t - 1) / registers; then tile t + 2's position (bf16: its index) */
                 if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
                 if (FP8) {
                     if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
