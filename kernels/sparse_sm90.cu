@@ -34,6 +34,7 @@
 #include "sparse_params.h"
 #include "sparse_launch.h"
 #include "sm90.cuh"
+#include "sm90_tile.cuh" /* sm90_qk, sm90_softmax, sm90_put_p / sm90_get_p, sm90_rescale, sm90_pv */
 
 /* Timing decomposition builds (results wrong by design; `make BUILD=build-xspN MLA_DEFS=-DMLA_SP_DIAG=N`):
  * FP8 decode 1: no dequantisation of tile t+1 (stage keeps old data), 2: no gather loads after the
@@ -44,6 +45,8 @@
 
 #define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
+#define SP_BAR_PFREE 3 /* named barrier (PW): WG1 has read the P fragments, WG0 may write the next (256) */
+#define SP_BAR_CONS 4 /* named barrier (PW): the two consumer warpgroups (256 threads) */
 
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     return 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
@@ -51,6 +54,7 @@ static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
            + 128 * 2 * 4       /* alpha per thread (2 rows) */
            + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
            + 2 * 64            /* kvalid */
+           + 4 * 8             /* mbarriers (PW kernel: full, empty per stage) */
            + 1024;             /* alignment slack */
 }
 
@@ -192,20 +196,12 @@ static __device__ __forceinline__ float sp_e8m0(uint32_t e) {
     return __int_as_float((int)(e << 23));
 }
 
-/* Key position of tile row `row` of tile t of token (i, j), kv head g; -1 if invalid. */
+/* The query token of a unit: r = i * s_q + j, kv head g; main-cache entries n0 (T0 tiles) at ix0,
+ * extra-cache entries n1 at ix1. */
 typedef struct sp_unit {
     int r, i, j, g, n0, n1, T0;
     const int32_t *ix0, *ix1;
 } sp_unit;
-
-static __device__ __forceinline__ int sp_pos(const mla_sp_params *p, const sp_unit *u, int t, int row) {
-    const int src = t < u->T0 ? 0 : 1;
-    const long long k = (long long)(src ? t - u->T0 : t) * MLA_BN + row;
-    const int n = src ? u->n1 : u->n0;
-    if (k >= n) return -1;
-    const int v = (src ? u->ix1 : u->ix0)[k];
-    return (uint32_t)v < p->limit[src] ? v : -1;
-}
 
 /* The index of tile t's row `row` as stored (-1 when the entry is past the token's length or
  * `in_range` is 0), loaded by a predicated ld so that nothing waits on it until sp_checked uses it
@@ -224,6 +220,31 @@ static __device__ __forceinline__ int sp_checked(const mla_sp_params *p, const s
     return (uint32_t)v < p->limit[t < u->T0 ? 0 : 1] ? v : -1;
 }
 
+/* the position of tile t's row `row`, -1 if invalid (loaded and checked at once) */
+static __device__ __forceinline__ int sp_pos(const mla_sp_params *p, const sp_unit *u, int t, int row) {
+    return sp_checked(p, u, t, sp_idx_raw(u, t, row, 1));
+}
+
+/* FP8 row of position pos (>= 0) of tile t: its page base, its token bytes and (MODEL1) its 8 scale bytes */
+static __device__ __forceinline__ const char *sp_fp8_row(const mla_sp_params *p, int t, const sp_unit *u, int pos,
+                                                        const char **scales, const int MODE) {
+    const int src = t < u->T0 ? 0 : 1;
+    const uint32_t ps = (uint32_t)p->page_size[src];
+    const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
+    const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
+    if (MODE == MLA_SP_V32) {
+        *scales = pg + (long long)prow * 656 + 512;
+        return pg + (long long)prow * 656;
+    }
+    *scales = pg + (long long)ps * 576 + (long long)prow * 8;
+    return pg + (long long)prow * 576;
+}
+/* two 8-byte loads as one uint4 (MODEL1 rows are only 8-byte aligned) */
+static __device__ __forceinline__ uint4 sp_ldg8x2(const char *a) {
+    const uint2 lo = sp_ldg8(a), hi = sp_ldg8(a + 8);
+    return make_uint4(lo.x, lo.y, hi.x, hi.y);
+}
+
 /* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
  * when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
  * (zero-filled when invalid). MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
@@ -231,31 +252,24 @@ static __device__ __forceinline__ int sp_checked(const mla_sp_params *p, const s
 static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int t, const sp_unit *u, int pos,
                                                     uint32_t tile, uint4 *kr, uint4 *sc, const int MODE) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
-    const int src = t < u->T0 ? 0 : 1;
     const char *tok = (const char *)p->kc[0];
     *sc = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
     if (pos >= 0) {
-        const uint32_t ps = (uint32_t)p->page_size[src];
-        const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
-        const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
+        const char *scp;
+        tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
         if (MODE == MLA_SP_V32) {
-            tok = pg + (long long)prow * 656;
-            *sc = f8_ldg16(tok + 512);
+            *sc = f8_ldg16(scp);
 #pragma unroll
             for (int i = 0; i < 8; i++) kr[i] = f8_ldg16(tok + 16 * sub + 64 * i);
         } else {
-            tok = pg + (long long)prow * 576;
-            const uint2 s8 = sp_ldg8(pg + (long long)ps * 576 + (long long)prow * 8);
+            const uint2 s8 = sp_ldg8(scp);
             sc->x = s8.x;
             sc->y = s8.y;
 #pragma unroll
-            for (int i = 0; i < 9; i++) { /* 7 code groups, then RoPE bytes [32 sub, +32) */
-                const char *a = i < 7 ? tok + 16 * sub + 64 * i : tok + 448 + 32 * sub + 16 * (i - 7);
-                const uint2 lo = sp_ldg8(a), hi = sp_ldg8(a + 8);
-                kr[i] = make_uint4(lo.x, lo.y, hi.x, hi.y);
-            }
+            for (int i = 0; i < 9; i++) /* 7 code groups, then RoPE bytes [32 sub, +32) */
+                kr[i] = sp_ldg8x2(i < 7 ? tok + 16 * sub + 64 * i : tok + 448 + 32 * sub + 16 * (i - 7));
         }
     }
     if (MODE == MLA_SP_V32) { /* RoPE: chunk 8 of the tile */
@@ -268,12 +282,9 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
 }
 
 /* registers -> dequantised bf16 row `row` of the SW128 tile (chunks 0..NU-1) */
-static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
-    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
-    const int NU = MODE == MLA_SP_V32 ? 8 : 7;
-    const uint32_t base = tile + row * 128;
-    const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
-    float s[8];
+/* the scale of each 64-column chunk: V32 4 fp32 scales (one per 128 columns) rounded to bf16,
+ * MODEL1 e8m0 bytes (one per chunk) */
+static __device__ __forceinline__ void sp_scales(uint4 sc, float *s, const int MODE) {
     if (MODE == MLA_SP_V32) {
         s[0] = s[1] = sp_bf16_round(__uint_as_float(sc.x));
         s[2] = s[3] = sp_bf16_round(__uint_as_float(sc.y));
@@ -285,16 +296,27 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
 #pragma unroll
         for (int i = 0; i < 4; i++) s[4 + i] = sp_e8m0((sc.y >> (8 * i)) & 0xffu);
     }
+}
+/* 16 e4m3 codes times scale s -> 16 bf16, stored as two 16-byte pieces at d0 and d1 */
+static __device__ __forceinline__ void sp_dq16_put(uint4 k, float s, uint32_t d0, uint32_t d1) {
+    uint4 a, b;
+    sp_dq4(k.x, s, &a.x, &a.y);
+    sp_dq4(k.y, s, &a.z, &a.w);
+    sp_dq4(k.z, s, &b.x, &b.y);
+    sp_dq4(k.w, s, &b.z, &b.w);
+    sts128(d0, a);
+    sts128(d1, b);
+}
+
+static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7;
+    const uint32_t base = tile + row * 128;
+    const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
+    float s[8];
+    sp_scales(sc, s, MODE);
 #pragma unroll
-    for (int i = 0; i < NU; i++) {
-        uint4 a, b;
-        sp_dq4(kr[i].x, s[i], &a.x, &a.y);
-        sp_dq4(kr[i].y, s[i], &a.z, &a.w);
-        sp_dq4(kr[i].z, s[i], &b.x, &b.y);
-        sp_dq4(kr[i].w, s[i], &b.z, &b.w);
-        sts128(base + i * 8192 + c0, a);
-        sts128(base + i * 8192 + c1, b);
-    }
+    for (int i = 0; i < NU; i++) sp_dq16_put(kr[i], s[i], base + i * 8192 + c0, base + i * 8192 + c1);
     if (MODE == MLA_SP_MODEL1) { /* RoPE: chunk 7 */
         sts128(base + 7 * 8192 + c0, kr[7]);
         sts128(base + 7 * 8192 + c1, kr[8]);
@@ -338,26 +360,115 @@ static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const
     for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = sp_idx_raw(u, t, (tid >> 3) + (NT / 8) * i, t < te);
 }
 
-/* L2 prefetch of FP8 row `pos` of tile t (every 128-byte line it touches; sub = 0..3 of its 4 threads) */
-static __device__ __forceinline__ void sp_fp8_prefetch(const mla_sp_params *p, int t, const sp_unit *u, int pos,
-                                                       const int MODE) {
+/* L2 prefetch of FP8 row `pos` of tile t: every 128-byte line it touches, points j = sub, sub + NS,
+ * .. of the row's NS threads. V32 (656 bytes, 16-byte aligned): points 0, 128, .., 640. MODEL1 (576
+ * bytes at 8-byte alignment): 0, 128, .., 512, 575 and the 8 scale bytes. */
+static __device__ __forceinline__ void sp_fp8_prefetch(const mla_sp_params *p, int t, const sp_unit *u, int pos, int sub,
+                                                       const int NS, const int MODE) {
     if (pos < 0) return;
-    const int sub = threadIdx.x & 3;
-    const int src = t < u->T0 ? 0 : 1;
-    const uint32_t ps = (uint32_t)p->page_size[src];
-    const uint32_t page = (uint32_t)pos / ps, prow = (uint32_t)pos - page * ps;
-    const char *pg = (const char *)p->kc[src] + (long long)page * p->k_stride[src];
-    if (MODE == MLA_SP_V32) { /* 656 bytes, 16-byte aligned: points 0, 128, .., 640 */
-        const char *tok = pg + (long long)prow * 656;
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 128 * sub));
-        if (sub < 2) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 512 + 128 * sub));
-    } else { /* 576 bytes at 8-byte alignment: points 0, 128, .., 512, 575; 8 scale bytes */
-        const char *tok = pg + (long long)prow * 576;
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 128 * sub));
-        if (sub == 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 512));
-        if (sub == 1) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(tok + 575));
-        if (sub == 2) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(pg + (long long)ps * 576 + (long long)prow * 8));
+    const char *scp;
+    const char *tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
+    const int NP = MODE == MLA_SP_V32 ? 6 : 7;
+#pragma unroll
+    for (int j = sub; j < NP; j += NS) {
+        const char *a = MODE == MLA_SP_V32 ? tok + 128 * j : (j < 5 ? tok + 128 * j : (j == 5 ? tok + 575 : scp));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a));
     }
+}
+
+/* Q rows of the unit's token (zero rows past the heads of this block) by cp.async from threads
+ * 0..255 (row = tid / 4); not committed */
+static __device__ __forceinline__ void sp_load_q(const mla_sp_params *p, const sp_unit *u, uint32_t uQ, int nvalid,
+                                                 int head0, const int NCH) {
+    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+    const char *src = (const char *)p->q;
+    if (row < nvalid) src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
+    sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
+}
+
+/* barrier of the threads that compute (PW: the two consumer warpgroups; else the whole CTA) */
+static __device__ __forceinline__ void sp_csync(const int PW) {
+    if (PW) bar_sync(SP_BAR_CONS, 256);
+    else __syncthreads();
+}
+
+/* End of a unit (256 computing threads, warpgroup wg of thread tid): WG0 owns the row statistics
+ * (SPLIT: WG1's row sums are added first); out + lse (+ max_logits), the sink applied (slot < 0),
+ * or the normalised fp32 partial and its log2 lse (slot >= 0). */
+static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const sp_unit *u, int slot, int nvalid,
+                                                   int head0, float *o, float m0, float m1, float l0, float l1,
+                                                   float *sAl, float *sInv, float *sLse, float *sMax, const int SPLIT,
+                                                   const int PW) {
+    const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
+    const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
+    l0 = quad_sum(l0);
+    l1 = quad_sum(l1);
+    if (SPLIT) {
+        if (wg == 1 && (lane & 3) == 0) {
+            sAl[r0] = l0;
+            sAl[r1] = l1;
+        }
+        sp_csync(PW);
+        if (wg == 0) {
+            l0 += sAl[r0];
+            l1 += sAl[r1];
+        }
+    }
+    if (wg == 0) {
+        if ((lane & 3) == 0) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int rw = h ? r1 : r0;
+                const float l = h ? l1 : l0, m = h ? m1 : m0;
+                float inv = row_inv(l, 1.f); /* 0: no visible key; NaN: a NaN / +inf score (F6-F8) */
+                if (l > 0.f) {
+                    float den = l;
+                    if (slot < 0 && p->sink && rw < nvalid) /* out = acc / (l + exp(sink - m)) */
+                        den += exp2f(__ldg(p->sink + head0 + rw) * LOG2E_F - m);
+                    inv = 1.f / den;
+                }
+                sInv[rw] = inv;
+                sLse[rw] = row_lse2(m, l);
+                sMax[rw] = l > 0.f ? m : (l == l ? -INFINITY : l);
+            }
+        }
+    }
+    sp_csync(PW);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int rw = h ? r1 : r0;
+        if (rw >= nvalid) continue;
+        const float inv = sInv[rw];
+        const int head = head0 + rw;
+        if (slot < 0) {
+            char *orow = (char *)p->out +
+                         ((long long)u->i * p->o_si + (long long)u->j * p->o_sj + (long long)head * p->o_sh) * 2;
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
+            }
+            if (wg == 0 && (lane & 3) == 0) {
+                const float l2 = sLse[rw];
+                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
+                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
+                if (p->max_logits)
+                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
+            }
+        } else {
+            const long long prow = (long long)slot * p->rows_per_slot + head;
+            float *orow = p->oacc + prow * MLA_DV;
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                *(float2 *)(orow + col) = make_float2(o[i] * inv, o[i + 1] * inv);
+            }
+            if (wg == 0 && (lane & 3) == 0) p->lacc[prow] = sLse[rw];
+        }
+    }
+    sp_csync(PW); /* sQ, kvalid, sInv reused by the next unit */
 }
 
 /* One unit of work: tiles [tb, te) of token u for M block mblk; slot < 0 writes the final
@@ -394,12 +505,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
     uint4 kr[9], sc;
 
     if (tb < te) {
-        { /* Q rows (zero rows past the heads of this block) */
-            const char *src = (const char *)p->q;
-            if (row < nvalid)
-                src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
-            sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
-        }
+        sp_load_q(p, u, uQ, nvalid, head0, NCH);
         /* positions of tiles t and t + 1; FP8: tile t + 2's index (checked in the prologue, raw in the loop) */
         int pos = -1, pos_next = -1, pos_far = -1;
         int lp[4]; /* LINES: positions of WG1's rows in the next tile */
@@ -444,7 +550,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     /* tile t + 2's rows into L2 (their index was loaded during tile t - 1: no wait
                      * here), the raw index of tile t + 3 into a register (checked a tile later) */
                     pos_next = sp_checked(p, u, t + 2, pos_far);
-                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, MODE);
+                    if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, u, pos_next, sub, 4, MODE);
                     pos_far = sp_idx_raw(u, t + 3, row, t + 3 < te);
                 } else {
                     pos_next = t + 2 < te ? sp_pos(p, u, t + 2, row) : -1;
@@ -537,80 +643,28 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                         a[2 + kk][jj] = wg ? mine[kk][jj] : th;
                     }
             } else if (wg == 0) {
-                float s[32];
+                float s[32], al0, al1;
 #pragma unroll
                 for (int i = 0; i < 32; i++) s[i] = 0.f;
                 pin32(s);
                 wg_fence();
-#pragma unroll
-                for (int c = 0; c < NC64; c++)
-#pragma unroll
-                    for (int kk = 0; kk < 4; kk++) {
-                        const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-                        const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
-                        if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
-                    }
+                if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_qk(s, uQ, uK, 0, NC64, 0);
                 wg_commit();
                 wg_wait0();
                 pin32(s);
-                const unsigned char *kv = kvalid + 64 * buf;
-                float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-                for (int i = 0; i < 32; i++) {
-                    const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
-                    const float v = kv[key] ? s[i] * scale : -INFINITY;
-                    s[i] = v;
-                    if (i & 2) mx1 = fmaxf(mx1, v);
-                    else mx0 = fmaxf(mx0, v);
-                }
-                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-                const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-                const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
-                const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
-                m0 = mn0;
-                m1 = mn1;
-                float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-                for (int i = 0; i < 32; i++) {
-                    const float e = fast_exp2(s[i] - ((i & 2) ? mu1 : mu0));
-                    s[i] = e;
-                    if (i & 2) sum1 += e;
-                    else sum0 += e;
-                }
-                l0 = l0 * al0 + sum0;
-                l1 = l1 * al1 + sum1;
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                    for (int jj = 0; jj < 4; jj++) {
-                        a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], 0);
-                        sPf[(kk * 4 + jj) * 128 + t128] = a[kk][jj];
-                    }
-                sAl[2 * t128] = al0;
-                sAl[2 * t128 + 1] = al1;
+                sm90_softmax(s, kvalid + 64 * buf, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, 0);
+                sm90_put_p(sPf, sAl, a, al0, al1);
                 bar_arrive(SP_BAR_P, 256);
-#pragma unroll
-                for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                sm90_rescale(o, al0, al1);
             } else {
+                float al0, al1;
                 bar_sync(SP_BAR_P, 256);
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                    for (int jj = 0; jj < 4; jj++) a[kk][jj] = sPf[(kk * 4 + jj) * 128 + t128];
-                const float al0 = sAl[2 * t128], al1 = sAl[2 * t128 + 1];
-#pragma unroll
-                for (int i = 0; i < 128; i++) o[i] *= (i & 2) ? al1 : al0;
+                sm90_get_p(sPf, sAl, a, &al0, &al1);
+                sm90_rescale(o, al0, al1);
             }
             pin128(o);
             wg_fence();
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-                const uint64_t db = desc_sw128(uK + wg * 4 * 8192 + kk * 2048, 8192, 1024);
-                if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
-            }
+            if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_pv(o, a, uK, wg, 0);
             wg_commit();
             if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
                 sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
@@ -620,75 +674,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         }
     }
 
-    /* epilogue: WG0 owns the row statistics (SPLIT: WG1's row sums are added first) */
-    l0 = quad_sum(l0);
-    l1 = quad_sum(l1);
-    if (SPLIT) {
-        if (wg == 1 && (lane & 3) == 0) {
-            sAl[r0] = l0;
-            sAl[r1] = l1;
-        }
-        __syncthreads();
-        if (wg == 0) {
-            l0 += sAl[r0];
-            l1 += sAl[r1];
-        }
-    }
-    if (wg == 0) {
-        if ((lane & 3) == 0) {
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int rw = h ? r1 : r0;
-                const float l = h ? l1 : l0, m = h ? m1 : m0;
-                float inv = row_inv(l, 1.f); /* 0: no visible key; NaN: a NaN / +inf score (F6-F8) */
-                if (l > 0.f) {
-                    float den = l;
-                    if (slot < 0 && p->sink && rw < nvalid) /* out = acc / (l + exp(sink - m)) */
-                        den += exp2f(__ldg(p->sink + head0 + rw) * LOG2E_F - m);
-                    inv = 1.f / den;
-                }
-                sInv[rw] = inv;
-                sLse[rw] = row_lse2(m, l);
-                sMax[rw] = l > 0.f ? m : (l == l ? -INFINITY : l);
-            }
-        }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int rw = h ? r1 : r0;
-        if (rw >= nvalid) continue;
-        const float inv = sInv[rw];
-        const int head = head0 + rw;
-        if (slot < 0) {
-            char *orow = (char *)p->out +
-                         ((long long)u->i * p->o_si + (long long)u->j * p->o_sj + (long long)head * p->o_sh) * 2;
-#pragma unroll
-            for (int q = 0; q < 32; q++) {
-                const int i = 4 * q + 2 * h;
-                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
-                *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
-            }
-            if (wg == 0 && (lane & 3) == 0) {
-                const float l2 = sLse[rw];
-                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
-                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
-                if (p->max_logits)
-                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
-            }
-        } else {
-            const long long prow = (long long)slot * p->rows_per_slot + head;
-            float *orow = p->oacc + prow * MLA_DV;
-#pragma unroll
-            for (int q = 0; q < 32; q++) {
-                const int i = 4 * q + 2 * h;
-                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
-                *(float2 *)(orow + col) = make_float2(o[i] * inv, o[i + 1] * inv);
-            }
-            if (wg == 0 && (lane & 3) == 0) p->lacc[prow] = sLse[rw];
-        }
-    }
-    __syncthreads(); /* sQ, kvalid, sInv reused by the next unit */
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, SPLIT, 0);
 }
 
 static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int r, int g, sp_unit *u) {
@@ -708,6 +694,23 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
     }
 }
 
+/* Token r of a decode part that begins at pb (pe: the next part's begin): tiles [tb, te), slot < 0
+ * for the final result, else the slot of its partial */
+static __device__ __forceinline__ void sp_unit_bounds(const mla_sp_params *p, int r, mla_part_begin pb,
+                                                      mla_part_begin pe, sp_unit *u, int *tb, int *te, int *slot) {
+    sp_unit_init(p, r, 0, u);
+    const int nt = u->T0 + (p->nsrc > 1 ? sp_ntiles(u->n1) : 0);
+    int e = (r == pe.req) ? pe.tile : nt, b = (r == pb.req) ? pb.tile : 0;
+    const int piece = (r == pb.req) ? pb.piece : 0;
+    if (e > nt) e = nt;
+    if (b > e) b = e;
+    int sl = p->req_slot[r];
+    if (sl >= 0) sl += piece;
+    *tb = b;
+    *te = e;
+    *slot = sl;
+}
+
 /* decode: grid (num_m_blocks, 1, num_sm_parts), persistent over the part's tokens */
 static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
@@ -718,15 +721,8 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
-        sp_unit_init(p, r, 0, &u);
-        const int nt = u.T0 + (p->nsrc > 1 ? sp_ntiles(u.n1) : 0);
-        int te = (r == pe.req) ? pe.tile : nt;
-        int tb = (r == pb.req) ? pb.tile : 0;
-        const int piece = (r == pb.req) ? pb.piece : 0;
-        if (te > nt) te = nt;
-        if (tb > te) tb = te;
-        int slot = p->req_slot[r];
-        if (slot >= 0) slot += piece;
+        int tb, te, slot;
+        sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
         sp_run_unit(p, &u, mblk, tb, te, slot, smem, MODE, SPLIT);
     }
     pdl_trigger();
@@ -739,6 +735,228 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
     sp_unit u;
     sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
     sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* FP8 decode with a producer warpgroup ("PW", 384 threads). WG2 gathers each tile's rows into   */
+/* registers and dequantises them into a free K stage; WG0 (S = Q K^T, softmax, O[:, 0:256]) and */
+/* WG1 (O[:, 256:512]) only compute. Stage k is handed over by two mbarriers: full[k] (128        */
+/* producer arrivals, each after its stores and a proxy fence) and empty[k] (256 consumer         */
+/* arrivals after the tile's PV wgmma). P goes WG0 -> WG1 through smem as in the kernel above      */
+/* (named barriers SP_BAR_P / SP_BAR_PFREE); there is no CTA-wide barrier per tile.               */
+/* Producer thread pt = tid - 256 owns half h = pt & 1 of row pt / 2: the code bytes              */
+/* [64 i + 32 h, +32) of every 64-column chunk i, its RoPE bytes [64 h, +64), the row's scales.   */
+/* ------------------------------------------------------------------------------------------ */
+/* setmaxnreg budgets: the kernel starts at 168 registers per thread (384 threads); the three      */
+/* warpgroups' budgets sum to 3 * 168 so the increases are served by the producer's decrease.    */
+/* 200 / 176 / 128: the first split tried without spills or serialised wgmma (216 / 168 / 120     */
+/* serialised the wgmma; 208 / 176 / 120 and 200 / 184 / 120 spilled).                            */
+#ifndef SP_PW_REG_WG0
+#define SP_PW_REG_WG0 200
+#define SP_PW_REG_WG1 176
+#define SP_PW_REG_PROD 128
+#endif
+#define SP_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 " #n ";\n" ::: "memory")
+#define SP_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 " #n ";\n" ::: "memory")
+#define SP_SETMAXNREG_INC_(n) SP_SETMAXNREG_INC(n)
+#define SP_SETMAXNREG_DEC_(n) SP_SETMAXNREG_DEC(n)
+
+/* half h of FP8 row `pos` of tile t into registers (zeros when pos < 0) */
+static __device__ __forceinline__ void sp_pw_load(const mla_sp_params *p, int t, const sp_unit *u, int pos, int h,
+                                                  uint4 *ka, uint4 *kb, uint4 *ke, uint4 *sc, const int MODE) {
+    *sc = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int i = 0; i < 8; i++) ka[i] = kb[i] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int k = 0; k < 4; k++) ke[k] = make_uint4(0, 0, 0, 0);
+    if (pos < 0) return;
+    const char *scp;
+    const char *tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
+    if (MODE == MLA_SP_V32) { /* 16-byte aligned rows: codes [0, 512), scales [512, 528), RoPE [528, 656) */
+        *sc = f8_ldg16(scp);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            ka[i] = f8_ldg16(tok + 64 * i + 32 * h);
+            kb[i] = f8_ldg16(tok + 64 * i + 32 * h + 16);
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++) ke[k] = f8_ldg16(tok + 528 + 64 * h + 16 * k);
+    } else { /* 8-byte aligned rows: codes [0, 448), RoPE [448, 576); scales apart */
+        const uint2 s8 = sp_ldg8(scp);
+        sc->x = s8.x;
+        sc->y = s8.y;
+#pragma unroll
+        for (int i = 0; i < 7; i++) {
+            ka[i] = sp_ldg8x2(tok + 64 * i + 32 * h);
+            kb[i] = sp_ldg8x2(tok + 64 * i + 32 * h + 16);
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++) ke[k] = sp_ldg8x2(tok + 448 + 64 * h + 16 * k);
+    }
+}
+/* registers -> half h of the dequantised bf16 row `row` of the SW128 tile (pieces 4h .. 4h + 3 of
+ * every chunk; the RoPE chunk is 8 for V32, 7 for MODEL1) */
+static __device__ __forceinline__ void sp_pw_put(uint32_t tile, int row, int h, const uint4 *ka, const uint4 *kb,
+                                                 const uint4 *ke, uint4 sc, const int MODE) {
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7, x = row & 7;
+    const uint32_t base = tile + row * 128;
+    float s[8];
+    sp_scales(sc, s, MODE);
+#pragma unroll
+    for (int i = 0; i < NU; i++) {
+        const uint32_t c = base + i * 8192;
+        sp_dq16_put(ka[i], s[i], c + (((4 * h) ^ x) << 4), c + (((4 * h + 1) ^ x) << 4));
+        sp_dq16_put(kb[i], s[i], c + (((4 * h + 2) ^ x) << 4), c + (((4 * h + 3) ^ x) << 4));
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) sts128(base + NU * 8192 + (((4 * h + k) ^ x) << 4), ke[k]);
+}
+
+/* shared-memory offset of the PW kernel's mbarriers (after kvalid): full[0..1], empty[0..1] */
+#define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
+
+/* WG2: every tile of the part's tokens, in the consumers' order (tile counter n: stage n & 1) */
+static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, unsigned char *smem, const int MODE) {
+    const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
+    const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
+    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
+    unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
+    const int pt = threadIdx.x - 256, row = pt >> 1, h = pt & 1;
+    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    uint32_t n = 0;
+    for (int r = pb.req; r <= r_last; r++) {
+        sp_unit u;
+        int tb, te, slot;
+        sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
+        if (tb >= te) continue;
+        /* raw indices of the next three tiles (loaded a tile or more before they are checked) */
+        int raw0 = sp_idx_raw(&u, tb, row, 1), raw1 = sp_idx_raw(&u, tb + 1, row, tb + 1 < te);
+        int raw2 = sp_idx_raw(&u, tb + 2, row, tb + 2 < te);
+        if (p->l2_prefetch) sp_fp8_prefetch(p, tb + 1, &u, sp_checked(p, &u, tb + 1, raw1), h, 2, MODE);
+        for (int t = tb; t < te; t++, n++) {
+            const int st = n & 1;
+            const int pos = sp_checked(p, &u, t, raw0);
+            uint4 ka[8], kb[8], ke[4], sc;
+            sp_pw_load(p, t, &u, pos, h, ka, kb, ke, &sc, MODE);
+            if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, &u, sp_checked(p, &u, t + 2, raw2), h, 2, MODE);
+            raw0 = raw1;
+            raw1 = raw2;
+            raw2 = sp_idx_raw(&u, t + 3, row, t + 3 < te);
+            mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* the stage's previous tile is done (n >= 2) */
+            if (h == 0) kvalid[64 * st + row] = pos >= 0;
+            sp_pw_put(st ? uK1 : uK0, row, h, ka, kb, ke, sc, MODE);
+            fence_proxy_async(); /* st.shared -> visible to the consumers' wgmma */
+            mbar_arrive(full + 8 * st);
+        }
+    }
+}
+
+/* WG0 (W = 0) / WG1 (W = 1): one token's tiles [tb, te) from the stages the producer fills */
+static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
+                                                  int slot, unsigned char *smem, uint32_t *n, const int W,
+                                                  const int MODE) {
+    const int DQK = MODE == MLA_SP_V32 ? 576 : 512;
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);
+    float *sAl = (float *)(sPf + 16 * 128);
+    float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
+    const unsigned char *kvalid = (const unsigned char *)(sMax + 64);
+    const uint32_t uQ = smem_u32(smem), uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
+    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
+    int nvalid = p->hpk - mblk * MLA_BM;
+    if (nvalid > MLA_BM) nvalid = MLA_BM;
+    const int head0 = u->g * p->hpk + mblk * MLA_BM;
+
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    if (tb < te) {
+        sp_load_q(p, u, uQ, nvalid, head0, NCH);
+        cp_async_commit();
+        cp_async_wait0();
+        fence_proxy_async();
+        bar_sync(SP_BAR_CONS, 256);
+        for (int t = tb; t < te; t++, (*n)++) {
+            const int st = *n & 1;
+            const uint32_t uK = st ? uK1 : uK0;
+            mbar_wait(full + 8 * st, (*n >> 1) & 1);
+            uint32_t a[4][4];
+            float al0, al1;
+            if (W == 0) {
+                float s[32];
+#pragma unroll
+                for (int i = 0; i < 32; i++) s[i] = 0.f;
+                pin32(s);
+                wg_fence();
+                sm90_qk(s, uQ, uK, 0, NC64, 0);
+                wg_commit();
+                wg_wait0();
+                pin32(s);
+                sm90_softmax(s, kvalid + 64 * st, 0, MLA_BN, MLA_BN, p->scale_log2, &m0, &m1, &l0, &l1, a, &al0, &al1,
+                             0);
+                if (t > tb) bar_sync(SP_BAR_PFREE, 256); /* WG1 has read the previous tile's P */
+                sm90_put_p(sPf, sAl, a, al0, al1);
+                bar_arrive(SP_BAR_P, 256);
+            } else {
+                bar_sync(SP_BAR_P, 256);
+                sm90_get_p(sPf, sAl, a, &al0, &al1);
+                if (t + 1 < te) bar_arrive(SP_BAR_PFREE, 256);
+            }
+            sm90_rescale(o, al0, al1);
+            pin128(o);
+            wg_fence();
+            sm90_pv(o, a, uK, W, 0);
+            wg_commit();
+            wg_wait0();
+            pin128(o);
+            mbar_arrive(empty + 8 * st); /* this thread's reads of the stage are done */
+        }
+    }
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1);
+}
+
+static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
+                                                      const int MODE) {
+    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    uint32_t n = 0;
+    for (int r = pb.req; r <= r_last; r++) {
+        sp_unit u;
+        int tb, te, slot;
+        sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
+        sp_pw_unit(p, &u, blockIdx.x, tb, te, slot, smem, &n, W, MODE);
+    }
+}
+
+/* decode with a producer warpgroup: grid (num_m_blocks, 1, num_sm_parts), 384 threads */
+static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
+    (void)SPLIT;
+    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
+    const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
+    if (threadIdx.x == 0) {
+        const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE));
+        mbar_init(full, 128);
+        mbar_init(full + 8, 128);
+        mbar_init(full + 16, 256);
+        mbar_init(full + 24, 256);
+        mbar_fence_init();
+    }
+    __syncthreads();
+    const int wg = threadIdx.x >> 7;
+    if (wg == 2) {
+        SP_SETMAXNREG_DEC_(SP_PW_REG_PROD);
+        sp_pw_producer(p, smem, MODE);
+    } else if (wg == 0) {
+        SP_SETMAXNREG_INC_(SP_PW_REG_WG0);
+        sp_pw_consumer(p, smem, 0, MODE);
+    } else {
+        if (SP_PW_REG_WG1 > 168) SP_SETMAXNREG_INC_(SP_PW_REG_WG1);
+        sp_pw_consumer(p, smem, 1, MODE);
+    }
+    pdl_trigger();
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -759,6 +977,12 @@ SP_KERNEL(mla_sp_decode_v32_split, sp_decode_body, MLA_SP_V32, 1)
 SP_KERNEL(mla_sp_decode_model1_split, sp_decode_body, MLA_SP_MODEL1, 1)
 SP_KERNEL(mla_sp_prefill_576_split, sp_prefill_body, MLA_SP_BF16_576, 1)
 SP_KERNEL(mla_sp_prefill_512_split, sp_prefill_body, MLA_SP_BF16_512, 1)
+#define SP_PW_KERNEL(name, MODE)                                                                           \
+    __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) {             \
+        SP_BODY(sp_decode_pw_body, MODE, 0)                                                                \
+    }
+SP_PW_KERNEL(mla_sp_decode_v32_pw, MLA_SP_V32)
+SP_PW_KERNEL(mla_sp_decode_model1_pw, MLA_SP_MODEL1)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -768,6 +992,11 @@ static const void *sp_fn(int kind, int split) {
     case MLA_SP_BF16_576: return split ? (const void *)mla_sp_prefill_576_split : (const void *)mla_sp_prefill_576;
     default: return split ? (const void *)mla_sp_prefill_512_split : (const void *)mla_sp_prefill_512;
     }
+}
+
+/* the producer-warpgroup decode entry of kind MLA_SP_V32 / MLA_SP_MODEL1 (384 threads) */
+static const void *sp_fn_pw(int kind) {
+    return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -832,10 +1061,11 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int split = 0; split < 2; split++) {
+        for (int v = 0; v < 3; v++) { /* 0, 1: SPLIT off / on; 2: PW (decode kinds only) */
+            if (v == 2 && kind > MLA_SP_MODEL1) continue;
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
-            const cudaError_t e = cudaFuncSetAttribute(sp_fn(kind, split), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       sp_smem_bytes(dqk));
+            const void *fn = v < 2 ? sp_fn(kind, v) : sp_fn_pw(kind);
+            const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
     return cudaSuccess;
@@ -851,8 +1081,9 @@ extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t st
 extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaStream_t stream) {
     const int dqk = model1 ? 512 : 576;
     void *args[1] = {(void *)p};
-    cudaError_t e = cudaLaunchKernel(sp_fn(model1 ? MLA_SP_MODEL1 : MLA_SP_V32, p->split_qk),
-                                     dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(MLA_THREADS), args,
+    const int kind = model1 ? MLA_SP_MODEL1 : MLA_SP_V32, pw = p->producer && !p->split_qk;
+    cudaError_t e = cudaLaunchKernel(pw ? sp_fn_pw(kind) : sp_fn(kind, p->split_qk),
+                                     dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(pw ? 384 : MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     if ((e = cudaGetLastError()) != cudaSuccess) return e;

@@ -140,24 +140,14 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     plan->gpu.num_sm_parts = (int)parts;
     plan->gpu.kernel = kernel;
     /* FP8 kernel: L2 prefetch of the tile after next (testing hook MLA_FP8_L2_PREFETCH=0: off) */
-    {
-        const char *pf = getenv("MLA_FP8_L2_PREFETCH");
-        plan->gpu.fp8_l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
-    }
-    /* testing hook MLA_GPU_COMBINE_SLICES=1|2|4|8|16: the combine's column slices, instead of the
-     * launcher's choice from the grid size (so tests reach every combine entry) */
-    {
-        const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
-        const int n = cs ? atoi(cs) : 0;
-        plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
-    }
+    plan->gpu.fp8_l2_prefetch = !env_is("MLA_FP8_L2_PREFETCH", '0');
+    plan->gpu.combine_slices = env_combine_slices();
     /* small batches on the wgmma cp.async kernel (v2): no scheduler launch, each decode CTA computes
      * its own part (kernels/common.cuh, sched_fused; its own kernel entries, so the other entries'
      * code is untouched); testing hooks MLA_GPU_FUSED_SCHED=0 (never) and =1 (up to b = 512) */
     {
-        const char *fs = getenv("MLA_GPU_FUSED_SCHED");
-        const int64_t max_b = fs && fs[0] == '1' && fs[1] == 0 ? MLA_FUSED_SCHED_MAX_B : MLA_FUSED_SCHED_DEFAULT_B;
-        plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !(fs && fs[0] == '0' && fs[1] == 0);
+        const int64_t max_b = env_is("MLA_GPU_FUSED_SCHED", '1') ? MLA_FUSED_SCHED_MAX_B : MLA_FUSED_SCHED_DEFAULT_B;
+        plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;

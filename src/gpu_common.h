@@ -1,6 +1,6 @@
 /* gpu_common.h — host helpers shared by the two CUDA launch layers (src/gpu.cu, src/gpu_sparse.cu):
  * a CUDA error as a library status, and the current-device switch around a launch. Included only
- * by .cu files (needs cuda_runtime.h and internal.h first). */
+ * by .cu files (needs cuda_runtime.h, stdlib.h and internal.h first). */
 #ifndef MLA_SRC_GPU_COMMON_H
 #define MLA_SRC_GPU_COMMON_H
 
@@ -21,6 +21,19 @@ static inline mla_status device_enter(int device, int *old) {
 }
 static inline void device_restore(int device, int old) {
     if (old != device) cudaSetDevice(old);
+}
+
+/* Testing hooks (environment variables, read at plan creation): NAME=0 / NAME=1 exactly. */
+static inline int env_is(const char *name, char v) {
+    const char *x = getenv(name);
+    return x && x[0] == v && x[1] == 0;
+}
+/* MLA_GPU_COMBINE_SLICES=1|2|4|8|16: the combine's column slices instead of the launcher's choice
+ * (so tests reach every combine entry, dense and sparse); 0 when unset or anything else */
+static inline int env_combine_slices(void) {
+    const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
+    const int n = cs ? atoi(cs) : 0;
+    return (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
 }
 
 #endif

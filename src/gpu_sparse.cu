@@ -62,9 +62,7 @@ static mla_status sp_device_ok(int dev, const char *what, int *sms, int *cc_majo
  * SPLIT passes the same GPU suite but measured 4-12% slower on an H100 (docs/sparse.md). */
 #define SP_SPLIT_QK_DEFAULT 0
 static int sp_split_qk(void) {
-    const char *x = getenv("MLA_SPARSE_SPLIT_QK");
-    if (x && (x[0] == '0' || x[0] == '1') && x[1] == 0) return x[0] - '0';
-    return SP_SPLIT_QK_DEFAULT;
+    return env_is("MLA_SPARSE_SPLIT_QK", '1') ? 1 : env_is("MLA_SPARSE_SPLIT_QK", '0') ? 0 : SP_SPLIT_QK_DEFAULT;
 }
 
 extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *plan) {
@@ -89,15 +87,11 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.num_sm_parts = (int)parts;
     plan->workspace_bytes = w.total;
     plan->gpu.split_qk = sp_split_qk();
-    { /* testing hook MLA_GPU_COMBINE_SLICES=1|2|4|8|16 (the dense path reads it too, src/gpu.cu) */
-        const char *cs = getenv("MLA_GPU_COMBINE_SLICES");
-        const int n = cs ? atoi(cs) : 0;
-        plan->gpu.combine_slices = (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? n : 0;
-    }
-    { /* testing hook MLA_SPARSE_L2_PREFETCH=0: no L2 prefetch of the tile after next */
-        const char *pf = getenv("MLA_SPARSE_L2_PREFETCH");
-        plan->gpu.l2_prefetch = !(pf && pf[0] == '0' && pf[1] == 0);
-    }
+    plan->gpu.combine_slices = env_combine_slices();
+    /* testing hooks: MLA_SPARSE_L2_PREFETCH=0 (no L2 prefetch of the tile after next), and
+     * MLA_SPARSE_PRODUCER=0 (the 256-thread decode kernel instead of the producer-warpgroup one) */
+    plan->gpu.l2_prefetch = !env_is("MLA_SPARSE_L2_PREFETCH", '0');
+    plan->gpu.producer = !env_is("MLA_SPARSE_PRODUCER", '0');
     return MLA_OK;
 }
 
@@ -158,6 +152,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.split_qk = plan->gpu.split_qk;
     p.combine_slices = plan->gpu.combine_slices;
     p.l2_prefetch = plan->gpu.l2_prefetch;
+    p.producer = plan->gpu.producer;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);
