@@ -30,6 +30,15 @@ static __device__ __forceinline__ void fence_proxy_async(void) {
 static __device__ __forceinline__ void bar_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
+/* Named barriers reached from different instructions by different warps (e.g. one inlined copy of a
+ * function per warpgroup): the non-.aligned forms. bar.sync / bar.arrive are barrier.*.aligned,
+ * which requires every participating thread to execute the same barrier instruction. */
+static __device__ __forceinline__ void nbar_sync(int id, int n) {
+    asm volatile("barrier.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+static __device__ __forceinline__ void nbar_arrive(int id, int n) {
+    asm volatile("barrier.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 /* keeps the compiler from moving accumulator accesses across wgmma fence/wait */
 static __device__ __forceinline__ void pin32(float *a) {
 #pragma unroll

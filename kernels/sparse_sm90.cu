@@ -37,8 +37,9 @@
 #include "sm90_tile.cuh" /* sm90_qk, sm90_softmax, sm90_put_p / sm90_get_p, sm90_rescale, sm90_pv */
 
 /* Timing decomposition builds (results wrong by design; `make BUILD=build-xspN MLA_DEFS=-DMLA_SP_DIAG=N`):
- * FP8 decode 1: no dequantisation of tile t+1 (stage keeps old data), 2: no gather loads after the
- * first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three. 0: the real kernel. */
+ * FP8 decode 1: no dequantisation (the stage keeps old data; PW: the loads stay), 2: no gather loads
+ * after the first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three (2, 4
+ * and 5: 256-thread kernel only). 0: the real kernel. */
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
@@ -388,7 +389,7 @@ static __device__ __forceinline__ void sp_load_q(const mla_sp_params *p, const s
 
 /* barrier of the threads that compute (PW: the two consumer warpgroups; else the whole CTA) */
 static __device__ __forceinline__ void sp_csync(const int PW) {
-    if (PW) bar_sync(SP_BAR_CONS, 256);
+    if (PW) nbar_sync(SP_BAR_CONS, 256); /* WG0 and WG1 run different copies of the code */
     else __syncthreads();
 }
 
@@ -761,63 +762,76 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
 #define SP_SETMAXNREG_INC_(n) SP_SETMAXNREG_INC(n)
 #define SP_SETMAXNREG_DEC_(n) SP_SETMAXNREG_DEC(n)
 
-/* half h of FP8 row `pos` of tile t into registers (zeros when pos < 0) */
+/* Chunks [C0, C1) of half h of FP8 row `pos` of tile t into registers ka/kb[i - C0] (zeros when
+ * pos < 0); with C0 == 0 also the row's scales (sc), with C1 == NU (8 V32, 7 MODEL1) its RoPE (ke). */
 static __device__ __forceinline__ void sp_pw_load(const mla_sp_params *p, int t, const sp_unit *u, int pos, int h,
-                                                  uint4 *ka, uint4 *kb, uint4 *ke, uint4 *sc, const int MODE) {
-    *sc = make_uint4(0, 0, 0, 0);
+                                                  uint4 *ka, uint4 *kb, uint4 *ke, uint4 *sc, const int C0,
+                                                  const int C1, const int MODE) {
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7;
+    if (C0 == 0) *sc = make_uint4(0, 0, 0, 0);
 #pragma unroll
-    for (int i = 0; i < 8; i++) ka[i] = kb[i] = make_uint4(0, 0, 0, 0);
+    for (int i = C0; i < C1; i++) ka[i - C0] = kb[i - C0] = make_uint4(0, 0, 0, 0);
+    if (C1 == NU)
 #pragma unroll
-    for (int k = 0; k < 4; k++) ke[k] = make_uint4(0, 0, 0, 0);
+        for (int k = 0; k < 4; k++) ke[k] = make_uint4(0, 0, 0, 0);
     if (pos < 0) return;
     const char *scp;
     const char *tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
     if (MODE == MLA_SP_V32) { /* 16-byte aligned rows: codes [0, 512), scales [512, 528), RoPE [528, 656) */
-        *sc = f8_ldg16(scp);
+        if (C0 == 0) *sc = f8_ldg16(scp);
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            ka[i] = f8_ldg16(tok + 64 * i + 32 * h);
-            kb[i] = f8_ldg16(tok + 64 * i + 32 * h + 16);
+        for (int i = C0; i < C1; i++) {
+            ka[i - C0] = f8_ldg16(tok + 64 * i + 32 * h);
+            kb[i - C0] = f8_ldg16(tok + 64 * i + 32 * h + 16);
         }
+        if (C1 == NU)
 #pragma unroll
-        for (int k = 0; k < 4; k++) ke[k] = f8_ldg16(tok + 528 + 64 * h + 16 * k);
+            for (int k = 0; k < 4; k++) ke[k] = f8_ldg16(tok + 528 + 64 * h + 16 * k);
     } else { /* 8-byte aligned rows: codes [0, 448), RoPE [448, 576); scales apart */
-        const uint2 s8 = sp_ldg8(scp);
-        sc->x = s8.x;
-        sc->y = s8.y;
-#pragma unroll
-        for (int i = 0; i < 7; i++) {
-            ka[i] = sp_ldg8x2(tok + 64 * i + 32 * h);
-            kb[i] = sp_ldg8x2(tok + 64 * i + 32 * h + 16);
+        if (C0 == 0) {
+            const uint2 s8 = sp_ldg8(scp);
+            sc->x = s8.x;
+            sc->y = s8.y;
         }
 #pragma unroll
-        for (int k = 0; k < 4; k++) ke[k] = sp_ldg8x2(tok + 448 + 64 * h + 16 * k);
+        for (int i = C0; i < C1; i++) {
+            ka[i - C0] = sp_ldg8x2(tok + 64 * i + 32 * h);
+            kb[i - C0] = sp_ldg8x2(tok + 64 * i + 32 * h + 16);
+        }
+        if (C1 == NU)
+#pragma unroll
+            for (int k = 0; k < 4; k++) ke[k] = sp_ldg8x2(tok + 448 + 64 * h + 16 * k);
     }
 }
-/* registers -> half h of the dequantised bf16 row `row` of the SW128 tile (pieces 4h .. 4h + 3 of
- * every chunk; the RoPE chunk is 8 for V32, 7 for MODEL1) */
+/* registers -> chunks [C0, C1) of half h of the dequantised bf16 row `row` of the SW128 tile (pieces
+ * 4h .. 4h + 3 of each chunk), and with C1 == NU the RoPE pieces of chunk NU */
 static __device__ __forceinline__ void sp_pw_put(uint32_t tile, int row, int h, const uint4 *ka, const uint4 *kb,
-                                                 const uint4 *ke, uint4 sc, const int MODE) {
+                                                 const uint4 *ke, uint4 sc, const int C0, const int C1,
+                                                 const int MODE) {
     const int NU = MODE == MLA_SP_V32 ? 8 : 7, x = row & 7;
     const uint32_t base = tile + row * 128;
     float s[8];
     sp_scales(sc, s, MODE);
 #pragma unroll
-    for (int i = 0; i < NU; i++) {
+    for (int i = C0; i < C1; i++) {
         const uint32_t c = base + i * 8192;
-        sp_dq16_put(ka[i], s[i], c + (((4 * h) ^ x) << 4), c + (((4 * h + 1) ^ x) << 4));
-        sp_dq16_put(kb[i], s[i], c + (((4 * h + 2) ^ x) << 4), c + (((4 * h + 3) ^ x) << 4));
+        sp_dq16_put(ka[i - C0], s[i], c + (((4 * h) ^ x) << 4), c + (((4 * h + 1) ^ x) << 4));
+        sp_dq16_put(kb[i - C0], s[i], c + (((4 * h + 2) ^ x) << 4), c + (((4 * h + 3) ^ x) << 4));
     }
+    if (C1 == NU)
 #pragma unroll
-    for (int k = 0; k < 4; k++) sts128(base + NU * 8192 + (((4 * h + k) ^ x) << 4), ke[k]);
+        for (int k = 0; k < 4; k++) sts128(base + NU * 8192 + (((4 * h + k) ^ x) << 4), ke[k]);
 }
 
 /* shared-memory offset of the PW kernel's mbarriers (after kvalid): full[0..1], empty[0..1] */
 #define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
 
-/* WG2: every tile of the part's tokens, in the consumers' order (tile counter n: stage n & 1) */
+/* WG2: every tile of the part's tokens, in the consumers' order (tile counter n: stage n & 1). Each
+ * tile is gathered in two register sets, A = chunks [0, 4) + scales and B = chunks [4, NU) + RoPE,
+ * software-pipelined: A of tile t + 1 is loaded while B of tile t is dequantised, B of tile t + 1
+ * while A of tile t + 1 is (only a unit's first tile waits for its loads). */
 static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, unsigned char *smem, const int MODE) {
-    const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7, TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
     const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
     const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
     unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
@@ -830,24 +844,30 @@ static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, un
         int tb, te, slot;
         sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
         if (tb >= te) continue;
-        /* raw indices of the next three tiles (loaded a tile or more before they are checked) */
-        int raw0 = sp_idx_raw(&u, tb, row, 1), raw1 = sp_idx_raw(&u, tb + 1, row, tb + 1 < te);
-        int raw2 = sp_idx_raw(&u, tb + 2, row, tb + 2 < te);
+        /* raw indices of tiles t + 1, t + 2 (loaded a tile or more before they are checked) */
+        int pos = sp_pos(p, &u, tb, row);
+        int raw1 = sp_idx_raw(&u, tb + 1, row, tb + 1 < te), raw2 = sp_idx_raw(&u, tb + 2, row, tb + 2 < te);
         if (p->l2_prefetch) sp_fp8_prefetch(p, tb + 1, &u, sp_checked(p, &u, tb + 1, raw1), h, 2, MODE);
+        uint4 ka[4], kb[4], sc, qa[4], qb[4], ke[4];
+        sp_pw_load(p, tb, &u, pos, h, ka, kb, ke, &sc, 0, 4, MODE);
+        sp_pw_load(p, tb, &u, pos, h, qa, qb, ke, &sc, 4, NU, MODE);
         for (int t = tb; t < te; t++, n++) {
             const int st = n & 1;
-            const int pos = sp_checked(p, &u, t, raw0);
-            uint4 ka[8], kb[8], ke[4], sc;
-            sp_pw_load(p, t, &u, pos, h, ka, kb, ke, &sc, MODE);
+            const uint32_t tile = st ? uK1 : uK0;
             if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, &u, sp_checked(p, &u, t + 2, raw2), h, 2, MODE);
-            raw0 = raw1;
+            const int pos_next = sp_checked(p, &u, t + 1, raw1);
             raw1 = raw2;
             raw2 = sp_idx_raw(&u, t + 3, row, t + 3 < te);
             mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* the stage's previous tile is done (n >= 2) */
             if (h == 0) kvalid[64 * st + row] = pos >= 0;
-            sp_pw_put(st ? uK1 : uK0, row, h, ka, kb, ke, sc, MODE);
+            if (MLA_SP_DIAG != 1) sp_pw_put(tile, row, h, ka, kb, ke, sc, 0, 4, MODE);
+            const uint4 sct = sc; /* tile t's scales for its B half */
+            if (t + 1 < te) sp_pw_load(p, t + 1, &u, pos_next, h, ka, kb, ke, &sc, 0, 4, MODE);
+            if (MLA_SP_DIAG != 1) sp_pw_put(tile, row, h, qa, qb, ke, sct, 4, NU, MODE);
             fence_proxy_async(); /* st.shared -> visible to the consumers' wgmma */
             mbar_arrive(full + 8 * st);
+            if (t + 1 < te) sp_pw_load(p, t + 1, &u, pos_next, h, qa, qb, ke, &sc, 4, NU, MODE);
+            pos = pos_next;
         }
     }
 }
@@ -877,7 +897,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
         cp_async_commit();
         cp_async_wait0();
         fence_proxy_async();
-        bar_sync(SP_BAR_CONS, 256);
+        nbar_sync(SP_BAR_CONS, 256);
         for (int t = tb; t < te; t++, (*n)++) {
             const int st = *n & 1;
             const uint32_t uK = st ? uK1 : uK0;
@@ -890,24 +910,24 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
                 for (int i = 0; i < 32; i++) s[i] = 0.f;
                 pin32(s);
                 wg_fence();
-                sm90_qk(s, uQ, uK, 0, NC64, 0);
+                if (MLA_SP_DIAG != 3) sm90_qk(s, uQ, uK, 0, NC64, 0);
                 wg_commit();
                 wg_wait0();
                 pin32(s);
                 sm90_softmax(s, kvalid + 64 * st, 0, MLA_BN, MLA_BN, p->scale_log2, &m0, &m1, &l0, &l1, a, &al0, &al1,
                              0);
-                if (t > tb) bar_sync(SP_BAR_PFREE, 256); /* WG1 has read the previous tile's P */
+                if (t > tb) nbar_sync(SP_BAR_PFREE, 256); /* WG1 has read the previous tile's P */
                 sm90_put_p(sPf, sAl, a, al0, al1);
-                bar_arrive(SP_BAR_P, 256);
+                nbar_arrive(SP_BAR_P, 256);
             } else {
-                bar_sync(SP_BAR_P, 256);
+                nbar_sync(SP_BAR_P, 256);
                 sm90_get_p(sPf, sAl, a, &al0, &al1);
-                if (t + 1 < te) bar_arrive(SP_BAR_PFREE, 256);
+                if (t + 1 < te) nbar_arrive(SP_BAR_PFREE, 256);
             }
             sm90_rescale(o, al0, al1);
             pin128(o);
             wg_fence();
-            sm90_pv(o, a, uK, W, 0);
+            if (MLA_SP_DIAG != 3) sm90_pv(o, a, uK, W, 0);
             wg_commit();
             wg_wait0();
             pin128(o);
