@@ -62,6 +62,32 @@ static __device__ __forceinline__ void sw128_copy_row(uint32_t tile, int row, in
     for (int i = 0; i < NCH / 4; i++) cp_async16((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb);
 }
 
+/* Thread-block clusters: this CTA's rank, the peer's address of a local shared address (mapa),
+ * the whole-cluster barrier, an mbarrier arrival on a peer's barrier, and a bulk copy from local
+ * shared memory into a peer's, completing `bytes` on the peer's mbarrier (all cluster addresses
+ * from cl_mapa). */
+static __device__ __forceinline__ uint32_t cl_rank(void) {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+static __device__ __forceinline__ uint32_t cl_mapa(uint32_t a, uint32_t rank) {
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(rank));
+    return r;
+}
+static __device__ __forceinline__ void cl_sync(void) {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void cl_mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+static __device__ __forceinline__ void cl_bulk_copy(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "r"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+
 static __device__ __forceinline__ uint4 f8_ldg16(const char *src) {
     uint4 v;
     asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"

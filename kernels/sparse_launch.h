@@ -13,6 +13,9 @@ extern "C" {
 int mla_k_sp_smem(int dqk);
 /* Raises the sparse kernels' dynamic smem limit on the current device. */
 cudaError_t mla_k_sp_prepare(void);
+/* How many 2-CTA clusters of the crossover decode kernel (model1: 0 V32, 1 MODEL1) fit at once on
+ * the current device (0: none; call after mla_k_sp_prepare). */
+int mla_k_sp_pwx_max_clusters(int model1);
 /* Enqueues the split-KV scheduler of sparse decode (reads the topk lengths on the device). */
 cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream);
 /* Enqueues sparse decode + combine (programmatic dependent launch). model1: 0 V32, 1 MODEL1. */

@@ -48,6 +48,7 @@
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
 #define SP_BAR_PFREE 3 /* named barrier (PW): WG1 has read the P fragments, WG0 may write the next (256) */
 #define SP_BAR_CONS 4 /* named barrier (PW): the two consumer warpgroups (256 threads) */
+#define SP_BAR_PROD 5 /* named barrier (PW crossover): the producer warpgroup (128 threads) */
 
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     return 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
@@ -247,16 +248,17 @@ static __device__ __forceinline__ uint4 sp_ldg8x2(const char *a) {
 }
 
 /* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
- * when invalid). V32 (pages 16-byte aligned): codes kr[0..7], RoPE by cp.async into `tile`
- * (zero-filled when invalid). MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
+ * when invalid), thread `sub` (0..3) of the row. V32 (pages 16-byte aligned): codes kr[0..7], RoPE
+ * by cp.async into `tile` (zero-filled when invalid) or, RR = 1, into kr[8..9]. MODEL1 (pages only 8-byte aligned when page_size * 584 is not a
  * multiple of 16): 8-byte loads, codes kr[0..6], RoPE pieces in kr[7..8]. */
 static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int t, const sp_unit *u, int pos,
-                                                    uint32_t tile, uint4 *kr, uint4 *sc, const int MODE) {
-    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
+                                                    uint32_t tile, uint4 *kr, uint4 *sc, int row, int sub,
+                                                    const int RR, const int MODE) {
     const char *tok = (const char *)p->kc[0];
     *sc = make_uint4(0, 0, 0, 0);
+    const int NK = (MODE == MLA_SP_V32 && RR) ? 10 : 9;
 #pragma unroll
-    for (int i = 0; i < 9; i++) kr[i] = make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < NK; i++) kr[i] = make_uint4(0, 0, 0, 0);
     if (pos >= 0) {
         const char *scp;
         tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
@@ -264,6 +266,10 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
             *sc = f8_ldg16(scp);
 #pragma unroll
             for (int i = 0; i < 8; i++) kr[i] = f8_ldg16(tok + 16 * sub + 64 * i);
+            if (RR) { /* RoPE bytes [528 + 32 sub, +32) */
+                kr[8] = f8_ldg16(tok + 528 + 32 * sub);
+                kr[9] = f8_ldg16(tok + 528 + 32 * sub + 16);
+            }
         } else {
             const uint2 s8 = sp_ldg8(scp);
             sc->x = s8.x;
@@ -273,7 +279,7 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
                 kr[i] = sp_ldg8x2(i < 7 ? tok + 16 * sub + 64 * i : tok + 448 + 32 * sub + 16 * (i - 7));
         }
     }
-    if (MODE == MLA_SP_V32) { /* RoPE: chunk 8 of the tile */
+    if (MODE == MLA_SP_V32 && !RR) { /* RoPE: chunk 8 of the tile */
         const int x = row & 7;
         const uint32_t rb = tile + 8 * 8192 + row * 128;
         const int nb = pos >= 0 ? 16 : 0;
@@ -281,8 +287,6 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
         cp_async16(rb + (((2 * sub + 1) ^ x) << 4), pos >= 0 ? tok + 528 + 32 * sub + 16 : tok, nb);
     }
 }
-
-/* registers -> dequantised bf16 row `row` of the SW128 tile (chunks 0..NU-1) */
 /* the scale of each 64-column chunk: V32 4 fp32 scales (one per 128 columns) rounded to bf16,
  * MODEL1 e8m0 bytes (one per chunk) */
 static __device__ __forceinline__ void sp_scales(uint4 sc, float *s, const int MODE) {
@@ -309,8 +313,9 @@ static __device__ __forceinline__ void sp_dq16_put(uint4 k, float s, uint32_t d0
     sts128(d1, b);
 }
 
-static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, const int MODE) {
-    const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;
+static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr, uint4 sc, int row, int sub,
+                                                  const int RR, const int MODE) {
+    const int x = row & 7;
     const int NU = MODE == MLA_SP_V32 ? 8 : 7;
     const uint32_t base = tile + row * 128;
     const int c0 = ((2 * sub) ^ x) * 16, c1 = ((2 * sub + 1) ^ x) * 16;
@@ -318,9 +323,9 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
     sp_scales(sc, s, MODE);
 #pragma unroll
     for (int i = 0; i < NU; i++) sp_dq16_put(kr[i], s[i], base + i * 8192 + c0, base + i * 8192 + c1);
-    if (MODE == MLA_SP_MODEL1) { /* RoPE: chunk 7 */
-        sts128(base + 7 * 8192 + c0, kr[7]);
-        sts128(base + 7 * 8192 + c1, kr[8]);
+    if (MODE == MLA_SP_MODEL1 || RR) { /* RoPE: chunk NU */
+        sts128(base + NU * 8192 + c0, kr[NU]);
+        sts128(base + NU * 8192 + c1, kr[NU + 1]);
     }
 }
 
@@ -523,9 +528,9 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             if (FP8) pos_far = tb + 2 < te ? sp_pos(p, u, tb + 2, row) : -1;
             if (sub == 0) kvalid[row] = pos >= 0;
             if (FP8) {
-                sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, MODE);
+                sp_fp8_issue(p, tb, u, pos, uK0, kr, &sc, row, sub, 0, MODE);
                 cp_async_commit();
-                sp_fp8_put(uK0, kr, sc, MODE);
+                sp_fp8_put(uK0, kr, sc, row, sub, 0, MODE);
             } else {
                 sp_bf16_issue(p, u, pos, uK0, DQK);
                 cp_async_commit();
@@ -542,7 +547,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                  * ended tile t - 1) / registers; then tile t + 2's position (bf16: its index) */
                 if (sub == 0) kvalid[64 * (buf ^ 1) + row] = pos_next >= 0;
                 if (FP8) {
-                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, MODE);
+                    if (MLA_SP_DIAG != 2 && MLA_SP_DIAG < 4) sp_fp8_issue(p, t + 1, u, pos_next, uKn, kr, &sc, row, sub, 0, MODE);
                 } else {
                     sp_bf16_issue(p, u, pos_next, uKn, DQK);
                 }
@@ -668,7 +673,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_pv(o, a, uK, wg, 0);
             wg_commit();
             if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
-                sp_fp8_put(uKn, kr, sc, MODE); /* dequantise during the PV wgmma */
+                sp_fp8_put(uKn, kr, sc, row, sub, 0, MODE); /* dequantise during the PV wgmma */
             wg_wait0();
             pin128(o);
             __syncthreads(); /* K stage, P fragments and alpha free */
@@ -872,9 +877,70 @@ static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, un
     }
 }
 
+/* WG2 of the crossover variant (X: V32 / MODEL1 with two M blocks, launched as 2-CTA clusters of
+ * the M blocks of one part, which walk the same tiles): this CTA (cluster rank R) gathers and
+ * dequantises rows [32 R, +32) of every tile (four threads per row, tile t + 1's registers loaded
+ * while tile t is dequantised), then one thread copies those rows' 4 KB block of each chunk into the
+ * peer's stage (cp.async.bulk, completing on the peer's full barrier, which expects the bytes). The
+ * empty barriers count both CTAs' consumer warps, so a stage is refilled only when both are done. */
+static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, unsigned char *smem, const int MODE) {
+    const int NU = MODE == MLA_SP_V32 ? 8 : 7, DQK = MODE == MLA_SP_V32 ? 576 : 512, TILE = MLA_BM * DQK * 2;
+    const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
+    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
+    unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
+    const uint32_t rank = cl_rank(), peer = rank ^ 1;
+    const uint32_t full_peer = cl_mapa(full, peer), uK0_peer = cl_mapa(uK0, peer), uK1_peer = cl_mapa(uK1, peer);
+    const int pt = threadIdx.x - 256, sub = pt & 3, rd = 32 * (int)rank + (pt >> 2), rk = pt >> 1;
+    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    uint32_t n = 0;
+    for (int r = pb.req; r <= r_last; r++) {
+        sp_unit u;
+        int tb, te, slot;
+        sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
+        if (tb >= te) continue;
+        /* rd: the row this thread dequantises; rk: the row whose kvalid flag it writes (with pt ^ 1) */
+        int pd = sp_pos(p, &u, tb, rd), pk = sp_pos(p, &u, tb, rk);
+        int rd1 = sp_idx_raw(&u, tb + 1, rd, tb + 1 < te), rd2 = sp_idx_raw(&u, tb + 2, rd, tb + 2 < te);
+        int rk1 = sp_idx_raw(&u, tb + 1, rk, tb + 1 < te);
+        uint4 kr[10], sc;
+        sp_fp8_issue(p, tb, &u, pd, 0, kr, &sc, rd, sub, 1, MODE);
+        for (int t = tb; t < te; t++, n++) {
+            const int st = n & 1;
+            const uint32_t tile = st ? uK1 : uK0, tile_peer = st ? uK1_peer : uK0_peer;
+            const int pd_next = sp_checked(p, &u, t + 1, rd1), pk_next = sp_checked(p, &u, t + 1, rk1);
+            uint4 kn[10], scn;
+            if (t + 1 < te) sp_fp8_issue(p, t + 1, &u, pd_next, 0, kn, &scn, rd, sub, 1, MODE);
+            if (p->l2_prefetch) sp_fp8_prefetch(p, t + 2, &u, sp_checked(p, &u, t + 2, rd2), sub, 4, MODE);
+            rd1 = rd2;
+            rd2 = sp_idx_raw(&u, t + 3, rd, t + 3 < te);
+            rk1 = sp_idx_raw(&u, t + 2, rk, t + 2 < te);
+            mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* both CTAs' consumers are done with the stage */
+            if ((pt & 1) == 0) kvalid[64 * st + rk] = pk >= 0;
+            if (MLA_SP_DIAG != 1) sp_fp8_put(tile, kr, sc, rd, sub, 1, MODE);
+            fence_proxy_async();         /* st.shared -> visible to the bulk copy and the wgmma */
+            nbar_sync(SP_BAR_PROD, 128); /* every row of this CTA's half is in the stage */
+            if (pt == 0) {
+                mbar_expect_tx(full + 8 * st, 32 * DQK * 2); /* this thread's arrival + the peer's half */
+#pragma unroll
+                for (int c = 0; c <= NU; c++) {
+                    const uint32_t o = c * 8192 + rank * 4096;
+                    cl_bulk_copy(tile_peer + o, tile + o, 4096, full_peer + 8 * st);
+                }
+            } else {
+                mbar_arrive(full + 8 * st);
+            }
+#pragma unroll
+            for (int i = 0; i < 10; i++) kr[i] = kn[i];
+            sc = scn;
+            pk = pk_next;
+        }
+    }
+}
+
 /* WG0 (W = 0) / WG1 (W = 1): one token's tiles [tb, te) from the stages the producer fills */
 static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
-                                                  int slot, unsigned char *smem, uint32_t *n, const int W,
+                                                  int slot, unsigned char *smem, uint32_t *n, const int W, const int X,
                                                   const int MODE) {
     const int DQK = MODE == MLA_SP_V32 ? 576 : 512;
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
@@ -931,14 +997,22 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             wg_commit();
             wg_wait0();
             pin128(o);
-            mbar_arrive(empty + 8 * st); /* this thread's reads of the stage are done */
+            if (!X) {
+                mbar_arrive(empty + 8 * st); /* this thread's reads of the stage are done */
+            } else { /* one arrival per warp on this CTA's and the peer's empty barrier */
+                __syncwarp();
+                if ((threadIdx.x & 31) == 0) {
+                    mbar_arrive(empty + 8 * st);
+                    cl_mbar_arrive(cl_mapa(empty + 8 * st, cl_rank() ^ 1));
+                }
+            }
         }
     }
     sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1);
 }
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
-                                                      const int MODE) {
+                                                      const int X, const int MODE) {
     const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     uint32_t n = 0;
@@ -946,13 +1020,13 @@ static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, un
         sp_unit u;
         int tb, te, slot;
         sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
-        sp_pw_unit(p, &u, blockIdx.x, tb, te, slot, smem, &n, W, MODE);
+        sp_pw_unit(p, &u, blockIdx.x, tb, te, slot, smem, &n, W, X, MODE);
     }
 }
 
-/* decode with a producer warpgroup: grid (num_m_blocks, 1, num_sm_parts), 384 threads */
-static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
-    (void)SPLIT;
+/* decode with a producer warpgroup: grid (num_m_blocks, 1, num_sm_parts), 384 threads; X: the
+ * crossover variant (num_m_blocks = 2, clusters of the two CTAs of a part) */
+static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p, const int MODE, const int X) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
@@ -960,23 +1034,26 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
         const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE));
         mbar_init(full, 128);
         mbar_init(full + 8, 128);
-        mbar_init(full + 16, 256);
-        mbar_init(full + 24, 256);
+        mbar_init(full + 16, X ? 16 : 256); /* X: 8 consumer warps of each CTA */
+        mbar_init(full + 24, X ? 16 : 256);
         mbar_fence_init();
     }
-    __syncthreads();
+    if (X) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
+    else __syncthreads();
     const int wg = threadIdx.x >> 7;
     if (wg == 2) {
         SP_SETMAXNREG_DEC_(SP_PW_REG_PROD);
-        sp_pw_producer(p, smem, MODE);
+        if (X) sp_pwx_producer(p, smem, MODE);
+        else sp_pw_producer(p, smem, MODE);
     } else if (wg == 0) {
         SP_SETMAXNREG_INC_(SP_PW_REG_WG0);
-        sp_pw_consumer(p, smem, 0, MODE);
+        sp_pw_consumer(p, smem, 0, X, MODE);
     } else {
         if (SP_PW_REG_WG1 > 168) SP_SETMAXNREG_INC_(SP_PW_REG_WG1);
-        sp_pw_consumer(p, smem, 1, MODE);
+        sp_pw_consumer(p, smem, 1, X, MODE);
     }
     pdl_trigger();
+    if (X) cl_sync(); /* no CTA leaves while its peer may still copy into it or signal it */
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -997,12 +1074,14 @@ SP_KERNEL(mla_sp_decode_v32_split, sp_decode_body, MLA_SP_V32, 1)
 SP_KERNEL(mla_sp_decode_model1_split, sp_decode_body, MLA_SP_MODEL1, 1)
 SP_KERNEL(mla_sp_prefill_576_split, sp_prefill_body, MLA_SP_BF16_576, 1)
 SP_KERNEL(mla_sp_prefill_512_split, sp_prefill_body, MLA_SP_BF16_512, 1)
-#define SP_PW_KERNEL(name, MODE)                                                                           \
+#define SP_PW_KERNEL(name, MODE, X)                                                                        \
     __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) {             \
-        SP_BODY(sp_decode_pw_body, MODE, 0)                                                                \
+        SP_BODY(sp_decode_pw_body, MODE, X)                                                                \
     }
-SP_PW_KERNEL(mla_sp_decode_v32_pw, MLA_SP_V32)
-SP_PW_KERNEL(mla_sp_decode_model1_pw, MLA_SP_MODEL1)
+SP_PW_KERNEL(mla_sp_decode_v32_pw, MLA_SP_V32, 0)
+SP_PW_KERNEL(mla_sp_decode_model1_pw, MLA_SP_MODEL1, 0)
+SP_PW_KERNEL(mla_sp_decode_v32_pwx, MLA_SP_V32, 1)
+SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1014,8 +1093,9 @@ static const void *sp_fn(int kind, int split) {
     }
 }
 
-/* the producer-warpgroup decode entry of kind MLA_SP_V32 / MLA_SP_MODEL1 (384 threads) */
-static const void *sp_fn_pw(int kind) {
+/* the producer-warpgroup decode entry of kind MLA_SP_V32 / MLA_SP_MODEL1 (384 threads; x: crossover) */
+static const void *sp_fn_pw(int kind, int x) {
+    if (x) return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pwx : (const void *)mla_sp_decode_model1_pwx;
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
@@ -1081,14 +1161,36 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 3; v++) { /* 0, 1: SPLIT off / on; 2: PW (decode kinds only) */
-            if (v == 2 && kind > MLA_SP_MODEL1) continue;
+        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: PW, PW crossover (decode kinds only) */
+            if (v >= 2 && kind > MLA_SP_MODEL1) continue;
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
-            const void *fn = v < 2 ? sp_fn(kind, v) : sp_fn_pw(kind);
+            const void *fn = v < 2 ? sp_fn(kind, v) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
     return cudaSuccess;
+}
+
+/* how many 2-CTA clusters of the crossover decode kernel fit on the current device at once (0: none) */
+extern "C" int mla_k_sp_pwx_max_clusters(int model1) {
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(2, 1, 1);
+    cfg.blockDim = dim3(384);
+    cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(model1 ? 512 : 576);
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 2;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, sp_fn_pw(model1 ? MLA_SP_MODEL1 : MLA_SP_V32, 1), &cfg) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
 }
 
 extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
@@ -1102,13 +1204,24 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     const int dqk = model1 ? 512 : 576;
     void *args[1] = {(void *)p};
     const int kind = model1 ? MLA_SP_MODEL1 : MLA_SP_V32, pw = p->producer && !p->split_qk;
-    cudaError_t e = cudaLaunchKernel(pw ? sp_fn_pw(kind) : sp_fn(kind, p->split_qk),
-                                     dim3(p->num_m_blocks, 1, p->num_sm_parts), dim3(pw ? 384 : MLA_THREADS), args,
-                                     (size_t)sp_smem_bytes(dqk), stream);
-    if (e != cudaSuccess) return e;
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[1];
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(p->num_m_blocks, 1, p->num_sm_parts);
+    cfg.blockDim = dim3(pw ? 384 : MLA_THREADS);
+    cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(dqk);
+    cfg.stream = stream;
+    if (pw && p->crossover) { /* the two M-block CTAs of a part as one cluster */
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = 2;
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    cudaError_t e = cudaLaunchKernelExC(&cfg, pw ? sp_fn_pw(kind, p->crossover) : sp_fn(kind, p->split_qk), args);
+    if (e != cudaSuccess) return e;
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
     memset(&cfg, 0, sizeof cfg);
     /* column slices: the fewest (1, 2, .. 16) that give MLA_COMBINE_CTAS CTAs for the at most
      * min(tokens, parts) split tokens (few split tokens: one warp per row would leave SMs idle) */

@@ -79,6 +79,22 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     const int64_t m_blocks = (s->h_q + MLA_BM - 1) / MLA_BM;
     int64_t parts = sms / m_blocks;
     if (parts < 1) parts = 1;
+    /* testing hooks: MLA_SPARSE_PRODUCER=0 (the 256-thread decode kernel instead of the
+     * producer-warpgroup one), MLA_SPARSE_CROSSOVER=0 (no 2-CTA clusters) */
+    const int producer = !env_is("MLA_SPARSE_PRODUCER", '0') && !sp_split_qk();
+    int crossover = 0;
+    if (producer && m_blocks == 2 && !env_is("MLA_SPARSE_CROSSOVER", '0')) {
+        /* the two M-block CTAs of a part run as a 2-CTA cluster and share the gather; parts = the
+         * clusters that fit at once (a GPC with an odd free SM count leaves one SM out) */
+        int old;
+        if ((st = device_enter(plan->device, &old))) return st;
+        const int nc = mla_k_sp_pwx_max_clusters(s->format == MLA_FP8_FORMAT_MODEL1);
+        device_restore(plan->device, old);
+        if (nc >= 1) {
+            crossover = 1;
+            if (parts > nc) parts = nc;
+        }
+    }
     const mla_ws_layout w = mla_ws_compute(n_tok, 1, s->h_q, (int)parts);
     plan->gpu.num_sms = sms;
     plan->gpu.cc_major = major;
@@ -88,10 +104,10 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->workspace_bytes = w.total;
     plan->gpu.split_qk = sp_split_qk();
     plan->gpu.combine_slices = env_combine_slices();
-    /* testing hooks: MLA_SPARSE_L2_PREFETCH=0 (no L2 prefetch of the tile after next), and
-     * MLA_SPARSE_PRODUCER=0 (the 256-thread decode kernel instead of the producer-warpgroup one) */
+    /* testing hook MLA_SPARSE_L2_PREFETCH=0: no L2 prefetch of the tile after next */
     plan->gpu.l2_prefetch = !env_is("MLA_SPARSE_L2_PREFETCH", '0');
-    plan->gpu.producer = !env_is("MLA_SPARSE_PRODUCER", '0');
+    plan->gpu.producer = producer;
+    plan->gpu.crossover = crossover;
     return MLA_OK;
 }
 
@@ -153,6 +169,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.combine_slices = plan->gpu.combine_slices;
     p.l2_prefetch = plan->gpu.l2_prefetch;
     p.producer = plan->gpu.producer;
+    p.crossover = plan->gpu.crossover;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;
     p.part_begin = (mla_part_begin *)(base + w.part_begin);

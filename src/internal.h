@@ -81,6 +81,7 @@ typedef struct mla_gpu_sparse_info {
     int combine_slices; /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
     int l2_prefetch;    /* FP8 decode: L2 prefetch of the tile after next (hook MLA_SPARSE_L2_PREFETCH=0: off) */
     int producer;       /* FP8 decode: producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off; not with SPLIT) */
+    int crossover;      /* producer kernel with 2 M blocks as 2-CTA clusters (hook MLA_SPARSE_CROSSOVER=0: off) */
 } mla_gpu_sparse_info;
 
 struct mla_sparse_decode_plan {
