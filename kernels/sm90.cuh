@@ -79,8 +79,10 @@ static __device__ __forceinline__ uint32_t cl_mapa(uint32_t a, uint32_t rank) {
 static __device__ __forceinline__ void cl_sync(void) {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
+/* (the default .release.cta semantics, as CUTLASS's cluster barrier arrive: .release.cluster compiles
+ * to a MEMBAR.GPU per arrival, 0cfd0ac's ncu run) */
 static __device__ __forceinline__ void cl_mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 static __device__ __forceinline__ void cl_bulk_copy(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),

@@ -43,6 +43,13 @@
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
+/* Sanitizer build (`MLA_DEFS=-DMLA_SP_STRICT_SYNC=1`, same results, slower): the PW kernel's two
+ * one-sided hand-offs become ones compute-sanitizer racecheck models: WG1 releases the P buffer with
+ * barrier.sync instead of barrier.arrive, and (crossover) every consumer thread arrives on the empty
+ * barriers instead of one lane per warp after __syncwarp. */
+#ifndef MLA_SP_STRICT_SYNC
+#define MLA_SP_STRICT_SYNC 0
+#endif
 
 #define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
@@ -988,7 +995,10 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             } else {
                 nbar_sync(SP_BAR_P, 256);
                 sm90_get_p(sPf, sAl, a, &al0, &al1);
-                if (t + 1 < te) nbar_arrive(SP_BAR_PFREE, 256);
+                if (t + 1 < te) {
+                    if (MLA_SP_STRICT_SYNC) nbar_sync(SP_BAR_PFREE, 256);
+                    else nbar_arrive(SP_BAR_PFREE, 256);
+                }
             }
             sm90_rescale(o, al0, al1);
             pin128(o);
@@ -1001,7 +1011,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
                 mbar_arrive(empty + 8 * st); /* this thread's reads of the stage are done */
             } else { /* one arrival per warp on this CTA's and the peer's empty barrier */
                 __syncwarp();
-                if ((threadIdx.x & 31) == 0) {
+                if ((threadIdx.x & 31) == 0 || MLA_SP_STRICT_SYNC) {
                     mbar_arrive(empty + 8 * st);
                     cl_mbar_arrive(cl_mapa(empty + 8 * st, cl_rank() ^ 1));
                 }
@@ -1034,8 +1044,9 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
         const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE));
         mbar_init(full, 128);
         mbar_init(full + 8, 128);
-        mbar_init(full + 16, X ? 16 : 256); /* X: 8 consumer warps of each CTA */
-        mbar_init(full + 24, X ? 16 : 256);
+        const int ne = !X ? 256 : MLA_SP_STRICT_SYNC ? 512 : 16; /* X: 8 consumer warps of each CTA */
+        mbar_init(full + 16, ne);
+        mbar_init(full + 24, ne);
         mbar_fence_init();
     }
     if (X) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
