@@ -52,7 +52,7 @@ typedef struct mla_sp_params {
     float *lacc, *oacc;
     int rows_per_slot;     /* h_q */
     int combine_slices;    /* 0: chosen by the launcher; 1, 2, 4, 8, 16: forced (testing hook)  */
-    int l2_prefetch;       /* FP8 decode: L2 prefetch of the tile after next (hook MLA_SPARSE_L2_PREFETCH=0: off) */
+    int l2_prefetch;       /* FP8 decode: L2 prefetch of the tile after next (src/gpu_sparse.cu chooses) */
     int producer;          /* FP8 decode: the producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off)     */
     int crossover;         /* with producer and num_m_blocks == 2: 2-CTA clusters share the gather
                               (hook MLA_SPARSE_CROSSOVER=0: off)                                          */

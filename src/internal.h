@@ -79,7 +79,8 @@ typedef struct mla_gpu_sparse_info {
     int num_sm_parts;   /* split-KV scheduler parts                                     */
     int split_qk;       /* kernel variant (src/gpu_sparse.cu, MLA_SPARSE_SPLIT_QK)         */
     int combine_slices; /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
-    int l2_prefetch;    /* FP8 decode: L2 prefetch of the tile after next (hook MLA_SPARSE_L2_PREFETCH=0: off) */
+    int l2_prefetch;    /* FP8 decode: L2 prefetch of the tile after next (not in the crossover kernel;
+                           hook MLA_SPARSE_L2_PREFETCH=0 / =1: off / on everywhere) */
     int producer;       /* FP8 decode: producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off; not with SPLIT) */
     int crossover;      /* producer kernel with 2 M blocks as 2-CTA clusters (hook MLA_SPARSE_CROSSOVER=0: off) */
 } mla_gpu_sparse_info;
