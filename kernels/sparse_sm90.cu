@@ -253,6 +253,16 @@ static __device__ __forceinline__ uint4 sp_ldg8x2(const char *a) {
     const uint2 lo = sp_ldg8(a), hi = sp_ldg8(a + 8);
     return make_uint4(lo.x, lo.y, hi.x, hi.y);
 }
+/* 16 bytes of an FP8 row: one 16-byte load (V32 rows are 16-byte aligned) or two 8-byte ones (MODEL1) */
+static __device__ __forceinline__ uint4 sp_ld16(const char *a, const int MODE) {
+    return MODE == MLA_SP_V32 ? f8_ldg16(a) : sp_ldg8x2(a);
+}
+/* the row's scales: V32 4 fp32 at byte 512 of the row, MODEL1 8 e8m0 bytes in the page's scale area */
+static __device__ __forceinline__ uint4 sp_ld_scales(const char *scp, const int MODE) {
+    if (MODE == MLA_SP_V32) return f8_ldg16(scp);
+    const uint2 s8 = sp_ldg8(scp);
+    return make_uint4(s8.x, s8.y, 0, 0);
+}
 
 /* FP8 gather of tile t's row `row` (position pos, -1 invalid): codes + scales into registers (zeros
  * when invalid), thread `sub` (0..3) of the row. V32 (pages 16-byte aligned): codes kr[0..7], RoPE
@@ -269,22 +279,13 @@ static __device__ __forceinline__ void sp_fp8_issue(const mla_sp_params *p, int 
     if (pos >= 0) {
         const char *scp;
         tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
-        if (MODE == MLA_SP_V32) {
-            *sc = f8_ldg16(scp);
+        const int NU = MODE == MLA_SP_V32 ? 8 : 7, ROPE = MODE == MLA_SP_V32 ? 528 : 448;
+        *sc = sp_ld_scales(scp, MODE);
 #pragma unroll
-            for (int i = 0; i < 8; i++) kr[i] = f8_ldg16(tok + 16 * sub + 64 * i);
-            if (RR) { /* RoPE bytes [528 + 32 sub, +32) */
-                kr[8] = f8_ldg16(tok + 528 + 32 * sub);
-                kr[9] = f8_ldg16(tok + 528 + 32 * sub + 16);
-            }
-        } else {
-            const uint2 s8 = sp_ldg8(scp);
-            sc->x = s8.x;
-            sc->y = s8.y;
+        for (int i = 0; i < NU; i++) kr[i] = sp_ld16(tok + 16 * sub + 64 * i, MODE);
+        if (MODE == MLA_SP_MODEL1 || RR) /* RoPE bytes [ROPE + 32 sub, +32) */
 #pragma unroll
-            for (int i = 0; i < 9; i++) /* 7 code groups, then RoPE bytes [32 sub, +32) */
-                kr[i] = sp_ldg8x2(i < 7 ? tok + 16 * sub + 64 * i : tok + 448 + 32 * sub + 16 * (i - 7));
-        }
+            for (int k = 0; k < 2; k++) kr[NU + k] = sp_ld16(tok + ROPE + 32 * sub + 16 * k, MODE);
     }
     if (MODE == MLA_SP_V32 && !RR) { /* RoPE: chunk 8 of the tile */
         const int x = row & 7;
@@ -789,31 +790,17 @@ static __device__ __forceinline__ void sp_pw_load(const mla_sp_params *p, int t,
     if (pos < 0) return;
     const char *scp;
     const char *tok = sp_fp8_row(p, t, u, pos, &scp, MODE);
-    if (MODE == MLA_SP_V32) { /* 16-byte aligned rows: codes [0, 512), scales [512, 528), RoPE [528, 656) */
-        if (C0 == 0) *sc = f8_ldg16(scp);
+    /* V32: codes [0, 512), scales [512, 528), RoPE [528, 656); MODEL1: codes [0, 448), RoPE [448, 576) */
+    const int ROPE = MODE == MLA_SP_V32 ? 528 : 448;
+    if (C0 == 0) *sc = sp_ld_scales(scp, MODE);
 #pragma unroll
-        for (int i = C0; i < C1; i++) {
-            ka[i - C0] = f8_ldg16(tok + 64 * i + 32 * h);
-            kb[i - C0] = f8_ldg16(tok + 64 * i + 32 * h + 16);
-        }
-        if (C1 == NU)
-#pragma unroll
-            for (int k = 0; k < 4; k++) ke[k] = f8_ldg16(tok + 528 + 64 * h + 16 * k);
-    } else { /* 8-byte aligned rows: codes [0, 448), RoPE [448, 576); scales apart */
-        if (C0 == 0) {
-            const uint2 s8 = sp_ldg8(scp);
-            sc->x = s8.x;
-            sc->y = s8.y;
-        }
-#pragma unroll
-        for (int i = C0; i < C1; i++) {
-            ka[i - C0] = sp_ldg8x2(tok + 64 * i + 32 * h);
-            kb[i - C0] = sp_ldg8x2(tok + 64 * i + 32 * h + 16);
-        }
-        if (C1 == NU)
-#pragma unroll
-            for (int k = 0; k < 4; k++) ke[k] = sp_ldg8x2(tok + 448 + 64 * h + 16 * k);
+    for (int i = C0; i < C1; i++) {
+        ka[i - C0] = sp_ld16(tok + 64 * i + 32 * h, MODE);
+        kb[i - C0] = sp_ld16(tok + 64 * i + 32 * h + 16, MODE);
     }
+    if (C1 == NU)
+#pragma unroll
+        for (int k = 0; k < 4; k++) ke[k] = sp_ld16(tok + ROPE + 64 * h + 16 * k, MODE);
 }
 /* registers -> chunks [C0, C1) of half h of the dequantised bf16 row `row` of the SW128 tile (pieces
  * 4h .. 4h + 3 of each chunk), and with C1 == NU the RoPE pieces of chunk NU */
