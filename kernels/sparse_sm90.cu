@@ -763,8 +763,9 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
 /* ------------------------------------------------------------------------------------------ */
 /* setmaxnreg budgets: the kernel starts at 168 registers per thread (384 threads); the three      */
 /* warpgroups' budgets sum to 3 * 168 so the increases are served by the producer's decrease.    */
-/* 200 / 176 / 128: the first split tried without spills or serialised wgmma (216 / 168 / 120     */
-/* serialised the wgmma; 208 / 176 / 120 and 200 / 184 / 120 spilled).                            */
+/* 200 / 176 / 128: no spills, no serialised wgmma (of the splits compiled: 216 / 168 / 120       */
+/* serialised the wgmma, 208 / 176 / 120 and 200 / 184 / 120 spilled, 208 / 184 / 112 was also     */
+/* clean; the larger producer budget was kept for its loads in flight).                           */
 #ifndef SP_PW_REG_WG0
 #define SP_PW_REG_WG0 200
 #define SP_PW_REG_WG1 176
