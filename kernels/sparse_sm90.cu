@@ -708,6 +708,14 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
     }
 }
 
+/* The decode part of this CTA (blockIdx.z): its begin pb and the next part's begin pe; returns
+ * the last token it touches (its units are tokens pb.req .. the return value) */
+static __device__ __forceinline__ int sp_part(const mla_sp_params *p, mla_part_begin *pb, mla_part_begin *pe) {
+    *pb = p->part_begin[blockIdx.z];
+    *pe = p->part_begin[blockIdx.z + 1];
+    return pe->tile > 0 ? pe->req : pe->req - 1;
+}
+
 /* Token r of a decode part that begins at pb (pe: the next part's begin): tiles [tb, te), slot < 0
  * for the final result, else the slot of its partial */
 static __device__ __forceinline__ void sp_unit_bounds(const mla_sp_params *p, int r, mla_part_begin pb,
@@ -729,10 +737,9 @@ static __device__ __forceinline__ void sp_unit_bounds(const mla_sp_params *p, in
 static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
-    const int mblk = blockIdx.x, part = blockIdx.z;
-    const mla_part_begin pb = p->part_begin[part];
-    const mla_part_begin pe = p->part_begin[part + 1];
-    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    const int mblk = blockIdx.x;
+    mla_part_begin pb, pe;
+    const int r_last = sp_part(p, &pb, &pe);
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
         int tb, te, slot;
@@ -836,8 +843,8 @@ static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, un
     const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
     unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
     const int pt = threadIdx.x - 256, row = pt >> 1, h = pt & 1;
-    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
-    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    mla_part_begin pb, pe;
+    const int r_last = sp_part(p, &pb, &pe);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
@@ -886,8 +893,8 @@ static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, u
     const uint32_t rank = cl_rank(), peer = rank ^ 1;
     const uint32_t full_peer = cl_mapa(full, peer), uK0_peer = cl_mapa(uK0, peer), uK1_peer = cl_mapa(uK1, peer);
     const int pt = threadIdx.x - 256, sub = pt & 3, rd = 32 * (int)rank + (pt >> 2), rk = pt >> 1;
-    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
-    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    mla_part_begin pb, pe;
+    const int r_last = sp_part(p, &pb, &pe);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
@@ -1011,8 +1018,8 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
                                                       const int X, const int MODE) {
-    const mla_part_begin pb = p->part_begin[blockIdx.z], pe = p->part_begin[blockIdx.z + 1];
-    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    mla_part_begin pb, pe;
+    const int r_last = sp_part(p, &pb, &pe);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
