@@ -151,14 +151,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 uint32_t a[4][4];
                 if (wg == 0) {
                     float s[32];
-#pragma unroll
-                    for (int i = 0; i < 32; i++) s[i] = 0.f;
-                    pin32(s);
-                    wg_fence();
-                    if (DIAG_MMA) sm90_qk(s, uQ, uK, 0, NC64, F16);
-                    wg_commit();
-                    wg_wait0();
-                    pin32(s);
+                    sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
                     float al0, al1;
                     sm90_softmax(s, kvalid + 64 * buf, t * MLA_BN, row_lim[r0], row_lim[r1], scale, &m0, &m1, &l0, &l1,
                                  a, &al0, &al1, F16);

@@ -176,6 +176,18 @@ static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t u
             else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
         }
 }
+/* S = Q K^T from zero over all NC64 chunks, waited for (MMA = 0: no wgmma, for timing builds) */
+static __device__ __forceinline__ void sm90_scores(float *s, uint32_t uQ, uint32_t uK, const int NC64, const int F16,
+                                                   const int MMA) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = 0.f;
+    pin32(s);
+    wg_fence();
+    if (MMA) sm90_qk(s, uQ, uK, 0, NC64, F16);
+    wg_commit();
+    wg_wait0();
+    pin32(s);
+}
 /* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
 static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
 #pragma unroll

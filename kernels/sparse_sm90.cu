@@ -658,14 +658,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     }
             } else if (wg == 0) {
                 float s[32], al0, al1;
-#pragma unroll
-                for (int i = 0; i < 32; i++) s[i] = 0.f;
-                pin32(s);
-                wg_fence();
-                if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_qk(s, uQ, uK, 0, NC64, 0);
-                wg_commit();
-                wg_wait0();
-                pin32(s);
+                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5);
                 sm90_softmax(s, kvalid + 64 * buf, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, 0);
                 sm90_put_p(sPf, sAl, a, al0, al1);
                 bar_arrive(SP_BAR_P, 256);
@@ -974,14 +967,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             float al0, al1;
             if (W == 0) {
                 float s[32];
-#pragma unroll
-                for (int i = 0; i < 32; i++) s[i] = 0.f;
-                pin32(s);
-                wg_fence();
-                if (MLA_SP_DIAG != 3) sm90_qk(s, uQ, uK, 0, NC64, 0);
-                wg_commit();
-                wg_wait0();
-                pin32(s);
+                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3);
                 sm90_softmax(s, kvalid + 64 * st, 0, MLA_BN, MLA_BN, p->scale_log2, &m0, &m1, &l0, &l1, a, &al0, &al1,
                              0);
                 if (t > tb) nbar_sync(SP_BAR_PFREE, 256); /* WG1 has read the previous tile's P */
