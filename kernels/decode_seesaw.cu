@@ -107,61 +107,6 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
                 if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
 }
 
-/* exp2(m_old - m_new) with the all-masked guard (m_new = -inf: 0 - ... as in the softmax) */
-static __device__ __forceinline__ float ss_alpha(float m_old, float m_new) {
-    return fast_exp2(m_old - (m_new == -INFINITY ? 0.f : m_new));
-}
-
-/* Online softmax step of one 64 x 64 S tile of this warpgroup (fragment s[32], rows r0 / r1): mask
- * (bit of km set and key below the row's limit), scale into the log2 domain, raise the running max
- * m0 / m1 (in: the max before this tile; out: after it), s <- exp2(s - max) (0 where masked), sum0 /
- * sum1 <- this thread's sums of its elements of each row. */
-static __device__ __forceinline__ void ss_softmax(float *s, unsigned long long km, int key0, int lim0, int lim1,
-                                                  float scale, float *m0, float *m1, float *sum0, float *sum1) {
-    float mx0, mx1;
-    sm90_mask_max(s, 0, km, key0, lim0, lim1, scale, &mx0, &mx1);
-    *m0 = fmaxf(*m0, mx0);
-    *m1 = fmaxf(*m1, mx1);
-    sm90_exp_sum(s, *m0 == -INFINITY ? 0.f : *m0, *m1 == -INFINITY ? 0.f : *m1, sum0, sum1);
-}
-
-/* P (fp32 fragment s) times the row factors f0 (row r0) / f1 (r1) as 16-bit A fragments */
-static __device__ __forceinline__ void ss_pack(const float *s, uint32_t a[4][4], float f0, float f1, const int F16) {
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-        for (int jj = 0; jj < 4; jj++) {
-            const float f = (jj & 1) ? f1 : f0;
-            a[kk][jj] = pack2(s[8 * kk + 2 * jj] * f, s[8 * kk + 2 * jj + 1] * f, F16);
-        }
-}
-/* P (fp32 fragment s of this warpgroup) as a 16-bit 64 x 64 K-major SW128 tile at sP (the A operand
- * of the other warpgroup's PV), then this thread's fence for the async proxy. Element pair
- * (8 kk + 2 jj, +1) is row 16 w + lane / 4 + 8 (jj & 1), columns 8 (2 kk + jj / 2) + 2 (lane & 3) + {0, 1}:
- * in a warp, 8 rows x 4 words land in 32 distinct banks. */
-static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
-    const int t128 = threadIdx.x & 127, lane = t128 & 31;
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-        for (int jj = 0; jj < 4; jj++) {
-            const int row = 16 * (t128 >> 5) + (lane >> 2) + 8 * (jj & 1), piece = 2 * kk + (jj >> 1);
-            *(uint32_t *)(sP + row * 128 + ((piece ^ (row & 7)) << 4) + 4 * (lane & 3)) =
-                pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
-        }
-    fence_proxy_async();
-}
-/* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
-static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-        const uint64_t da = desc_sw128(uP + kk * 32, 16, 1024);
-        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
-        if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
-        else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
-    }
-}
-
 /* S = Q K^T of the tile in stage `tile` (shared address uK) for the owning warpgroup, waited:
  * group A's chunks first, then B's. nk < 64 (the request's last tile): V rows [nk, 64) are zeroed
  * by this warpgroup first (both groups waited; every earlier reader of the stage is done, since the
@@ -261,7 +206,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     /* softmax of tile j0 against the running max; its max and P0 (at that max) to WG1 */
                     const float mp0 = m0, mp1 = m1;
                     float sum0, sum1;
-                    ss_softmax(s, kmask[0], (tb + j0) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
+                    ss_softmax(s, 0, kmask[0], (tb + j0) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
                     const float f0 = ss_alpha(mp0, m0), f1 = ss_alpha(mp1, m1);
                     l0 = l0 * f0 + sum0;
                     l1 = l1 * f1 + sum1;
@@ -273,11 +218,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     SS_SIGNAL(SS_BAR_S0);
                     /* O_L = O_L a(m, m0) + P0 V_L(j0) */
                     ss_pack(s, a, 1.f, 1.f, F16);
-                    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
-                    pin128(o);
-                    wg_fence();
-                    sm90_pv(o, a, uK0, 0, F16);
-                    wg_commit();
+                    ss_rescale_pv(o, f0, f1, a, uP, uK0, 0, 0, F16);
                     wg_wait0(); /* PV_L(j0) (WG1 is in its softmax meanwhile) */
                     pin128(o);
                     if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
@@ -296,13 +237,9 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         m1 = n1;
                     }
                     if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
-                        if (__any_sync(0xffffffffu, g0 != 1.f || g1 != 1.f)) sm90_rescale(o, g0, g1);
                         l0 *= g0;
                         l1 *= g1;
-                        pin128(o);
-                        wg_fence();
-                        ss_pv_smem(o, uP, uK1, 0, F16);
-                        wg_commit();
+                        ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, F16);
                         wg_wait0();
                         pin128(o);
                         if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
@@ -323,15 +260,11 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     m1 = n1;
                     l0 *= f0;
                     l1 *= f1;
-                    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
-                    pin128(o);
-                    wg_fence();
-                    ss_pv_smem(o, uP, uK0, 1, F16);
-                    wg_commit();
+                    ss_rescale_pv(o, f0, f1, a, uP, uK0, 1, 1, F16);
                     float g0 = 1.f, g1 = 1.f;
                     if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
                         float sum0, sum1;
-                        ss_softmax(s, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
+                        ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
                         g0 = ss_alpha(n0, m0);
                         g1 = ss_alpha(n1, m1);
                         l0 = l0 * g0 + sum0;
@@ -354,11 +287,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     }
                     if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                         ss_pack(s, a, 1.f, 1.f, F16);
-                        if (__any_sync(0xffffffffu, g0 != 1.f || g1 != 1.f)) sm90_rescale(o, g0, g1);
-                        pin128(o);
-                        wg_fence();
-                        sm90_pv(o, a, uK1, 1, F16);
-                        wg_commit();
+                        ss_rescale_pv(o, g0, g1, a, uP, uK1, 1, 0, F16);
                         wg_wait0();
                         pin128(o);
                         if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */

@@ -84,6 +84,10 @@ static __device__ __forceinline__ void cl_sync(void) {
 static __device__ __forceinline__ void cl_mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+/* one of `bar`'s expected arrivals, made when every cp.async this thread issued so far has landed */
+static __device__ __forceinline__ void cp_async_mbar_arrive_noinc(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 static __device__ __forceinline__ void cl_bulk_copy(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
                  "r"(src), "r"(bytes), "r"(bar)

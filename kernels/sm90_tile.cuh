@@ -305,6 +305,75 @@ static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned cha
         for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
 }
 
+/* ---- seesaw pieces (hopper-c.md §3.3): both warpgroups run QK^T on alternate tiles and share one
+ * running max (kernels/decode_seesaw.cu, the sparse prefill seesaw in kernels/sparse_sm90.cu) ---- */
+/* exp2(m_old - m_new) with the all-masked guard (m_new = -inf: 0 - ... as in the softmax) */
+static __device__ __forceinline__ float ss_alpha(float m_old, float m_new) {
+    return fast_exp2(m_old - (m_new == -INFINITY ? 0.f : m_new));
+}
+
+/* Online softmax step of one 64 x 64 S tile of this warpgroup (fragment s[32], rows r0 / r1): mask
+ * (key real: kv[k] != 0, or with kv NULL bit k of km; and below the row's limit), scale into the
+ * log2 domain, raise the running max m0 / m1 (in: the max before this tile; out: after it),
+ * s <- exp2(s - max) (0 where masked), sum0 / sum1 <- this thread's sums of each row's elements. */
+static __device__ __forceinline__ void ss_softmax(float *s, const unsigned char *kv, unsigned long long km, int key0,
+                                                  int lim0, int lim1, float scale, float *m0, float *m1, float *sum0, float *sum1) {
+    float mx0, mx1;
+    sm90_mask_max(s, kv, km, key0, lim0, lim1, scale, &mx0, &mx1);
+    *m0 = fmaxf(*m0, mx0);
+    *m1 = fmaxf(*m1, mx1);
+    sm90_exp_sum(s, *m0 == -INFINITY ? 0.f : *m0, *m1 == -INFINITY ? 0.f : *m1, sum0, sum1);
+}
+
+/* P (fp32 fragment s) times the row factors f0 (row r0) / f1 (r1) as 16-bit A fragments */
+static __device__ __forceinline__ void ss_pack(const float *s, uint32_t a[4][4], float f0, float f1, const int F16) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) {
+            const float f = (jj & 1) ? f1 : f0;
+            a[kk][jj] = pack2(s[8 * kk + 2 * jj] * f, s[8 * kk + 2 * jj + 1] * f, F16);
+        }
+}
+/* P (fp32 fragment s of this warpgroup) as a 16-bit 64 x 64 K-major SW128 tile at sP (the A operand
+ * of the other warpgroup's PV), then this thread's fence for the async proxy. Element pair
+ * (8 kk + 2 jj, +1) is row 16 w + lane / 4 + 8 (jj & 1), columns 8 (2 kk + jj / 2) + 2 (lane & 3) + {0, 1}:
+ * in a warp, 8 rows x 4 words land in 32 distinct banks. */
+static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
+    const int t128 = threadIdx.x & 127, lane = t128 & 31;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) {
+            const int row = 16 * (t128 >> 5) + (lane >> 2) + 8 * (jj & 1), piece = 2 * kk + (jj >> 1);
+            *(uint32_t *)(sP + row * 128 + ((piece ^ (row & 7)) << 4) + 4 * (lane & 3)) =
+                pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+        }
+    fence_proxy_async();
+}
+/* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
+static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t da = desc_sw128(uP + kk * 32, 16, 1024);
+        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
+        else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
+    }
+}
+
+/* O *= (f0, f1) per row (skipped when every factor in the warp is 1), then O[:, 256 h : +256] +=
+ * P V_h issued and committed, not waited: P from registers a (SMEM = 0) or the SW128 tile at uP */
+static __device__ __forceinline__ void ss_rescale_pv(float *o, float f0, float f1, uint32_t a[4][4], uint32_t uP,
+                                                     uint32_t uK, const int h, const int SMEM, const int F16) {
+    if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
+    pin128(o);
+    wg_fence();
+    if (SMEM) ss_pv_smem(o, uP, uK, h, F16);
+    else sm90_pv(o, a, uK, h, F16);
+    wg_commit();
+}
+
 /* 16-bit Q rows of request r, m-block mblk into the SW128 tile uQ by cp.async (rows >= nvalid zero) */
 static __device__ __forceinline__ void sm90_load_q(const mla_dec_params *p, int r, int mblk, int kvh, int nvalid,
                                                    uint32_t uQ, const int NCH) {

@@ -1047,6 +1047,231 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
     pdl_trigger();
     if (X) cl_sync(); /* no CTA leaves while its peer may still copy into it or signal it */
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sparse prefill, seesaw schedule (hopper-c.md §3.3; the pair loop of kernels/decode_seesaw.cu). */
+/* 256 threads, one CTA per (token, 64-head block, kv head) as the kernel above. Tiles alternate   */
+/* between the warpgroups (tile j in stage j & 1, S = Q K^T of it by WG j & 1) and the two share   */
+/* one running row max, so one warpgroup's softmax runs while the other's wgmmas keep the tensor   */
+/* cores busy. Each stage is refilled in two chunk groups by the warpgroup that reads the group   */
+/* last: A = chunks 0-3 (V_L) and 8 (RoPE, d_qk 576) by WG0 after its PV_L, with the tile's kvalid */
+/* flags; B = chunks 4-7 (V_R) by WG1 after its PV_R. A refill is a line-coalesced cp.async gather */
+/* whose completion is counted on the group's mbarrier (cp.async.mbarrier.arrive.noinc: the        */
+/* issuing threads never wait for their own copies); A's barrier also takes one ordinary arrival  */
+/* per thread after the kvalid stores (release), so it expects 256, B 128. The waiting warpgroup   */
+/* fences the generic -> async proxy before its wgmma reads the stage.                            */
+/* ------------------------------------------------------------------------------------------ */
+#define SP_SS_S0 1  /* WG0 -> WG1: row max after tile j0, P(j0) in sP (256) */
+#define SP_SS_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) in sP (256) */
+#define SP_SS_WG0 4 /* warpgroup 0 only (128) */
+#define SP_SS_WG1 5 /* warpgroup 1 only (128) */
+
+/* This warpgroup's share (thread t128) of chunk group A (with kv: chunks 0-3, RoPE chunk 8 when
+ * DQK = 576, and the rows' kvalid flags) or B (kv NULL: chunks 4-7) of the tile whose rows
+ * t128 / 8 + 16 i have the raw indices pos[i]; eight threads copy the eight 16-byte pieces of one
+ * 128-byte line; invalid rows are zero-filled. Arrives on `bar` as described above. */
+static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                   uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
+                                                   const int DQK) {
+    const int j = t128 & 7, rg = t128 >> 3;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = rg + 16 * i;
+        const int ok = (uint32_t)pos[i] < p->limit[0];
+        if (kv && j == 0) kv[row] = ok;
+        const char *src = (const char *)p->kc[0];
+        if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
+        const int step = ok ? 128 : 0;
+        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
+#pragma unroll
+        for (int c = 0; c < 9; c++) {
+            const int mine = kv ? (c < 4 || (c == 8 && DQK == 576)) : (c >= 4 && c < 8);
+            if (mine) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+        }
+    }
+    cp_async_mbar_arrive_noinc(bar);
+    if (kv) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+}
+
+/* S = Q K^T of the tile in stage uK for the owning warpgroup, waited: group A's chunks (RoPE
+ * first) as soon as A has landed, then B's */
+static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t uK, uint32_t barA, uint32_t barB,
+                                                int ph, const int NC64) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = 0.f;
+    pin32(s);
+    mbar_wait(barA, ph);
+    fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
+    wg_fence();
+    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+    sm90_qk(s, uQ, uK, 0, 4, 0);
+    mbar_wait(barB, ph);
+    fence_proxy_async();
+    wg_fence();
+    sm90_qk(s, uQ, uK, 4, 8, 0);
+    wg_commit();
+    wg_wait0();
+    pin32(s);
+}
+
+/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv), 256 threads */
+static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE) {
+    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
+    const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512;
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    /* sp_smem_bytes' layout: Q, 2 K stages, 8 KB (here: the 64 x 64 P tile, SW128), 1 KB (WG1's row
+     * sums for the epilogue, then the row maxima of WG0 / WG1), 1/l, lse, max, kvalid, mbarriers */
+    unsigned char *sP = smem + 3 * TILE;
+    float *sAl = (float *)(sP + 16 * 128 * 4);
+    float *sM0 = sAl + 128, *sM1 = sAl + 192;
+    float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
+    unsigned char *kvalid = (unsigned char *)(sMax + 64); /* [2][64] */
+    const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
+    const uint32_t barA = smem_u32(smem + SP_PW_BAR_OFF(TILE)), barB = barA + 16; /* + 8 * stage */
+
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
+    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
+    const float scale = p->scale_log2;
+    sp_unit u;
+    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
+    const int mblk = blockIdx.y, N = u.T0;
+    int nvalid = p->hpk - mblk * MLA_BM;
+    if (nvalid > MLA_BM) nvalid = MLA_BM;
+    const int head0 = u.g * p->hpk + mblk * MLA_BM;
+    if (tid == 0) {
+        mbar_init(barA, 256);
+        mbar_init(barA + 8, 256);
+        mbar_init(barB, 128);
+        mbar_init(barB + 8, 128);
+        mbar_fence_init();
+    }
+    __syncthreads();
+
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] = 0.f;
+    /* running max (log2 domain; equal in both warpgroups after each pair), this warpgroup's row sums */
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    if (N > 0) {
+        unsigned char *kvA = wg == 0 ? kvalid : (unsigned char *)0; /* WG0 gathers group A */
+        const uint32_t bar = wg == 0 ? barA : barB;
+        int lp[4]; /* raw indices of this thread's rows of the next tile this warpgroup gathers */
+        sp_load_q(p, &u, uQ, nvalid, head0, NCH);
+        cp_async_commit(); /* Q alone: the K gathers below complete on the mbarriers */
+        sp_line_pos(p, &u, 0, N, lp, t128, 128);
+        sp_ss_issue(p, &u, lp, uK0, kvA, bar, t128, DQK);
+        if (N > 1) {
+            sp_line_pos(p, &u, 1, N, lp, t128, 128);
+            sp_ss_issue(p, &u, lp, uK1, kvA ? kvA + 64 : kvA, bar + 8, t128, DQK);
+        }
+        sp_line_pos(p, &u, 2, N, lp, t128, 128);
+        cp_async_wait0();
+        fence_proxy_async();
+        __syncthreads();
+        float s[32];
+        uint32_t a[4][4];
+        if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64);
+        else if (N > 1) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, 0, NC64);
+
+        for (int j0 = 0; j0 < N; j0 += 2) {
+            const int j1 = j0 + 1, has1 = j1 < N;
+            const int ph2 = ((j0 + 2) >> 1) & 1; /* phase of tiles j0 + 2 / j1 + 2 in their stages */
+            if (wg == 0) {
+                /* softmax of tile j0 against the running max; its max and P0 (at that max) to WG1 */
+                const float mp0 = m0, mp1 = m1;
+                float sum0, sum1;
+                ss_softmax(s, kvalid, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &sum0, &sum1);
+                const float f0 = ss_alpha(mp0, m0), f1 = ss_alpha(mp1, m1);
+                l0 = l0 * f0 + sum0;
+                l1 = l1 * f1 + sum1;
+                if ((lane & 3) == 0) {
+                    sM0[r0] = m0;
+                    sM0[r1] = m1;
+                }
+                ss_store_p(sP, s, 0); /* sP's last reader, PV_L(j1 - 2), was waited for */
+                nbar_arrive(SP_SS_S0, 256);
+                /* O_L = O_L a(m, m0) + P0 V_L(j0) */
+                ss_pack(s, a, 1.f, 1.f, 0);
+                ss_rescale_pv(o, f0, f1, a, uP, uK0, 0, 0, 0);
+                wg_wait0(); /* PV_L(j0) (WG1 is in its softmax meanwhile) */
+                pin128(o);
+                if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
+                    bar_sync(SP_SS_WG0, 128);
+                    sp_ss_issue(p, &u, lp, uK0, kvalid, barA, t128, DQK);
+                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
+                }
+                /* WG1's max after tile j1, and P1 in sP */
+                nbar_sync(SP_SS_S1, 256);
+                if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
+                    const float n0 = sM1[r0], n1 = sM1[r1];
+                    const float g0 = ss_alpha(m0, n0), g1 = ss_alpha(m1, n1);
+                    m0 = n0;
+                    m1 = n1;
+                    l0 *= g0;
+                    l1 *= g1;
+                    ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, 0);
+                    wg_wait0();
+                    pin128(o);
+                    if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
+                        bar_sync(SP_SS_WG0, 128);
+                        sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barA + 8, t128, DQK);
+                        sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
+                    }
+                }
+                if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64);
+            } else {
+                /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
+                nbar_sync(SP_SS_S0, 256);
+                const float n0 = sM0[r0], n1 = sM0[r1];
+                const float f0 = ss_alpha(m0, n0), f1 = ss_alpha(m1, n1);
+                m0 = n0;
+                m1 = n1;
+                l0 *= f0;
+                l1 *= f1;
+                ss_rescale_pv(o, f0, f1, a, uP, uK0, 1, 1, 0);
+                float g0 = 1.f, g1 = 1.f;
+                if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
+                    float sum0, sum1;
+                    ss_softmax(s, kvalid + 64, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &sum0, &sum1);
+                    g0 = ss_alpha(n0, m0);
+                    g1 = ss_alpha(n1, m1);
+                    l0 = l0 * g0 + sum0;
+                    l1 = l1 * g1 + sum1;
+                }
+                wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
+                pin128(o);
+                if (has1) { /* max and P1 to WG0 */
+                    if ((lane & 3) == 0) {
+                        sM1[r0] = m0;
+                        sM1[r1] = m1;
+                    }
+                    ss_store_p(sP, s, 0);
+                }
+                nbar_arrive(SP_SS_S1, 256);
+                if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
+                    bar_sync(SP_SS_WG1, 128);
+                    sp_ss_issue(p, &u, lp, uK0, (unsigned char *)0, barB, t128, DQK);
+                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
+                }
+                if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
+                    ss_pack(s, a, 1.f, 1.f, 0);
+                    ss_rescale_pv(o, g0, g1, a, uP, uK1, 1, 0, 0);
+                    wg_wait0();
+                    pin128(o);
+                    if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
+                        bar_sync(SP_SS_WG1, 128);
+                        sp_ss_issue(p, &u, lp, uK1, (unsigned char *)0, barB + 8, t128, DQK);
+                        sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
+                    }
+                    if (j1 + 2 < N) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, ph2, NC64);
+                }
+            }
+        }
+    }
+    /* both warpgroups end at the same max; WG1's row sums are added in the epilogue */
+    sp_epilogue(p, &u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0);
+}
 #endif /* MLA_HAVE_SM90A */
 
 #if MLA_HAVE_SM90A
@@ -1074,6 +1299,17 @@ SP_PW_KERNEL(mla_sp_decode_v32_pw, MLA_SP_V32, 0)
 SP_PW_KERNEL(mla_sp_decode_model1_pw, MLA_SP_MODEL1, 0)
 SP_PW_KERNEL(mla_sp_decode_v32_pwx, MLA_SP_V32, 1)
 SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
+#if MLA_HAVE_SM90A
+#define SP_SS_BODY(MODE) sp_ss_body(&p, MODE);
+#else
+#define SP_SS_BODY(MODE)
+#endif
+#define SP_SS_KERNEL(name, MODE)                                                                        \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_sp_params p) { \
+        SP_SS_BODY(MODE)                                                                               \
+    }
+SP_SS_KERNEL(mla_sp_prefill_576_ss, MLA_SP_BF16_576)
+SP_SS_KERNEL(mla_sp_prefill_512_ss, MLA_SP_BF16_512)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1089,6 +1325,11 @@ static const void *sp_fn(int kind, int split) {
 static const void *sp_fn_pw(int kind, int x) {
     if (x) return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pwx : (const void *)mla_sp_decode_model1_pwx;
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
+}
+
+/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512 */
+static const void *sp_fn_ss(int kind) {
+    return kind == MLA_SP_BF16_576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1153,10 +1394,10 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: PW, PW crossover (decode kinds only) */
-            if (v >= 2 && kind > MLA_SP_MODEL1) continue;
+        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2: prefill seesaw */
+            if (v >= 2 && kind > MLA_SP_MODEL1 && v != 2) continue;
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
-            const void *fn = v < 2 ? sp_fn(kind, v) : sp_fn_pw(kind, v == 3);
+            const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
@@ -1236,7 +1477,8 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
-    cudaError_t e = cudaLaunchKernel(sp_fn(dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512, p->split_qk),
+    const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
+    cudaError_t e = cudaLaunchKernel(p->seesaw && !p->split_qk ? sp_fn_ss(kind) : sp_fn(kind, p->split_qk),
                                      dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
