@@ -1054,61 +1054,81 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
 /* between the warpgroups (tile j in stage j & 1, S = Q K^T of it by WG j & 1) and the two share   */
 /* one running row max, so one warpgroup's softmax runs while the other's wgmmas keep the tensor   */
 /* cores busy. Each stage is refilled in two chunk groups by the warpgroup that reads the group   */
-/* last: A = chunks 0-3 (V_L) and 8 (RoPE, d_qk 576) by WG0 after its PV_L, with the tile's kvalid */
-/* flags; B = chunks 4-7 (V_R) by WG1 after its PV_R. A refill is a line-coalesced cp.async gather */
-/* whose completion is counted on the group's mbarrier (cp.async.mbarrier.arrive.noinc: the        */
-/* issuing threads never wait for their own copies); A's barrier also takes one ordinary arrival  */
-/* per thread after the kvalid stores (release), so it expects 256, B 128. The waiting warpgroup   */
-/* fences the generic -> async proxy before its wgmma reads the stage.                            */
+/* last: A = chunks 0-3 (V_L) by WG0 after its PV_L, with the tile's kvalid flags; B = chunks 4-7 */
+/* (V_R) by WG1 after its PV_R; the RoPE chunk 8 (d_qk 576) goes with A in stage 0 and with B in   */
+/* stage 1 (the group the stage's QK^T warpgroup waits for first). A refill is a line-coalesced    */
+/* cp.async gather whose completion is counted on the group's mbarrier                              */
+/* (cp.async.mbarrier.arrive.noinc: the issuing threads never wait for their own copies); A's      */
+/* barrier also takes one ordinary arrival per thread after the kvalid stores (release), so it     */
+/* expects 256, B 128. The waiting warpgroup fences generic -> async proxy before its wgmma.       */
 /* ------------------------------------------------------------------------------------------ */
+/* build option: the seesaw gather's cp.async with the L2::256B prefetch hint */
+#ifndef SP_SS_L2_256
+#define SP_SS_L2_256 0
+#endif
 #define SP_SS_S0 1  /* WG0 -> WG1: row max after tile j0, P(j0) in sP (256) */
 #define SP_SS_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) in sP (256) */
 #define SP_SS_WG0 4 /* warpgroup 0 only (128) */
 #define SP_SS_WG1 5 /* warpgroup 1 only (128) */
 
-/* This warpgroup's share (thread t128) of chunk group A (with kv: chunks 0-3, RoPE chunk 8 when
- * DQK = 576, and the rows' kvalid flags) or B (kv NULL: chunks 4-7) of the tile whose rows
- * t128 / 8 + 16 i have the raw indices pos[i]; eight threads copy the eight 16-byte pieces of one
+/* This warpgroup's share (thread t128) of chunk group A (GA = 1: chunks 0-3 and the rows' kvalid
+ * flags at kv) or B (GA = 0: chunks 4-7) of the tile whose rows t128 / 8 + 16 i have the raw
+ * indices pos[i], plus the RoPE chunk 8 when R8 (DQK = 576; stage 0 carries it in A, stage 1 in B:
+ * the group its QK^T warpgroup reads first); eight threads copy the eight 16-byte pieces of one
  * 128-byte line; invalid rows are zero-filled. Arrives on `bar` as described above. */
 static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                    uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
-                                                   const int DQK) {
+                                                   const int GA, const int R8, const int DQK) {
     const int j = t128 & 7, rg = t128 >> 3;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int row = rg + 16 * i;
         const int ok = (uint32_t)pos[i] < p->limit[0];
-        if (kv && j == 0) kv[row] = ok;
+        if (GA && j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
         if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
         const int step = ok ? 128 : 0;
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
         for (int c = 0; c < 9; c++) {
-            const int mine = kv ? (c < 4 || (c == 8 && DQK == 576)) : (c >= 4 && c < 8);
-            if (mine) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+            const int mine = c == 8 ? R8 && DQK == 576 : GA ? c < 4 : c >= 4;
+            if (!mine) continue;
+            if (SP_SS_L2_256)
+                asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(d + 8192 * c),
+                             "l"(src + c * step), "r"(ok ? 16 : 0)
+                             : "memory");
+            else
+                cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
         }
     }
     cp_async_mbar_arrive_noinc(bar);
-    if (kv) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+    if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
 
-/* S = Q K^T of the tile in stage uK for the owning warpgroup, waited: group A's chunks (RoPE
- * first) as soon as A has landed, then B's */
+/* S = Q K^T of the tile in stage uK for the owning warpgroup, waited. WG0 (B1 = 0, stage 0): group
+ * A's chunks (RoPE first) as soon as A has landed, then B's. WG1 (B1 = 1, stage 1): B's chunks with
+ * the RoPE first, since its tiles' group A is refilled last (by WG0 after PV_L of the tile before,
+ * just before this QK^T). */
 static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t uK, uint32_t barA, uint32_t barB,
-                                                int ph, const int NC64) {
+                                                int ph, const int NC64, const int B1) {
 #pragma unroll
     for (int i = 0; i < 32; i++) s[i] = 0.f;
     pin32(s);
-    mbar_wait(barA, ph);
+    mbar_wait(B1 ? barB : barA, ph);
     fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
     wg_fence();
-    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
-    sm90_qk(s, uQ, uK, 0, 4, 0);
-    mbar_wait(barB, ph);
+    if (B1) {
+        if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+        sm90_qk(s, uQ, uK, 4, 8, 0);
+    } else {
+        if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+        sm90_qk(s, uQ, uK, 0, 4, 0);
+    }
+    mbar_wait(B1 ? barA : barB, ph);
     fence_proxy_async();
     wg_fence();
-    sm90_qk(s, uQ, uK, 4, 8, 0);
+    if (B1) sm90_qk(s, uQ, uK, 0, 4, 0);
+    else sm90_qk(s, uQ, uK, 4, 8, 0);
     wg_commit();
     wg_wait0();
     pin32(s);
@@ -1154,16 +1174,17 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     /* running max (log2 domain; equal in both warpgroups after each pair), this warpgroup's row sums */
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     if (N > 0) {
-        unsigned char *kvA = wg == 0 ? kvalid : (unsigned char *)0; /* WG0 gathers group A */
-        const uint32_t bar = wg == 0 ? barA : barB;
+        const uint32_t bar = wg == 0 ? barA : barB; /* WG0 gathers group A, WG1 group B */
         int lp[4]; /* raw indices of this thread's rows of the next tile this warpgroup gathers */
         sp_load_q(p, &u, uQ, nvalid, head0, NCH);
         cp_async_commit(); /* Q alone: the K gathers below complete on the mbarriers */
         sp_line_pos(p, &u, 0, N, lp, t128, 128);
-        sp_ss_issue(p, &u, lp, uK0, kvA, bar, t128, DQK);
+        if (wg == 0) sp_ss_issue(p, &u, lp, uK0, kvalid, bar, t128, 1, 1, DQK);
+        else sp_ss_issue(p, &u, lp, uK0, kvalid, bar, t128, 0, 0, DQK);
         if (N > 1) {
             sp_line_pos(p, &u, 1, N, lp, t128, 128);
-            sp_ss_issue(p, &u, lp, uK1, kvA ? kvA + 64 : kvA, bar + 8, t128, DQK);
+            if (wg == 0) sp_ss_issue(p, &u, lp, uK1, kvalid + 64, bar + 8, t128, 1, 0, DQK);
+            else sp_ss_issue(p, &u, lp, uK1, kvalid + 64, bar + 8, t128, 0, 1, DQK);
         }
         sp_line_pos(p, &u, 2, N, lp, t128, 128);
         cp_async_wait0();
@@ -1171,8 +1192,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         __syncthreads();
         float s[32];
         uint32_t a[4][4];
-        if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64);
-        else if (N > 1) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, 0, NC64);
+        if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64, 0);
+        else if (N > 1) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, 0, NC64, 1);
 
         for (int j0 = 0; j0 < N; j0 += 2) {
             const int j1 = j0 + 1, has1 = j1 < N;
@@ -1198,7 +1219,7 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 pin128(o);
                 if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
                     bar_sync(SP_SS_WG0, 128);
-                    sp_ss_issue(p, &u, lp, uK0, kvalid, barA, t128, DQK);
+                    sp_ss_issue(p, &u, lp, uK0, kvalid, barA, t128, 1, 1, DQK);
                     sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
                 }
                 /* WG1's max after tile j1, and P1 in sP */
@@ -1215,11 +1236,11 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                     pin128(o);
                     if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
                         bar_sync(SP_SS_WG0, 128);
-                        sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barA + 8, t128, DQK);
+                        sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barA + 8, t128, 1, 0, DQK);
                         sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
                     }
                 }
-                if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64);
+                if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64, 0);
             } else {
                 /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                 nbar_sync(SP_SS_S0, 256);
@@ -1251,7 +1272,7 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 nbar_arrive(SP_SS_S1, 256);
                 if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
                     bar_sync(SP_SS_WG1, 128);
-                    sp_ss_issue(p, &u, lp, uK0, (unsigned char *)0, barB, t128, DQK);
+                    sp_ss_issue(p, &u, lp, uK0, kvalid, barB, t128, 0, 0, DQK);
                     sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
                 }
                 if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
@@ -1261,10 +1282,10 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                     pin128(o);
                     if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
                         bar_sync(SP_SS_WG1, 128);
-                        sp_ss_issue(p, &u, lp, uK1, (unsigned char *)0, barB + 8, t128, DQK);
+                        sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barB + 8, t128, 0, 1, DQK);
                         sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
                     }
-                    if (j1 + 2 < N) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, ph2, NC64);
+                    if (j1 + 2 < N) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, ph2, NC64, 1);
                 }
             }
         }
