@@ -204,12 +204,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                 const int j1 = j0 + 1, has1 = j1 < N;
                 if (wg == 0) {
                     /* softmax of tile j0 against the running max; its max and P0 (at that max) to WG1 */
-                    const float mp0 = m0, mp1 = m1;
-                    float sum0, sum1;
-                    ss_softmax(s, 0, kmask[0], (tb + j0) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
-                    const float f0 = ss_alpha(mp0, m0), f1 = ss_alpha(mp1, m1);
-                    l0 = l0 * f0 + sum0;
-                    l1 = l1 * f1 + sum1;
+                    float f0, f1;
+                    ss_softmax(s, 0, kmask[0], (tb + j0) * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, &f0, &f1);
                     if ((lane & 3) == 0) {
                         sM0[r0] = m0;
                         sM0[r1] = m1;
@@ -228,17 +224,9 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     }
                     /* WG1's max after tile j1, and P1 in sP */
                     bar_sync(SS_BAR_S1, 256);
-                    float g0 = 1.f, g1 = 1.f;
-                    if (has1) {
-                        const float n0 = sM1[r0], n1 = sM1[r1];
-                        g0 = ss_alpha(m0, n0);
-                        g1 = ss_alpha(m1, n1);
-                        m0 = n0;
-                        m1 = n1;
-                    }
                     if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
-                        l0 *= g0;
-                        l1 *= g1;
+                        float g0, g1;
+                        ss_take_max(sM1, r0, r1, &m0, &m1, &l0, &l1, &g0, &g1);
                         ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, F16);
                         wg_wait0();
                         pin128(o);
@@ -254,21 +242,12 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                 } else {
                     /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                     bar_sync(SS_BAR_S0, 256);
-                    const float n0 = sM0[r0], n1 = sM0[r1];
-                    const float f0 = ss_alpha(m0, n0), f1 = ss_alpha(m1, n1);
-                    m0 = n0;
-                    m1 = n1;
-                    l0 *= f0;
-                    l1 *= f1;
+                    float f0, f1;
+                    ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1);
                     ss_rescale_pv(o, f0, f1, a, uP, uK0, 1, 1, F16);
                     float g0 = 1.f, g1 = 1.f;
                     if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
-                        float sum0, sum1;
-                        ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &sum0, &sum1);
-                        g0 = ss_alpha(n0, m0);
-                        g1 = ss_alpha(n1, m1);
-                        l0 = l0 * g0 + sum0;
-                        l1 = l1 * g1 + sum1;
+                        ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, &g0, &g1);
                     }
                     wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
                     pin128(o);

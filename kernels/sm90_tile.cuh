@@ -314,15 +314,21 @@ static __device__ __forceinline__ float ss_alpha(float m_old, float m_new) {
 
 /* Online softmax step of one 64 x 64 S tile of this warpgroup (fragment s[32], rows r0 / r1): mask
  * (key real: kv[k] != 0, or with kv NULL bit k of km; and below the row's limit), scale into the
- * log2 domain, raise the running max m0 / m1 (in: the max before this tile; out: after it),
- * s <- exp2(s - max) (0 where masked), sum0 / sum1 <- this thread's sums of each row's elements. */
+ * log2 domain, raise the running max m0 / m1, s <- exp2(s - max) (0 where masked); this
+ * warpgroup's row sums l0 / l1 follow the new max and add the tile's, *f0 / *f1 <- a(m_old, m_new). */
 static __device__ __forceinline__ void ss_softmax(float *s, const unsigned char *kv, unsigned long long km, int key0,
-                                                  int lim0, int lim1, float scale, float *m0, float *m1, float *sum0, float *sum1) {
-    float mx0, mx1;
+                                                  int lim0, int lim1, float scale, float *m0, float *m1, float *l0,
+                                                  float *l1, float *f0, float *f1) {
+    float mx0, mx1, sum0, sum1;
+    const float mp0 = *m0, mp1 = *m1;
     sm90_mask_max(s, kv, km, key0, lim0, lim1, scale, &mx0, &mx1);
     *m0 = fmaxf(*m0, mx0);
     *m1 = fmaxf(*m1, mx1);
-    sm90_exp_sum(s, *m0 == -INFINITY ? 0.f : *m0, *m1 == -INFINITY ? 0.f : *m1, sum0, sum1);
+    sm90_exp_sum(s, *m0 == -INFINITY ? 0.f : *m0, *m1 == -INFINITY ? 0.f : *m1, &sum0, &sum1);
+    *f0 = ss_alpha(mp0, *m0);
+    *f1 = ss_alpha(mp1, *m1);
+    *l0 = *l0 * *f0 + sum0;
+    *l1 = *l1 * *f1 + sum1;
 }
 
 /* P (fp32 fragment s) times the row factors f0 (row r0) / f1 (r1) as 16-bit A fragments */
@@ -362,6 +368,18 @@ static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_
     }
 }
 
+/* The other warpgroup's running max (rows r0 / r1 of sM) becomes this one's; this warpgroup's row
+ * sums follow it, and *f0 / *f1 <- a(m_old, m_new), the factors for its O */
+static __device__ __forceinline__ void ss_take_max(const float *sM, int r0, int r1, float *m0, float *m1, float *l0,
+                                                   float *l1, float *f0, float *f1) {
+    const float n0 = sM[r0], n1 = sM[r1];
+    *f0 = ss_alpha(*m0, n0);
+    *f1 = ss_alpha(*m1, n1);
+    *m0 = n0;
+    *m1 = n1;
+    *l0 *= *f0;
+    *l1 *= *f1;
+}
 /* O *= (f0, f1) per row (skipped when every factor in the warp is 1), then O[:, 256 h : +256] +=
  * P V_h issued and committed, not waited: P from registers a (SMEM = 0) or the SW128 tile at uP */
 static __device__ __forceinline__ void ss_rescale_pv(float *o, float f0, float f1, uint32_t a[4][4], uint32_t uP,

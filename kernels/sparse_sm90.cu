@@ -1199,12 +1199,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
             const int ph2 = ((j0 + 2) >> 1) & 1; /* phase of tiles j0 + 2 / j1 + 2 in their stages */
             if (wg == 0) {
                 /* softmax of tile j0 against the running max; its max and P0 (at that max) to WG1 */
-                const float mp0 = m0, mp1 = m1;
-                float sum0, sum1;
-                ss_softmax(s, kvalid, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &sum0, &sum1);
-                const float f0 = ss_alpha(mp0, m0), f1 = ss_alpha(mp1, m1);
-                l0 = l0 * f0 + sum0;
-                l1 = l1 * f1 + sum1;
+                float f0, f1;
+                ss_softmax(s, kvalid, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &f0, &f1);
                 if ((lane & 3) == 0) {
                     sM0[r0] = m0;
                     sM0[r1] = m1;
@@ -1224,12 +1220,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 /* WG1's max after tile j1, and P1 in sP */
                 nbar_sync(SP_SS_S1, 256);
                 if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
-                    const float n0 = sM1[r0], n1 = sM1[r1];
-                    const float g0 = ss_alpha(m0, n0), g1 = ss_alpha(m1, n1);
-                    m0 = n0;
-                    m1 = n1;
-                    l0 *= g0;
-                    l1 *= g1;
+                    float g0, g1;
+                    ss_take_max(sM1, r0, r1, &m0, &m1, &l0, &l1, &g0, &g1);
                     ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, 0);
                     wg_wait0();
                     pin128(o);
@@ -1243,12 +1235,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
             } else {
                 /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                 nbar_sync(SP_SS_S0, 256);
-                const float n0 = sM0[r0], n1 = sM0[r1];
-                const float f0 = ss_alpha(m0, n0), f1 = ss_alpha(m1, n1);
-                m0 = n0;
-                m1 = n1;
-                l0 *= f0;
-                l1 *= f1;
+                float f0, f1;
+                ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1);
                 if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) sm90_rescale(o, f0, f1);
                 pin128(o);
                 if (!has1) { /* the unit's last tile was j0: PV_R(j0) only */
@@ -1267,11 +1255,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 ss_rescale_pv(o, 1.f, 1.f, a, uP, uK0, 1, 1, 0);
                 wg_wait1(); /* S(j1) */
                 pin32(s);
-                float sum0, sum1;
-                ss_softmax(s, kvalid + 64, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &sum0, &sum1);
-                const float g0 = ss_alpha(n0, m0), g1 = ss_alpha(n1, m1);
-                l0 = l0 * g0 + sum0;
-                l1 = l1 * g1 + sum1;
+                float g0, g1;
+                ss_softmax(s, kvalid + 64, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &g0, &g1);
                 wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
                 pin128(o);
                 if ((lane & 3) == 0) { /* max and P1 to WG0 */
