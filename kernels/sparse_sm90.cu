@@ -1105,11 +1105,14 @@ static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
 
-/* S += Q K^T of the tile in stage uK for the owning warpgroup, issued, not committed: WG0 (B1 = 0,
+/* S = Q K^T of the tile in stage uK for the owning warpgroup, issued, not committed: WG0 (B1 = 0,
  * stage 0) takes group A's chunks (RoPE first) as soon as A has landed, then B's; WG1 (B1 = 1,
  * stage 1) B's with the RoPE first, then A's (A is refilled last, by WG0 after its PV_L). */
 static __device__ __forceinline__ void sp_ss_qk_issue(float *s, uint32_t uQ, uint32_t uK, uint32_t barA,
                                                       uint32_t barB, int ph, const int NC64, const int B1) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = 0.f;
+    pin32(s);
     mbar_wait(B1 ? barB : barA, ph);
     fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
     wg_fence();
@@ -1122,10 +1125,12 @@ static __device__ __forceinline__ void sp_ss_qk_issue(float *s, uint32_t uQ, uin
     if (B1) sm90_qk(s, uQ, uK, 0, 4, 0);
     else sm90_qk(s, uQ, uK, 4, 8, 0);
 }
-/* s = 0 (before the first wgmma of the group that accumulates into it) */
-static __device__ __forceinline__ void sp_zero32(float *s) {
-#pragma unroll
-    for (int i = 0; i < 32; i++) s[i] = 0.f;
+/* the same, committed and waited */
+static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t uK, uint32_t barA, uint32_t barB,
+                                                int ph, const int NC64, const int B1) {
+    sp_ss_qk_issue(s, uQ, uK, barA, barB, ph, NC64, B1);
+    wg_commit();
+    wg_wait0();
     pin32(s);
 }
 
@@ -1187,13 +1192,7 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         __syncthreads();
         float s[32];
         uint32_t a[4][4];
-        if (wg == 0) { /* S(0); WG1's S(j1) is issued in the pair loop */
-            sp_zero32(s);
-            sp_ss_qk_issue(s, uQ, uK0, barA, barB, 0, NC64, 0);
-            wg_commit();
-            wg_wait0();
-            pin32(s);
-        }
+        if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64, 0); /* WG1's S(j1): in the pair loop */
 
         for (int j0 = 0; j0 < N; j0 += 2) {
             const int j1 = j0 + 1, has1 = j1 < N;
@@ -1226,21 +1225,13 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                     ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, 0);
                     wg_wait0();
                     pin128(o);
-                }
-                if (j0 + 2 < N) {
-                    /* S(j0 + 2) issued first; group A of stage 1 (its readers: QK(j1) by WG1, PV_L(j1))
-                     * is refilled while it runs, off this warpgroup's critical path */
-                    sp_zero32(s);
-                    sp_ss_qk_issue(s, uQ, uK0, barA, barB, ph2, NC64, 0);
-                    wg_commit();
-                    if (j1 + 2 < N) {
+                    if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
                         bar_sync(SP_SS_WG0, 128);
                         sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barA + 8, t128, 1, 0, DQK);
                         sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
                     }
-                    wg_wait0();
-                    pin32(s);
                 }
+                if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64, 0);
             } else {
                 /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                 nbar_sync(SP_SS_S0, 256);
@@ -1255,32 +1246,30 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                     nbar_arrive(SP_SS_S1, 256);
                     continue;
                 }
-                /* PV_R(j0), then S(j1) = Q K(j1)^T: stage 1 was refilled at the end of the last pair,
-                 * so WG0's S(j0) and softmax were its time to land (issued right after that refill,
-                 * it would wait for it). Group B of stage 0 (readers QK(j0) by WG0, PV_R(j0)) is
-                 * refilled as soon as PV_R(j0) is done, while S(j1) runs (one straight path from the
-                 * first wgmma to the last wait: no accumulator moves between) */
-                sp_zero32(s);
-                ss_rescale_pv(o, 1.f, 1.f, a, uP, uK0, 1, 1, 0);
+                /* S(j1) = Q K(j1)^T only now: stage 1 was refilled at the end of the last pair, so
+                 * WG0's S(j0) and softmax were its time to land (issued right after that refill, it
+                 * would wait for it); then PV_R(j0), and the softmax of j1 while PV_R(j0) runs (one
+                 * straight path from the first wgmma to the waits: no accumulator moves between) */
                 sp_ss_qk_issue(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
                 wg_commit();
-                wg_wait1(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
-                if (j0 + 2 < N) {
-                    bar_sync(SP_SS_WG1, 128);
-                    sp_ss_issue(p, &u, lp, uK0, kvalid, barB, t128, 0, 0, DQK);
-                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
-                }
-                wg_wait0(); /* S(j1) */
+                ss_rescale_pv(o, 1.f, 1.f, a, uP, uK0, 1, 1, 0);
+                wg_wait1(); /* S(j1) */
                 pin32(s);
-                pin128(o);
                 float g0, g1;
                 ss_softmax(s, kvalid + 64, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &g0, &g1);
+                wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
+                pin128(o);
                 if ((lane & 3) == 0) { /* max and P1 to WG0 */
                     sM1[r0] = m0;
                     sM1[r1] = m1;
                 }
                 ss_store_p(sP, s, 0);
                 nbar_arrive(SP_SS_S1, 256);
+                if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
+                    bar_sync(SP_SS_WG1, 128);
+                    sp_ss_issue(p, &u, lp, uK0, kvalid, barB, t128, 0, 0, DQK);
+                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
+                }
                 /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                 ss_pack(s, a, 1.f, 1.f, 0);
                 ss_rescale_pv(o, g0, g1, a, uP, uK1, 1, 0, 0);
