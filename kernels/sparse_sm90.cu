@@ -945,6 +945,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
     const unsigned char *kvalid = (const unsigned char *)(sMax + 64);
     const uint32_t uQ = smem_u32(smem), uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
     const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
+    const uint32_t empty_peer = X ? cl_mapa(empty, cl_rank() ^ 1) : 0; /* the peer CTA's empty barriers */
     int nvalid = p->hpk - mblk * MLA_BM;
     if (nvalid > MLA_BM) nvalid = MLA_BM;
     const int head0 = u->g * p->hpk + mblk * MLA_BM;
@@ -994,7 +995,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
                 __syncwarp();
                 if ((threadIdx.x & 31) == 0 || MLA_SP_STRICT_SYNC) {
                     mbar_arrive(empty + 8 * st);
-                    cl_mbar_arrive(cl_mapa(empty + 8 * st, cl_rank() ^ 1));
+                    cl_mbar_arrive(empty_peer + 8 * st);
                 }
             }
         }

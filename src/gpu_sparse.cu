@@ -246,7 +246,8 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
-    p.seesaw = !env_is("MLA_SPARSE_SEESAW", '0'); /* testing hook: 0 = the kernel without the seesaw */
+    /* testing hook MLA_SPARSE_SEESAW=1: the seesaw kernel (tested, slower on an H200: docs/sparse.md) */
+    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1');
     int old;
     if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);

@@ -814,8 +814,9 @@ int main(int argc, char **argv)
     }
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    printf("GPU 0: %s, cc %d.%d, %d SMs; MLA_SPARSE_SPLIT_QK=%s\n", prop.name, prop.major, prop.minor,
-           prop.multiProcessorCount, getenv("MLA_SPARSE_SPLIT_QK") ? getenv("MLA_SPARSE_SPLIT_QK") : "(unset)");
+    printf("GPU 0: %s, cc %d.%d, %d SMs; MLA_SPARSE_SPLIT_QK=%s MLA_SPARSE_SEESAW=%s\n", prop.name, prop.major,
+           prop.minor, prop.multiProcessorCount, getenv("MLA_SPARSE_SPLIT_QK") ? getenv("MLA_SPARSE_SPLIT_QK") : "(unset)",
+           getenv("MLA_SPARSE_SEESAW") ? getenv("MLA_SPARSE_SEESAW") : "(unset)");
     CK(cudaSetDevice(0));
     mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
     mla_sparse_decode_plan_t p = NULL;
@@ -838,6 +839,13 @@ int main(int argc, char **argv)
     test_decode_graph();
     test_decode_grid();
     test_prefill();
+    if (!getenv("MLA_SPARSE_SEESAW") && !getenv("MLA_SPARSE_SPLIT_QK")) {
+        /* the opt-in seesaw prefill kernel (kernels/sparse_sm90.cu) on the same grid */
+        printf("sparse prefill again with MLA_SPARSE_SEESAW=1 (the seesaw kernel)\n");
+        setenv("MLA_SPARSE_SEESAW", "1", 1);
+        test_prefill();
+        unsetenv("MLA_SPARSE_SEESAW");
+    }
     printf("largest |GPU - CPU|: decode out %.3g (full-amplitude V %.3g), lse %.3g, out cos_diff %.3g; "
            "prefill out %.3g, lse %.3g, max_logits %.3g, out cos_diff %.3g\n",
            g_dec_out, g_dec_out_amp1, g_dec_lse, g_dec_cos, g_pf_out, g_pf_lse, g_pf_ml, g_pf_cos);
