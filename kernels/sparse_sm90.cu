@@ -348,23 +348,25 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
 
 /* bf16 gather (prefill), line-coalesced: NT threads (tid within them); eight consecutive threads
  * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
- * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies rows rg,
- * rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[] (invalid: zero-filled, kvalid 0). */
+ * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies the 64-column
+ * chunks in CM (bit c = chunk c) of rows rg, rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[]
+ * (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
 static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                            uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                           const int DQK) {
+                                                           const unsigned CM, const int KV) {
     const int j = tid & 7, rg = tid >> 3;
 #pragma unroll
     for (int i = 0; i < 64 / (NT / 8); i++) {
         const int row = rg + (NT / 8) * i;
         const int ok = (uint32_t)pos[i] < p->limit[0]; /* raw index (sp_idx_raw), checked here */
-        if (j == 0) kv[row] = ok;
+        if (KV && j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
         if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
         const int step = ok ? 128 : 0;
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
-        for (int c = 0; c < DQK / 64; c++) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+        for (int c = 0; c < 9; c++)
+            if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
 /* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
@@ -526,7 +528,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         if (LINES) {
             if (wg == 1) {
                 sp_line_pos(p, u, tb, te, lp, t128, 128);
-                sp_bf16_issue_lines(p, u, lp, uK0, kvalid, t128, 128, DQK);
+                sp_bf16_issue_lines(p, u, lp, uK0, kvalid, t128, 128, DQK == 576 ? 0x1ffu : 0xffu, 1);
             }
             cp_async_commit(); /* Q (and WG1: tile tb) */
             if (wg == 1) sp_line_pos(p, u, tb + 1, te, lp, t128, 128);
@@ -578,7 +580,8 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             if (LINES && wg == 1 && t + 1 < te) {
                 /* WG1 (idle until P is ready) gathers tile t + 1 into the free stage (its last
                  * readers, tile t - 1's PV wgmmas, finished before the barrier that ended tile t - 1) */
-                sp_bf16_issue_lines(p, u, lp, uKn, kvalid + 64 * (buf ^ 1), t128, 128, DQK);
+                sp_bf16_issue_lines(p, u, lp, uKn, kvalid + 64 * (buf ^ 1), t128, 128,
+                                    DQK == 576 ? 0x1ffu : 0xffu, 1);
                 cp_async_commit();
                 sp_line_pos(p, u, t + 2, te, lp, t128, 128);
             }
@@ -1072,10 +1075,6 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
 /* barrier also takes one ordinary arrival per thread after the kvalid stores (release), so it     */
 /* expects 256, B 128. The waiting warpgroup fences generic -> async proxy before its wgmma.       */
 /* ------------------------------------------------------------------------------------------ */
-/* build option: the seesaw gather's cp.async with the L2::256B prefetch hint */
-#ifndef SP_SS_L2_256
-#define SP_SS_L2_256 0
-#endif
 #define SP_SS_S0 1  /* WG0 -> WG1: row max after tile j0, P(j0) in sP (256) */
 #define SP_SS_S1 2  /* WG1 -> WG0: row max after tile j1, P(j1) in sP (256) */
 #define SP_SS_WG0 4 /* warpgroup 0 only (128) */
@@ -1084,33 +1083,13 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
 /* This warpgroup's share (thread t128) of chunk group A (GA = 1: chunks 0-3 and the rows' kvalid
  * flags at kv) or B (GA = 0: chunks 4-7) of the tile whose rows t128 / 8 + 16 i have the raw
  * indices pos[i], plus the RoPE chunk 8 when R8 (DQK = 576; stage 0 carries it in A, stage 1 in B:
- * the group its QK^T warpgroup reads first); eight threads copy the eight 16-byte pieces of one
- * 128-byte line; invalid rows are zero-filled. Arrives on `bar` as described above. */
+ * the group its QK^T warpgroup reads first), by sp_bf16_issue_lines; arrives on `bar` as described
+ * above. */
 static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                    uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
                                                    const int GA, const int R8, const int DQK) {
-    const int j = t128 & 7, rg = t128 >> 3;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int row = rg + 16 * i;
-        const int ok = (uint32_t)pos[i] < p->limit[0];
-        if (GA && j == 0) kv[row] = ok;
-        const char *src = (const char *)p->kc[0];
-        if (ok) src += ((long long)pos[i] * p->k_stride[0] + (long long)u->g * p->kv_sg) * 2 + 16 * j;
-        const int step = ok ? 128 : 0;
-        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
-#pragma unroll
-        for (int c = 0; c < 9; c++) {
-            const int mine = c == 8 ? R8 && DQK == 576 : GA ? c < 4 : c >= 4;
-            if (!mine) continue;
-            if (SP_SS_L2_256)
-                asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(d + 8192 * c),
-                             "l"(src + c * step), "r"(ok ? 16 : 0)
-                             : "memory");
-            else
-                cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
-        }
-    }
+    const unsigned cm = (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
+    sp_bf16_issue_lines(p, u, pos, tile, kv, t128, 128, cm, GA);
     cp_async_mbar_arrive_noinc(bar);
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
