@@ -838,15 +838,31 @@ static __device__ __forceinline__ void sp_pw_put(uint32_t tile, int row, int h, 
 /* shared-memory offset of the PW kernel's mbarriers (after kvalid): full[0..1], empty[0..1] */
 #define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
 
+/* The K stages, mbarriers and kvalid flags of the PW kernels (tile = one K stage's bytes): stage k
+ * at uK[k], full[k] = full + 8 k, empty[k] = empty + 8 k, kvalid [2][64] right before the barriers */
+typedef struct sp_pw_stages {
+    uint32_t uK0, uK1, full, empty;
+    unsigned char *kvalid;
+} sp_pw_stages;
+static __device__ __forceinline__ sp_pw_stages sp_pw_layout(unsigned char *smem, int tile) {
+    sp_pw_stages s;
+    s.uK0 = smem_u32(smem + tile);
+    s.uK1 = smem_u32(smem + 2 * tile);
+    s.full = smem_u32(smem + SP_PW_BAR_OFF(tile));
+    s.empty = s.full + 16;
+    s.kvalid = smem + SP_PW_BAR_OFF(tile) - 2 * 64;
+    return s;
+}
+
 /* WG2: every tile of the part's tokens, in the consumers' order (tile counter n: stage n & 1). Each
  * tile is gathered in two register sets, A = chunks [0, 4) + scales and B = chunks [4, NU) + RoPE,
  * software-pipelined: A of tile t + 1 is loaded while B of tile t is dequantised, B of tile t + 1
  * while A of tile t + 1 is (only a unit's first tile waits for its loads). */
 static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, unsigned char *smem, const int MODE) {
     const int NU = MODE == MLA_SP_V32 ? 8 : 7, TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
-    const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
-    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
-    unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
+    const sp_pw_stages L = sp_pw_layout(smem, TILE);
+    const uint32_t uK0 = L.uK0, uK1 = L.uK1, full = L.full, empty = L.empty;
+    unsigned char *kvalid = L.kvalid;
     const int pt = threadIdx.x - 256, row = pt >> 1, h = pt & 1;
     mla_part_begin pb, pe;
     const int r_last = sp_part(p, &pb, &pe);
@@ -892,9 +908,9 @@ static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, un
  * empty barriers count both CTAs' consumer warps, so a stage is refilled only when both are done. */
 static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, unsigned char *smem, const int MODE) {
     const int NU = MODE == MLA_SP_V32 ? 8 : 7, DQK = MODE == MLA_SP_V32 ? 576 : 512, TILE = MLA_BM * DQK * 2;
-    const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
-    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
-    unsigned char *kvalid = smem + SP_PW_BAR_OFF(TILE) - 2 * 64;
+    const sp_pw_stages L = sp_pw_layout(smem, TILE);
+    const uint32_t uK0 = L.uK0, uK1 = L.uK1, full = L.full, empty = L.empty;
+    unsigned char *kvalid = L.kvalid;
     const uint32_t rank = cl_rank(), peer = rank ^ 1;
     const uint32_t full_peer = cl_mapa(full, peer), uK0_peer = cl_mapa(uK0, peer), uK1_peer = cl_mapa(uK1, peer);
     const int pt = threadIdx.x - 256, sub = pt & 3, rd = 32 * (int)rank + (pt >> 2), rk = pt >> 1;
@@ -955,8 +971,8 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
     float *sAl = (float *)(sPf + 16 * 128);
     float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
     const unsigned char *kvalid = (const unsigned char *)(sMax + 64);
-    const uint32_t uQ = smem_u32(smem), uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
-    const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE)), empty = full + 16;
+    const sp_pw_stages L = sp_pw_layout(smem, TILE);
+    const uint32_t uQ = smem_u32(smem), uK0 = L.uK0, uK1 = L.uK1, full = L.full, empty = L.empty;
     const uint32_t empty_peer = X ? cl_mapa(empty, cl_rank() ^ 1) : 0; /* the peer CTA's empty barriers */
     int nvalid = p->hpk - mblk * MLA_BM;
     if (nvalid > MLA_BM) nvalid = MLA_BM;
@@ -1035,7 +1051,7 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
     if (threadIdx.x == 0) {
-        const uint32_t full = smem_u32(smem + SP_PW_BAR_OFF(TILE));
+        const uint32_t full = sp_pw_layout(smem, TILE).full;
         mbar_init(full, 128);
         mbar_init(full + 8, 128);
         const int ne = !X ? 256 : MLA_SP_STRICT_SYNC ? 512 : 16; /* X: 8 consumer warps of each CTA */
@@ -1137,7 +1153,7 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
     unsigned char *kvalid = (unsigned char *)(sMax + 64); /* [2][64] */
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
-    const uint32_t barA = smem_u32(smem + SP_PW_BAR_OFF(TILE)), barB = barA + 16; /* + 8 * stage */
+    const uint32_t barA = sp_pw_layout(smem, TILE).full, barB = barA + 16; /* + 8 * stage (PW's full / empty slots) */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
