@@ -24,6 +24,9 @@ const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 /* v5, the seesaw kernel (kernels/decode_seesaw.cu) */
 const void *mla_k_seesaw_fn(int dqk, int f16);
 int mla_k_sm90_smem(int dqk);
+/* the narrow FP8 kernel (kernels/decode_narrow.cu) */
+const void *mla_k_narrow_fn(int dqk, int f16);
+int mla_k_narrow_smem(int dqk);
 /* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
  * compute_80 PTX, where their bodies are empty, or on error). */
 int mla_k_sm90_native(void);

@@ -956,6 +956,38 @@ static void test_fp8(void)
     cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 64;
     cfg.seed = 2012;
     run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
+    /* the narrow FP8 kernel (kernels/decode_narrow.cu: s_q * h_q / h_kv <= 16), each case also with
+     * MLA_GPU_NARROW=0 (the 64-row FP8 kernel) */
+    for (int nw = 0; nw < 2; nw++) {
+        if (nw) setenv("MLA_GPU_NARROW", "0", 1);
+        static const int32_t lens2[] = {0, 1, 63, 64, 65, 0, 127, 129, 4097, 5000, 0, 2};
+        cfg = tc_config_default();
+        cfg.b = 12; cfg.s_q = 1; cfg.h_q = 16; cfg.kv_lens = lens2; cfg.page_size = 16; cfg.seed = 2020;
+        run_fp8_case(&cfg, 1, 1, 0.5f, 2.0f, 1);
+        cfg = tc_config_default();
+        cfg.b = 128; cfg.s_q = 1; cfg.s_k = 2048; cfg.varlen = 1; cfg.h_q = 16; cfg.seed = 2021;
+        run_fp8_case(&cfg, 0, 1, 1.7f, 0.37f, 0);
+        cfg = tc_config_default();
+        cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 900; cfg.varlen = 1; cfg.h_q = 8; cfg.page_size = 32;
+        cfg.seed = 2022;
+        run_fp8_case(&cfg, 1, 1, 1.f, 0.5f, 0);
+        cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 600; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = 8;
+        cfg.h_kv = 2; cfg.page_size = 128; cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2023;
+        run_fp8_case(&cfg, 0, 0, 1.f, 3.1f, 0);
+        cfg = tc_config_default();
+        cfg.b = 7; cfg.s_q = 1; cfg.s_k = 1000; cfg.varlen = 1; cfg.h_q = 32; cfg.h_kv = 2; cfg.d_qk = 512;
+        cfg.strided = 1; cfg.seed = 2024;
+        run_fp8_case(&cfg, 1, 1, 2.0f, 0.0625f, 0);
+        cfg = tc_config_default();
+        cfg.b = 3; cfg.s_q = 1; cfg.s_k = 3000; cfg.h_q = 1; cfg.page_size = 64; cfg.seed = 2025;
+        run_fp8_case(&cfg, 0, 1, 1.f, 1.f, 0);
+        cfg = tc_config_default();
+        cfg.b = 9; cfg.s_q = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 16; cfg.zero_half = 1; cfg.d_qk = 512;
+        cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2026;
+        run_fp8_case(&cfg, 1, 1, 0.37f, 1.7f, 0);
+        if (nw) unsetenv("MLA_GPU_NARROW");
+    }
     /* FP8 through the TMA testing hook: the plan still takes the FP8 kernel */
     kernel_env_push("4");
     cfg = tc_config_default();
@@ -1314,6 +1346,9 @@ static void test_quick(void)
         run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
         c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
         run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
+        /* the narrow FP8 kernel (16 rows per KV head) */
+        c8.d_qk = 576; c8.dtype = MLA_DTYPE_BF16; c8.h_q = 16; c8.page_size = 16; c8.seed = 8;
+        run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
     }
     /* the combine's widest and narrowest column slices (the launcher's pick above is 16 here) */
     for (int i = 0; i < 2; i++) {

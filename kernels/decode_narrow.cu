@@ -1,0 +1,516 @@
+/* decode_narrow.cu — dense MLA decode on an FP8 (e4m3) cache for narrow query groups (sm_90a only):
+ * at most NR_N = 16 packed (s_q, head-in-group) rows per KV head, e.g. h_q = 16 with s_q = 1.
+ *
+ * Why a second kernel: the 64-row kernel (decode_sm90.cu) pads 16 rows to a 64-row M block, so
+ * per 64-key tile it does 4x the tensor work the rows need, and it keeps one FP8 tile in flight in
+ * registers: on an FP8 cache it ran no faster than on a bf16 one (docs/performance.md §4). Here the
+ * product is transposed so that the 64 keys of a tile are the M dimension and the query rows N = 16:
+ *   S^T[64 keys x 16] = K[64 x d_qk] Q^T               (RS m64n16k16 x d_qk / 16)
+ *   O^T[512 x 16]    += V^T[512 x 64 keys] P^T[64 x 16] (RS m64n16k16, 8 M blocks x 4 k-steps)
+ * Both A operands (K, V^T) come from registers, converted from the raw e4m3 codes in shared memory,
+ * so no 16-bit copy of the tile is ever stored: a CTA is one warpgroup with ~98 KB of smem (Q^T, two
+ * raw 36 KB stages), two CTAs per SM. Threads 0..63 load a tile's token rows with one cp.async.bulk
+ * each (any page size; rows past the length or on invalid pages are never read), one tile ahead.
+ * Index permutations (free, because a sum does not care about the order of its terms):
+ * - QK^T: thread (warp w, g = lane / 4, c = lane % 4) holds keys k0 = 16 w + g and k1 = k0 + 8. For
+ *   k-step j = 4 u + v its A columns {2c, 2c+1, 2c+8, 2c+9} are the codes at d = 64 u + 16 c + 4 v +
+ *   {0, 1, 2, 3}: word v of the 16-byte chunk 4 u + c of the key's row (one ld.shared.v4 per key and
+ *   u). Q is stored permuted the same way: logical column 16 j + 2 c + 8 hi + e holds q[d] with
+ *   d = 64 u + 16 c + 4 v + 2 hi + e.
+ * - PV: M row 16 w + g + 8 h of M block i is output dimension d = 128 w + 16 g + 2 i + h, so the 16
+ *   values a thread needs per key are one 16-byte chunk of the key's row (and the 16 outputs a thread
+ *   stores per query row are contiguous); logical key 2 c + e + 8 hi of k-step kk is the tile's key
+ *   16 kk + c + 4 e + 8 hi (fewer bank conflicts than the natural order), and P^T is stored in that
+ *   logical order.
+ * The softmax runs per query column: each thread's running max of its 4 columns is the same in every
+ * thread (a cross-warp max through shared memory per tile); row sums are per-thread partials reduced
+ * in the epilogue. Same scheduler, partials and combine as the other kernels.
+ */
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "common.cuh"
+#include "wgmma_ops.cuh"
+#include "launch.h"
+#include "sm90.cuh"
+
+#define NR_N MLA_NARROW_ROWS /* query rows per CTA (the wgmma N) */
+#define NR_STAGES 2      /* raw e4m3 K tiles per CTA (two CTAs per SM): tile n + 1 loads during tile n */
+#define NR_THREADS MLA_NARROW_THREADS /* one warpgroup */
+#define NR_BAR_C 1       /* named barrier of the 128 consumer threads */
+
+/* shared memory (from a 1024-aligned base): Q^T tile, 2 P^T tiles, stages, kvalid, the max
+ * exchange, the row-sum reduction, row_lim, mbarriers */
+static __host__ __device__ __forceinline__ int nr_q_bytes(int dqk) { return dqk / 64 * NR_N * 128; }
+static __host__ __device__ __forceinline__ int nr_smem_bytes(int dqk) {
+    return nr_q_bytes(dqk) + 2 * NR_N * 128 + NR_STAGES * 64 * dqk + NR_STAGES * 8 + 2 * 4 * NR_N * 4 +
+           4 * NR_N * 4 + 2 * 64 * 4 + NR_N * 4 + NR_STAGES * 8 + 1024;
+}
+
+#if MLA_HAVE_SM90A
+static __device__ __forceinline__ uint4 lds128(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+    return v;
+}
+static __device__ __forceinline__ void nr_bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+/* four e4m3 codes (byte k = element k) -> two fp16 pairs (element 2k in the low half), exact; the
+ * narrow kernel multiplies in fp16 whatever the output dtype (every e4m3 value is an fp16 value) */
+static __device__ __forceinline__ void nr_cvt4(uint32_t w, uint32_t *lo, uint32_t *hi) {
+    asm("{\n.reg .b16 a, b;\nmov.b32 {a, b}, %2;\ncvt.rn.f16x2.e4m3x2 %0, a;\ncvt.rn.f16x2.e4m3x2 %1, b;\n}\n"
+        : "=r"(*lo), "=r"(*hi)
+        : "r"(w));
+}
+static __device__ __forceinline__ unsigned long long lds_u64(uint32_t a) {
+    unsigned long long v;
+    asm volatile("ld.shared.u64 %0, [%1];\n" : "=l"(v) : "r"(a));
+    return v;
+}
+static __device__ __forceinline__ uint32_t nr_prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+    return d;
+}
+/* keeps registers read by in-flight wgmmas alive (and unmodified) until after the wait that retires them */
+static __device__ __forceinline__ void nr_keep(const uint32_t *a, const int n) {
+#pragma unroll
+    for (int i = 0; i < n; i++) asm volatile("" ::"r"(a[i]) : "memory");
+}
+static __device__ __forceinline__ void nr_pin(float *a, const int n) {
+#pragma unroll
+    for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint64_t db) {
+    wgmma_rs_m64n16_tb0_f16(d, a, db, 1);
+}
+/* The CTA's tile order (requests of its part, tiles [tb, te) of each) as an iterator: the loads run
+ * one tile ahead of the consumer. scr: 64 ints the iterator's req_prepare may write (row_lim is the
+ * consumer's). */
+typedef struct nr_iter { int r, t, te, L; } nr_iter;
+static __device__ __forceinline__ void nr_seek(const mla_dec_params *p, mla_part_begin pb, mla_part_begin pe,
+                                               int r_last, int *scr, nr_iter *it) {
+    while (it->r <= r_last && it->t >= it->te) {
+        it->r++;
+        it->t = 0;
+        it->te = 0;
+        if (it->r > r_last) break;
+        req_work w;
+        if (req_prepare(p, it->r, pb, pe, 0, scr, &w)) {
+            it->t = w.tb;
+            it->te = w.te;
+            it->L = w.L;
+        }
+    }
+}
+/* threads 0..63 (warps 0, 1), one token row each: the tile's rows into the stage by bulk copies, one
+ * per run of rows that are consecutive in memory within a warp (a whole page slice when the cache rows
+ * are packed, e.g. h_kv = 1), nothing for rows whose token does not exist or whose page id is invalid;
+ * the tile's valid-row mask (bit row: a real key; one 32-bit word per warp), and each thread's arrival
+ * on the stage's barrier (a run's first thread with its bytes) */
+static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, uint32_t *kv, const char *src, int row,
+                                                const int DQK) {
+    const int lane = threadIdx.x & 31;
+    const unsigned vm = __ballot_sync(0xffffffffu, src != 0);
+    if (lane == 0) kv[row >> 5] = vm;
+    const char *prev = (const char *)__shfl_up_sync(0xffffffffu, (unsigned long long)src, 1);
+    const unsigned cont = __ballot_sync(0xffffffffu, src != 0 && lane > 0 && prev != 0 && prev + DQK == src);
+    if (src && !((cont >> lane) & 1u)) {
+        const unsigned rest = lane == 31 ? 0u : (~cont) >> (lane + 1);
+        const int len = rest ? __ffs((int)rest) : 32 - lane;
+        mbar_expect_tx(bar, len * DQK); /* (an arrival) */
+        nr_bulk_g2s(stage + row * DQK, src, len * DQK, bar);
+    } else {
+        mbar_arrive(bar);
+    }
+}
+
+static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const int DQK, const int F16) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int NU = DQK / 64; /* 16-byte chunks per thread and key row (QK^T) */
+    unsigned char *sQ = smem;
+    unsigned char *sP = sQ + nr_q_bytes(DQK);                      /* [2][16 rows x 128 B] */
+    unsigned char *sStage = sP + 2 * NR_N * 128;                    /* [NR_STAGES][64][DQK] */
+    uint32_t *kvalid = (uint32_t *)(sStage + NR_STAGES * 64 * DQK);  /* [NR_STAGES][2] valid-row masks */
+    float *sRed = (float *)(kvalid + NR_STAGES * 2);                 /* [2][4][16] column maxima */
+    float *sSum = sRed + 2 * 4 * NR_N;                              /* [4][16] column sums */
+    int *row_lim = (int *)(sSum + 4 * NR_N);                         /* [64] */
+    int *scr = row_lim + 64;                                         /* [64] */
+    float *sQs = (float *)(scr + 64);                                /* [16] q row scales 2^-e */
+    uint64_t *bars = (uint64_t *)(sQs + NR_N);                       /* full[NR_STAGES] */
+    const uint32_t uQ = smem_u32(sQ), uP = smem_u32(sP), uSt = smem_u32(sStage);
+    const uint32_t barF = smem_u32(bars);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int kvh = blockIdx.y, part = blockIdx.z;
+    mla_part_begin pb, pe;
+    part_bounds(p, part, 0, &pb, &pe, 0);
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    if (tid == 0) {
+        for (int s = 0; s < NR_STAGES; s++) mbar_init(barF + 8 * s, 64); /* threads 0..63, one row each */
+        mbar_fence_init();
+    }
+    __syncthreads();
+    /* the first tile */
+    nr_iter it;
+    it.r = pb.req - 1;
+    it.t = it.te = it.L = 0;
+    nr_seek(p, pb, pe, r_last, scr, &it);
+    if (it.r <= r_last) {
+        if (tid < 64)
+            nr_issue(uSt, barF, kvalid, k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1), tid, DQK);
+        it.t++;
+        nr_seek(p, pb, pe, r_last, scr, &it);
+    }
+
+    /* ---- consumer warpgroup ---- */
+    const int g = lane >> 2, c = lane & 3;
+    const int k0 = 16 * warp + g, k1 = k0 + 8; /* this thread's S^T rows (keys of the tile) */
+    const int hg = p->hg;
+    float scale = p->scale_log2, dk = 1.f;
+    if (p->descale_k) { /* per-tensor descales, read on the device */
+        dk = __ldg(p->descale_k);
+        scale *= dk * (p->descale_q ? __ldg(p->descale_q) : 1.f);
+    }
+    int n = 0;
+    for (int r = pb.req; r <= r_last; r++) {
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
+        nbar_sync(NR_BAR_C, 128); /* row_lim written; every wgmma of the previous request retired */
+        /* Q^T in fp16, permuted (see the top): thread (row tid / 8, sub tid % 8) converts the pairs
+         * x = sub + 8 k of its row, the pair at d = 2 x landing at logical column 16 (4 u + v) + 2 cc +
+         * 8 hi (u = x / 32, y = x % 32 = 8 cc + 2 v + hi). A bf16 q row is scaled by 2^e (its largest
+         * magnitude into [2^14, 2^15): exact, and in fp16's range), and its scores by 2^-e. */
+        {
+            const int qrow = tid >> 3, qsub = tid & 7, NK = NU * 4;
+            const char *qsrc = 0;
+            if (qrow < w.nvalid) {
+                const int j = qrow / hg, head = kvh * hg + qrow % hg;
+                qsrc = (const char *)p->q + ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) *
+                                                (p->q_fp8 ? 1 : 2);
+            }
+            uint32_t qv[36];
+            float qmax = 0.f;
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                const int x = qsub + 8 * k;
+                qv[k] = 0u;
+                if (qsrc) qv[k] = p->q_fp8 ? (uint32_t)*(const uint16_t *)(qsrc + 2 * x) : *(const uint32_t *)(qsrc + 4 * x);
+                if (!F16)
+                    qmax = fmaxf(qmax, fmaxf(fabsf(__uint_as_float(qv[k] << 16)), fabsf(__uint_as_float(qv[k] & 0xffff0000u))));
+            }
+            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 1));
+            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 2));
+            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 4));
+            int e = 0;
+            if (!F16 && !p->q_fp8 && qmax > 0.f && qmax < INFINITY) {
+                e = 15 - ((int)((__float_as_uint(qmax) >> 23) & 0xff) - 126); /* qmax < 2^(exponent - 126) */
+                e = e < -100 ? -100 : (e > 100 ? 100 : e);
+            }
+            const float qs = ldexpf(1.f, e);
+            if (qsub == 0) sQs[qrow] = ldexpf(1.f, -e);
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                const int x = qsub + 8 * k, u = x >> 5, y = x & 31;
+                const int cc = y >> 3, v = (y >> 1) & 3, hi = y & 1;
+                uint32_t h;
+                if (p->q_fp8) {
+                    uint32_t h1;
+                    nr_cvt4(qv[k], &h, &h1);
+                } else if (F16) {
+                    h = qv[k];
+                } else {
+                    const float f0 = __uint_as_float(qv[k] << 16) * qs, f1 = __uint_as_float(qv[k] & 0xffff0000u) * qs;
+                    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(h) : "f"(f1), "f"(f0));
+                }
+                const int col = 16 * (4 * u + v) + 2 * cc + 8 * hi; /* logical column */
+                const int cin = col & 63;
+                const uint32_t a =
+                    uQ + (col >> 6) * (NR_N * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(h) : "memory");
+            }
+        }
+        fence_proxy_async();
+        nbar_sync(NR_BAR_C, 128);
+        float sc[4]; /* score scale (log2 domain) of this thread's columns */
+#pragma unroll
+        for (int q = 0; q < 4; q++) sc[q] = scale * sQs[8 * (q >> 1) + 2 * c + (q & 1)];
+        int lim[4]; /* visible keys of this thread's columns 2c + e + 8 jn (index 2 jn + e) */
+#pragma unroll
+        for (int q = 0; q < 4; q++) lim[q] = row_lim[8 * (q >> 1) + 2 * c + (q & 1)];
+
+        float o[64];
+#pragma unroll
+        for (int i = 0; i < 64; i++) o[i] = 0.f;
+        float m[4], l[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            m[q] = -INFINITY;
+            l[q] = 0.f;
+        }
+
+        for (int t = w.tb; t < w.te; t++, n++) {
+            const int st = n & 1;
+            /* the row pointers of the next tile (its loads are issued once every thread is past
+             * tile n - 1, after the max exchange below) */
+            const int have_next = it.r <= r_last;
+            const char *nsrc = 0;
+            if (have_next && tid < 64) nsrc = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1);
+            mbar_wait(barF + 8 * st, (n >> 1) & 1);
+            const uint32_t stage = uSt + st * 64 * DQK;
+            const unsigned long long km = lds_u64(smem_u32(kvalid) + st * 8); /* bit k: key k is real */
+
+            /* S^T = K Q^T: per u, two 16-byte chunks -> four k-steps of A fragments; the chunks of
+             * u + 1 are loaded before u's batch is issued; even and odd u accumulate into two
+             * independent chains (added at the end) */
+            float sa[8], sb[8], s[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                sa[i] = 0.f;
+                sb[i] = 0.f;
+            }
+            uint32_t ak[2][16];
+            uint4 y0 = lds128(stage + k0 * DQK + 16 * c), y1 = lds128(stage + k1 * DQK + 16 * c);
+#pragma unroll
+            for (int u = 0; u < NU; u++) {
+                const uint4 x0 = y0, x1 = y1;
+                if (u + 1 < NU) {
+                    y0 = lds128(stage + k0 * DQK + 64 * (u + 1) + 16 * c);
+                    y1 = lds128(stage + k1 * DQK + 64 * (u + 1) + 16 * c);
+                }
+                uint32_t *a = ak[u & 1];
+                if (u >= 2) {
+                    wg_wait1(); /* the batch that read ak[u & 1] has retired */
+                    nr_keep(a, 16);
+                    nr_pin(sa, 8);
+                    nr_pin(sb, 8);
+                }
+                const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+                for (int v = 0; v < 4; v++) {
+                    nr_cvt4(w0[v], &a[4 * v + 0], &a[4 * v + 2]);
+                    nr_cvt4(w1[v], &a[4 * v + 1], &a[4 * v + 3]);
+                }
+                nr_pin(sa, 8);
+                nr_pin(sb, 8);
+                wg_fence();
+#pragma unroll
+                for (int v = 0; v < 4; v++)
+                    nr_mma((u & 1) ? sb : sa, a + 4 * v, desc_sw128(uQ + u * (NR_N * 128) + v * 32, 16, 1024));
+                wg_commit();
+            }
+            wg_wait0();
+            nr_keep(ak[0], 16);
+            nr_keep(ak[1], 16);
+            nr_pin(sa, 8);
+            nr_pin(sb, 8);
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[i] = sa[i] + sb[i];
+
+            /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
+             * 8 jn + 2 c + e */
+            const int key0 = t * MLA_BN;
+            const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
+            float mx[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int jn = q >> 1, e = q & 1;
+                const float v0 = (ok0 && key0 + k0 < lim[q]) ? s[4 * jn + e] * sc[q] : -INFINITY;
+                const float v1 = (ok1 && key0 + k1 < lim[q]) ? s[4 * jn + 2 + e] * sc[q] : -INFINITY;
+                s[4 * jn + e] = v0;
+                s[4 * jn + 2 + e] = v1;
+                float mm = fmaxf(v0, v1);
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+                mx[q] = mm;
+            }
+            float *red = sRed + (t & 1) * 4 * NR_N;
+            if (g == 0) {
+#pragma unroll
+                for (int q = 0; q < 4; q++) red[warp * NR_N + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+            }
+            nbar_sync(NR_BAR_C, 128);
+            /* every thread is past tile n - 1: its stage takes tile n + 1 */
+            if (have_next) {
+                if (tid < 64) nr_issue(uSt + (st ^ 1) * 64 * DQK, barF + 8 * (st ^ 1), kvalid + 2 * (st ^ 1), nsrc, tid, DQK);
+                it.t++;
+                nr_seek(p, pb, pe, r_last, scr, &it);
+            }
+            float al[4];
+            int moved = 0;
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                const float tm = fmaxf(fmaxf(red[col], red[NR_N + col]), fmaxf(red[2 * NR_N + col], red[3 * NR_N + col]));
+                const float mn = fmaxf(m[q], tm);
+                const float mu = mn == -INFINITY ? 0.f : mn;
+                al[q] = fast_exp2(m[q] - mu);
+                m[q] = mn;
+                const int jn = q >> 1, e = q & 1;
+                const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                s[4 * jn + e] = p0;
+                s[4 * jn + 2 + e] = p1;
+                l[q] = l[q] * al[q] + p0 + p1;
+                moved |= al[q] != 1.f;
+            }
+            if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+                for (int i = 0; i < 64; i++) o[i] *= al[2 * ((i >> 2) & 1) + (i & 1)];
+            }
+            /* P^T (16 rows x 64 logical keys, SW128 K-major) into sP[t & 1]: key kappa = 16 kk + c' +
+             * 4 e' + 8 hi' is logical column 16 kk + 2 c' + e' + 8 hi' */
+            {
+                const uint32_t pt = uP + (t & 1) * (NR_N * 128);
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int kap = h ? k1 : k0, kin = kap & 15;
+                    const int L = (kap & ~15) + 2 * (kin & 3) + ((kin >> 2) & 1) + 8 * (kin >> 3);
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                        const float pv = s[4 * (q >> 1) + 2 * h + (q & 1)];
+                        const uint32_t bits = pack2(pv, 0.f, 1) & 0xffffu; /* fp16 P */
+                        const uint32_t a = pt + col * 128 + ((((L >> 3)) ^ (col & 7)) << 4) + (L & 7) * 2;
+                        asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a), "h"((unsigned short)bits) : "memory");
+                    }
+                }
+            }
+            fence_proxy_async();
+            nbar_sync(NR_BAR_C, 128); /* P^T complete */
+
+            /* O^T += V^T P^T: per k-step kk, keys 16 kk + c + 4 e + 8 hi, chunk 128 w + 16 g of each;
+             * issued in 8 batches (kk, M blocks 4 hf .. 4 hf + 3); the chunks of kk + 1 are loaded
+             * while kk's batches are converted */
+            uint32_t av[2][16];
+            uint4 X[2][2], Y[2][2]; /* [e][hi] */
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+#pragma unroll
+                for (int hi = 0; hi < 2; hi++) Y[e][hi] = lds128(stage + (c + 4 * e + 8 * hi) * DQK + 128 * warp + 16 * g);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+#pragma unroll
+                    for (int hi = 0; hi < 2; hi++) {
+                        const int kap = 16 * kk + c + 4 * e + 8 * hi;
+                        X[e][hi] = (km == ~0ull || ((km >> kap) & 1)) ? Y[e][hi] : make_uint4(0, 0, 0, 0); /* no key: V must not carry NaN */
+                        if (kk + 1 < 4) Y[e][hi] = lds128(stage + (kap + 16) * DQK + 128 * warp + 16 * g);
+                    }
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int bt = 2 * kk + hf;
+                    uint32_t *a = av[bt & 1];
+                    if (bt >= 2) {
+                        wg_wait1();
+                        nr_keep(a, 16);
+                        nr_pin(o, 64);
+                    }
+#pragma unroll
+                    for (int hi = 0; hi < 2; hi++) {
+                        const uint32_t xa[4] = {X[0][hi].x, X[0][hi].y, X[0][hi].z, X[0][hi].w};
+                        const uint32_t xb[4] = {X[1][hi].x, X[1][hi].y, X[1][hi].z, X[1][hi].w};
+#pragma unroll
+                        for (int qq = 0; qq < 2; qq++) {
+                            const int q = 2 * hf + qq; /* word q: M blocks 2q (bytes 0, 1) and 2q + 1 (bytes 2, 3) */
+                            const uint32_t lo = nr_prmt(xa[q], xb[q], 0x5140u), up = nr_prmt(xa[q], xb[q], 0x7362u);
+                            nr_cvt4(lo, &a[4 * (2 * qq) + 2 * hi + 0], &a[4 * (2 * qq) + 2 * hi + 1]);
+                            nr_cvt4(up, &a[4 * (2 * qq + 1) + 2 * hi + 0], &a[4 * (2 * qq + 1) + 2 * hi + 1]);
+                        }
+                    }
+                    nr_pin(o, 64);
+                    wg_fence();
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        nr_mma(o + 8 * (4 * hf + i), a + 4 * i,
+                               desc_sw128(uP + (t & 1) * (NR_N * 128) + kk * 32, 16, 1024));
+                    wg_commit();
+                }
+            }
+            wg_wait0();
+            nr_keep(av[0], 16);
+            nr_keep(av[1], 16);
+            nr_pin(o, 64);
+        }
+
+        /* epilogue: column sums over the keys (lanes of a column, then warps) */
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            float v = l[q];
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            l[q] = v;
+        }
+        if (g == 0) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) sSum[warp * NR_N + 8 * (q >> 1) + 2 * c + (q & 1)] = l[q];
+        }
+        nbar_sync(NR_BAR_C, 128);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            if (col >= w.nvalid) continue;
+            const float lt = sSum[col] + sSum[NR_N + col] + sSum[2 * NR_N + col] + sSum[3 * NR_N + col];
+            const float inv = row_inv(lt, dk); /* out = P V * descale_k */
+            const int j = col / hg, head = kvh * hg + col % hg;
+            const int d0 = 128 * warp + 16 * g;
+            float vals[16];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) vals[2 * i + h] = o[8 * i + 4 * (q >> 1) + 2 * h + (q & 1)] * inv;
+            if (w.slot < 0) {
+                char *dst = (char *)p->out + ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + d0) * 2;
+                uint4 v0, v1;
+                v0.x = pack2(vals[0], vals[1], F16);
+                v0.y = pack2(vals[2], vals[3], F16);
+                v0.z = pack2(vals[4], vals[5], F16);
+                v0.w = pack2(vals[6], vals[7], F16);
+                v1.x = pack2(vals[8], vals[9], F16);
+                v1.y = pack2(vals[10], vals[11], F16);
+                v1.z = pack2(vals[12], vals[13], F16);
+                v1.w = pack2(vals[14], vals[15], F16);
+                ((uint4 *)dst)[0] = v0;
+                ((uint4 *)dst)[1] = v1;
+            } else if (MLA_DIAG != 6) {
+                const long long prow = (long long)w.slot * p->rows_per_slot + (long long)j * p->h_q + head;
+                float4 *dst = (float4 *)(p->oacc + prow * MLA_DV + d0);
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    dst[k] = make_float4(vals[4 * k], vals[4 * k + 1], vals[4 * k + 2], vals[4 * k + 3]);
+            }
+            if (warp == 0 && g == 0) store_lse(p, w.slot, r, j, head, row_lse2(m[q], lt));
+        }
+    }
+    pdl_trigger();
+}
+#define MLA_NR_BODY(DQK, F16) nr_body(&p, DQK, F16);
+#else
+#define MLA_NR_BODY(DQK, F16)
+#endif
+
+#define MLA_NR_KERNEL(name, DQK, F16)                                                                    \
+    __global__ void __launch_bounds__(NR_THREADS, 2) name(const __grid_constant__ mla_dec_params p) {     \
+        MLA_NR_BODY(DQK, F16)                                                                             \
+    }
+MLA_NR_KERNEL(mla_decode_sm90nr_bf16_576, 576, 0)
+MLA_NR_KERNEL(mla_decode_sm90nr_bf16_512, 512, 0)
+MLA_NR_KERNEL(mla_decode_sm90nr_fp16_576, 576, 1)
+MLA_NR_KERNEL(mla_decode_sm90nr_fp16_512, 512, 1)
+
+extern "C" const void *mla_k_narrow_fn(int dqk, int f16) {
+    if (dqk == 576) return f16 ? (const void *)mla_decode_sm90nr_fp16_576 : (const void *)mla_decode_sm90nr_bf16_576;
+    return f16 ? (const void *)mla_decode_sm90nr_fp16_512 : (const void *)mla_decode_sm90nr_bf16_512;
+}
+extern "C" int mla_k_narrow_smem(int dqk) { return nr_smem_bytes(dqk); }
