@@ -1,5 +1,5 @@
 /* decode_narrow.cu — dense MLA decode on an FP8 (e4m3) cache for narrow query groups (sm_90a only):
- * at most NR_N = 16 packed (s_q, head-in-group) rows per KV head, e.g. h_q = 16 with s_q = 1.
+ * at most 32 packed (s_q, head-in-group) rows per KV head, e.g. h_q = 16 or 32 with s_q = 1.
  *
  * Why a second kernel: the 64-row kernel (decode_sm90.cu) pads 16 rows to a 64-row M block, so
  * per 64-key tile it does 4x the tensor work the rows need, and it keeps one FP8 tile in flight in
@@ -38,20 +38,30 @@
 #include "launch.h"
 #include "sm90.cuh"
 
-#define NR_N MLA_NARROW_ROWS /* query rows per CTA (the wgmma N) */
-#define NR_STAGES 2      /* raw e4m3 K tiles per CTA (two CTAs per SM): tile n + 1 loads during tile n */
-#define NR_THREADS MLA_NARROW_THREADS /* one warpgroup */
-#define NR_BAR_C 1       /* named barrier of the 128 consumer threads */
-
-/* shared memory (from a 1024-aligned base): Q^T tile, 2 P^T tiles, stages, kvalid, the max
- * exchange, the row-sum reduction, row_lim, mbarriers */
-static __host__ __device__ __forceinline__ int nr_q_bytes(int dqk) { return dqk / 64 * NR_N * 128; }
-static __host__ __device__ __forceinline__ int nr_smem_bytes(int dqk) {
-    return nr_q_bytes(dqk) + 2 * NR_N * 128 + NR_STAGES * 64 * dqk + NR_STAGES * 8 + 2 * 4 * NR_N * 4 +
-           4 * NR_N * 4 + 2 * 64 * 4 + NR_N * 4 + NR_STAGES * 8 + 1024;
+/* Variants: NR query rows (the wgmma N) and WGS warpgroups per CTA.
+ *   NR = 16, WGS = 1: one warpgroup, two CTAs per SM, 2 raw stages.
+ *   NR = 32, WGS = 2: both warpgroups compute S^T, the softmax and their own copy of P^T (the same
+ *   instructions on the same data: the same values), and each the O^T rows of half of the output
+ *   dimensions (bytes 8 wg .. 8 wg + 7 of every 16-byte V chunk); one CTA per SM, 4 raw stages. */
+#define NR_BAR_C 1 /* named barriers 1 + wg: the 128 threads of warpgroup wg */
+static __host__ __device__ __forceinline__ int nr_wgs(int nr) { return nr == 16 ? 1 : 2; }
+static __host__ __device__ __forceinline__ int nr_stages(int nr) { return nr == 16 ? 2 : 4; }
+/* shared memory (from a 1024-aligned base): Q^T, P^T [WGS][2], stages, valid-row masks, the max
+ * exchange [WGS][2][4][NR], the row sums [WGS][4][NR], row_lim, the iterator's scratch, q row
+ * scales, full and empty mbarriers */
+static __host__ __device__ __forceinline__ int nr_q_bytes(int dqk, int nr) { return dqk / 64 * nr * 128; }
+static __host__ __device__ __forceinline__ int nr_smem_bytes(int dqk, int nr) {
+    const int W = nr_wgs(nr), S = nr_stages(nr);
+    return nr_q_bytes(dqk, nr) + W * 2 * nr * 128 + S * 64 * dqk + S * 8 + W * 2 * 4 * nr * 4 + W * 4 * nr * 4 +
+           2 * 64 * 4 + nr * 4 + 2 * S * 8 + 1024;
 }
 
 #if MLA_HAVE_SM90A
+static __device__ __forceinline__ uint2 lds64(uint32_t a) {
+    uint2 v;
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(a));
+    return v;
+}
 static __device__ __forceinline__ uint4 lds128(uint32_t a) {
     uint4 v;
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
@@ -88,8 +98,10 @@ static __device__ __forceinline__ void nr_pin(float *a, const int n) {
 #pragma unroll
     for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
 }
-static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint64_t db) {
-    wgmma_rs_m64n16_tb0_f16(d, a, db, 1);
+/* D (m64 x NR, fp32) += A (registers) B (descriptor), fp16 */
+static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint64_t db, const int NR) {
+    if (NR == 16) wgmma_rs_m64n16_tb0_f16(d, a, db, 1);
+    else wgmma_rs_m64n32_tb0_f16(d, a, db, 1);
 }
 /* The CTA's tile order (requests of its part, tiles [tb, te) of each) as an iterator: the loads run
  * one tile ahead of the consumer. scr: 64 ints the iterator's req_prepare may write (row_lim is the
@@ -132,49 +144,56 @@ static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, ui
     }
 }
 
-static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const int DQK, const int F16) {
+static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const int NU = DQK / 64; /* 16-byte chunks per thread and key row (QK^T) */
+    const int WGS = nr_wgs(NR), NS = nr_stages(NR);
+    const int NU = DQK / 64;   /* 16-byte chunks per thread and key row (QK^T) */
+    const int NQ = NR / 4;     /* S^T columns (query rows) per thread */
+    const int NW = 4 / WGS;    /* 32-bit words of V per key and thread (PV) */
     unsigned char *sQ = smem;
-    unsigned char *sP = sQ + nr_q_bytes(DQK);                      /* [2][16 rows x 128 B] */
-    unsigned char *sStage = sP + 2 * NR_N * 128;                    /* [NR_STAGES][64][DQK] */
-    uint32_t *kvalid = (uint32_t *)(sStage + NR_STAGES * 64 * DQK);  /* [NR_STAGES][2] valid-row masks */
-    float *sRed = (float *)(kvalid + NR_STAGES * 2);                 /* [2][4][16] column maxima */
-    float *sSum = sRed + 2 * 4 * NR_N;                              /* [4][16] column sums */
-    int *row_lim = (int *)(sSum + 4 * NR_N);                         /* [64] */
-    int *scr = row_lim + 64;                                         /* [64] */
-    float *sQs = (float *)(scr + 64);                                /* [16] q row scales 2^-e */
-    uint64_t *bars = (uint64_t *)(sQs + NR_N);                       /* full[NR_STAGES] */
-    const uint32_t uQ = smem_u32(sQ), uP = smem_u32(sP), uSt = smem_u32(sStage);
-    const uint32_t barF = smem_u32(bars);
+    unsigned char *sP = sQ + nr_q_bytes(DQK, NR);                   /* [WGS][2][NR rows x 128 B] */
+    unsigned char *sStage = sP + WGS * 2 * NR * 128;                /* [NS][64][DQK] */
+    uint32_t *kvalid = (uint32_t *)(sStage + NS * 64 * DQK);        /* [NS][2] valid-row masks */
+    float *sRed = (float *)(kvalid + NS * 2);                       /* [WGS][2][4][NR] column maxima */
+    float *sSum = sRed + WGS * 2 * 4 * NR;                          /* [WGS][4][NR] column sums */
+    int *row_lim = (int *)(sSum + WGS * 4 * NR);                    /* [64] */
+    int *scr = row_lim + 64;                                        /* [64] */
+    float *sQs = (float *)(scr + 64);                               /* [NR] q row scales 2^-e */
+    uint64_t *bars = (uint64_t *)(sQs + NR);                        /* full[NS], empty[NS] */
+    const uint32_t uQ = smem_u32(sQ), uSt = smem_u32(sStage);
+    const uint32_t barF = smem_u32(bars), barE = barF + 8 * NS;
 
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int tid = threadIdx.x, wg = tid >> 7, w4 = (tid >> 5) & 3, lane = tid & 31;
     const int kvh = blockIdx.y, part = blockIdx.z;
+    const uint32_t uP = smem_u32(sP) + wg * 2 * NR * 128;
     mla_part_begin pb, pe;
     part_bounds(p, part, 0, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
-        for (int s = 0; s < NR_STAGES; s++) mbar_init(barF + 8 * s, 64); /* threads 0..63, one row each */
+        for (int s = 0; s < NS; s++) {
+            mbar_init(barF + 8 * s, 64);        /* threads 0..63, one row each */
+            mbar_init(barE + 8 * s, 128 * WGS); /* every thread, after its last read of the stage */
+        }
         mbar_fence_init();
     }
     __syncthreads();
-    /* the first tile */
+    /* the first NS - 1 tiles (the CTA's tiles in order: the iterator runs NS - 1 tiles ahead) */
     nr_iter it;
     it.r = pb.req - 1;
     it.t = it.te = it.L = 0;
     nr_seek(p, pb, pe, r_last, scr, &it);
-    if (it.r <= r_last) {
+    for (int m = 0; m < NS - 1 && it.r <= r_last; m++) {
         if (tid < 64)
-            nr_issue(uSt, barF, kvalid, k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1), tid, DQK);
+            nr_issue(uSt + m * 64 * DQK, barF + 8 * m, kvalid + 2 * m,
+                     k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1), tid, DQK);
         it.t++;
         nr_seek(p, pb, pe, r_last, scr, &it);
     }
 
-    /* ---- consumer warpgroup ---- */
     const int g = lane >> 2, c = lane & 3;
-    const int k0 = 16 * warp + g, k1 = k0 + 8; /* this thread's S^T rows (keys of the tile) */
+    const int k0 = 16 * w4 + g, k1 = k0 + 8; /* this thread's S^T rows (keys of the tile) */
     const int hg = p->hg;
     float scale = p->scale_log2, dk = 1.f;
     if (p->descale_k) { /* per-tensor descales, read on the device */
@@ -185,7 +204,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
         if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
-        nbar_sync(NR_BAR_C, 128); /* row_lim written; every wgmma of the previous request retired */
+        __syncthreads(); /* row_lim written; every wgmma of the previous request retired */
         /* Q^T in fp16, permuted (see the top): thread (row tid / 8, sub tid % 8) converts the pairs
          * x = sub + 8 k of its row, the pair at d = 2 x landing at logical column 16 (4 u + v) + 2 cc +
          * 8 hi (u = x / 32, y = x % 32 = 8 cc + 2 v + hi). A bf16 q row is scaled by 2^e (its largest
@@ -235,46 +254,48 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 const int col = 16 * (4 * u + v) + 2 * cc + 8 * hi; /* logical column */
                 const int cin = col & 63;
                 const uint32_t a =
-                    uQ + (col >> 6) * (NR_N * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
+                    uQ + (col >> 6) * (NR * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(h) : "memory");
             }
         }
         fence_proxy_async();
-        nbar_sync(NR_BAR_C, 128);
-        float sc[4]; /* score scale (log2 domain) of this thread's columns */
+        __syncthreads();
+        /* this thread's S^T columns: q -> column 8 (q >> 1) + 2 c + (q & 1) */
+        int lim[8];    /* visible keys */
+        float sc[8];   /* score scale (log2 domain) */
 #pragma unroll
-        for (int q = 0; q < 4; q++) sc[q] = scale * sQs[8 * (q >> 1) + 2 * c + (q & 1)];
-        int lim[4]; /* visible keys of this thread's columns 2c + e + 8 jn (index 2 jn + e) */
-#pragma unroll
-        for (int q = 0; q < 4; q++) lim[q] = row_lim[8 * (q >> 1) + 2 * c + (q & 1)];
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            lim[q] = row_lim[col];
+            sc[q] = scale * sQs[col];
+        }
 
-        float o[64];
+        float o[64]; /* O^T: 8 / WGS M blocks of NR / 2 */
 #pragma unroll
         for (int i = 0; i < 64; i++) o[i] = 0.f;
-        float m[4], l[4];
+        float m[8], l[8];
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < NQ; q++) {
             m[q] = -INFINITY;
             l[q] = 0.f;
         }
 
         for (int t = w.tb; t < w.te; t++, n++) {
-            const int st = n & 1;
-            /* the row pointers of the next tile (its loads are issued once every thread is past
-             * tile n - 1, after the max exchange below) */
+            const int st = n & (NS - 1);
+            /* the row pointers of the tile NS - 1 ahead (issued after the max exchange below) */
             const int have_next = it.r <= r_last;
             const char *nsrc = 0;
             if (have_next && tid < 64) nsrc = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1);
-            mbar_wait(barF + 8 * st, (n >> 1) & 1);
+            mbar_wait(barF + 8 * st, (n / NS) & 1);
             const uint32_t stage = uSt + st * 64 * DQK;
             const unsigned long long km = lds_u64(smem_u32(kvalid) + st * 8); /* bit k: key k is real */
 
             /* S^T = K Q^T: per u, two 16-byte chunks -> four k-steps of A fragments; the chunks of
              * u + 1 are loaded before u's batch is issued; even and odd u accumulate into two
              * independent chains (added at the end) */
-            float sa[8], sb[8], s[8];
+            float sa[16], sb[16], s[16];
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < NR / 2; i++) {
                 sa[i] = 0.f;
                 sb[i] = 0.f;
             }
@@ -291,8 +312,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 if (u >= 2) {
                     wg_wait1(); /* the batch that read ak[u & 1] has retired */
                     nr_keep(a, 16);
-                    nr_pin(sa, 8);
-                    nr_pin(sb, 8);
+                    nr_pin(sa, NR / 2);
+                    nr_pin(sb, NR / 2);
                 }
                 const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
@@ -300,29 +321,29 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                     nr_cvt4(w0[v], &a[4 * v + 0], &a[4 * v + 2]);
                     nr_cvt4(w1[v], &a[4 * v + 1], &a[4 * v + 3]);
                 }
-                nr_pin(sa, 8);
-                nr_pin(sb, 8);
+                nr_pin(sa, NR / 2);
+                nr_pin(sb, NR / 2);
                 wg_fence();
 #pragma unroll
                 for (int v = 0; v < 4; v++)
-                    nr_mma((u & 1) ? sb : sa, a + 4 * v, desc_sw128(uQ + u * (NR_N * 128) + v * 32, 16, 1024));
+                    nr_mma((u & 1) ? sb : sa, a + 4 * v, desc_sw128(uQ + u * (NR * 128) + v * 32, 16, 1024), NR);
                 wg_commit();
             }
             wg_wait0();
             nr_keep(ak[0], 16);
             nr_keep(ak[1], 16);
-            nr_pin(sa, 8);
-            nr_pin(sb, 8);
+            nr_pin(sa, NR / 2);
+            nr_pin(sb, NR / 2);
 #pragma unroll
-            for (int i = 0; i < 8; i++) s[i] = sa[i] + sb[i];
+            for (int i = 0; i < NR / 2; i++) s[i] = sa[i] + sb[i];
 
             /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
              * 8 jn + 2 c + e */
             const int key0 = t * MLA_BN;
             const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
-            float mx[4];
+            float mx[8];
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
+            for (int q = 0; q < NQ; q++) {
                 const int jn = q >> 1, e = q & 1;
                 const float v0 = (ok0 && key0 + k0 < lim[q]) ? s[4 * jn + e] * sc[q] : -INFINITY;
                 const float v1 = (ok1 && key0 + k1 < lim[q]) ? s[4 * jn + 2 + e] * sc[q] : -INFINITY;
@@ -334,24 +355,29 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
                 mx[q] = mm;
             }
-            float *red = sRed + (t & 1) * 4 * NR_N;
+            float *red = sRed + (wg * 2 + (t & 1)) * 4 * NR;
             if (g == 0) {
 #pragma unroll
-                for (int q = 0; q < 4; q++) red[warp * NR_N + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+                for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
             }
-            nbar_sync(NR_BAR_C, 128);
-            /* every thread is past tile n - 1: its stage takes tile n + 1 */
+            nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128);
+            /* this warpgroup is past tile n - 1; once the other one is too (the empty barrier), that
+             * tile's stage takes tile n + NS - 1 */
             if (have_next) {
-                if (tid < 64) nr_issue(uSt + (st ^ 1) * 64 * DQK, barF + 8 * (st ^ 1), kvalid + 2 * (st ^ 1), nsrc, tid, DQK);
+                if (tid < 64) {
+                    const int mt = n + NS - 1, sm = mt & (NS - 1);
+                    if (mt >= NS) mbar_wait(barE + 8 * sm, ((mt / NS) - 1) & 1);
+                    nr_issue(uSt + sm * 64 * DQK, barF + 8 * sm, kvalid + 2 * sm, nsrc, tid, DQK);
+                }
                 it.t++;
                 nr_seek(p, pb, pe, r_last, scr, &it);
             }
-            float al[4];
+            float al[8];
             int moved = 0;
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
+            for (int q = 0; q < NQ; q++) {
                 const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                const float tm = fmaxf(fmaxf(red[col], red[NR_N + col]), fmaxf(red[2 * NR_N + col], red[3 * NR_N + col]));
+                const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
                 const float mn = fmaxf(m[q], tm);
                 const float mu = mn == -INFINITY ? 0.f : mn;
                 al[q] = fast_exp2(m[q] - mu);
@@ -364,39 +390,51 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 moved |= al[q] != 1.f;
             }
             if (__any_sync(0xffffffffu, moved)) {
+                /* o[(NR / 2) i + 4 jn + 2 h + e]: column 8 jn + 2 c + e, i.e. q = 2 jn + e */
 #pragma unroll
-                for (int i = 0; i < 64; i++) o[i] *= al[2 * ((i >> 2) & 1) + (i & 1)];
+                for (int i = 0; i < 64; i++) o[i] *= al[2 * ((i % (NR / 2)) >> 2) + (i & 1)];
             }
-            /* P^T (16 rows x 64 logical keys, SW128 K-major) into sP[t & 1]: key kappa = 16 kk + c' +
-             * 4 e' + 8 hi' is logical column 16 kk + 2 c' + e' + 8 hi' */
+            /* P^T (NR rows x 64 logical keys, SW128 K-major, fp16) into this warpgroup's buffer t & 1:
+             * key kappa = 16 kk + c' + 4 e' + 8 hi' is logical column 16 kk + 2 c' + e' + 8 hi' */
+            const uint32_t pt = uP + (t & 1) * (NR * 128);
             {
-                const uint32_t pt = uP + (t & 1) * (NR_N * 128);
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const int kap = h ? k1 : k0, kin = kap & 15;
                     const int L = (kap & ~15) + 2 * (kin & 3) + ((kin >> 2) & 1) + 8 * (kin >> 3);
 #pragma unroll
-                    for (int q = 0; q < 4; q++) {
+                    for (int q = 0; q < NQ; q++) {
                         const int col = 8 * (q >> 1) + 2 * c + (q & 1);
                         const float pv = s[4 * (q >> 1) + 2 * h + (q & 1)];
-                        const uint32_t bits = pack2(pv, 0.f, 1) & 0xffffu; /* fp16 P */
+                        const uint32_t bits = pack2(pv, 0.f, 1) & 0xffffu;
                         const uint32_t a = pt + col * 128 + ((((L >> 3)) ^ (col & 7)) << 4) + (L & 7) * 2;
                         asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a), "h"((unsigned short)bits) : "memory");
                     }
                 }
             }
             fence_proxy_async();
-            nbar_sync(NR_BAR_C, 128); /* P^T complete */
+            nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128); /* P^T complete */
 
-            /* O^T += V^T P^T: per k-step kk, keys 16 kk + c + 4 e + 8 hi, chunk 128 w + 16 g of each;
-             * issued in 8 batches (kk, M blocks 4 hf .. 4 hf + 3); the chunks of kk + 1 are loaded
-             * while kk's batches are converted */
+            /* O^T += V^T P^T: per k-step kk, keys 16 kk + c + 4 e + 8 hi, the NW words at byte 128 w4 +
+             * 16 g + 8 wg (WGS = 2) of each; word q holds local M blocks 2 q (bytes 0, 1) and 2 q + 1
+             * (bytes 2, 3); batches of two words (4 M blocks); the words of kk + 1 are loaded while
+             * kk's batches are converted */
             uint32_t av[2][16];
-            uint4 X[2][2], Y[2][2]; /* [e][hi] */
+            uint32_t X[2][2][4], Y[2][2][4]; /* [e][hi][word] */
+            const uint32_t vofs = 128 * w4 + 16 * g + 8 * wg;
 #pragma unroll
             for (int e = 0; e < 2; e++)
 #pragma unroll
-                for (int hi = 0; hi < 2; hi++) Y[e][hi] = lds128(stage + (c + 4 * e + 8 * hi) * DQK + 128 * warp + 16 * g);
+                for (int hi = 0; hi < 2; hi++) {
+                    const uint32_t ad = stage + (c + 4 * e + 8 * hi) * DQK + vofs;
+                    if (NW == 4) {
+                        const uint4 v = lds128(ad);
+                        Y[e][hi][0] = v.x; Y[e][hi][1] = v.y; Y[e][hi][2] = v.z; Y[e][hi][3] = v.w;
+                    } else {
+                        const uint2 v = lds64(ad);
+                        Y[e][hi][0] = v.x; Y[e][hi][1] = v.y;
+                    }
+                }
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
 #pragma unroll
@@ -404,12 +442,23 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
                     for (int hi = 0; hi < 2; hi++) {
                         const int kap = 16 * kk + c + 4 * e + 8 * hi;
-                        X[e][hi] = (km == ~0ull || ((km >> kap) & 1)) ? Y[e][hi] : make_uint4(0, 0, 0, 0); /* no key: V must not carry NaN */
-                        if (kk + 1 < 4) Y[e][hi] = lds128(stage + (kap + 16) * DQK + 128 * warp + 16 * g);
+                        const int ok = km == ~0ull || ((km >> kap) & 1); /* no key: V must not carry NaN */
+#pragma unroll
+                        for (int q = 0; q < NW; q++) X[e][hi][q] = ok ? Y[e][hi][q] : 0u;
+                        if (kk + 1 < 4) {
+                            const uint32_t ad = stage + (kap + 16) * DQK + vofs;
+                            if (NW == 4) {
+                                const uint4 v = lds128(ad);
+                                Y[e][hi][0] = v.x; Y[e][hi][1] = v.y; Y[e][hi][2] = v.z; Y[e][hi][3] = v.w;
+                            } else {
+                                const uint2 v = lds64(ad);
+                                Y[e][hi][0] = v.x; Y[e][hi][1] = v.y;
+                            }
+                        }
                     }
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const int bt = 2 * kk + hf;
+                for (int hf = 0; hf < NW / 2; hf++) {
+                    const int bt = (NW / 2) * kk + hf;
                     uint32_t *a = av[bt & 1];
                     if (bt >= 2) {
                         wg_wait1();
@@ -417,35 +466,35 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                         nr_pin(o, 64);
                     }
 #pragma unroll
-                    for (int hi = 0; hi < 2; hi++) {
-                        const uint32_t xa[4] = {X[0][hi].x, X[0][hi].y, X[0][hi].z, X[0][hi].w};
-                        const uint32_t xb[4] = {X[1][hi].x, X[1][hi].y, X[1][hi].z, X[1][hi].w};
+                    for (int hi = 0; hi < 2; hi++)
 #pragma unroll
                         for (int qq = 0; qq < 2; qq++) {
-                            const int q = 2 * hf + qq; /* word q: M blocks 2q (bytes 0, 1) and 2q + 1 (bytes 2, 3) */
-                            const uint32_t lo = nr_prmt(xa[q], xb[q], 0x5140u), up = nr_prmt(xa[q], xb[q], 0x7362u);
+                            const int q = 2 * hf + qq;
+                            const uint32_t lo = nr_prmt(X[0][hi][q], X[1][hi][q], 0x5140u);
+                            const uint32_t up = nr_prmt(X[0][hi][q], X[1][hi][q], 0x7362u);
                             nr_cvt4(lo, &a[4 * (2 * qq) + 2 * hi + 0], &a[4 * (2 * qq) + 2 * hi + 1]);
                             nr_cvt4(up, &a[4 * (2 * qq + 1) + 2 * hi + 0], &a[4 * (2 * qq + 1) + 2 * hi + 1]);
                         }
-                    }
                     nr_pin(o, 64);
                     wg_fence();
 #pragma unroll
                     for (int i = 0; i < 4; i++)
-                        nr_mma(o + 8 * (4 * hf + i), a + 4 * i,
-                               desc_sw128(uP + (t & 1) * (NR_N * 128) + kk * 32, 16, 1024));
+                        nr_mma(o + (NR / 2) * (4 * hf + i), a + 4 * i, desc_sw128(pt + kk * 32, 16, 1024), NR);
                     wg_commit();
                 }
             }
+            mbar_arrive(barE + 8 * st); /* this thread's reads of the stage are done */
             wg_wait0();
             nr_keep(av[0], 16);
             nr_keep(av[1], 16);
             nr_pin(o, 64);
         }
 
-        /* epilogue: column sums over the keys (lanes of a column, then warps) */
+        /* epilogue: column sums over the keys (lanes of a column, then the warps of this warpgroup,
+         * whose sums are the other warpgroup's too) */
+        float *sum = sSum + wg * 4 * NR;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < NQ; q++) {
             float v = l[q];
             v += __shfl_xor_sync(0xffffffffu, v, 4);
             v += __shfl_xor_sync(0xffffffffu, v, 8);
@@ -454,63 +503,69 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
         }
         if (g == 0) {
 #pragma unroll
-            for (int q = 0; q < 4; q++) sSum[warp * NR_N + 8 * (q >> 1) + 2 * c + (q & 1)] = l[q];
+            for (int q = 0; q < NQ; q++) sum[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = l[q];
         }
-        nbar_sync(NR_BAR_C, 128);
+        nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128);
+        const int NB = 8 / WGS; /* local M blocks: output dims d0 + 2 i + h, i < NB */
+        const int d0 = 128 * w4 + 16 * g + 8 * wg;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < NQ; q++) {
             const int col = 8 * (q >> 1) + 2 * c + (q & 1);
             if (col >= w.nvalid) continue;
-            const float lt = sSum[col] + sSum[NR_N + col] + sSum[2 * NR_N + col] + sSum[3 * NR_N + col];
+            const float lt = sum[col] + sum[NR + col] + sum[2 * NR + col] + sum[3 * NR + col];
             const float inv = row_inv(lt, dk); /* out = P V * descale_k */
             const int j = col / hg, head = kvh * hg + col % hg;
-            const int d0 = 128 * warp + 16 * g;
             float vals[16];
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < NB; i++)
 #pragma unroll
-                for (int h = 0; h < 2; h++) vals[2 * i + h] = o[8 * i + 4 * (q >> 1) + 2 * h + (q & 1)] * inv;
+                for (int h = 0; h < 2; h++) vals[2 * i + h] = o[(NR / 2) * i + 4 * (q >> 1) + 2 * h + (q & 1)] * inv;
             if (w.slot < 0) {
-                char *dst = (char *)p->out + ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + d0) * 2;
-                uint4 v0, v1;
-                v0.x = pack2(vals[0], vals[1], F16);
-                v0.y = pack2(vals[2], vals[3], F16);
-                v0.z = pack2(vals[4], vals[5], F16);
-                v0.w = pack2(vals[6], vals[7], F16);
-                v1.x = pack2(vals[8], vals[9], F16);
-                v1.y = pack2(vals[10], vals[11], F16);
-                v1.z = pack2(vals[12], vals[13], F16);
-                v1.w = pack2(vals[14], vals[15], F16);
-                ((uint4 *)dst)[0] = v0;
-                ((uint4 *)dst)[1] = v1;
+                uint4 *dst = (uint4 *)((char *)p->out +
+                                       ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + d0) * 2);
+#pragma unroll
+                for (int k = 0; k < NB / 4; k++)
+                    dst[k] = make_uint4(pack2(vals[8 * k], vals[8 * k + 1], F16), pack2(vals[8 * k + 2], vals[8 * k + 3], F16),
+                                        pack2(vals[8 * k + 4], vals[8 * k + 5], F16), pack2(vals[8 * k + 6], vals[8 * k + 7], F16));
             } else if (MLA_DIAG != 6) {
                 const long long prow = (long long)w.slot * p->rows_per_slot + (long long)j * p->h_q + head;
                 float4 *dst = (float4 *)(p->oacc + prow * MLA_DV + d0);
 #pragma unroll
-                for (int k = 0; k < 4; k++)
+                for (int k = 0; k < NB / 2; k++)
                     dst[k] = make_float4(vals[4 * k], vals[4 * k + 1], vals[4 * k + 2], vals[4 * k + 3]);
             }
-            if (warp == 0 && g == 0) store_lse(p, w.slot, r, j, head, row_lse2(m[q], lt));
+            if (wg == 0 && w4 == 0 && g == 0) store_lse(p, w.slot, r, j, head, row_lse2(m[q], lt));
         }
     }
     pdl_trigger();
 }
-#define MLA_NR_BODY(DQK, F16) nr_body(&p, DQK, F16);
+#define MLA_NR_BODY(DQK, F16, NR) nr_body(&p, DQK, F16, NR);
 #else
-#define MLA_NR_BODY(DQK, F16)
+#define MLA_NR_BODY(DQK, F16, NR)
 #endif
 
-#define MLA_NR_KERNEL(name, DQK, F16)                                                                    \
-    __global__ void __launch_bounds__(NR_THREADS, 2) name(const __grid_constant__ mla_dec_params p) {     \
-        MLA_NR_BODY(DQK, F16)                                                                             \
+#define MLA_NR_KERNEL(name, DQK, F16, NR)                                                                   \
+    __global__ void __launch_bounds__(128 * (NR == 16 ? 1 : 2), NR == 16 ? 2 : 1)                          \
+        name(const __grid_constant__ mla_dec_params p) {                                                   \
+        MLA_NR_BODY(DQK, F16, NR)                                                                          \
     }
-MLA_NR_KERNEL(mla_decode_sm90nr_bf16_576, 576, 0)
-MLA_NR_KERNEL(mla_decode_sm90nr_bf16_512, 512, 0)
-MLA_NR_KERNEL(mla_decode_sm90nr_fp16_576, 576, 1)
-MLA_NR_KERNEL(mla_decode_sm90nr_fp16_512, 512, 1)
+MLA_NR_KERNEL(mla_decode_sm90nr_bf16_576, 576, 0, 16)
+MLA_NR_KERNEL(mla_decode_sm90nr_bf16_512, 512, 0, 16)
+MLA_NR_KERNEL(mla_decode_sm90nr_fp16_576, 576, 1, 16)
+MLA_NR_KERNEL(mla_decode_sm90nr_fp16_512, 512, 1, 16)
+MLA_NR_KERNEL(mla_decode_sm90nr32_bf16_576, 576, 0, 32)
+MLA_NR_KERNEL(mla_decode_sm90nr32_bf16_512, 512, 0, 32)
+MLA_NR_KERNEL(mla_decode_sm90nr32_fp16_576, 576, 1, 32)
+MLA_NR_KERNEL(mla_decode_sm90nr32_fp16_512, 512, 1, 32)
 
-extern "C" const void *mla_k_narrow_fn(int dqk, int f16) {
+/* nr: 16 or 32 query rows per CTA */
+extern "C" const void *mla_k_narrow_fn(int dqk, int f16, int nr) {
+    if (nr == 32) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90nr32_fp16_576 : (const void *)mla_decode_sm90nr32_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90nr32_fp16_512 : (const void *)mla_decode_sm90nr32_bf16_512;
+    }
     if (dqk == 576) return f16 ? (const void *)mla_decode_sm90nr_fp16_576 : (const void *)mla_decode_sm90nr_bf16_576;
     return f16 ? (const void *)mla_decode_sm90nr_fp16_512 : (const void *)mla_decode_sm90nr_bf16_512;
 }
-extern "C" int mla_k_narrow_smem(int dqk) { return nr_smem_bytes(dqk); }
+extern "C" int mla_k_narrow_smem(int dqk, int nr) { return nr_smem_bytes(dqk, nr); }
+extern "C" int mla_k_narrow_threads(int nr) { return 128 * nr_wgs(nr); }

@@ -37,6 +37,7 @@ for dt, tag in (("bf16", "bf16"), ("f16", "f16")):
     out.append(op(f"wgmma_rs_m64n256_tb1_{tag}", 256, dt, True, 1))
     out.append(op(f"wgmma_ss_m64n256_tb1_{tag}", 256, dt, False, 1))
     out.append(op(f"wgmma_rs_m64n16_tb0_{tag}", 16, dt, True, 0))
+    out.append(op(f"wgmma_rs_m64n32_tb0_{tag}", 32, dt, True, 0))
 out.append("#endif")
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wgmma_ops.cuh")
 open(path, "w").write("\n".join(out) + "\n")

@@ -25,8 +25,9 @@ const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 const void *mla_k_seesaw_fn(int dqk, int f16);
 int mla_k_sm90_smem(int dqk);
 /* the narrow FP8 kernel (kernels/decode_narrow.cu) */
-const void *mla_k_narrow_fn(int dqk, int f16);
-int mla_k_narrow_smem(int dqk);
+const void *mla_k_narrow_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
+int mla_k_narrow_smem(int dqk, int nr);
+int mla_k_narrow_threads(int nr);
 /* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
  * compute_80 PTX, where their bodies are empty, or on error). */
 int mla_k_sm90_native(void);

@@ -35,9 +35,8 @@ extern "C" {
 #define MLA_KERNEL_WGMMA_FP8 5  /* wgmma, FP8 e4m3 cache: ld.global -> registers -> bf16/fp16 SW128 tile  */
 #define MLA_KERNEL_WGMMA_WS 6   /* wgmma, warp-specialised TMA pipeline (v4, MLA_GPU_KERNEL=6; falls back to 3 per call) */
 #define MLA_KERNEL_WGMMA_SEESAW 7 /* wgmma + TMA, the two warpgroups alternate tiles (v5, kernels/decode_seesaw.cu; falls back to 3 per call) */
-#define MLA_KERNEL_WGMMA_FP8N 8 /* FP8 cache, <= 16 rows per KV head: S^T = K Q^T and O^T = V^T P^T (kernels/decode_narrow.cu) */
-#define MLA_NARROW_ROWS 16 /* s_q * h_q / h_kv limit of MLA_KERNEL_WGMMA_FP8N */
-#define MLA_NARROW_THREADS 128
+#define MLA_KERNEL_WGMMA_FP8N 8   /* FP8 cache, <= 16 rows per KV head: S^T = K Q^T and O^T = V^T P^T (kernels/decode_narrow.cu) */
+#define MLA_KERNEL_WGMMA_FP8N32 9 /* the same for 17..32 rows per KV head (two warpgroups) */
 
 /* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
  * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */

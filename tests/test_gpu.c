@@ -986,6 +986,24 @@ static void test_fp8(void)
         cfg.b = 9; cfg.s_q = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 16; cfg.zero_half = 1; cfg.d_qk = 512;
         cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2026;
         run_fp8_case(&cfg, 1, 1, 0.37f, 1.7f, 0);
+        /* 17..32 rows per KV head: the two-warpgroup narrow kernel */
+        cfg = tc_config_default();
+        cfg.b = 12; cfg.s_q = 1; cfg.h_q = 32; cfg.kv_lens = lens2; cfg.page_size = 16; cfg.seed = 2027;
+        run_fp8_case(&cfg, 1, 1, 0.5f, 2.0f, 1);
+        cfg = tc_config_default();
+        cfg.b = 128; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 2048; cfg.varlen = 1; cfg.h_q = 16; cfg.seed = 2028;
+        run_fp8_case(&cfg, 0, 1, 1.7f, 0.37f, 0);
+        cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 600; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = 8;
+        cfg.page_size = 128; cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 2029;
+        run_fp8_case(&cfg, 0, 0, 1.f, 3.1f, 0);
+        cfg = tc_config_default();
+        cfg.b = 7; cfg.s_q = 1; cfg.s_k = 1000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.d_qk = 512;
+        cfg.strided = 1; cfg.seed = 2030;
+        run_fp8_case(&cfg, 0, 1, 2.0f, 0.0625f, 0);
+        cfg = tc_config_default();
+        cfg.b = 3; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 5000; cfg.h_q = 10; cfg.page_size = 32; cfg.seed = 2031;
+        run_fp8_case(&cfg, 1, 1, 1.f, 1.f, 1);
         if (nw) unsetenv("MLA_GPU_NARROW");
     }
     /* FP8 through the TMA testing hook: the plan still takes the FP8 kernel */
