@@ -40,22 +40,20 @@
 
 /* Variants: NR query rows (the wgmma N) and WGS warpgroups per CTA.
  *   NR = 16, WGS = 1: one warpgroup, two CTAs per SM, 2 raw stages.
- *   NR = 32, WGS = 2: each warpgroup computes S^T over half of d_qk (chunks u < ceil(NU / 2), or the
- *   rest) and adds the other's half through shared memory (a + b == b + a: both get the same S^T);
- *   both then run the softmax and write their own copy of P^T (the same instructions on the same
- *   data), and each computes the O^T rows of half of the output dimensions (bytes 8 wg .. 8 wg + 7
- *   of every 16-byte V chunk); one CTA per SM, 3 raw stages. */
+ *   NR = 32, WGS = 2: both warpgroups compute S^T, the softmax and their own copy of P^T (the same
+ *   instructions on the same data: the same values), and each the O^T rows of half of the output
+ *   dimensions (bytes 8 wg .. 8 wg + 7 of every 16-byte V chunk); one CTA per SM, 4 raw stages. */
 #define NR_BAR_C 1 /* named barriers 1 + wg: the 128 threads of warpgroup wg */
 static __host__ __device__ __forceinline__ int nr_wgs(int nr) { return nr == 16 ? 1 : 2; }
-static __host__ __device__ __forceinline__ int nr_stages(int nr) { return nr == 16 ? 2 : 3; }
+static __host__ __device__ __forceinline__ int nr_stages(int nr) { return nr == 16 ? 2 : 4; }
 /* shared memory (from a 1024-aligned base): Q^T, P^T [WGS][2], stages, valid-row masks, the max
  * exchange [WGS][2][4][NR], the row sums [WGS][4][NR], row_lim, the iterator's scratch, q row
  * scales, full and empty mbarriers */
 static __host__ __device__ __forceinline__ int nr_q_bytes(int dqk, int nr) { return dqk / 64 * nr * 128; }
 static __host__ __device__ __forceinline__ int nr_smem_bytes(int dqk, int nr) {
     const int W = nr_wgs(nr), S = nr_stages(nr);
-    return nr_q_bytes(dqk, nr) + (W == 2 ? nr * 128 : 0) + W * 2 * nr * 128 + S * 64 * dqk + (W == 2 ? 2 * 2 * 128 * (nr / 2) * 4 : 0) + S * 8 +
-           W * 2 * 4 * nr * 4 + W * 4 * nr * 4 + 2 * 64 * 4 + nr * 4 + 2 * S * 8 + 1024;
+    return nr_q_bytes(dqk, nr) + W * 2 * nr * 128 + S * 64 * dqk + S * 8 + W * 2 * 4 * nr * 4 + W * 4 * nr * 4 +
+           2 * 64 * 4 + nr * 4 + 2 * S * 8 + 1024;
 }
 
 #if MLA_HAVE_SM90A
@@ -155,11 +153,9 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
     const int NQ = NR / 4;     /* S^T columns (query rows) per thread */
     const int NW = 4 / WGS;    /* 32-bit words of V per key and thread (PV) */
     unsigned char *sQ = smem;
-    unsigned char *sZ = sQ + nr_q_bytes(DQK, NR);                   /* WGS = 2: NR x 128 B of zeros */
-    unsigned char *sP = sZ + (WGS == 2 ? NR * 128 : 0);             /* [WGS][2][NR rows x 128 B] */
+    unsigned char *sP = sQ + nr_q_bytes(DQK, NR);                   /* [WGS][2][NR rows x 128 B] */
     unsigned char *sStage = sP + WGS * 2 * NR * 128;                /* [NS][64][DQK] */
-    float *sX = (float *)(sStage + NS * 64 * DQK);                  /* WGS = 2: [2][2][128][NR / 2] S^T halves */
-    uint32_t *kvalid = (uint32_t *)(sX + (WGS == 2 ? 2 * 2 * 128 * (NR / 2) : 0)); /* [NS][2] valid-row masks */
+    uint32_t *kvalid = (uint32_t *)(sStage + NS * 64 * DQK);        /* [NS][2] valid-row masks */
     float *sRed = (float *)(kvalid + NS * 2);                       /* [WGS][2][4][NR] column maxima */
     float *sSum = sRed + WGS * 2 * 4 * NR;                          /* [WGS][4][NR] column sums */
     int *row_lim = (int *)(sSum + WGS * 4 * NR);                    /* [64] */
@@ -169,16 +165,12 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
     const uint32_t uQ = smem_u32(sQ), uSt = smem_u32(sStage);
     const uint32_t barF = smem_u32(bars), barE = barF + 8 * NS;
 
-    const int tid = threadIdx.x, wg = WGS == 1 ? 0 : tid >> 7, w4 = (tid >> 5) & 3, lane = tid & 31;
+    const int tid = threadIdx.x, wg = tid >> 7, w4 = (tid >> 5) & 3, lane = tid & 31;
     const int kvh = blockIdx.y, part = blockIdx.z;
     const uint32_t uP = smem_u32(sP) + wg * 2 * NR * 128;
     mla_part_begin pb, pe;
     part_bounds(p, part, 0, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
-    if (WGS == 2) { /* the B operand of the spare batch (see the QK^T loop) */
-        for (int i = tid; i < NR * 128 / 16; i += 128 * WGS) *(uint4 *)(sZ + 16 * i) = make_uint4(0, 0, 0, 0);
-        fence_proxy_async();
-    }
     if (tid == 0) {
         for (int s = 0; s < NS; s++) {
             mbar_init(barF + 8 * s, 64);        /* threads 0..63, one row each */
@@ -289,7 +281,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
         }
 
         for (int t = w.tb; t < w.te; t++, n++) {
-            const int st = n % NS;
+            const int st = n & (NS - 1);
             /* the row pointers of the tile NS - 1 ahead (issued after the max exchange below) */
             const int have_next = it.r <= r_last;
             const char *nsrc = 0;
@@ -308,46 +300,33 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 sb[i] = 0.f;
             }
             uint32_t ak[2][16];
-            const int NUH = WGS == 1 ? NU : (NU + 1) / 2;       /* chunks of this warpgroup (at most) */
-            const int u0 = wg ? NUH : 0, ucnt = wg ? NU - NUH : NUH;
-            uint4 y0 = lds128(stage + k0 * DQK + 64 * u0 + 16 * c), y1 = lds128(stage + k1 * DQK + 64 * u0 + 16 * c);
+            uint4 y0 = lds128(stage + k0 * DQK + 16 * c), y1 = lds128(stage + k1 * DQK + 16 * c);
 #pragma unroll
-            for (int uu = 0; uu < NUH; uu++) {
-                const int u = u0 + uu;
+            for (int u = 0; u < NU; u++) {
                 const uint4 x0 = y0, x1 = y1;
-                if (uu + 1 < NUH) { /* (the last warpgroup's spare batch reloads its last chunk) */
-                    const int un = u + 1 < NU ? u + 1 : NU - 1;
-                    y0 = lds128(stage + k0 * DQK + 64 * un + 16 * c);
-                    y1 = lds128(stage + k1 * DQK + 64 * un + 16 * c);
+                if (u + 1 < NU) {
+                    y0 = lds128(stage + k0 * DQK + 64 * (u + 1) + 16 * c);
+                    y1 = lds128(stage + k1 * DQK + 64 * (u + 1) + 16 * c);
                 }
-                uint32_t *a = ak[uu & 1];
-                if (uu >= 2) {
-                    wg_wait1(); /* the batch that read ak[uu & 1] has retired */
+                uint32_t *a = ak[u & 1];
+                if (u >= 2) {
+                    wg_wait1(); /* the batch that read ak[u & 1] has retired */
                     nr_keep(a, 16);
                     nr_pin(sa, NR / 2);
                     nr_pin(sb, NR / 2);
                 }
-                {
-                    const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
+                const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
-                    for (int v = 0; v < 4; v++) {
-                        nr_cvt4(w0[v], &a[4 * v + 0], &a[4 * v + 2]);
-                        nr_cvt4(w1[v], &a[4 * v + 1], &a[4 * v + 3]);
-                    }
-                    /* a warpgroup with one chunk fewer (NU odd) multiplies zeros by zeros in its spare
-                     * batch (no branch around the wgmma: ptxas would serialise them) */
-                    if (uu >= NU - NUH && uu >= ucnt) {
-#pragma unroll
-                        for (int i = 0; i < 16; i++) a[i] = 0u;
-                    }
+                for (int v = 0; v < 4; v++) {
+                    nr_cvt4(w0[v], &a[4 * v + 0], &a[4 * v + 2]);
+                    nr_cvt4(w1[v], &a[4 * v + 1], &a[4 * v + 3]);
                 }
-                const uint32_t qb = u < NU ? uQ + u * (NR * 128) : smem_u32(sZ);
                 nr_pin(sa, NR / 2);
                 nr_pin(sb, NR / 2);
                 wg_fence();
 #pragma unroll
                 for (int v = 0; v < 4; v++)
-                    nr_mma((uu & 1) ? sb : sa, a + 4 * v, desc_sw128(qb + v * 32, 16, 1024), NR);
+                    nr_mma((u & 1) ? sb : sa, a + 4 * v, desc_sw128(uQ + u * (NR * 128) + v * 32, 16, 1024), NR);
                 wg_commit();
             }
             wg_wait0();
@@ -357,21 +336,6 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             nr_pin(sb, NR / 2);
 #pragma unroll
             for (int i = 0; i < NR / 2; i++) s[i] = sa[i] + sb[i];
-            if (WGS == 2) { /* + the other warpgroup's half (buffer t & 1: its last reader was tile t - 2) */
-                float4 *mine = (float4 *)(sX + (((t & 1) * 2 + wg) * 128 + (tid & 127)) * (NR / 2));
-                const float4 *other = (const float4 *)(sX + (((t & 1) * 2 + (wg ^ 1)) * 128 + (tid & 127)) * (NR / 2));
-#pragma unroll
-                for (int i = 0; i < NR / 8; i++) mine[i] = make_float4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]);
-                nbar_sync(NR_BAR_C + 2, 256);
-#pragma unroll
-                for (int i = 0; i < NR / 8; i++) {
-                    const float4 v = other[i];
-                    s[4 * i] += v.x;
-                    s[4 * i + 1] += v.y;
-                    s[4 * i + 2] += v.z;
-                    s[4 * i + 3] += v.w;
-                }
-            }
 
             /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
              * 8 jn + 2 c + e */
@@ -401,7 +365,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
              * tile's stage takes tile n + NS - 1 */
             if (have_next) {
                 if (tid < 64) {
-                    const int mt = n + NS - 1, sm = mt % NS;
+                    const int mt = n + NS - 1, sm = mt & (NS - 1);
                     if (mt >= NS) mbar_wait(barE + 8 * sm, ((mt / NS) - 1) & 1);
                     nr_issue(uSt + sm * 64 * DQK, barF + 8 * sm, kvalid + 2 * sm, nsrc, tid, DQK);
                 }
