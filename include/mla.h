@@ -210,9 +210,12 @@ typedef struct mla_decode_args {
  *    cache_seqlens never read) is as for a 16-bit cache. Codes 0x7f / 0xff are NaN: in a
  *    visible row they make the row NaN; descale values are used as given (NaN/inf propagate).
  *  - GPU plans: 16-byte alignment of q / k_cache and strides in multiples of 16 / element-size
- *    elements. FP8 runs on compute capability 9.x (the wgmma kernel converts the e4m3 tile to
- *    the output dtype exactly in shared memory); on 8.x GPUs (the portable mma.sync path) a
- *    plan with an FP8 q or k_cache gives MLA_ERR_UNSUPPORTED. */
+ *    elements. FP8 runs on compute capability 9.x: the e4m3 codes are converted exactly, to the
+ *    output dtype in shared memory (more than 32 rows s_q * h_q / h_kv per KV head) or to fp16
+ *    in registers (up to 32 rows: kernels/decode_narrow.cu; a bf16 q row is scaled by a power
+ *    of two into fp16's range, its scores by the inverse, so only q elements more than 2^28
+ *    times smaller than the row's largest lose bits, as fp16 subnormals); on 8.x GPUs (the
+ *    portable mma.sync path) a plan with an FP8 q or k_cache gives MLA_ERR_UNSUPPORTED. */
 
 MLA_API mla_decode_args mla_decode_args_default(void);
 
