@@ -37,6 +37,7 @@
 #include "wgmma_ops.cuh"
 #include "launch.h"
 #include "sm90.cuh"
+#include "sm90_tile.cuh"
 
 /* Variants: NR query rows (the wgmma N) and WGS warpgroups per CTA.
  *   NR = 16, WGS = 1: one warpgroup, two CTAs per SM, 2 raw stages.
@@ -72,13 +73,10 @@ static __device__ __forceinline__ void nr_bulk_g2s(uint32_t dst, const void *src
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
 }
-/* four e4m3 codes (byte k = element k) -> two fp16 pairs (element 2k in the low half), exact; the
- * narrow kernel multiplies in fp16 whatever the output dtype (every e4m3 value is an fp16 value) */
-static __device__ __forceinline__ void nr_cvt4(uint32_t w, uint32_t *lo, uint32_t *hi) {
-    asm("{\n.reg .b16 a, b;\nmov.b32 {a, b}, %2;\ncvt.rn.f16x2.e4m3x2 %0, a;\ncvt.rn.f16x2.e4m3x2 %1, b;\n}\n"
-        : "=r"(*lo), "=r"(*hi)
-        : "r"(w));
-}
+/* four e4m3 codes (byte k = element k) -> two fp16 pairs (element 2k in the low half), exact: f8x4_cvt
+ * of sm90_tile.cuh with F16 = 1 (the narrow kernels multiply in fp16 whatever the output dtype: every
+ * e4m3 value is an fp16 value) */
+static __device__ __forceinline__ void nr_cvt4(uint32_t w, uint32_t *lo, uint32_t *hi) { f8x4_cvt(w, lo, hi, 1); }
 static __device__ __forceinline__ unsigned long long lds_u64(uint32_t a) {
     unsigned long long v;
     asm volatile("ld.shared.u64 %0, [%1];\n" : "=l"(v) : "r"(a));
@@ -97,6 +95,20 @@ static __device__ __forceinline__ void nr_keep(const uint32_t *a, const int n) {
 static __device__ __forceinline__ void nr_pin(float *a, const int n) {
 #pragma unroll
     for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+/* NW 32-bit words of V (one 16- or 8-byte shared load) into y */
+static __device__ __forceinline__ void nr_ld_v(uint32_t *y, uint32_t ad, const int NW) {
+    if (NW == 4) {
+        const uint4 v = lds128(ad);
+        y[0] = v.x;
+        y[1] = v.y;
+        y[2] = v.z;
+        y[3] = v.w;
+    } else {
+        const uint2 v = lds64(ad);
+        y[0] = v.x;
+        y[1] = v.y;
+    }
 }
 /* D (m64 x NR, fp32) += A (registers) B (descriptor), fp16 */
 static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint64_t db, const int NR) {
@@ -425,16 +437,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
             for (int e = 0; e < 2; e++)
 #pragma unroll
-                for (int hi = 0; hi < 2; hi++) {
-                    const uint32_t ad = stage + (c + 4 * e + 8 * hi) * DQK + vofs;
-                    if (NW == 4) {
-                        const uint4 v = lds128(ad);
-                        Y[e][hi][0] = v.x; Y[e][hi][1] = v.y; Y[e][hi][2] = v.z; Y[e][hi][3] = v.w;
-                    } else {
-                        const uint2 v = lds64(ad);
-                        Y[e][hi][0] = v.x; Y[e][hi][1] = v.y;
-                    }
-                }
+                for (int hi = 0; hi < 2; hi++) nr_ld_v(Y[e][hi], stage + (c + 4 * e + 8 * hi) * DQK + vofs, NW);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
 #pragma unroll
@@ -445,16 +448,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                         const int ok = km == ~0ull || ((km >> kap) & 1); /* no key: V must not carry NaN */
 #pragma unroll
                         for (int q = 0; q < NW; q++) X[e][hi][q] = ok ? Y[e][hi][q] : 0u;
-                        if (kk + 1 < 4) {
-                            const uint32_t ad = stage + (kap + 16) * DQK + vofs;
-                            if (NW == 4) {
-                                const uint4 v = lds128(ad);
-                                Y[e][hi][0] = v.x; Y[e][hi][1] = v.y; Y[e][hi][2] = v.z; Y[e][hi][3] = v.w;
-                            } else {
-                                const uint2 v = lds64(ad);
-                                Y[e][hi][0] = v.x; Y[e][hi][1] = v.y;
-                            }
-                        }
+                        if (kk + 1 < 4) nr_ld_v(Y[e][hi], stage + (kap + 16) * DQK + vofs, NW);
                     }
 #pragma unroll
                 for (int hf = 0; hf < NW / 2; hf++) {
