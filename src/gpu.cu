@@ -127,7 +127,6 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     }
     int64_t parts = sms / (s->h_kv * m_blocks);
     if (kernel == MLA_KERNEL_WGMMA_FP8N) parts = 2 * sms / s->h_kv; /* two CTAs per SM (one m-block) */
-    if (kernel == MLA_KERNEL_WGMMA_FP8N32) parts = sms / s->h_kv;
     if (parts < 1) parts = 1;
     mla_ws_layout w = mla_ws_compute(s->b, s->s_q, s->h_q, (int)parts);
 
