@@ -9,8 +9,9 @@
  *   O^T[512 x 16]    += V^T[512 x 64 keys] P^T[64 x 16] (RS m64n16k16, 8 M blocks x 4 k-steps)
  * Both A operands (K, V^T) come from registers, converted from the raw e4m3 codes in shared memory,
  * so no 16-bit copy of the tile is ever stored: a CTA is one warpgroup with ~98 KB of smem (Q^T, two
- * raw 36 KB stages), two CTAs per SM. Threads 0..63 load a tile's token rows with one cp.async.bulk
- * each (any page size; rows past the length or on invalid pages are never read), one tile ahead.
+ * raw 36 KB stages), two CTAs per SM. Threads 0..63 load a tile's token rows by cp.async.bulk, one
+ * copy per run of consecutive rows (any page size; rows past the length or on invalid pages are never
+ * read), one tile ahead. (That is the 16-row variant; the 32-row one is described at "Variants".)
  * Index permutations (free, because a sum does not care about the order of its terms):
  * - QK^T: thread (warp w, g = lane / 4, c = lane % 4) holds keys k0 = 16 w + g and k1 = k0 + 8. For
  *   k-step j = 4 u + v its A columns {2c, 2c+1, 2c+8, 2c+9} are the codes at d = 64 u + 16 c + 4 v +
