@@ -429,10 +429,18 @@ static const void *combine_fn(int slices, int f16) {
 /* ------------------------------------------------------------------------------------------ */
 /* Host launchers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
+/* query rows per CTA of the narrow FP8 kernels (16 or 32), 0 for the others */
+static int narrow_rows(int kernel) {
+    if (kernel == MLA_KERNEL_WGMMA_FP8N || kernel == MLA_KERNEL_WGMMA_FP8T) return 16;
+    if (kernel == MLA_KERNEL_WGMMA_FP8N32 || kernel == MLA_KERNEL_WGMMA_FP8T32) return 32;
+    return 0;
+}
+static int is_fp8t(int kernel) { return kernel == MLA_KERNEL_WGMMA_FP8T || kernel == MLA_KERNEL_WGMMA_FP8T32; }
+
 static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
     if (kernel == MLA_KERNEL_WGMMA && fused) return mla_k_sm90_fn(dqk, f16, 5);
-    if (kernel == MLA_KERNEL_WGMMA_FP8N || kernel == MLA_KERNEL_WGMMA_FP8N32)
-        return mla_k_narrow_fn(dqk, f16, kernel == MLA_KERNEL_WGMMA_FP8N ? 16 : 32);
+    if (is_fp8t(kernel)) return mla_k_fp8t_fn(dqk, f16, narrow_rows(kernel));
+    if (narrow_rows(kernel)) return mla_k_narrow_fn(dqk, f16, narrow_rows(kernel));
     if (kernel >= MLA_KERNEL_WGMMA)
         return mla_k_sm90_fn(dqk, f16,
                              kernel == MLA_KERNEL_WGMMA_TMA  ? 1
@@ -445,8 +453,8 @@ static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
 }
 
 extern "C" int mla_k_decode_smem(int kernel, int dqk) {
-    if (kernel == MLA_KERNEL_WGMMA_FP8N || kernel == MLA_KERNEL_WGMMA_FP8N32)
-        return mla_k_narrow_smem(dqk, kernel == MLA_KERNEL_WGMMA_FP8N ? 16 : 32);
+    if (is_fp8t(kernel)) return mla_k_fp8t_smem(dqk, narrow_rows(kernel));
+    if (narrow_rows(kernel)) return mla_k_narrow_smem(dqk, narrow_rows(kernel));
     if (kernel >= MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
     return dec_smem_bytes(dqk, kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1);
 }
@@ -482,9 +490,9 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     cfg.attrs = attr;
     cfg.numAttrs = use_pdl ? 1 : 0; /* decode behind the scheduler, combine behind the decode */
     cfg.gridDim = grid;
-    cfg.blockDim = dim3(kernel == MLA_KERNEL_WGMMA_FP8N    ? mla_k_narrow_threads(16)
-                        : kernel == MLA_KERNEL_WGMMA_FP8N32 ? mla_k_narrow_threads(32)
-                                                            : MLA_THREADS);
+    cfg.blockDim = dim3(is_fp8t(kernel)       ? 384
+                        : narrow_rows(kernel) ? mla_k_narrow_threads(narrow_rows(kernel))
+                                              : MLA_THREADS);
     cfg.dynamicSmemBytes = (size_t)smem;
     cfg.stream = stream;
     cudaError_t e = cudaLaunchKernelExC(&cfg, fn, args);

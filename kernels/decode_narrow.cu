@@ -116,25 +116,6 @@ static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint6
     if (NR == 16) wgmma_rs_m64n16_tb0_f16(d, a, db, 1);
     else wgmma_rs_m64n32_tb0_f16(d, a, db, 1);
 }
-/* The CTA's tile order (requests of its part, tiles [tb, te) of each) as an iterator: the loads run
- * one tile ahead of the consumer. scr: 64 ints the iterator's req_prepare may write (row_lim is the
- * consumer's). */
-typedef struct nr_iter { int r, t, te, L; } nr_iter;
-static __device__ __forceinline__ void nr_seek(const mla_dec_params *p, mla_part_begin pb, mla_part_begin pe,
-                                               int r_last, int *scr, nr_iter *it) {
-    while (it->r <= r_last && it->t >= it->te) {
-        it->r++;
-        it->t = 0;
-        it->te = 0;
-        if (it->r > r_last) break;
-        req_work w;
-        if (req_prepare(p, it->r, pb, pe, 0, scr, &w)) {
-            it->t = w.tb;
-            it->te = w.te;
-            it->L = w.L;
-        }
-    }
-}
 /* threads 0..63 (warps 0, 1), one token row each: the tile's rows into the stage by bulk copies, one
  * per run of rows that are consecutive in memory within a warp (a whole page slice when the cache rows
  * are packed, e.g. h_kv = 1), nothing for rows whose token does not exist or whose page id is invalid;
@@ -193,16 +174,16 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
     }
     __syncthreads();
     /* the first NS - 1 tiles (the CTA's tiles in order: the iterator runs NS - 1 tiles ahead) */
-    nr_iter it;
+    tile_iter it;
     it.r = pb.req - 1;
     it.t = it.te = it.L = 0;
-    nr_seek(p, pb, pe, r_last, scr, &it);
+    tile_seek(p, pb, pe, r_last, scr, &it);
     for (int m = 0; m < NS - 1 && it.r <= r_last; m++) {
         if (tid < 64)
             nr_issue(uSt + m * 64 * DQK, barF + 8 * m, kvalid + 2 * m,
                      k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + tid, it.L, 1), tid, DQK);
         it.t++;
-        nr_seek(p, pb, pe, r_last, scr, &it);
+        tile_seek(p, pb, pe, r_last, scr, &it);
     }
 
     const int g = lane >> 2, c = lane & 3;
@@ -383,7 +364,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                     nr_issue(uSt + sm * 64 * DQK, barF + 8 * sm, kvalid + 2 * sm, nsrc, tid, DQK);
                 }
                 it.t++;
-                nr_seek(p, pb, pe, r_last, scr, &it);
+                tile_seek(p, pb, pe, r_last, scr, &it);
             }
             float al[8];
             int moved = 0;

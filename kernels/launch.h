@@ -28,6 +28,9 @@ int mla_k_sm90_smem(int dqk);
 const void *mla_k_narrow_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
 int mla_k_narrow_smem(int dqk, int nr);
 int mla_k_narrow_threads(int nr);
+/* the transposed FP8 kernel with a producer warpgroup (kernels/decode_fp8t.cu; 384 threads) */
+const void *mla_k_fp8t_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
+int mla_k_fp8t_smem(int dqk, int nr);
 /* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
  * compute_80 PTX, where their bodies are empty, or on error). */
 int mla_k_sm90_native(void);

@@ -163,6 +163,25 @@ static __device__ __forceinline__ void f8_prefetch_k(const mla_dec_params *p, in
     }
 }
 
+/* The CTA's tile order (requests of its part, tiles [tb, te) of each, m-block 0) as an iterator
+ * for loads that run ahead of the consumer (decode_narrow.cu, decode_fp8t.cu). scr: 64 ints the
+ * iterator's req_prepare may write (row_lim is the consumer's). */
+typedef struct tile_iter { int r, t, te, L; } tile_iter;
+static __device__ __forceinline__ void tile_seek(const mla_dec_params *p, mla_part_begin pb, mla_part_begin pe,
+                                                 int r_last, int *scr, tile_iter *it) {
+    while (it->r <= r_last && it->t >= it->te) {
+        it->r++;
+        it->t = 0;
+        it->te = 0;
+        if (it->r > r_last) break;
+        req_work w;
+        if (req_prepare(p, it->r, pb, pe, 0, scr, &w)) {
+            it->t = w.tb;
+            it->te = w.te;
+            it->L = w.L;
+        }
+    }
+}
 /* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
 static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
                                                const int F16) {

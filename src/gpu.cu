@@ -120,9 +120,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                                  dev, major, minor,
                                  !sm90 ? "" : ", MLA_GPU_KERNEL forces mma.sync");
         kernel = MLA_KERNEL_WGMMA_FP8;
-        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels with raw
-         * e4m3 tiles in flight (kernels/decode_narrow.cu); testing hook MLA_GPU_NARROW=0: never */
-        const int nk = s->s_q * hg <= 16 ? MLA_KERNEL_WGMMA_FP8N : MLA_KERNEL_WGMMA_FP8N32;
+        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels, by default
+         * the one whose producer warpgroup converts each tile once (kernels/decode_fp8t.cu); testing
+         * hooks MLA_GPU_FP8T=0: the one that converts in every consumer thread (kernels/decode_narrow.cu),
+         * MLA_GPU_NARROW=0: neither (the 64-row kernel above) */
+        const int n16 = s->s_q * hg <= 16, ft = !env_is("MLA_GPU_FP8T", '0');
+        const int nk = ft ? (n16 ? MLA_KERNEL_WGMMA_FP8T : MLA_KERNEL_WGMMA_FP8T32)
+                          : (n16 ? MLA_KERNEL_WGMMA_FP8N : MLA_KERNEL_WGMMA_FP8N32);
         if (s->s_q * hg <= 32 && !env_is("MLA_GPU_NARROW", '0') && optin >= mla_k_decode_smem(nk, dqk)) kernel = nk;
     }
     int64_t parts = sms / (s->h_kv * m_blocks);
@@ -240,7 +244,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8N32)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8T32)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);

@@ -956,10 +956,12 @@ static void test_fp8(void)
     cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 64;
     cfg.seed = 2012;
     run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
-    /* the narrow FP8 kernel (kernels/decode_narrow.cu: s_q * h_q / h_kv <= 16), each case also with
+    /* the narrow FP8 kernels (s_q * h_q / h_kv <= 32): each case through the default (the producer
+     * warpgroup kernel, kernels/decode_fp8t.cu), MLA_GPU_FP8T=0 (kernels/decode_narrow.cu) and
      * MLA_GPU_NARROW=0 (the 64-row FP8 kernel) */
-    for (int nw = 0; nw < 2; nw++) {
-        if (nw) setenv("MLA_GPU_NARROW", "0", 1);
+    for (int nw = 0; nw < 3; nw++) {
+        if (nw == 1) setenv("MLA_GPU_FP8T", "0", 1);
+        if (nw == 2) setenv("MLA_GPU_NARROW", "0", 1);
         static const int32_t lens2[] = {0, 1, 63, 64, 65, 0, 127, 129, 4097, 5000, 0, 2};
         cfg = tc_config_default();
         cfg.b = 12; cfg.s_q = 1; cfg.h_q = 16; cfg.kv_lens = lens2; cfg.page_size = 16; cfg.seed = 2020;
@@ -1004,7 +1006,8 @@ static void test_fp8(void)
         cfg = tc_config_default();
         cfg.b = 3; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 5000; cfg.h_q = 10; cfg.page_size = 32; cfg.seed = 2031;
         run_fp8_case(&cfg, 1, 1, 1.f, 1.f, 1);
-        if (nw) unsetenv("MLA_GPU_NARROW");
+        unsetenv("MLA_GPU_FP8T");
+        unsetenv("MLA_GPU_NARROW");
     }
     /* FP8 through the TMA testing hook: the plan still takes the FP8 kernel */
     kernel_env_push("4");
@@ -1364,9 +1367,17 @@ static void test_quick(void)
         run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
         c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
         run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
-        /* the narrow FP8 kernel (16 rows per KV head) */
-        c8.d_qk = 576; c8.dtype = MLA_DTYPE_BF16; c8.h_q = 16; c8.page_size = 16; c8.seed = 8;
-        run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
+        /* the narrow FP8 kernels (16 and 32 rows per KV head; the producer-warpgroup kernel, then
+         * the one of kernels/decode_narrow.cu) */
+        for (int nw = 0; nw < 2; nw++) {
+            if (nw) setenv("MLA_GPU_FP8T", "0", 1);
+            c8.d_qk = 576; c8.dtype = MLA_DTYPE_BF16; c8.h_q = 16; c8.page_size = 16; c8.seed = 8;
+            run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
+            c8.h_q = 32; c8.h_kv = 1; c8.s_q = 1; c8.seed = 9;
+            run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
+            c8.h_kv = 2; c8.s_q = 2;
+        }
+        unsetenv("MLA_GPU_FP8T");
     }
     /* the combine's widest and narrowest column slices (the launcher's pick above is 16 here) */
     for (int i = 0; i < 2; i++) {

@@ -1,0 +1,527 @@
+/* decode_fp8t.cu — dense MLA decode on an FP8 (e4m3) cache for narrow query groups (sm_90a only):
+ * at most NR = 16 or 32 packed (s_q, head-in-group) rows per KV head, the transposed products of
+ * decode_narrow.cu with the tile converted once, by a producer warpgroup, into a 16-bit tile:
+ *   S^T[64 keys x NR] = K[64 x d_qk] Q^T            (SS m64nNRk16 x d_qk / 16)
+ *   O^T[512 x NR]    += V^T[512 x 64 keys] P^T       (SS m64nNRk16, 8 M blocks x 4 k-steps; A = V^T
+ *                                                     read MN-major from the same K tile)
+ * Why: decode_narrow.cu builds K and V^T in registers from the raw codes in every consumer thread, ~1270
+ * instructions per thread and tile (issue-bound, docs/performance.md §5), and its 32-row variant does
+ * that conversion twice per tile. Here (384 threads, one CTA per SM):
+ * - WG2 (producer): thread pt = tid - 256 owns half h = pt & 1 of token row pt >> 1 of every tile:
+ *   the 32 code bytes [64 i + 32 h, +32) of each 64-column chunk i, loaded by ld.global.nc (chunks
+ *   0..7 one tile ahead in two register sets, software-pipelined as the sparse producer), one
+ *   cvt.rn.f16x2.e4m3x2 per code pair, st.shared.v4 into stage n & 1 of tile n (SW128, the bf16
+ *   kernels' K layout), a valid-row flag; then mbarrier full[n & 1]. An L2 prefetch runs two tiles
+ *   ahead. Rows whose token does not exist or whose page id is invalid are never read (zeros).
+ * - WG0 / WG1 (consumers): WG c takes the CTA's tiles n with n & 1 == c, so it always reads stage c,
+ *   with its own running max, sums and O^T (8 M blocks x NR / 2 fp32); empty[c] when its PV is done.
+ *   The softmax runs per query column (the max exchanged across the 4 warps through smem per tile),
+ *   P^T goes to the warpgroup's own 16-bit SW128 buffer. At the end of a request the two warpgroups'
+ *   states are merged through shared memory (max, sums, then the O^T halves: WG0 keeps M blocks 0..3,
+ *   WG1 4..7) and each stores its half. Same scheduler, partials and combine as the other kernels.
+ * The MMA is fp16 whatever the output dtype: every e4m3 value is an fp16 value, and a bf16 q row is
+ * scaled by 2^e into fp16's range (its largest magnitude into [2^14, 2^15)), its scores by 2^-e, as in
+ * decode_narrow.cu (exact up to fp16 subnormals for values 2^24 below the row's largest). */
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "ptx.cuh"
+#include "common.cuh"
+#include "wgmma_ops.cuh"
+#include "launch.h"
+#include "sm90.cuh"
+#include "sm90_tile.cuh"
+
+#define FT_BAR_CONS 1 /* named barrier: the two consumer warpgroups (256 threads) */
+#define FT_BAR_WG 2   /* named barriers 2 + wg: consumer warpgroup wg (128 threads) */
+/* shared memory (from a 1024-aligned base): Q^T [NU][NR][128 B], P^T [2][NR][128 B], K stages
+ * [2][64][DQK] 16-bit, valid-row flags [2][64], column maxima [2 wg][2][4][NR], column sums [2][4][NR],
+ * column maxima of the request [2][NR], running column maxima [2 wg][2][NR], row_lim [64], q row scales
+ * [NR], full[2] and empty[2] mbarriers (ft_bar_off). The merge at a request's end reuses Q^T + P^T as its buffer. */
+static __host__ __device__ __forceinline__ int ft_smem_bytes(int dqk, int nr) {
+    return dqk * nr * 2 + 2 * nr * 128 + 2 * 64 * dqk * 2 + 2 * 64 + 2 * 2 * 4 * nr * 4 + 2 * 4 * nr * 4 + 2 * nr * 4 +
+           4 * nr * 4 + 64 * 4 + nr * 4 + 4 * 8 + 1024;
+}
+/* offset of the mbarriers from the aligned base */
+static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { return ft_smem_bytes(dqk, nr) - 1024 - 4 * 8; }
+
+#if MLA_HAVE_SM90A
+/* register budgets (setmaxnreg) of the 32-row variant: 384 threads start at 168 each; the consumers'
+ * increases are served by the producer's decrease (192 + 192 + 120 = 3 x 168) */
+#ifndef FT_REG_CONS
+#define FT_REG_CONS 192
+#define FT_REG_PROD 120
+#endif
+#define FT_STR_(x) #x
+#define FT_STR(x) FT_STR_(x)
+#define FT_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 " FT_STR(n) ";\n" ::: "memory")
+#define FT_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 " FT_STR(n) ";\n" ::: "memory")
+
+static __device__ __forceinline__ void ft_pin(float *a, const int n) {
+#pragma unroll
+    for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
+
+/* chunks [C0, C1) of half h of the FP8 row at src (zeros for src == 0) into x[2 (i - C0) + {0, 1}] */
+static __device__ __forceinline__ void ft_load(const char *src, int h, uint4 *x, const int C0, const int C1) {
+#pragma unroll
+    for (int i = C0; i < C1; i++) x[2 * (i - C0)] = x[2 * (i - C0) + 1] = make_uint4(0, 0, 0, 0);
+    if (src) {
+#pragma unroll
+        for (int i = C0; i < C1; i++) {
+            x[2 * (i - C0)] = f8_ldg16(src + 64 * i + 32 * h);
+            x[2 * (i - C0) + 1] = f8_ldg16(src + 64 * i + 32 * h + 16);
+        }
+    }
+}
+/* x -> chunks [C0, C1) of half h of fp16 row `row` of the SW128 tile: 16 codes give two 16-byte pieces
+ * (pieces 4 h .. 4 h + 3 of each chunk) */
+static __device__ __forceinline__ void ft_put(uint32_t tile, int row, int h, const uint4 *x, const int C0, const int C1) {
+    const uint32_t base = tile + row * 128;
+    const int sw = row & 7;
+#pragma unroll
+    for (int i = C0; i < C1; i++) {
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const uint4 v = x[2 * (i - C0) + k];
+            uint4 a, b;
+            f8x4_cvt(v.x, &a.x, &a.y, 1);
+            f8x4_cvt(v.y, &a.z, &a.w, 1);
+            f8x4_cvt(v.z, &b.x, &b.y, 1);
+            f8x4_cvt(v.w, &b.z, &b.w, 1);
+            sts128(base + i * 8192 + (((4 * h + 2 * k) ^ sw) << 4), a);
+            sts128(base + i * 8192 + (((4 * h + 2 * k + 1) ^ sw) << 4), b);
+        }
+    }
+}
+/* L2 prefetch of a row: the lines of bytes 0, 128, .., 512 and DQK - 1 (every line the row touches,
+ * whatever its alignment), split between the row's two threads */
+static __device__ __forceinline__ void ft_prefetch(const char *src, int h, const int DQK) {
+    if (src) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * h));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * (h + 2)));
+        if (h == 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + DQK - 1));
+        else if (DQK > 512) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 512));
+    }
+}
+
+/* WG2: every tile of the part in the consumers' order (tile counter n: stage n & 1) */
+static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int kvh, mla_part_begin pb,
+                                                   mla_part_begin pe, int r_last, uint32_t uK, uint32_t kvalid,
+                                                   uint32_t full, uint32_t empty, const int DQK) {
+    const int NU = DQK / 64, TILE = 64 * DQK * 2;
+    const int pt = threadIdx.x - 256, row = pt >> 1, h = pt & 1;
+    const int pf = p->fp8_l2_prefetch;
+    tile_iter it; /* (req_prepare writes row_lim only in threads < 64: the producer passes none) */
+    it.r = pb.req - 1;
+    it.t = it.te = it.L = 0;
+    tile_seek(p, pb, pe, r_last, 0, &it);
+    if (it.r > r_last) return;
+    /* row pointers of tiles n (s0), n + 1 (s1), n + 2 (s2); the iterator sits at tile n + 3 */
+    const char *s0 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1), *s1 = 0, *s2 = 0;
+    int h1 = 0, h2 = 0;
+    it.t++;
+    tile_seek(p, pb, pe, r_last, 0, &it);
+    if (it.r <= r_last) {
+        h1 = 1;
+        s1 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
+        it.t++;
+        tile_seek(p, pb, pe, r_last, 0, &it);
+    }
+    if (it.r <= r_last) {
+        h2 = 1;
+        s2 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
+        it.t++;
+        tile_seek(p, pb, pe, r_last, 0, &it);
+    }
+    if (pf) ft_prefetch(s1, h, DQK); /* (tile n + 2 is prefetched in the loop) */
+    /* chunks 0..3 (xa) and 4..7 (xb) of tile n + 1 are loaded during tile n; the RoPE chunk 8 (xc,
+     * d_qk = 576) of tile n at its start: at most 64 + 8 data registers are live */
+    uint4 xa[8], xb[8], xc[2];
+    ft_load(s0, h, xa, 0, 4);
+    ft_load(s0, h, xb, 4, 8);
+    for (uint32_t n = 0;; n++) {
+        const int st = n & 1;
+        const uint32_t tile = uK + st * TILE;
+        if (pf && h2) ft_prefetch(s2, h, DQK);
+        mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* consumer st is done with tile n - 2 */
+        if (h == 0)
+            asm volatile("st.shared.u8 [%0], %1;\n" ::"r"(kvalid + 64 * st + row), "h"((unsigned short)(s0 != 0)) : "memory");
+        ft_put(tile, row, h, xa, 0, 4);
+        if (NU > 8) ft_load(s0, h, xc, 8, 9);
+        /* the row pointer of tile n + 3 (its block_table entry is read now, used a tile later) */
+        const int h3 = it.r <= r_last;
+        const char *s3 = 0;
+        if (h3) {
+            s3 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
+            it.t++;
+            tile_seek(p, pb, pe, r_last, 0, &it);
+        }
+        ft_put(tile, row, h, xb, 4, 8);
+        if (h1) ft_load(s1, h, xa, 0, 4);
+        if (NU > 8) ft_put(tile, row, h, xc, 8, 9);
+        fence_proxy_async(); /* st.shared -> visible to the consumers' wgmma */
+        mbar_arrive(full + 8 * st);
+        if (!h1) break;
+        ft_load(s1, h, xb, 4, 8);
+        s0 = s1;
+        s1 = s2;
+        s2 = s3;
+        h1 = h2;
+        h2 = h3;
+    }
+}
+
+/* WG0 / WG1: the consumers (see the top) */
+static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int kvh, mla_part_begin pb,
+                                                   mla_part_begin pe, int r_last, unsigned char *smem, const int DQK,
+                                                   const int F16, const int NR) {
+    const int NU = DQK / 64, NQ = NR / 4, NA = NR / 2 /* accumulator registers per M block */;
+    unsigned char *sQ = smem;
+    unsigned char *sP = sQ + DQK * NR * 2;
+    unsigned char *sK = sP + 2 * NR * 128;
+    unsigned char *kvalid = sK + 2 * 64 * DQK * 2;
+    float *sRed = (float *)(kvalid + 2 * 64); /* [2][2][4][NR] */
+    float *sSum = sRed + 2 * 2 * 4 * NR;       /* [2][4][NR] */
+    float *sM = sSum + 2 * 4 * NR;             /* [2][NR] */
+    float *sMr = sM + 2 * NR;                  /* [2 wg][2][NR] running maxima */
+    int *row_lim = (int *)(sMr + 4 * NR);       /* [64] */
+    float *sQs = (float *)(row_lim + 64);       /* [NR] */
+    const uint32_t barF = smem_u32(smem) + ft_bar_off(DQK, NR), barE = barF + 16;
+    float *xch = (float *)sQ; /* the merge's buffer (Q^T and P^T are free by then) */
+
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, w4 = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const int k0 = 16 * w4 + g, k1 = k0 + 8; /* this thread's S^T rows (keys of the tile) */
+    const uint32_t uQ = smem_u32(sQ), uK = smem_u32(sK) + wg * 64 * DQK * 2, uP = smem_u32(sP) + wg * NR * 128;
+    const int hg = p->hg;
+    float scale = p->scale_log2, dk = 1.f;
+    if (p->descale_k) { /* per-tensor descales, read on the device */
+        dk = __ldg(p->descale_k);
+        scale *= dk * (p->descale_q ? __ldg(p->descale_q) : 1.f);
+    }
+    int n = 0;      /* the CTA's tile counter at the start of the request */
+    uint32_t j = 0; /* this warpgroup's tiles so far (stage wg's phase) */
+    for (int r = pb.req; r <= r_last; r++) {
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
+        nbar_sync(FT_BAR_CONS, 256); /* row_lim written; the previous request's merge is done */
+        /* Q^T in fp16 (SW128, K-major: chunk u of 64 dims, row = query row): TPR threads per row, word x
+         * = elements 2x, 2x + 1; a bf16 row scaled by 2^e (see the top) */
+        {
+            const int TPR = 256 / NR, NK = DQK / 2 / TPR;
+            const int qrow = tid / TPR, qsub = tid % TPR;
+            const char *qsrc = 0;
+            if (qrow < w.nvalid) {
+                const int jq = qrow / hg, head = kvh * hg + qrow % hg;
+                qsrc = (const char *)p->q + ((long long)r * p->q_s0 + (long long)jq * p->q_s1 + (long long)head * p->q_s2) *
+                                                (p->q_fp8 ? 1 : 2);
+            }
+            uint32_t qv[36];
+            float qmax = 0.f;
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                const int x = qsub + TPR * k;
+                qv[k] = 0u;
+                if (qsrc) qv[k] = p->q_fp8 ? (uint32_t)*(const uint16_t *)(qsrc + 2 * x) : *(const uint32_t *)(qsrc + 4 * x);
+                if (!F16)
+                    qmax = fmaxf(qmax, fmaxf(fabsf(__uint_as_float(qv[k] << 16)), fabsf(__uint_as_float(qv[k] & 0xffff0000u))));
+            }
+#pragma unroll
+            for (int o = 1; o < TPR; o *= 2) qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, o));
+            int e = 0;
+            if (!F16 && !p->q_fp8 && qmax > 0.f && qmax < INFINITY) {
+                e = 15 - ((int)((__float_as_uint(qmax) >> 23) & 0xff) - 126); /* qmax < 2^(exponent - 126) */
+                e = e < -100 ? -100 : (e > 100 ? 100 : e);
+            }
+            const float qs = ldexpf(1.f, e);
+            if (qsub == 0) sQs[qrow] = ldexpf(1.f, -e);
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                const int x = qsub + TPR * k;
+                uint32_t hv;
+                if (p->q_fp8) {
+                    uint32_t h1;
+                    f8x4_cvt(qv[k], &hv, &h1, 1);
+                } else if (F16) {
+                    hv = qv[k];
+                } else {
+                    const float f0 = __uint_as_float(qv[k] << 16) * qs, f1 = __uint_as_float(qv[k] & 0xffff0000u) * qs;
+                    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(hv) : "f"(f1), "f"(f0));
+                }
+                const int u = x >> 5, cin = (2 * x) & 63;
+                const uint32_t a = uQ + u * (NR * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(hv) : "memory");
+            }
+        }
+        fence_proxy_async();
+        nbar_sync(FT_BAR_CONS, 256);
+        /* this thread's S^T columns: q -> column 8 (q >> 1) + 2 c + (q & 1); their key limits (row_lim)
+         * and score scales (scale * sQs) are read from shared memory per tile (fewer live registers) */
+        float o[128]; /* O^T: M block i (dims 64 i + 16 w4 + g + 8 h) at o[NA i + 4 jn + 2 h + e] */
+#pragma unroll
+        for (int i = 0; i < 8 * NA; i++) o[i] = 0.f;
+        /* the running column sums of each warp live in shared memory too (sSum[wg][w4], kept by the
+         * warp's lanes g == 0) */
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            if (g == 0) sSum[(wg * 4 + w4) * NR + col] = 0.f;
+            if (w4 == 0 && g == 0) sMr[(wg * 2 + (j & 1)) * NR + col] = -INFINITY;
+        }
+        for (int t = w.tb + ((wg - n) & 1); t < w.te; t += 2, j++) {
+            mbar_wait(barF + 8 * wg, j & 1);
+            /* tile-variant copies of the tile addresses: keeps the compiler from hoisting the 136 wgmma
+             * descriptors out of the loop into registers */
+            uint32_t uKt = uK, uQt = uQ, uPt = uP;
+            asm volatile("" : "+r"(uKt), "+r"(uQt), "+r"(uPt));
+            const int ok0 = kvalid[64 * wg + k0], ok1 = kvalid[64 * wg + k1];
+            float s[16];
+#pragma unroll
+            for (int i = 0; i < NA; i++) s[i] = 0.f;
+            ft_pin(s, NA);
+            wg_fence();
+#pragma unroll
+            for (int u = 0; u < NU; u++)
+#pragma unroll
+                for (int v = 0; v < 4; v++) {
+                    const uint64_t da = desc_sw128(uKt + u * 8192 + v * 32, 16, 1024);
+                    const uint64_t db = desc_sw128(uQt + u * (NR * 128) + v * 32, 16, 1024);
+                    if (NR == 16) wgmma_ss_m64n16_tb0_f16(s, da, db, 1);
+                    else wgmma_ss_m64n32_tb0_f16(s, da, db, 1);
+                }
+            wg_commit();
+            wg_wait0();
+            ft_pin(s, NA);
+            /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
+             * 8 jn + 2 c + e */
+            const int key0 = t * MLA_BN;
+            float mx[8];
+#pragma unroll
+            for (int q = 0; q < NQ; q++) {
+                const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
+                const int lim = row_lim[col];
+                const float sc = scale * sQs[col];
+                const float v0 = (ok0 && key0 + k0 < lim) ? s[4 * jn + e] * sc : -INFINITY;
+                const float v1 = (ok1 && key0 + k1 < lim) ? s[4 * jn + 2 + e] * sc : -INFINITY;
+                s[4 * jn + e] = v0;
+                s[4 * jn + 2 + e] = v1;
+                float mm = fmaxf(v0, v1);
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+                mx[q] = mm;
+            }
+            float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
+            if (g == 0) {
+#pragma unroll
+                for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+            }
+            nbar_sync(FT_BAR_WG + wg, 128);
+            /* the running column maxima live in shared memory (the same in every thread of the
+             * warpgroup; fewer live registers): read buffer j & 1, the new ones into the other */
+            const float *mold = sMr + (wg * 2 + (j & 1)) * NR;
+            float *mnew = sMr + (wg * 2 + ((j + 1) & 1)) * NR;
+#pragma unroll
+            for (int q = 0; q < NQ; q++) {
+                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
+                const float mo = mold[col], mn = fmaxf(mo, tm);
+                if (w4 == 0 && g == 0) mnew[col] = mn;
+                const float mu = mn == -INFINITY ? 0.f : mn;
+                const float al = fast_exp2(mo - mu);
+                const int jn = q >> 1, e = q & 1;
+                const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                s[4 * jn + e] = p0;
+                s[4 * jn + 2 + e] = p1;
+                float ts = p0 + p1;
+                ts += __shfl_xor_sync(0xffffffffu, ts, 4);
+                ts += __shfl_xor_sync(0xffffffffu, ts, 8);
+                ts += __shfl_xor_sync(0xffffffffu, ts, 16);
+                if (g == 0) sSum[(wg * 4 + w4) * NR + col] = sSum[(wg * 4 + w4) * NR + col] * al + ts;
+                if (__any_sync(0xffffffffu, al != 1.f)) {
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        o[NA * i + 4 * jn + e] *= al;
+                        o[NA * i + 4 * jn + 2 + e] *= al;
+                    }
+                }
+            }
+            /* P^T (NR rows x 64 keys, SW128 K-major, fp16): key k of column col at piece k / 8 */
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int key = hh ? k1 : k0;
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const uint32_t bits = pack2(s[4 * (q >> 1) + 2 * hh + (q & 1)], 0.f, 1) & 0xffffu;
+                    const uint32_t a = uPt + col * 128 + ((((key >> 3)) ^ (col & 7)) << 4) + (key & 7) * 2;
+                    asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a), "h"((unsigned short)bits) : "memory");
+                }
+            }
+            fence_proxy_async();
+            nbar_sync(FT_BAR_WG + wg, 128); /* P^T complete */
+            ft_pin(o, 8 * NA);
+            wg_fence();
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) {
+                    const uint64_t da = desc_sw128(uKt + i * 8192 + kk * 2048, 8192, 1024);
+                    const uint64_t db = desc_sw128(uPt + kk * 32, 16, 1024);
+                    if (NR == 16) wgmma_ss_m64n16_ta1_f16(o + NA * i, da, db, 1);
+                    else wgmma_ss_m64n32_ta1_f16(o + NA * i, da, db, 1);
+                }
+            wg_commit();
+            wg_wait0();
+            ft_pin(o, 8 * NA);
+            mbar_arrive(barE + 8 * wg); /* this thread's reads of stage wg are done */
+        }
+        n += w.te - w.tb;
+
+        /* merge: column sums (already in sSum) and maxima of both warpgroups, then O^T halves through xch */
+        if (w4 == 0 && g == 0) {
+#pragma unroll
+            for (int q = 0; q < NQ; q++) {
+                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                sM[wg * NR + col] = sMr[(wg * 2 + (j & 1)) * NR + col];
+            }
+        }
+        nbar_sync(FT_BAR_CONS, 256);
+        /* the merged maximum and sum of column col (both warpgroups' from shared memory) and this
+         * warpgroup's factor 2^(m_wg - max); recomputed where needed (fewer live registers) */
+#define FT_MERGED(col, MM, LT, FO)                                                                            \
+    do {                                                                                                  \
+        const float m0_ = sM[col], m1_ = sM[NR + col];                                                    \
+        const float l0_ = sSum[col] + sSum[NR + col] + sSum[2 * NR + col] + sSum[3 * NR + col];           \
+        const float l1_ = sSum[4 * NR + col] + sSum[5 * NR + col] + sSum[6 * NR + col] + sSum[7 * NR + col]; \
+        MM = fmaxf(m0_, m1_);                                                                             \
+        const float mu_ = MM == -INFINITY ? 0.f : MM;                                                     \
+        const float f0_ = fast_exp2(m0_ - mu_), f1_ = fast_exp2(m1_ - mu_);                               \
+        LT = l0_ * f0_ + l1_ * f1_;                                                                       \
+        FO = wg ? f1_ : f0_;                                                                              \
+    } while (0)
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            float mm, lt, fo;
+            FT_MERGED(8 * (q >> 1) + 2 * c + (q & 1), mm, lt, fo);
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                o[NA * i + 4 * (q >> 1) + (q & 1)] *= fo;
+                o[NA * i + 4 * (q >> 1) + 2 + (q & 1)] *= fo;
+            }
+        }
+        /* WG1's M blocks 0..3 to WG0, then WG0's 4..7 to WG1 */
+#pragma unroll
+        for (int round = 0; round < 2; round++) {
+            const int snd = round == 0 ? 1 : 0, base = round == 0 ? 0 : 4 * NA;
+            if (wg == snd) {
+#pragma unroll
+                for (int i = 0; i < 4 * NA; i++) xch[i * 128 + t128] = o[base + i];
+            }
+            nbar_sync(FT_BAR_CONS, 256);
+            if (wg != snd) {
+#pragma unroll
+                for (int i = 0; i < 4 * NA; i++) {
+                    o[base + i] += xch[i * 128 + t128];
+                    if (i % 16 == 15) asm volatile("" ::: "memory"); /* at most 16 loads in flight (registers) */
+                }
+            }
+            if (round == 0) nbar_sync(FT_BAR_CONS, 256);
+        }
+        /* store: warpgroup wg has the M blocks 4 wg .. 4 wg + 3 */
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            if (col >= w.nvalid) continue;
+            float mm, lt, fo;
+            FT_MERGED(col, mm, lt, fo);
+            const float inv = row_inv(lt, dk); /* out = P V * descale_k */
+            const int jq = col / hg, head = kvh * hg + col % hg;
+            if (w.slot < 0) {
+                unsigned short *dst = (unsigned short *)((char *)p->out +
+                                                         ((long long)r * p->o_s0 + (long long)jq * p->o_s1 + (long long)head * p->o_s2) * 2);
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int hh = 0; hh < 2; hh++) {
+                        const int k = 4 * (q >> 1) + 2 * hh + (q & 1), d = 64 * (4 * wg + i) + 16 * w4 + g + 8 * hh;
+                        const float v = wg ? o[NA * (4 + i) + k] : o[NA * i + k]; /* (no dynamic index) */
+                        dst[d] = (unsigned short)(pack2(v * inv, 0.f, F16) & 0xffffu);
+                    }
+            } else {
+                const long long prow = (long long)w.slot * p->rows_per_slot + (long long)jq * p->h_q + head;
+                float *dst = p->oacc + prow * MLA_DV;
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int hh = 0; hh < 2; hh++) {
+                        const int k = 4 * (q >> 1) + 2 * hh + (q & 1), d = 64 * (4 * wg + i) + 16 * w4 + g + 8 * hh;
+                        dst[d] = (wg ? o[NA * (4 + i) + k] : o[NA * i + k]) * inv;
+                    }
+            }
+            if (wg == 0 && w4 == 0 && g == 0) store_lse(p, w.slot, r, jq, head, row_lse2(mm, lt));
+        }
+    }
+#undef FT_MERGED
+}
+
+static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const uint32_t barF = smem_u32(smem) + ft_bar_off(DQK, NR), barE = barF + 16;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < 2; s++) {
+            mbar_init(barF + 8 * s, 128); /* the producer's threads */
+            mbar_init(barE + 8 * s, 128); /* consumer warpgroup s */
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+    pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    /* (each role reads its part bounds after the register reallocation: nothing is live across it) */
+    mla_part_begin pb, pe;
+    if (threadIdx.x >= 256) {
+        if (NR == 32) FT_SETMAXNREG_DEC(FT_REG_PROD);
+        part_bounds(p, blockIdx.z, 0, &pb, &pe, 0);
+        const uint32_t uK = smem_u32(smem) + DQK * NR * 2 + 2 * NR * 128;
+        ft_producer(p, blockIdx.y, pb, pe, pe.tile > 0 ? pe.req : pe.req - 1, uK, uK + 2 * 64 * DQK * 2, barF, barE,
+                    DQK);
+    } else {
+        if (NR == 32) FT_SETMAXNREG_INC(FT_REG_CONS);
+        part_bounds(p, blockIdx.z, 0, &pb, &pe, 0);
+        ft_consumer(p, blockIdx.y, pb, pe, pe.tile > 0 ? pe.req : pe.req - 1, smem, DQK, F16, NR);
+    }
+    pdl_trigger();
+}
+#define MLA_FT_BODY(DQK, F16, NR) ft_body(&p, DQK, F16, NR);
+#else
+#define MLA_FT_BODY(DQK, F16, NR)
+#endif
+
+#define MLA_FT_KERNEL(name, DQK, F16, NR)                                                                   \
+    __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_dec_params p) {             \
+        MLA_FT_BODY(DQK, F16, NR)                                                                          \
+    }
+MLA_FT_KERNEL(mla_decode_sm90ft16_bf16_576, 576, 0, 16)
+MLA_FT_KERNEL(mla_decode_sm90ft16_bf16_512, 512, 0, 16)
+MLA_FT_KERNEL(mla_decode_sm90ft16_fp16_576, 576, 1, 16)
+MLA_FT_KERNEL(mla_decode_sm90ft16_fp16_512, 512, 1, 16)
+MLA_FT_KERNEL(mla_decode_sm90ft32_bf16_576, 576, 0, 32)
+MLA_FT_KERNEL(mla_decode_sm90ft32_bf16_512, 512, 0, 32)
+MLA_FT_KERNEL(mla_decode_sm90ft32_fp16_576, 576, 1, 32)
+MLA_FT_KERNEL(mla_decode_sm90ft32_fp16_512, 512, 1, 32)
+
+/* nr: 16 or 32 query rows per CTA */
+extern "C" const void *mla_k_fp8t_fn(int dqk, int f16, int nr) {
+    if (nr == 32) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ft32_fp16_576 : (const void *)mla_decode_sm90ft32_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90ft32_fp16_512 : (const void *)mla_decode_sm90ft32_bf16_512;
+    }
+    if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ft16_fp16_576 : (const void *)mla_decode_sm90ft16_bf16_576;
+    return f16 ? (const void *)mla_decode_sm90ft16_fp16_512 : (const void *)mla_decode_sm90ft16_bf16_512;
+}
+extern "C" int mla_k_fp8t_smem(int dqk, int nr) { return ft_smem_bytes(dqk, nr); }
