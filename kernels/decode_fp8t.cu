@@ -35,7 +35,8 @@
 #include "sm90.cuh"
 #include "sm90_tile.cuh"
 
-#define FT_BAR_CONS 1 /* named barrier: the two consumer warpgroups (256 threads) */
+#define FT_BAR_CONS 1 /* named barrier: the two consumer warpgroups (256 threads; every one of its uses is
+                        * reached by all of them at the same instruction: the aligned bar.sync) */
 #define FT_BAR_WG 2   /* named barriers 2 + wg: consumer warpgroup wg (128 threads) */
 /* shared memory (from a 1024-aligned base): Q^T [NU][NR][128 B], P^T [2][NR][128 B], K stages
  * [2][64][DQK] 16-bit, valid-row flags [2][64], column maxima [2 wg][2][4][NR], column sums [2][4][NR],
@@ -47,6 +48,12 @@ static __host__ __device__ __forceinline__ int ft_smem_bytes(int dqk, int nr) {
 }
 /* offset of the mbarriers from the aligned base */
 static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { return ft_smem_bytes(dqk, nr) - 1024 - 4 * 8; }
+
+/* timing builds (MLA_DEFS=-DFT_DIAG=n): 1 the producer reads no cache (converts zeros), 2 the consumers
+ * only hand each stage back (no MMA, no softmax) */
+#ifndef FT_DIAG
+#define FT_DIAG 0
+#endif
 
 #if MLA_HAVE_SM90A
 /* register budgets (setmaxnreg) of the 32-row variant: 384 threads start at 168 each; the consumers'
@@ -69,7 +76,7 @@ static __device__ __forceinline__ void ft_pin(float *a, const int n) {
 static __device__ __forceinline__ void ft_load(const char *src, int h, uint4 *x, const int C0, const int C1) {
 #pragma unroll
     for (int i = C0; i < C1; i++) x[2 * (i - C0)] = x[2 * (i - C0) + 1] = make_uint4(0, 0, 0, 0);
-    if (src) {
+    if (src && FT_DIAG != 1) {
 #pragma unroll
         for (int i = C0; i < C1; i++) {
             x[2 * (i - C0)] = f8_ldg16(src + 64 * i + 32 * h);
@@ -208,7 +215,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
         if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
-        nbar_sync(FT_BAR_CONS, 256); /* row_lim written; the previous request's merge is done */
+        bar_sync(FT_BAR_CONS, 256); /* row_lim written; the previous request's merge is done */
         /* Q^T in fp16 (SW128, K-major: chunk u of 64 dims, row = query row): TPR threads per row, word x
          * = elements 2x, 2x + 1; a bf16 row scaled by 2^e (see the top) */
         {
@@ -258,7 +265,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             }
         }
         fence_proxy_async();
-        nbar_sync(FT_BAR_CONS, 256);
+        bar_sync(FT_BAR_CONS, 256);
         /* this thread's S^T columns: q -> column 8 (q >> 1) + 2 c + (q & 1); their key limits (row_lim)
          * and score scales (scale * sQs) are read from shared memory per tile (fewer live registers) */
         float o[128]; /* O^T: M block i (dims 64 i + 16 w4 + g + 8 h) at o[NA i + 4 jn + 2 h + e] */
@@ -274,6 +281,10 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
         }
         for (int t = w.tb + ((wg - n) & 1); t < w.te; t += 2, j++) {
             mbar_wait(barF + 8 * wg, j & 1);
+            if (FT_DIAG == 2) {
+                mbar_arrive(barE + 8 * wg);
+                continue;
+            }
             /* tile-variant copies of the tile addresses: keeps the compiler from hoisting the 136 wgmma
              * descriptors out of the loop into registers */
             uint32_t uKt = uK, uQt = uQ, uPt = uP;
@@ -390,7 +401,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 sM[wg * NR + col] = sMr[(wg * 2 + (j & 1)) * NR + col];
             }
         }
-        nbar_sync(FT_BAR_CONS, 256);
+        bar_sync(FT_BAR_CONS, 256);
         /* the merged maximum and sum of column col (both warpgroups' from shared memory) and this
          * warpgroup's factor 2^(m_wg - max); recomputed where needed (fewer live registers) */
 #define FT_MERGED(col, MM, LT, FO)                                                                            \
@@ -422,7 +433,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
 #pragma unroll
                 for (int i = 0; i < 4 * NA; i++) xch[i * 128 + t128] = o[base + i];
             }
-            nbar_sync(FT_BAR_CONS, 256);
+            bar_sync(FT_BAR_CONS, 256);
             if (wg != snd) {
 #pragma unroll
                 for (int i = 0; i < 4 * NA; i++) {
@@ -430,7 +441,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                     if (i % 16 == 15) asm volatile("" ::: "memory"); /* at most 16 loads in flight (registers) */
                 }
             }
-            if (round == 0) nbar_sync(FT_BAR_CONS, 256);
+            if (round == 0) bar_sync(FT_BAR_CONS, 256);
         }
         /* store: warpgroup wg has the M blocks 4 wg .. 4 wg + 3 */
 #pragma unroll
@@ -471,7 +482,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
 
 static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *smem = smem_align1024(smem_raw);
     const uint32_t barF = smem_u32(smem) + ft_bar_off(DQK, NR), barE = barF + 16;
     if (threadIdx.x == 0) {
         for (int s = 0; s < 2; s++) {

@@ -141,7 +141,7 @@ static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, ui
 static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
-    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *smem = smem_align1024(smem_raw);
     const int WGS = nr_wgs(NR), NS = nr_stages(NR);
     const int NU = DQK / 64;   /* 16-byte chunks per thread and key row (QK^T) */
     const int NQ = NR / 4;     /* S^T columns (query rows) per thread */

@@ -8,6 +8,12 @@
 static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
+/* the first 1024-aligned byte of a dynamic shared-memory array, by pointer arithmetic: pointers
+ * derived from it stay in the shared state space (ld.shared / st.shared; a round trip through an
+ * integer makes them generic, whose loads the hardware tracks on the long scoreboard) */
+static __device__ __forceinline__ unsigned char *smem_align1024(unsigned char *raw) {
+    return raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u);
+}
 
 /* 16-byte async copy global -> shared; src_bytes 0 zero-fills the 16 bytes and reads nothing. */
 static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
