@@ -506,6 +506,9 @@ static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const in
         part_bounds(p, blockIdx.z, 0, &pb, &pe, 0);
         ft_consumer(p, blockIdx.y, pb, pe, pe.tile > 0 ? pe.req : pe.req - 1, smem, DQK, F16, NR);
     }
+    /* the producer's warps wait here rather than exit while the consumers still use named barriers
+     * (compute-sanitizer's racecheck reported the consumers' merge as racing when they had exited) */
+    __syncthreads();
     pdl_trigger();
 }
 #define MLA_FT_BODY(DQK, F16, NR) ft_body(&p, DQK, F16, NR);

@@ -142,7 +142,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                                                const int F16) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
-    unsigned char *smem = smem_align1024(smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     /* the layout of sm90_smem_bytes: Q, 2 K stages, 8 KB P fragments, 1 KB (here: row maxima of
      * both warpgroups and WG1's row sums), 1/l and lse, row limits, 128 B (here: 2 key masks), bars */

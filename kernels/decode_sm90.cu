@@ -44,7 +44,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
         pdl_trigger();
         return;
     }
-    unsigned char *smem = smem_align1024(smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem, *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
     uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */
@@ -258,7 +258,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                                                     const int F16) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
-    unsigned char *smem = smem_align1024(smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem;
     uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);   /* [16][128] */

@@ -732,7 +732,7 @@ static __device__ __forceinline__ void sp_unit_bounds(const mla_sp_params *p, in
 /* decode: grid (num_m_blocks, 1, num_sm_parts), persistent over the part's tokens */
 static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
-    unsigned char *smem = smem_align1024(sp_smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int mblk = blockIdx.x;
     mla_part_begin pb, pe;
     const int r_last = sp_part(p, &pb, &pe);
@@ -1048,7 +1048,7 @@ static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, un
  * crossover variant (num_m_blocks = 2, clusters of the two CTAs of a part) */
 static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p, const int MODE, const int X) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
-    unsigned char *smem = smem_align1024(sp_smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
     if (threadIdx.x == 0) {
         const uint32_t full = sp_pw_layout(smem, TILE).full;
@@ -1142,7 +1142,7 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
 /* prefill, seesaw: grid (s_q, num_m_blocks, h_kv), 256 threads */
 static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
-    unsigned char *smem = smem_align1024(sp_smem_raw);
+    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512;
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     /* sp_smem_bytes' layout: Q, 2 K stages, 8 KB (here: the 64 x 64 P tile, SW128), 1 KB (WG1's row

@@ -120,11 +120,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                                  dev, major, minor,
                                  !sm90 ? "" : ", MLA_GPU_KERNEL forces mma.sync");
         kernel = MLA_KERNEL_WGMMA_FP8;
-        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels, by default
-         * the one whose producer warpgroup converts each tile once (kernels/decode_fp8t.cu); testing
-         * hooks MLA_GPU_FP8T=0: the one that converts in every consumer thread (kernels/decode_narrow.cu),
-         * MLA_GPU_NARROW=0: neither (the 64-row kernel above) */
-        const int n16 = s->s_q * hg <= 16, ft = !env_is("MLA_GPU_FP8T", '0');
+        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels. Up to 16
+         * rows the one that converts the raw tile in every consumer thread (kernels/decode_narrow.cu),
+         * 17..32 rows the one whose producer warpgroup converts each tile once (kernels/decode_fp8t.cu):
+         * each the faster at its rows (docs/performance.md §6). Testing hooks MLA_GPU_FP8T=0 / =1:
+         * decode_narrow.cu / decode_fp8t.cu for both; MLA_GPU_NARROW=0: neither (the 64-row kernel) */
+        const int n16 = s->s_q * hg <= 16;
+        const int ft = env_is("MLA_GPU_FP8T", '1') || (!n16 && !env_is("MLA_GPU_FP8T", '0'));
         const int nk = ft ? (n16 ? MLA_KERNEL_WGMMA_FP8T : MLA_KERNEL_WGMMA_FP8T32)
                           : (n16 ? MLA_KERNEL_WGMMA_FP8N : MLA_KERNEL_WGMMA_FP8N32);
         if (s->s_q * hg <= 32 && !env_is("MLA_GPU_NARROW", '0') && optin >= mla_k_decode_smem(nk, dqk)) kernel = nk;

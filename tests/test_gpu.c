@@ -956,12 +956,16 @@ static void test_fp8(void)
     cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 64;
     cfg.seed = 2012;
     run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
-    /* the narrow FP8 kernels (s_q * h_q / h_kv <= 32): each case through the default (the producer
-     * warpgroup kernel, kernels/decode_fp8t.cu), MLA_GPU_FP8T=0 (kernels/decode_narrow.cu) and
-     * MLA_GPU_NARROW=0 (the 64-row FP8 kernel) */
-    for (int nw = 0; nw < 3; nw++) {
+    /* the narrow FP8 kernels (s_q * h_q / h_kv <= 32): each case through the default (<= 16 rows
+     * kernels/decode_narrow.cu, 17..32 kernels/decode_fp8t.cu), MLA_GPU_FP8T=0 (decode_narrow.cu for
+     * both), MLA_GPU_FP8T=1 (decode_fp8t.cu for both) and MLA_GPU_NARROW=0 (the 64-row FP8 kernel) */
+    for (int nw = 0; nw < 4; nw++) {
         if (nw == 1) setenv("MLA_GPU_FP8T", "0", 1);
-        if (nw == 2) setenv("MLA_GPU_NARROW", "0", 1);
+        if (nw == 2) setenv("MLA_GPU_FP8T", "1", 1);
+        if (nw == 3) {
+            unsetenv("MLA_GPU_FP8T");
+            setenv("MLA_GPU_NARROW", "0", 1);
+        }
         static const int32_t lens2[] = {0, 1, 63, 64, 65, 0, 127, 129, 4097, 5000, 0, 2};
         cfg = tc_config_default();
         cfg.b = 12; cfg.s_q = 1; cfg.h_q = 16; cfg.kv_lens = lens2; cfg.page_size = 16; cfg.seed = 2020;
@@ -1367,10 +1371,10 @@ static void test_quick(void)
         run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
         c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
         run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
-        /* the narrow FP8 kernels (16 and 32 rows per KV head; the producer-warpgroup kernel, then
-         * the one of kernels/decode_narrow.cu) */
+        /* the narrow FP8 kernels (16 and 32 rows per KV head) through kernels/decode_fp8t.cu, then
+         * kernels/decode_narrow.cu */
         for (int nw = 0; nw < 2; nw++) {
-            if (nw) setenv("MLA_GPU_FP8T", "0", 1);
+            setenv("MLA_GPU_FP8T", nw ? "0" : "1", 1);
             c8.d_qk = 576; c8.dtype = MLA_DTYPE_BF16; c8.h_q = 16; c8.page_size = 16; c8.seed = 8;
             run_fp8_case(&c8, 1, 1, 0.5f, 1.7f, 0);
             c8.h_q = 32; c8.h_kv = 1; c8.s_q = 1; c8.seed = 9;
