@@ -40,11 +40,12 @@
 #define FT_BAR_WG 2   /* named barriers 2 + wg: consumer warpgroup wg (128 threads) */
 /* shared memory (from a 1024-aligned base): Q^T [NU][NR][128 B], P^T [2][NR][128 B], K stages
  * [2][64][DQK] 16-bit, valid-row flags [2][64], column maxima [2 wg][2][4][NR], column sums [2][4][NR],
- * column maxima of the request [2][NR], running column maxima [2 wg][2][NR], row_lim [64], q row scales
+ * column maxima of the request [2][NR], running column maxima [2 wg][2][NR], each consumer thread's
+ * running column sums [2 wg][NR / 4][128], row_lim [64], q row scales
  * [NR], full[2] and empty[2] mbarriers (ft_bar_off). The merge at a request's end reuses Q^T + P^T as its buffer. */
 static __host__ __device__ __forceinline__ int ft_smem_bytes(int dqk, int nr) {
     return dqk * nr * 2 + 2 * nr * 128 + 2 * 64 * dqk * 2 + 2 * 64 + 2 * 2 * 4 * nr * 4 + 2 * 4 * nr * 4 + 2 * nr * 4 +
-           4 * nr * 4 + 64 * 4 + nr * 4 + 4 * 8 + 1024;
+           4 * nr * 4 + 2 * (nr / 4) * 128 * 4 + 64 * 4 + nr * 4 + 4 * 8 + 1024;
 }
 /* offset of the mbarriers from the aligned base */
 static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { return ft_smem_bytes(dqk, nr) - 1024 - 4 * 8; }
@@ -195,7 +196,8 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
     float *sSum = sRed + 2 * 2 * 4 * NR;       /* [2][4][NR] */
     float *sM = sSum + 2 * 4 * NR;             /* [2][NR] */
     float *sMr = sM + 2 * NR;                  /* [2 wg][2][NR] running maxima */
-    int *row_lim = (int *)(sMr + 4 * NR);       /* [64] */
+    float *sLt = sMr + 4 * NR;                 /* [2 wg][NQ][128] each thread's running column sums */
+    int *row_lim = (int *)(sLt + 2 * NQ * 128); /* [64] */
     float *sQs = (float *)(row_lim + 64);       /* [NR] */
     const uint32_t barF = smem_u32(smem) + ft_bar_off(DQK, NR), barE = barF + 16;
     float *xch = (float *)sQ; /* the merge's buffer (Q^T and P^T are free by then) */
@@ -271,13 +273,13 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
         float o[128]; /* O^T: M block i (dims 64 i + 16 w4 + g + 8 h) at o[NA i + 4 jn + 2 h + e] */
 #pragma unroll
         for (int i = 0; i < 8 * NA; i++) o[i] = 0.f;
-        /* the running column sums of each warp live in shared memory too (sSum[wg][w4], kept by the
-         * warp's lanes g == 0) */
+        /* each thread's running column sums live in its own shared-memory slots (sLt), the running
+         * column maxima (the same in every thread of the warpgroup) in sMr[wg][mb] */
+        int mb = 0;
 #pragma unroll
         for (int q = 0; q < NQ; q++) {
-            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-            if (g == 0) sSum[(wg * 4 + w4) * NR + col] = 0.f;
-            if (w4 == 0 && g == 0) sMr[(wg * 2 + (j & 1)) * NR + col] = -INFINITY;
+            sLt[(wg * NQ + q) * 128 + t128] = 0.f;
+            if (w4 == 0 && g == 0) sMr[wg * 2 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = -INFINITY;
         }
         for (int t = w.tb + ((wg - n) & 1); t < w.te; t += 2, j++) {
             mbar_wait(barF + 8 * wg, j & 1);
@@ -307,10 +309,14 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             wg_commit();
             wg_wait0();
             ft_pin(s, NA);
-            /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
-             * 8 jn + 2 c + e */
+            /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
+             * Lazy maxima: the scores are exponentiated against the running column maximum mo as long
+             * as none exceeds mo + 8 (p <= 2^8: exact in fp16 and fp32; the sums and O^T only need one
+             * common reference per column), so most tiles need no max exchange and no rescale; one
+             * barrier.red.or over the warpgroup tells whether any thread saw a larger score. */
             const int key0 = t * MLA_BN;
-            float mx[8];
+            const float *mold = sMr + (wg * 2 + mb) * NR;
+            int need = 0;
 #pragma unroll
             for (int q = 0; q < NQ; q++) {
                 const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
@@ -320,45 +326,59 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 const float v1 = (ok1 && key0 + k1 < lim) ? s[4 * jn + 2 + e] * sc : -INFINITY;
                 s[4 * jn + e] = v0;
                 s[4 * jn + 2 + e] = v1;
-                float mm = fmaxf(v0, v1);
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
-                mx[q] = mm;
+                need |= fmaxf(v0, v1) > mold[col] + 8.f;
             }
-            float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
-            if (g == 0) {
+            if (nbar_red_or(FT_BAR_WG + wg, 128, need)) { /* (the same in every thread of the warpgroup) */
+                float mx[8];
 #pragma unroll
-                for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
-            }
-            nbar_sync(FT_BAR_WG + wg, 128);
-            /* the running column maxima live in shared memory (the same in every thread of the
-             * warpgroup; fewer live registers): read buffer j & 1, the new ones into the other */
-            const float *mold = sMr + (wg * 2 + (j & 1)) * NR;
-            float *mnew = sMr + (wg * 2 + ((j + 1) & 1)) * NR;
+                for (int q = 0; q < NQ; q++) {
+                    const int jn = q >> 1, e = q & 1;
+                    float mm = fmaxf(s[4 * jn + e], s[4 * jn + 2 + e]);
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+                    mx[q] = mm;
+                }
+                float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
+                if (g == 0) {
 #pragma unroll
-            for (int q = 0; q < NQ; q++) {
-                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
-                const float mo = mold[col], mn = fmaxf(mo, tm);
-                if (w4 == 0 && g == 0) mnew[col] = mn;
-                const float mu = mn == -INFINITY ? 0.f : mn;
-                const float al = fast_exp2(mo - mu);
-                const int jn = q >> 1, e = q & 1;
-                const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
-                s[4 * jn + e] = p0;
-                s[4 * jn + 2 + e] = p1;
-                float ts = p0 + p1;
-                ts += __shfl_xor_sync(0xffffffffu, ts, 4);
-                ts += __shfl_xor_sync(0xffffffffu, ts, 8);
-                ts += __shfl_xor_sync(0xffffffffu, ts, 16);
-                if (g == 0) sSum[(wg * 4 + w4) * NR + col] = sSum[(wg * 4 + w4) * NR + col] * al + ts;
-                if (__any_sync(0xffffffffu, al != 1.f)) {
+                    for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+                }
+                nbar_sync(FT_BAR_WG + wg, 128);
+                float *mnew = sMr + (wg * 2 + (mb ^ 1)) * NR;
 #pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        o[NA * i + 4 * jn + e] *= al;
-                        o[NA * i + 4 * jn + 2 + e] *= al;
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
+                    const float mo = mold[col], mn = fmaxf(mo, tm);
+                    if (w4 == 0 && g == 0) mnew[col] = mn;
+                    const float mu = mn == -INFINITY ? 0.f : mn;
+                    const float al = fast_exp2(mo - mu);
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    float *lp = sLt + (wg * NQ + q) * 128 + t128;
+                    *lp = *lp * al + p0 + p1;
+                    if (__any_sync(0xffffffffu, al != 1.f)) {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            o[NA * i + 4 * jn + e] *= al;
+                            o[NA * i + 4 * jn + 2 + e] *= al;
+                        }
                     }
+                }
+                mb ^= 1;
+            } else {
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const float mo = mold[col], mu = mo == -INFINITY ? 0.f : mo;
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    sLt[(wg * NQ + q) * 128 + t128] += p0 + p1;
                 }
             }
             /* P^T (NR rows x 64 keys, SW128 K-major, fp16): key k of column col at piece k / 8 */
@@ -393,13 +413,16 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
         }
         n += w.te - w.tb;
 
-        /* merge: column sums (already in sSum) and maxima of both warpgroups, then O^T halves through xch */
-        if (w4 == 0 && g == 0) {
+        /* merge: column sums and maxima of both warpgroups, then O^T halves through xch */
 #pragma unroll
-            for (int q = 0; q < NQ; q++) {
-                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                sM[wg * NR + col] = sMr[(wg * 2 + (j & 1)) * NR + col];
-            }
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            float v = sLt[(wg * NQ + q) * 128 + t128];
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            if (g == 0) sSum[(wg * 4 + w4) * NR + col] = v;
+            if (w4 == 0 && g == 0) sM[wg * NR + col] = sMr[(wg * 2 + mb) * NR + col];
         }
         bar_sync(FT_BAR_CONS, 256);
         /* the merged maximum and sum of column col (both warpgroups' from shared memory) and this

@@ -39,6 +39,15 @@ static __device__ __forceinline__ void nbar_sync(int id, int n) {
 static __device__ __forceinline__ void nbar_arrive(int id, int n) {
     asm volatile("barrier.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
+/* named barrier of n threads that also returns whether any of them passed pred != 0 */
+static __device__ __forceinline__ int nbar_red_or(int id, int n, int pred) {
+    int r;
+    asm volatile("{\n.reg .pred p, q;\nsetp.ne.b32 p, %1, 0;\nbarrier.red.or.pred q, %2, %3, p;\nselp.b32 %0, 1, 0, q;\n}\n"
+                 : "=r"(r)
+                 : "r"(pred), "r"(id), "r"(n)
+                 : "memory");
+    return r;
+}
 /* keeps the compiler from moving accumulator accesses across wgmma fence/wait */
 static __device__ __forceinline__ void pin32(float *a) {
 #pragma unroll
