@@ -266,6 +266,9 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(hv) : "memory");
             }
         }
+        /* the running column maxima of both warpgroups (read before the first tile's barrier: the
+         * writes must come before the one below) */
+        if (t128 < NR) sMr[wg * 2 * NR + t128] = -INFINITY;
         fence_proxy_async();
         bar_sync(FT_BAR_CONS, 256);
         /* this thread's S^T columns: q -> column 8 (q >> 1) + 2 c + (q & 1); their key limits (row_lim)
@@ -277,10 +280,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
          * column maxima (the same in every thread of the warpgroup) in sMr[wg][mb] */
         int mb = 0;
 #pragma unroll
-        for (int q = 0; q < NQ; q++) {
-            sLt[(wg * NQ + q) * 128 + t128] = 0.f;
-            if (w4 == 0 && g == 0) sMr[wg * 2 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = -INFINITY;
-        }
+        for (int q = 0; q < NQ; q++) sLt[(wg * NQ + q) * 128 + t128] = 0.f;
         for (int t = w.tb + ((wg - n) & 1); t < w.te; t += 2, j++) {
             mbar_wait(barF + 8 * wg, j & 1);
             if (FT_DIAG == 2) {
