@@ -6,8 +6,9 @@
  *   variant 1: 384 threads, warps 8..11 exit at once
  *   variant 2: 384 threads, warps 8..11 sleep, then exit
  *   variant 3: 384 threads, warps 8..11 wait at a block-wide __syncthreads at the end (as decode_fp8t.cu)
+ *   variant 4: as 3, with the barrier id and count in registers (barrier.sync %r, %r)
  * Build and run (device): nvcc -arch=sm_90a -o /tmp/rcn tests/gpu/racecheck_nbar.cu &&
- *   for v in 0 1 2 3; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
+ *   for v in 0 1 2 3 4; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,16 +17,18 @@ __global__ void k(int *out, int variant) {
     const int t = threadIdx.x;
     if (t >= 256) {
         if (variant == 2) for (int i = 0; i < 1000; i++) __nanosleep(1000);
-        if (variant == 3) __syncthreads();
+        if (variant >= 3) __syncthreads();
         return;
     }
     for (int rep = 0; rep < 4; rep++) {
         if (t >= 128) buf[t - 128] = t + rep;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        if (variant == 4) asm volatile("barrier.sync %0, %1;\n" ::"r"(variant - 3), "r"(256) : "memory");
+        else asm volatile("bar.sync 1, 256;\n" ::: "memory");
         if (t < 128) out[t] += buf[t];
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        if (variant == 4) asm volatile("barrier.sync %0, %1;\n" ::"r"(variant - 3), "r"(256) : "memory");
+        else asm volatile("bar.sync 1, 256;\n" ::: "memory");
     }
-    if (variant == 3) __syncthreads();
+    if (variant >= 3) __syncthreads();
 }
 
 int main(int argc, char **argv) {
