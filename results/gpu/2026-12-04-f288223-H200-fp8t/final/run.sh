@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+tar -xJf .devcarry/bin.txz -C .devcarry
+B=$PWD/.devcarry/bin; L=$OUT/logs; mkdir -p $L
+pack() { (cd $OUT && tar -czf run.tgz logs); }
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv; nvcc --version | tail -2; $B/mla-bench --help | head -0; } > $L/info.log 2>&1; cat $L/info.log
+t0=$(date +%s); timeout 60 $B/test_gpu --quick > $L/quick.log 2>&1; rc=$?; echo "quick rc=$rc $(( $(date +%s) - t0 )) s"; tail -1 $L/quick.log; grep -m8 FAIL $L/quick.log | cut -c1-300; pack
+[ $rc = 0 ] || exit 0
+timeout 150 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 $B/test_gpu --quick > $L/san-racecheck.log 2>&1; echo "racecheck rc=$?: $(tail -1 $L/san-racecheck.log)"; grep -c "decode_fp8t" $L/san-racecheck.log; grep -m12 -A3 "decode_fp8t" $L/san-racecheck.log | cut -c1-220; pack
+F="--case 128,1,16,1,4096 --case 128,1,16,1,8192 --case 128,1,16,1,16384 --case 128,1,32,1,4096 --case 128,1,32,1,8192 --case 128,1,32,1,16384 --case 128,2,16,1,4096,64,causal --case 128,2,16,1,16384,64,causal --no-ceilings"
+show() { grep -E "varlen" $1 | grep -v "\.\.\." | cut -c1-100; }
+timeout 60 $B/mla-bench $F --kv-dtype fp8 > $L/bench-fp8.log 2>&1; echo "== fp8 default"; show $L/bench-fp8.log
+MLA_GPU_FP8T=0 timeout 60 $B/mla-bench $F --kv-dtype fp8 > $L/bench-fp8-narrow.log 2>&1; echo "== fp8 FP8T=0"; show $L/bench-fp8-narrow.log
+MLA_GPU_FP8T=1 timeout 60 $B/mla-bench $F --kv-dtype fp8 > $L/bench-fp8-ft.log 2>&1; echo "== fp8 FP8T=1"; show $L/bench-fp8-ft.log
+timeout 60 $B/mla-bench $F > $L/bench-bf16.log 2>&1; echo "== bf16"; show $L/bench-bf16.log; pack
+t0=$(date +%s); timeout 280 $B/test_gpu > $L/test_gpu.log 2>&1; echo "test_gpu rc=$? $(( $(date +%s) - t0 )) s"; tail -1 $L/test_gpu.log; grep -m8 FAIL $L/test_gpu.log | cut -c1-300; grep -i "FP8 cache" $L/test_gpu.log | tail -1; pack
+t0=$(date +%s); timeout 120 $B/test_gpu_sparse > $L/test_gpu_sparse.log 2>&1; echo "test_gpu_sparse rc=$? $(( $(date +%s) - t0 )) s"; tail -1 $L/test_gpu_sparse.log; grep -m5 FAIL $L/test_gpu_sparse.log | cut -c1-200; pack
+for tool in memcheck synccheck; do timeout 100 compute-sanitizer --tool $tool --error-exitcode 99 $B/test_gpu --quick > $L/san-$tool.log 2>&1; echo "$tool rc=$?: $(tail -1 $L/san-$tool.log)"; pack; done
+timeout 60 compute-sanitizer --tool memcheck --error-exitcode 99 $B/test_gpu_sparse --quick > $L/san-sparse-memcheck.log 2>&1; echo "sparse memcheck rc=$?: $(tail -1 $L/san-sparse-memcheck.log)"; pack
+timeout 60 $B/mla-bench --sparse-prefill --quick > $L/bench-sparse-prefill.log 2>&1; echo "sparse prefill rc=$?"; grep "sparse prefill" $L/bench-sparse-prefill.log | cut -c1-110; pack
