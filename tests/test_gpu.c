@@ -5,6 +5,7 @@
  *   build/test_gpu --quick    a small subset for compute-sanitizer (memcheck/racecheck/synccheck)
  *   build/test_gpu --grid-all run every case of the spec §6 grid (no subsampling; slow)
  *   build/test_gpu --devices  only the device-placement checks (second GPU when present)
+ *   build/test_gpu --fp8      only the FP8 sections (for a change confined to the FP8 kernels)
  *
  * Without CUDA in the build, or without a visible GPU: prints "skipped: no CUDA GPU", exits 77.
  * Last line: "<N> passed, <M> failed".
@@ -28,7 +29,7 @@ int main(void)
 
 #include <cuda_runtime.h>
 
-static int g_quick = 0, g_grid_all = 0, g_devices_only = 0;
+static int g_quick = 0, g_grid_all = 0, g_devices_only = 0, g_fp8_only = 0;
 static int g_dev = 0;
 
 #define CK(call)                                                                                   \
@@ -1400,8 +1401,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else if (!strcmp(argv[i], "--grid-all")) g_grid_all = 1;
         else if (!strcmp(argv[i], "--devices")) g_devices_only = 1;
+        else if (!strcmp(argv[i], "--fp8")) g_fp8_only = 1;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--grid-all] [--devices]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--grid-all] [--devices] [--fp8]\n", argv[0]);
             return 2;
         }
     }
@@ -1436,6 +1438,11 @@ int main(int argc, char **argv)
     }
     if (g_devices_only) {
         test_devices();
+        return tc_summary();
+    }
+    if (g_fp8_only) { /* the FP8 sections only (a change confined to the FP8 kernels) */
+        test_fp8();
+        test_fp8_graph();
         return tc_summary();
     }
     double t0 = tc_now();
