@@ -11,9 +11,8 @@
  *   the 32 code bytes [64 i + 32 h, +32) of each 64-column chunk i, loaded by ld.global.nc (chunks
  *   0..7 one tile ahead in two register sets, software-pipelined as the sparse producer), one
  *   cvt.rn.f16x2.e4m3x2 per code pair, st.shared.v4 into stage n & 1 of tile n (SW128, the bf16
- *   kernels' K layout), a valid-row flag; then mbarrier full[n & 1]. A bulk L2 prefetch
- *   (cp.async.bulk.prefetch, one per row) runs three tiles ahead. Rows whose token does not exist
- *   or whose page id is invalid are never read (zeros).
+ *   kernels' K layout), a valid-row flag; then mbarrier full[n & 1]. An L2 prefetch runs two tiles
+ *   ahead. Rows whose token does not exist or whose page id is invalid are never read (zeros).
  * - WG0 / WG1 (consumers): WG c takes the CTA's tiles n with n & 1 == c, so it always reads stage c,
  *   with its own running max, sums and O^T (8 M blocks x NR / 2 fp32); empty[c] when its PV is done.
  *   The softmax runs per query column (the max exchanged across the 4 warps through smem per tile),
@@ -106,10 +105,15 @@ static __device__ __forceinline__ void ft_put(uint32_t tile, int row, int h, con
         }
     }
 }
-/* L2 prefetch of a row by the TMA unit (one bulk prefetch per row, issued by its h = 0 thread; rows
- * are 16-byte aligned, DQK a multiple of 16) */
+/* L2 prefetch of a row: the lines of bytes 0, 128, .., 512 and DQK - 1 (every line the row touches,
+ * whatever its alignment), split between the row's two threads */
 static __device__ __forceinline__ void ft_prefetch(const char *src, int h, const int DQK) {
-    if (src && h == 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(DQK) : "memory");
+    if (src) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * h));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 128 * (h + 2)));
+        if (h == 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + DQK - 1));
+        else if (DQK > 512) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src + 512));
+    }
 }
 
 /* WG2: every tile of the part in the consumers' order (tile counter n: stage n & 1) */
@@ -124,10 +128,9 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
     it.t = it.te = it.L = 0;
     tile_seek(p, pb, pe, r_last, 0, &it);
     if (it.r > r_last) return;
-    /* row pointers of tiles n (s0) .. n + 3 (s3); the iterator sits at tile n + 4. A pointer is
-     * computed (its block_table entry read) a tile before its first use: s3's L2 prefetch */
-    const char *s0 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1), *s1 = 0, *s2 = 0, *s3 = 0;
-    int h1 = 0, h2 = 0, h3 = 0;
+    /* row pointers of tiles n (s0), n + 1 (s1), n + 2 (s2); the iterator sits at tile n + 3 */
+    const char *s0 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1), *s1 = 0, *s2 = 0;
+    int h1 = 0, h2 = 0;
     it.t++;
     tile_seek(p, pb, pe, r_last, 0, &it);
     if (it.r <= r_last) {
@@ -142,16 +145,7 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
         it.t++;
         tile_seek(p, pb, pe, r_last, 0, &it);
     }
-    if (it.r <= r_last) {
-        h3 = 1;
-        s3 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
-        it.t++;
-        tile_seek(p, pb, pe, r_last, 0, &it);
-    }
-    if (pf) { /* (tile n + 3 is prefetched in the loop) */
-        ft_prefetch(s1, h, DQK);
-        ft_prefetch(s2, h, DQK);
-    }
+    if (pf) ft_prefetch(s1, h, DQK); /* (tile n + 2 is prefetched in the loop) */
     /* chunks 0..3 (xa) and 4..7 (xb) of tile n + 1 are loaded during tile n; the RoPE chunk 8 (xc,
      * d_qk = 576) of tile n at its start: at most 64 + 8 data registers are live */
     uint4 xa[8], xb[8], xc[2];
@@ -160,17 +154,17 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
     for (uint32_t n = 0;; n++) {
         const int st = n & 1;
         const uint32_t tile = uK + st * TILE;
-        if (pf && h3) ft_prefetch(s3, h, DQK);
+        if (pf && h2) ft_prefetch(s2, h, DQK);
         mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* consumer st is done with tile n - 2 */
         if (h == 0)
             asm volatile("st.shared.u8 [%0], %1;\n" ::"r"(kvalid + 64 * st + row), "h"((unsigned short)(s0 != 0)) : "memory");
         ft_put(tile, row, h, xa, 0, 4);
         if (NU > 8) ft_load(s0, h, xc, 8, 9);
-        /* the row pointer of tile n + 4 */
-        const int h4 = it.r <= r_last;
-        const char *s4 = 0;
-        if (h4) {
-            s4 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
+        /* the row pointer of tile n + 3 (its block_table entry is read now, used a tile later) */
+        const int h3 = it.r <= r_last;
+        const char *s3 = 0;
+        if (h3) {
+            s3 = k_row_ptr_es(p, it.r, kvh, (long long)it.t * MLA_BN + row, it.L, 1);
             it.t++;
             tile_seek(p, pb, pe, r_last, 0, &it);
         }
@@ -184,10 +178,8 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
         s0 = s1;
         s1 = s2;
         s2 = s3;
-        s3 = s4;
         h1 = h2;
         h2 = h3;
-        h3 = h4;
     }
 }
 
