@@ -490,7 +490,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     cfg.attrs = attr;
     cfg.numAttrs = use_pdl ? 1 : 0; /* decode behind the scheduler, combine behind the decode */
     cfg.gridDim = grid;
-    cfg.blockDim = dim3(is_fp8t(kernel)       ? 384
+    cfg.blockDim = dim3(is_fp8t(kernel)       ? MLA_FP8T_THREADS
                         : narrow_rows(kernel) ? mla_k_narrow_threads(narrow_rows(kernel))
                                               : MLA_THREADS);
     cfg.dynamicSmemBytes = (size_t)smem;

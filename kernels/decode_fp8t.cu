@@ -63,15 +63,7 @@ static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { ret
 #define FT_REG_CONS 192
 #define FT_REG_PROD 120
 #endif
-#define FT_STR_(x) #x
-#define FT_STR(x) FT_STR_(x)
-#define FT_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 " FT_STR(n) ";\n" ::: "memory")
-#define FT_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 " FT_STR(n) ";\n" ::: "memory")
 
-static __device__ __forceinline__ void ft_pin(float *a, const int n) {
-#pragma unroll
-    for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
 
 /* chunks [C0, C1) of half h of the FP8 row at src (zeros for src == 0) into x[2 (i - C0) + {0, 1}] */
 static __device__ __forceinline__ void ft_load(const char *src, int h, uint4 *x, const int C0, const int C1) {
@@ -241,26 +233,13 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             }
 #pragma unroll
             for (int o = 1; o < TPR; o *= 2) qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, o));
-            int e = 0;
-            if (!F16 && !p->q_fp8 && qmax > 0.f && qmax < INFINITY) {
-                e = 15 - ((int)((__float_as_uint(qmax) >> 23) & 0xff) - 126); /* qmax < 2^(exponent - 126) */
-                e = e < -100 ? -100 : (e > 100 ? 100 : e);
-            }
+            const int e = q_fp16_exp(qmax, F16, p->q_fp8);
             const float qs = ldexpf(1.f, e);
             if (qsub == 0) sQs[qrow] = ldexpf(1.f, -e);
 #pragma unroll
             for (int k = 0; k < NK; k++) {
                 const int x = qsub + TPR * k;
-                uint32_t hv;
-                if (p->q_fp8) {
-                    uint32_t h1;
-                    f8x4_cvt(qv[k], &hv, &h1, 1);
-                } else if (F16) {
-                    hv = qv[k];
-                } else {
-                    const float f0 = __uint_as_float(qv[k] << 16) * qs, f1 = __uint_as_float(qv[k] & 0xffff0000u) * qs;
-                    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(hv) : "f"(f1), "f"(f0));
-                }
+                const uint32_t hv = q_word_fp16(qv[k], qs, F16, p->q_fp8);
                 const int u = x >> 5, cin = (2 * x) & 63;
                 const uint32_t a = uQ + u * (NR * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(hv) : "memory");
@@ -295,7 +274,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             float s[16];
 #pragma unroll
             for (int i = 0; i < NA; i++) s[i] = 0.f;
-            ft_pin(s, NA);
+            pin_n(s, NA);
             wg_fence();
 #pragma unroll
             for (int u = 0; u < NU; u++)
@@ -308,7 +287,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 }
             wg_commit();
             wg_wait0();
-            ft_pin(s, NA);
+            pin_n(s, NA);
             /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
              * Lazy maxima: the scores are exponentiated against the running column maximum mo as long
              * as none exceeds mo + 8 (p <= 2^8: exact in fp16 and fp32; the sums and O^T only need one
@@ -395,7 +374,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             }
             fence_proxy_async();
             nbar_sync(FT_BAR_WG + wg, 128); /* P^T complete */
-            ft_pin(o, 8 * NA);
+            pin_n(o, 8 * NA);
             wg_fence();
 #pragma unroll
             for (int i = 0; i < 8; i++)
@@ -408,7 +387,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 }
             wg_commit();
             wg_wait0();
-            ft_pin(o, 8 * NA);
+            pin_n(o, 8 * NA);
             mbar_arrive(barE + 8 * wg); /* this thread's reads of stage wg are done */
         }
         n += w.te - w.tb;
@@ -519,13 +498,13 @@ static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const in
     /* (each role reads its part bounds after the register reallocation: nothing is live across it) */
     mla_part_begin pb, pe;
     if (threadIdx.x >= 256) {
-        if (NR == 32) FT_SETMAXNREG_DEC(FT_REG_PROD);
+        if (NR == 32) SETMAXNREG_DEC(FT_REG_PROD);
         part_bounds(p, blockIdx.z, 0, &pb, &pe, 0);
         const uint32_t uK = smem_u32(smem) + DQK * NR * 2 + 2 * NR * 128;
         ft_producer(p, blockIdx.y, pb, pe, pe.tile > 0 ? pe.req : pe.req - 1, uK, uK + 2 * 64 * DQK * 2, barF, barE,
                     DQK);
     } else {
-        if (NR == 32) FT_SETMAXNREG_INC(FT_REG_CONS);
+        if (NR == 32) SETMAXNREG_INC(FT_REG_CONS);
         part_bounds(p, blockIdx.z, 0, &pb, &pe, 0);
         ft_consumer(p, blockIdx.y, pb, pe, pe.tile > 0 ? pe.req : pe.req - 1, smem, DQK, F16, NR);
     }
@@ -540,7 +519,7 @@ static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const in
 #endif
 
 #define MLA_FT_KERNEL(name, DQK, F16, NR)                                                                   \
-    __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_dec_params p) {             \
+    __global__ void __launch_bounds__(MLA_FP8T_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {             \
         MLA_FT_BODY(DQK, F16, NR)                                                                          \
     }
 MLA_FT_KERNEL(mla_decode_sm90ft16_bf16_576, 576, 0, 16)

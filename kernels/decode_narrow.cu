@@ -93,10 +93,6 @@ static __device__ __forceinline__ void nr_keep(const uint32_t *a, const int n) {
 #pragma unroll
     for (int i = 0; i < n; i++) asm volatile("" ::"r"(a[i]) : "memory");
 }
-static __device__ __forceinline__ void nr_pin(float *a, const int n) {
-#pragma unroll
-    for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
-}
 /* NW 32-bit words of V (one 16- or 8-byte shared load) into y */
 static __device__ __forceinline__ void nr_ld_v(uint32_t *y, uint32_t ad, const int NW) {
     if (NW == 4) {
@@ -224,27 +220,14 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 1));
             qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 2));
             qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 4));
-            int e = 0;
-            if (!F16 && !p->q_fp8 && qmax > 0.f && qmax < INFINITY) {
-                e = 15 - ((int)((__float_as_uint(qmax) >> 23) & 0xff) - 126); /* qmax < 2^(exponent - 126) */
-                e = e < -100 ? -100 : (e > 100 ? 100 : e);
-            }
+            const int e = q_fp16_exp(qmax, F16, p->q_fp8);
             const float qs = ldexpf(1.f, e);
             if (qsub == 0) sQs[qrow] = ldexpf(1.f, -e);
 #pragma unroll
             for (int k = 0; k < NK; k++) {
                 const int x = qsub + 8 * k, u = x >> 5, y = x & 31;
                 const int cc = y >> 3, v = (y >> 1) & 3, hi = y & 1;
-                uint32_t h;
-                if (p->q_fp8) {
-                    uint32_t h1;
-                    nr_cvt4(qv[k], &h, &h1);
-                } else if (F16) {
-                    h = qv[k];
-                } else {
-                    const float f0 = __uint_as_float(qv[k] << 16) * qs, f1 = __uint_as_float(qv[k] & 0xffff0000u) * qs;
-                    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(h) : "f"(f1), "f"(f0));
-                }
+                const uint32_t h = q_word_fp16(qv[k], qs, F16, p->q_fp8);
                 const int col = 16 * (4 * u + v) + 2 * cc + 8 * hi; /* logical column */
                 const int cin = col & 63;
                 const uint32_t a =
@@ -306,8 +289,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 if (u >= 2) {
                     wg_wait1(); /* the batch that read ak[u & 1] has retired */
                     nr_keep(a, 16);
-                    nr_pin(sa, NR / 2);
-                    nr_pin(sb, NR / 2);
+                    pin_n(sa, NR / 2);
+                    pin_n(sb, NR / 2);
                 }
                 const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
@@ -315,8 +298,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                     nr_cvt4(w0[v], &a[4 * v + 0], &a[4 * v + 2]);
                     nr_cvt4(w1[v], &a[4 * v + 1], &a[4 * v + 3]);
                 }
-                nr_pin(sa, NR / 2);
-                nr_pin(sb, NR / 2);
+                pin_n(sa, NR / 2);
+                pin_n(sb, NR / 2);
                 wg_fence();
 #pragma unroll
                 for (int v = 0; v < 4; v++)
@@ -326,8 +309,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             wg_wait0();
             nr_keep(ak[0], 16);
             nr_keep(ak[1], 16);
-            nr_pin(sa, NR / 2);
-            nr_pin(sb, NR / 2);
+            pin_n(sa, NR / 2);
+            pin_n(sb, NR / 2);
 #pragma unroll
             for (int i = 0; i < NR / 2; i++) s[i] = sa[i] + sb[i];
 
@@ -439,7 +422,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                     if (bt >= 2) {
                         wg_wait1();
                         nr_keep(a, 16);
-                        nr_pin(o, 64);
+                        pin_n(o, 64);
                     }
 #pragma unroll
                     for (int hi = 0; hi < 2; hi++)
@@ -451,7 +434,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                             nr_cvt4(lo, &a[4 * (2 * qq) + 2 * hi + 0], &a[4 * (2 * qq) + 2 * hi + 1]);
                             nr_cvt4(up, &a[4 * (2 * qq + 1) + 2 * hi + 0], &a[4 * (2 * qq + 1) + 2 * hi + 1]);
                         }
-                    nr_pin(o, 64);
+                    pin_n(o, 64);
                     wg_fence();
 #pragma unroll
                     for (int i = 0; i < 4; i++)
@@ -463,7 +446,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             wg_wait0();
             nr_keep(av[0], 16);
             nr_keep(av[1], 16);
-            nr_pin(o, 64);
+            pin_n(o, 64);
         }
 
         /* epilogue: column sums over the keys (lanes of a column, then the warps of this warpgroup,

@@ -39,6 +39,11 @@ static __device__ __forceinline__ void nbar_sync(int id, int n) {
 static __device__ __forceinline__ void nbar_arrive(int id, int n) {
     asm volatile("barrier.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
+/* register reallocation between warpgroups (setmaxnreg; n an integer literal or a macro for one) */
+#define MLA_STR_(x) #x
+#define MLA_STR(x) MLA_STR_(x)
+#define SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 " MLA_STR(n) ";\n" ::: "memory")
+#define SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 " MLA_STR(n) ";\n" ::: "memory")
 /* named barrier of n threads that also returns whether any of them passed pred != 0 */
 static __device__ __forceinline__ int nbar_red_or(int id, int n, int pred) {
     int r;

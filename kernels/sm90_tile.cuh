@@ -127,6 +127,38 @@ static __device__ __forceinline__ void f8x4_cvt(uint32_t w, uint32_t *d0, uint32
     *d0 = h0;
     *d1 = h1;
 }
+/* The fp16 q rows of the transposed FP8 kernels (decode_narrow.cu, decode_fp8t.cu), which multiply in
+ * fp16 whatever the output dtype: the power-of-two exponent e that scales a bf16 row whose largest
+ * magnitude is qmax into [2^14, 2^15) (0 for fp16 / e4m3 rows, zero or non-finite rows); the row's
+ * scores are scaled by 2^-e */
+static __device__ __forceinline__ int q_fp16_exp(float qmax, const int F16, int q_fp8) {
+    int e = 0;
+    if (!F16 && !q_fp8 && qmax > 0.f && qmax < INFINITY) {
+        e = 15 - ((int)((__float_as_uint(qmax) >> 23) & 0xff) - 126); /* qmax < 2^(exponent - 126) */
+        e = e < -100 ? -100 : (e > 100 ? 100 : e);
+    }
+    return e;
+}
+/* one word of such a q row (two elements; e4m3: the low two bytes) as an fp16 pair, a bf16 pair
+ * scaled by qs = 2^e */
+static __device__ __forceinline__ uint32_t q_word_fp16(uint32_t w, float qs, const int F16, int q_fp8) {
+    uint32_t h;
+    if (q_fp8) {
+        uint32_t h1;
+        f8x4_cvt(w, &h, &h1, 1);
+    } else if (F16) {
+        h = w;
+    } else {
+        const float f0 = __uint_as_float(w << 16) * qs, f1 = __uint_as_float(w & 0xffff0000u) * qs;
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(h) : "f"(f1), "f"(f0));
+    }
+    return h;
+}
+/* keeps n accumulator registers in place across a wgmma fence / wait */
+static __device__ __forceinline__ void pin_n(float *a, const int n) {
+#pragma unroll
+    for (int i = 0; i < n; i++) asm volatile("" : "+f"(a[i])::"memory");
+}
 /* kr -> row `row` of the SW128 tile (ordinary st.shared: fence.proxy.async before wgmma reads) */
 static __device__ __forceinline__ void f8_put(uint32_t tile, const uint4 *kr, const int NU, const int F16) {
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3, x = row & 7;

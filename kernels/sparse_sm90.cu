@@ -774,8 +774,6 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
 #define SP_PW_REG_WG1 176
 #define SP_PW_REG_PROD 128
 #endif
-#define SP_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 " #n ";\n" ::: "memory")
-#define SP_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 " #n ";\n" ::: "memory")
 /* build option MLA_SP_NO_SETMAXNREG=1: no register reallocation (every warpgroup keeps the kernel's 168) */
 #ifndef MLA_SP_NO_SETMAXNREG
 #define MLA_SP_NO_SETMAXNREG 0
@@ -784,8 +782,8 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
 #define SP_SETMAXNREG_INC_(n)
 #define SP_SETMAXNREG_DEC_(n)
 #else
-#define SP_SETMAXNREG_INC_(n) SP_SETMAXNREG_INC(n)
-#define SP_SETMAXNREG_DEC_(n) SP_SETMAXNREG_DEC(n)
+#define SP_SETMAXNREG_INC_(n) SETMAXNREG_INC(n)
+#define SP_SETMAXNREG_DEC_(n) SETMAXNREG_DEC(n)
 #endif
 
 /* Chunks [C0, C1) of half h of FP8 row `pos` of tile t into registers ka/kb[i - C0] (zeros when
