@@ -4,6 +4,7 @@
 #   make test       every test suite that can run here (C, Python; GPU suites when a GPU is visible)
 #   make MLA_CUDA=0 CPU-only build even where nvcc exists
 #   make sass       per-kernel register/spill report and SASS instruction counts (needs nvcc)
+#   make micro      the Hopper microbenchmarks of bench/micro/ (wgmma rates, conversion rates, fence cost)
 BUILD    ?= build
 CC       ?= cc
 PYTHON   ?= python3
@@ -45,7 +46,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 LIB_LDFLAGS := -shared -Wl,-soname,libmla.so.$(shell sed -n 's/^\#define MLA_VERSION_MAJOR \([0-9]*\)/\1/p' include/mla.h) \
                -static-libstdc++
 
-.PHONY: all lib tests bench test test-c test-py test-gpu sass clean FORCE
+.PHONY: all lib tests bench micro test test-c test-py test-gpu sass clean FORCE
 all: lib tests $(BUILD)/mla-bench
 
 lib: $(BUILD)/libmla.so $(BUILD)/libmla.a
@@ -79,6 +80,13 @@ $(BUILD)/mla-bench: $(BENCH_SRCS) $(wildcard bench/*.h tests/*.h) $(BUILD)/libml
 
 bench: $(BUILD)/mla-bench
 	$(BUILD)/mla-bench
+
+# Hopper microbenchmarks (docs/performance.md §7); run on an H100/H200
+MICRO := $(patsubst bench/micro/%.cu,$(BUILD)/%,$(wildcard bench/micro/*.cu))
+micro: $(MICRO)
+$(MICRO): $(BUILD)/%: bench/micro/%.cu kernels/ptx.cuh kernels/sm90.cuh kernels/wgmma_ops.cuh
+	@mkdir -p $(BUILD)
+	$(NVCC) -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Ikernels -Iinclude -Isrc $< -o $@
 
 test: all
 	./tests/run_all.sh

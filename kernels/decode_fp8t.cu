@@ -55,6 +55,32 @@ static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { ret
 #ifndef FT_DIAG
 #define FT_DIAG 0
 #endif
+/* FT_DIAG=3: phase clocks (clock()) of thread 0 of each role in CTA (0,0,0), written to ft_diag_buf by
+ * every launch and printed to stderr at exit (a timing build only: the library never prints) */
+#if FT_DIAG == 3
+#include <stdio.h>
+#include <stdlib.h>
+__device__ unsigned ft_diag_buf[3][8];
+#define FT_CLK(v) const unsigned v = (unsigned)clock()
+#define FT_ADD(acc, a, b) acc += (b) - (a)
+static __device__ __forceinline__ void ft_diag_put(int role, unsigned a, unsigned b, unsigned c, unsigned d, unsigned e, int nt, int nx) {
+    if (blockIdx.x | blockIdx.y | blockIdx.z || (threadIdx.x & 127)) return;
+    unsigned *o = ft_diag_buf[role];
+    o[0] = nt; o[1] = nx; o[2] = a; o[3] = b; o[4] = c; o[5] = d; o[6] = e;
+}
+static void ft_diag_dump(void) {
+    unsigned h[3][8];
+    if (cudaMemcpyFromSymbol(h, ft_diag_buf, sizeof h) != cudaSuccess) return;
+    for (int r = 0; r < 3; r++) {
+        const unsigned nt = h[r][0] ? h[r][0] : 1;
+        fprintf(stderr, "FTDIAG role %d tiles %u rescale %u | cycles per tile: %u %u %u %u %u\n", r, h[r][0], h[r][1],
+                h[r][2] / nt, h[r][3] / nt, h[r][4] / nt, h[r][5] / nt, h[r][6] / nt);
+    }
+}
+#else
+#define FT_CLK(v)
+#define FT_ADD(acc, a, b)
+#endif
 
 #if MLA_HAVE_SM90A
 /* register budgets (setmaxnreg) of the 32-row variant: 384 threads start at 168 each; the consumers'
@@ -143,11 +169,18 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
     uint4 xa[8], xb[8], xc[2];
     ft_load(s0, h, xa, 0, 4);
     ft_load(s0, h, xb, 4, 8);
+#if FT_DIAG == 3
+    unsigned dw = 0, dp = 0, dl = 0, dq = 0;
+    int dn = 0;
+#endif
     for (uint32_t n = 0;; n++) {
         const int st = n & 1;
         const uint32_t tile = uK + st * TILE;
         if (pf && h2) ft_prefetch(s2, h, DQK);
+        FT_CLK(c0);
         mbar_wait(empty + 8 * st, ((n >> 1) & 1) ^ 1); /* consumer st is done with tile n - 2 */
+        FT_CLK(c1);
+        FT_ADD(dw, c0, c1);
         if (h == 0)
             asm volatile("st.shared.u8 [%0], %1;\n" ::"r"(kvalid + 64 * st + row), "h"((unsigned short)(s0 != 0)) : "memory");
         ft_put(tile, row, h, xa, 0, 4);
@@ -163,16 +196,28 @@ static __device__ __forceinline__ void ft_producer(const mla_dec_params *p, int 
         ft_put(tile, row, h, xb, 4, 8);
         if (h1) ft_load(s1, h, xa, 0, 4);
         if (NU > 8) ft_put(tile, row, h, xc, 8, 9);
+        FT_CLK(c2);
         fence_proxy_async(); /* st.shared -> visible to the consumers' wgmma */
         mbar_arrive(full + 8 * st);
+        FT_CLK(c3);
+        FT_ADD(dp, c1, c2);
+        FT_ADD(dq, c2, c3);
+#if FT_DIAG == 3
+        dn++;
+#endif
         if (!h1) break;
         ft_load(s1, h, xb, 4, 8);
+        FT_CLK(c4);
+        FT_ADD(dl, c3, c4);
         s0 = s1;
         s1 = s2;
         s2 = s3;
         h1 = h2;
         h2 = h3;
     }
+#if FT_DIAG == 3
+    ft_diag_put(2, dw, dp, dq, dl, 0, dn, 0); /* wait, put (+loads of chunks 0..3, 8), fence+arrive, loads 4..7 */
+#endif
 }
 
 /* WG0 / WG1: the consumers (see the top) */
@@ -204,6 +249,10 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
         dk = __ldg(p->descale_k);
         scale *= dk * (p->descale_q ? __ldg(p->descale_q) : 1.f);
     }
+#if FT_DIAG == 3
+    unsigned dw = 0, dq = 0, ds = 0, dv = 0;
+    int dn = 0, dx = 0;
+#endif
     int n = 0;      /* the CTA's tile counter at the start of the request */
     uint32_t j = 0; /* this warpgroup's tiles so far (stage wg's phase) */
     for (int r = pb.req; r <= r_last; r++) {
@@ -261,7 +310,10 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
 #pragma unroll
         for (int q = 0; q < NQ; q++) sLt[(wg * NQ + q) * 128 + t128] = 0.f;
         for (int t = w.tb + ((wg - n) & 1); t < w.te; t += 2, j++) {
+            FT_CLK(c0);
             mbar_wait(barF + 8 * wg, j & 1);
+            FT_CLK(c1);
+            FT_ADD(dw, c0, c1);
             if (FT_DIAG == 2) {
                 mbar_arrive(barE + 8 * wg);
                 continue;
@@ -288,6 +340,8 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             wg_commit();
             wg_wait0();
             pin_n(s, NA);
+            FT_CLK(c2);
+            FT_ADD(dq, c1, c2);
             /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
              * Lazy maxima: the scores are exponentiated against the running column maximum mo as long
              * as none exceeds mo + 8 (p <= 2^8: exact in fp16 and fp32; the sums and O^T only need one
@@ -308,6 +362,9 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 need |= fmaxf(v0, v1) > mold[col] + 8.f;
             }
             if (nbar_red_or(FT_BAR_WG + wg, 128, need)) { /* (the same in every thread of the warpgroup) */
+#if FT_DIAG == 3
+                dx++;
+#endif
                 float mx[8];
 #pragma unroll
                 for (int q = 0; q < NQ; q++) {
@@ -374,6 +431,8 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             }
             fence_proxy_async();
             nbar_sync(FT_BAR_WG + wg, 128); /* P^T complete */
+            FT_CLK(c3);
+            FT_ADD(ds, c2, c3);
             pin_n(o, 8 * NA);
             wg_fence();
 #pragma unroll
@@ -389,6 +448,11 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             wg_wait0();
             pin_n(o, 8 * NA);
             mbar_arrive(barE + 8 * wg); /* this thread's reads of stage wg are done */
+            FT_CLK(c4);
+            FT_ADD(dv, c3, c4);
+#if FT_DIAG == 3
+            dn++;
+#endif
         }
         n += w.te - w.tb;
 
@@ -479,6 +543,9 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             if (wg == 0 && w4 == 0 && g == 0) store_lse(p, w.slot, r, jq, head, row_lse2(mm, lt));
         }
     }
+#if FT_DIAG == 3
+    ft_diag_put(wg, dw, dq, ds, dv, 0, dn, dx);
+#endif
 #undef FT_MERGED
 }
 
@@ -533,6 +600,10 @@ MLA_FT_KERNEL(mla_decode_sm90ft32_fp16_512, 512, 1, 32)
 
 /* nr: 16 or 32 query rows per CTA */
 extern "C" const void *mla_k_fp8t_fn(int dqk, int f16, int nr) {
+#if FT_DIAG == 3
+    static int reg;
+    if (!reg) reg = !atexit(ft_diag_dump); /* runs before the CUDA runtime's own exit handler */
+#endif
     if (nr == 32) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ft32_fp16_576 : (const void *)mla_decode_sm90ft32_bf16_576;
         return f16 ? (const void *)mla_decode_sm90ft32_fp16_512 : (const void *)mla_decode_sm90ft32_bf16_512;
