@@ -456,66 +456,15 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
         }
         n += w.te - w.tb;
 
-        /* merge: column sums and maxima of both warpgroups, then O^T halves through xch */
-#pragma unroll
-        for (int q = 0; q < NQ; q++) {
-            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-            float v = sLt[(wg * NQ + q) * 128 + t128];
-            v += __shfl_xor_sync(0xffffffffu, v, 4);
-            v += __shfl_xor_sync(0xffffffffu, v, 8);
-            v += __shfl_xor_sync(0xffffffffu, v, 16);
-            if (g == 0) sSum[(wg * 4 + w4) * NR + col] = v;
-            if (w4 == 0 && g == 0) sM[wg * NR + col] = sMr[(wg * 2 + mb) * NR + col];
-        }
-        bar_sync(FT_BAR_CONS, 256);
-        /* the merged maximum and sum of column col (both warpgroups' from shared memory) and this
-         * warpgroup's factor 2^(m_wg - max); recomputed where needed (fewer live registers) */
-#define FT_MERGED(col, MM, LT, FO)                                                                            \
-    do {                                                                                                  \
-        const float m0_ = sM[col], m1_ = sM[NR + col];                                                    \
-        const float l0_ = sSum[col] + sSum[NR + col] + sSum[2 * NR + col] + sSum[3 * NR + col];           \
-        const float l1_ = sSum[4 * NR + col] + sSum[5 * NR + col] + sSum[6 * NR + col] + sSum[7 * NR + col]; \
-        MM = fmaxf(m0_, m1_);                                                                             \
-        const float mu_ = MM == -INFINITY ? 0.f : MM;                                                     \
-        const float f0_ = fast_exp2(m0_ - mu_), f1_ = fast_exp2(m1_ - mu_);                               \
-        LT = l0_ * f0_ + l1_ * f1_;                                                                       \
-        FO = wg ? f1_ : f0_;                                                                              \
-    } while (0)
-#pragma unroll
-        for (int q = 0; q < NQ; q++) {
-            float mm, lt, fo;
-            FT_MERGED(8 * (q >> 1) + 2 * c + (q & 1), mm, lt, fo);
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                o[NA * i + 4 * (q >> 1) + (q & 1)] *= fo;
-                o[NA * i + 4 * (q >> 1) + 2 + (q & 1)] *= fo;
-            }
-        }
-        /* WG1's M blocks 0..3 to WG0, then WG0's 4..7 to WG1 */
-#pragma unroll
-        for (int round = 0; round < 2; round++) {
-            const int snd = round == 0 ? 1 : 0, base = round == 0 ? 0 : 4 * NA;
-            if (wg == snd) {
-#pragma unroll
-                for (int i = 0; i < 4 * NA; i++) xch[i * 128 + t128] = o[base + i];
-            }
-            bar_sync(FT_BAR_CONS, 256);
-            if (wg != snd) {
-#pragma unroll
-                for (int i = 0; i < 4 * NA; i++) {
-                    o[base + i] += xch[i * 128 + t128];
-                    if (i % 16 == 15) asm volatile("" ::: "memory"); /* at most 16 loads in flight (registers) */
-                }
-            }
-            if (round == 0) bar_sync(FT_BAR_CONS, 256);
-        }
+        /* merge: column sums and maxima of both warpgroups, then the O^T halves (sm90_tile.cuh) */
+        pair_merge(o, sLt, sMr, mb, sSum, sM, xch, FT_BAR_CONS, NR, NA);
         /* store: warpgroup wg has the M blocks 4 wg .. 4 wg + 3 */
 #pragma unroll
         for (int q = 0; q < NQ; q++) {
             const int col = 8 * (q >> 1) + 2 * c + (q & 1);
             if (col >= w.nvalid) continue;
             float mm, lt, fo;
-            FT_MERGED(col, mm, lt, fo);
+            pair_merged(sSum, sM, col, wg, NR, &mm, &lt, &fo);
             const float inv = row_inv(lt, dk); /* out = P V * descale_k */
             const int jq = col / hg, head = kvh * hg + col % hg;
             if (w.slot < 0) {
@@ -546,7 +495,6 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
 #if FT_DIAG == 3
     ft_diag_put(wg, dw, dq, ds, dv, 0, dn, dx);
 #endif
-#undef FT_MERGED
 }
 
 static __device__ __forceinline__ void ft_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {

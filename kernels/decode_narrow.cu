@@ -11,7 +11,8 @@
  * so no 16-bit copy of the tile is ever stored: a CTA is one warpgroup with ~98 KB of smem (Q^T, two
  * raw 36 KB stages), two CTAs per SM. Threads 0..63 load a tile's token rows by cp.async.bulk, one
  * copy per run of consecutive rows (any page size; rows past the length or on invalid pages are never
- * read), one tile ahead. (That is the 16-row variant; the 32-row one is described at "Variants".)
+ * read), one tile ahead. (17..32 rows: kernels/decode_narrow32.cu, two consumer warpgroups on alternate
+ * tiles with the same tile body.)
  * Index permutations (free, because a sum does not care about the order of its terms):
  * - QK^T: thread (warp w, g = lane / 4, c = lane % 4) holds keys k0 = 16 w + g and k1 = k0 + 8. For
  *   k-step j = 4 u + v its A columns {2c, 2c+1, 2c+8, 2c+9} are the codes at d = 64 u + 16 c + 4 v +
@@ -39,132 +40,52 @@
 #include "launch.h"
 #include "sm90.cuh"
 #include "sm90_tile.cuh"
+#include "narrow.cuh"
 
-/* Variants: NR query rows (the wgmma N) and WGS warpgroups per CTA.
- *   NR = 16, WGS = 1: one warpgroup, two CTAs per SM, 2 raw stages.
- *   NR = 32, WGS = 2: both warpgroups compute S^T, the softmax and their own copy of P^T (the same
- *   instructions on the same data: the same values), and each the O^T rows of half of the output
- *   dimensions (bytes 8 wg .. 8 wg + 7 of every 16-byte V chunk); one CTA per SM, 4 raw stages. */
-#define NR_BAR_C 1 /* named barriers 1 + wg: the 128 threads of warpgroup wg */
-static __host__ __device__ __forceinline__ int nr_wgs(int nr) { return nr == 16 ? 1 : 2; }
-static __host__ __device__ __forceinline__ int nr_stages(int nr) { return nr == 16 ? 2 : 4; }
-/* shared memory (from a 1024-aligned base): Q^T, P^T [WGS][2], stages, valid-row masks, the max
- * exchange [WGS][2][4][NR], the row sums [WGS][4][NR], row_lim, the iterator's scratch, q row
- * scales, full and empty mbarriers */
+#define NR_BAR_C 1 /* named barrier 1: the CTA's 128 threads */
+#define NR_NS 2    /* raw stages */
+/* shared memory (from a 1024-aligned base): Q^T, P^T [2], stages, valid-row masks, the max exchange
+ * [2][4][NR], the row sums [4][NR], row_lim, the iterator's scratch, q row scales, full and empty
+ * mbarriers (NR = 16: the query rows, the wgmma N) */
 static __host__ __device__ __forceinline__ int nr_q_bytes(int dqk, int nr) { return dqk / 64 * nr * 128; }
 static __host__ __device__ __forceinline__ int nr_smem_bytes(int dqk, int nr) {
-    const int W = nr_wgs(nr), S = nr_stages(nr);
-    return nr_q_bytes(dqk, nr) + W * 2 * nr * 128 + S * 64 * dqk + S * 8 + W * 2 * 4 * nr * 4 + W * 4 * nr * 4 +
-           2 * 64 * 4 + nr * 4 + 2 * S * 8 + 1024;
+    const int S = NR_NS;
+    return nr_q_bytes(dqk, nr) + 2 * nr * 128 + S * 64 * dqk + S * 8 + 2 * 4 * nr * 4 + 4 * nr * 4 + 2 * 64 * 4 + nr * 4 +
+           2 * S * 8 + 1024;
 }
 
 #if MLA_HAVE_SM90A
-static __device__ __forceinline__ uint2 lds64(uint32_t a) {
-    uint2 v;
-    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(a));
-    return v;
-}
-static __device__ __forceinline__ uint4 lds128(uint32_t a) {
-    uint4 v;
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
-    return v;
-}
-static __device__ __forceinline__ void nr_bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
-/* four e4m3 codes (byte k = element k) -> two fp16 pairs (element 2k in the low half), exact: f8x4_cvt
- * of sm90_tile.cuh with F16 = 1 (the narrow kernels multiply in fp16 whatever the output dtype: every
- * e4m3 value is an fp16 value) */
-static __device__ __forceinline__ void nr_cvt4(uint32_t w, uint32_t *lo, uint32_t *hi) { f8x4_cvt(w, lo, hi, 1); }
-static __device__ __forceinline__ unsigned long long lds_u64(uint32_t a) {
-    unsigned long long v;
-    asm volatile("ld.shared.u64 %0, [%1];\n" : "=l"(v) : "r"(a));
-    return v;
-}
-static __device__ __forceinline__ uint32_t nr_prmt(uint32_t a, uint32_t b, uint32_t sel) {
-    uint32_t d;
-    asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
-    return d;
-}
-/* keeps registers read by in-flight wgmmas alive (and unmodified) until after the wait that retires them */
-static __device__ __forceinline__ void nr_keep(const uint32_t *a, const int n) {
-#pragma unroll
-    for (int i = 0; i < n; i++) asm volatile("" ::"r"(a[i]) : "memory");
-}
-/* NW 32-bit words of V (one 16- or 8-byte shared load) into y */
-static __device__ __forceinline__ void nr_ld_v(uint32_t *y, uint32_t ad, const int NW) {
-    if (NW == 4) {
-        const uint4 v = lds128(ad);
-        y[0] = v.x;
-        y[1] = v.y;
-        y[2] = v.z;
-        y[3] = v.w;
-    } else {
-        const uint2 v = lds64(ad);
-        y[0] = v.x;
-        y[1] = v.y;
-    }
-}
-/* D (m64 x NR, fp32) += A (registers) B (descriptor), fp16 */
-static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint64_t db, const int NR) {
-    if (NR == 16) wgmma_rs_m64n16_tb0_f16(d, a, db, 1);
-    else wgmma_rs_m64n32_tb0_f16(d, a, db, 1);
-}
-/* threads 0..63 (warps 0, 1), one token row each: the tile's rows into the stage by bulk copies, one
- * per run of rows that are consecutive in memory within a warp (a whole page slice when the cache rows
- * are packed, e.g. h_kv = 1), nothing for rows whose token does not exist or whose page id is invalid;
- * the tile's valid-row mask (bit row: a real key; one 32-bit word per warp), and each thread's arrival
- * on the stage's barrier (a run's first thread with its bytes) */
-static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, uint32_t *kv, const char *src, int row,
-                                                const int DQK) {
-    const int lane = threadIdx.x & 31;
-    const unsigned vm = __ballot_sync(0xffffffffu, src != 0);
-    if (lane == 0) kv[row >> 5] = vm;
-    const char *prev = (const char *)__shfl_up_sync(0xffffffffu, (unsigned long long)src, 1);
-    const unsigned cont = __ballot_sync(0xffffffffu, src != 0 && lane > 0 && prev != 0 && prev + DQK == src);
-    if (src && !((cont >> lane) & 1u)) {
-        const unsigned rest = lane == 31 ? 0u : (~cont) >> (lane + 1);
-        const int len = rest ? __ffs((int)rest) : 32 - lane;
-        mbar_expect_tx(bar, len * DQK); /* (an arrival) */
-        nr_bulk_g2s(stage + row * DQK, src, len * DQK, bar);
-    } else {
-        mbar_arrive(bar);
-    }
-}
-
 static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const int DQK, const int F16, const int NR) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
     unsigned char *smem = smem_align1024(smem_raw);
-    const int WGS = nr_wgs(NR), NS = nr_stages(NR);
+    const int NS = NR_NS;
     const int NU = DQK / 64;   /* 16-byte chunks per thread and key row (QK^T) */
     const int NQ = NR / 4;     /* S^T columns (query rows) per thread */
-    const int NW = 4 / WGS;    /* 32-bit words of V per key and thread (PV) */
+    const int NW = 4;          /* 32-bit words of V per key and thread (PV) */
     unsigned char *sQ = smem;
-    unsigned char *sP = sQ + nr_q_bytes(DQK, NR);                   /* [WGS][2][NR rows x 128 B] */
-    unsigned char *sStage = sP + WGS * 2 * NR * 128;                /* [NS][64][DQK] */
+    unsigned char *sP = sQ + nr_q_bytes(DQK, NR);                   /* [2][NR rows x 128 B] */
+    unsigned char *sStage = sP + 2 * NR * 128;                      /* [NS][64][DQK] */
     uint32_t *kvalid = (uint32_t *)(sStage + NS * 64 * DQK);        /* [NS][2] valid-row masks */
-    float *sRed = (float *)(kvalid + NS * 2);                       /* [WGS][2][4][NR] column maxima */
-    float *sSum = sRed + WGS * 2 * 4 * NR;                          /* [WGS][4][NR] column sums */
-    int *row_lim = (int *)(sSum + WGS * 4 * NR);                    /* [64] */
+    float *sRed = (float *)(kvalid + NS * 2);                       /* [2][4][NR] column maxima */
+    float *sSum = sRed + 2 * 4 * NR;                                /* [4][NR] column sums */
+    int *row_lim = (int *)(sSum + 4 * NR);                          /* [64] */
     int *scr = row_lim + 64;                                        /* [64] */
     float *sQs = (float *)(scr + 64);                               /* [NR] q row scales 2^-e */
     uint64_t *bars = (uint64_t *)(sQs + NR);                        /* full[NS], empty[NS] */
     const uint32_t uQ = smem_u32(sQ), uSt = smem_u32(sStage);
     const uint32_t barF = smem_u32(bars), barE = barF + 8 * NS;
 
-    const int tid = threadIdx.x, wg = tid >> 7, w4 = (tid >> 5) & 3, lane = tid & 31;
+    const int tid = threadIdx.x, w4 = (tid >> 5) & 3, lane = tid & 31;
     const int kvh = blockIdx.y, part = blockIdx.z;
-    const uint32_t uP = smem_u32(sP) + wg * 2 * NR * 128;
+    const uint32_t uP = smem_u32(sP);
     mla_part_begin pb, pe;
     part_bounds(p, part, 0, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         for (int s = 0; s < NS; s++) {
             mbar_init(barF + 8 * s, 64);        /* threads 0..63, one row each */
-            mbar_init(barE + 8 * s, 128 * WGS); /* every thread, after its last read of the stage */
+            mbar_init(barE + 8 * s, 128); /* every thread, after its last read of the stage */
         }
         mbar_fence_init();
     }
@@ -195,46 +116,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
         req_work w;
         if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
         __syncthreads(); /* row_lim written; every wgmma of the previous request retired */
-        /* Q^T in fp16, permuted (see the top): thread (row tid / 8, sub tid % 8) converts the pairs
-         * x = sub + 8 k of its row, the pair at d = 2 x landing at logical column 16 (4 u + v) + 2 cc +
-         * 8 hi (u = x / 32, y = x % 32 = 8 cc + 2 v + hi). A bf16 q row is scaled by 2^e (its largest
-         * magnitude into [2^14, 2^15): exact, and in fp16's range), and its scores by 2^-e. */
-        {
-            const int qrow = tid >> 3, qsub = tid & 7, NK = NU * 4;
-            const char *qsrc = 0;
-            if (qrow < w.nvalid) {
-                const int j = qrow / hg, head = kvh * hg + qrow % hg;
-                qsrc = (const char *)p->q + ((long long)r * p->q_s0 + (long long)j * p->q_s1 + (long long)head * p->q_s2) *
-                                                (p->q_fp8 ? 1 : 2);
-            }
-            uint32_t qv[36];
-            float qmax = 0.f;
-#pragma unroll
-            for (int k = 0; k < NK; k++) {
-                const int x = qsub + 8 * k;
-                qv[k] = 0u;
-                if (qsrc) qv[k] = p->q_fp8 ? (uint32_t)*(const uint16_t *)(qsrc + 2 * x) : *(const uint32_t *)(qsrc + 4 * x);
-                if (!F16)
-                    qmax = fmaxf(qmax, fmaxf(fabsf(__uint_as_float(qv[k] << 16)), fabsf(__uint_as_float(qv[k] & 0xffff0000u))));
-            }
-            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 1));
-            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 2));
-            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 4));
-            const int e = q_fp16_exp(qmax, F16, p->q_fp8);
-            const float qs = ldexpf(1.f, e);
-            if (qsub == 0) sQs[qrow] = ldexpf(1.f, -e);
-#pragma unroll
-            for (int k = 0; k < NK; k++) {
-                const int x = qsub + 8 * k, u = x >> 5, y = x & 31;
-                const int cc = y >> 3, v = (y >> 1) & 3, hi = y & 1;
-                const uint32_t h = q_word_fp16(qv[k], qs, F16, p->q_fp8);
-                const int col = 16 * (4 * u + v) + 2 * cc + 8 * hi; /* logical column */
-                const int cin = col & 63;
-                const uint32_t a =
-                    uQ + (col >> 6) * (NR * 128) + qrow * 128 + ((((cin >> 3)) ^ (qrow & 7)) << 4) + (cin & 7) * 2;
-                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(h) : "memory");
-            }
-        }
+        nr_build_qt(p, r, kvh, w.nvalid, uQ, sQs, DQK, F16, NR); /* Q^T (narrow.cuh) */
         fence_proxy_async();
         __syncthreads();
         /* this thread's S^T columns: q -> column 8 (q >> 1) + 2 c + (q & 1) */
@@ -247,7 +129,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             sc[q] = scale * sQs[col];
         }
 
-        float o[64]; /* O^T: 8 / WGS M blocks of NR / 2 */
+        float o[64]; /* O^T: 8 M blocks of NR / 2 */
 #pragma unroll
         for (int i = 0; i < 64; i++) o[i] = 0.f;
         float m[8], l[8];
@@ -332,14 +214,13 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
                 mx[q] = mm;
             }
-            float *red = sRed + (wg * 2 + (t & 1)) * 4 * NR;
+            float *red = sRed + (t & 1) * 4 * NR;
             if (g == 0) {
 #pragma unroll
                 for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
             }
-            nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128);
-            /* this warpgroup is past tile n - 1; once the other one is too (the empty barrier), that
-             * tile's stage takes tile n + NS - 1 */
+            nbar_sync(NR_BAR_C, 128);
+            /* every thread is past tile n - 1 (the empty barrier): that tile's stage takes tile n + NS - 1 */
             if (have_next) {
                 if (tid < 64) {
                     const int mt = n + NS - 1, sm = mt & (NS - 1);
@@ -371,7 +252,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
                 for (int i = 0; i < 64; i++) o[i] *= al[2 * ((i % (NR / 2)) >> 2) + (i & 1)];
             }
-            /* P^T (NR rows x 64 logical keys, SW128 K-major, fp16) into this warpgroup's buffer t & 1:
+            /* P^T (NR rows x 64 logical keys, SW128 K-major, fp16) into buffer t & 1:
              * key kappa = 16 kk + c' + 4 e' + 8 hi' is logical column 16 kk + 2 c' + e' + 8 hi' */
             const uint32_t pt = uP + (t & 1) * (NR * 128);
             {
@@ -390,15 +271,15 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 }
             }
             fence_proxy_async();
-            nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128); /* P^T complete */
+            nbar_sync(NR_BAR_C, 128); /* P^T complete */
 
             /* O^T += V^T P^T: per k-step kk, keys 16 kk + c + 4 e + 8 hi, the NW words at byte 128 w4 +
-             * 16 g + 8 wg (WGS = 2) of each; word q holds local M blocks 2 q (bytes 0, 1) and 2 q + 1
+             * 16 g of each; word q holds local M blocks 2 q (bytes 0, 1) and 2 q + 1
              * (bytes 2, 3); batches of two words (4 M blocks); the words of kk + 1 are loaded while
              * kk's batches are converted */
             uint32_t av[2][16];
             uint32_t X[2][2][4], Y[2][2][4]; /* [e][hi][word] */
-            const uint32_t vofs = 128 * w4 + 16 * g + 8 * wg;
+            const uint32_t vofs = 128 * w4 + 16 * g;
 #pragma unroll
             for (int e = 0; e < 2; e++)
 #pragma unroll
@@ -449,9 +330,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
             pin_n(o, 64);
         }
 
-        /* epilogue: column sums over the keys (lanes of a column, then the warps of this warpgroup,
-         * whose sums are the other warpgroup's too) */
-        float *sum = sSum + wg * 4 * NR;
+        /* epilogue: column sums over the keys (lanes of a column, then the four warps) */
+        float *sum = sSum;
 #pragma unroll
         for (int q = 0; q < NQ; q++) {
             float v = l[q];
@@ -464,9 +344,9 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
             for (int q = 0; q < NQ; q++) sum[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = l[q];
         }
-        nbar_sync(WGS == 1 ? NR_BAR_C : NR_BAR_C + wg, 128);
-        const int NB = 8 / WGS; /* local M blocks: output dims d0 + 2 i + h, i < NB */
-        const int d0 = 128 * w4 + 16 * g + 8 * wg;
+        nbar_sync(NR_BAR_C, 128);
+        const int NB = 8; /* M blocks: output dims d0 + 2 i + h, i < NB */
+        const int d0 = 128 * w4 + 16 * g;
 #pragma unroll
         for (int q = 0; q < NQ; q++) {
             const int col = 8 * (q >> 1) + 2 * c + (q & 1);
@@ -493,7 +373,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 for (int k = 0; k < NB / 2; k++)
                     dst[k] = make_float4(vals[4 * k], vals[4 * k + 1], vals[4 * k + 2], vals[4 * k + 3]);
             }
-            if (wg == 0 && w4 == 0 && g == 0) store_lse(p, w.slot, r, j, head, row_lse2(m[q], lt));
+            if (w4 == 0 && g == 0) store_lse(p, w.slot, r, j, head, row_lse2(m[q], lt));
         }
     }
     pdl_trigger();
@@ -504,7 +384,7 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #endif
 
 #define MLA_NR_KERNEL(name, DQK, F16, NR)                                                                   \
-    __global__ void __launch_bounds__(128 * (NR == 16 ? 1 : 2), NR == 16 ? 2 : 1)                          \
+    __global__ void __launch_bounds__(128, 2)                                                              \
         name(const __grid_constant__ mla_dec_params p) {                                                   \
         MLA_NR_BODY(DQK, F16, NR)                                                                          \
     }
@@ -512,19 +392,12 @@ MLA_NR_KERNEL(mla_decode_sm90nr_bf16_576, 576, 0, 16)
 MLA_NR_KERNEL(mla_decode_sm90nr_bf16_512, 512, 0, 16)
 MLA_NR_KERNEL(mla_decode_sm90nr_fp16_576, 576, 1, 16)
 MLA_NR_KERNEL(mla_decode_sm90nr_fp16_512, 512, 1, 16)
-MLA_NR_KERNEL(mla_decode_sm90nr32_bf16_576, 576, 0, 32)
-MLA_NR_KERNEL(mla_decode_sm90nr32_bf16_512, 512, 0, 32)
-MLA_NR_KERNEL(mla_decode_sm90nr32_fp16_576, 576, 1, 32)
-MLA_NR_KERNEL(mla_decode_sm90nr32_fp16_512, 512, 1, 32)
 
 /* nr: 16 or 32 query rows per CTA */
 extern "C" const void *mla_k_narrow_fn(int dqk, int f16, int nr) {
-    if (nr == 32) {
-        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90nr32_fp16_576 : (const void *)mla_decode_sm90nr32_bf16_576;
-        return f16 ? (const void *)mla_decode_sm90nr32_fp16_512 : (const void *)mla_decode_sm90nr32_bf16_512;
-    }
+    if (nr == 32) return mla_k_n32_fn(dqk, f16); /* kernels/decode_narrow32.cu */
     if (dqk == 576) return f16 ? (const void *)mla_decode_sm90nr_fp16_576 : (const void *)mla_decode_sm90nr_bf16_576;
     return f16 ? (const void *)mla_decode_sm90nr_fp16_512 : (const void *)mla_decode_sm90nr_bf16_512;
 }
-extern "C" int mla_k_narrow_smem(int dqk, int nr) { return nr_smem_bytes(dqk, nr); }
-extern "C" int mla_k_narrow_threads(int nr) { return 128 * nr_wgs(nr); }
+extern "C" int mla_k_narrow_smem(int dqk, int nr) { return nr == 32 ? mla_k_n32_smem(dqk) : nr_smem_bytes(dqk, nr); }
+extern "C" int mla_k_narrow_threads(int nr) { return nr == 32 ? MLA_N32_THREADS : 128; }

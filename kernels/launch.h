@@ -28,6 +28,9 @@ int mla_k_sm90_smem(int dqk);
 const void *mla_k_narrow_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
 int mla_k_narrow_smem(int dqk, int nr);
 int mla_k_narrow_threads(int nr);
+/* its 32-row kernel: two consumer warpgroups on alternate tiles and a producer warp (kernels/decode_narrow32.cu) */
+const void *mla_k_n32_fn(int dqk, int f16);
+int mla_k_n32_smem(int dqk);
 /* the transposed FP8 kernel with a producer warpgroup (kernels/decode_fp8t.cu; 384 threads) */
 const void *mla_k_fp8t_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
 int mla_k_fp8t_smem(int dqk, int nr);

@@ -36,7 +36,8 @@ extern "C" {
 #define MLA_KERNEL_WGMMA_WS 6   /* wgmma, warp-specialised TMA pipeline (v4, MLA_GPU_KERNEL=6; falls back to 3 per call) */
 #define MLA_KERNEL_WGMMA_SEESAW 7 /* wgmma + TMA, the two warpgroups alternate tiles (v5, kernels/decode_seesaw.cu; falls back to 3 per call) */
 #define MLA_KERNEL_WGMMA_FP8N 8   /* FP8 cache, <= 16 rows per KV head: S^T = K Q^T and O^T = V^T P^T (kernels/decode_narrow.cu) */
-#define MLA_KERNEL_WGMMA_FP8N32 9 /* the same for 17..32 rows per KV head (two warpgroups) */
+#define MLA_KERNEL_WGMMA_FP8N32 9 /* the same for 17..32 rows per KV head (kernels/decode_narrow32.cu: two consumer warpgroups on alternate tiles, a producer warp) */
+#define MLA_N32_THREADS 384       /* its CTA */
 #define MLA_KERNEL_WGMMA_FP8T 10  /* FP8 cache, <= 16 rows per KV head: the transposed products on a tile converted once by a producer warpgroup (kernels/decode_fp8t.cu) */
 #define MLA_KERNEL_WGMMA_FP8T32 11 /* the same for 17..32 rows per KV head */
 #define MLA_FP8T_THREADS 384       /* their CTA: a producer warpgroup and two consumer warpgroups */

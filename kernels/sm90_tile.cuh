@@ -214,6 +214,67 @@ static __device__ __forceinline__ void tile_seek(const mla_dec_params *p, mla_pa
         }
     }
 }
+/* The end-of-request merge of the two consumer warpgroups of the transposed FP8 kernels that split a
+ * request's tiles between them (decode_fp8t.cu, decode_narrow32.cu), 256 threads, NR query columns,
+ * NA accumulators per M block (O^T at o[NA i + 4 jn + 2 h + e], 8 M blocks): each thread's partial
+ * column sums (sLt[wg][q][128]) and the warpgroup's running maxima (sMr[wg][mb][NR]) go to sSum
+ * [2 wg][4 warps][NR] / sM [2 wg][NR]; each warpgroup rescales its O^T to the common maximum, and the
+ * halves are exchanged through xch (4 NA x 128 floats): WG0 ends with the sum of M blocks 0..3, WG1
+ * with 4..7. bar: the consumers' named barrier (aligned: reached by all 256 at the same place). */
+static __device__ __forceinline__ void pair_merged(const float *sSum, const float *sM, int col, int wg, const int NR,
+                                                   float *mm, float *lt, float *fo) {
+    const float m0 = sM[col], m1 = sM[NR + col];
+    const float l0 = sSum[col] + sSum[NR + col] + sSum[2 * NR + col] + sSum[3 * NR + col];
+    const float l1 = sSum[4 * NR + col] + sSum[5 * NR + col] + sSum[6 * NR + col] + sSum[7 * NR + col];
+    *mm = fmaxf(m0, m1);
+    const float mu = *mm == -INFINITY ? 0.f : *mm;
+    const float f0 = fast_exp2(m0 - mu), f1 = fast_exp2(m1 - mu);
+    *lt = l0 * f0 + l1 * f1;
+    *fo = wg ? f1 : f0;
+}
+static __device__ __forceinline__ void pair_merge(float *o, const float *sLt, const float *sMr, int mb, float *sSum,
+                                                  float *sM, float *xch, const int bar, const int NR, const int NA) {
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, w4 = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, c = lane & 3, NQ = NR / 4;
+#pragma unroll
+    for (int q = 0; q < NQ; q++) {
+        const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+        float v = sLt[(wg * NQ + q) * 128 + t128];
+        v += __shfl_xor_sync(0xffffffffu, v, 4);
+        v += __shfl_xor_sync(0xffffffffu, v, 8);
+        v += __shfl_xor_sync(0xffffffffu, v, 16);
+        if (g == 0) sSum[(wg * 4 + w4) * NR + col] = v;
+        if (w4 == 0 && g == 0) sM[wg * NR + col] = sMr[(wg * 2 + mb) * NR + col];
+    }
+    bar_sync(bar, 256);
+#pragma unroll
+    for (int q = 0; q < NQ; q++) {
+        float mm, lt, fo;
+        pair_merged(sSum, sM, 8 * (q >> 1) + 2 * c + (q & 1), wg, NR, &mm, &lt, &fo);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            o[NA * i + 4 * (q >> 1) + (q & 1)] *= fo;
+            o[NA * i + 4 * (q >> 1) + 2 + (q & 1)] *= fo;
+        }
+    }
+#pragma unroll
+    for (int round = 0; round < 2; round++) {
+        const int snd = round == 0 ? 1 : 0, base = round == 0 ? 0 : 4 * NA;
+        if (wg == snd) {
+#pragma unroll
+            for (int i = 0; i < 4 * NA; i++) xch[i * 128 + t128] = o[base + i];
+        }
+        bar_sync(bar, 256);
+        if (wg != snd) {
+#pragma unroll
+            for (int i = 0; i < 4 * NA; i++) {
+                o[base + i] += xch[i * 128 + t128];
+                if (i % 16 == 15) asm volatile("" ::: "memory"); /* at most 16 loads in flight (registers) */
+            }
+        }
+        if (round == 0) bar_sync(bar, 256);
+    }
+}
 /* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
 static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
                                                const int F16) {

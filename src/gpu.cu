@@ -120,13 +120,13 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                                  dev, major, minor,
                                  !sm90 ? "" : ", MLA_GPU_KERNEL forces mma.sync");
         kernel = MLA_KERNEL_WGMMA_FP8;
-        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels. Up to 16
-         * rows the one that converts the raw tile in every consumer thread (kernels/decode_narrow.cu),
-         * 17..32 rows the one whose producer warpgroup converts each tile once (kernels/decode_fp8t.cu):
-         * each the faster at its rows (docs/performance.md §6). Testing hooks MLA_GPU_FP8T=0 / =1:
-         * decode_narrow.cu / decode_fp8t.cu for both; MLA_GPU_NARROW=0: neither (the 64-row kernel) */
+        /* at most 32 rows per KV head (e.g. h_q = 16 or 32, s_q = 1): the transposed kernels that convert
+         * the raw tile in the consumer threads (kernels/decode_narrow.cu up to 16 rows,
+         * kernels/decode_narrow32.cu for 17..32), the faster at both (docs/performance.md §6-7). Testing
+         * hooks: MLA_GPU_FP8T=1 the producer-warpgroup kernel (kernels/decode_fp8t.cu) instead;
+         * MLA_GPU_NARROW=0 neither (the 64-row kernel) */
         const int n16 = s->s_q * hg <= 16;
-        const int ft = env_is("MLA_GPU_FP8T", '1') || (!n16 && !env_is("MLA_GPU_FP8T", '0'));
+        const int ft = env_is("MLA_GPU_FP8T", '1');
         const int nk = ft ? (n16 ? MLA_KERNEL_WGMMA_FP8T : MLA_KERNEL_WGMMA_FP8T32)
                           : (n16 ? MLA_KERNEL_WGMMA_FP8N : MLA_KERNEL_WGMMA_FP8N32);
         if (s->s_q * hg <= 32 && !env_is("MLA_GPU_NARROW", '0') && optin >= mla_k_decode_smem(nk, dqk)) kernel = nk;

@@ -958,8 +958,9 @@ static void test_fp8(void)
     cfg.seed = 2012;
     run_fp8_case(&cfg, 1, 1, 1.f, 0.0625f, 0);
     /* the narrow FP8 kernels (s_q * h_q / h_kv <= 32): each case through the default (<= 16 rows
-     * kernels/decode_narrow.cu, 17..32 kernels/decode_fp8t.cu), MLA_GPU_FP8T=0 (decode_narrow.cu for
-     * both), MLA_GPU_FP8T=1 (decode_fp8t.cu for both) and MLA_GPU_NARROW=0 (the 64-row FP8 kernel) */
+     * kernels/decode_narrow.cu, 17..32 kernels/decode_narrow32.cu), MLA_GPU_FP8T=0 (the same, set
+     * explicitly), MLA_GPU_FP8T=1 (kernels/decode_fp8t.cu for both) and MLA_GPU_NARROW=0 (the 64-row
+     * FP8 kernel) */
     for (int nw = 0; nw < 4; nw++) {
         if (nw == 1) setenv("MLA_GPU_FP8T", "0", 1);
         if (nw == 2) setenv("MLA_GPU_FP8T", "1", 1);
@@ -1373,7 +1374,7 @@ static void test_quick(void)
         c8.d_qk = 512; c8.dtype = MLA_DTYPE_FP16; c8.page_size = 64; c8.seed = 5;
         run_fp8_case(&c8, 0, 0, 1.f, 0.37f, 0);
         /* the narrow FP8 kernels (16 and 32 rows per KV head) through kernels/decode_fp8t.cu, then
-         * kernels/decode_narrow.cu */
+         * kernels/decode_narrow.cu / decode_narrow32.cu */
         for (int nw = 0; nw < 2; nw++) {
             setenv("MLA_GPU_FP8T", nw ? "0" : "1", 1);
             c8.d_qk = 576; c8.dtype = MLA_DTYPE_BF16; c8.h_q = 16; c8.page_size = 16; c8.seed = 8;
