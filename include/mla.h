@@ -212,8 +212,8 @@ typedef struct mla_decode_args {
  *  - GPU plans: 16-byte alignment of q / k_cache and strides in multiples of 16 / element-size
  *    elements. FP8 runs on compute capability 9.x: the e4m3 codes are converted exactly, to the
  *    output dtype in shared memory (more than 32 rows s_q * h_q / h_kv per KV head) or to fp16
- *    in registers or shared memory (up to 32 rows: kernels/decode_narrow.cu and
- *    kernels/decode_fp8t.cu, which multiply in fp16; a bf16 q row is scaled by a power
+ *    in registers or shared memory (up to 32 rows: kernels/decode_narrow.cu,
+ *    kernels/decode_narrow32.cu and kernels/decode_fp8t.cu, which multiply in fp16; a bf16 q row is scaled by a power
  *    of two into fp16's range, its scores by the inverse, so only q elements more than 2^28
  *    times smaller than the row's largest lose bits, as fp16 subnormals); on 8.x GPUs (the
  *    portable mma.sync path) a plan with an FP8 q or k_cache gives MLA_ERR_UNSUPPORTED. */
