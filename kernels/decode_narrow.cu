@@ -291,9 +291,8 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
                     for (int hi = 0; hi < 2; hi++) {
                         const int kap = 16 * kk + c + 4 * e + 8 * hi;
-                        const int ok = km == ~0ull || ((km >> kap) & 1); /* no key: V must not carry NaN */
 #pragma unroll
-                        for (int q = 0; q < NW; q++) X[e][hi][q] = ok ? Y[e][hi][q] : 0u;
+                        for (int q = 0; q < NW; q++) X[e][hi][q] = Y[e][hi][q]; /* (rows without a key are zeros) */
                         if (kk + 1 < 4) nr_ld_v(Y[e][hi], stage + (kap + 16) * DQK + vofs, NW);
                     }
 #pragma unroll

@@ -167,9 +167,14 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
 
             /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
              * 8 jn + 2 c + e; the key limits and scales are read from shared memory (registers) */
+            /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
+             * Lazy maxima (as decode_fp8t.cu): the scores are exponentiated against the running column
+             * maximum as long as none exceeds it by more than 8 (p <= 2^8: exact in fp16 and fp32), so
+             * most tiles need no max exchange and no O^T rescale; one barrier.red.or decides. */
             const int key0 = t * MLA_BN;
             const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
-            float mx[8];
+            const float *mold = sMr + (wg * 2 + mb) * NR;
+            int need = 0;
 #pragma unroll
             for (int q = 0; q < NQ; q++) {
                 const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
@@ -179,42 +184,60 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
                 const float v1 = (ok1 && key0 + k1 < lim) ? s[4 * jn + 2 + e] * sc : -INFINITY;
                 s[4 * jn + e] = v0;
                 s[4 * jn + 2 + e] = v1;
-                float mm = fmaxf(v0, v1);
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
-                mx[q] = mm;
+                need |= fmaxf(v0, v1) > mold[col] + 8.f;
             }
-            float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
-            if (g == 0) {
+            if (nbar_red_or(N32_BAR_WG + wg, 128, need)) { /* (the same in every thread of the warpgroup) */
+                float mx[8];
 #pragma unroll
-                for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
-            }
-            nbar_sync(N32_BAR_WG + wg, 128);
-            float al[8];
-            int moved = 0;
-            const float *mold = sMr + (wg * 2 + mb) * NR;
-            float *mnew = sMr + (wg * 2 + (mb ^ 1)) * NR;
-            mb ^= 1;
+                for (int q = 0; q < NQ; q++) {
+                    const int jn = q >> 1, e = q & 1;
+                    float mm = fmaxf(s[4 * jn + e], s[4 * jn + 2 + e]);
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+                    mx[q] = mm;
+                }
+                float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
+                if (g == 0) {
 #pragma unroll
-            for (int q = 0; q < NQ; q++) {
-                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
-                const float mo = mold[col], mn = fmaxf(mo, tm);
-                if (w4 == 0 && g == 0) mnew[col] = mn;
-                const float mu = mn == -INFINITY ? 0.f : mn;
-                al[q] = fast_exp2(mo - mu);
-                const int jn = q >> 1, e = q & 1;
-                const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
-                s[4 * jn + e] = p0;
-                s[4 * jn + 2 + e] = p1;
-                float *lp = sLt + (wg * NQ + q) * 128 + t128;
-                *lp = *lp * al[q] + p0 + p1;
-                moved |= al[q] != 1.f;
-            }
-            if (__any_sync(0xffffffffu, moved)) {
+                    for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+                }
+                nbar_sync(N32_BAR_WG + wg, 128);
+                float *mnew = sMr + (wg * 2 + (mb ^ 1)) * NR;
 #pragma unroll
-                for (int i = 0; i < 8 * NA; i++) o[i] *= al[2 * ((i % NA) >> 2) + (i & 1)];
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
+                    const float mo = mold[col], mn = fmaxf(mo, tm);
+                    if (w4 == 0 && g == 0) mnew[col] = mn;
+                    const float mu = mn == -INFINITY ? 0.f : mn;
+                    const float al = fast_exp2(mo - mu);
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    float *lp = sLt + (wg * NQ + q) * 128 + t128;
+                    *lp = *lp * al + p0 + p1;
+                    if (__any_sync(0xffffffffu, al != 1.f)) {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            o[NA * i + 4 * jn + e] *= al;
+                            o[NA * i + 4 * jn + 2 + e] *= al;
+                        }
+                    }
+                }
+                mb ^= 1;
+            } else {
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const float mo = mold[col], mu = mo == -INFINITY ? 0.f : mo;
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    sLt[(wg * NQ + q) * 128 + t128] += p0 + p1;
+                }
             }
             /* P^T (NR rows x 64 logical keys, SW128 K-major, fp16) into this warpgroup's buffer j & 1 */
             const uint32_t pt = uP + (j & 1) * (NR * 128);
@@ -249,11 +272,10 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
                     for (int e = 0; e < 2; e++)
 #pragma unroll
                         for (int hi = 0; hi < 2; hi++) {
-                            const int kap = 16 * kk + c + 4 * e + 8 * hi;
-                            const int ok = km == ~0ull || ((km >> kap) & 1); /* no key: V must not carry NaN */
+                            const int kap = 16 * kk + c + 4 * e + 8 * hi; /* (rows without a key are zeros) */
                             const uint2 y = lds64(stage + kap * DQK + vofs + 8 * hf);
-                            X[e][hi][0] = ok ? y.x : 0u;
-                            X[e][hi][1] = ok ? y.y : 0u;
+                            X[e][hi][0] = y.x;
+                            X[e][hi][1] = y.y;
                         }
                     if (bt >= 2) {
                         wg_wait1();

@@ -69,7 +69,7 @@ static __device__ __forceinline__ void nr_mma(float *d, const uint32_t *a, uint6
 }
 /* threads 0..63 (warps 0, 1), one token row each: the tile's rows into the stage by bulk copies, one
  * per run of rows that are consecutive in memory within a warp (a whole page slice when the cache rows
- * are packed, e.g. h_kv = 1), nothing for rows whose token does not exist or whose page id is invalid;
+ * are packed, e.g. h_kv = 1), zeros for rows whose token does not exist or whose page id is invalid;
  * the tile's valid-row mask (bit row: a real key; one 32-bit word per warp), and each thread's arrival
  * on the stage's barrier (a run's first thread with its bytes) */
 static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, uint32_t *kv, const char *src, int row,
@@ -85,6 +85,14 @@ static __device__ __forceinline__ void nr_issue(uint32_t stage, uint32_t bar, ui
         mbar_expect_tx(bar, len * DQK); /* (an arrival) */
         nr_bulk_g2s(stage + row * DQK, src, len * DQK, bar);
     } else {
+        if (!src) { /* no key: zeros, so that the consumers can read a masked key's V (times p = 0) without
+                     * a select (stale or uninitialised codes may be NaN); the fences order these generic
+                     * stores after the row's earlier bulk copy and before its next one */
+            fence_proxy_async();
+#pragma unroll 4
+            for (int i = 0; i < DQK / 16; i++) sts128(stage + row * DQK + 16 * i, make_uint4(0u, 0u, 0u, 0u));
+            fence_proxy_async();
+        }
         mbar_arrive(bar);
     }
 }
