@@ -196,11 +196,14 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
 #pragma unroll
             for (int i = 0; i < NR / 2; i++) s[i] = sa[i] + sb[i];
 
-            /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
-             * 8 jn + 2 c + e */
+            /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
+             * Lazy maxima (as decode_fp8t.cu): the scores are exponentiated against the running column
+             * maximum m[q] (the same in every thread) as long as none exceeds it by more than 8 (p <= 2^8:
+             * exact in fp16 and fp32); one barrier.red.or per tile decides whether the max exchange and
+             * the O^T rescale are needed. */
             const int key0 = t * MLA_BN;
             const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
-            float mx[8];
+            int need = 0;
 #pragma unroll
             for (int q = 0; q < NQ; q++) {
                 const int jn = q >> 1, e = q & 1;
@@ -208,18 +211,9 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 const float v1 = (ok1 && key0 + k1 < lim[q]) ? s[4 * jn + 2 + e] * sc[q] : -INFINITY;
                 s[4 * jn + e] = v0;
                 s[4 * jn + 2 + e] = v1;
-                float mm = fmaxf(v0, v1);
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
-                mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
-                mx[q] = mm;
+                need |= fmaxf(v0, v1) > m[q] + 8.f;
             }
-            float *red = sRed + (t & 1) * 4 * NR;
-            if (g == 0) {
-#pragma unroll
-                for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
-            }
-            nbar_sync(NR_BAR_C, 128);
+            need = nbar_red_or(NR_BAR_C, 128, need); /* (the same in every thread) */
             /* every thread is past tile n - 1 (the empty barrier): that tile's stage takes tile n + NS - 1 */
             if (have_next) {
                 if (tid < 64) {
@@ -230,27 +224,55 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 it.t++;
                 tile_seek(p, pb, pe, r_last, scr, &it);
             }
-            float al[8];
-            int moved = 0;
+            if (need) {
+                float mx[8];
 #pragma unroll
-            for (int q = 0; q < NQ; q++) {
-                const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
-                const float mn = fmaxf(m[q], tm);
-                const float mu = mn == -INFINITY ? 0.f : mn;
-                al[q] = fast_exp2(m[q] - mu);
-                m[q] = mn;
-                const int jn = q >> 1, e = q & 1;
-                const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
-                s[4 * jn + e] = p0;
-                s[4 * jn + 2 + e] = p1;
-                l[q] = l[q] * al[q] + p0 + p1;
-                moved |= al[q] != 1.f;
-            }
-            if (__any_sync(0xffffffffu, moved)) {
-                /* o[(NR / 2) i + 4 jn + 2 h + e]: column 8 jn + 2 c + e, i.e. q = 2 jn + e */
+                for (int q = 0; q < NQ; q++) {
+                    const int jn = q >> 1, e = q & 1;
+                    float mm = fmaxf(s[4 * jn + e], s[4 * jn + 2 + e]);
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+                    mx[q] = mm;
+                }
+                float *red = sRed + (t & 1) * 4 * NR;
+                if (g == 0) {
 #pragma unroll
-                for (int i = 0; i < 64; i++) o[i] *= al[2 * ((i % (NR / 2)) >> 2) + (i & 1)];
+                    for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+                }
+                nbar_sync(NR_BAR_C, 128);
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+                    const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
+                    const float mn = fmaxf(m[q], tm);
+                    const float mu = mn == -INFINITY ? 0.f : mn;
+                    const float al = fast_exp2(m[q] - mu);
+                    m[q] = mn;
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    l[q] = l[q] * al + p0 + p1;
+                    if (__any_sync(0xffffffffu, al != 1.f)) {
+                        /* o[(NR / 2) i + 4 jn + 2 h + e]: column 8 jn + 2 c + e, i.e. q = 2 jn + e */
+#pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            o[(NR / 2) * i + 4 * jn + e] *= al;
+                            o[(NR / 2) * i + 4 * jn + 2 + e] *= al;
+                        }
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const float mu = m[q] == -INFINITY ? 0.f : m[q];
+                    const int jn = q >> 1, e = q & 1;
+                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+                    s[4 * jn + e] = p0;
+                    s[4 * jn + 2 + e] = p1;
+                    l[q] += p0 + p1;
+                }
             }
             /* P^T (NR rows x 64 logical keys, SW128 K-major, fp16) into buffer t & 1:
              * key kappa = 16 kk + c' + 4 e' + 8 hi' is logical column 16 kk + 2 c' + e' + 8 hi' */
