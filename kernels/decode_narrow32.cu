@@ -108,6 +108,10 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
         if (!req_prepare(p, r, pb, pe, 0, row_lim, &w)) continue;
         bar_sync(N32_BAR_CONS, 256); /* row_lim written; the previous request's merge is done */
         nr_build_qt(p, r, kvh, w.nvalid, uQ, sQs, DQK, F16, NR); /* Q^T (narrow.cuh), 256 threads */
+        /* the smallest key limit of the request's real columns: a tile below it whose 64 keys are all
+         * real needs no masking (columns >= nvalid are never stored: their scores do not matter) */
+        int lim_min = 0x7fffffff;
+        for (int col = 0; col < w.nvalid; col++) lim_min = min(lim_min, row_lim[col]);
         /* the running column maxima (the same in every thread of a warpgroup: in shared memory, two
          * buffers, mb the current one; written before the barrier the first tile's reads rely on) */
         if (t128 < NR) sMr[wg * 2 * NR + t128] = -INFINITY;
@@ -175,16 +179,28 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
             const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
             const float *mold = sMr + (wg * 2 + mb) * NR;
             int need = 0;
+            if (km == ~0ull && key0 + MLA_BN <= lim_min) { /* an interior tile (the same in every thread) */
 #pragma unroll
-            for (int q = 0; q < NQ; q++) {
-                const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
-                const int lim = row_lim[col];
-                const float sc = scale * sQs[col];
-                const float v0 = (ok0 && key0 + k0 < lim) ? s[4 * jn + e] * sc : -INFINITY;
-                const float v1 = (ok1 && key0 + k1 < lim) ? s[4 * jn + 2 + e] * sc : -INFINITY;
-                s[4 * jn + e] = v0;
-                s[4 * jn + 2 + e] = v1;
-                need |= fmaxf(v0, v1) > mold[col] + 8.f;
+                for (int q = 0; q < NQ; q++) {
+                    const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
+                    const float sc = scale * sQs[col];
+                    const float v0 = s[4 * jn + e] * sc, v1 = s[4 * jn + 2 + e] * sc;
+                    s[4 * jn + e] = v0;
+                    s[4 * jn + 2 + e] = v1;
+                    need |= fmaxf(v0, v1) > mold[col] + 8.f;
+                }
+            } else {
+#pragma unroll
+                for (int q = 0; q < NQ; q++) {
+                    const int jn = q >> 1, e = q & 1, col = 8 * jn + 2 * c + e;
+                    const int lim = row_lim[col];
+                    const float sc = scale * sQs[col];
+                    const float v0 = (ok0 && key0 + k0 < lim) ? s[4 * jn + e] * sc : -INFINITY;
+                    const float v1 = (ok1 && key0 + k1 < lim) ? s[4 * jn + 2 + e] * sc : -INFINITY;
+                    s[4 * jn + e] = v0;
+                    s[4 * jn + 2 + e] = v1;
+                    need |= fmaxf(v0, v1) > mold[col] + 8.f;
+                }
             }
             if (nbar_red_or(N32_BAR_WG + wg, 128, need)) { /* (the same in every thread of the warpgroup) */
                 float mx[8];
