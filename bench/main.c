@@ -232,6 +232,19 @@ static int write_outputs(const bench_options *o, const bench_env *env, const ben
     return rc;
 }
 
+/* builds with MLA_DEFS=-DFT_DIAG=3 (kernels/decode_fp8t.cu's phase clocks) define mla_k_fp8t_diag; other
+ * builds do not, and the weak reference stays null */
+extern int mla_k_fp8t_diag(unsigned out[24]) __attribute__((weak));
+static void print_fp8t_diag(void) {
+    unsigned h[24];
+    if (!mla_k_fp8t_diag || mla_k_fp8t_diag(h) != 0) return;
+    for (int r = 0; r < 3; r++) {
+        const unsigned *x = h + 8 * r, nt = x[0] ? x[0] : 1;
+        printf("FTDIAG role %d tiles %u rescale %u | cycles per tile: %u %u %u %u %u\n", r, x[0], x[1], x[2] / nt,
+               x[3] / nt, x[4] / nt, x[5] / nt, x[6] / nt);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static bench_options o;
@@ -277,7 +290,9 @@ int main(int argc, char **argv)
     }
     bench_print_footer(stdout, &env, &o, res, n);
     int wrc = write_outputs(&o, &env, res, n);
-    if (env.is_gpu)
+    if (env.is_gpu) {
+        print_fp8t_diag();
         bench_gpu_shutdown();
+    }
     return failed || wrc ? 1 : 0;
 }

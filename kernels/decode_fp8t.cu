@@ -56,10 +56,9 @@ static __host__ __device__ __forceinline__ int ft_bar_off(int dqk, int nr) { ret
 #define FT_DIAG 0
 #endif
 /* FT_DIAG=3: phase clocks (clock()) of thread 0 of each role in CTA (0,0,0), written to ft_diag_buf by
- * every launch and printed to stderr at exit (a timing build only: the library never prints) */
+ * every launch; mla_k_fp8t_diag copies the last launch's out for mla-bench to print (a timing build
+ * only; the library itself never prints) */
 #if FT_DIAG == 3
-#include <stdio.h>
-#include <stdlib.h>
 __device__ unsigned ft_diag_buf[3][8];
 #define FT_CLK(v) const unsigned v = (unsigned)clock()
 #define FT_ADD(acc, a, b) acc += (b) - (a)
@@ -68,14 +67,10 @@ static __device__ __forceinline__ void ft_diag_put(int role, unsigned a, unsigne
     unsigned *o = ft_diag_buf[role];
     o[0] = nt; o[1] = nx; o[2] = a; o[3] = b; o[4] = c; o[5] = d; o[6] = e;
 }
-static void ft_diag_dump(void) {
-    unsigned h[3][8];
-    if (cudaMemcpyFromSymbol(h, ft_diag_buf, sizeof h) != cudaSuccess) return;
-    for (int r = 0; r < 3; r++) {
-        const unsigned nt = h[r][0] ? h[r][0] : 1;
-        fprintf(stderr, "FTDIAG role %d tiles %u rescale %u | cycles per tile: %u %u %u %u %u\n", r, h[r][0], h[r][1],
-                h[r][2] / nt, h[r][3] / nt, h[r][4] / nt, h[r][5] / nt, h[r][6] / nt);
-    }
+/* per role (0, 1: consumer warpgroups, 2: producer): tiles, max exchanges, then the phase cycle sums
+ * (consumer: full wait, QK^T, softmax + P^T, PV; producer: empty wait, put, fence + arrive, loads) */
+extern "C" int mla_k_fp8t_diag(unsigned out[24]) {
+    return cudaMemcpyFromSymbol(out, ft_diag_buf, 24 * sizeof(unsigned)) == cudaSuccess ? 0 : -1;
 }
 #else
 #define FT_CLK(v)
@@ -548,10 +543,6 @@ MLA_FT_KERNEL(mla_decode_sm90ft32_fp16_512, 512, 1, 32)
 
 /* nr: 16 or 32 query rows per CTA */
 extern "C" const void *mla_k_fp8t_fn(int dqk, int f16, int nr) {
-#if FT_DIAG == 3
-    static int reg;
-    if (!reg) reg = !atexit(ft_diag_dump); /* runs before the CUDA runtime's own exit handler */
-#endif
     if (nr == 32) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90ft32_fp16_576 : (const void *)mla_decode_sm90ft32_bf16_576;
         return f16 ? (const void *)mla_decode_sm90ft32_fp16_512 : (const void *)mla_decode_sm90ft32_bf16_512;
