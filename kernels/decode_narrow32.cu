@@ -6,11 +6,12 @@
  * codes in shared memory, and the tiles shared out between two consumer warpgroups:
  * - WG2 (warp 8 only; warps 9..11 idle): the producer. It walks the CTA's tiles in order and copies
  *   each tile's token rows into raw stage n & 3 (cp.async.bulk, one copy per run of consecutive rows,
- *   nothing for rows whose token does not exist or whose page id is invalid), with the tile's
+ *   zeros for rows whose token does not exist or whose page id is invalid), with the tile's
  *   valid-row mask; up to three tiles ahead of the consumers.
  * - WG0 / WG1: WG c takes the CTA's tiles n with n & 1 == c (so always stages c and c + 2), with its
- *   own running maxima, sums and O^T (8 M blocks x 16 fp32 per thread). At the end of a request the
- *   two states are merged through shared memory (as decode_fp8t.cu: WG0 keeps output dims 8 per
+ *   own running maxima (lazy: exchanged only when a score passes them by 2^8), sums and O^T (8 M
+ *   blocks x 16 fp32 per thread); interior tiles skip the mask. At the end of a request the two
+ *   states are merged through shared memory (pair_merge, sm90_tile.cuh: WG0 keeps output dims 8 per
  *   16-dim run, WG1 the other 8).
  * Why (docs/performance.md §7): decode_fp8t.cu converts each tile once into a 16-bit tile that both
  * consumers read by descriptor, ~276 KB of shared-memory traffic per tile (SS wgmma reads A + B at
