@@ -170,12 +170,11 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
             nr_keep(ak[1], 16);
             pin_n(s, NA);
 
-            /* mask, scale (log2 domain), column maxima: s[4 jn + 2 h + e] is key (h ? k1 : k0), column
-             * 8 jn + 2 c + e; the key limits and scales are read from shared memory (registers) */
             /* mask and scale (log2 domain): s[4 jn + 2 h + e] is key (h ? k1 : k0), column 8 jn + 2 c + e.
              * Lazy maxima (as decode_fp8t.cu): the scores are exponentiated against the running column
              * maximum as long as none exceeds it by more than 8 (p <= 2^8: exact in fp16 and fp32), so
-             * most tiles need no max exchange and no O^T rescale; one barrier.red.or decides. */
+             * most tiles need no max exchange and no O^T rescale; one barrier.red.or decides. The key
+             * limits and scales are read from shared memory (registers). */
             const int key0 = t * MLA_BN;
             const int ok0 = (int)(km >> k0) & 1, ok1 = (int)(km >> k1) & 1;
             const float *mold = sMr + (wg * 2 + mb) * NR;
