@@ -439,7 +439,6 @@ static int is_fp8t(int kernel) { return kernel == MLA_KERNEL_WGMMA_FP8T || kerne
 
 static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
     if (kernel == MLA_KERNEL_WGMMA && fused) return mla_k_sm90_fn(dqk, f16, 5);
-    if (kernel == MLA_KERNEL_WGMMA_QR) return mla_k_qr_fn(dqk, f16);
     if (is_fp8t(kernel)) return mla_k_fp8t_fn(dqk, f16, narrow_rows(kernel));
     if (narrow_rows(kernel)) return mla_k_narrow_fn(dqk, f16, narrow_rows(kernel));
     if (kernel >= MLA_KERNEL_WGMMA)
@@ -454,7 +453,6 @@ static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
 }
 
 extern "C" int mla_k_decode_smem(int kernel, int dqk) {
-    if (kernel == MLA_KERNEL_WGMMA_QR) return mla_k_qr_smem(dqk);
     if (is_fp8t(kernel)) return mla_k_fp8t_smem(dqk, narrow_rows(kernel));
     if (narrow_rows(kernel)) return mla_k_narrow_smem(dqk, narrow_rows(kernel));
     if (kernel >= MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
@@ -492,8 +490,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     cfg.attrs = attr;
     cfg.numAttrs = use_pdl ? 1 : 0; /* decode behind the scheduler, combine behind the decode */
     cfg.gridDim = grid;
-    cfg.blockDim = dim3(kernel == MLA_KERNEL_WGMMA_QR ? MLA_QR_THREADS
-                        : is_fp8t(kernel)       ? MLA_FP8T_THREADS
+    cfg.blockDim = dim3(is_fp8t(kernel)       ? MLA_FP8T_THREADS
                         : narrow_rows(kernel) ? mla_k_narrow_threads(narrow_rows(kernel))
                                               : MLA_THREADS);
     cfg.dynamicSmemBytes = (size_t)smem;

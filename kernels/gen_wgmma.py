@@ -43,8 +43,6 @@ for dt, tag in (("bf16", "bf16"), ("f16", "f16")):
 for n in (16, 32):
     out.append(op(f"wgmma_ss_m64n{n}_tb0_f16", n, "f16", False, 0))
     out.append(op(f"wgmma_ss_m64n{n}_ta1_f16", n, "f16", False, 0, 1))
-# the Q-in-registers kernel (kernels/decode_qreg.cu): QK^T over the Q chunks kept in shared memory
-out.append(op("wgmma_ss_m64n32_tb0_bf16", 32, "bf16", False, 0))
 out.append("#endif")
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wgmma_ops.cuh")
 open(path, "w").write("\n".join(out) + "\n")

@@ -34,9 +34,6 @@ int mla_k_n32_smem(int dqk);
 /* the transposed FP8 kernel with a producer warpgroup (kernels/decode_fp8t.cu; 384 threads) */
 const void *mla_k_fp8t_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */
 int mla_k_fp8t_smem(int dqk, int nr);
-/* the Q-in-registers kernel (kernels/decode_qreg.cu; 384 threads, takes the 32-row-box tensor map) */
-const void *mla_k_qr_fn(int dqk, int f16);
-int mla_k_qr_smem(int dqk);
 /* 1 when the current device runs the wgmma kernels from their sm_90a SASS (0 under a JIT of the
  * compute_80 PTX, where their bodies are empty, or on error). */
 int mla_k_sm90_native(void);

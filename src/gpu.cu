@@ -28,8 +28,7 @@ extern "C" int mla_gpu_available(void) {
 /* the decode variants whose K tiles come by TMA (they take the per-call tensor map and fall back to
  * the cp.async kernel, MLA_KERNEL_WGMMA, when the cache cannot be described by one) */
 static int uses_tmap(int kernel) {
-    return kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW ||
-           kernel == MLA_KERNEL_WGMMA_QR;
+    return kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW;
 }
 
 extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
@@ -103,16 +102,12 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
-     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw), 8 (Q in
-     * registers, kernels/decode_qreg.cu: 16-bit caches with pages of a multiple of 32 tokens) */
+     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw) */
     const char *force = getenv("MLA_GPU_KERNEL");
     if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6' || force[0] == '7') && force[1] == 0) {
         const int k = force[0] - '0';
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
-    if (force && force[0] == '8' && force[1] == 0 && sm90 && s->page_size % 32 == 0 &&
-        s->kv_dtype != MLA_DTYPE_FP8_E4M3 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA_QR, dqk))
-        kernel = MLA_KERNEL_WGMMA_QR;
     /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
      * the mma.sync path (sm_80..89, or forced by MLA_GPU_KERNEL=1/2) has no FP8 variant */
     if (s->kv_dtype == MLA_DTYPE_FP8_E4M3) {
@@ -208,14 +203,13 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(void) {
 }
 
 /* The K-cache tensor map of the TMA kernel: 4D {d_qk, page_size, h_kv, num_pages}, box 64 columns x
- * min(gcd(page_size, 64), max_rows) rows, 128-byte swizzle. Returns 0 when the cache cannot be described (the
+ * gcd(page_size, 64) rows, 128-byte swizzle. Returns 0 when the cache cannot be described (the
  * call then uses the cp.async kernel). */
-static int encode_k_map(const mla_decode_shape *s, const mla_decode_args *a, int max_rows, CUtensorMap *tm) {
+static int encode_k_map(const mla_decode_shape *s, const mla_decode_args *a, CUtensorMap *tm) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encode_fn();
     if (!enc || a->num_pages >= INT32_MAX || ((uintptr_t)a->k_cache & 15)) return 0;
     const int64_t ps = s->page_size;
-    cuuint32_t br = ps % 64 == 0 ? 64 : (ps % 32 == 0 ? 32 : 16);
-    if (br > (cuuint32_t)max_rows) br = (cuuint32_t)max_rows;
+    const cuuint32_t br = ps % 64 == 0 ? 64 : (ps % 32 == 0 ? 32 : 16);
     int64_t st_tok = a->k_stride[1] * 2, st_head = a->k_stride[2] * 2, st_page = a->k_stride[0] * 2;
     if (s->h_kv == 1) st_head = 16;   /* never stepped: any valid value */
     if (a->num_pages == 1) st_page = 16;
@@ -252,7 +246,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_QR)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8T32)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);
@@ -292,7 +286,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
 
     int kernel = plan->gpu.kernel;
     CUtensorMap tm;
-    if (uses_tmap(kernel) && !encode_k_map(s, a, kernel == MLA_KERNEL_WGMMA_QR ? 32 : 64, &tm))
+    if (uses_tmap(kernel) && !encode_k_map(s, a, &tm))
         kernel = MLA_KERNEL_WGMMA;
 
     int old;
