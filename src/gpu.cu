@@ -203,9 +203,8 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(void) {
 }
 
 /* The K-cache tensor map of the TMA kernel: 4D {d_qk, page_size, h_kv, num_pages}, box 64 columns x
- * gcd(page_size, 64) rows, 128-byte swizzle, no L2 promotion (256-byte promotion measured 5-10% less
- * TMA throughput on HBM-bound streams, bench/micro/tma_latency.cu, docs/performance.md §9). Returns 0
- * when the cache cannot be described (the call then uses the cp.async kernel). */
+ * gcd(page_size, 64) rows, 128-byte swizzle. Returns 0 when the cache cannot be described (the
+ * call then uses the cp.async kernel). */
 static int encode_k_map(const mla_decode_shape *s, const mla_decode_args *a, CUtensorMap *tm) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encode_fn();
     if (!enc || a->num_pages >= INT32_MAX || ((uintptr_t)a->k_cache & 15)) return 0;
@@ -222,7 +221,7 @@ static int encode_k_map(const mla_decode_shape *s, const mla_decode_args *a, CUt
     cuuint32_t box[4] = {64, br, 1, 1}, es[4] = {1, 1, 1, 1};
     CUresult r = enc(tm, s->dtype == MLA_DTYPE_FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                      4, (void *)a->k_cache, gdim, gstr, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS;
 }
 
