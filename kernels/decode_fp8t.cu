@@ -356,61 +356,13 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                 s[4 * jn + 2 + e] = v1;
                 need |= fmaxf(v0, v1) > mold[col] + 8.f;
             }
-            if (nbar_red_or(FT_BAR_WG + wg, 128, need)) { /* (the same in every thread of the warpgroup) */
+            {
+                const int ex = nr_lazy_exp(s, o, need, mold, sMr, sRed, sLt, &mb, j, wg, FT_BAR_WG + wg, c, g, w4, t128, NQ, NR, NA);
 #if FT_DIAG == 3
-                dx++;
+                dx += ex;
+#else
+                (void)ex;
 #endif
-                float mx[8];
-#pragma unroll
-                for (int q = 0; q < NQ; q++) {
-                    const int jn = q >> 1, e = q & 1;
-                    float mm = fmaxf(s[4 * jn + e], s[4 * jn + 2 + e]);
-                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
-                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
-                    mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
-                    mx[q] = mm;
-                }
-                float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
-                if (g == 0) {
-#pragma unroll
-                    for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
-                }
-                nbar_sync(FT_BAR_WG + wg, 128);
-                float *mnew = sMr + (wg * 2 + (mb ^ 1)) * NR;
-#pragma unroll
-                for (int q = 0; q < NQ; q++) {
-                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                    const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
-                    const float mo = mold[col], mn = fmaxf(mo, tm);
-                    if (w4 == 0 && g == 0) mnew[col] = mn;
-                    const float mu = mn == -INFINITY ? 0.f : mn;
-                    const float al = fast_exp2(mo - mu);
-                    const int jn = q >> 1, e = q & 1;
-                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
-                    s[4 * jn + e] = p0;
-                    s[4 * jn + 2 + e] = p1;
-                    float *lp = sLt + (wg * NQ + q) * 128 + t128;
-                    *lp = *lp * al + p0 + p1;
-                    if (__any_sync(0xffffffffu, al != 1.f)) {
-#pragma unroll
-                        for (int i = 0; i < 8; i++) {
-                            o[NA * i + 4 * jn + e] *= al;
-                            o[NA * i + 4 * jn + 2 + e] *= al;
-                        }
-                    }
-                }
-                mb ^= 1;
-            } else {
-#pragma unroll
-                for (int q = 0; q < NQ; q++) {
-                    const int col = 8 * (q >> 1) + 2 * c + (q & 1);
-                    const float mo = mold[col], mu = mo == -INFINITY ? 0.f : mo;
-                    const int jn = q >> 1, e = q & 1;
-                    const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
-                    s[4 * jn + e] = p0;
-                    s[4 * jn + 2 + e] = p1;
-                    sLt[(wg * NQ + q) * 128 + t128] += p0 + p1;
-                }
             }
             /* P^T (NR rows x 64 keys, SW128 K-major, fp16): key k of column col at piece k / 8 */
 #pragma unroll

@@ -275,6 +275,74 @@ static __device__ __forceinline__ void pair_merge(float *o, const float *sLt, co
         if (round == 0) bar_sync(bar, 256);
     }
 }
+/* The lazy-maxima softmax step of the transposed FP8 kernels (decode_narrow32.cu, decode_fp8t.cu), after
+ * the masked, scaled scores s (S^T fragment; this thread's NQ columns 8 (q >> 1) + 2 c + (q & 1)) and
+ * `need` (some score passed its column's running maximum mold[col] + 8) are known: when any thread of
+ * the warpgroup needs it (one barrier.red.or on named barrier `bar`, 128 threads) the column maxima are
+ * exchanged through sRed (slot j & 1 of this warpgroup), the new maxima go to the other half of sMr
+ * (*pmb flips) and the sums sLt and O^T (o, NA accumulators per M block) are rescaled; either way s
+ * becomes exp2(s - max) and the sums grow by it. Returns 1 when the exchange ran. */
+static __device__ __forceinline__ int nr_lazy_exp(float *s, float *o, int need, const float *mold, float *sMr,
+                                                  float *sRed, float *sLt, int *pmb, int j, int wg, int bar, int c,
+                                                  int g, int w4, int t128, const int NQ, const int NR, const int NA) {
+    int mb = *pmb, ex = 0;
+    if (nbar_red_or(bar, 128, need)) { /* (the same in every thread of the warpgroup) */
+        float mx[8];
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            const int jn = q >> 1, e = q & 1;
+            float mm = fmaxf(s[4 * jn + e], s[4 * jn + 2 + e]);
+            mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 4));
+            mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 8));
+            mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, 16));
+            mx[q] = mm;
+        }
+        float *red = sRed + (wg * 2 + (j & 1)) * 4 * NR;
+        if (g == 0) {
+#pragma unroll
+            for (int q = 0; q < NQ; q++) red[w4 * NR + 8 * (q >> 1) + 2 * c + (q & 1)] = mx[q];
+        }
+        nbar_sync(bar, 128);
+        float *mnew = sMr + (wg * 2 + (mb ^ 1)) * NR;
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            const float tm = fmaxf(fmaxf(red[col], red[NR + col]), fmaxf(red[2 * NR + col], red[3 * NR + col]));
+            const float mo = mold[col], mn = fmaxf(mo, tm);
+            if (w4 == 0 && g == 0) mnew[col] = mn;
+            const float mu = mn == -INFINITY ? 0.f : mn;
+            const float al = fast_exp2(mo - mu);
+            const int jn = q >> 1, e = q & 1;
+            const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+            s[4 * jn + e] = p0;
+            s[4 * jn + 2 + e] = p1;
+            float *lp = sLt + (wg * NQ + q) * 128 + t128;
+            *lp = *lp * al + p0 + p1;
+            if (__any_sync(0xffffffffu, al != 1.f)) {
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    o[NA * i + 4 * jn + e] *= al;
+                    o[NA * i + 4 * jn + 2 + e] *= al;
+                }
+            }
+        }
+        mb ^= 1;
+        ex = 1;
+    } else {
+#pragma unroll
+        for (int q = 0; q < NQ; q++) {
+            const int col = 8 * (q >> 1) + 2 * c + (q & 1);
+            const float mo = mold[col], mu = mo == -INFINITY ? 0.f : mo;
+            const int jn = q >> 1, e = q & 1;
+            const float p0 = fast_exp2(s[4 * jn + e] - mu), p1 = fast_exp2(s[4 * jn + 2 + e] - mu);
+            s[4 * jn + e] = p0;
+            s[4 * jn + 2 + e] = p1;
+            sLt[(wg * NQ + q) * 128 + t128] += p0 + p1;
+        }
+    }
+    *pmb = mb;
+    return ex;
+}
 /* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
 static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
                                                const int F16) {
