@@ -13,10 +13,21 @@
  *   variant 6: as 3, with per-warpgroup named barriers (barrier.sync 2 + wg, 128 and
  *              barrier.red.or.pred 2 + wg, 128) between the exchanges
  *   variant 7: 5 and 6 together
- * Build and run (device): nvcc -arch=sm_90a -o /tmp/rcn tests/gpu/racecheck_nbar.cu &&
- *   for v in 0 1 2 3 4 5 6 7; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
+ * (twelfth session: 0-7 all report 0 hazards on the H200) and two that add the narrow kernels' async
+ * ingredients:
+ *   variant 8: as 3, with warp 8 feeding a shared stage by cp.async.bulk (global -> shared, mbarrier
+ *              complete_tx) that warps 0..7 wait for (full) and release (empty) every round
+ *   variant 9: as 3, with a wgmma (SS m64n16k16, warps 0..3 and 4..7 each) reading the exchange buffer
+ *              as its A and B operands before each exchange (as the merge reuses the Q^T tile)
+ * Build and run (device): nvcc -arch=sm_90a -Ikernels -o /tmp/rcn tests/gpu/racecheck_nbar.cu &&
+ *   for v in 0 1 2 3 4 5 6 7 8 9; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "ptx.cuh"
+#include "sm90.cuh"
+#include "wgmma_ops.cuh"
 
 __global__ void k(int *out, int variant) {
     __shared__ int buf[128];
@@ -66,12 +77,72 @@ __global__ void __launch_bounds__(384, 1) k2(int *out, int variant) {
     __syncthreads();
 }
 
+/* variants 8 and 9 (384 threads) */
+__global__ void __launch_bounds__(384, 1) k3(int *out, const int *gsrc, int variant) {
+    __shared__ __align__(1024) int buf[2048]; /* the exchange buffer (8 KB: also a 64-row SW128 wgmma tile) */
+    __shared__ __align__(128) int stage[256];
+    __shared__ __align__(8) uint64_t bars[2]; /* full, empty */
+    const int t = threadIdx.x;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    const uint32_t full = smem_u32(&bars[0]), empty = smem_u32(&bars[1]);
+    if (t == 0) {
+        mbar_init(full, 1);
+        mbar_init(empty, 256);
+        mbar_fence_init();
+    }
+    for (int i = t; i < 2048; i += 384) buf[i] = 0;
+    __syncthreads();
+    if (t >= 256) {
+        if (variant == 8 && t == 256)
+            for (int rep = 0; rep < 4; rep++) {
+                if (rep > 0) mbar_wait(empty, (rep - 1) & 1);
+                mbar_expect_tx(full, 1024);
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 1024, [%2];\n" ::"r"(
+                                 smem_u32(stage)),
+                             "l"(gsrc + 256 * rep), "r"(full)
+                             : "memory");
+            }
+        __syncthreads();
+        return;
+    }
+    for (int rep = 0; rep < 4; rep++) {
+        int extra = 0;
+        if (variant == 8) {
+            mbar_wait(full, rep & 1);
+            extra = stage[t] - stage[t]; /* read the stage (0) */
+            mbar_arrive(empty);
+        }
+        if (variant == 9) { /* each warpgroup reads buf through the async proxy */
+            float d[8];
+            for (int i = 0; i < 8; i++) d[i] = 0.f;
+            fence_proxy_async();
+            asm volatile("bar.sync 1, 256;\n" ::: "memory");
+            wg_fence();
+            wgmma_ss_m64n16_tb0_f16(d, desc_sw128(smem_u32(buf), 16, 1024), desc_sw128(smem_u32(buf), 16, 1024), 0);
+            wg_commit();
+            wg_wait0();
+            extra = d[0] != d[0]; /* 0 (finite inputs) */
+            asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        }
+        if (t >= 128) buf[t - 128] = t + rep + extra;
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        if (t < 128) out[t] += buf[t];
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    }
+    __syncthreads();
+#endif
+}
+
 int main(int argc, char **argv) {
     const int variant = argc > 1 ? atoi(argv[1]) : 0;
     int *d, h[128];
     cudaMalloc(&d, sizeof h);
     cudaMemset(d, 0, sizeof h);
-    if (variant >= 5) k2<<<1, 384>>>(d, variant);
+    int *g;
+    cudaMalloc(&g, 4096);
+    cudaMemset(g, 0, 4096);
+    if (variant >= 8) k3<<<1, 384>>>(d, g, variant);
+    else if (variant >= 5) k2<<<1, 384>>>(d, variant);
     else k<<<1, variant == 0 ? 256 : 384>>>(d, variant);
     cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
     int ok = 1;
