@@ -1,6 +1,6 @@
 /* tma_latency.cu — how long does one SM wait for a 64-token K tile (64 x 576 bf16 = 72 KB, the dense
  * decode kernels' unit) loaded by TMA from a paged cache, when every SM streams tiles at once?
- * docs/performance.md §4 v4 / §8: every pipelined dense kernel so far lost to the refill latency of
+ * docs/performance.md (v4 in §2, §8, §9): every pipelined dense kernel so far lost to the refill latency of
  * its two 72 KB stages; this measures that latency directly, outside any kernel's other work.
  *
  * One CTA per SM (128 threads; thread 0 issues, all wait), a 4D tensor map {576, 64, 1, pages} over
