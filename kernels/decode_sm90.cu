@@ -52,7 +52,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                /* [64] */
     unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
-    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2] TMA stage barriers */
+    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2][4] TMA stage / chunk-group barriers */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -71,11 +71,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
-    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
+    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 32; /* stage 0 / 1: four group barriers each */
     if (TMA) {
         if (tid == 0) {
-            mbar_init(bar0, 1);
-            mbar_init(bar1, 1);
+            for (int i = 0; i < 8; i++) mbar_init(bar0 + 8 * i, 1);
             mbar_fence_init();
         }
         __syncthreads();
@@ -120,9 +119,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 const uint32_t uK = buf ? uK1 : uK0;
                 if (TMA) {
                     cp_async_wait0(); /* Q (first tile of the request) */
-                    mbar_wait(buf ? bar1 : bar0, (ncons >> 1) & 1);
+                    /* the groups are waited by WG0 right before their QK^T wgmmas (every later reader
+                     * comes after QK^T); only a request's last, partial tile is waited for here, whole,
+                     * to zero its rows past the length (V must not carry NaN into P V) */
+                    if ((t + 1) * MLA_BN > w.L) {
+                        for (int g = 0; g < 4; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, (ncons >> 1) & 1);
+                        sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
+                    }
                     ncons++;
-                    if ((t + 1) * MLA_BN > w.L) sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
                 } else if (FP8) {
                     /* tile t + 1 into registers now (stored into the free stage during the PV
                      * wgmma below), tile t + 2 into L2 */
@@ -151,7 +155,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 uint32_t a[4][4];
                 if (wg == 0) {
                     float s[32];
-                    sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
+                    if (TMA) sm90_scores_tma(s, uQ, uK, buf ? bar1 : bar0, ((ncons - 1) >> 1) & 1, NC64, F16, DIAG_MMA);
+                    else sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
                     float al0, al1;
                     sm90_softmax(s, kvalid + 64 * buf, t * MLA_BN, row_lim[r0], row_lim[r1], scale, &m0, &m1, &l0, &l1,
                                  a, &al0, &al1, F16);

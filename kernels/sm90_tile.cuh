@@ -52,36 +52,55 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
     }
 }
 
-/* TMA variant: thread 0 loads K tile t (64 tokens) of request r into stage `tile` with one
+/* TMA variant (v3): thread `base` loads K tile t (64 tokens) of request r into stage `tile` with one
  * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
  * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
- * engine zero-fills (and still counts). Threads 0..63 record which rows are real keys. */
+ * engine zero-fills (and still counts). The chunks complete on four mbarriers (bars + 8 g, g < 4:
+ * chunk groups in the order QK^T consumes them, sm90_chunk_group), so QK^T starts on the first
+ * group while the later ones land. Threads base .. base + 63 record which rows are real keys. */
+static __device__ __forceinline__ int sm90_chunk_group(int c, const int NC64) {
+    if (NC64 == 9) return c == 8 || c == 0 ? 0 : (c <= 2 ? 1 : (c <= 5 ? 2 : 3)); /* {8,0} {1,2} {3,4,5} {6,7} */
+    return c >> 1;                                                                /* {0,1} {2,3} {4,5} {6,7} */
+}
 static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
-                                                  int t, int L, uint32_t tile, uint32_t bar, unsigned char *kvalid,
+                                                  int t, int L, uint32_t tile, uint32_t bars, unsigned char *kvalid,
                                                   const int NC64, const int base) {
     const int tid = threadIdx.x - base; /* threads base .. base + 63 take part, base issues */
     if (tid >= 0 && tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
     if (tid == 0) {
         const int ps = p->page_size;
         const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-        mbar_expect_tx(bar, NC64 * 8192);
-        for (int k = 0; k < 64 / BR; k++) {
+        int pid[4], row0[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
             const long long tok0 = (long long)t * MLA_BN + k * BR;
-            int pid = (int)p->num_pages, row0 = 0; /* out of range: zero fill */
-            if (tok0 < L) {
+            pid[k] = (int)p->num_pages; /* out of range: zero fill */
+            row0[k] = 0;
+            if (k < 64 / BR && tok0 < L) {
                 const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* tok0 < L <= INT32_MAX */
                 const int id = p->block_table[(long long)r * p->bt_stride + pidx];
                 if (id >= 0 && (long long)id < p->num_pages) {
-                    pid = id;
-                    row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+                    pid[k] = id;
+                    row0[k] = (int)((unsigned)tok0 - pidx * (unsigned)ps);
                 }
             }
+        }
 #pragma unroll
-            for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+        for (int g = 0; g < 4; g++) {
+            int n = 0;
+#pragma unroll
+            for (int c = 0; c < NC64; c++) n += sm90_chunk_group(c, NC64) == g;
+            mbar_expect_tx(bars + 8 * g, n * 8192);
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                if (k < 64 / BR)
+#pragma unroll
+                    for (int c = 0; c < NC64; c++)
+                        if (sm90_chunk_group(c, NC64) == g)
+                            tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bars + 8 * g, 64 * c, row0[k], kvh, pid[k]);
         }
     }
 }
-
 /* Zeroes the rows [z0, 64) of a K tile (TMA loaded whatever the pages hold past the length: V
  * rows must be 0, since 0 * NaN = NaN). */
 static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z0, const int NC64) {
@@ -368,6 +387,27 @@ static __device__ __forceinline__ void sm90_scores(float *s, uint32_t uQ, uint32
     wg_wait0();
     pin32(s);
 }
+/* v3: S = Q K^T of the TMA stage at uK, each chunk group waited (phase ph) just before its wgmmas */
+static __device__ __forceinline__ void sm90_scores_tma(float *s, uint32_t uQ, uint32_t uK, uint32_t bars, int ph,
+                                                       const int NC64, const int F16, const int MMA) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = 0.f;
+    pin32(s);
+#pragma unroll
+    for (int g = 0; g < 4; g++) {
+        mbar_wait(bars + 8 * g, ph);
+        wg_fence();
+#pragma unroll
+        for (int c0 = 0; c0 < NC64; c0++) {
+            const int c = NC64 == 9 ? (c0 + 8) % 9 : c0; /* 8, 0, 1, ..., 7: the groups' order */
+            if (MMA && sm90_chunk_group(c, NC64) == g) sm90_qk(s, uQ, uK, c, c + 1, F16);
+        }
+    }
+    wg_commit();
+    wg_wait0();
+    pin32(s);
+}
+
 /* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
 static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
 #pragma unroll
