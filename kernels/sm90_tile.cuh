@@ -23,7 +23,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
-           + 8 * 8              /* mbarriers (v4: E, L, R full and V_L free per stage) */
+           + 8 * 8              /* mbarriers (v3: 4 chunk groups per stage; v4: E, L, R full and V_L free per stage) */
            + 1024;              /* alignment slack */
 }
 
