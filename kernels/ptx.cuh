@@ -99,7 +99,19 @@ static __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t byt
 static __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+/* timing experiment MLA_MBAR_SPIN=1: poll with the non-suspending test_wait instead of try_wait */
+#ifndef MLA_MBAR_SPIN
+#define MLA_MBAR_SPIN 0
+#endif
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    if (MLA_MBAR_SPIN) {
+        asm volatile("{\n.reg .pred P1;\nMLA_SPIN:\n"
+                     "mbarrier.test_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                     "@!P1 bra MLA_SPIN;\n}\n" ::"r"(bar),
+                     "r"(parity)
+                     : "memory");
+        return;
+    }
     asm volatile("{\n.reg .pred P1;\nMLA_WAIT:\n"
                  "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
                  "@P1 bra MLA_DONE;\nbra MLA_WAIT;\nMLA_DONE:\n}\n" ::"r"(bar),
