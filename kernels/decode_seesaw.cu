@@ -25,13 +25,11 @@
  * in smem (SS, FlashMLA's choice): WG0 writes P0 there before its arrive on S0; WG1 reads it with
  * its PV(j0) and writes P1 over it only after waiting for that wgmma, then arrives on S1; WG0's
  * PV(j1) reads P1 and is waited for before WG0 writes the next P0. Row maxima go through smem per
- * row. Each K stage is refilled in two chunk groups, by the warpgroup that reads the group last:
- * A = chunks 0-3 (V_L) and 8 (RoPE), refilled by WG0 once its PV_L on the stage is done; B = chunks
- * 4-7 (V_R), refilled by WG1. Every 64-column chunk completes on its own transaction mbarrier (9 per
- * stage, as in FlashMLA) and QK^T waits for each chunk right before its wgmmas, in the order they
- * were requested (8, 0-3, 4-7), so it starts when the first 8 KB have landed rather than a whole
- * group. The thread issuing group A also writes the tile's 64-bit valid-key mask before its first
- * arrive (release), so the owner reads it after its waits (acquire). The owner of a request's last, partial tile zeroes V
+ * row. Each K stage is refilled in two chunk groups with their own transaction mbarriers, by the
+ * warpgroup that reads the group last: A = chunks 0-3 (V_L) and 8 (RoPE), refilled by WG0 once its
+ * PV_L on the stage is done; B = chunks 4-7 (V_R), refilled by WG1. The thread issuing group A also
+ * writes the tile's 64-bit valid-key mask before arriving on the group's mbarrier (release), so the
+ * owner reads it after its wait (acquire). The owner of a request's last, partial tile zeroes V
  * rows past the length before its QK^T (TMA loads whatever the page holds there; P = 0 times NaN is
  * NaN); rows of pages with an invalid id are zero-filled by the copy engine and masked.
  *
@@ -46,11 +44,6 @@
 /* diagnosis build only (racecheck): both sides of each hand-off use bar.sync instead of arrive -> sync */
 #ifndef MLA_SS_SYNC_ONLY
 #define MLA_SS_SYNC_ONLY 0
-#endif
-/* timing experiment: WG1 waits for PV_R(j0) after the row max of tile j1 and refills stage 0's
- * group B there, before the exponentials, instead of after its arrive on S1 */
-#ifndef MLA_SS_EARLY_B
-#define MLA_SS_EARLY_B 0
 #endif
 #define SS_SIGNAL(id) (MLA_SS_SYNC_ONLY ? bar_sync(id, 256) : bar_arrive(id, 256))
 
@@ -94,9 +87,8 @@ static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_par
 }
 
 /* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
- * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), chunk c
- * completing on its own mbarrier bar + 8 c, issued in the order QK^T consumes them (8, 0, 1, .., 7);
- * km != NULL: first writes the tile's valid-key mask there (read after a wait on any of them). */
+ * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
+ * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`). */
 static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                               int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
                                               unsigned long long *km) {
@@ -106,30 +98,27 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
     const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
     if (km) *km = mask;
     cmask &= (1u << NC64) - 1;
+    mbar_expect_tx(bar, __popc(cmask) * 8192);
 #pragma unroll
-    for (int c0 = 0; c0 < 9; c0++) {
-        const int c = (c0 + 8) % 9;
-        if ((cmask >> c) & 1) {
-            mbar_expect_tx(bar + 8 * c, 8192);
+    for (int k = 0; k < 4; k++)
+        if (k < 64 / BR)
 #pragma unroll
-            for (int k = 0; k < 4; k++)
-                if (k < 64 / BR) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + 8 * c, 64 * c, row0[k], kvh, pid[k]);
-        }
-    }
+            for (int c = 0; c < 9; c++)
+                if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
 }
 
-/* S = Q K^T of the tile in stage `tile` (shared address uK) for the owning warpgroup, waited: each
- * 64-column chunk's wgmmas right after its own mbarrier (bars + 8 c), in the order the chunks were
- * requested (8, 0, .., 3 by WG0's refill, then 4, .., 7 by WG1's), so QK^T starts on the first chunk
- * that lands. nk < 64 (the request's last tile): V rows [nk, 64) are zeroed by this warpgroup first
- * (every chunk waited; every earlier reader of the stage is done, since it was refilled after them). */
-static __device__ __forceinline__ void ss_qk(float *s, uint32_t uQ, uint32_t uK, unsigned char *tile, uint32_t bars,
-                                             int ph, int nk, int wbar, const int NC64, const int F16) {
+/* S = Q K^T of the tile in stage `tile` (shared address uK) for the owning warpgroup, waited:
+ * group A's chunks first, then B's. nk < 64 (the request's last tile): V rows [nk, 64) are zeroed
+ * by this warpgroup first (both groups waited; every earlier reader of the stage is done, since the
+ * groups were refilled after them). */
+static __device__ __forceinline__ void ss_qk(float *s, uint32_t uQ, uint32_t uK, unsigned char *tile, uint32_t barA,
+                                             uint32_t barB, int ph, int nk, int wbar, const int NC64, const int F16) {
 #pragma unroll
     for (int i = 0; i < 32; i++) s[i] = 0.f;
     pin32(s);
+    mbar_wait(barA, ph);
     if (nk < 64) {
-        for (int c = 0; c < NC64; c++) mbar_wait(bars + 8 * c, ph);
+        mbar_wait(barB, ph);
         const int n = (64 - nk) * 64; /* 8 V chunks x 8 pieces per row */
         for (int idx = threadIdx.x & 127; idx < n; idx += 128) {
             const int row = nk + (idx >> 6), rem = idx & 63;
@@ -138,15 +127,12 @@ static __device__ __forceinline__ void ss_qk(float *s, uint32_t uQ, uint32_t uK,
         fence_proxy_async();
         bar_sync(wbar, 128);
     }
-#pragma unroll
-    for (int c0 = 0; c0 < 9; c0++) {
-        const int c = NC64 == 9 ? (c0 + 8) % 9 : c0;
-        if (c0 < NC64) {
-            mbar_wait(bars + 8 * c, ph);
-            wg_fence();
-            sm90_qk(s, uQ, uK, c, c + 1, F16);
-        }
-    }
+    wg_fence();
+    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, F16);
+    sm90_qk(s, uQ, uK, 0, 4, F16);
+    mbar_wait(barB, ph);
+    wg_fence();
+    sm90_qk(s, uQ, uK, 4, 8, F16);
     wg_commit();
     wg_wait0();
     pin32(s);
@@ -165,8 +151,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     float *sInv = sM0 + 256, *sLse = sInv + 64;                       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                                /* [64] */
     unsigned long long *kmask = (unsigned long long *)(row_lim + 64); /* [2] */
-    /* 9 chunk mbarriers per stage in the 128 B key-mask slot past the 2 masks and the 64 B barrier slot */
-    uint64_t *bars = (uint64_t *)((unsigned char *)kmask + 16); /* [2][9]: kmask + 16 .. + 160 of 192 */
+    uint64_t *bars = (uint64_t *)((unsigned char *)kmask + 128);      /* A[2], B[2] */
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -174,13 +159,13 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
     unsigned char *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
-    const uint32_t bar0 = smem_u32(bars), bar1 = bar0 + 72; /* stage 0 / 1, + 8 * chunk */
+    const uint32_t barA = smem_u32(bars), barB = barA + 16; /* + 8 * stage */
 
     mla_part_begin pb, pe;
     part_bounds(p, part, sP, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
-        for (int i = 0; i < 18; i++) mbar_init(bar0 + 8 * i, 1);
+        for (int i = 0; i < 4; i++) mbar_init(barA + 8 * i, 1);
         mbar_fence_init();
     }
     __syncthreads();
@@ -200,8 +185,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             if (tid == 0)
                 for (int j = 0; j < 2 && j < N; j++) {
                     const uint32_t uK = j ? uK1 : uK0;
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, j ? bar1 : bar0, SS_GROUP_A, NC64, kmask + j);
-                    ss_tma(p, tm, r, kvh, tb + j, L, uK, j ? bar1 : bar0, SS_GROUP_B, NC64, 0);
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barA + 8 * j, SS_GROUP_A, NC64, kmask + j);
+                    ss_tma(p, tm, r, kvh, tb + j, L, uK, barB + 8 * j, SS_GROUP_B, NC64, 0);
                 }
             sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             cp_async_commit();
@@ -211,9 +196,9 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             const int lim0 = row_lim[r0], lim1 = row_lim[r1];
             float s[32];
             uint32_t a[4][4];
-            if (wg == 0) ss_qk(s, uQ, uK0, sK0, bar0, u0 & 1, L - tb * MLA_BN, SS_BAR_WG0, NC64, F16);
+            if (wg == 0) ss_qk(s, uQ, uK0, sK0, barA, barB, u0 & 1, L - tb * MLA_BN, SS_BAR_WG0, NC64, F16);
             else if (N > 1)
-                ss_qk(s, uQ, uK1, sK1, bar1, u1 & 1, L - (tb + 1) * MLA_BN, SS_BAR_WG1, NC64, F16);
+                ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, u1 & 1, L - (tb + 1) * MLA_BN, SS_BAR_WG1, NC64, F16);
 
             for (int j0 = 0; j0 < N; j0 += 2) {
                 const int j1 = j0 + 1, has1 = j1 < N;
@@ -235,7 +220,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
                         bar_sync(SS_BAR_WG0, 128);
                         if (tid == 0)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, SS_GROUP_A, NC64, kmask);
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barA, SS_GROUP_A, NC64, kmask);
                     }
                     /* WG1's max after tile j1, and P1 in sP */
                     bar_sync(SS_BAR_S1, 256);
@@ -248,11 +233,11 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
                             bar_sync(SS_BAR_WG0, 128);
                             if (tid == 0)
-                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, SS_GROUP_A, NC64, kmask + 1);
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barA + 8, SS_GROUP_A, NC64, kmask + 1);
                         }
                     }
                     if (j0 + 2 < N)
-                        ss_qk(s, uQ, uK0, sK0, bar0, (u0 + (j0 >> 1) + 1) & 1, L - (tb + j0 + 2) * MLA_BN,
+                        ss_qk(s, uQ, uK0, sK0, barA, barB, (u0 + (j0 >> 1) + 1) & 1, L - (tb + j0 + 2) * MLA_BN,
                               SS_BAR_WG0, NC64, F16);
                 } else {
                     /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
@@ -261,24 +246,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                     ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1);
                     ss_rescale_pv(o, f0, f1, a, uP, uK0, 1, 1, F16);
                     float g0 = 1.f, g1 = 1.f;
-                    if (has1 && MLA_SS_EARLY_B) { /* as below, stage 0's group B refilled mid-softmax */
-                        float mx0, mx1, sum0, sum1;
-                        const float mp0 = m0, mp1 = m1;
-                        sm90_mask_max(s, 0, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &mx0, &mx1);
-                        wg_wait0(); /* PV_R(j0) */
-                        pin128(o);
-                        if (j0 + 2 < N) {
-                            bar_sync(SS_BAR_WG1, 128);
-                            if (tid == 128) ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, SS_GROUP_B, NC64, 0);
-                        }
-                        m0 = fmaxf(m0, mx0);
-                        m1 = fmaxf(m1, mx1);
-                        sm90_exp_sum(s, m0 == -INFINITY ? 0.f : m0, m1 == -INFINITY ? 0.f : m1, &sum0, &sum1);
-                        g0 = ss_alpha(mp0, m0);
-                        g1 = ss_alpha(mp1, m1);
-                        l0 = l0 * g0 + sum0;
-                        l1 = l1 * g1 + sum1;
-                    } else if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
+                    if (has1) { /* softmax of tile j1 against m0, while PV_R(j0) runs */
                         ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, &g0, &g1);
                     }
                     wg_wait0(); /* PV_R(j0): sP (P0) and stage 0's group B are free */
@@ -291,10 +259,10 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         ss_store_p(sP, s, F16);
                     }
                     SS_SIGNAL(SS_BAR_S1);
-                    if (!MLA_SS_EARLY_B && j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
+                    if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
                         bar_sync(SS_BAR_WG1, 128);
                         if (tid == 128)
-                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, SS_GROUP_B, NC64, 0);
+                            ss_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, barB, SS_GROUP_B, NC64, 0);
                     }
                     if (has1) { /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                         ss_pack(s, a, 1.f, 1.f, F16);
@@ -304,10 +272,10 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
                         if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
                             bar_sync(SS_BAR_WG1, 128);
                             if (tid == 128)
-                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, SS_GROUP_B, NC64, 0);
+                                ss_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, barB + 8, SS_GROUP_B, NC64, 0);
                         }
                         if (j1 + 2 < N)
-                            ss_qk(s, uQ, uK1, sK1, bar1, (u1 + (j1 >> 1) + 1) & 1,
+                            ss_qk(s, uQ, uK1, sK1, barA + 8, barB + 8, (u1 + (j1 >> 1) + 1) & 1,
                                   L - (tb + j1 + 2) * MLA_BN, SS_BAR_WG1, NC64, F16);
                     }
                 }

@@ -123,7 +123,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                      * comes after QK^T); only a request's last, partial tile is waited for here, whole,
                      * to zero its rows past the length (V must not carry NaN into P V) */
                     if ((t + 1) * MLA_BN > w.L) {
-                        for (int g = 0; g < 4; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, (ncons >> 1) & 1);
+                        for (int g = 0; g < MLA_V3_NG; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, (ncons >> 1) & 1);
                         sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
                     }
                     ncons++;
@@ -166,13 +166,13 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 } else {
                     bar_sync(SM90_BAR_P, 256);
-                    /* TMA: this warpgroup's PV reads V_R (chunks 4-7: groups 2 and 3 in both
-                     * layouts, sm90_chunk_group), so it observes their completion itself (already
+                    /* TMA: this warpgroup's PV reads V_R (chunks 4-7: the last groups in every
+                     * layout, sm90_chunk_group), so it observes their completion itself (already
                      * complete: WG0 waited on them before arriving on P), as every consumer of a
                      * TMA stage does, rather than relying on WG0's waits and the P barrier alone
                      * to order the copy engine's writes before its wgmma reads */
                     if (TMA)
-                        for (int g = 2; g < 4; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, ((ncons - 1) >> 1) & 1);
+                        for (int g = sm90_chunk_group(4, NC64); g < MLA_V3_NG; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, ((ncons - 1) >> 1) & 1);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);

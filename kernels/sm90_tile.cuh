@@ -58,7 +58,15 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
  * engine zero-fills (and still counts). The chunks complete on four mbarriers (bars + 8 g, g < 4:
  * chunk groups in the order QK^T consumes them, sm90_chunk_group), so QK^T starts on the first
  * group while the later ones land. Threads base .. base + 63 record which rows are real keys. */
+/* timing experiment: MLA_V3_NG = 1 .. 4 chunk groups per stage (each group's wait costs QK^T a
+ * wgmma.fence; docs/performance.md §12) */
+#ifndef MLA_V3_NG
+#define MLA_V3_NG 4
+#endif
 static __device__ __forceinline__ int sm90_chunk_group(int c, const int NC64) {
+    if (MLA_V3_NG == 1) return 0;
+    if (MLA_V3_NG == 2) return NC64 == 9 ? (c == 8 || c <= 1 ? 0 : 1) : (c <= 1 ? 0 : 1); /* {8,0,1} {2..7} */
+    if (MLA_V3_NG == 3) return NC64 == 9 ? (c == 8 || c == 0 ? 0 : (c <= 3 ? 1 : 2)) : (c <= 1 ? 0 : (c <= 3 ? 1 : 2));
     if (NC64 == 9) return c == 8 || c == 0 ? 0 : (c <= 2 ? 1 : (c <= 5 ? 2 : 3)); /* {8,0} {1,2} {3,4,5} {6,7} */
     return c >> 1;                                                                /* {0,1} {2,3} {4,5} {6,7} */
 }
@@ -86,7 +94,7 @@ static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const
             }
         }
 #pragma unroll
-        for (int g = 0; g < 4; g++) {
+        for (int g = 0; g < MLA_V3_NG; g++) {
             int n = 0;
 #pragma unroll
             for (int c = 0; c < NC64; c++) n += sm90_chunk_group(c, NC64) == g;
@@ -394,7 +402,7 @@ static __device__ __forceinline__ void sm90_scores_tma(float *s, uint32_t uQ, ui
     for (int i = 0; i < 32; i++) s[i] = 0.f;
     pin32(s);
 #pragma unroll
-    for (int g = 0; g < 4; g++) {
+    for (int g = 0; g < MLA_V3_NG; g++) {
         mbar_wait(bars + 8 * g, ph);
         wg_fence();
 #pragma unroll
