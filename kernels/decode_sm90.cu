@@ -52,7 +52,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                /* [64] */
     unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
-    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2][4] TMA stage / chunk-group barriers */
+    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2][4] TMA stage / chunk-group barriers (MLA_V3_NG used) */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -71,7 +71,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
-    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 32; /* stage 0 / 1: four group barriers each */
+    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 32; /* stage 0 / 1: up to four group barriers each */
     if (TMA) {
         if (tid == 0) {
             for (int i = 0; i < 8; i++) mbar_init(bar0 + 8 * i, 1);

@@ -23,7 +23,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
-           + 8 * 8              /* mbarriers (v3: 4 chunk groups per stage; v4: E, L, R full and V_L free per stage) */
+           + 8 * 8              /* mbarriers (v3: up to 4 chunk groups per stage, MLA_V3_NG; v4: E, L, R full and V_L free per stage) */
            + 1024;              /* alignment slack */
 }
 
@@ -55,13 +55,14 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
 /* TMA variant (v3): thread `base` loads K tile t (64 tokens) of request r into stage `tile` with one
  * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
  * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
- * engine zero-fills (and still counts). The chunks complete on four mbarriers (bars + 8 g, g < 4:
- * chunk groups in the order QK^T consumes them, sm90_chunk_group), so QK^T starts on the first
- * group while the later ones land. Threads base .. base + 63 record which rows are real keys. */
-/* timing experiment: MLA_V3_NG = 1 .. 4 chunk groups per stage (each group's wait costs QK^T a
- * wgmma.fence; docs/performance.md §12) */
+ * engine zero-fills (and still counts). The chunks complete on MLA_V3_NG mbarriers (bars + 8 g:
+ * chunk groups in the order QK^T consumes them, sm90_chunk_group); by default one per stage. Threads base .. base + 63 record which rows are real keys. */
+/* MLA_V3_NG = 1 .. 4 chunk groups per stage, each waited right before its wgmmas. Each wait point
+ * costs QK^T a wgmma.fence (~130 cycles of drained chain); on an H200 one group (the default) was
+ * 0.5-3% faster than four at h_q = 128 and on batches of 8-64, 0.8% slower on the memory-bound
+ * h_q = 16 s_k = 16384 row (docs/performance.md §12). A switch so the H100 can be checked too. */
 #ifndef MLA_V3_NG
-#define MLA_V3_NG 4
+#define MLA_V3_NG 1
 #endif
 static __device__ __forceinline__ int sm90_chunk_group(int c, const int NC64) {
     if (MLA_V3_NG == 1) return 0;
