@@ -91,7 +91,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         /* K tiles by TMA (one box per 64-column chunk, issued by WG1) for large batches on pages of
          * 64k tokens: 3-8% faster than the cp.async loader on every b=128 row of spec §7 tried on an
          * H200 since the tile wait moved into QK^T (docs/performance.md §11-12); small batches (b
-         * 1..32: slower by 1-7 us, the per-CTA TMA start-up and, for b <= 4, no fused schedule) and
+         * 1..32: as fast or up to 8 us slower, the per-CTA TMA start-up and, for b <= 4, no fused schedule) and
          * pages of 16/32 tokens (4 boxes per chunk, 1.6x) stay on cp.async
          * (results/gpu/2026-12-04-14c074b-H200-one-barrier/kernel-choice, 2026-12-03-38a98e5-H200). */
         kernel = (s->page_size % 64 == 0 && s->b >= 64) ? MLA_KERNEL_WGMMA_TMA : MLA_KERNEL_WGMMA;
