@@ -56,57 +56,6 @@
 #define SS_GROUP_A 0x10Fu /* chunks 0-3 (V_L) and 8 (RoPE; d_qk 576 only) */
 #define SS_GROUP_B 0x0F0u /* chunks 4-7 (V_R) */
 
-/* The page slices of K tile t of request r (BR = gcd(page, 64) rows each): page id and first row of
- * each slice, with an out-of-range page id (num_pages: the copy engine zero-fills) for slices past
- * the length or with a page id outside [0, num_pages); returns the tile's valid-key mask (bit k:
- * token 64 t + k is below the length and on a page with a valid id). */
-static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_params *p, int r, int t, int L,
-                                                               int pid[4], int row0[4]) {
-    const int ps = p->page_size;
-    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-    const unsigned long long slice = BR == 64 ? ~0ull : ((1ull << BR) - 1);
-    unsigned long long mask = 0;
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        pid[k] = (int)p->num_pages;
-        row0[k] = 0;
-        const int tok0 = t * MLA_BN + k * BR;
-        if (k < 64 / BR && tok0 < L) {
-            const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* 0 <= tok0 < L <= INT32_MAX */
-            const int id = p->block_table[(long long)r * p->bt_stride + pidx];
-            if (id >= 0 && (long long)id < p->num_pages) {
-                pid[k] = id;
-                row0[k] = (int)((unsigned)tok0 - pidx * (unsigned)ps);
-                mask |= slice << (k * BR);
-            }
-        }
-    }
-    const int nk = L - t * MLA_BN;
-    if (nk < 64) mask &= (1ull << nk) - 1;
-    return mask;
-}
-
-/* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
- * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
- * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`). */
-static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
-                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
-                                              unsigned long long *km) {
-    const int ps = p->page_size;
-    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-    int pid[4], row0[4];
-    const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
-    if (km) *km = mask;
-    cmask &= (1u << NC64) - 1;
-    mbar_expect_tx(bar, __popc(cmask) * 8192);
-#pragma unroll
-    for (int k = 0; k < 4; k++)
-        if (k < 64 / BR)
-#pragma unroll
-            for (int c = 0; c < 9; c++)
-                if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
-}
-
 /* S = Q K^T of the tile in stage `tile` (shared address uK) for the owning warpgroup, waited:
  * group A's chunks first, then B's. nk < 64 (the request's last tile): V rows [nk, 64) are zeroed
  * by this warpgroup first (both groups waited; every earlier reader of the stage is done, since the

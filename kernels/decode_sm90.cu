@@ -196,6 +196,140 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     }
     pdl_trigger();
 }
+/* ---- v3 without a CTA barrier per tile (MLA_V3_FLOW = 1) -------------------------------------
+ * sm90_body's TMA path ends every tile at a __syncthreads, so WG0 starts QK^T(t + 1) only once WG1's
+ * PV_R(t) has finished, and the refill of a stage waits for both. Here the two warpgroups hand off
+ * through named barriers only, each pairing one arrive with one sync per tile:
+ *   P     WG0 -> WG1  P(t) and its row factors are in smem (as in sm90_body)
+ *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te)
+ *   SFREE WG0 -> WG1  WG0's PV_L(t) is done, so stage t & 1 may take tile t + 2   (t + 2 < te)
+ * WG1 (thread 128) refills the stage with tile t + 2 once its own PV_R(t) is done and SFREE is seen,
+ * so the stage holds tile t until both PVs have read it; WG0's QK^T(t + 1) queues behind PV_R(t) on
+ * the tensor pipe instead of waiting for it. The tile's valid-key mask is written by the issuing
+ * thread before its arrive on the stage's mbarrier (ss_tma), and read after the wait. The last,
+ * partial tile of a request is zeroed past the length by WG0 after its wait (before its QK^T and its
+ * P arrive, which orders the zeroing before WG1's PV_R). Requests start with a CTA barrier (Q,
+ * row limits) and end with the epilogue's. */
+#define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
+#define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
+#define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
+static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
+                                                const int F16) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    unsigned char *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
+    uint32_t *sPf = (uint32_t *)(smem + 3 * TILE);                       /* [16][128] */
+    float *sAl = (float *)(sPf + 16 * 128);                               /* [128][2] */
+    float *sInv = sAl + 256, *sLse = sInv + 64;                           /* [64], [64] */
+    int *row_lim = (int *)(sLse + 64);                                    /* [64] */
+    unsigned long long *kmask = (unsigned long long *)(row_lim + 64);    /* [2] in the 128 B key slot */
+    uint64_t *fullbar = (uint64_t *)((unsigned char *)kmask + 128);       /* [2] */
+
+    const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
+    const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
+    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const float scale = p->scale_log2;
+    const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE;
+    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
+
+    mla_part_begin pb, pe;
+    part_bounds(p, part, sPf, &pb, &pe, 0);
+    const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    if (tid == 0) {
+        mbar_init(bar0, 1);
+        mbar_init(bar1, 1);
+        mbar_fence_init();
+    }
+    __syncthreads();
+    int ncons = 0; /* tiles consumed by this CTA: tile n in stage n & 1, phase (n >> 1) & 1 */
+
+    for (int r = pb.req; r <= r_last; r++) {
+        req_work w;
+        if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
+        float o[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) o[i] = 0.f;
+        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+        const int tb = w.tb, te = w.te, L = w.L;
+        if (tb < te) {
+            /* both stages are free (the previous request's readers finished before the epilogue's
+             * CTA barrier): its first two tiles, in the stages their consumption order gives */
+            if (tid == 0)
+                for (int j = 0; j < 2 && tb + j < te; j++) {
+                    const int st = (ncons + j) & 1;
+                    ss_tma(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, 0x1FFu, NC64, kmask + st);
+                }
+            sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+            cp_async_commit();
+            cp_async_wait0();
+            fence_proxy_async();
+            __syncthreads(); /* Q and the row limits */
+            const int lim0 = row_lim[r0], lim1 = row_lim[r1];
+            for (int t = tb; t < te; t++) {
+                const int buf = ncons & 1, ph = (ncons >> 1) & 1;
+                ncons++;
+                const uint32_t uK = buf ? uK1 : uK0, bar = buf ? bar1 : bar0;
+                uint32_t a[4][4];
+                if (wg == 0) {
+                    float s[32];
+#pragma unroll
+                    for (int i = 0; i < 32; i++) s[i] = 0.f;
+                    pin32(s);
+                    mbar_wait(bar, ph);
+                    const int nk = L - t * MLA_BN;
+                    if (nk < 64) { /* V rows [nk, 64) to zero (TMA loaded whatever the page holds) */
+                        unsigned char *tile = buf ? sK1 : sK0;
+                        for (int idx = tid; idx < (64 - nk) * 64; idx += 128) {
+                            const int row = nk + (idx >> 6), rem = idx & 63;
+                            *(uint4 *)(tile + (rem >> 3) * 8192 + row * 128 + (rem & 7) * 16) = make_uint4(0, 0, 0, 0);
+                        }
+                        fence_proxy_async();
+                        bar_sync(SM90_BAR_WG0, 128);
+                    }
+                    wg_fence();
+                    sm90_qk(s, uQ, uK, 0, NC64, F16);
+                    wg_commit();
+                    wg_wait0();
+                    pin32(s);
+                    float al0, al1;
+                    sm90_softmax_km(s, 0, kmask[buf], t * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1,
+                                    F16);
+                    if (t > tb) bar_sync(SM90_BAR_PFREE, 256); /* WG1 has read P(t - 1) */
+                    sm90_put_p(sPf, sAl, a, al0, al1);
+                    bar_arrive(SM90_BAR_P, 256);
+                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
+                } else {
+                    bar_sync(SM90_BAR_P, 256);
+                    float al0, al1;
+                    sm90_get_p(sPf, sAl, a, &al0, &al1);
+                    if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
+                    mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
+                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
+                }
+                /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
+                pin128(o);
+                wg_fence();
+                sm90_pv(o, a, uK, wg, F16);
+                wg_commit();
+                wg_wait0();
+                pin128(o);
+                if (t + 2 < te) {
+                    if (wg == 0) {
+                        bar_arrive(SM90_BAR_SFREE, 256); /* PV_L(t) done */
+                    } else {
+                        bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
+                        if (tid == 128) ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
+                    }
+                }
+            }
+        }
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
+    }
+    pdl_trigger();
+}
+
 /* ---- v4: warp-specialised TMA pipeline (MLA_KERNEL_WGMMA_WS) ----------------------------------
  * Each K stage is refilled in three chunk groups, each by the first thread that knows the group's
  * last reader is done, with its own transaction mbarrier:
@@ -461,10 +595,18 @@ MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
 #endif
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, sm90_body(&p, &tm, 576, 0, 1, 0, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, sm90_body(&p, &tm, 512, 0, 1, 0, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, sm90_body(&p, &tm, 576, 1, 1, 0, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, sm90_body(&p, &tm, 512, 1, 1, 0, 0))
+#ifndef MLA_V3_FLOW
+#define MLA_V3_FLOW 0
+#endif
+#if MLA_V3_FLOW
+#define MLA_V3_BODY(DQK, F16) tma_body(&p, &tm, DQK, F16)
+#else
+#define MLA_V3_BODY(DQK, F16) sm90_body(&p, &tm, DQK, F16, 1, 0, 0)
+#endif
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, MLA_V3_BODY(576, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, MLA_V3_BODY(512, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, MLA_V3_BODY(576, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, MLA_V3_BODY(512, 1))
 #define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
         MLA_SM90_FP8_BODY(DQK, F16)                                                                       \

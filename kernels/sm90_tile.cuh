@@ -110,6 +110,57 @@ static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const
         }
     }
 }
+/* (v3 and v5) The page slices of K tile t of request r (BR = gcd(page, 64) rows each): page id and first row of
+ * each slice, with an out-of-range page id (num_pages: the copy engine zero-fills) for slices past
+ * the length or with a page id outside [0, num_pages); returns the tile's valid-key mask (bit k:
+ * token 64 t + k is below the length and on a page with a valid id). */
+static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_params *p, int r, int t, int L,
+                                                               int pid[4], int row0[4]) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    const unsigned long long slice = BR == 64 ? ~0ull : ((1ull << BR) - 1);
+    unsigned long long mask = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        pid[k] = (int)p->num_pages;
+        row0[k] = 0;
+        const int tok0 = t * MLA_BN + k * BR;
+        if (k < 64 / BR && tok0 < L) {
+            const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* 0 <= tok0 < L <= INT32_MAX */
+            const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+            if (id >= 0 && (long long)id < p->num_pages) {
+                pid[k] = id;
+                row0[k] = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+                mask |= slice << (k * BR);
+            }
+        }
+    }
+    const int nk = L - t * MLA_BN;
+    if (nk < 64) mask &= (1ull << nk) - 1;
+    return mask;
+}
+
+/* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
+ * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
+ * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`). */
+static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
+                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
+                                              unsigned long long *km) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int pid[4], row0[4];
+    const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
+    if (km) *km = mask;
+    cmask &= (1u << NC64) - 1;
+    mbar_expect_tx(bar, __popc(cmask) * 8192);
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        if (k < 64 / BR)
+#pragma unroll
+            for (int c = 0; c < 9; c++)
+                if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
+}
+
 /* Zeroes the rows [z0, 64) of a K tile (TMA loaded whatever the pages hold past the length: V
  * rows must be 0, since 0 * NaN = NaN). */
 static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z0, const int NC64) {
@@ -512,12 +563,14 @@ static __device__ __forceinline__ void sm90_exp_sum(float *s, float mu0, float m
 /* Online softmax of one 64 x 64 S tile (WG0's m64n64 accumulator fragment s[32], rows r0 / r1 of
  * this thread): mask (key row valid and below the row's visible-key limit), scale into the log2
  * domain, update the running max m and sum l, P as 16-bit A fragments a[kk][jj] for the PV wgmma;
- * al0 / al1 are the rescale factors of the two rows. */
-static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned char *kv, int key0, int lim0, int lim1,
-                                                    float scale, float *m0, float *m1, float *l0, float *l1,
-                                                    uint32_t a[4][4], float *al0, float *al1, const int F16) {
+ * al0 / al1 are the rescale factors of the two rows. Key validity: byte flags kv, or (kv NULL) the
+ * bits of km (sm90_mask_max). */
+static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned char *kv, unsigned long long km,
+                                                       int key0, int lim0, int lim1, float scale, float *m0, float *m1,
+                                                       float *l0, float *l1, uint32_t a[4][4], float *al0, float *al1,
+                                                       const int F16) {
     float mx0, mx1;
-    sm90_mask_max(s, kv, 0, key0, lim0, lim1, scale, &mx0, &mx1);
+    sm90_mask_max(s, kv, km, key0, lim0, lim1, scale, &mx0, &mx1);
     const float mn0 = fmaxf(*m0, mx0), mn1 = fmaxf(*m1, mx1);
     const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
     *al0 = fast_exp2(*m0 - mu0);
@@ -532,6 +585,12 @@ static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned cha
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+}
+/* the same with the keys' validity as byte flags kv (v2, v3's sm90_body, FP8) */
+static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned char *kv, int key0, int lim0, int lim1,
+                                                    float scale, float *m0, float *m1, float *l0, float *l1,
+                                                    uint32_t a[4][4], float *al0, float *al1, const int F16) {
+    sm90_softmax_km(s, kv, 0, key0, lim0, lim1, scale, m0, m1, l0, l1, a, al0, al1, F16);
 }
 
 /* ---- seesaw pieces (hopper-c.md §3.3): both warpgroups run QK^T on alternate tiles and share one
