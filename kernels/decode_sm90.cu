@@ -201,7 +201,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * PV_R(t) has finished, and the refill of a stage waits for both. Here the two warpgroups hand off
  * through named barriers only, each pairing one arrive with one sync per tile:
  *   P     WG0 -> WG1  P(t) and its row factors are in smem (as in sm90_body)
- *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te)
+ *   PFREE WG1 -> WG0  WG1 has P(t) in registers (after issuing PV_R(t)), so WG0 may write P(t + 1)
  *   SFREE WG0 -> WG1  WG0's PV_L(t) is done, so stage t & 1 may take tile t + 2   (t + 2 < te)
  * WG1 (thread 128) refills the stage with tile t + 2 once its own PV_R(t) is done and SFREE is seen,
  * so the stage holds tile t until both PVs have read it; WG0's QK^T(t + 1) queues behind PV_R(t) on
@@ -304,7 +304,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
-                    if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
@@ -313,6 +312,10 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 wg_fence();
                 sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
+                /* WG1: P(t) is in registers (the wgmmas just issued consumed them), so WG0 may
+                 * overwrite it; arrived after the issue rather than right after the loads so that
+                 * the reads are complete by construction, not only by the barrier's release order */
+                if (wg == 1 && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                 wg_wait0();
                 pin128(o);
                 if (t + 2 < te) {
@@ -595,8 +598,10 @@ MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
 #endif
+/* MLA_V3_FLOW = 1 (default): tma_body; 0: sm90_body's TMA path (a CTA barrier per tile), kept for
+ * comparisons (docs/performance.md §12) */
 #ifndef MLA_V3_FLOW
-#define MLA_V3_FLOW 0
+#define MLA_V3_FLOW 1
 #endif
 #if MLA_V3_FLOW
 #define MLA_V3_BODY(DQK, F16) tma_body(&p, &tm, DQK, F16)
