@@ -201,7 +201,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * PV_R(t) has finished, and the refill of a stage waits for both. Here the two warpgroups hand off
  * through named barriers only, each pairing one arrive with one sync per tile:
  *   P     WG0 -> WG1  P(t) and its row factors are in smem (as in sm90_body)
- *   PFREE WG1 -> WG0  WG1 has P(t) in registers (after issuing PV_R(t)), so WG0 may write P(t + 1)
+ *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te; a
+ *                     barrier arrive orders the arriving thread's earlier reads: release)
  *   SFREE WG0 -> WG1  WG0's PV_L(t) is done, so stage t & 1 may take tile t + 2   (t + 2 < te)
  * WG1 (thread 128) refills the stage with tile t + 2 once its own PV_R(t) is done and SFREE is seen,
  * so the stage holds tile t until both PVs have read it; WG0's QK^T(t + 1) queues behind PV_R(t) on
@@ -304,6 +305,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
+                    if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
@@ -312,10 +314,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 wg_fence();
                 sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
-                /* WG1: P(t) is in registers (the wgmmas just issued consumed them), so WG0 may
-                 * overwrite it; arrived after the issue rather than right after the loads so that
-                 * the reads are complete by construction, not only by the barrier's release order */
-                if (wg == 1 && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                 wg_wait0();
                 pin128(o);
                 if (t + 2 < te) {
