@@ -57,7 +57,9 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
  * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
  * engine zero-fills (and still counts). The chunks complete on MLA_V3_NG mbarriers (bars + 8 g:
  * chunk groups in the order QK^T consumes them, sm90_chunk_group); by default one per stage. Threads base .. base + 63 record which rows are real keys. */
-/* MLA_V3_NG = 1 .. 4 chunk groups per stage, each waited right before its wgmmas. Each wait point
+/* MLA_V3_NG = 1 .. 4 chunk groups per stage for sm90_body's TMA path (built with MLA_V3_FLOW=0;
+ * the default tma_body loads each tile on one barrier through ss_tma), each group waited right
+ * before its wgmmas. Each wait point
  * costs QK^T a wgmma.fence (~130 cycles of drained chain); on an H200 one group (the default) was
  * 0.5-3% faster than four at h_q = 128 and on batches of 8-64, 0.8% slower on the memory-bound
  * h_q = 16 s_k = 16384 row (docs/performance.md §12). A switch so the H100 can be checked too. */
