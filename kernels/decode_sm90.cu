@@ -201,8 +201,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * PV_R(t) has finished, and the refill of a stage waits for both. Here the two warpgroups hand off
  * through named barriers only, each pairing one arrive with one sync per tile:
  *   P     WG0 -> WG1  P(t) and its row factors are in smem (as in sm90_body)
- *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te; a
- *                     barrier arrive orders the arriving thread's earlier reads: release)
+ *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te; the
+ *                     arrive releases the reads; racecheck reports this hand-off, notes §12)
  *   SFREE WG0 -> WG1  WG0's PV_L(t) is done, so stage t & 1 may take tile t + 2   (t + 2 < te)
  * WG1 (thread 128) refills the stage with tile t + 2 once its own PV_R(t) is done and SFREE is seen,
  * so the stage holds tile t until both PVs have read it; WG0's QK^T(t + 1) queues behind PV_R(t) on
