@@ -19,8 +19,13 @@
  *              complete_tx) that warps 0..7 wait for (full) and release (empty) every round
  *   variant 9: as 3, with a wgmma (SS m64n16k16, warps 0..3 and 4..7 each) reading the exchange buffer
  *              as its A and B operands before each exchange (as the merge reuses the Q^T tile)
+ * and (thirteenth session) the two-way hand-off of kernels/decode_sm90.cu's tma_body, where racecheck
+ * reports write-after-read hazards on the P buffer (256 threads; warps 0..3 write, warps 4..7 read):
+ *   variant 10: writer: [bar.sync 2 (P read), from the second round on] write; bar.arrive 1 (P ready);
+ *               reader: bar.sync 1; read; bar.arrive 2 (all but the last round) -- the tma_body pattern
+ *   variant 11: the same with bar.sync on every side (both warpgroups wait at both barriers)
  * Build and run (device): nvcc -arch=sm_90a -Ikernels -o /tmp/rcn tests/gpu/racecheck_nbar.cu &&
- *   for v in 0 1 2 3 4 5 6 7 8 9; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
+ *   for v in 0 1 2 3 4 5 6 7 8 9 10 11; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +138,29 @@ __global__ void __launch_bounds__(384, 1) k3(int *out, const int *gsrc, int vari
 #endif
 }
 
+/* variants 10 and 11 (256 threads): P ready (barrier 1, writer -> reader) and P read (barrier 2,
+ * reader -> writer), four rounds through one buffer */
+__global__ void k4(int *out, int variant) {
+    __shared__ int buf[128];
+    const int t = threadIdx.x;
+    for (int rep = 0; rep < 4; rep++) {
+        if (t < 128) { /* writer */
+            if (rep > 0) asm volatile("bar.sync 2, 256;\n" ::: "memory");
+            buf[t] = t + 128 + rep;
+            if (variant == 11) asm volatile("bar.sync 1, 256;\n" ::: "memory");
+            else asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+        } else { /* reader */
+            asm volatile("bar.sync 1, 256;\n" ::: "memory");
+            out[t - 128] += buf[t - 128];
+            if (rep + 1 < 4) {
+                if (variant == 11) asm volatile("bar.sync 2, 256;\n" ::: "memory");
+                else asm volatile("bar.arrive 2, 256;\n" ::: "memory");
+            }
+        }
+    }
+    __syncthreads();
+}
+
 int main(int argc, char **argv) {
     const int variant = argc > 1 ? atoi(argv[1]) : 0;
     int *d, h[128];
@@ -141,7 +169,8 @@ int main(int argc, char **argv) {
     int *g;
     cudaMalloc(&g, 4096);
     cudaMemset(g, 0, 4096);
-    if (variant >= 8) k3<<<1, 384>>>(d, g, variant);
+    if (variant >= 10) k4<<<1, 256>>>(d, variant);
+    else if (variant >= 8) k3<<<1, 384>>>(d, g, variant);
     else if (variant >= 5) k2<<<1, 384>>>(d, variant);
     else k<<<1, variant == 0 ? 256 : 384>>>(d, variant);
     cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
