@@ -801,6 +801,8 @@ static void test_prefill(void)
 
 int main(int argc, char **argv)
 {
+    /* line-buffered even into a file: a run cut by a device-session timeout keeps its sections */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_quick = 1;
         else {
