@@ -35,8 +35,7 @@
 
 #if MLA_HAVE_SM90A
 
-static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
-                                                 const int F16, const int TMA, const int FP8,
+static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16, const int FP8,
                                                  const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
@@ -52,7 +51,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64;       /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                /* [64] */
     unsigned char *kvalid = (unsigned char *)(row_lim + 64); /* [2][64] */
-    uint64_t *fullbar = (uint64_t *)(kvalid + 128);          /* [2][4] TMA stage / chunk-group barriers (MLA_V3_NG used) */
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -71,15 +69,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
-    const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 32; /* stage 0 / 1: up to four group barriers each */
-    if (TMA) {
-        if (tid == 0) {
-            for (int i = 0; i < 8; i++) mbar_init(bar0 + 8 * i, 1);
-            mbar_fence_init();
-        }
-        __syncthreads();
-    }
-    int nload = 0, ncons = 0; /* TMA tile loads issued / consumed by this CTA (stage = n & 1) */
 
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
@@ -102,11 +91,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             } else {
                 sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             }
-            if (TMA) {
-                const int st = nload & 1;
-                sm90_tma_k(p, tm, r, kvh, w.tb, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 0);
-                nload++;
-            } else if (FP8) {
+            if (FP8) {
                 f8_issue_k(p, r, kvh, w.tb, w.L, kr, kvalid, NU);
                 f8_put(uK0, kr, NU, F16);
             } else {
@@ -115,19 +100,9 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             cp_async_commit();
 
             for (int t = w.tb; t < w.te; t++) {
-                const int buf = TMA ? (ncons & 1) : ((t - w.tb) & 1);
+                const int buf = (t - w.tb) & 1;
                 const uint32_t uK = buf ? uK1 : uK0;
-                if (TMA) {
-                    cp_async_wait0(); /* Q (first tile of the request) */
-                    /* the groups are waited by WG0 right before their QK^T wgmmas (every later reader
-                     * comes after QK^T); only a request's last, partial tile is waited for here, whole,
-                     * to zero its rows past the length (V must not carry NaN into P V) */
-                    if ((t + 1) * MLA_BN > w.L) {
-                        for (int g = 0; g < MLA_V3_NG; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, (ncons >> 1) & 1);
-                        sm90_zero_rows(buf ? sK1 : sK0, w.L - t * MLA_BN, NC64);
-                    }
-                    ncons++;
-                } else if (FP8) {
+                if (FP8) {
                     /* tile t + 1 into registers now (stored into the free stage during the PV
                      * wgmma below), tile t + 2 into L2 */
                     if (t + 1 < w.te) f8_issue_k(p, r, kvh, t + 1, w.L, kr, kvalid + 64 * (buf ^ 1), NU);
@@ -141,13 +116,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 __syncthreads();
                 /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
                  * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
-                if (TMA && t + 1 < w.te) { /* v3: the same from WG1 (thread 128 issues) */
-                    const int st = nload & 1;
-                    if (wg == 1)
-                        sm90_tma_k(p, tm, r, kvh, t + 1, w.L, st ? uK1 : uK0, st ? bar1 : bar0, kvalid + 64 * st, NC64, 128);
-                    nload++;
-                }
-                if (!TMA && !FP8 && wg == 1 && t + 1 < w.te) {
+                if (!FP8 && wg == 1 && t + 1 < w.te) {
                     if (DIAG_LOADS) sm90_load_k_lines(p, r, kvh, t + 1, w.L, buf ? uK0 : uK1, kvalid + 64 * (buf ^ 1), t128, 128, NC64);
                     cp_async_commit();
                 }
@@ -155,8 +124,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 uint32_t a[4][4];
                 if (wg == 0) {
                     float s[32];
-                    if (TMA) sm90_scores_tma(s, uQ, uK, buf ? bar1 : bar0, ((ncons - 1) >> 1) & 1, NC64, F16, DIAG_MMA);
-                    else sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
+                    sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
                     float al0, al1;
                     sm90_softmax(s, kvalid + 64 * buf, t * MLA_BN, row_lim[r0], row_lim[r1], scale, &m0, &m1, &l0, &l1,
                                  a, &al0, &al1, F16);
@@ -166,13 +134,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 } else {
                     bar_sync(SM90_BAR_P, 256);
-                    /* TMA: this warpgroup's PV reads V_R (chunks 4-7: the last groups in every
-                     * layout, sm90_chunk_group), so it observes their completion itself (already
-                     * complete: WG0 waited on them before arriving on P), as every consumer of a
-                     * TMA stage does, rather than relying on WG0's waits and the P barrier alone
-                     * to order the copy engine's writes before its wgmma reads */
-                    if (TMA)
-                        for (int g = sm90_chunk_group(4, NC64); g < MLA_V3_NG; g++) mbar_wait((buf ? bar1 : bar0) + 8 * g, ((ncons - 1) >> 1) & 1);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
@@ -196,9 +157,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     }
     pdl_trigger();
 }
-/* ---- v3 without a CTA barrier per tile (MLA_V3_FLOW = 1) -------------------------------------
- * sm90_body's TMA path ends every tile at a __syncthreads, so WG0 starts QK^T(t + 1) only once WG1's
- * PV_R(t) has finished, and the refill of a stage waits for both. Here the two warpgroups hand off
+/* ---- v3: K tiles by TMA, no CTA barrier per tile (MLA_KERNEL_WGMMA_TMA) ------------------------
+ * Until 54c09c9 the TMA path was part of sm90_body and ended every tile at a __syncthreads, so WG0
+ * started QK^T(t + 1) only once WG1's PV_R(t) had finished, and the refill of a stage waited for both
+ * (docs/performance.md §11-12; check out 54c09c9 for that path). Here the two warpgroups hand off
  * through named barriers only, each pairing one arrive with one sync per tile:
  *   P     WG0 -> WG1  P(t) and its row factors are in smem (as in sm90_body)
  *   PFREE WG1 -> WG0  WG1 has read P(t), so WG0 may write P(t + 1)   (tiles t + 1 < te; the
@@ -562,27 +524,27 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
 
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 0, 0, 0, 0);
+    sm90_body(&p, 576, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 0, 0, 0, 0);
+    sm90_body(&p, 512, 0, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 576, 1, 0, 0, 0);
+    sm90_body(&p, 576, 1, 0, 0);
 #endif
 }
 __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
 #if MLA_HAVE_SM90A
-    sm90_body(&p, 0, 512, 1, 0, 0, 0);
+    sm90_body(&p, 512, 1, 0, 0);
 #endif
 }
 /* v2 with the fused schedule (no scheduler launch; small batches, src/gpu.cu) */
 #if MLA_HAVE_SM90A
-#define MLA_SM90_FS_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 0, 1);
+#define MLA_SM90_FS_BODY(DQK, F16) sm90_body(&p, DQK, F16, 0, 1);
 #else
 #define MLA_SM90_FS_BODY(DQK, F16)
 #endif
@@ -596,26 +558,16 @@ MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
 #endif
-/* MLA_V3_FLOW = 1 (default): tma_body; 0: sm90_body's TMA path (a CTA barrier per tile), kept for
- * comparisons (docs/performance.md §12) */
-#ifndef MLA_V3_FLOW
-#define MLA_V3_FLOW 1
-#endif
-#if MLA_V3_FLOW
-#define MLA_V3_BODY(DQK, F16) tma_body(&p, &tm, DQK, F16)
-#else
-#define MLA_V3_BODY(DQK, F16) sm90_body(&p, &tm, DQK, F16, 1, 0, 0)
-#endif
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, MLA_V3_BODY(576, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, MLA_V3_BODY(512, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, MLA_V3_BODY(576, 1))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, MLA_V3_BODY(512, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1))
 #define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
         MLA_SM90_FP8_BODY(DQK, F16)                                                                       \
     }
 #if MLA_HAVE_SM90A
-#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, 0, DQK, F16, 0, 1, 0);
+#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, DQK, F16, 1, 0);
 #else
 #define MLA_SM90_FP8_BODY(DQK, F16)
 #endif

@@ -23,7 +23,7 @@ static __host__ __device__ __forceinline__ int sm90_smem_bytes(int dqk) {
            + 2 * 64 * 4         /* 1/L, lse2 per row */
            + 64 * 4             /* row_lim */
            + 2 * 64             /* kvalid */
-           + 8 * 8              /* mbarriers (v3: up to 4 chunk groups per stage, MLA_V3_NG; v4: E, L, R full and V_L free per stage) */
+           + 8 * 8              /* mbarriers (v3: one per stage; v4: E, L, R full and V_L free per stage) */
            + 1024;              /* alignment slack */
 }
 
@@ -52,66 +52,6 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
     }
 }
 
-/* TMA variant (v3): thread `base` loads K tile t (64 tokens) of request r into stage `tile` with one
- * 64-column box per chunk and per page slice of BR = gcd(page, 64) rows; page slices past the
- * length or with a page id outside [0, num_pages) use an out-of-range coordinate, which the copy
- * engine zero-fills (and still counts). The chunks complete on MLA_V3_NG mbarriers (bars + 8 g:
- * chunk groups in the order QK^T consumes them, sm90_chunk_group); by default one per stage. Threads base .. base + 63 record which rows are real keys. */
-/* MLA_V3_NG = 1 .. 4 chunk groups per stage for sm90_body's TMA path (built with MLA_V3_FLOW=0;
- * the default tma_body loads each tile on one barrier through ss_tma), each group waited right
- * before its wgmmas. Each wait point
- * costs QK^T a wgmma.fence (~130 cycles of drained chain); on an H200 one group (the default) was
- * 0.5-3% faster than four at h_q = 128 and on batches of 8-64, 0.8% slower on the memory-bound
- * h_q = 16 s_k = 16384 row (docs/performance.md §12). A switch so the H100 can be checked too. */
-#ifndef MLA_V3_NG
-#define MLA_V3_NG 1
-#endif
-static __device__ __forceinline__ int sm90_chunk_group(int c, const int NC64) {
-    if (MLA_V3_NG == 1) return 0;
-    if (MLA_V3_NG == 2) return NC64 == 9 ? (c == 8 || c <= 1 ? 0 : 1) : (c <= 1 ? 0 : 1); /* {8,0,1} {2..7} */
-    if (MLA_V3_NG == 3) return NC64 == 9 ? (c == 8 || c == 0 ? 0 : (c <= 3 ? 1 : 2)) : (c <= 1 ? 0 : (c <= 3 ? 1 : 2));
-    if (NC64 == 9) return c == 8 || c == 0 ? 0 : (c <= 2 ? 1 : (c <= 5 ? 2 : 3)); /* {8,0} {1,2} {3,4,5} {6,7} */
-    return c >> 1;                                                                /* {0,1} {2,3} {4,5} {6,7} */
-}
-static __device__ __forceinline__ void sm90_tma_k(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
-                                                  int t, int L, uint32_t tile, uint32_t bars, unsigned char *kvalid,
-                                                  const int NC64, const int base) {
-    const int tid = threadIdx.x - base; /* threads base .. base + 63 take part, base issues */
-    if (tid >= 0 && tid < 64) kvalid[tid] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + tid, L) != 0;
-    if (tid == 0) {
-        const int ps = p->page_size;
-        const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-        int pid[4], row0[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const long long tok0 = (long long)t * MLA_BN + k * BR;
-            pid[k] = (int)p->num_pages; /* out of range: zero fill */
-            row0[k] = 0;
-            if (k < 64 / BR && tok0 < L) {
-                const unsigned pidx = (unsigned)tok0 / (unsigned)ps; /* tok0 < L <= INT32_MAX */
-                const int id = p->block_table[(long long)r * p->bt_stride + pidx];
-                if (id >= 0 && (long long)id < p->num_pages) {
-                    pid[k] = id;
-                    row0[k] = (int)((unsigned)tok0 - pidx * (unsigned)ps);
-                }
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < MLA_V3_NG; g++) {
-            int n = 0;
-#pragma unroll
-            for (int c = 0; c < NC64; c++) n += sm90_chunk_group(c, NC64) == g;
-            mbar_expect_tx(bars + 8 * g, n * 8192);
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                if (k < 64 / BR)
-#pragma unroll
-                    for (int c = 0; c < NC64; c++)
-                        if (sm90_chunk_group(c, NC64) == g)
-                            tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bars + 8 * g, 64 * c, row0[k], kvh, pid[k]);
-        }
-    }
-}
 /* (v3 and v5) The page slices of K tile t of request r (BR = gcd(page, 64) rows each): page id and first row of
  * each slice, with an out-of-range page id (num_pages: the copy engine zero-fills) for slices past
  * the length or with a page id outside [0, num_pages); returns the tile's valid-key mask (bit k:
@@ -161,16 +101,6 @@ static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUt
 #pragma unroll
             for (int c = 0; c < 9; c++)
                 if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
-}
-
-/* Zeroes the rows [z0, 64) of a K tile (TMA loaded whatever the pages hold past the length: V
- * rows must be 0, since 0 * NaN = NaN). */
-static __device__ __forceinline__ void sm90_zero_rows(unsigned char *tile, int z0, const int NC64) {
-    const int n = (64 - z0) * NC64 * 8;
-    for (int idx = threadIdx.x; idx < n; idx += MLA_THREADS) {
-        const int row = z0 + idx / (NC64 * 8), rem = idx % (NC64 * 8);
-        *(uint4 *)(tile + (rem >> 3) * 8192 + row * 128 + (rem & 7) * 16) = make_uint4(0, 0, 0, 0);
-    }
 }
 
 /* ---- dense FP8 (e4m3) cache: K rows (and an FP8 q) go global -> registers -> 16-bit SW128 tile.
@@ -449,27 +379,6 @@ static __device__ __forceinline__ void sm90_scores(float *s, uint32_t uQ, uint32
     wg_wait0();
     pin32(s);
 }
-/* v3: S = Q K^T of the TMA stage at uK, each chunk group waited (phase ph) just before its wgmmas */
-static __device__ __forceinline__ void sm90_scores_tma(float *s, uint32_t uQ, uint32_t uK, uint32_t bars, int ph,
-                                                       const int NC64, const int F16, const int MMA) {
-#pragma unroll
-    for (int i = 0; i < 32; i++) s[i] = 0.f;
-    pin32(s);
-#pragma unroll
-    for (int g = 0; g < MLA_V3_NG; g++) {
-        mbar_wait(bars + 8 * g, ph);
-        wg_fence();
-#pragma unroll
-        for (int c0 = 0; c0 < NC64; c0++) {
-            const int c = NC64 == 9 ? (c0 + 8) % 9 : c0; /* 8, 0, 1, ..., 7: the groups' order */
-            if (MMA && sm90_chunk_group(c, NC64) == g) sm90_qk(s, uQ, uK, c, c + 1, F16);
-        }
-    }
-    wg_commit();
-    wg_wait0();
-    pin32(s);
-}
-
 /* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
 static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
 #pragma unroll
@@ -588,7 +497,7 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
 }
-/* the same with the keys' validity as byte flags kv (v2, v3's sm90_body, FP8) */
+/* the same with the keys' validity as byte flags kv (v2, FP8) */
 static __device__ __forceinline__ void sm90_softmax(float *s, const unsigned char *kv, int key0, int lim0, int lim1,
                                                     float scale, float *m0, float *m1, float *l0, float *l1,
                                                     uint32_t a[4][4], float *al0, float *al1, const int F16) {

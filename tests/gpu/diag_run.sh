@@ -3,8 +3,7 @@
 # MLA_DEFS=-DMLA_DIAG=N (kernels/decode_sm90.cu: 1 no K loads after a request's first tile, 2 no
 # wgmma, 3 neither), on the cases that matter for issue 4. Results of the diag builds are wrong by
 # design; only their times mean something. Output under $OUT (default ./device-out). The switches act
-# in sm90_body: the cp.async kernel (b < 64, MLA_GPU_KERNEL=3) and the TMA kernel only when it is
-# built with MLA_V3_FLOW=0; the default TMA body (tma_body) has none.
+# in sm90_body, the cp.async kernel (b < 64, MLA_GPU_KERNEL=3); the TMA kernel (tma_body) has none.
 # Env: DIAGS (default "1 2 3"), CASES (mla-bench --case list), ITERS (default 20).
 set -u
 cd "$(dirname "$0")/../.."
