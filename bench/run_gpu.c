@@ -370,6 +370,112 @@ static int replay_op(void *p, int i, char *err, size_t errn)
     return e != cudaSuccess;
 }
 
+/* ---- MLA_DIAG=7 builds only: one more L2-flushed call with the per-CTA timeline printed ---------
+ * (kernels/common.cuh; the library exports the readers only in such builds, hence the weak refs) */
+extern int mla_diag_dec_io(void *host, int reset) __attribute__((weak));
+extern int mla_diag_cmb_io(void *host, int reset) __attribute__((weak));
+
+#define TL_CTAS 4096
+#define TL_SLOTS 20
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void timeline_print(const bench_case *c, const unsigned long long (*d)[TL_SLOTS], int n,
+                           const unsigned long long *cmb)
+{
+    static const char *names[15] = {"entry", "past PDL wait", "part bounds", "r0 prepared", "r0 Q ready",
+                                    "r0 tile 0 landed", "r0 tiles done", "r0 epilogue done", "r1 prepared",
+                                    "r1 Q ready", "r1 tile 0 landed", "r1 tiles done", "r1 epilogue done",
+                                    "", "exit"};
+    char label[160];
+    bench_case_label(c, label, sizeof label);
+    double *v = malloc(sizeof(double) * (size_t)n * 2), *f = v + n;
+    if (!v)
+        return;
+    int nf = 0;
+    unsigned long long t0 = ~0ull;
+    for (int i = 0; i < n; i++) { /* SM clock (cycles per ns) from each CTA's clock64 / globaltimer pair */
+        if (d[i][16] && d[i][16] < t0)
+            t0 = d[i][16];
+        if (d[i][17] > d[i][16] + 2000 && d[i][15] > d[i][0])
+            f[nf++] = (double)(d[i][15] - d[i][0]) / (double)(d[i][17] - d[i][16]);
+    }
+    if (cmb[4] && cmb[4] < t0)
+        t0 = cmb[4];
+    qsort(f, (size_t)nf, sizeof *f, cmp_double);
+    const double ghz = nf ? f[nf / 2] : 1.98;
+    printf("timeline %s: %d CTAs, SM clock %.3f GHz (median of clock64 / globaltimer), times in us from "
+           "the first kernel entry\n", label, n, ghz);
+    if (cmb[4])
+        printf("  scheduler kernel: entry %.2f, exit %.2f\n", (cmb[4] - t0) * 1e-3, (cmb[5] - t0) * 1e-3);
+    for (int s = 0; s < 15; s++) {
+        if (s == 13)
+            continue;
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (d[i][16] && d[i][s])
+                v[m++] = ((double)(d[i][16] - t0) + (double)(d[i][s] - d[i][0]) / ghz) * 1e-3;
+        if (!m)
+            continue;
+        qsort(v, (size_t)m, sizeof *v, cmp_double);
+        printf("  decode %-18s CTAs %4d  min %7.2f  p10 %7.2f  med %7.2f  p90 %7.2f  max %7.2f\n", names[s], m,
+               v[0], v[m / 10], v[m / 2], v[(m * 9) / 10], v[m - 1]);
+    }
+    /* per-tile time of one request's loop: (tiles done - tile 0 landed) / (tiles - 1), one-request CTAs */
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (d[i][14] == 1 && d[i][13] > 1 && d[i][6] > d[i][5])
+            v[m++] = (double)(d[i][6] - d[i][5]) / ghz * 1e-3 / (double)(d[i][13] - 1);
+    if (m) {
+        qsort(v, (size_t)m, sizeof *v, cmp_double);
+        printf("  decode us per tile (one-request CTAs, %d): min %.3f  med %.3f  max %.3f\n", m, v[0], v[m / 2],
+               v[m - 1]);
+    }
+    int last = -1;
+    for (int i = 0; i < n; i++)
+        if (d[i][16] && (last < 0 || d[i][17] > d[last][17]))
+            last = i;
+    if (last >= 0) {
+        const unsigned long long *e = d[last];
+        printf("  last CTA to exit: #%d (SM %llu), %llu tiles, %llu requests:", last, e[18], e[13], e[14]);
+        for (int s = 0; s < 16; s++)
+            if (s != 13 && s != 14 && e[s])
+                printf(" %s %.2f;", names[s < 15 ? s : 14], ((double)(e[16] - t0) + (double)(e[s] - e[0]) / ghz) * 1e-3);
+        printf("\n");
+    }
+    if (cmb[1] != ~0ull)
+        printf("  combine: first entry %.2f, first past PDL wait %.2f, last past wait %.2f, last exit %.2f\n",
+               (cmb[0] - t0) * 1e-3, (cmb[1] - t0) * 1e-3, (cmb[3] - t0) * 1e-3,
+               cmb[2] ? (cmb[2] - t0) * 1e-3 : -1.0);
+    free(v);
+}
+
+static void timeline_run(gpu_case *g, const bench_case *c, int graph)
+{
+    static unsigned long long d[TL_CTAS][TL_SLOTS];
+    unsigned long long cmb[8];
+    char err[256];
+    size_t errn = sizeof err;
+    if (!mla_diag_dec_io || !mla_diag_cmb_io || !getenv("MLA_BENCH_TIMELINE"))
+        return;
+    for (int rep = 0; rep < 2; rep++) { /* the second call is printed */
+        if (mla_diag_dec_io(NULL, 1) || mla_diag_cmb_io(NULL, 1) || flush_l2(NULL, 0, err, errn) ||
+            (graph ? replay_op(g, 0, err, errn) : decode_op(g, 0, err, errn)) ||
+            cudaStreamSynchronize(G.stream) != cudaSuccess || mla_diag_dec_io(d, 0) || mla_diag_cmb_io(cmb, 0)) {
+            printf("timeline: failed\n");
+            return;
+        }
+    }
+    int n = TL_CTAS;
+    while (n > 0 && !d[n - 1][16])
+        n--;
+    timeline_print(c, (const unsigned long long (*)[TL_SLOTS])d, n, cmb);
+}
+
 /* Device tensors of one case: random q and cache (tail rows NaN), the layout's tables. */
 static int gpu_case_alloc(gpu_case *g, const bench_case *c, const bench_layout *lay, char *err,
                           size_t errn)
@@ -508,6 +614,7 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
     if (time_ops(o->flush ? flush_l2 : NULL, graph ? replay_op : decode_op, &g, o->warmup, o->iters,
                  us, err, errn))
         goto done;
+    timeline_run(&g, c, graph);
     /* sanity: NaN-poisoned tail rows must not leak; no row is empty, so lse is finite */
     uint16_t *out = malloc(g.no * 2);
     float *lse = malloc(g.nl * sizeof(float));

@@ -15,9 +15,41 @@
  * request's first tile (compute + sync path alone), 2 drops the wgmmas (loads + sync path alone),
  * 3 drops both (kernels/decode_sm90.cu); 4 makes the wgmma decode and the combine return right after
  * their PDL wait (the launch chain alone), 5 makes only the combine return, 6 drops the fp32 partial
- * stores of split requests (small-batch breakdown). */
+ * stores of split requests (small-batch breakdown), 7 records a per-CTA timeline (DIAG_TS below, read
+ * by `mla-bench` with MLA_BENCH_TIMELINE=1; results stay correct). */
 #ifndef MLA_DIAG
 #define MLA_DIAG 0
+#endif
+
+/* MLA_DIAG 7: thread 0 of each CTA stores clock64 (slots 0..15) and %globaltimer (slot 16 at entry,
+ * 17 at exit) into a per-translation-unit __device__ array [MLA_DIAG_CTAS][MLA_DIAG_SLOTS]. */
+#define MLA_DIAG_CTAS 4096
+#define MLA_DIAG_SLOTS 20
+#if MLA_DIAG == 7
+static __device__ __forceinline__ unsigned long long diag_gtime(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+static __device__ __forceinline__ unsigned smid(void) {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(r));
+    return r;
+}
+#define DIAG_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
+#define DIAG_CLK(arr, slot)                                                                         \
+    do {                                                                                            \
+        if (threadIdx.x == 0 && DIAG_CTA < MLA_DIAG_CTAS) arr[DIAG_CTA][slot] = (unsigned long long)clock64(); \
+    } while (0)
+#define DIAG_VAL(arr, slot, v)                                                                      \
+    do {                                                                                            \
+        if (threadIdx.x == 0 && DIAG_CTA < MLA_DIAG_CTAS) arr[DIAG_CTA][slot] = (unsigned long long)(v); \
+    } while (0)
+#define DIAG_GT(arr, slot) DIAG_VAL(arr, slot, diag_gtime())
+#else
+#define DIAG_CLK(arr, slot) do {} while (0)
+#define DIAG_VAL(arr, slot, v) do {} while (0)
+#define DIAG_GT(arr, slot) do {} while (0)
 #endif
 
 #define LOG2E_F 1.4426950408889634f

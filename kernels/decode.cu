@@ -20,6 +20,23 @@
 #include "common.cuh"
 #include "launch.h"
 
+#if MLA_DIAG == 7 /* timeline (kernels/common.cuh): %globaltimer, combine [0] first entry, [1] first past its
+                   * PDL wait, [2] last exit, [3] last past its wait; scheduler [4] entry, [5] exit */
+__device__ unsigned long long mla_diag_cmb[8];
+extern "C" __attribute__((visibility("default"))) int mla_diag_cmb_io(void *host, int reset) {
+    if (reset) {
+        const unsigned long long init[8] = {~0ull, ~0ull, 0, 0, 0, 0, 0, 0};
+        return cudaMemcpyToSymbol(mla_diag_cmb, init, sizeof init) != cudaSuccess;
+    }
+    return cudaMemcpyFromSymbol(host, mla_diag_cmb, sizeof(mla_diag_cmb)) != cudaSuccess;
+}
+#define DIAG_CMB_MIN(i) do { if (threadIdx.x == 0) atomicMin(&mla_diag_cmb[i], diag_gtime()); } while (0)
+#define DIAG_CMB_MAX(i) do { if (threadIdx.x == 0) atomicMax(&mla_diag_cmb[i], diag_gtime()); } while (0)
+#else
+#define DIAG_CMB_MIN(i) do {} while (0)
+#define DIAG_CMB_MAX(i) do {} while (0)
+#endif
+
 /* ------------------------------------------------------------------------------------------ */
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
 /* ------------------------------------------------------------------------------------------ */
@@ -28,6 +45,7 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1)
 mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla_part_begin *part_begin,
                  int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
     __shared__ long long tmp[72];
+    DIAG_CMB_MAX(4);
     pdl_trigger(); /* the decode grid may launch now; it waits (griddepcontrol.wait) for this grid's end */
     const int F = MLA_SCHED_FIXED_COST;
     const int tid = threadIdx.x;
@@ -94,6 +112,7 @@ mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla
         }
     }
     if (tid == 0) num_split[0] = (int)run_split;
+    DIAG_CMB_MAX(5);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -390,7 +409,10 @@ static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, co
 }
 
 static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16, const int FL) {
+    DIAG_CMB_MIN(0);
     pdl_wait(); /* the decode grid's partials are complete and visible after this */
+    DIAG_CMB_MIN(1);
+    DIAG_CMB_MAX(3);
     if (MLA_DIAG == 4 || MLA_DIAG == 5) return;
     const int k = blockIdx.x;
     if (k >= p->num_split[0]) return;
@@ -399,6 +421,10 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
     const mla_split_entry e = p->split_list[k];
     if (row / p->h_q >= req_nq(p, e.req)) return;
     combine_slice(p, e, row, F16, FL);
+    if (MLA_DIAG == 7 && FL < 16) { /* (S = 1 would spill with it) */
+        __syncwarp();
+        DIAG_CMB_MAX(2);
+    }
 }
 
 /* one entry per (out dtype, slices S = 16 / FL): each gets the registers of its own FL */

@@ -33,12 +33,46 @@
 
 #include "sm90_tile.cuh"
 
+#if MLA_DIAG == 7 /* per-CTA timeline (kernels/common.cuh); slots: 0 entry, 1 after the PDL wait, 2 after the
+                   * part bounds; for the CTA's first two requests k: 3+5k prepared, 4+5k Q ready, 5+5k first
+                   * tile landed, 6+5k tiles done, 7+5k epilogue done; 13 tiles, 14 requests, 15 exit (clock64);
+                   * 16 / 17 %globaltimer at entry / exit, 18 SM id */
+__device__ unsigned long long mla_diag_dec[MLA_DIAG_CTAS][MLA_DIAG_SLOTS];
+extern "C" __attribute__((visibility("default"))) int mla_diag_dec_io(void *host, int reset) {
+    const size_t n = sizeof(mla_diag_dec);
+    if (reset) {
+        void *d = 0;
+        if (cudaGetSymbolAddress(&d, mla_diag_dec) != cudaSuccess) return 1;
+        return cudaMemset(d, 0, n) != cudaSuccess;
+    }
+    return cudaMemcpyFromSymbol(host, mla_diag_dec, n) != cudaSuccess;
+}
+#define DTS(slot) DIAG_CLK(mla_diag_dec, slot)
+#define DTV(slot, v) DIAG_VAL(mla_diag_dec, slot, v)
+#define DTG(slot) DIAG_GT(mla_diag_dec, slot)
+#define DTK(k, off) do { if ((k) < 2) DTS(3 + 5 * (k) + (off)); } while (0)
+#define DT_DECL int dk_req = 0, dk_tiles = 0
+#define DT_IF(c, stmt) do { if (c) { stmt; } } while (0)
+#define DT_INC(x) x++
+#else /* nothing at all, so that the shipped kernels' code is the same as without these hooks */
+#define DTS(slot)
+#define DTV(slot, v)
+#define DTG(slot)
+#define DTK(k, off)
+#define DT_DECL
+#define DT_IF(c, stmt)
+#define DT_INC(x)
+#endif
+
 #if MLA_HAVE_SM90A
 
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16, const int FP8,
                                                  const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
+    DTG(16);
+    DTS(0);
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    DTS(1);
     if (MLA_DIAG == 4) {
         pdl_trigger();
         return;
@@ -69,10 +103,13 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    DTS(2);
+    DT_DECL;
 
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
+        DTK(dk_req, 0);
         float o[128];
 #pragma unroll
         for (int i = 0; i < 128; i++) o[i] = 0.f;
@@ -114,6 +151,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 }
                 fence_proxy_async(); /* this thread's cp.async / zeroing stores -> visible to wgmma */
                 __syncthreads();
+                DT_IF(t == w.tb, DTK(dk_req, 1); DTK(dk_req, 2));
+                DT_INC(dk_tiles);
                 /* v2: WG1, idle until P(t) is ready, loads tile t + 1 into the other stage (free: its
                  * last readers, the PV wgmmas of tile t - 1, finished before the barrier above) */
                 if (!FP8 && wg == 1 && t + 1 < w.te) {
@@ -153,8 +192,16 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             }
         }
 
+        DTK(dk_req, 3);
         sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, dk, sInv, sLse, F16, FP8);
+        DTK(dk_req, 4);
+        DT_INC(dk_req);
     }
+    DTV(13, dk_tiles);
+    DTV(14, dk_req);
+    DTS(15);
+    DTG(17);
+    DTV(18, smid());
     pdl_trigger();
 }
 /* ---- v3: K tiles by TMA, no CTA barrier per tile (MLA_KERNEL_WGMMA_TMA) ------------------------
@@ -174,12 +221,18 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * P arrive, which orders the zeroing before WG1's PV_R). Requests start with a CTA barrier (Q,
  * row limits) and end with the epilogue's. */
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
+#ifndef MLA_V3_PFREE_LATE /* 1: WG1 arrives on PFREE after issuing PV_R(t) instead of right after its P loads */
+#define MLA_V3_PFREE_LATE 0
+#endif
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                 const int F16) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
+    DTG(16);
+    DTS(0);
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    DTS(1);
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
@@ -206,11 +259,14 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
         mbar_fence_init();
     }
     __syncthreads();
+    DTS(2);
     int ncons = 0; /* tiles consumed by this CTA: tile n in stage n & 1, phase (n >> 1) & 1 */
+    DT_DECL;
 
     for (int r = pb.req; r <= r_last; r++) {
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
+        DTK(dk_req, 0);
         float o[128];
 #pragma unroll
         for (int i = 0; i < 128; i++) o[i] = 0.f;
@@ -229,6 +285,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
             cp_async_wait0();
             fence_proxy_async();
             __syncthreads(); /* Q and the row limits */
+            DTK(dk_req, 1);
             const int lim0 = row_lim[r0], lim1 = row_lim[r1];
             for (int t = tb; t < te; t++) {
                 const int buf = ncons & 1, ph = (ncons >> 1) & 1;
@@ -241,6 +298,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
                     mbar_wait(bar, ph);
+                    DT_IF(t == tb, DTK(dk_req, 2));
                     const int nk = L - t * MLA_BN;
                     if (nk < 64) { /* V rows [nk, 64) to zero (TMA loaded whatever the page holds) */
                         unsigned char *tile = buf ? sK1 : sK0;
@@ -267,7 +325,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
-                    if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
+                    if (!MLA_V3_PFREE_LATE && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
@@ -276,6 +334,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 wg_fence();
                 sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
+                if (MLA_V3_PFREE_LATE && wg == 1 && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                 wg_wait0();
                 pin128(o);
                 if (t + 2 < te) {
@@ -288,8 +347,16 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 }
             }
         }
+        DTK(dk_req, 3);
         sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
+        DTK(dk_req, 4);
+        DT_INC(dk_req);
     }
+    DTV(13, ncons);
+    DTV(14, dk_req);
+    DTS(15);
+    DTG(17);
+    DTV(18, smid());
     pdl_trigger();
 }
 
@@ -366,7 +433,10 @@ static __device__ __forceinline__ void ws_pv_half(float *o, uint32_t a[4][4], un
 static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                     const int F16) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
+    DTG(16);
+    DTS(0);
     pdl_wait(); /* launched with PDL behind the scheduler (kernels/decode.cu) */
+    DTS(1);
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     unsigned char *sQ = smem;
