@@ -376,7 +376,7 @@ extern int mla_diag_dec_io(void *host, int reset) __attribute__((weak));
 extern int mla_diag_cmb_io(void *host, int reset) __attribute__((weak));
 
 #define TL_CTAS 4096
-#define TL_SLOTS 20
+#define TL_SLOTS 24
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -387,10 +387,12 @@ static int cmp_double(const void *a, const void *b)
 static void timeline_print(const bench_case *c, const unsigned long long (*d)[TL_SLOTS], int n,
                            const unsigned long long *cmb)
 {
-    static const char *names[15] = {"entry", "past PDL wait", "part bounds", "r0 prepared", "r0 Q ready",
-                                    "r0 tile 0 landed", "r0 tiles done", "r0 epilogue done", "r1 prepared",
-                                    "r1 Q ready", "r1 tile 0 landed", "r1 tiles done", "r1 epilogue done",
-                                    "", "exit"};
+    static const char *names[TL_SLOTS] = {"entry", "past PDL wait", "part bounds", "r0 prepared", "r0 Q ready",
+                                          "r0 tile 0 landed", "r0 tiles done", "r0 epilogue done", "r1 prepared",
+                                          "r1 Q ready", "r1 tile 0 landed", "r1 tiles done", "r1 epilogue done",
+                                          "", "", "exit", "", "", "", "r0 WG1 tiles done", "", "r1 WG1 tiles done"};
+    static const int order[] = {0, 1, 2, 3, 4, 5, 6, 19, 7, 8, 9, 10, 11, 21, 12, 15};
+    const int norder = (int)(sizeof order / sizeof order[0]);
     char label[160];
     bench_case_label(c, label, sizeof label);
     double *v = malloc(sizeof(double) * (size_t)n * 2), *f = v + n;
@@ -412,9 +414,8 @@ static void timeline_print(const bench_case *c, const unsigned long long (*d)[TL
            "the first kernel entry\n", label, n, ghz);
     if (cmb[4])
         printf("  scheduler kernel: entry %.2f, exit %.2f\n", (cmb[4] - t0) * 1e-3, (cmb[5] - t0) * 1e-3);
-    for (int s = 0; s < 15; s++) {
-        if (s == 13)
-            continue;
+    for (int oi = 0; oi < norder; oi++) {
+        const int s = order[oi];
         int m = 0;
         for (int i = 0; i < n; i++)
             if (d[i][16] && d[i][s])
@@ -442,9 +443,9 @@ static void timeline_print(const bench_case *c, const unsigned long long (*d)[TL
     if (last >= 0) {
         const unsigned long long *e = d[last];
         printf("  last CTA to exit: #%d (SM %llu), %llu tiles, %llu requests:", last, e[18], e[13], e[14]);
-        for (int s = 0; s < 16; s++)
-            if (s != 13 && s != 14 && e[s])
-                printf(" %s %.2f;", names[s < 15 ? s : 14], ((double)(e[16] - t0) + (double)(e[s] - e[0]) / ghz) * 1e-3);
+        for (int oi = 0; oi < norder; oi++)
+            if (e[order[oi]])
+                printf(" %s %.2f;", names[order[oi]], ((double)(e[16] - t0) + (double)(e[order[oi]] - e[0]) / ghz) * 1e-3);
         printf("\n");
     }
     if (cmb[1] != ~0ull)

@@ -24,7 +24,7 @@
 /* MLA_DIAG 7: thread 0 of each CTA stores clock64 (slots 0..15) and %globaltimer (slot 16 at entry,
  * 17 at exit) into a per-translation-unit __device__ array [MLA_DIAG_CTAS][MLA_DIAG_SLOTS]. */
 #define MLA_DIAG_CTAS 4096
-#define MLA_DIAG_SLOTS 20
+#define MLA_DIAG_SLOTS 24
 #if MLA_DIAG == 7
 static __device__ __forceinline__ unsigned long long diag_gtime(void) {
     unsigned long long t;

@@ -246,7 +246,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             l0 += sLx[r0];
             l1 += sLx[r1];
         }
-        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0, 0);
     }
     pdl_trigger();
 }

@@ -54,6 +54,12 @@ extern "C" __attribute__((visibility("default"))) int mla_diag_dec_io(void *host
 #define DT_DECL int dk_req = 0, dk_tiles = 0
 #define DT_IF(c, stmt) do { if (c) { stmt; } } while (0)
 #define DT_INC(x) x++
+/* WG1's thread 128: its tile loop done (slot 19 / 21 for requests 0 / 1) */
+#define DT_WG1(k)                                                                                   \
+    do {                                                                                            \
+        if (threadIdx.x == 128 && (k) < 2 && DIAG_CTA < MLA_DIAG_CTAS)                              \
+            mla_diag_dec[DIAG_CTA][19 + 2 * (k)] = (unsigned long long)clock64();                   \
+    } while (0)
 #else /* nothing at all, so that the shipped kernels' code is the same as without these hooks */
 #define DTS(slot)
 #define DTV(slot, v)
@@ -62,6 +68,7 @@ extern "C" __attribute__((visibility("default"))) int mla_diag_dec_io(void *host
 #define DT_DECL
 #define DT_IF(c, stmt)
 #define DT_INC(x)
+#define DT_WG1(k)
 #endif
 
 #if MLA_HAVE_SM90A
@@ -193,7 +200,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
         }
 
         DTK(dk_req, 3);
-        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, dk, sInv, sLse, F16, FP8);
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, dk, sInv, sLse, F16, FP8, uQ);
         DTK(dk_req, 4);
         DT_INC(dk_req);
     }
@@ -221,9 +228,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * P arrive, which orders the zeroing before WG1's PV_R). Requests start with a CTA barrier (Q,
  * row limits) and end with the epilogue's. */
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
-#ifndef MLA_V3_PFREE_LATE /* 1: WG1 arrives on PFREE after issuing PV_R(t) instead of right after its P loads */
-#define MLA_V3_PFREE_LATE 0
-#endif
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
@@ -325,7 +329,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
-                    if (!MLA_V3_PFREE_LATE && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
+                    if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
@@ -334,7 +338,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 wg_fence();
                 sm90_pv(o, a, uK, wg, F16);
                 wg_commit();
-                if (MLA_V3_PFREE_LATE && wg == 1 && t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                 wg_wait0();
                 pin128(o);
                 if (t + 2 < te) {
@@ -348,7 +351,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
             }
         }
         DTK(dk_req, 3);
-        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
+        DT_WG1(dk_req);
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0, uQ);
         DTK(dk_req, 4);
         DT_INC(dk_req);
     }
@@ -586,7 +590,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
             }
             n0 += te - tb;
         }
-        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0);
+        sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0, 0);
     }
     pdl_trigger();
 }

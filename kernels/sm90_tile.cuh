@@ -603,13 +603,33 @@ static __device__ __forceinline__ void sm90_load_q(const mla_dec_params *p, int 
     sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
 }
 
+static __device__ __forceinline__ void sts_v2f(uint32_t a, float x, float y) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(a), "f"(x), "f"(y) : "memory");
+}
+static __device__ __forceinline__ void sts_b32(uint32_t a, uint32_t x) {
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(a), "r"(x) : "memory");
+}
+static __device__ __forceinline__ uint4 lds_v4(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a) : "memory");
+    return v;
+}
+/* Staged epilogue rows (sm90_epilogue with a staging area): fp32 partial rows 2048 B + 32 B of pad, 16-bit out rows 1024 + 16
+ * (the pads keep the fragment writes at two / one wavefronts per warp) */
+#define EPI_PITCH32 2080
+#define EPI_PITCH16 1040
+
 /* Request epilogue: WG0 reduces the row sums and writes 1/l (descale_k / l for FP8) and the log2
- * lse to smem; both warpgroups normalise and store their 256 columns of O. Ends with a CTA barrier
- * (sQ, row_lim, sInv reused by the next request). */
+ * lse to smem; both warpgroups normalise their 256 columns of O. With a staging area (uStage != 0:
+ * >= 64 * EPI_PITCH32 bytes of smem that no one reads or writes once every PV of the request is
+ * done, i.e. after the first barrier below), the rows go to smem first and leave as 16-byte stores,
+ * a warp writing 512 contiguous bytes of one row (the fragment layout stores 32 bytes of each of 8
+ * rows per warp instruction: 4x the L2 write requests); otherwise straight from the fragments. Ends
+ * with a CTA barrier (sQ, row_lim, sInv and the staging area reused by the next request). */
 static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, const req_work *w, int r, int mblk,
                                                      int kvh, float *o, float m0, float m1, float l0, float l1,
                                                      float dk, float *sInv, float *sLse, const int F16,
-                                                     const int FP8) {
+                                                     const int FP8, const uint32_t uStage) {
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, hg = p->hg;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
     if (wg == 0) {
@@ -623,6 +643,47 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
         }
     }
     __syncthreads();
+    if (uStage) {
+        const int part = w->slot >= 0;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = h ? r1 : r0;
+            if (row >= w->nvalid) continue;
+            const float inv = sInv[row];
+            const uint32_t rowa = uStage + row * (part ? EPI_PITCH32 : EPI_PITCH16);
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h;
+                const int col = 256 * wg + 8 * q + 2 * (lane & 3);
+                if (part) sts_v2f(rowa + col * 4, o[i] * inv, o[i + 1] * inv);
+                else sts_b32(rowa + col * 2, pack2(o[i] * inv, o[i + 1] * inv, F16));
+            }
+            if (wg == 0 && (lane & 3) == 0) {
+                const int rr = mblk * MLA_BM + row;
+                store_lse(p, w->slot, r, rr / hg, kvh * hg + rr % hg, sLse[row]);
+            }
+        }
+        __syncthreads();
+        if (part) {
+            if (MLA_DIAG != 6)
+                for (int idx = tid; idx < w->nvalid * 128; idx += MLA_THREADS) {
+                    const int row = idx >> 7, c = idx & 127, rr = mblk * MLA_BM + row;
+                    const long long prow = (long long)w->slot * p->rows_per_slot + (long long)(rr / hg) * p->h_q +
+                                           kvh * hg + rr % hg;
+                    *(uint4 *)(p->oacc + prow * MLA_DV + c * 4) = lds_v4(uStage + row * EPI_PITCH32 + c * 16);
+                }
+        } else {
+            for (int idx = tid; idx < w->nvalid * 64; idx += MLA_THREADS) {
+                const int row = idx >> 6, c = idx & 63, rr = mblk * MLA_BM + row;
+                char *dst = (char *)p->out + ((long long)r * p->o_s0 + (long long)(rr / hg) * p->o_s1 +
+                                              (long long)(kvh * hg + rr % hg) * p->o_s2) * 2 + c * 16;
+                *(uint4 *)dst = lds_v4(uStage + row * EPI_PITCH16 + c * 16);
+            }
+        }
+        fence_proxy_async(); /* generic reads of the area before the next request's TMA / wgmma use of it */
+        __syncthreads();
+        return;
+    }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int row = h ? r1 : r0;
