@@ -88,13 +88,16 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     }
     int kernel = 0;
     if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) {
-        /* K tiles by TMA (one box per 64-column chunk, issued by WG1) for large batches on pages of
-         * 64k tokens: 3-8% faster than the cp.async loader on every b=128 row of spec §7 tried on an
-         * H200 since the tile wait moved into QK^T (docs/performance.md §11-12); small batches (b
-         * 1..32: as fast or up to 8 us slower, the per-CTA TMA start-up and, for b <= 4, no fused schedule) and
-         * pages of 16/32 tokens (4 boxes per chunk, 1.6x) stay on cp.async
-         * (results/gpu/2026-12-04-14c074b-H200-one-barrier/kernel-choice, 2026-12-03-38a98e5-H200). */
-        kernel = (s->page_size % 64 == 0 && s->b >= 64) ? MLA_KERNEL_WGMMA_TMA : MLA_KERNEL_WGMMA;
+        /* K tiles by TMA (one box per 64-column chunk, issued by WG1) on pages of 64k tokens for b >= 16,
+         * and for b >= 4 when a request has more than 64 rows per KV head (two or more M blocks): since
+         * the staged epilogue (docs/performance.md §13) 7-13% faster than the cp.async loader at b = 4..48
+         * with h_q = 128, 1-8% at b >= 16 with h_q = 16 / 64, and 3-8% on every b=128 row of spec §7
+         * (§11-12); the cp.async kernel stays for b <= 3 (its fused schedule, 1 us faster at b=2), for
+         * one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster) and for pages of 16/32 tokens (4 boxes
+         * per chunk, 1.6x; results/gpu/2026-12-04-7e007ee-H200-kernel-choice, 2026-12-03-38a98e5-H200). */
+        const int64_t rows_kv = (int64_t)s->s_q * hg;
+        kernel = (s->page_size % 64 == 0 && (s->b >= 16 || (s->b >= 4 && rows_kv > 64))) ? MLA_KERNEL_WGMMA_TMA
+                                                                                           : MLA_KERNEL_WGMMA;
     }
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
