@@ -530,8 +530,9 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
      * one warp per row would leave most SMs idle */
     const long long rb = (p->rows_per_slot + 7) / 8;
     const long long splits = p->b < p->num_sm_parts ? p->b : p->num_sm_parts;
-    int slices = 1; /* the fewest slices (1, 2, .. 16) that give at least MLA_COMBINE_CTAS CTAs */
-    while (slices < 16 && splits * rb * slices < MLA_COMBINE_CTAS) slices *= 2;
+    int slices = 1; /* the fewest slices (1, 2, .. 8) that give at least MLA_DENSE_COMBINE_CTAS CTAs; the
+                     * 16-slice entry is reached through the testing hook only */
+    while (slices < MLA_DENSE_COMBINE_MAX_SLICES && splits * rb * slices < MLA_DENSE_COMBINE_CTAS) slices *= 2;
     if (p->combine_slices) slices = p->combine_slices;
     cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);

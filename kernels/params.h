@@ -24,7 +24,16 @@ extern "C" {
 #define MLA_FUSED_SCHED_DEFAULT_B 4 /* used up to this b (H200, h_q=128: -2.6 us at b=1, -1.4 at b=2, a wash at b=4 and 8) */
 #endif
 #ifndef MLA_COMBINE_CTAS
-#define MLA_COMBINE_CTAS 1024 /* combine: column slices are added until the grid has this many CTAs */
+#define MLA_COMBINE_CTAS 1024 /* sparse combine: column slices are added until the grid has this many CTAs */
+#endif
+/* dense combine: the fewest slices giving MLA_DENSE_COMBINE_CTAS CTAs, at most MLA_DENSE_COMBINE_MAX_SLICES
+ * (H200, b = 1..32 with the staged epilogue: the best or within 1 us of it on 9 small-batch cases;
+ * 1024 CTAs and up to 16 slices cost 1-6 us; docs/performance.md §13) */
+#ifndef MLA_DENSE_COMBINE_CTAS
+#define MLA_DENSE_COMBINE_CTAS 256
+#endif
+#ifndef MLA_DENSE_COMBINE_MAX_SLICES
+#define MLA_DENSE_COMBINE_MAX_SLICES 8
 #endif
 
 /* Kernel variants (mla_gpu_info.kernel). */
