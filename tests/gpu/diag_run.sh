@@ -5,6 +5,8 @@
 # design; only their times mean something. Output under $OUT (default ./device-out). The switches act
 # in sm90_body, the cp.async kernel (b < 64, MLA_GPU_KERNEL=3); the TMA kernel (tma_body) has none.
 # Env: DIAGS (default "1 2 3"), CASES (mla-bench --case list), ITERS (default 20).
+# (MLA_DIAG=7 is different: results stay correct, and `MLA_BENCH_TIMELINE=1 build-diag7/mla-bench --case ...`
+# prints each case's per-CTA timeline of sm90_body / tma_body, combine and scheduler; docs/performance.md §13.)
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}

@@ -24,8 +24,9 @@
  *   variant 10: writer: [bar.sync 2 (P read), from the second round on] write; bar.arrive 1 (P ready);
  *               reader: bar.sync 1; read; bar.arrive 2 (all but the last round) -- the tma_body pattern
  *   variant 11: the same with bar.sync on every side (both warpgroups wait at both barriers)
+ * (variants 12-14, sm90_epilogue's staged store: see k5 below)
  * Build and run (device): nvcc -arch=sm_90a -Ikernels -o /tmp/rcn tests/gpu/racecheck_nbar.cu &&
- *   for v in 0 1 2 3 4 5 6 7 8 9 10 11; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
+ *   for v in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do compute-sanitizer --tool racecheck /tmp/rcn $v; done */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,60 @@ __global__ void k4(int *out, int variant) {
     __syncthreads();
 }
 
+/* variants 12..14 (256 threads; fourteenth session): sm90_epilogue's staged store (each thread writes
+ * 8-byte fragments of two rows, CTA barrier, every thread reads 16-byte pieces of whole rows, CTA
+ * barrier), run for three requests in a row, where racecheck reported read-after-write... hazards
+ * between the piece reads and the fragment writes in the decode kernels:
+ *   variant 12: each request first runs three tiles of v2's P hand-off (a CTA barrier at the top of
+ *               the tile, warpgroup 0 writes P and bar.arrive 1, warpgroup 1 bar.sync 1 and reads P)
+ *   variant 13: the same with bar.sync 1 on both sides
+ *   variant 14: the staged store alone */
+#define K5_ROWS 16
+#define K5_PITCH 2080
+__global__ void k5(int *out, int variant) {
+    __shared__ __align__(16) unsigned char stage[K5_ROWS * K5_PITCH];
+    __shared__ int pbuf[128];
+    const int t = threadIdx.x, wg = t >> 7, warp = t >> 5, lane = t & 31;
+    const uint32_t us = smem_u32(stage);
+    int acc = 0;
+    for (int req = 0; req < 3; req++) {
+        if (variant != 14)
+            for (int tile = 0; tile < 3; tile++) {
+                __syncthreads();
+                if (wg == 0) {
+                    pbuf[t] = req + tile;
+                    if (variant == 13) asm volatile("bar.sync 1, 256;\n" ::: "memory");
+                    else asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+                } else {
+                    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+                    acc += pbuf[t - 128] - (req + tile); /* 0 */
+                }
+            }
+        __syncthreads();
+        for (int h = 0; h < 2; h++) {
+            const int row = (lane >> 2) + 8 * h;
+            for (int q = 0; q < 8; q++) {
+                const int col = 64 * warp + 8 * q + 2 * (lane & 3);
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(us + row * K5_PITCH + col * 4), "f"((float)req),
+                             "f"((float)req)
+                             : "memory");
+            }
+        }
+        __syncthreads();
+        for (int idx = t; idx < K5_ROWS * 128; idx += 256) {
+            const int row = idx >> 7, c = idx & 127;
+            float4 v;
+            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+                         : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                         : "r"(us + row * K5_PITCH + c * 16)
+                         : "memory");
+            acc += (int)(v.x + v.y + v.z + v.w) - 4 * req; /* 0 */
+        }
+        __syncthreads();
+    }
+    if (t >= 128) out[t - 128] = 4 * t + 6 + acc; /* the value main() expects when acc == 0 */
+}
+
 int main(int argc, char **argv) {
     const int variant = argc > 1 ? atoi(argv[1]) : 0;
     int *d, h[128];
@@ -169,7 +224,8 @@ int main(int argc, char **argv) {
     int *g;
     cudaMalloc(&g, 4096);
     cudaMemset(g, 0, 4096);
-    if (variant >= 10) k4<<<1, 256>>>(d, variant);
+    if (variant >= 12) k5<<<1, 256>>>(d, variant);
+    else if (variant >= 10) k4<<<1, 256>>>(d, variant);
     else if (variant >= 8) k3<<<1, 384>>>(d, g, variant);
     else if (variant >= 5) k2<<<1, 384>>>(d, variant);
     else k<<<1, variant == 0 ? 256 : 384>>>(d, variant);
