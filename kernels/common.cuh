@@ -160,14 +160,20 @@ static __device__ __forceinline__ const char *k_row_ptr(const mla_dec_params *p,
 
 /* Writes two adjacent output columns of query row (r, j, head): to out (unsplit, slot < 0) or to
  * the fp32 partial accumulator of `slot`. */
+/* element offset of query row (r, j, head) in out; row of (slot, j, head) in the split partials */
+static __device__ __forceinline__ long long out_row(const mla_dec_params *p, int r, int j, int head) {
+    return (long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2;
+}
+static __device__ __forceinline__ long long part_row(const mla_dec_params *p, int slot, int j, int head) {
+    return (long long)slot * p->rows_per_slot + (long long)j * p->h_q + head;
+}
 static __device__ __forceinline__ void store_out2(const mla_dec_params *p, int slot, int r, int j, int head,
                                                   int col, float v0, float v1, const int F16) {
     if (slot < 0) {
-        char *o = (char *)p->out + ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + col) * 2;
+        char *o = (char *)p->out + (out_row(p, r, j, head) + col) * 2;
         *(uint32_t *)o = pack2(v0, v1, F16);
     } else if (MLA_DIAG != 6) {
-        const long long prow = (long long)slot * p->rows_per_slot + (long long)j * p->h_q + head;
-        *(float2 *)(p->oacc + prow * MLA_DV + col) = make_float2(v0, v1);
+        *(float2 *)(p->oacc + part_row(p, slot, j, head) * MLA_DV + col) = make_float2(v0, v1);
     }
 }
 /* lse of query row (r, j, head) from the log2-domain value (-inf: no visible key). */
@@ -176,7 +182,7 @@ static __device__ __forceinline__ void store_lse(const mla_dec_params *p, int sl
         p->lse[(long long)r * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] =
             lse2 == -INFINITY ? INFINITY : lse2 * LN2_F;
     else
-        p->lacc[(long long)slot * p->rows_per_slot + (long long)j * p->h_q + head] = lse2;
+        p->lacc[part_row(p, slot, j, head)] = lse2;
 }
 
 /* Row normalisation at the end of a (piece of a) row: the factor num / l and the log2 lse. l == 0

@@ -343,7 +343,7 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
             const int j = rr / hg, head = kvh * hg + rr % hg;
             if (slot < 0) {
                 char *orow = (char *)p->out +
-                             ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2) * 2;
+                             out_row(p, r, j, head) * 2;
 #pragma unroll
                 for (int nt = 0; nt < 32; nt++) {
                     const int col = 256 * kh + 8 * nt + 2 * tq;
@@ -353,7 +353,7 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
                     p->lse[(long long)r * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] =
                         lse2 == -INFINITY ? INFINITY : lse2 * LN2_F;
             } else {
-                const long long prow = (long long)slot * p->rows_per_slot + (long long)j * p->h_q + head;
+                const long long prow = part_row(p, slot, j, head);
                 float *orow = p->oacc + prow * MLA_DV;
 #pragma unroll
                 for (int nt = 0; nt < 32; nt++) {
@@ -396,7 +396,7 @@ static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, co
     float acc[16], gl, g2;
     combine_merge(p->lacc, p->oacc, base, R, e.npieces, c0, acc, &gl, &g2, FL);
     char *orow = (char *)p->out +
-                 ((long long)e.req * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + c0) * 2;
+                 (out_row(p, e.req, j, head) + c0) * 2;
     if (FL == 1) {
         const uint32_t h = pack2(acc[0], 0.f, F16);
         *(uint16_t *)orow = (uint16_t)(h & 0xffffu);

@@ -416,7 +416,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
             const int jq = col / hg, head = kvh * hg + col % hg;
             if (w.slot < 0) {
                 unsigned short *dst = (unsigned short *)((char *)p->out +
-                                                         ((long long)r * p->o_s0 + (long long)jq * p->o_s1 + (long long)head * p->o_s2) * 2);
+                                                         out_row(p, r, jq, head) * 2);
 #pragma unroll
                 for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -426,7 +426,7 @@ static __device__ __forceinline__ void ft_consumer(const mla_dec_params *p, int 
                         dst[d] = (unsigned short)(pack2(v * inv, 0.f, F16) & 0xffffu);
                     }
             } else {
-                const long long prow = (long long)w.slot * p->rows_per_slot + (long long)jq * p->h_q + head;
+                const long long prow = part_row(p, w.slot, jq, head);
                 float *dst = p->oacc + prow * MLA_DV;
 #pragma unroll
                 for (int i = 0; i < 4; i++)

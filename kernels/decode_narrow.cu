@@ -382,13 +382,13 @@ static __device__ __forceinline__ void nr_body(const mla_dec_params *p, const in
                 for (int h = 0; h < 2; h++) vals[2 * i + h] = o[(NR / 2) * i + 4 * (q >> 1) + 2 * h + (q & 1)] * inv;
             if (w.slot < 0) {
                 uint4 *dst = (uint4 *)((char *)p->out +
-                                       ((long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2 + d0) * 2);
+                                       (out_row(p, r, j, head) + d0) * 2);
 #pragma unroll
                 for (int k = 0; k < NB / 4; k++)
                     dst[k] = make_uint4(pack2(vals[8 * k], vals[8 * k + 1], F16), pack2(vals[8 * k + 2], vals[8 * k + 3], F16),
                                         pack2(vals[8 * k + 4], vals[8 * k + 5], F16), pack2(vals[8 * k + 6], vals[8 * k + 7], F16));
             } else if (MLA_DIAG != 6) {
-                const long long prow = (long long)w.slot * p->rows_per_slot + (long long)j * p->h_q + head;
+                const long long prow = part_row(p, w.slot, j, head);
                 float4 *dst = (float4 *)(p->oacc + prow * MLA_DV + d0);
 #pragma unroll
                 for (int k = 0; k < NB / 2; k++)

@@ -292,11 +292,11 @@ static __device__ __forceinline__ void n32_consumer(const mla_dec_params *p, int
                 }
             if (w.slot < 0) {
                 uint4 *dst = (uint4 *)((char *)p->out +
-                                       ((long long)r * p->o_s0 + (long long)jq * p->o_s1 + (long long)head * p->o_s2 + d0) * 2);
+                                       (out_row(p, r, jq, head) + d0) * 2);
                 *dst = make_uint4(pack2(vals[0], vals[1], F16), pack2(vals[2], vals[3], F16), pack2(vals[4], vals[5], F16),
                                   pack2(vals[6], vals[7], F16));
             } else if (MLA_DIAG != 6) {
-                const long long prow = (long long)w.slot * p->rows_per_slot + (long long)jq * p->h_q + head;
+                const long long prow = part_row(p, w.slot, jq, head);
                 float4 *dst = (float4 *)(p->oacc + prow * MLA_DV + d0);
                 dst[0] = make_float4(vals[0], vals[1], vals[2], vals[3]);
                 dst[1] = make_float4(vals[4], vals[5], vals[6], vals[7]);

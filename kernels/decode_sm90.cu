@@ -35,7 +35,7 @@
 
 #if MLA_DIAG == 7 /* per-CTA timeline (kernels/common.cuh); slots: 0 entry, 1 after the PDL wait, 2 after the
                    * part bounds; for the CTA's first two requests k: 3+5k prepared, 4+5k Q ready, 5+5k first
-                   * tile landed, 6+5k tiles done, 7+5k epilogue done; 13 tiles, 14 requests, 15 exit (clock64);
+                   * tile landed, 6+5k tiles done, 7+5k epilogue done; 13 tiles, 14 requests, 15 end (clock64);
                    * 16 / 17 %globaltimer at entry / exit, 18 SM id */
 __device__ unsigned long long mla_diag_dec[MLA_DIAG_CTAS][MLA_DIAG_SLOTS];
 extern "C" __attribute__((visibility("default"))) int mla_diag_dec_io(void *host, int reset) {

@@ -675,8 +675,7 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
         } else {
             for (int idx = tid; idx < w->nvalid * 64; idx += MLA_THREADS) {
                 const int row = idx >> 6, c = idx & 63, rr = mblk * MLA_BM + row;
-                char *dst = (char *)p->out + ((long long)r * p->o_s0 + (long long)(rr / hg) * p->o_s1 +
-                                              (long long)(kvh * hg + rr % hg) * p->o_s2) * 2 + c * 16;
+                char *dst = (char *)p->out + out_row(p, r, rr / hg, kvh * hg + rr % hg) * 2 + c * 16;
                 *(uint4 *)dst = lds_v4(uStage + row * EPI_PITCH16 + c * 16);
             }
         }
