@@ -467,6 +467,7 @@ static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
     if (kernel == MLA_KERNEL_WGMMA && fused) return mla_k_sm90_fn(dqk, f16, 5);
     if (is_fp8t(kernel)) return mla_k_fp8t_fn(dqk, f16, narrow_rows(kernel));
     if (narrow_rows(kernel)) return mla_k_narrow_fn(dqk, f16, narrow_rows(kernel));
+    if (kernel == MLA_KERNEL_WGMMA_SS2) return mla_k_ss2_fn(dqk, f16);
     if (kernel >= MLA_KERNEL_WGMMA)
         return mla_k_sm90_fn(dqk, f16,
                              kernel == MLA_KERNEL_WGMMA_TMA  ? 1
@@ -481,6 +482,7 @@ static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
 extern "C" int mla_k_decode_smem(int kernel, int dqk) {
     if (is_fp8t(kernel)) return mla_k_fp8t_smem(dqk, narrow_rows(kernel));
     if (narrow_rows(kernel)) return mla_k_narrow_smem(dqk, narrow_rows(kernel));
+    if (kernel == MLA_KERNEL_WGMMA_SS2) return mla_k_ss2_smem(dqk);
     if (kernel >= MLA_KERNEL_WGMMA) return mla_k_sm90_smem(dqk);
     return dec_smem_bytes(dqk, kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1);
 }

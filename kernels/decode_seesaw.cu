@@ -232,20 +232,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
             u0 += (N + 1) >> 1;
             u1 += N >> 1;
         }
-        /* row sums: WG1's (quad-reduced) into WG0's quad-lane 0, then the shared epilogue */
-        if (wg == 1) {
-            l0 = quad_sum(l0);
-            l1 = quad_sum(l1);
-            if ((lane & 3) == 0) {
-                sLx[r0] = l0;
-                sLx[r1] = l1;
-            }
-        }
-        __syncthreads();
-        if (wg == 0 && (lane & 3) == 0) {
-            l0 += sLx[r0];
-            l1 += sLx[r1];
-        }
+        ss_merge_sums(&l0, &l1, sLx, wg, lane, r0, r1); /* then the shared epilogue */
         sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, 1.f, sInv, sLse, F16, 0, 0);
     }
     pdl_trigger();

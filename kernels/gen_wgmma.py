@@ -38,6 +38,7 @@ for dt, tag in (("bf16", "bf16"), ("f16", "f16")):
     out.append(op(f"wgmma_ss_m64n256_tb1_{tag}", 256, dt, False, 1))
     out.append(op(f"wgmma_rs_m64n16_tb0_{tag}", 16, dt, True, 0))
     out.append(op(f"wgmma_rs_m64n32_tb0_{tag}", 32, dt, True, 0))
+    out.append(op(f"wgmma_rs_m64n64_tb0_{tag}", 64, dt, True, 0))  # v6: Q's RoPE chunk from registers
 # the transposed FP8 kernel (kernels/decode_fp8t.cu) multiplies in fp16 only: S^T = K Q^T (both
 # K-major) and O^T = V^T P^T (A = V^T read MN-major from the K tile)
 for n in (16, 32):

@@ -23,6 +23,9 @@ cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, 
 const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 /* v5, the seesaw kernel (kernels/decode_seesaw.cu) */
 const void *mla_k_seesaw_fn(int dqk, int f16);
+/* v6, the seesaw in FlashMLA's order (kernels/decode_seesaw2.cu), and its dynamic shared memory */
+const void *mla_k_ss2_fn(int dqk, int f16);
+int mla_k_ss2_smem(int dqk);
 int mla_k_sm90_smem(int dqk);
 /* the narrow FP8 kernel (kernels/decode_narrow.cu) */
 const void *mla_k_narrow_fn(int dqk, int f16, int nr); /* nr: 16 or 32 query rows per CTA */

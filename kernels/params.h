@@ -50,6 +50,7 @@ extern "C" {
 #define MLA_KERNEL_WGMMA_FP8T 10  /* FP8 cache, <= 16 rows per KV head: the transposed products on a tile converted once by a producer warpgroup (kernels/decode_fp8t.cu) */
 #define MLA_KERNEL_WGMMA_FP8T32 11 /* the same for 17..32 rows per KV head */
 #define MLA_FP8T_THREADS 384       /* their CTA: a producer warpgroup and two consumer warpgroups */
+#define MLA_KERNEL_WGMMA_SS2 12    /* wgmma + TMA, the seesaw in FlashMLA's order with one mbarrier per K chunk (v6, kernels/decode_seesaw2.cu; MLA_GPU_KERNEL=12; falls back to 3 per call) */
 
 /* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
  * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */

@@ -84,23 +84,54 @@ static __device__ __forceinline__ unsigned long long ss_slices(const mla_dec_par
 
 /* Thread-local: the 64-column chunks in cmask (bit c = chunk c) of K tile t of request r into
  * `tile` by TMA (one box per chunk and page slice; zero-filled slices still count), completion on
- * `bar`; km != NULL: first writes the tile's valid-key mask there (read by the waiters of `bar`). */
-static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
-                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
-                                              unsigned long long *km) {
+ * `bar` (BSTEP = 0: one barrier armed for all of them) or chunk c on bar + BSTEP c (each armed for
+ * its 8 KB: v6's per-chunk barriers); km != NULL: first writes the tile's valid-key mask there (read
+ * by the waiters of the barriers). */
+static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                   int t, int L, uint32_t tile, uint32_t bar, const int BSTEP,
+                                                   unsigned cmask, const int NC64, unsigned long long *km) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     int pid[4], row0[4];
     const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
     if (km) *km = mask;
     cmask &= (1u << NC64) - 1;
-    mbar_expect_tx(bar, __popc(cmask) * 8192);
+    if (BSTEP == 0) mbar_expect_tx(bar, __popc(cmask) * 8192);
+    else
+#pragma unroll
+        for (int c = 0; c < 9; c++)
+            if ((cmask >> c) & 1) mbar_expect_tx(bar + BSTEP * c, 8192);
 #pragma unroll
     for (int k = 0; k < 4; k++)
         if (k < 64 / BR)
 #pragma unroll
             for (int c = 0; c < 9; c++)
-                if ((cmask >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0[k], kvh, pid[k]);
+                if ((cmask >> c) & 1)
+                    tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
+}
+static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
+                                              int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
+                                              unsigned long long *km) {
+    ss_tma_bars(p, tm, r, kvh, t, L, tile, bar, 0, cmask, NC64, km);
+}
+
+/* (the seesaw kernels) the row sums of the two warpgroups at their common max: WG1's, quad-reduced,
+ * added to WG0's quad-lane 0 through sLx (a CTA barrier inside), for the request epilogue */
+static __device__ __forceinline__ void ss_merge_sums(float *l0, float *l1, float *sLx, int wg, int lane, int r0,
+                                                     int r1) {
+    if (wg == 1) {
+        *l0 = quad_sum(*l0);
+        *l1 = quad_sum(*l1);
+        if ((lane & 3) == 0) {
+            sLx[r0] = *l0;
+            sLx[r1] = *l1;
+        }
+    }
+    __syncthreads();
+    if (wg == 0 && (lane & 3) == 0) {
+        *l0 += sLx[r0];
+        *l1 += sLx[r1];
+    }
 }
 
 /* ---- dense FP8 (e4m3) cache: K rows (and an FP8 q) go global -> registers -> 16-bit SW128 tile.

@@ -28,7 +28,8 @@ extern "C" int mla_gpu_available(void) {
 /* the decode variants whose K tiles come by TMA (they take the per-call tensor map and fall back to
  * the cp.async kernel, MLA_KERNEL_WGMMA, when the cache cannot be described by one) */
 static int uses_tmap(int kernel) {
-    return kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW;
+    return kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW ||
+           kernel == MLA_KERNEL_WGMMA_SS2;
 }
 
 extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
@@ -106,10 +107,12 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              "device %d allows %d bytes of shared memory per block; the decode kernel needs %d",
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
-     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw) */
+     * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw v5), 12 (wgmma, TMA,
+     * seesaw v6 in FlashMLA's order) */
     const char *force = getenv("MLA_GPU_KERNEL");
-    if (force && ((force[0] >= '1' && force[0] <= '4') || force[0] == '6' || force[0] == '7') && force[1] == 0) {
-        const int k = force[0] - '0';
+    const int force12 = force && strcmp(force, "12") == 0;
+    if (force && (((force[0] >= '1' && force[0] <= '4') || force[0] == '6' || force[0] == '7') && force[1] == 0 || force12)) {
+        const int k = force12 ? MLA_KERNEL_WGMMA_SS2 : force[0] - '0';
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
     /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
@@ -250,7 +253,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_FP8T32)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_SS2)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);

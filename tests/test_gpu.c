@@ -516,7 +516,8 @@ static void kernel_env_pop(void)
  * "1" mma.sync with 2 K stages (sm_80+ portable path), "2" mma.sync with 1 stage (what an A100
  * runs), "3" wgmma with cp.async loads (sm_90: the default below b=64 or on pages not a multiple of
  * 64), "4" wgmma with TMA loads (the default on sm_90 otherwise),
- * "6" the warp-specialised TMA pipeline (v4), "7" the seesaw kernel (v5). */
+ * "6" the warp-specialised TMA pipeline (v4), "7" the seesaw kernel (v5), "12" the seesaw in FlashMLA's
+ * order (v6). */
 static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
@@ -541,7 +542,7 @@ static void test_forced_kernel(const char *k)
     run_case(&cfg);
     kernel_env_pop();
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
-           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : k[0] == '6' ? "wgmma warp-specialised" : "wgmma seesaw", k, tc_passed - pass0,
+           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : k[0] == '6' ? "wgmma warp-specialised" : k[0] == '7' ? "wgmma seesaw v5" : "wgmma seesaw v6", k, tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
@@ -1467,6 +1468,7 @@ int main(int argc, char **argv)
     test_forced_kernel("4");
     test_forced_kernel("6");
     test_forced_kernel("7");
+    test_forced_kernel("12");
     test_big_batch();
     test_grid();
     printf("total time %.1f s\n", tc_now() - t0);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# seesaw2_run.sh — the first device run of v6 (kernels/decode_seesaw2.cu, MLA_GPU_KERNEL=12), in the
+# order that fails fastest: the forced-kernel quick suite (a wrong barrier phase hangs, so every step
+# has a timeout), then v6 against the default kernel on the rows it is meant for, then the whole suite
+# (which forces "12" on its kernel-variant cases) and the sanitizers on v6.
+#
+# Binaries come prebuilt (the device call's time is scarce), stripped, in .devcarry/bin.txz:
+#   bin/mla-bench, bin/test_gpu          (make -j16 lib tests build/mla-bench at the commit under test)
+#   bin/mla-bench-cw0                    (optional: make MLA_DEFS=-DMLA_SS2_CHUNK_WAIT=0 BUILD=build-xcw0
+#                                         build-xcw0/mla-bench: one wait point per chunk group)
+# Run on the device from the repository root with $OUT set; logs go to $OUT/logs and are packed into
+# $OUT/run.tgz after every step (only a few files come back individually).
+set -u
+tar -xJf .devcarry/bin.txz -C .devcarry
+B=$PWD/.devcarry/bin; L=$OUT/logs; mkdir -p "$L"
+pack() { (cd "$OUT" && tar -czf run.tgz logs); }
+{ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv; nvcc --version | tail -2; } > "$L/info.log" 2>&1
+
+# 1. correctness first: the quick suite with v6 forced on every case
+MLA_GPU_KERNEL=12 timeout 90 "$B/test_gpu" --quick > "$L/quick-v6.log" 2>&1; echo "rc=$?" >> "$L/quick-v6.log"; pack
+
+# 2. v6 against the default (v3 for these rows) in the same call, two rounds: compute-bound rows,
+#    the memory-bound row, small batches (spec §7 formulas; median of 20 graph replays, L2 flushed)
+C="--case 128,2,128,1,16384,64,causal --case 128,1,128,1,16384 --case 128,2,128,1,4096,64,causal \
+--case 128,1,16,1,16384 --case 128,1,64,1,16384 --case 128,1,16,1,4096 \
+--case 8,1,128,1,8192,64,fixed --case 32,1,128,1,2048 --case 64,2,128,1,2048"
+for rd in 1 2; do
+  timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-default-$rd.log" 2>&1
+  MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-v6-$rd.log" 2>&1
+  if [ -x "$B/mla-bench-cw0" ]; then
+    MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench-cw0" --no-ceilings --iters 20 $C > "$L/ab-v6-cw0-$rd.log" 2>&1
+  fi
+  pack
+done
+
+# 3. the whole suite (its kernel-variant cases include MLA_GPU_KERNEL=12), then v6 on every case
+timeout 260 "$B/test_gpu" > "$L/test_gpu.log" 2>&1; echo "rc=$?" >> "$L/test_gpu.log"; pack
+
+# 4. sanitizers on v6
+for tool in memcheck synccheck racecheck; do
+  MLA_GPU_KERNEL=12 timeout 60 compute-sanitizer --tool $tool "$B/test_gpu" --quick > "$L/$tool-v6.log" 2>&1
+  echo "rc=$?" >> "$L/$tool-v6.log"; pack
+done
