@@ -224,35 +224,26 @@ def run_world(W, reqs):
                     cur[w] = next(progs[w])
                 return True
             return False
-        if k == "arrive":
+        if k in ("arrive", "sync"):
             b = op[1]
+            if k == "sync" and sync_waiting.get(wg) == b:
+                return False          # still waiting for the other side
             arr = W.nbar.setdefault(b, set())
             if wg in arr:
-                fail(f"WG{wg} arrives at {b} twice in one instance")
+                fail(f"WG{wg} reaches {b} twice in one instance")
             arr.add(wg)
-            W.log(f"WG{wg} arrive {b}")
-            if arr == {0, 1}:
+            W.log(f"WG{wg} {k} {b}")
+            if arr == {0, 1}:         # the instance completes: release a waiting sync
                 W.nbar[b] = set()
                 for w, bb in list(sync_waiting.items()):
                     if bb == b:
                         del sync_waiting[w]
                         cur[w] = next(progs[w])
-            cur[wg] = next(progs[wg])
-            return True
-        if k == "sync":
-            b = op[1]
-            if sync_waiting.get(wg) == b:
-                return False
-            arr = W.nbar.setdefault(b, set())
-            if wg in arr:
-                fail(f"WG{wg} syncs at {b} after arriving in the same instance")
-            arr.add(wg)
-            W.log(f"WG{wg} sync {b}")
-            if arr == {0, 1}:
-                W.nbar[b] = set()
                 cur[wg] = next(progs[wg])
-                return True
-            sync_waiting[wg] = b
+            elif k == "arrive":
+                cur[wg] = next(progs[wg])
+            else:
+                sync_waiting[wg] = b
             return True
         if k == "tma":
             _, stage, chunks, t = op
