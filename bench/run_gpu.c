@@ -477,6 +477,47 @@ static void timeline_run(gpu_case *g, const bench_case *c, int graph)
     timeline_print(c, (const unsigned long long (*)[TL_SLOTS])d, n, cmb);
 }
 
+/* ---- MLA_DIAG=8 builds only: v6's wait accounting (kernels/decode_seesaw2.cu), per warpgroup, summed
+ * over the CTAs of one more L2-flushed call (MLA_BENCH_TIMELINE=1, MLA_GPU_KERNEL=12) ----------------- */
+extern int mla_diag_ss2_io(void *host, int reset) __attribute__((weak));
+
+static void ss2_diag_run(gpu_case *g, const bench_case *c, int graph)
+{
+    static unsigned long long d[TL_CTAS][16];
+    static const char *names[7] = {"chunk waits in QK^T", "named-barrier syncs", "wgmma waits", "softmax",
+                                   "tile loop", "TMA issue", "P store / pack"};
+    char err[256], label[160];
+    if (!mla_diag_ss2_io || !getenv("MLA_BENCH_TIMELINE"))
+        return;
+    if (mla_diag_ss2_io(NULL, 1) || flush_l2(NULL, 0, err, sizeof err) ||
+        (graph ? replay_op(g, 0, err, sizeof err) : decode_op(g, 0, err, sizeof err)) ||
+        cudaStreamSynchronize(G.stream) != cudaSuccess || mla_diag_ss2_io(d, 0)) {
+        printf("v6 wait accounting: failed\n");
+        return;
+    }
+    bench_case_label(c, label, sizeof label);
+    for (int wg = 0; wg < 2; wg++) {
+        double sum[8] = {0};
+        int ctas = 0;
+        for (int i = 0; i < TL_CTAS; i++) {
+            if (!d[i][8 * wg + 7])
+                continue;
+            ctas++;
+            for (int k = 0; k < 8; k++)
+                sum[k] += (double)d[i][8 * wg + k];
+        }
+        if (!ctas || !sum[7]) {
+            printf("v6 wait accounting %s: no pairs recorded (is MLA_GPU_KERNEL=12 set?)\n", label);
+            return;
+        }
+        printf("v6 wait accounting %s, WG%d (thread %d), %d CTAs, %.0f pairs; cycles per pair:", label, wg,
+               128 * wg, ctas, sum[7]);
+        for (int k = 0; k < 7; k++)
+            printf(" %s %.0f (%.0f%%);", names[k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
+        printf("\n");
+    }
+}
+
 /* Device tensors of one case: random q and cache (tail rows NaN), the layout's tables. */
 static int gpu_case_alloc(gpu_case *g, const bench_case *c, const bench_layout *lay, char *err,
                           size_t errn)
@@ -616,6 +657,7 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
                  us, err, errn))
         goto done;
     timeline_run(&g, c, graph);
+    ss2_diag_run(&g, c, graph);
     /* sanity: NaN-poisoned tail rows must not leak; no row is empty, so lse is finite */
     uint16_t *out = malloc(g.no * 2);
     float *lse = malloc(g.nl * sizeof(float));

@@ -51,6 +51,39 @@
 #define S2_BAR_WG1 6 /* warpgroup 1 only (128) */
 #define S2_QAREA (9 * 8192) /* the Q area whatever d_qk; its ninth chunk is sP1 */
 
+/* MLA_DIAG = 8 (timing builds only): thread 0 of each warpgroup adds the clock64 cycles of each kind of
+ * wait to smem counters, copied per CTA into mla_diag_ss2 at the end and printed by mla-bench with
+ * MLA_BENCH_TIMELINE=1. Slots 8 wg + : 0 chunk mbarrier waits in QK^T, 1 named-barrier syncs (WG0: M1,
+ * PV; WG1: M0, P0), 2 wgmma waits, 3 softmax (with the maxima hand-over), 4 the tile loop, 5 TMA
+ * issue, 6 P rescale / store / pack, 7 pairs. S2D(slot, stmt) is just stmt in every other build. */
+#define S2_NDIAG 16
+#if MLA_DIAG == 8
+__device__ unsigned long long mla_diag_ss2[MLA_DIAG_CTAS][S2_NDIAG];
+extern "C" __attribute__((visibility("default"))) int mla_diag_ss2_io(void *host, int reset) {
+    const size_t n = sizeof(mla_diag_ss2);
+    if (reset) {
+        void *d = 0;
+        if (cudaGetSymbolAddress(&d, mla_diag_ss2) != cudaSuccess) return 1;
+        return cudaMemset(d, 0, n) != cudaSuccess;
+    }
+    return cudaMemcpyFromSymbol(host, mla_diag_ss2, n) != cudaSuccess;
+}
+/* (32-bit clock deltas and counters at a fixed shared address: the 576 entries have no register to spare) */
+__shared__ unsigned long long s2d_acc[S2_NDIAG];
+#define S2D(slot, stmt)                                                                             \
+    do {                                                                                            \
+        const unsigned s2d_t = (unsigned)clock();                                                   \
+        stmt;                                                                                       \
+        if ((threadIdx.x & 127) == 0) s2d_acc[8 * (threadIdx.x >> 7) + (slot)] += (unsigned)clock() - s2d_t; \
+    } while (0)
+#define S2D_COUNT(slot) do { if ((threadIdx.x & 127) == 0) s2d_acc[8 * (threadIdx.x >> 7) + (slot)] += 1; } while (0)
+#define S2_SLACK 0 /* the static array puts the dynamic base at offset 1024: aligned already */
+#else
+#define S2D(slot, stmt) do { stmt; } while (0)
+#define S2D_COUNT(slot) do {} while (0)
+#define S2_SLACK 1024
+#endif
+
 /* the dynamic shared memory of v6 for d_qk */
 static __host__ __device__ __forceinline__ int s2_smem_bytes(int dqk) {
     return S2_QAREA + 2 * (dqk / 64) * 8192 /* Q, two K stages */
@@ -59,7 +92,7 @@ static __host__ __device__ __forceinline__ int s2_smem_bytes(int dqk) {
            + 2 * 8                         /* key masks */
            + 16                            /* the request's epilogue fields */
            + 18 * 8                        /* chunk mbarriers */
-           + 1024;                         /* alignment slack */
+           + S2_SLACK;                     /* alignment slack */
 }
 
 #if MLA_HAVE_SM90A
@@ -100,16 +133,17 @@ static __device__ __forceinline__ void s2_load_rq8(uint32_t rq[4][4], const unsi
  * pipeline, C7515). Committed (one group per chunk, or one for all with MLA_SS2_CHUNK_WAIT = 0), not
  * waited. */
 static __device__ __forceinline__ void s2_qk(float *s, uint32_t uQ, uint32_t rq[4][4], uint32_t uK, uint32_t bars,
-                                             int ph, const int c0, const int c1, const int FIRST, const int F16) {
+                                             int ph, const int c0, const int c1, const int FIRST,
+                                             const int F16) {
     if (!MLA_SS2_CHUNK_WAIT) {
 #pragma unroll
-        for (int c = c0; c < c1; c++) mbar_wait(bars + 8 * c, ph);
+        for (int c = c0; c < c1; c++) S2D(0, mbar_wait(bars + 8 * c, ph));
         wg_fence();
     }
 #pragma unroll
     for (int c = c0; c < c1; c++) {
         if (MLA_SS2_CHUNK_WAIT) {
-            mbar_wait(bars + 8 * c, ph);
+            S2D(0, mbar_wait(bars + 8 * c, ph));
             wg_fence();
         }
 #pragma unroll
@@ -171,6 +205,9 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
         for (int i = 0; i < 18; i++) mbar_init(bar0 + 8 * i, 1);
         mbar_fence_init();
     }
+#if MLA_DIAG == 8
+    if (tid < S2_NDIAG) s2d_acc[tid] = 0;
+#endif
     __syncthreads();
     int uph = 0; /* bit s: parity of the tiles loaded into stage s before the current request (its phase) */
 
@@ -217,13 +254,18 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                 pin32(s);
             }
 
+#if MLA_DIAG == 8 /* (start subtracted now, end added after the loop: no register held across it) */
+            if ((tid & 127) == 0) s2d_acc[8 * wg + 4] -= (unsigned long long)clock64();
+#endif
             for (int j0 = 0; j0 < N; j0 += 2) {
                 const int j1 = j0 + 1, has1 = j1 < N, more0 = j0 + 2 < N, more1 = j1 + 2 < N;
+                S2D_COUNT(7);
                 const int nk0 = L - (tb + j0) * MLA_BN, nk1 = L - (tb + j1) * MLA_BN; /* keys in j0 / j1 */
                 if (wg == 0) {
                     /* 1: softmax of tile j0 against the running max; its maxima to WG1; O_L += P0 V_L(j0) */
                     float f0, f1;
-                    ss_softmax(s, 0, kmask[0], (tb + j0) * MLA_BN, row_lim[r0], row_lim[r1], scale, &ma, &mb, &la, &lb, &f0, &f1);
+                    S2D(3, ss_softmax(s, 0, kmask[0], (tb + j0) * MLA_BN, row_lim[r0], row_lim[r1], scale, &ma, &mb,
+                                      &la, &lb, &f0, &f1));
                     if ((lane & 3) == 0) {
                         sM0[r0] = ma;
                         sM0[r1] = mb;
@@ -232,33 +274,33 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     ss_pack(s, a, 1.f, 1.f, F16);
                     if (nk0 < 64) s2_zero_v(sK0, nk0, 0, S2_BAR_WG0);
                     ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, F16);
-                    wg_wait0();
+                    S2D(2, wg_wait0());
                     pin128(o);
                     /* 3: WG1's maxima after tile j1; stage 0's chunks 0-3 are free (QK(j0), PV_L(j0) done) */
-                    bar_sync(S2_BAR_M1, 256);
-                    if (more0 && tid == 0) s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask);
+                    S2D(1, bar_sync(S2_BAR_M1, 256));
+                    if (more0 && tid == 0) S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
                     float g0, g1;
                     ss_take_max(sM1, r0, r1, &ma, &mb, &la, &lb, &g0, &g1);
 #pragma unroll
                     for (int i = 0; i < 32; i++) s[i] *= (i & 2) ? g1 : g0;
-                    ss_store_p(sP0, s, F16); /* P0 at the pair's max, fenced */
+                    S2D(6, ss_store_p(sP0, s, F16)); /* P0 at the pair's max, fenced */
                     bar_arrive(S2_BAR_P0, 256);
                     /* 5: O_L += P1 V_L(j1); S of tile j0 + 2 */
                     if (has1) {
                         if (nk1 < 64) s2_zero_v(sK1, nk1, 0, S2_BAR_WG0);
-                        bar_sync(S2_BAR_PV, 256);
+                        S2D(1, bar_sync(S2_BAR_PV, 256));
                         ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, F16);
                     }
                     if (more0) {
                         const int ph = (uph ^ ((j0 >> 1) + 1)) & 1;
                         s2_qk(s, uQ, rq, uK0, bar0, ph, 0, 4, 1, F16);
                         if (more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
-                            S2_WAIT(S2_QA_GROUPS);
-                            if (tid == 0) s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1);
+                            S2D(2, S2_WAIT(S2_QA_GROUPS));
+                            if (tid == 0) S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
                         }
                         s2_qk(s, uQ, rq, uK0, bar0, ph, 4, NC64, 0, F16);
                     }
-                    wg_wait0();
+                    S2D(2, wg_wait0());
                     pin32(s);
                     pin128(o);
                 } else {
@@ -270,16 +312,17 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         const int ph = ((uph >> 1) ^ (j1 >> 1)) & 1;
                         s2_qk(s, uQ, rq, uK1, bar1, ph, 4, NC64, 1, F16);
                         s2_qk(s, uQ, rq, uK1, bar1, ph, 0, 4, 0, F16);
-                        wg_wait0();
+                        S2D(2, wg_wait0());
                         pin32(s);
                     }
                     /* 2: WG0's maxima after tile j0 become the running max; softmax of tile j1 against
                      * it; maxima to WG0; P1 to sP1; O_R += P1 V_R(j1) */
-                    bar_sync(S2_BAR_M0, 256);
+                    S2D(1, bar_sync(S2_BAR_M0, 256));
                     float f0, f1, g0 = 1.f, g1 = 1.f;
                     ss_take_max(sM0, r0, r1, &ma, &mb, &la, &lb, &f0, &f1);
                     if (has1)
-                        ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, row_lim[r0], row_lim[r1], scale, &ma, &mb, &la, &lb, &g0, &g1);
+                        S2D(3, ss_softmax(s, 0, kmask[1], (tb + j1) * MLA_BN, row_lim[r0], row_lim[r1], scale, &ma,
+                                          &mb, &la, &lb, &g0, &g1));
                     if ((lane & 3) == 0) {
                         sM1[r0] = ma;
                         sM1[r1] = mb;
@@ -291,28 +334,30 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     f0 *= g0;
                     f1 *= g1;
                     if (has1) {
-                        ss_store_p(sP1, s, F16);
-                        ss_pack(s, a, 1.f, 1.f, F16);
+                        S2D(6, ss_store_p(sP1, s, F16); ss_pack(s, a, 1.f, 1.f, F16));
                         ss_rescale_pv(o, f0, f1, a, 0, uK1, 1, 0, F16);
                     } else if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) {
                         sm90_rescale(o, f0, f1);
                     }
                     /* 4: O_R += P0 V_R(j0) */
-                    bar_sync(S2_BAR_P0, 256);
+                    S2D(1, bar_sync(S2_BAR_P0, 256));
                     wg_fence(); /* (no pin of O here: PV_R(j1) may be in flight on it, C7515) */
                     ss_pv_smem(o, uP0, uK0, 1, F16);
                     wg_commit();
                     if (has1) bar_arrive(S2_BAR_PV, 256);
                     if (more1) { /* PV_R(j1) done: stage 1's chunks 4-8 are free */
-                        wg_wait1();
-                        if (tid == 128) s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0);
+                        S2D(2, wg_wait1());
+                        if (tid == 128) S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0));
                     }
-                    wg_wait0();
+                    S2D(2, wg_wait0());
                     pin128(o);
                     if (more0 && tid == 128) /* PV_R(j0) done: stage 0's chunks 4-8 are free */
-                        s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0);
+                        S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0));
                 }
             }
+#if MLA_DIAG == 8
+            if ((tid & 127) == 0) s2d_acc[8 * wg + 4] += (unsigned long long)clock64();
+#endif
             uph ^= (((N + 1) >> 1) & 1) | (((N >> 1) & 1) << 1);
         }
         /* the row sums of both warpgroups, then the shared epilogue, staged in the Q / K area (every
@@ -322,6 +367,13 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
         w.nvalid = sW[1];
         sm90_epilogue(p, &w, r, mblk, kvh, o, ma, mb, la, lb, 1.f, sInv, sLse, F16, 0, uQ);
     }
+#if MLA_DIAG == 8
+    __syncthreads();
+    {
+        const unsigned cta = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+        if (tid < S2_NDIAG && cta < MLA_DIAG_CTAS) mla_diag_ss2[cta][tid] = s2d_acc[tid];
+    }
+#endif
     pdl_trigger();
 }
 #endif /* MLA_HAVE_SM90A */

@@ -8,6 +8,8 @@
 #   bin/mla-bench, bin/test_gpu          (make -j16 lib tests build/mla-bench at the commit under test)
 #   bin/mla-bench-cw0                    (optional: make MLA_DEFS=-DMLA_SS2_CHUNK_WAIT=0 BUILD=build-xcw0
 #                                         build-xcw0/mla-bench: one wait point per chunk group)
+#   bin/mla-bench-diag8                  (optional: make MLA_DEFS=-DMLA_DIAG=8 MLA_ALLOW_SPILLS=1
+#                                         BUILD=build-xdiag8 build-xdiag8/mla-bench: v6's wait accounting)
 # Run on the device from the repository root with $OUT set; logs go to $OUT/logs and are packed into
 # $OUT/run.tgz after every step (only a few files come back individually).
 set -u
@@ -32,6 +34,13 @@ for rd in 1 2; do
   fi
   pack
 done
+
+# 2b. where v6's time goes (cycles per pair by kind of wait, per warpgroup)
+if [ -x "$B/mla-bench-diag8" ]; then
+  MLA_GPU_KERNEL=12 MLA_BENCH_TIMELINE=1 timeout 60 "$B/mla-bench-diag8" --no-ceilings --iters 5 \
+    --case 128,2,128,1,16384,64,causal --case 128,1,16,1,16384 --case 8,1,128,1,8192,64,fixed > "$L/diag8-v6.log" 2>&1
+  pack
+fi
 
 # 3. the whole suite (its kernel-variant cases include MLA_GPU_KERNEL=12), then v6 on every case
 timeout 260 "$B/test_gpu" > "$L/test_gpu.log" 2>&1; echo "rc=$?" >> "$L/test_gpu.log"; pack
