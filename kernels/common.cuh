@@ -52,6 +52,18 @@ static __device__ __forceinline__ unsigned smid(void) {
 #define DIAG_GT(arr, slot) do {} while (0)
 #endif
 
+/* (timing builds) the host reader of a per-CTA __device__ diag array: reset = 1 zeroes it, else it is
+ * copied into host */
+#define MLA_DIAG_IO_FN(name, arr)                                                                   \
+    extern "C" __attribute__((visibility("default"))) int name(void *host, int reset) {             \
+        if (reset) {                                                                                \
+            void *d = 0;                                                                            \
+            if (cudaGetSymbolAddress(&d, arr) != cudaSuccess) return 1;                             \
+            return cudaMemset(d, 0, sizeof(arr)) != cudaSuccess;                                    \
+        }                                                                                           \
+        return cudaMemcpyFromSymbol(host, arr, sizeof(arr)) != cudaSuccess;                         \
+    }
+
 #define LOG2E_F 1.4426950408889634f
 #define LN2_F 0.6931471805599453f
 

@@ -59,15 +59,7 @@
 #define S2_NDIAG 16
 #if MLA_DIAG == 8
 __device__ unsigned long long mla_diag_ss2[MLA_DIAG_CTAS][S2_NDIAG];
-extern "C" __attribute__((visibility("default"))) int mla_diag_ss2_io(void *host, int reset) {
-    const size_t n = sizeof(mla_diag_ss2);
-    if (reset) {
-        void *d = 0;
-        if (cudaGetSymbolAddress(&d, mla_diag_ss2) != cudaSuccess) return 1;
-        return cudaMemset(d, 0, n) != cudaSuccess;
-    }
-    return cudaMemcpyFromSymbol(host, mla_diag_ss2, n) != cudaSuccess;
-}
+MLA_DIAG_IO_FN(mla_diag_ss2_io, mla_diag_ss2)
 /* (32-bit clock deltas and counters at a fixed shared address: the 576 entries have no register to spare) */
 __shared__ unsigned long long s2d_acc[S2_NDIAG];
 #define S2D(slot, stmt)                                                                             \

@@ -38,15 +38,7 @@
                    * tile landed, 6+5k tiles done, 7+5k epilogue done; 13 tiles, 14 requests, 15 end (clock64);
                    * 16 / 17 %globaltimer at entry / exit, 18 SM id */
 __device__ unsigned long long mla_diag_dec[MLA_DIAG_CTAS][MLA_DIAG_SLOTS];
-extern "C" __attribute__((visibility("default"))) int mla_diag_dec_io(void *host, int reset) {
-    const size_t n = sizeof(mla_diag_dec);
-    if (reset) {
-        void *d = 0;
-        if (cudaGetSymbolAddress(&d, mla_diag_dec) != cudaSuccess) return 1;
-        return cudaMemset(d, 0, n) != cudaSuccess;
-    }
-    return cudaMemcpyFromSymbol(host, mla_diag_dec, n) != cudaSuccess;
-}
+MLA_DIAG_IO_FN(mla_diag_dec_io, mla_diag_dec)
 #define DTS(slot) DIAG_CLK(mla_diag_dec, slot)
 #define DTV(slot, v) DIAG_VAL(mla_diag_dec, slot, v)
 #define DTG(slot) DIAG_GT(mla_diag_dec, slot)
