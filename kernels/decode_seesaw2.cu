@@ -14,7 +14,8 @@
  *     P0 *= a(m0, m1) -> sP0 --P0-->                     4 (P0) O_R += sP0 V_R(j0) (SS) --PV-->;
  *   5 (PV) O_L *= a(m0, m1); O_L += sP1 V_L(j1) (SS);       PV_R(j1) done: refill stage 1 chunks 4-8;
  *     S0' = Q K(j0 + 2)^T chunks 0-3; PV_L(j1) done:        sP0 V_R(j0) done: refill stage 0 chunks 4-8;
- *     refill stage 1 chunks 0-3; S0' chunks 4-8; waited    S1' = Q K(j1 + 2)^T chunks 4-8, 0-3; waited
+ *     refill stage 1 chunks 0-3; S0' chunks 4-8; waited    (next pair, first) S1' = Q K(j1 + 2)^T
+ *                                                          chunks 4-8, 0-3; waited
  *
  * (a(x, y) = exp2(x - y).) One warpgroup's softmax runs while the other's wgmmas keep the tensor pipe
  * busy, and each chunk group of a stage is refilled by the last warpgroup to read it, as soon as that
@@ -26,15 +27,18 @@
  *
  * Shared memory (d_qk 576): Q (9 x 8 KB; its RoPE chunk is read into registers, 16 per thread, by both
  * warpgroups at the start of a request, and the chunk then holds sP1), K stage 0, K stage 1 (72 KB each),
- * sP0 (8 KB), maxima, row sums, row limits, two key masks, 18 mbarriers: 231 KB with the alignment
- * slack. d_qk 512 keeps the same map (the ninth Q chunk is sP1 from the start).
+ * sP0 (8 KB), maxima, row sums, 1/l and lse, row limits, two key masks, the request's epilogue fields,
+ * 18 mbarriers: 232,112 bytes with the alignment slack. d_qk 512 keeps the same map (the ninth Q chunk
+ * is sP1 from the start).
  *
  * Each warpgroup zeroes the V rows past the length of a request's last, partial tile in the half it
  * reads, before its PV on it (TMA loads whatever the page holds there; P = 0 times NaN is NaN); rows of
  * invalid pages are zero-filled by the copy engine and masked by the tile's key mask, which the thread
  * arming chunks 0-3 writes before its arrive (release) and the owner reads after its waits (acquire).
  * Hand-offs between the warpgroups are named barriers (arrive by the producer, sync by the consumer),
- * each used once per pair in a fixed order, so neither warpgroup can run a pair ahead.
+ * each used once per pair in a fixed order, so neither warpgroup can run a pair ahead. The whole order
+ * is transcribed in tools/seesaw2_model.py and checked there for deadlocks and hazards: change both
+ * together. Written without a GPU (fifteenth session); docs/performance.md §14.
  */
 #include "sm90_tile.cuh"
 #include "launch.h"
