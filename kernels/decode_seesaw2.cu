@@ -46,6 +46,12 @@
 #ifndef MLA_SS2_CHUNK_WAIT
 #define MLA_SS2_CHUNK_WAIT 1
 #endif
+/* timing switch MLA_SS2_L2PF=1: the thread that refills a stage's chunks 0-3 with tile j + 2 also
+ * prefetches tile j + 4 into L2 (cp.async.bulk.prefetch.tensor), so that the refills two tiles later
+ * read L2 instead of HBM (the refill windows of the pair are shorter than an HBM tile load, §14) */
+#ifndef MLA_SS2_L2PF
+#define MLA_SS2_L2PF 0
+#endif
 
 #define S2_BAR_M0 1  /* WG0 -> WG1: row maxima after tile j0 in sM0 (256) */
 #define S2_BAR_M1 2  /* WG1 -> WG0: row maxima after tile j1 in sM1 (256) */
@@ -274,7 +280,10 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     pin128(o);
                     /* 3: WG1's maxima after tile j1; stage 0's chunks 0-3 are free (QK(j0), PV_L(j0) done) */
                     S2D(1, bar_sync(S2_BAR_M1, 256));
-                    if (more0 && tid == 0) S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
+                    if (more0 && tid == 0) {
+                        S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
+                        if (MLA_SS2_L2PF && j0 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j0 + 4, L, NC64);
+                    }
                     float g0, g1;
                     ss_take_max(sM1, r0, r1, &ma, &mb, &la, &lb, &g0, &g1);
 #pragma unroll
@@ -292,7 +301,10 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         s2_qk(s, uQ, rq, uK0, bar0, ph, 0, 4, 1, F16);
                         if (more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
                             S2D(2, S2_WAIT(S2_QA_GROUPS));
-                            if (tid == 0) S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                            if (tid == 0) {
+                                S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
+                            }
                         }
                         s2_qk(s, uQ, rq, uK0, bar0, ph, 4, NC64, 0, F16);
                     }

@@ -118,6 +118,12 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
                  "r"(parity)
                  : "memory");
 }
+/* the same box into L2 only (no shared memory, no barrier): a hint, dropped when out of bounds */
+static __device__ __forceinline__ void tma_prefetch_4d(const void *map, int c0, int c1, int c2, int c3) {
+    asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"((uint64_t)map),
+                 "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
 /* 4D tile load global -> shared (SW128 as encoded in the map), completion on `bar`. */
 static __device__ __forceinline__ void tma_load_4d(uint32_t dst, const void *map, uint32_t bar, int c0, int c1, int c2,
                                                    int c3) {

@@ -109,6 +109,20 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
+/* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
+static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
+                                                 int L, const int NC64) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int pid[4], row0[4];
+    ss_slices(p, r, t, L, pid, row0);
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        if (k < 64 / BR)
+#pragma unroll
+            for (int c = 0; c < 9; c++)
+                if (c < NC64) tma_prefetch_4d(tm, 64 * c, row0[k], kvh, pid[k]);
+}
 static __device__ __forceinline__ void ss_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                               int L, uint32_t tile, uint32_t bar, unsigned cmask, const int NC64,
                                               unsigned long long *km) {

@@ -8,6 +8,8 @@
 #   bin/mla-bench, bin/test_gpu          (make -j16 lib tests build/mla-bench at the commit under test)
 #   bin/mla-bench-cw0                    (optional: make MLA_DEFS=-DMLA_SS2_CHUNK_WAIT=0 BUILD=build-xcw0
 #                                         build-xcw0/mla-bench: one wait point per chunk group)
+#   bin/mla-bench-pf                     (optional: make MLA_DEFS=-DMLA_SS2_L2PF=1 BUILD=build-xpf
+#                                         build-xpf/mla-bench: tile j + 4 prefetched into L2)
 #   bin/mla-bench-diag8                  (optional: make MLA_DEFS=-DMLA_DIAG=8 MLA_ALLOW_SPILLS=1
 #                                         BUILD=build-xdiag8 build-xdiag8/mla-bench: v6's wait accounting)
 # Run on the device from the repository root with $OUT set; logs go to $OUT/logs and are packed into
@@ -29,9 +31,11 @@ C="--case 128,2,128,1,16384,64,causal --case 128,1,128,1,16384 --case 128,2,128,
 for rd in 1 2; do
   timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-default-$rd.log" 2>&1
   MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-v6-$rd.log" 2>&1
-  if [ -x "$B/mla-bench-cw0" ]; then
-    MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench-cw0" --no-ceilings --iters 20 $C > "$L/ab-v6-cw0-$rd.log" 2>&1
-  fi
+  for v in cw0 pf; do
+    if [ -x "$B/mla-bench-$v" ]; then
+      MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench-$v" --no-ceilings --iters 20 $C > "$L/ab-v6-$v-$rd.log" 2>&1
+    fi
+  done
   pack
 done
 
