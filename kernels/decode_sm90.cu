@@ -219,6 +219,11 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * partial tile of a request is zeroed past the length by WG0 after its wait (before its QK^T and its
  * P arrive, which orders the zeroing before WG1's PV_R). Requests start with a CTA barrier (Q,
  * row limits) and end with the epilogue's. */
+/* timing switch MLA_V3_QFIRST=1: every warp issues its Q cp.async before thread 0 reads the block table
+ * and issues the request's first two tiles (as v6 does); 0 (shipped): the tiles first */
+#ifndef MLA_V3_QFIRST
+#define MLA_V3_QFIRST 0
+#endif
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
@@ -271,13 +276,19 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
         if (tb < te) {
             /* both stages are free (the previous request's readers finished before the epilogue's
              * CTA barrier): its first two tiles, in the stages their consumption order gives */
+            if (MLA_V3_QFIRST) {
+                sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+                cp_async_commit();
+            }
             if (tid == 0)
                 for (int j = 0; j < 2 && tb + j < te; j++) {
                     const int st = (ncons + j) & 1;
                     ss_tma(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, 0x1FFu, NC64, kmask + st);
                 }
-            sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
-            cp_async_commit();
+            if (!MLA_V3_QFIRST) {
+                sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+                cp_async_commit();
+            }
             cp_async_wait0();
             fence_proxy_async();
             __syncthreads(); /* Q and the row limits */

@@ -10,6 +10,8 @@
 #                                         build-xcw0/mla-bench: one wait point per chunk group)
 #   bin/mla-bench-pf                     (optional: make MLA_DEFS=-DMLA_SS2_L2PF=1 BUILD=build-xpf
 #                                         build-xpf/mla-bench: tile j + 4 prefetched into L2)
+#   bin/mla-bench-qf                     (optional: make MLA_DEFS=-DMLA_V3_QFIRST=1 BUILD=build-xqf
+#                                         build-xqf/mla-bench: the default kernel with Q issued first)
 #   bin/mla-bench-diag8                  (optional: make MLA_DEFS=-DMLA_DIAG=8 MLA_ALLOW_SPILLS=1
 #                                         BUILD=build-xdiag8 build-xdiag8/mla-bench: v6's wait accounting)
 # Run on the device from the repository root with $OUT set; logs go to $OUT/logs and are packed into
@@ -36,6 +38,9 @@ for rd in 1 2; do
       MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench-$v" --no-ceilings --iters 20 $C > "$L/ab-v6-$v-$rd.log" 2>&1
     fi
   done
+  if [ -x "$B/mla-bench-qf" ]; then
+    timeout 80 "$B/mla-bench-qf" --no-ceilings --iters 20 $C > "$L/ab-default-qf-$rd.log" 2>&1
+  fi
   pack
 done
 
