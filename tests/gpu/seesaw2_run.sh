@@ -4,7 +4,8 @@
 # has a timeout), then v6 against the default kernel on the rows it is meant for, then the whole suite
 # (which forces "12" on its kernel-variant cases) and the sanitizers on v6.
 #
-# Binaries come prebuilt (the device call's time is scarce), stripped, in .devcarry/bin.txz:
+# Binaries come prebuilt (the device call's time is scarce), stripped, in .devcarry/bin.txz, made by
+# tests/gpu/seesaw2_build.sh on the build machine:
 #   bin/mla-bench, bin/test_gpu          (make -j16 lib tests build/mla-bench at the commit under test)
 #   bin/mla-bench-cw0                    (optional: make MLA_DEFS=-DMLA_SS2_CHUNK_WAIT=0 BUILD=build-xcw0
 #                                         build-xcw0/mla-bench: one wait point per chunk group)
