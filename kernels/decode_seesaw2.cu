@@ -52,6 +52,12 @@
 #ifndef MLA_SS2_L2PF
 #define MLA_SS2_L2PF 0
 #endif
+/* timing switch MLA_SS2_EARLY_R1=1: WG0 waits for its PV_L(j1) and refills stage 1's chunks 0-3 before
+ * its QK^T(j0 + 2) instead of between that QK^T's chunks 0-3 and 4-8 (FlashMLA's place, which assumes
+ * chunks 0-3 have landed by then: when they have not, the refill waits for them too, docs §14) */
+#ifndef MLA_SS2_EARLY_R1
+#define MLA_SS2_EARLY_R1 0
+#endif
 
 #define S2_BAR_M0 1  /* WG0 -> WG1: row maxima after tile j0 in sM0 (256) */
 #define S2_BAR_M1 2  /* WG1 -> WG0: row maxima after tile j1 in sM1 (256) */
@@ -296,10 +302,17 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         S2D(1, bar_sync(S2_BAR_PV, 256));
                         ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, F16);
                     }
-                    if (more0) {
+                    if (more0) { /* (so has1: PV_L(j1) is in flight) */
                         const int ph = (uph ^ ((j0 >> 1) + 1)) & 1;
+                        if (MLA_SS2_EARLY_R1) {
+                            S2D(2, wg_wait0());
+                            if (more1 && tid == 0) {
+                                S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
+                            }
+                        }
                         s2_qk(s, uQ, rq, uK0, bar0, ph, 0, 4, 1, F16);
-                        if (more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
+                        if (!MLA_SS2_EARLY_R1 && more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
                             S2D(2, S2_WAIT(S2_QA_GROUPS));
                             if (tid == 0) {
                                 S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));

@@ -32,6 +32,9 @@ class Violation(Exception):
     pass
 
 
+# Protocol variants of the kernel's build switches (each must be clean too):
+#   "early_r1": MLA_SS2_EARLY_R1=1, WG0 waits for PV_L(j1) and refills stage 1's chunks 0-3 before its QK^T
+VARIANT = set()
 # Mutations (the self-test): known protocol bugs the model must report
 MUT = set()
 MUTATIONS = {
@@ -118,8 +121,12 @@ def program(wg, W, reqs):
                         yield ("pv", 0, VL, T(j1), ("sP1", T(j1)))
                     if more0:
                         ph = (uph ^ ((j0 >> 1) + 1)) & 1
+                        if "early_r1" in VARIANT:
+                            yield ("wait", 0)
+                            if more1:
+                                yield ("tma", 1, [0, 1, 2, 3], T(j1 + 2))
                         yield ("qk", 0, [0, 1, 2, 3], T(j0 + 2), ph)
-                        if more1:
+                        if more1 and "early_r1" not in VARIANT:
                             yield ("wait_le", 5 if "wait-le-5" in MUT else 4)  # PV_L(j1) done (4 QK groups may stay)
                             yield ("tma", 1, [0, 1, 2, 3], T(j1 + 2))
                         yield ("qk", 0, [4, 5, 6, 7, 8], T(j0 + 2), ph)
@@ -446,13 +453,18 @@ def self_test(runs):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    n, v = check(runs)
-    if v:
-        reqs, seed, e = v
-        print(f"requests {reqs}, seed {seed}: {e}")
-        print("\n".join(e.trace[-60:]))
-        return 1
-    print(f"seesaw2 protocol model: {n} runs over {len(SHAPES)} request shapes, no violation")
+    for variant in ([], ["early_r1"]):
+        VARIANT.clear()
+        VARIANT.update(variant)
+        n, v = check(runs)
+        if v:
+            reqs, seed, e = v
+            print(f"variant {variant}, requests {reqs}, seed {seed}: {e}")
+            print("\n".join(e.trace[-60:]))
+            return 1
+        print(f"seesaw2 protocol model {variant or '(default)'}: {n} runs over {len(SHAPES)} request shapes, "
+              "no violation")
+    VARIANT.clear()
     missed = self_test(min(runs, 60))
     for name in MUTATIONS:
         print(f"  mutation {name} ({MUTATIONS[name]}): {'NOT caught' if name in missed else 'caught'}")

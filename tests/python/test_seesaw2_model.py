@@ -17,9 +17,16 @@ def _model():
     return m
 
 
-def test_protocol_has_no_deadlock_or_hazard():
+@pytest.mark.parametrize("variant", ["default", "early_r1"])
+def test_protocol_has_no_deadlock_or_hazard(variant):
     m = _model()
-    n, v = m.check(80)
+    m.VARIANT.clear()
+    if variant != "default":
+        m.VARIANT.add(variant)
+    try:
+        n, v = m.check(80)
+    finally:
+        m.VARIANT.clear()
     assert v is None, f"requests {v[0]}, seed {v[1]}: {v[2]}\n" + "\n".join(v[2].trace[-40:])
     assert n == 80 * len(m.SHAPES)
 
