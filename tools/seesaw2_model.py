@@ -214,6 +214,14 @@ def run_world(W, reqs):
                 W.owed[(stage, c)].discard(reader)
         W.log(f"WG{wg} wgmma group done")
 
+    def write_buf(wg, name, ver):
+        """a new version of a small buffer (P tile, maxima, key mask): the last one must have been read"""
+        if pending_reads.get(name):
+            fail(f"WG{wg} overwrites {name} (v{W.buf_ver.get(name)}) before it was read")
+        W.buf_ver[name] = ver
+        pending_reads[name] = True
+        W.log(f"WG{wg} writes {name} v{ver}")
+
     def try_step(wg):
         op = cur[wg]
         k = op[0]
@@ -271,11 +279,7 @@ def run_world(W, reqs):
                 W.content[key] = None
                 W.inflight_tma.append((stage, c, t))
             if 0 in chunks:  # the thread arming chunks 0-3 writes the tile's key mask first
-                km = "kmask%d" % stage
-                if pending_reads.get(km):
-                    fail(f"WG{wg} overwrites {km} (tile {W.buf_ver.get(km)}) before its owner's softmax read it")
-                W.buf_ver[km] = t
-                pending_reads[km] = True
+                write_buf(wg, "kmask%d" % stage, t)
             W.log(f"WG{wg} TMA tile {t} -> stage {stage} chunks {chunks}")
             cur[wg] = next(progs[wg])
             return True
@@ -348,12 +352,7 @@ def run_world(W, reqs):
                         for (kind, kk, tt) in g:
                             if kind == "buf" and kk == name:
                                 fail(f"WG{wg} writes {name} v{ver} while WG{w}'s PV reads v{tt}")
-            pend = pending_reads.get(name)
-            if pend:
-                fail(f"WG{wg} overwrites {name} (v{W.buf_ver[name]}) before it was read")
-            W.buf_ver[name] = ver
-            pending_reads[name] = True
-            W.log(f"WG{wg} writes {name} v{ver}")
+            write_buf(wg, name, ver)
             cur[wg] = next(progs[wg])
             return True
         raise RuntimeError(op)
