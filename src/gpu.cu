@@ -110,9 +110,11 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
      * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw v5), 12 (wgmma, TMA,
      * seesaw v6 in FlashMLA's order) */
     const char *force = getenv("MLA_GPU_KERNEL");
-    const int force12 = force && strcmp(force, "12") == 0;
-    if (force && (((force[0] >= '1' && force[0] <= '4') || force[0] == '6' || force[0] == '7') && force[1] == 0 || force12)) {
-        const int k = force12 ? MLA_KERNEL_WGMMA_SS2 : force[0] - '0';
+    char *fend = NULL;
+    const long fk = force ? strtol(force, &fend, 10) : 0;
+    if (force && fend != force && *fend == 0 &&
+        ((fk >= 1 && fk <= 4) || fk == 6 || fk == 7 || fk == MLA_KERNEL_WGMMA_SS2)) {
+        const int k = (int)fk;
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
     /* dense FP8 e4m3 cache (issue 7): the wgmma kernel only (K converted to 16-bit in shared memory);
