@@ -518,6 +518,14 @@ static void kernel_env_pop(void)
  * 64), "4" wgmma with TMA loads (the default on sm_90 otherwise),
  * "6" the warp-specialised TMA pipeline (v4), "7" the seesaw kernel (v5), "12" the seesaw in FlashMLA's
  * order (v6). */
+static const char *forced_kernel_name(const char *k)
+{
+    static const char *names[13] = {NULL, "mma.sync 2-stage", "mma.sync 1-stage", "wgmma cp.async", "wgmma TMA", NULL,
+                                    "wgmma warp-specialised", "wgmma seesaw v5", NULL, NULL, NULL, NULL,
+                                    "wgmma seesaw v6"};
+    const int i = atoi(k);
+    return i > 0 && i < 13 && names[i] ? names[i] : "unknown variant";
+}
 static void test_forced_kernel(const char *k)
 {
     int pass0 = tc_passed, fail0 = tc_failed;
@@ -542,7 +550,7 @@ static void test_forced_kernel(const char *k)
     run_case(&cfg);
     kernel_env_pop();
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
-           k[0] == '1' ? "mma.sync 2-stage" : k[0] == '2' ? "mma.sync 1-stage" : k[0] == '3' ? "wgmma cp.async" : k[0] == '4' ? "wgmma TMA" : k[0] == '6' ? "wgmma warp-specialised" : k[0] == '7' ? "wgmma seesaw v5" : "wgmma seesaw v6", k, tc_passed - pass0,
+           forced_kernel_name(k), k, tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
