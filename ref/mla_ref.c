@@ -11,14 +11,13 @@
  *   The inner loops use GNU C vectors of 8 floats with register blocking (scores: 16 rows x
  *   2 or 4 keys per q-column load; P @ V: 32 output columns x 1 or 2 rows kept in registers
  *   across the keys), no horizontal reductions and no -ffast-math: every sum runs in order.
- *   Threads take items from an atomic counter; results do not depend on who computes what.
+ *   Threads take items from an atomic counter (mla_cpu_parallel); results do not depend on
+ *   who computes what.
  */
 #include "mla_ref.h"
 #include "mla_fp8.h" /* e4m3 decoding (dense FP8 cache: shape kv_dtype / q_dtype) */
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 
 #define R MLA_REF_ROWS
 #define C MLA_REF_KEYS
@@ -48,7 +47,6 @@ typedef struct ref_job {
     int64_t nblk;          /* ceil(rows_max / R): items per (request, kv head) */
     int64_t items;         /* b * h_kv * nblk */
     void (*run)(const struct ref_job *job, int64_t w); /* the item kernel for this CPU */
-    atomic_llong next;
 } ref_job;
 
 /* Helpers are always inlined, so each is compiled for the target of the kernel that uses it. */
@@ -260,12 +258,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
     }
     for (int r = 0; r < nr; r++) {
         const int64_t rr = r0 + r, j = rr / hpk, h = g * hpk + rr % hpk;
-        int64_t lr = L;
-        if (sh->causal) {
-            lr = L - n_i + j + 1;
-            if (lr < 0) lr = 0;
-            if (lr > L) lr = L;
-        }
+        const int64_t lr = mla_visible_keys(L, n_i, j, sh->causal);
         lim[r] = lr;
         if (lr > kmax) kmax = lr;
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
@@ -365,18 +358,11 @@ __attribute__((target("arch=x86-64-v3"))) static void run_item_v3(const ref_job 
 }
 #endif
 
-static void *worker(void *p)
+static void run_item_fn(void *ctx, int64_t w)
 {
-    ref_job *job = (ref_job *)p;
-    for (;;) {
-        const long long w = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
-        if (w >= job->items) break;
-        job->run(job, w);
-    }
-    return NULL;
+    const ref_job *job = (const ref_job *)ctx;
+    job->run(job, w);
 }
-
-#define MLA_REF_MAX_THREADS 256
 
 mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                           float softmax_scale, int num_threads)
@@ -408,27 +394,6 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) job.run = run_item_v3;
 #endif
-    atomic_init(&job.next, 0);
-
-    int64_t nt = num_threads < 1 ? 1 : num_threads;
-    if (nt > MLA_REF_MAX_THREADS) nt = MLA_REF_MAX_THREADS;
-    if (nt > job.items) nt = job.items;
-
-    /* The work runs on threads we create with a known stack (the item buffers take ~150 KB,
-     * more than some callers' threads have: musl's default is 128 KB); the calling thread
-     * only waits. If no thread can be created, it does the work itself. */
-    pthread_t tids[MLA_REF_MAX_THREADS];
-    int started = 0;
-    pthread_attr_t attr;
-    const int have_attr = pthread_attr_init(&attr) == 0;
-    if (have_attr) pthread_attr_setstacksize(&attr, 2u << 20);
-    for (int64_t t = 0; t < nt; t++) {
-        if (pthread_create(&tids[started], have_attr ? &attr : NULL, worker, &job) != 0)
-            break; /* fewer threads: the rest is done by those that exist */
-        started++;
-    }
-    if (have_attr) pthread_attr_destroy(&attr);
-    if (started == 0) worker(&job);
-    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
     return MLA_OK;
 }

@@ -108,12 +108,32 @@ static inline uint16_t mla_float_to_half(mla_dtype dtype, float f)
  * output by descale_k (args descale pointers, validated by api.c), as vLLM's fork computes it.
  *
  * Returns MLA_OK (thread creation failures fall back to fewer threads, never to an error). */
+/* Keys [0, result) of a request with L keys and n query tokens are visible to its query token j
+ * (bottom-right causal when `causal`; every key otherwise). Shared by every dense CPU kernel. */
+static inline int64_t mla_visible_keys(int64_t L, int64_t n, int64_t j, int causal)
+{
+    if (!causal) return L;
+    const int64_t lr = L - n + j + 1;
+    return lr < 0 ? 0 : lr > L ? L : lr;
+}
+
 #define MLA_REF_ROWS 16
 #define MLA_REF_KEYS 32
 #define MLA_REF_MAX_D 576
 
 mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                           float softmax_scale, int num_threads);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Worker threads (ref/mla_cpu_threads.c), shared by every CPU path                          */
+/* ---------------------------------------------------------------------------------------- */
+
+#define MLA_CPU_MAX_THREADS 256
+
+/* Calls fn(ctx, w) once for every w in [0, items), on min(num_threads, items, 256) threads
+ * created for this call with a 2 MB stack, which take items from an atomic counter; the calling
+ * thread waits (it does the work itself only if no thread can be created). Never fails. */
+void mla_cpu_parallel(int64_t items, int num_threads, void (*fn)(void *ctx, int64_t item), void *ctx);
 
 #ifdef __cplusplus
 }

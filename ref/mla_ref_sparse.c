@@ -8,8 +8,6 @@
 #include "mla_ref_sparse.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 
 #include "mla_fp8.h"
 #include "mla_ref.h"
@@ -158,7 +156,6 @@ typedef struct job {
     int64_t hpk;   /* query heads per kv head */
     int64_t nblk;  /* head blocks per (token, kv head) */
     int64_t items;
-    atomic_llong next;
 } job;
 
 static void decode_item(const job *jb, int64_t w)
@@ -239,39 +236,11 @@ static void prefill_item(const job *jb, int64_t w)
     }
 }
 
-static void *worker(void *p)
+static void run_item(void *ctx, int64_t w)
 {
-    job *jb = (job *)p;
-    for (;;) {
-        const long long w = atomic_fetch_add_explicit(&jb->next, 1, memory_order_relaxed);
-        if (w >= jb->items) break;
-        if (jb->dargs) decode_item(jb, w);
-        else prefill_item(jb, w);
-    }
-    return NULL;
-}
-
-#define MAX_THREADS 256
-
-/* Runs every item of `jb` on up to num_threads threads (the caller's included). */
-static void run_job(job *jb, int num_threads)
-{
-    int64_t nt = num_threads < 1 ? 1 : num_threads;
-    if (nt > MAX_THREADS) nt = MAX_THREADS;
-    if (nt > jb->items) nt = jb->items;
-    pthread_t tids[MAX_THREADS];
-    int started = 0;
-    if (nt > 1) {
-        pthread_attr_t attr;
-        const int have_attr = pthread_attr_init(&attr) == 0;
-        if (have_attr) pthread_attr_setstacksize(&attr, 2u << 20);
-        while (started < nt - 1 &&
-               pthread_create(&tids[started], have_attr ? &attr : NULL, worker, jb) == 0)
-            started++;
-        if (have_attr) pthread_attr_destroy(&attr);
-    }
-    worker(jb);
-    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    const job *jb = (const job *)ctx;
+    if (jb->dargs) decode_item(jb, w);
+    else prefill_item(jb, w);
 }
 
 mla_status mla_ref_sparse_decode(const mla_sparse_decode_shape *shape,
@@ -286,8 +255,7 @@ mla_status mla_ref_sparse_decode(const mla_sparse_decode_shape *shape,
     jb.hpk = shape->h_q;
     jb.nblk = (shape->h_q + R - 1) / R;
     jb.items = shape->b * shape->s_q * jb.nblk;
-    atomic_init(&jb.next, 0);
-    run_job(&jb, num_threads);
+    mla_cpu_parallel(jb.items, num_threads, run_item, &jb);
     return MLA_OK;
 }
 
@@ -300,7 +268,6 @@ mla_status mla_ref_sparse_prefill(const mla_sparse_prefill_args *args, int num_t
     jb.hpk = args->h_q / args->h_kv;
     jb.nblk = (jb.hpk + R - 1) / R;
     jb.items = args->s_q * args->h_kv * jb.nblk;
-    atomic_init(&jb.next, 0);
-    run_job(&jb, num_threads);
+    mla_cpu_parallel(jb.items, num_threads, run_item, &jb);
     return MLA_OK;
 }
