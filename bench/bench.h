@@ -181,6 +181,8 @@ int bench_write_json(const char *path, const bench_env *env, const bench_options
 int bench_write_csv(const char *path, const bench_env *env, const bench_options *o,
                     const bench_result *res, int n);
 const char *bench_dtype_name(mla_dtype dtype);
+/* Which CPU kernel the library's CPU plans of these options run (src/cpu_amx.c or the reference). */
+const char *bench_cpu_kernel_name(const bench_options *o);
 /* dtype of a run as printed: "bf16", or "fp8_e4m3/bf16" (q and cache FP8, out bf16). */
 const char *bench_dtype_label(mla_dtype dtype, int kv_fp8);
 /* The commit mla-bench was built from: $MLA_GIT_COMMIT if set (for trees without .git), else

@@ -64,8 +64,9 @@ static void print_device(FILE *f, const bench_env *env, const bench_options *o)
     }
     char threads[32];
     snprintf(threads, sizeof threads, "%d", o->threads);
-    fprintf(f, "device: CPU: %s, %d cores online, CPU path threads: %s\n", env->name, env->cpu_cores,
-            o->threads ? threads : "all cores");
+    fprintf(f, "device: CPU: %s, %d cores online, CPU path threads: %s, kernel: %s\n", env->name,
+            env->cpu_cores, o->threads ? threads : "all cores",
+            bench_cpu_kernel_name(o));
 }
 
 void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, int num_cases)

@@ -1,6 +1,7 @@
 /* run_cpu.c — the CPU path of mla-bench: wall-clock median of a few mla_decode calls on host
  * buffers, and a single-threaded memcpy copy ceiling (there is no GEMM ceiling on the CPU). */
 #include "bench.h"
+#include "internal.h" /* plan->cpu_kernel */
 
 #include <math.h>
 #include <stdlib.h>
@@ -195,4 +196,17 @@ done:
     mla_decode_plan_destroy(plan);
     cpu_buffers_free(&buf);
     bench_layout_free(&lay);
+}
+
+const char *bench_cpu_kernel_name(const bench_options *o)
+{
+    mla_decode_shape s = mla_decode_shape_default();
+    s.b = 1; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64;
+    s.dtype = o->dtype;
+    if (o->kv_fp8) s.kv_dtype = s.q_dtype = MLA_DTYPE_FP8_E4M3;
+    mla_decode_plan_t p = NULL;
+    if (mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) != MLA_OK) return "unknown (no CPU plan)";
+    const int amx = p->cpu_kernel == MLA_CPU_KERNEL_AMX;
+    mla_decode_plan_destroy(p);
+    return amx ? "AMX bf16 tiles (src/cpu_amx.c)" : "C reference (ref/mla_ref.c)";
 }

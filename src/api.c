@@ -296,6 +296,26 @@ static const struct mla_decode_plan *check_plan(mla_decode_plan_t plan)
     return plan;
 }
 
+/* The CPU kernel of a CPU plan (internal.h: MLA_CPU_KERNEL_*; hook MLA_CPU_KERNEL=ref|amx). */
+static mla_status pick_cpu_kernel(struct mla_decode_plan *p)
+{
+    const char *want = getenv("MLA_CPU_KERNEL");
+    const int force_ref = want && strcmp(want, "ref") == 0;
+    const int force_amx = want && strcmp(want, "amx") == 0;
+    const int bf16_ok = p->shape.q_dtype != MLA_DTYPE_FP16 && p->shape.kv_dtype != MLA_DTYPE_FP16;
+    p->cpu_kernel = MLA_CPU_KERNEL_REF;
+    if (force_ref) return MLA_OK;
+    if (bf16_ok && mla_cpu_amx_available()) {
+        p->cpu_kernel = MLA_CPU_KERNEL_AMX;
+        return MLA_OK;
+    }
+    if (force_amx)
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "MLA_CPU_KERNEL=amx: %s", !bf16_ok ? "the AMX path takes bf16 or FP8 "
+                             "q and k_cache, not fp16" : "this CPU or OS does not run AMX bf16 tiles");
+    return MLA_OK;
+}
+
 mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shape *shape,
                                   int device)
 {
@@ -329,6 +349,12 @@ mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shap
         if (n > CPU_THREADS_MAX) n = CPU_THREADS_MAX;
         p->cpu_threads = (int)n;
         p->gpu.num_sm_parts = 1;
+        st = pick_cpu_kernel(p);
+        if (st) {
+            p->magic = MLA_PLAN_MAGIC_DEAD;
+            free(p);
+            return st;
+        }
     } else {
         st = mla_gpu_plan_init(p);
         if (st) {
@@ -621,8 +647,10 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
     if ((st = check_stream_workspace(p, workspace, workspace_bytes, stream))) return st;
     if (p->device == MLA_DEVICE_CPU) {
         if ((st = validate_host_values(p, &a))) return st;
-        return mla_ref_decode(&p->shape, &a, mla_effective_scale(&p->shape, a.softmax_scale),
-                              p->cpu_threads);
+        const float scale = mla_effective_scale(&p->shape, a.softmax_scale);
+        if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
+            return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads);
+        return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);
     }
     return mla_gpu_decode(p, &a, workspace, workspace_bytes, stream);
 }

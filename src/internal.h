@@ -32,6 +32,7 @@ struct mla_decode_plan {
     mla_decode_shape shape; /* complete, current-version copy                       */
     int device;             /* MLA_DEVICE_CPU or CUDA ordinal                        */
     int cpu_threads;        /* resolved worker count for CPU plans                   */
+    int cpu_kernel;         /* CPU plans: MLA_CPU_KERNEL_REF or MLA_CPU_KERNEL_AMX    */
     mla_gpu_info gpu;
 };
 
@@ -57,6 +58,21 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 
 /* The softmax scale a call uses: args value if > 0 and finite, else d_qk ** -0.5. */
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
+
+/* ---- CPU fast path: src/cpu_amx.c ----------------------------------------------------------
+ * A CPU plan runs the reference (ref/mla_ref.c) unless its shape is one the AMX path serves
+ * (q and k_cache bf16 or FP8 e4m3; fp16 needs the reference) and this CPU and OS run AMX bf16
+ * tiles. Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces the
+ * reference; MLA_CPU_KERNEL=amx makes plan creation fail (MLA_ERR_UNSUPPORTED) where the AMX
+ * path cannot serve the plan. */
+#define MLA_CPU_KERNEL_REF 0
+#define MLA_CPU_KERNEL_AMX 1
+/* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
+ * process), else 0. */
+int mla_cpu_amx_available(void);
+/* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3. */
+mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
+                              float softmax_scale, int num_threads);
 
 /* ---- GPU backend: src/gpu.cu when built with CUDA, src/gpu_stub.c otherwise. ----------------
  * Arguments are already validated by src/api.c (shape, pointers, strides, sizes) except the

@@ -533,12 +533,54 @@ static void test_misc(void)
     tc_expect(bad_rnd == 0, "fp16 rounding not nearest for %lld values", (long long)bad_rnd);
 }
 
+/* The CPU kernel choice (src/api.c pick_cpu_kernel) and its testing hook MLA_CPU_KERNEL. */
+static void test_cpu_kernel_choice(void)
+{
+    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else the reference; MLA_CPU_KERNEL\n");
+    mla_decode_shape s = mla_decode_shape_default();
+    s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
+    const int amx = mla_cpu_amx_available();
+    mla_decode_plan_t p = NULL;
+    unsetenv("MLA_CPU_KERNEL");
+    if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "bf16 CPU plan: %s", mla_last_error()))
+        tc_expect(p->cpu_kernel == (amx ? MLA_CPU_KERNEL_AMX : MLA_CPU_KERNEL_REF),
+                  "bf16 CPU plan runs %s", amx ? "the AMX path" : "the reference");
+    mla_decode_plan_destroy(p);
+    s.dtype = MLA_DTYPE_FP16; /* fp16 is not exact in bf16: always the reference */
+    if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "fp16 CPU plan: %s", mla_last_error()))
+        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "fp16 CPU plan runs the reference");
+    mla_decode_plan_destroy(p);
+    setenv("MLA_CPU_KERNEL", "amx", 1);
+    p = NULL;
+    const mla_status st = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
+    tc_expect(st == MLA_ERR_UNSUPPORTED && !p && strstr(mla_last_error(), "not fp16"),
+              "MLA_CPU_KERNEL=amx with fp16: UNSUPPORTED naming fp16 (got %s: %s)",
+              mla_status_string(st), mla_last_error());
+    s.dtype = MLA_DTYPE_BF16;
+    p = NULL;
+    const mla_status st2 = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
+    if (amx)
+        tc_expect(st2 == MLA_OK && p && p->cpu_kernel == MLA_CPU_KERNEL_AMX, "MLA_CPU_KERNEL=amx with bf16: the AMX path");
+    else
+        tc_expect(st2 == MLA_ERR_UNSUPPORTED && !p && strstr(mla_last_error(), "AMX"),
+                  "MLA_CPU_KERNEL=amx without AMX: UNSUPPORTED (got %s: %s)", mla_status_string(st2),
+                  mla_last_error());
+    mla_decode_plan_destroy(p);
+    setenv("MLA_CPU_KERNEL", "ref", 1);
+    p = NULL;
+    if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "MLA_CPU_KERNEL=ref plan"))
+        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "MLA_CPU_KERNEL=ref: the reference");
+    mla_decode_plan_destroy(p);
+    unsetenv("MLA_CPU_KERNEL");
+}
+
 int main(void)
 {
     test_misc();
     test_create();
     test_decode_args();
     test_fake_plans();
+    test_cpu_kernel_choice();
     tc_case_free(&C0);
     free(snap_out);
     free(snap_lse);

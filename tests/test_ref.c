@@ -6,7 +6,9 @@
  * what ran), b=128 with ~half the sequences empty, page sizes, d_qk 512, fp16, cu_seqlens_q,
  * softmax_scale, empty causal windows, NaN poisoning, garbage block tables, page-permutation
  * invariance, zero lengths, determinism across runs and thread counts, untouched outputs, and
- * the timing of one b=128 s_k=4096 h_q=128 call.
+ * the timing of one b=128 s_k=4096 h_q=128 call. The CPU plans run the AMX path (src/cpu_amx.c)
+ * where this CPU has it; the reference then runs again (corner groups and the quick grid) with
+ * MLA_CPU_KERNEL=ref, so both meet the oracle. The first line says which kernel the plans run.
  *
  * Every case also checks that every existing output row was written and that nothing outside
  * them (rows past a request's cu_seqlens_q length, padding of strided layouts) changed.
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "internal.h"
 
 static int g_verbose = 0;
 
@@ -460,6 +463,33 @@ static void test_big_call(void)
     tc_case_free(&c);
 }
 
+static void run_groups(int full)
+{
+    test_empty_windows();
+    test_cu_seqlens();
+    test_page_sizes();
+    test_variants();
+    test_poison();
+    test_determinism();
+    if (!g_quick) {
+        test_half_empty();
+        test_big_call();
+    }
+    test_grid(full);
+}
+
+/* 1 when a default bf16 CPU plan runs the AMX path (src/internal.h: plan->cpu_kernel). */
+static int default_kernel_is_amx(void)
+{
+    mla_decode_shape s = mla_decode_shape_default();
+    s.b = 1; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
+    mla_decode_plan_t p = NULL;
+    if (mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) != MLA_OK) return 0;
+    const int amx = p->cpu_kernel == MLA_CPU_KERNEL_AMX;
+    mla_decode_plan_destroy(p);
+    return amx;
+}
+
 int main(int argc, char **argv)
 {
     int full = 0;
@@ -474,17 +504,22 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     const double t0 = tc_now();
-    test_empty_windows();
-    test_cu_seqlens();
-    test_page_sizes();
-    test_variants();
-    test_poison();
-    test_determinism();
-    if (!g_quick) {
-        test_half_empty();
-        test_big_call();
+    /* The CPU plans' kernel: the AMX path (src/cpu_amx.c) where this CPU runs it, else the
+     * C reference. Where AMX runs, the reference is run again (corner groups and the quick
+     * grid) with MLA_CPU_KERNEL=ref, so both kernels meet the oracle on such machines. */
+    const int amx = default_kernel_is_amx();
+    printf("CPU kernel of the plans: %s\n", amx ? "AMX bf16 tiles (src/cpu_amx.c)"
+                                                : "the C reference (no AMX on this CPU / OS)");
+    run_groups(full);
+    if (amx) {
+        printf("-- again with the C reference (MLA_CPU_KERNEL=ref): corner groups, quick grid\n");
+        setenv("MLA_CPU_KERNEL", "ref", 1);
+        const int q = g_quick;
+        g_quick = 1;
+        run_groups(0);
+        g_quick = q;
+        unsetenv("MLA_CPU_KERNEL");
     }
-    test_grid(full);
     printf("test_ref: %.1f s\n", tc_now() - t0);
     return tc_summary();
 }
