@@ -60,11 +60,10 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 
 /* ---- CPU fast path: src/cpu_amx.c ----------------------------------------------------------
- * A CPU plan runs the reference (ref/mla_ref.c) unless its shape is one the AMX path serves
- * (q and k_cache bf16 or FP8 e4m3; fp16 needs the reference) and this CPU and OS run AMX bf16
- * tiles. Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces the
- * reference; MLA_CPU_KERNEL=amx makes plan creation fail (MLA_ERR_UNSUPPORTED) where the AMX
- * path cannot serve the plan. */
+ * A CPU plan runs the reference (ref/mla_ref.c); MLA_CPU_KERNEL=amx (read at plan creation)
+ * selects the AMX path, which serves q and k_cache in bf16 or FP8 e4m3 where this CPU and OS
+ * run AMX bf16 tiles, and makes plan creation fail (MLA_ERR_UNSUPPORTED) elsewhere. Opt-in:
+ * its bf16 P misses the spec tolerance on outputs that cancel (fuzz_decode found one). */
 #define MLA_CPU_KERNEL_REF 0
 #define MLA_CPU_KERNEL_AMX 1
 /* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
