@@ -37,10 +37,7 @@
 typedef struct ref_job {
     const mla_decode_shape *shape;
     const mla_decode_args *args;
-    float scale_log2;      /* softmax_scale * log2(e) (* descale_q * descale_k: FP8) */
-    float out_scale;       /* 1, or descale_k with an FP8 cache (V's descale)        */
-    mla_dtype qdt, kdt;    /* dtypes of q / k_cache (shape q_dtype / kv_dtype, 0 = dtype) */
-    size_t qsz, ksz;       /* bytes per element of q / k_cache (1 for FP8 e4m3)      */
+    mla_dense_numerics nm; /* dtypes and scales (mla_ref.h) */
     float e4m3[256];       /* e4m3 code -> value (filled when q or k_cache is FP8)   */
     int64_t hpk;           /* query heads per kv head */
     int64_t rows_max;      /* s_q * hpk: rows of a group at most */
@@ -262,9 +259,9 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
         lim[r] = lr;
         if (lr > kmax) kmax = lr;
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
-                                               h * a->q_stride[2]) * (int64_t)job->qsz;
+                                               h * a->q_stride[2]) * (int64_t)job->nm.qsz;
         float tmp[DMAX];
-        load_row(tmp, qr, dqk, job->qdt, job->e4m3);
+        load_row(tmp, qr, dqk, job->nm.qdt, job->e4m3);
         for (int64_t d = 0; d < dqk; d++) qt[d][r] = tmp[d];
     }
     for (int r = nr; r < R; r++)
@@ -274,8 +271,8 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
 
     const int32_t *bt = a->block_table + i * a->block_table_stride;
     const char *kc = (const char *)a->k_cache;
-    const int64_t ksz = (int64_t)job->ksz;
-    const float sl2 = job->scale_log2;
+    const int64_t ksz = (int64_t)job->nm.ksz;
+    const float sl2 = job->nm.scale_log2;
 
     for (int64_t c0 = 0; c0 < kmax; c0 += C) {
         const int nk = (int)(kmax - c0 < C ? kmax - c0 : C);
@@ -285,7 +282,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
             const int64_t page = bt[t / ps];
             const char *kr = kc + (page * a->k_stride[0] + (t % ps) * a->k_stride[1] +
                                    g * a->k_stride[2]) * ksz;
-            load_row(kb[k], kr, dqk, job->kdt, job->e4m3);
+            load_row(kb[k], kr, dqk, job->nm.kdt, job->e4m3);
         }
         /* scores of all R rows x nk keys (masked ones are computed but never used) */
         if (wide) scores8(s, qt, kb, nk, dqk, sl2);
@@ -339,7 +336,7 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
                          h * a->out_stride[2];
         float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
         if (l[r] > 0.0f || l[r] != l[r]) { /* NaN l: the row is NaN (out and lse) */
-            const float inv = job->out_scale / l[r]; /* out_scale 1 unless FP8 */
+            const float inv = job->nm.out_scale / l[r]; /* out_scale 1 unless FP8 */
             for (int d = 0; d < DV; d++) orow[d] = mla_float_to_half(dt, acc[r][d] * inv);
             *lse = (m[r] + log2f(l[r])) * 0.69314718055994530942f;
         } else {
@@ -370,21 +367,9 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
     ref_job job;
     job.shape = shape;
     job.args = args;
-    job.scale_log2 = softmax_scale * 1.44269504088896340736f;
-    job.out_scale = 1.0f;
-    /* dense FP8 (vLLM's flash_mla_with_kvcache_fp8): scores of the raw codes times
-     * scale * descale_q * descale_k, output times descale_k (api.c validated the pointers) */
-    job.qdt = shape->q_dtype != MLA_DTYPE_INVALID ? shape->q_dtype : shape->dtype;
-    job.kdt = shape->kv_dtype != MLA_DTYPE_INVALID ? shape->kv_dtype : shape->dtype;
-    job.qsz = mla_dtype_size(job.qdt);
-    job.ksz = mla_dtype_size(job.kdt);
-    if (job.kdt == MLA_DTYPE_FP8_E4M3) {
+    job.nm = mla_dense_numerics_of(shape, args, softmax_scale);
+    if (job.nm.kdt == MLA_DTYPE_FP8_E4M3)
         for (int c = 0; c < 256; c++) job.e4m3[c] = mla_e4m3_to_float((uint8_t)c);
-        const float dq = args->descale_q ? args->descale_q[0] : 1.0f;
-        const float dk = args->descale_k[0];
-        job.scale_log2 = job.scale_log2 * dq * dk;
-        job.out_scale = dk;
-    }
     job.hpk = shape->h_q / shape->h_kv;
     job.rows_max = shape->s_q * job.hpk;
     job.nblk = (job.rows_max + R - 1) / R;

@@ -108,6 +108,37 @@ static inline uint16_t mla_float_to_half(mla_dtype dtype, float f)
  * output by descale_k (args descale pointers, validated by api.c), as vLLM's fork computes it.
  *
  * Returns MLA_OK (thread creation failures fall back to fewer threads, never to an error). */
+/* What every dense CPU kernel derives from a plan's shape and a call's arguments: the dtypes of
+ * q and k_cache (shape q_dtype / kv_dtype, 0 = dtype) and the two scales. Dense FP8 (vLLM's
+ * flash_mla_with_kvcache_fp8): scores of the raw codes times scale * descale_q * descale_k,
+ * output times descale_k (api.c validated the descale pointers). */
+typedef struct mla_dense_numerics {
+    mla_dtype qdt, kdt; /* dtypes of q / k_cache                                       */
+    size_t qsz, ksz;    /* bytes per element of q / k_cache (1 for FP8 e4m3)            */
+    float scale_log2;   /* softmax_scale * log2(e) (* descale_q * descale_k: FP8)        */
+    float out_scale;    /* 1, or descale_k with an FP8 cache (V's descale)               */
+} mla_dense_numerics;
+
+static inline mla_dense_numerics mla_dense_numerics_of(const mla_decode_shape *shape,
+                                                       const mla_decode_args *args,
+                                                       float softmax_scale)
+{
+    mla_dense_numerics n;
+    n.qdt = shape->q_dtype != MLA_DTYPE_INVALID ? shape->q_dtype : shape->dtype;
+    n.kdt = shape->kv_dtype != MLA_DTYPE_INVALID ? shape->kv_dtype : shape->dtype;
+    n.qsz = mla_dtype_size(n.qdt);
+    n.ksz = mla_dtype_size(n.kdt);
+    n.scale_log2 = softmax_scale * 1.44269504088896340736f;
+    n.out_scale = 1.0f;
+    if (n.kdt == MLA_DTYPE_FP8_E4M3) {
+        const float dq = args->descale_q ? args->descale_q[0] : 1.0f;
+        const float dk = args->descale_k[0];
+        n.scale_log2 = n.scale_log2 * dq * dk;
+        n.out_scale = dk;
+    }
+    return n;
+}
+
 /* Keys [0, result) of a request with L keys and n query tokens are visible to its query token j
  * (bottom-right causal when `causal`; every key otherwise). Shared by every dense CPU kernel. */
 static inline int64_t mla_visible_keys(int64_t L, int64_t n, int64_t j, int causal)

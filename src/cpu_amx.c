@@ -100,10 +100,7 @@ int mla_cpu_amx_available(void)
 typedef struct amx_job {
     const mla_decode_shape *shape;
     const mla_decode_args *args;
-    float scale_log2;      /* softmax_scale * log2(e) (* descale_q * descale_k: FP8) */
-    float out_scale;       /* 1, or descale_k with an FP8 cache                      */
-    mla_dtype qdt, kdt;    /* bf16 or FP8 e4m3 (never fp16: not exact in bf16)        */
-    size_t qsz, ksz;
+    mla_dense_numerics nm; /* dtypes and scales (mla_ref.h) */
     int64_t hpk, nblk, items;
     int64_t rb;            /* query rows per item: 16 x (1 .. RTMAX)                   */
     uint16_t e4m3[256];    /* e4m3 code -> bf16 bits (exact)                          */
@@ -295,9 +292,9 @@ INL void run_item(const amx_job *job, int64_t w)
         if (lr > kmax) kmax = lr;
         if (lr < kmin) kmin = lr;
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
-                                               h * a->q_stride[2]) * (int64_t)job->qsz;
+                                               h * a->q_stride[2]) * (int64_t)job->nm.qsz;
         uint16_t row[DMAX];
-        load_bf16_row(row, qr, dqk, job->qdt, job->e4m3);
+        load_bf16_row(row, qr, dqk, job->nm.qdt, job->e4m3);
         for (int64_t d2 = 0; d2 < dqk / 2; d2++)
             qp[r >> 4][d2 >> 4][d2 & 15][r & 15] = (uint32_t)row[2 * d2] | (uint32_t)row[2 * d2 + 1] << 16;
     }
@@ -311,9 +308,9 @@ INL void run_item(const amx_job *job, int64_t w)
 
     const int32_t *bt = a->block_table + i * a->block_table_stride;
     const char *kc = (const char *)a->k_cache;
-    const int64_t ksz = (int64_t)job->ksz;
+    const int64_t ksz = (int64_t)job->nm.ksz;
     const int64_t krs = a->k_stride[1] * ksz; /* bytes between the rows of a page */
-    const int direct = job->kdt == MLA_DTYPE_BF16 && ps % 16 == 0;
+    const int direct = job->nm.kdt == MLA_DTYPE_BF16 && ps % 16 == 0;
 #define KROW(t) (kc + ((int64_t)bt[(t) / ps] * a->k_stride[0] + ((t) % ps) * a->k_stride[1] + \
                        g * a->k_stride[2]) * ksz)
 
@@ -330,7 +327,7 @@ INL void run_item(const amx_job *job, int64_t w)
                 for (int k = 0; k < 16; k++) src->row[k0 + k] = (const uint16_t *)(p0 + k * krs);
             } else {
                 for (int k = k0; k < k0 + 16; k++) {
-                    if (k < nk) load_bf16_row(kbuf[k], KROW(c0 + k), dqk, job->kdt, job->e4m3);
+                    if (k < nk) load_bf16_row(kbuf[k], KROW(c0 + k), dqk, job->nm.kdt, job->e4m3);
                     else memset(kbuf[k], 0, sizeof kbuf[k]);
                     src->row[k] = kbuf[k];
                 }
@@ -414,7 +411,7 @@ INL void run_item(const amx_job *job, int64_t w)
         for (int v = 0; v < nrt; v++) {
             const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&lim[16 * v]), _mm512_set1_epi32((int)c0));
             __mmask16 resc;
-            const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, job->scale_log2, &m[16 * v],
+            const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, job->nm.scale_log2, &m[16 * v],
                                               &l[16 * v], ptmp, &resc);
             float al[16];
             _mm512_storeu_ps(al, alpha);
@@ -493,7 +490,7 @@ INL void run_item(const amx_job *job, int64_t w)
                          h * a->out_stride[2];
         float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
         if (l[r] > 0.0f || l[r] != l[r]) {
-            const float inv = job->out_scale / l[r];
+            const float inv = job->nm.out_scale / l[r];
             for (int x = 0; x < DV; x++) {
                 const int ct = x >> 4, c = x & 15;
                 orow[32 * (ct >> 1) + 8 * (c >> 2) + 4 * (ct & 1) + (c & 3)] =
@@ -517,21 +514,10 @@ mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_ar
     amx_job job;
     job.shape = shape;
     job.args = args;
-    job.scale_log2 = softmax_scale * 1.44269504088896340736f;
-    job.out_scale = 1.0f;
-    job.qdt = shape->q_dtype != MLA_DTYPE_INVALID ? shape->q_dtype : shape->dtype;
-    job.kdt = shape->kv_dtype != MLA_DTYPE_INVALID ? shape->kv_dtype : shape->dtype;
-    if (job.qdt == MLA_DTYPE_FP16 || job.kdt == MLA_DTYPE_FP16)
+    job.nm = mla_dense_numerics_of(shape, args, softmax_scale);
+    if (job.nm.qdt == MLA_DTYPE_FP16 || job.nm.kdt == MLA_DTYPE_FP16)
         return mla_set_error(MLA_ERR_UNSUPPORTED, "the AMX path takes bf16 or FP8 q and k_cache, not fp16");
-    job.qsz = mla_dtype_size(job.qdt);
-    job.ksz = mla_dtype_size(job.kdt);
     for (int c = 0; c < 256; c++) job.e4m3[c] = mla_float_to_bf16(mla_e4m3_to_float((uint8_t)c));
-    if (job.kdt == MLA_DTYPE_FP8_E4M3) {
-        const float dq = args->descale_q ? args->descale_q[0] : 1.0f;
-        const float dk = args->descale_k[0];
-        job.scale_log2 = job.scale_log2 * dq * dk;
-        job.out_scale = dk;
-    }
     job.hpk = shape->h_q / shape->h_kv;
     /* rows per item: up to RTMAX tiles (K gathered and V re-laid once for all of them), fewer
      * when that would leave threads idle (fewer than two items per thread) */
