@@ -4,10 +4,11 @@
  * can serve (internal.h: mla_cpu_amx_eligible), tested against an fp64 oracle with the same
  * tolerances as the GPU kernels.
  *
- * Numerics (those of the GPU kernels, not of the reference): q and K in bf16 (FP8 e4m3 codes
- * are converted to bf16 exactly), scores accumulated in fp32 by the tiles, online softmax in
- * fp32 (exp2 by a degree-7 polynomial, ~1e-8 relative), P rounded to bf16 for P @ V, the
- * output accumulated in fp32. Every row's result depends only on its inputs: the output is
+ * Numerics: q and K in bf16 (FP8 e4m3 codes are converted to bf16 exactly), scores accumulated
+ * in fp32 by the tiles, online softmax in fp32 (exp2 by a degree-7 polynomial, ~1e-8 relative),
+ * P carried as two bf16 parts (hi + lo, ~2^-17 relative; the GPU kernels and FlashMLA round P
+ * to one bf16, 2^-9, which outputs that cancel amplify past the spec tolerance), the output
+ * accumulated in fp32. Every row's result depends only on its inputs: the output is
  * bit-for-bit the same for any thread count and any page order.
  *
  * Work item: (request i, kv head g, block of up to RB = 32 query rows that share the kv head),
@@ -181,9 +182,13 @@ INL void transpose16(uint32_t *restrict dst, const uint32_t *restrict src)
  * count vis (relative to the chunk), and replaced by p = 2^(s - m). Returns alpha (the factor
  * for the row's accumulator) and updates m / l; *resc = the rows whose accumulator needs it
  * (alpha != 1 and a finite maximum before: an accumulator with no key yet is zero, and a NaN row
- * is NaN through l). Keys nk..KC-1 get p = 0. ptmp[k2][r] = (bf16 p[2 k2][r], bf16 p[2 k2 + 1][r]). */
+ * is NaN through l). Keys nk..KC-1 get p = 0. p is split into two bf16 parts, p = hi + lo + e
+ * with |e| <= 2^-17 p (hi = p rounded to bf16, lo = the rest rounded): one bf16 P alone loses
+ * 2^-9 of p, which an output that cancels (a sum of V values of opposite signs) turns into an
+ * error past the spec tolerance (fuzz_decode found one: -0.0078 for -0.0068). ptmp[k2][r] =
+ * (hi p[2 k2][r], hi p[2 k2 + 1][r]), ptmp_lo the same for lo. */
 INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, float sl2, float *m,
-                        float *l, uint32_t (*ptmp)[16], __mmask16 *resc)
+                        float *l, uint32_t (*ptmp)[16], uint32_t (*ptmp_lo)[16], __mmask16 *resc)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY), scale = _mm512_set1_ps(sl2);
     __m512 cm = ninf;
@@ -210,17 +215,29 @@ INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, flo
     __m512 prev = _mm512_setzero_ps();
     const __m512i il = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    __m512 prev_lo = _mm512_setzero_ps();
+    const __m512i rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                  top = _mm512_set1_epi32((int)0xffff0000u);
     for (int k = 0; k < KC; k++) {
-        __m512 p = _mm512_setzero_ps();
+        __m512 p = _mm512_setzero_ps(), lo = _mm512_setzero_ps();
         if (k < nk) {
             p = exp2v(_mm512_sub_ps(_mm512_loadu_ps(&sbuf[k][col0]), m_sub));
             sum = _mm512_add_ps(sum, p);
+            /* hi = p rounded to nearest even bf16 (what cvtne2ps gives), as fp32; lo = p - hi
+             * (exact). p is in [0, 1] or NaN (a NaN row is NaN through l whatever hi is). */
+            const __m512i u = _mm512_castps_si512(p);
+            const __m512i h = _mm512_and_si512(
+                _mm512_add_epi32(_mm512_add_epi32(u, rnd), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), top);
+            lo = _mm512_sub_ps(p, _mm512_castsi512_ps(h));
         }
         if (k & 1) { /* keys k-1, k as one word per row: (bf16 p[k-1], bf16 p[k]) */
             const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(p, prev); /* lo 16: prev, hi 16: p */
             _mm512_storeu_si512(ptmp[k >> 1], _mm512_permutexvar_epi16(il, w));
+            const __m512i wl = (__m512i)_mm512_cvtne2ps_pbh(lo, prev_lo);
+            _mm512_storeu_si512(ptmp_lo[k >> 1], _mm512_permutexvar_epi16(il, wl));
         }
         prev = p;
+        prev_lo = lo;
     }
     const __m512 l_new = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(l), alpha), sum);
     _mm512_storeu_ps(l, l_new);
@@ -274,8 +291,9 @@ INL void run_item(const amx_job *job, int64_t w)
     uint16_t kbuf[KC][DMAX] __attribute__((aligned(64)));               /* gathered K rows      */
     uint32_t vp[KC / 32][NCT][16][16] __attribute__((aligned(64)));     /* B tiles of V         */
     float sbuf[KC][RBMAX] __attribute__((aligned(64)));                 /* S^T, then P^T        */
-    uint32_t ptmp[KC / 2][16] __attribute__((aligned(64)));             /* P key pairs x rows   */
-    uint32_t pa[RTMAX][KC / 32][16][16] __attribute__((aligned(64)));   /* A tiles of P         */
+    uint32_t ptmp[2][KC / 2][16] __attribute__((aligned(64)));          /* P key pairs x rows,
+                                                                           hi and lo parts      */
+    uint32_t pa[RTMAX][2][KC / 32][16][16] __attribute__((aligned(64))); /* A tiles of P hi, lo */
     float acc[RBMAX][ACC_LD] __attribute__((aligned(64)));              /* O, un-normalised,
                                                                            columns permuted     */
     float m[RBMAX] __attribute__((aligned(64))), l[RBMAX] __attribute__((aligned(64)));
@@ -412,7 +430,7 @@ INL void run_item(const amx_job *job, int64_t w)
             const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&lim[16 * v]), _mm512_set1_epi32((int)c0));
             __mmask16 resc;
             const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, job->nm.scale_log2, &m[16 * v],
-                                              &l[16 * v], ptmp, &resc);
+                                              &l[16 * v], ptmp[0], ptmp[1], &resc);
             float al[16];
             _mm512_storeu_ps(al, alpha);
             while (resc) {
@@ -422,12 +440,15 @@ INL void run_item(const amx_job *job, int64_t w)
                 float *o = acc[16 * v + r];
                 for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
             }
-            for (int kq = 0; kq < KC / 32; kq++) transpose16(&pa[v][kq][0][0], &ptmp[16 * kq][0]);
+            for (int part = 0; part < 2; part++)
+                for (int kq = 0; kq < KC / 32; kq++)
+                    transpose16(&pa[v][part][kq][0][0], &ptmp[part][16 * kq][0]);
         }
         PREFETCH_PART(3)
-        /* 5. O += P V. Two row tiles: C = 2 rows x 2 column tiles (0-3), A = P (4, 5), B = V
-         *    (6, 7); one row tile: C = 4 column tiles, A = P (4), B = V (5, 6, 7, 5). The C
-         *    tiles stay in registers across the chunk's key quarters. */
+        /* 5. O += P V with P = hi + lo (two passes over the same V tiles). Two row tiles:
+         *    C = 2 rows x 2 column tiles (0-3), A = P hi then lo (4, 5), B = V (6, 7); one row
+         *    tile: C = 4 column tiles, A = P hi / lo (4 / 5), B = V (6, 7 alternating). The C
+         *    tiles stay in registers across the chunk's key halves. */
         const int nkq = (nk + 31) / 32;
         for (int v = 0; v < nrt; v += 2) {
             float *o0 = acc[16 * v], *o1 = acc[16 * v + 16];
@@ -438,14 +459,16 @@ INL void run_item(const amx_job *job, int64_t w)
                     _tile_loadd(2, o1 + 16 * ct, ACC_LD * 4);
                     _tile_loadd(3, o1 + 16 * ct + 16, ACC_LD * 4);
                     for (int kq = 0; kq < nkq; kq++) {
-                        _tile_loadd(4, pa[v][kq], 64);
-                        _tile_loadd(5, pa[v + 1][kq], 64);
                         _tile_loadd(6, vp[kq][ct], 64);
                         _tile_loadd(7, vp[kq][ct + 1], 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
+                        for (int part = 0; part < 2; part++) { /* P hi, then P lo */
+                            _tile_loadd(4, pa[v][part][kq], 64);
+                            _tile_loadd(5, pa[v + 1][part][kq], 64);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_dpbf16ps(1, 4, 7);
+                            _tile_dpbf16ps(2, 5, 6);
+                            _tile_dpbf16ps(3, 5, 7);
+                        }
                     }
                     _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
                     _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);
@@ -459,15 +482,20 @@ INL void run_item(const amx_job *job, int64_t w)
                     _tile_loadd(2, o0 + 16 * ct + 32, ACC_LD * 4);
                     _tile_loadd(3, o0 + 16 * ct + 48, ACC_LD * 4);
                     for (int kq = 0; kq < nkq; kq++) {
-                        _tile_loadd(4, pa[v][kq], 64);
-                        _tile_loadd(5, vp[kq][ct], 64);
-                        _tile_dpbf16ps(0, 4, 5);
-                        _tile_loadd(6, vp[kq][ct + 1], 64);
-                        _tile_dpbf16ps(1, 4, 6);
-                        _tile_loadd(7, vp[kq][ct + 2], 64);
-                        _tile_dpbf16ps(2, 4, 7);
-                        _tile_loadd(5, vp[kq][ct + 3], 64);
-                        _tile_dpbf16ps(3, 4, 5);
+                        _tile_loadd(4, pa[v][0][kq], 64); /* P hi */
+                        _tile_loadd(5, pa[v][1][kq], 64); /* P lo */
+                        _tile_loadd(6, vp[kq][ct], 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(0, 5, 6);
+                        _tile_loadd(7, vp[kq][ct + 1], 64);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_dpbf16ps(1, 5, 7);
+                        _tile_loadd(6, vp[kq][ct + 2], 64);
+                        _tile_dpbf16ps(2, 4, 6);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_loadd(7, vp[kq][ct + 3], 64);
+                        _tile_dpbf16ps(3, 4, 7);
+                        _tile_dpbf16ps(3, 5, 7);
                     }
                     _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
                     _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);

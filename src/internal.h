@@ -60,10 +60,11 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 
 /* ---- CPU fast path: src/cpu_amx.c ----------------------------------------------------------
- * A CPU plan runs the reference (ref/mla_ref.c); MLA_CPU_KERNEL=amx (read at plan creation)
- * selects the AMX path, which serves q and k_cache in bf16 or FP8 e4m3 where this CPU and OS
- * run AMX bf16 tiles, and makes plan creation fail (MLA_ERR_UNSUPPORTED) elsewhere. Opt-in:
- * its bf16 P misses the spec tolerance on outputs that cancel (fuzz_decode found one). */
+ * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the AMX path where this CPU and OS
+ * run AMX bf16 tiles; every other plan (fp16, other CPUs) runs the reference (ref/mla_ref.c).
+ * Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces the reference;
+ * MLA_CPU_KERNEL=amx makes creating a bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where AMX does
+ * not run (fp16 plans stay on the reference). */
 #define MLA_CPU_KERNEL_REF 0
 #define MLA_CPU_KERNEL_AMX 1
 /* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per

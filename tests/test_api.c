@@ -536,14 +536,15 @@ static void test_misc(void)
 /* The CPU kernel choice (src/api.c pick_cpu_kernel) and its testing hook MLA_CPU_KERNEL. */
 static void test_cpu_kernel_choice(void)
 {
-    printf("-- CPU kernel choice: the reference; MLA_CPU_KERNEL=amx where AMX runs (bf16 / FP8)\n");
+    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else the reference; MLA_CPU_KERNEL\n");
     mla_decode_shape s = mla_decode_shape_default();
     s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
     const int amx = mla_cpu_amx_available();
     mla_decode_plan_t p = NULL;
     unsetenv("MLA_CPU_KERNEL");
     if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "bf16 CPU plan: %s", mla_last_error()))
-        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "bf16 CPU plan runs the reference by default");
+        tc_expect(p->cpu_kernel == (amx ? MLA_CPU_KERNEL_AMX : MLA_CPU_KERNEL_REF),
+                  "bf16 CPU plan runs %s", amx ? "the AMX path" : "the reference");
     mla_decode_plan_destroy(p);
     s.dtype = MLA_DTYPE_FP16; /* fp16 is not exact in bf16: always the reference */
     if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "fp16 CPU plan: %s", mla_last_error()))
