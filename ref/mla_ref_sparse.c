@@ -17,18 +17,7 @@
 #define DMAX 576
 #define DV 512
 
-/* Where one list of keys comes from. */
-typedef struct key_src {
-    int fp8;                   /* 1: paged FP8 cache (decode); 0: bf16 rows (prefill)        */
-    mla_fp8_format fmt;
-    const uint8_t *base;       /* fp8: the cache; bf16: the kv rows of this kv head (bytes)  */
-    int64_t page_size;         /* fp8                                                        */
-    int64_t page_stride_bytes; /* fp8                                                        */
-    int64_t row_stride;        /* bf16: elements between kv tokens                           */
-    int64_t limit;             /* valid positions are [0, limit)                             */
-    const int32_t *idx;        /* the index list                                             */
-    int64_t n;                 /* entries of idx that count                                  */
-} key_src;
+typedef mla_sparse_keys key_src;
 
 static void load_key(const key_src *s, int64_t pos, int dqk, float *dst)
 {
@@ -40,13 +29,6 @@ static void load_key(const key_src *s, int64_t pos, int dqk, float *dst)
         const uint16_t *k = (const uint16_t *)s->base + pos * s->row_stride;
         for (int d = 0; d < dqk; d++) dst[d] = mla_bf16_to_float(k[d]);
     }
-}
-
-static int64_t clamp_len(const int32_t *len, int64_t i, int64_t topk)
-{
-    if (!len) return topk;
-    const int64_t n = len[i];
-    return n < 0 ? 0 : (n > topk ? topk : n);
 }
 
 /* Attention of nr (<= R) bf16 query rows over the keys of src[0..nsrc). On return, for every
@@ -167,27 +149,7 @@ static void decode_item(const job *jb, int64_t w)
     const int nr = (int)(sh->h_q - h0 < R ? sh->h_q - h0 : R);
 
     key_src src[2];
-    int nsrc = 1;
-    src[0].fp8 = 1;
-    src[0].fmt = sh->format;
-    src[0].base = (const uint8_t *)a->k_cache;
-    src[0].page_size = sh->page_size;
-    src[0].page_stride_bytes = a->k_page_stride_bytes;
-    src[0].row_stride = 0;
-    src[0].limit = a->num_pages * sh->page_size;
-    src[0].idx = a->indices + i * a->indices_stride[0] + j * a->indices_stride[1];
-    src[0].n = clamp_len(a->topk_length, i, sh->topk);
-    if (sh->extra_topk > 0) {
-        src[1] = src[0];
-        src[1].base = (const uint8_t *)a->extra_k_cache;
-        src[1].page_size = sh->extra_page_size;
-        src[1].page_stride_bytes = a->extra_k_page_stride_bytes;
-        src[1].limit = a->extra_num_pages * sh->extra_page_size;
-        src[1].idx = a->extra_indices + i * a->extra_indices_stride[0] +
-                     j * a->extra_indices_stride[1];
-        src[1].n = clamp_len(a->extra_topk_length, i, sh->extra_topk);
-        nsrc = 2;
-    }
+    const int nsrc = mla_sparse_decode_keys(sh, a, i, j, src);
     const uint16_t *qrows[R] = {0};
     for (int r = 0; r < nr; r++)
         qrows[r] = (const uint16_t *)a->q + i * a->q_stride[0] + j * a->q_stride[1] +
@@ -212,16 +174,7 @@ static void prefill_item(const job *jb, int64_t w)
     const int64_t left = jb->hpk - hb * R;
     const int nr = (int)(left < R ? left : R);
 
-    key_src src;
-    src.fp8 = 0;
-    src.fmt = MLA_FP8_FORMAT_INVALID;
-    src.base = (const uint8_t *)((const uint16_t *)a->kv + g * a->kv_stride[1]);
-    src.page_size = 1;
-    src.page_stride_bytes = 0;
-    src.row_stride = a->kv_stride[0];
-    src.limit = a->s_kv;
-    src.idx = a->indices + s * a->indices_stride[0] + g * a->indices_stride[1];
-    src.n = clamp_len(a->topk_length, s, a->topk);
+    const key_src src = mla_sparse_prefill_keys(a, s, g);
     const uint16_t *qrows[R] = {0};
     for (int r = 0; r < nr; r++)
         qrows[r] = (const uint16_t *)a->q + s * a->q_stride[0] + (h0 + r) * a->q_stride[1];

@@ -296,18 +296,18 @@ static const struct mla_decode_plan *check_plan(mla_decode_plan_t plan)
     return plan;
 }
 
-/* The CPU kernel of a CPU plan (internal.h: MLA_CPU_KERNEL_*; hook MLA_CPU_KERNEL=ref|amx). */
-static mla_status pick_cpu_kernel(struct mla_decode_plan *p)
+/* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation (internal.h: MLA_CPU_KERNEL_*;
+ * hook MLA_CPU_KERNEL=ref|amx). */
+static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
 {
     const char *want = getenv("MLA_CPU_KERNEL");
     const int force_ref = want && strcmp(want, "ref") == 0;
     const int force_amx = want && strcmp(want, "amx") == 0;
-    const int bf16_ok = p->shape.q_dtype != MLA_DTYPE_FP16 && p->shape.kv_dtype != MLA_DTYPE_FP16;
-    p->cpu_kernel = MLA_CPU_KERNEL_REF;
+    *kernel = MLA_CPU_KERNEL_REF;
     if (force_ref) return MLA_OK;
     if (!bf16_ok) return MLA_OK; /* fp16 is not exact in bf16: the reference, even if forced */
     if (mla_cpu_amx_available()) {
-        p->cpu_kernel = MLA_CPU_KERNEL_AMX;
+        *kernel = MLA_CPU_KERNEL_AMX;
         return MLA_OK;
     }
     if (force_amx)
@@ -315,6 +315,14 @@ static mla_status pick_cpu_kernel(struct mla_decode_plan *p)
                              "MLA_CPU_KERNEL=amx: this CPU or OS does not run AMX bf16 tiles");
     return MLA_OK;
 }
+
+static mla_status pick_cpu_kernel(struct mla_decode_plan *p)
+{
+    return cpu_kernel_choice(p->shape.q_dtype != MLA_DTYPE_FP16 && p->shape.kv_dtype != MLA_DTYPE_FP16,
+                             &p->cpu_kernel);
+}
+
+mla_status mla_cpu_sparse_kernel(int *kernel) { return cpu_kernel_choice(1, kernel); }
 
 mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shape *shape,
                                   int device)

@@ -1,8 +1,12 @@
-/* cpu_amx.c — dense MLA decode on the CPU with Intel AMX bf16 tiles (Xeon Sapphire Rapids and
- * later: AWS m7i / c7i / r7i, GCP c3, Azure Dv6 ...). The C reference (ref/mla_ref.c) stays the
- * spec and the path of every other CPU; this file is only the fast path of the CPU plans it
- * can serve (internal.h: mla_cpu_amx_eligible), tested against an fp64 oracle with the same
- * tolerances as the GPU kernels.
+/* cpu_amx.c — MLA on the CPU with Intel AMX bf16 tiles (Xeon Sapphire Rapids and later: AWS
+ * m7i / c7i / r7i, GCP c3, Azure Dv6 ...): dense decode (bf16 / FP8 e4m3 caches), sparse decode
+ * (FP8 V32 / MODEL1 caches) and sparse prefill (bf16 kv). The C references (ref/mla_ref.c,
+ * ref/mla_ref_sparse.c) stay the spec and the path of every other CPU; this file is only the
+ * fast path of the CPU calls it can serve (internal.h: MLA_CPU_KERNEL_*), tested against fp64
+ * oracles with the same tolerances as the GPU kernels. All three share one chunk core
+ * (ws_chunk, steps 2-5 below); they differ in where rows and keys come from (step 1) and in
+ * the write-out. Subnormal bf16 inputs count as zero on the tiles (|x| < 2^-126: far below
+ * every tolerance).
  *
  * Numerics: q and K in bf16 (FP8 e4m3 codes are converted to bf16 exactly), scores accumulated
  * in fp32 by the tiles, online softmax in fp32 (exp2 by a degree-7 polynomial, ~1e-8 relative),
@@ -11,8 +15,8 @@
  * accumulated in fp32. Every row's result depends only on its inputs: the output is
  * bit-for-bit the same for any thread count and any page order.
  *
- * Work item: (request i, kv head g, block of up to RB = 32 query rows that share the kv head),
- * the reference's packing of s_q and heads into rows. For each chunk of KC = 32 keys:
+ * Dense work item: (request i, kv head g, block of up to 128 query rows that share the kv head),
+ * the reference's packing of s_q and heads into rows. For each chunk of KC = 64 keys:
  *   1. the chunk's K rows are gathered from their pages into kbuf (bf16; rows past the last
  *      visible key are zero, never read from the cache);
  *   2. V (the first 512 dims) is re-laid in pairs of keys (vp: the tiles' "VNNI" B layout);
@@ -22,7 +26,7 @@
  *      exp2, row sums); rows whose maximum moved rescale their accumulator;
  *   5. P (bf16) transposed to rows x keys (pa), then O += P V on the tiles, 16 output columns at
  *      a time, the fp32 accumulator rows living in acc between chunks.
- * About 180 KB of buffers per item on the worker's stack (mla_cpu_parallel: 2 MB stacks).
+ * About 620 KB of buffers per item on the worker's stack (amx_ws; mla_cpu_parallel: 2 MB).
  *
  * Linux hands out the tile state only on request: the first eligibility check asks for it once
  * per process (arch_prctl ARCH_REQ_XCOMP_PERM), as oneDNN and PyTorch do; if that fails, or the
@@ -30,6 +34,7 @@
 #include "internal.h"
 #include "mla_fp8.h"
 #include "mla_ref.h"
+#include "mla_ref_sparse.h"
 
 #if defined(__x86_64__) && defined(__linux__) && \
     (defined(__clang__) ? __clang_major__ >= 12 : (defined(__GNUC__) && __GNUC__ >= 11))
@@ -45,6 +50,18 @@ mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_ar
                               float softmax_scale, int num_threads)
 {
     (void)shape; (void)args; (void)softmax_scale; (void)num_threads;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no AMX path");
+}
+mla_status mla_cpu_amx_sparse_decode(const mla_sparse_decode_shape *shape,
+                                     const mla_sparse_decode_args *args, float softmax_scale,
+                                     int num_threads)
+{
+    (void)shape; (void)args; (void)softmax_scale; (void)num_threads;
+    return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no AMX path");
+}
+mla_status mla_cpu_amx_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads)
+{
+    (void)args; (void)num_threads;
     return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no AMX path");
 }
 
@@ -267,26 +284,8 @@ typedef struct chunk_src {
         _tile_dpbf16ps(3, 5, 7);                                              \
     } while (0)
 
-INL void run_item(const amx_job *job, int64_t w)
-{
-    const mla_decode_shape *sh = job->shape;
-    const mla_decode_args *a = job->args;
-    const int64_t dqk = sh->d_qk, hpk = job->hpk;
-    const int64_t blk = w % job->nblk;
-    const int64_t g = (w / job->nblk) % sh->h_kv;
-    const int64_t i = w / (job->nblk * sh->h_kv);
-
-    int64_t n_i = sh->s_q;
-    if (a->cu_seqlens_q) n_i = (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i];
-    const int64_t r0 = blk * job->rb;
-    const int64_t r1 = r0 + job->rb < n_i * hpk ? r0 + job->rb : n_i * hpk;
-    if (r0 >= r1) return;
-    const int nr = (int)(r1 - r0);
-    const int nrt = (nr + 15) / 16;
-    const int64_t L = a->cache_seqlens[i];
-    const int64_t ps = sh->page_size;
-    const int nkk = (int)(dqk / 32); /* 32-dim steps of the score tiles */
-
+/* The working set of one item (~620 KB, on the worker's stack: mla_cpu_parallel gives 2 MB). */
+typedef struct amx_ws {
     uint32_t qp[RTMAX][DMAX / 32][16][16] __attribute__((aligned(64))); /* B tiles of Q^T      */
     uint16_t kbuf[KC][DMAX] __attribute__((aligned(64)));               /* gathered K rows      */
     uint32_t vp[KC / 32][NCT][16][16] __attribute__((aligned(64)));     /* B tiles of V         */
@@ -296,39 +295,268 @@ INL void run_item(const amx_job *job, int64_t w)
     uint32_t pa[RTMAX][2][KC / 32][16][16] __attribute__((aligned(64))); /* A tiles of P hi, lo */
     float acc[RBMAX][ACC_LD] __attribute__((aligned(64)));              /* O, un-normalised,
                                                                            columns permuted     */
-    float m[RBMAX] __attribute__((aligned(64))), l[RBMAX] __attribute__((aligned(64)));
-    int32_t lim[RBMAX] __attribute__((aligned(64)));
-    chunk_src srcs, *src = &srcs;
-    int64_t kmax = 0, kmin = INT64_MAX; /* most / fewest keys a row of the item sees */
+    float m[RBMAX] __attribute__((aligned(64)));   /* running maximum (log2 domain, scaled)   */
+    float l[RBMAX] __attribute__((aligned(64)));   /* running sum of 2^(s - m)               */
+    int32_t lim[RBMAX] __attribute__((aligned(64))); /* keys each row sees, from the item's 0 */
+    chunk_src src;
+    const char *pf[KC]; /* the next chunk's rows, prefetched into L2 during this one          */
+    int npf;
+    int64_t pf_bytes;
+    int nrt, nkk;       /* row tiles; 32-dim steps of the score tiles (d_qk / 32)             */
+} amx_ws;
 
-    for (int r = 0; r < 16 * nrt; r++) { m[r] = -INFINITY; l[r] = 0.0f; lim[r] = 0; }
-    memset(qp, 0, sizeof(qp[0]) * (size_t)nrt);
+/* Starts an item of nrt row tiles over d_qk = 32 nkk: no key seen, O = 0, Q = 0 (rows are then
+ * filled by ws_q_row), the tile configuration loaded. */
+INL void ws_begin(amx_ws *w, int nrt, int nkk)
+{
+    w->nrt = nrt;
+    w->nkk = nkk;
+    w->npf = 0;
+    w->pf_bytes = 0;
+    for (int r = 0; r < 16 * nrt; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0f; w->lim[r] = 0; }
+    memset(w->qp, 0, sizeof(w->qp[0]) * (size_t)nrt);
+    for (int r = 0; r < 16 * nrt; r++) memset(w->acc[r], 0, DV * sizeof(float));
+    tile_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
+    _tile_loadconfig(&cfg);
+}
+
+/* Query row r (bf16 bits, d_qk of them) into Q's B tiles, in pairs of dims. */
+INL void ws_q_row(amx_ws *w, int r, const uint16_t *row, int64_t dqk)
+{
+    for (int64_t d2 = 0; d2 < dqk / 2; d2++)
+        w->qp[r >> 4][d2 >> 4][d2 & 15][r & 15] = (uint32_t)row[2 * d2] | (uint32_t)row[2 * d2 + 1] << 16;
+}
+
+/* Points the chunk's four key tiles at kbuf (rows 0..KC-1). */
+INL void ws_src_kbuf(amx_ws *w)
+{
+    for (int k = 0; k < KC; k++) w->src.row[k] = w->kbuf[k];
+    for (int kt = 0; kt < KC / 16; kt++) {
+        w->src.kt_base[kt] = w->kbuf[16 * kt];
+        w->src.kt_stride[kt] = DMAX * 2;
+    }
+}
+
+/* One of the four parts of the next chunk's prefetch (16 rows each). */
+INL void ws_prefetch(const amx_ws *w, int part)
+{
+    for (int k = 16 * part; k < 16 * part + 16 && k < w->npf; k++)
+        for (int64_t off = 0; off < w->pf_bytes; off += 64) _mm_prefetch(w->pf[k] + off, _MM_HINT_T1);
+}
+
+/* Steps 2-5 on one chunk of nk keys (w->src set, rows past nk zero): row r sees the chunk's keys
+ * below lim[r] - c0. clean: some row does not see some of the chunk's keys (see step 2). The
+ * next chunk's rows (w->pf) are prefetched in four parts spread over the steps, so that the
+ * requests overlap the tile work instead of stalling in one burst. */
+INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
+{
+    const chunk_src *src = &w->src;
+    uint32_t (*qp)[DMAX / 32][16][16] = w->qp;
+    uint32_t (*vp)[NCT][16][16] = w->vp;
+    float (*sbuf)[RBMAX] = w->sbuf;
+    uint32_t (*ptmp)[KC / 2][16] = w->ptmp;
+    uint32_t (*pa)[2][KC / 32][16][16] = w->pa;
+    float (*acc)[ACC_LD] = w->acc;
+    const int nrt = w->nrt, nkk = w->nkk;
+
+    ws_prefetch(w, 0);
+    /* 2. V in key pairs: vp[kq][ct][k2][c] = (V[32 kq + 2 k2][col], V[32 kq + 2 k2 + 1][col])
+     *    with col = perm(ct, c) (unpacklo / unpackhi within 128-bit lanes; see the write-out).
+     *    Where a row of the item does not see some of the chunk's keys (causal), its P is 0
+     *    there, and 0 * (NaN or Inf) would reach it: such chunks get V's non-finite values
+     *    as 0. Every row that sees such a key is NaN anyway (a non-finite value among the
+     *    first 512 dims makes its score NaN or +-inf), as in the reference, which never
+     *    multiplies by a masked key's V. */
+    const __m512i expo = _mm512_set1_epi16(0x7f80);
+    for (int kp = 0; kp < KC / 2; kp++) {
+        const uint16_t *va = src->row[2 * kp], *vb = src->row[2 * kp + 1];
+        uint32_t (*dst)[16][16] = vp[kp >> 4];
+        const int k2 = kp & 15;
+        for (int cb = 0; cb < DV / 32; cb++) {
+            __m512i x = _mm512_loadu_si512(va + 32 * cb), y = _mm512_loadu_si512(vb + 32 * cb);
+            if (clean) {
+                x = _mm512_mask_mov_epi16(x, _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, expo), expo),
+                                          _mm512_setzero_si512());
+                y = _mm512_mask_mov_epi16(y, _mm512_cmpeq_epi16_mask(_mm512_and_si512(y, expo), expo),
+                                          _mm512_setzero_si512());
+            }
+            _mm512_store_si512(dst[2 * cb][k2], _mm512_unpacklo_epi16(x, y));
+            _mm512_store_si512(dst[2 * cb + 1][k2], _mm512_unpackhi_epi16(x, y));
+        }
+    }
+    ws_prefetch(w, 1);
+    /* 3. S^T = K Q^T into sbuf[key][row], C tiles 0-3, A = K tiles (4, 5 / 4, 5, 7),
+     *    B = Q tiles (6, 7 / 6) */
+    const int nkt = (nk + 15) / 16;
+    for (int v = 0; v < nrt; v += 2) {
+        if (v + 1 < nrt) { /* two row tiles x two key tiles */
+            for (int kt = 0; kt < nkt; kt += 2) {
+                _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                for (int kk = 0; kk < nkk; kk++) ST_PAIR_KK(kk);
+                _tile_stored(0, &sbuf[16 * kt][16 * v], RBMAX * 4);
+                _tile_stored(1, &sbuf[16 * kt + 16][16 * v], RBMAX * 4);
+                _tile_stored(2, &sbuf[16 * kt][16 * v + 16], RBMAX * 4);
+                _tile_stored(3, &sbuf[16 * kt + 16][16 * v + 16], RBMAX * 4);
+            }
+        } else { /* one row tile x four key tiles */
+            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+            for (int kk = 0; kk < nkk; kk++) {
+                _tile_loadd(6, qp[v][kk], 64);
+                _tile_loadd(4, (const char *)src->kt_base[0] + 64 * kk, src->kt_stride[0]);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_loadd(5, (const char *)src->kt_base[1] + 64 * kk, src->kt_stride[1]);
+                _tile_dpbf16ps(1, 5, 6);
+                if (nkt > 2) {
+                    _tile_loadd(7, (const char *)src->kt_base[2] + 64 * kk, src->kt_stride[2]);
+                    _tile_dpbf16ps(2, 7, 6);
+                    _tile_loadd(4, (const char *)src->kt_base[3] + 64 * kk, src->kt_stride[3]);
+                    _tile_dpbf16ps(3, 4, 6);
+                }
+            }
+            _tile_stored(0, &sbuf[0][16 * v], RBMAX * 4);
+            _tile_stored(1, &sbuf[16][16 * v], RBMAX * 4);
+            if (nkt > 2) {
+                _tile_stored(2, &sbuf[32][16 * v], RBMAX * 4);
+                _tile_stored(3, &sbuf[48][16 * v], RBMAX * 4);
+            }
+        }
+    }
+    ws_prefetch(w, 2);
+    /* 4. softmax per row tile; rows whose maximum moved rescale their accumulator; P as
+     *    A tiles (pa[v][kq]: 16 rows x 32 keys) */
+    for (int v = 0; v < nrt; v++) {
+        const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&w->lim[16 * v]), _mm512_set1_epi32((int)c0));
+        __mmask16 resc;
+        const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
+                                          &w->l[16 * v], ptmp[0], ptmp[1], &resc);
+        float al[16];
+        _mm512_storeu_ps(al, alpha);
+        while (resc) {
+            const int r = __builtin_ctz(resc);
+            resc &= (__mmask16)(resc - 1);
+            const __m512 f = _mm512_set1_ps(al[r]);
+            float *o = acc[16 * v + r];
+            for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
+        }
+        for (int part = 0; part < 2; part++)
+            for (int kq = 0; kq < KC / 32; kq++)
+                transpose16(&pa[v][part][kq][0][0], &ptmp[part][16 * kq][0]);
+    }
+    ws_prefetch(w, 3);
+    /* 5. O += P V with P = hi + lo (two passes over the same V tiles). Two row tiles:
+     *    C = 2 rows x 2 column tiles (0-3), A = P hi then lo (4, 5), B = V (6, 7); one row
+     *    tile: C = 4 column tiles, A = P hi / lo (4 / 5), B = V (6, 7 alternating). The C
+     *    tiles stay in registers across the chunk's key halves. */
+    const int nkq = (nk + 31) / 32;
+    for (int v = 0; v < nrt; v += 2) {
+        float *o0 = acc[16 * v], *o1 = acc[16 * v + 16];
+        if (v + 1 < nrt) {
+            for (int ct = 0; ct < NCT; ct += 2) {
+                _tile_loadd(0, o0 + 16 * ct, ACC_LD * 4);
+                _tile_loadd(1, o0 + 16 * ct + 16, ACC_LD * 4);
+                _tile_loadd(2, o1 + 16 * ct, ACC_LD * 4);
+                _tile_loadd(3, o1 + 16 * ct + 16, ACC_LD * 4);
+                for (int kq = 0; kq < nkq; kq++) {
+                    _tile_loadd(6, vp[kq][ct], 64);
+                    _tile_loadd(7, vp[kq][ct + 1], 64);
+                    for (int part = 0; part < 2; part++) { /* P hi, then P lo */
+                        _tile_loadd(4, pa[v][part][kq], 64);
+                        _tile_loadd(5, pa[v + 1][part][kq], 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
+                }
+                _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
+                _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);
+                _tile_stored(2, o1 + 16 * ct, ACC_LD * 4);
+                _tile_stored(3, o1 + 16 * ct + 16, ACC_LD * 4);
+            }
+        } else {
+            for (int ct = 0; ct < NCT; ct += 4) {
+                _tile_loadd(0, o0 + 16 * ct, ACC_LD * 4);
+                _tile_loadd(1, o0 + 16 * ct + 16, ACC_LD * 4);
+                _tile_loadd(2, o0 + 16 * ct + 32, ACC_LD * 4);
+                _tile_loadd(3, o0 + 16 * ct + 48, ACC_LD * 4);
+                for (int kq = 0; kq < nkq; kq++) {
+                    _tile_loadd(4, pa[v][0][kq], 64); /* P hi */
+                    _tile_loadd(5, pa[v][1][kq], 64); /* P lo */
+                    _tile_loadd(6, vp[kq][ct], 64);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(0, 5, 6);
+                    _tile_loadd(7, vp[kq][ct + 1], 64);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(1, 5, 7);
+                    _tile_loadd(6, vp[kq][ct + 2], 64);
+                    _tile_dpbf16ps(2, 4, 6);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_loadd(7, vp[kq][ct + 3], 64);
+                    _tile_dpbf16ps(3, 4, 7);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
+                _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);
+                _tile_stored(2, o0 + 16 * ct + 32, ACC_LD * 4);
+                _tile_stored(3, o0 + 16 * ct + 48, ACC_LD * 4);
+            }
+        }
+    }
+}
+
+/* Output column of accumulator column x: acc column 16 ct + c holds output column
+ * 32 (ct / 2) + 8 (c / 4) + 4 (ct % 2) + c % 4 (the unpack order of step 2). */
+static inline int out_col(int x)
+{
+    const int ct = x >> 4, c = x & 15;
+    return 32 * (ct >> 1) + 8 * (c >> 2) + 4 * (ct & 1) + (c & 3);
+}
+
+/* ---- dense decode --------------------------------------------------------------------------- */
+
+INL void run_item(const amx_job *job, int64_t wi)
+{
+    const mla_decode_shape *sh = job->shape;
+    const mla_decode_args *a = job->args;
+    const int64_t dqk = sh->d_qk, hpk = job->hpk;
+    const int64_t blk = wi % job->nblk;
+    const int64_t g = (wi / job->nblk) % sh->h_kv;
+    const int64_t i = wi / (job->nblk * sh->h_kv);
+
+    int64_t n_i = sh->s_q;
+    if (a->cu_seqlens_q) n_i = (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i];
+    const int64_t r0 = blk * job->rb;
+    const int64_t r1 = r0 + job->rb < n_i * hpk ? r0 + job->rb : n_i * hpk;
+    if (r0 >= r1) return;
+    const int nr = (int)(r1 - r0);
+    const int64_t L = a->cache_seqlens[i];
+    const int64_t ps = sh->page_size;
+
+    amx_ws ws, *w = &ws;
+    int64_t kmax = 0, kmin = INT64_MAX; /* most / fewest keys a row of the item sees */
+    ws_begin(w, (nr + 15) / 16, (int)(dqk / 32));
     for (int r = 0; r < nr; r++) {
         const int64_t rr = r0 + r, j = rr / hpk, h = g * hpk + rr % hpk;
         const int64_t lr = mla_visible_keys(L, n_i, j, sh->causal);
-        lim[r] = (int32_t)lr;
+        w->lim[r] = (int32_t)lr;
         if (lr > kmax) kmax = lr;
         if (lr < kmin) kmin = lr;
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
                                                h * a->q_stride[2]) * (int64_t)job->nm.qsz;
         uint16_t row[DMAX];
         load_bf16_row(row, qr, dqk, job->nm.qdt, job->e4m3);
-        for (int64_t d2 = 0; d2 < dqk / 2; d2++)
-            qp[r >> 4][d2 >> 4][d2 & 15][r & 15] = (uint32_t)row[2 * d2] | (uint32_t)row[2 * d2 + 1] << 16;
+        ws_q_row(w, r, row, dqk);
     }
-    for (int r = 0; r < 16 * nrt; r++) memset(acc[r], 0, DV * sizeof(float));
-
-    tile_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
-    _tile_loadconfig(&cfg);
 
     const int32_t *bt = a->block_table + i * a->block_table_stride;
     const char *kc = (const char *)a->k_cache;
     const int64_t ksz = (int64_t)job->nm.ksz;
     const int64_t krs = a->k_stride[1] * ksz; /* bytes between the rows of a page */
     const int direct = job->nm.kdt == MLA_DTYPE_BF16 && ps % 16 == 0;
+    w->pf_bytes = dqk * ksz;
 #define KROW(t) (kc + ((int64_t)bt[(t) / ps] * a->k_stride[0] + ((t) % ps) * a->k_stride[1] + \
                        g * a->k_stride[2]) * ksz)
 
@@ -336,6 +564,7 @@ INL void run_item(const amx_job *job, int64_t w)
         const int nk = (int)(kmax - c0 < KC ? kmax - c0 : KC);
         /* 1. the chunk's rows: whole 16-key tiles of a bf16 cache straight from their page,
          *    the rest gathered into kbuf (rows < kmax <= L only; zeros past nk) */
+        chunk_src *src = &w->src;
         for (int kt = 0; kt < KC / 16; kt++) {
             const int k0 = 16 * kt;
             if (direct && k0 + 16 <= nk) {
@@ -345,186 +574,33 @@ INL void run_item(const amx_job *job, int64_t w)
                 for (int k = 0; k < 16; k++) src->row[k0 + k] = (const uint16_t *)(p0 + k * krs);
             } else {
                 for (int k = k0; k < k0 + 16; k++) {
-                    if (k < nk) load_bf16_row(kbuf[k], KROW(c0 + k), dqk, job->nm.kdt, job->e4m3);
-                    else memset(kbuf[k], 0, sizeof kbuf[k]);
-                    src->row[k] = kbuf[k];
+                    if (k < nk) load_bf16_row(w->kbuf[k], KROW(c0 + k), dqk, job->nm.kdt, job->e4m3);
+                    else memset(w->kbuf[k], 0, sizeof w->kbuf[k]);
+                    src->row[k] = w->kbuf[k];
                 }
-                src->kt_base[kt] = kbuf[k0];
+                src->kt_base[kt] = w->kbuf[k0];
                 src->kt_stride[kt] = DMAX * 2;
             }
         }
-        /* the next chunk's rows are prefetched into L2 in four parts spread over this chunk's
-         * steps, so that the requests overlap the tile work instead of stalling in one burst */
-#define PREFETCH_PART(part)                                                                     \
-        for (int64_t t = c0 + KC + 16 * (part); t < c0 + KC + 16 * (part) + 16 && t < kmax; t++) { \
-            const char *p_ = KROW(t);                                                           \
-            for (int64_t off = 0; off < dqk * ksz; off += 64) _mm_prefetch(p_ + off, _MM_HINT_T1); \
-        }
-        PREFETCH_PART(0)
-        /* 2. V in key pairs: vp[kq][ct][k2][c] = (V[32 kq + 2 k2][col], V[32 kq + 2 k2 + 1][col])
-         *    with col = perm(ct, c) (unpacklo / unpackhi within 128-bit lanes; see COL()).
-         *    Where a row of the item does not see some of the chunk's keys (causal), its P is 0
-         *    there, and 0 * (NaN or Inf) would reach it: such chunks get V's non-finite values
-         *    as 0. Every row that sees such a key is NaN anyway (a non-finite value among the
-         *    first 512 dims makes its score NaN or +-inf), as in the reference, which never
-         *    multiplies by a masked key's V. */
-        const int clean = c0 + nk > kmin;
-        const __m512i expo = _mm512_set1_epi16(0x7f80);
-        for (int kp = 0; kp < KC / 2; kp++) {
-            const uint16_t *va = src->row[2 * kp], *vb = src->row[2 * kp + 1];
-            uint32_t (*dst)[16][16] = vp[kp >> 4];
-            const int k2 = kp & 15;
-            for (int cb = 0; cb < DV / 32; cb++) {
-                __m512i x = _mm512_loadu_si512(va + 32 * cb), y = _mm512_loadu_si512(vb + 32 * cb);
-                if (clean) {
-                    x = _mm512_mask_mov_epi16(x, _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, expo), expo),
-                                              _mm512_setzero_si512());
-                    y = _mm512_mask_mov_epi16(y, _mm512_cmpeq_epi16_mask(_mm512_and_si512(y, expo), expo),
-                                              _mm512_setzero_si512());
-                }
-                _mm512_store_si512(dst[2 * cb][k2], _mm512_unpacklo_epi16(x, y));
-                _mm512_store_si512(dst[2 * cb + 1][k2], _mm512_unpackhi_epi16(x, y));
-            }
-        }
-        PREFETCH_PART(1)
-        /* 3. S^T = K Q^T into sbuf[key][row], C tiles 0-3, A = K tiles (4, 5 / 4, 5, 7),
-         *    B = Q tiles (6, 7 / 6) */
-        const int nkt = (nk + 15) / 16;
-        for (int v = 0; v < nrt; v += 2) {
-            if (v + 1 < nrt) { /* two row tiles x two key tiles */
-                for (int kt = 0; kt < nkt; kt += 2) {
-                    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-                    for (int kk = 0; kk < nkk; kk++) ST_PAIR_KK(kk);
-                    _tile_stored(0, &sbuf[16 * kt][16 * v], RBMAX * 4);
-                    _tile_stored(1, &sbuf[16 * kt + 16][16 * v], RBMAX * 4);
-                    _tile_stored(2, &sbuf[16 * kt][16 * v + 16], RBMAX * 4);
-                    _tile_stored(3, &sbuf[16 * kt + 16][16 * v + 16], RBMAX * 4);
-                }
-            } else { /* one row tile x four key tiles */
-                _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-                for (int kk = 0; kk < nkk; kk++) {
-                    _tile_loadd(6, qp[v][kk], 64);
-                    _tile_loadd(4, (const char *)src->kt_base[0] + 64 * kk, src->kt_stride[0]);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_loadd(5, (const char *)src->kt_base[1] + 64 * kk, src->kt_stride[1]);
-                    _tile_dpbf16ps(1, 5, 6);
-                    if (nkt > 2) {
-                        _tile_loadd(7, (const char *)src->kt_base[2] + 64 * kk, src->kt_stride[2]);
-                        _tile_dpbf16ps(2, 7, 6);
-                        _tile_loadd(4, (const char *)src->kt_base[3] + 64 * kk, src->kt_stride[3]);
-                        _tile_dpbf16ps(3, 4, 6);
-                    }
-                }
-                _tile_stored(0, &sbuf[0][16 * v], RBMAX * 4);
-                _tile_stored(1, &sbuf[16][16 * v], RBMAX * 4);
-                if (nkt > 2) {
-                    _tile_stored(2, &sbuf[32][16 * v], RBMAX * 4);
-                    _tile_stored(3, &sbuf[48][16 * v], RBMAX * 4);
-                }
-            }
-        }
-        PREFETCH_PART(2)
-        /* 4. softmax per row tile; rows whose maximum moved rescale their accumulator; P as
-         *    A tiles (pa[v][kq]: 16 rows x 32 keys) */
-        for (int v = 0; v < nrt; v++) {
-            const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&lim[16 * v]), _mm512_set1_epi32((int)c0));
-            __mmask16 resc;
-            const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, job->nm.scale_log2, &m[16 * v],
-                                              &l[16 * v], ptmp[0], ptmp[1], &resc);
-            float al[16];
-            _mm512_storeu_ps(al, alpha);
-            while (resc) {
-                const int r = __builtin_ctz(resc);
-                resc &= (__mmask16)(resc - 1);
-                const __m512 f = _mm512_set1_ps(al[r]);
-                float *o = acc[16 * v + r];
-                for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
-            }
-            for (int part = 0; part < 2; part++)
-                for (int kq = 0; kq < KC / 32; kq++)
-                    transpose16(&pa[v][part][kq][0][0], &ptmp[part][16 * kq][0]);
-        }
-        PREFETCH_PART(3)
-        /* 5. O += P V with P = hi + lo (two passes over the same V tiles). Two row tiles:
-         *    C = 2 rows x 2 column tiles (0-3), A = P hi then lo (4, 5), B = V (6, 7); one row
-         *    tile: C = 4 column tiles, A = P hi / lo (4 / 5), B = V (6, 7 alternating). The C
-         *    tiles stay in registers across the chunk's key halves. */
-        const int nkq = (nk + 31) / 32;
-        for (int v = 0; v < nrt; v += 2) {
-            float *o0 = acc[16 * v], *o1 = acc[16 * v + 16];
-            if (v + 1 < nrt) {
-                for (int ct = 0; ct < NCT; ct += 2) {
-                    _tile_loadd(0, o0 + 16 * ct, ACC_LD * 4);
-                    _tile_loadd(1, o0 + 16 * ct + 16, ACC_LD * 4);
-                    _tile_loadd(2, o1 + 16 * ct, ACC_LD * 4);
-                    _tile_loadd(3, o1 + 16 * ct + 16, ACC_LD * 4);
-                    for (int kq = 0; kq < nkq; kq++) {
-                        _tile_loadd(6, vp[kq][ct], 64);
-                        _tile_loadd(7, vp[kq][ct + 1], 64);
-                        for (int part = 0; part < 2; part++) { /* P hi, then P lo */
-                            _tile_loadd(4, pa[v][part][kq], 64);
-                            _tile_loadd(5, pa[v + 1][part][kq], 64);
-                            _tile_dpbf16ps(0, 4, 6);
-                            _tile_dpbf16ps(1, 4, 7);
-                            _tile_dpbf16ps(2, 5, 6);
-                            _tile_dpbf16ps(3, 5, 7);
-                        }
-                    }
-                    _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
-                    _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);
-                    _tile_stored(2, o1 + 16 * ct, ACC_LD * 4);
-                    _tile_stored(3, o1 + 16 * ct + 16, ACC_LD * 4);
-                }
-            } else {
-                for (int ct = 0; ct < NCT; ct += 4) {
-                    _tile_loadd(0, o0 + 16 * ct, ACC_LD * 4);
-                    _tile_loadd(1, o0 + 16 * ct + 16, ACC_LD * 4);
-                    _tile_loadd(2, o0 + 16 * ct + 32, ACC_LD * 4);
-                    _tile_loadd(3, o0 + 16 * ct + 48, ACC_LD * 4);
-                    for (int kq = 0; kq < nkq; kq++) {
-                        _tile_loadd(4, pa[v][0][kq], 64); /* P hi */
-                        _tile_loadd(5, pa[v][1][kq], 64); /* P lo */
-                        _tile_loadd(6, vp[kq][ct], 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(0, 5, 6);
-                        _tile_loadd(7, vp[kq][ct + 1], 64);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_dpbf16ps(1, 5, 7);
-                        _tile_loadd(6, vp[kq][ct + 2], 64);
-                        _tile_dpbf16ps(2, 4, 6);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_loadd(7, vp[kq][ct + 3], 64);
-                        _tile_dpbf16ps(3, 4, 7);
-                        _tile_dpbf16ps(3, 5, 7);
-                    }
-                    _tile_stored(0, o0 + 16 * ct, ACC_LD * 4);
-                    _tile_stored(1, o0 + 16 * ct + 16, ACC_LD * 4);
-                    _tile_stored(2, o0 + 16 * ct + 32, ACC_LD * 4);
-                    _tile_stored(3, o0 + 16 * ct + 48, ACC_LD * 4);
-                }
-            }
-        }
+        w->npf = 0;
+        for (int64_t t = c0 + KC; t < c0 + 2 * KC && t < kmax; t++) w->pf[w->npf++] = KROW(t);
+        ws_chunk(w, c0, nk, c0 + nk > kmin, job->nm.scale_log2);
     }
-#undef PREFETCH_PART
 #undef KROW
     _tile_release();
 
-    /* write out and lse (as the reference does); acc column 16 ct + c holds output column
-     * 32 (ct / 2) + 8 (c / 4) + 4 (ct % 2) + c % 4 (the unpack order of step 2) */
+    /* write out and lse (as the reference does) */
     const mla_dtype dt = sh->dtype;
     for (int r = 0; r < nr; r++) {
         const int64_t rr = r0 + r, j = rr / hpk, h = g * hpk + rr % hpk;
         uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] +
                          h * a->out_stride[2];
         float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
-        if (l[r] > 0.0f || l[r] != l[r]) {
-            const float inv = job->nm.out_scale / l[r];
-            for (int x = 0; x < DV; x++) {
-                const int ct = x >> 4, c = x & 15;
-                orow[32 * (ct >> 1) + 8 * (c >> 2) + 4 * (ct & 1) + (c & 3)] =
-                    mla_float_to_half(dt, acc[r][x] * inv);
-            }
-            *lse = (m[r] + log2f(l[r])) * 0.69314718055994530942f;
+        const float l = w->l[r];
+        if (l > 0.0f || l != l) {
+            const float inv = job->nm.out_scale / l;
+            for (int x = 0; x < DV; x++) orow[out_col(x)] = mla_float_to_half(dt, w->acc[r][x] * inv);
+            *lse = (w->m[r] + log2f(l)) * 0.69314718055994530942f;
         } else {
             for (int d = 0; d < DV; d++) orow[d] = 0;
             *lse = INFINITY;
@@ -533,6 +609,19 @@ INL void run_item(const amx_job *job, int64_t w)
 }
 
 TGT static void run_item_fn(void *ctx, int64_t w) { run_item((const amx_job *)ctx, w); }
+
+/* Query rows per item: up to RTMAX tiles (K gathered and V re-laid once for all of them), fewer
+ * when that would leave threads idle (fewer than two items per thread). rt_total row tiles per
+ * group of rows that share keys, `groups` such groups: *rb rows per item, *nblk items per group. */
+static void split_items(int64_t rt_total, int64_t groups, int num_threads, int64_t *rb,
+                        int64_t *nblk, int64_t *items)
+{
+    int64_t rti = rt_total < RTMAX ? rt_total : RTMAX;
+    while (rti > 1 && groups * ((rt_total + rti - 1) / rti) < 2 * (int64_t)num_threads) rti = (rti + 1) / 2;
+    *rb = 16 * rti;
+    *nblk = (rt_total + rti - 1) / rti;
+    *items = groups * *nblk;
+}
 
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                               float softmax_scale, int num_threads)
@@ -547,15 +636,256 @@ mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_ar
         return mla_set_error(MLA_ERR_UNSUPPORTED, "the AMX path takes bf16 or FP8 q and k_cache, not fp16");
     for (int c = 0; c < 256; c++) job.e4m3[c] = mla_float_to_bf16(mla_e4m3_to_float((uint8_t)c));
     job.hpk = shape->h_q / shape->h_kv;
-    /* rows per item: up to RTMAX tiles (K gathered and V re-laid once for all of them), fewer
-     * when that would leave threads idle (fewer than two items per thread) */
-    const int64_t rt_total = (shape->s_q * job.hpk + 15) / 16, groups = shape->b * shape->h_kv;
-    int64_t rti = rt_total < RTMAX ? rt_total : RTMAX;
-    while (rti > 1 && groups * ((rt_total + rti - 1) / rti) < 2 * (int64_t)num_threads) rti = (rti + 1) / 2;
-    job.rb = 16 * rti;
-    job.nblk = (rt_total + rti - 1) / rti;
-    job.items = groups * job.nblk;
+    split_items((shape->s_q * job.hpk + 15) / 16, shape->b * shape->h_kv, num_threads, &job.rb, &job.nblk, &job.items);
     mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
+    return MLA_OK;
+}
+
+/* ---- sparse decode (FP8 paged cache) and sparse prefill (bf16 kv) ----------------------------
+ * An item is (query token, kv head, block of up to 128 query heads): its rows share one key
+ * list, the main indices (then the extra indices, decode), whose invalid positions are skipped
+ * before anything is read, so every row sees every gathered key (lim = KC, never `clean`). Keys
+ * are gathered in chunks of KC valid positions into kbuf as bf16: prefill copies the row;
+ * decode dequantises the FP8 token (e4m3 code x tile scale, rounded to bf16 as the reference
+ * does: exact for the power-of-two scales quantisation makes). The next chunk's positions are
+ * found one chunk ahead, so that its rows are prefetched during the current one. The write-out
+ * is the reference's (ref/mla_ref_sparse.c: write_row) in the natural-log domain: sink, lse,
+ * max_logits, and empty rows (no valid key: out 0, lse +inf, max_logits -inf). */
+
+/* A key list (ref/mla_ref_sparse.h) and its FP8 layout. */
+typedef struct sp_list {
+    mla_sparse_keys k;
+    mla_fp8_layout lay; /* fp8 */
+} sp_list;
+
+typedef struct sp_job {
+    const mla_sparse_decode_shape *dsh;
+    const mla_sparse_decode_args *da;
+    const mla_sparse_prefill_args *pa;
+    float scale_log2;
+    int64_t dqk, hpk, nblk, rb, items;
+} sp_job;
+
+/* A key of a chunk: its list and position. */
+typedef struct sp_key {
+    int list;
+    int64_t pos;
+} sp_key;
+
+/* The next (up to) KC valid keys of lists[*li ..], from entry *k of list *li; advances them. */
+static int sp_collect(const sp_list *lists, int nl, int *li, int64_t *k, sp_key *out)
+{
+    int n = 0;
+    while (n < KC && *li < nl) {
+        const mla_sparse_keys *s = &lists[*li].k;
+        while (n < KC && *k < s->n) {
+            const int64_t pos = s->idx[(*k)++];
+            if (pos < 0 || pos >= s->limit) continue; /* masked, never dereferenced */
+            out[n].list = *li;
+            out[n].pos = pos;
+            n++;
+        }
+        if (*k >= s->n) { (*li)++; *k = 0; }
+    }
+    return n;
+}
+
+/* The first byte of a key's row (FP8: the token's NoPE bytes; MODEL1's scales lie elsewhere). */
+static inline const char *sp_row(const sp_list *sl, int64_t pos)
+{
+    const mla_sparse_keys *s = &sl->k;
+    if (!s->fp8) return (const char *)s->base + pos * s->row_stride * 2;
+    const int64_t page = pos / s->page_size, row = pos % s->page_size;
+    return (const char *)mla_fp8_locate(s->fmt, s->base + page * s->page_stride_bytes, s->page_size, row).nope;
+}
+
+/* n (a multiple of 16) e4m3 codes times scale s, rounded to bf16 as the reference does
+ * (mla_fp8_dequant_token: fp32 product, then round to nearest even). A code's fp16 image
+ * ((c & 0x7f) << 7, sign at bit 15) is its value times 2^-8, subnormals included; 0x7f / 0xff
+ * are NaN. Integer rounding (not vcvtne2ps2bf16, which flushes subnormals) keeps subnormal
+ * products. */
+INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int n, float s)
+{
+    const __m512 sv = _mm512_set1_ps(s), k256 = _mm512_set1_ps(256.0f), qnan = _mm512_set1_ps(NAN);
+    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
+    const __m512i rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    for (int x = 0; x < n; x += 16) {
+        const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + x)));
+        const __m256i mag = _mm256_and_si256(c, m7f);
+        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(mag, 7), _mm256_slli_epi16(_mm256_and_si256(c, m80), 8));
+        __m512 f = _mm512_cvtph_ps(h);
+        f = _mm512_mask_mov_ps(f, _mm256_cmpeq_epi16_mask(mag, m7f), qnan);
+        f = _mm512_mul_ps(_mm512_mul_ps(f, k256), sv);
+        const __m512i u = _mm512_castps_si512(f);
+        const __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, rnd), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+        _mm256_storeu_si256((__m256i *)(dst + x), _mm512_cvtepi32_epi16(r));
+    }
+}
+
+/* One key's row as d_qk bf16 values into dst. */
+INL void sp_gather(const sp_list *sl, int64_t pos, int64_t dqk, uint16_t *dst)
+{
+    const mla_sparse_keys *s = &sl->k;
+    if (!s->fp8) {
+        memcpy(dst, (const uint16_t *)s->base + pos * s->row_stride, (size_t)dqk * 2);
+        return;
+    }
+    const mla_fp8_layout l = sl->lay;
+    const int64_t page = pos / s->page_size, row = pos % s->page_size;
+    const mla_fp8_token t = mla_fp8_locate(s->fmt, s->base + page * s->page_stride_bytes, s->page_size, row);
+    for (int k = 0; k < l.num_tiles; k++) {
+        float sc;
+        if (s->fmt == MLA_FP8_FORMAT_V32) {
+            float raw;
+            memcpy(&raw, t.scales + 4 * k, 4);
+            sc = mla_bf16_to_float(mla_float_to_bf16(raw));
+        } else {
+            sc = mla_e8m0_to_float(t.scales[k]);
+        }
+        dequant_e4m3(dst + k * l.tile, t.nope + k * l.tile, l.tile, sc);
+    }
+    memcpy(dst + l.d_nope, t.rope, 2 * (size_t)l.d_rope);
+}
+
+/* Attention of the rows already in w (nr of them) over the keys of lists[0 .. nl). */
+INL void sp_attend(amx_ws *w, const sp_list *lists, int nl, int nr, int64_t dqk, float scale_log2)
+{
+    sp_key cur[KC], next[KC];
+    int li = 0;
+    int64_t k = 0;
+    int nnext = sp_collect(lists, nl, &li, &k, next);
+    for (int r = 0; r < nr; r++) w->lim[r] = KC; /* every row sees every gathered key */
+    /* V32 tokens are 656 contiguous bytes; MODEL1's 576 (NoPE + RoPE), its scales elsewhere */
+    w->pf_bytes = !lists[0].k.fp8 ? dqk * 2 : lists[0].k.fmt == MLA_FP8_FORMAT_V32 ? 656 : 576;
+    ws_src_kbuf(w);
+    while (nnext > 0) {
+        const int nk = nnext;
+        memcpy(cur, next, sizeof(sp_key) * (size_t)nk);
+        nnext = sp_collect(lists, nl, &li, &k, next);
+        w->npf = nnext;
+        for (int x = 0; x < nnext; x++) w->pf[x] = sp_row(&lists[next[x].list], next[x].pos);
+        for (int x = 0; x < nk; x++) sp_gather(&lists[cur[x].list], cur[x].pos, dqk, w->kbuf[x]);
+        /* only the last chunk is short: rows past nk are zero (P is 0 there, V must be finite) */
+        for (int x = nk; x < KC; x++) memset(w->kbuf[x], 0, sizeof w->kbuf[x]);
+        ws_chunk(w, 0, nk, 0, scale_log2);
+    }
+}
+
+/* Writes row r of w: out (bf16, d_v 512), lse and max_logits (natural log; max_logits may be
+ * NULL), as ref/mla_ref_sparse.c's write_row. */
+INL void sp_write_row(const amx_ws *w, int r, const float *sink, uint16_t *out, float *lse,
+                      float *max_logits)
+{
+    const float ln2 = 0.69314718055994530942f;
+    const float l = w->l[r];
+    if (!(l > 0.0f || l != l)) { /* no valid key */
+        for (int d = 0; d < DV; d++) out[d] = 0;
+        *lse = INFINITY;
+        if (max_logits) *max_logits = -INFINITY;
+        return;
+    }
+    const float m = w->m[r] * ln2;
+    const float denom = sink ? l + expf(*sink - m) : l;
+    const float inv = 1.0f / denom;
+    for (int x = 0; x < DV; x++) out[out_col(x)] = mla_float_to_bf16(w->acc[r][x] * inv);
+    *lse = (w->m[r] + log2f(l)) * ln2;
+    if (max_logits) *max_logits = m;
+}
+
+INL void sp_decode_item(const sp_job *jb, int64_t wi)
+{
+    const mla_sparse_decode_shape *sh = jb->dsh;
+    const mla_sparse_decode_args *a = jb->da;
+    const int64_t hb = wi % jb->nblk, j = (wi / jb->nblk) % sh->s_q, i = wi / (jb->nblk * sh->s_q);
+    const int64_t h0 = hb * jb->rb;
+    const int nr = (int)(sh->h_q - h0 < jb->rb ? sh->h_q - h0 : jb->rb);
+
+    sp_list lists[2];
+    mla_sparse_keys keys[2];
+    const int nl = mla_sparse_decode_keys(sh, a, i, j, keys);
+    for (int x = 0; x < nl; x++) {
+        lists[x].k = keys[x];
+        mla_fp8_get_layout(sh->format, &lists[x].lay);
+    }
+    amx_ws ws, *w = &ws;
+    ws_begin(w, (nr + 15) / 16, (int)(jb->dqk / 32));
+    for (int r = 0; r < nr; r++)
+        ws_q_row(w, r, (const uint16_t *)a->q + i * a->q_stride[0] + j * a->q_stride[1] + (h0 + r) * a->q_stride[2],
+                 jb->dqk);
+    sp_attend(w, lists, nl, nr, jb->dqk, jb->scale_log2);
+    _tile_release();
+    for (int r = 0; r < nr; r++) {
+        const int64_t h = h0 + r;
+        sp_write_row(w, r, a->attn_sink ? a->attn_sink + h : NULL,
+                     (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2],
+                     a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2], NULL);
+    }
+}
+
+INL void sp_prefill_item(const sp_job *jb, int64_t wi)
+{
+    const mla_sparse_prefill_args *a = jb->pa;
+    const int64_t hb = wi % jb->nblk, g = (wi / jb->nblk) % a->h_kv, s = wi / (jb->nblk * a->h_kv);
+    const int64_t h0 = g * jb->hpk + hb * jb->rb;
+    const int64_t left = jb->hpk - hb * jb->rb;
+    const int nr = (int)(left < jb->rb ? left : jb->rb);
+
+    sp_list list;
+    list.k = mla_sparse_prefill_keys(a, s, g);
+    memset(&list.lay, 0, sizeof list.lay);
+    amx_ws ws, *w = &ws;
+    ws_begin(w, (nr + 15) / 16, (int)(jb->dqk / 32));
+    for (int r = 0; r < nr; r++)
+        ws_q_row(w, r, (const uint16_t *)a->q + s * a->q_stride[0] + (h0 + r) * a->q_stride[1], jb->dqk);
+    sp_attend(w, &list, 1, nr, jb->dqk, jb->scale_log2);
+    _tile_release();
+    for (int r = 0; r < nr; r++) {
+        const int64_t h = h0 + r;
+        sp_write_row(w, r, a->attn_sink ? a->attn_sink + h : NULL,
+                     (uint16_t *)a->out + s * a->out_stride[0] + h * a->out_stride[1],
+                     a->lse + s * a->lse_stride[0] + h * a->lse_stride[1],
+                     a->max_logits + s * a->max_logits_stride[0] + h * a->max_logits_stride[1]);
+    }
+}
+
+TGT static void sp_item_fn(void *ctx, int64_t w)
+{
+    const sp_job *jb = (const sp_job *)ctx;
+    if (jb->da) sp_decode_item(jb, w);
+    else sp_prefill_item(jb, w);
+}
+
+mla_status mla_cpu_amx_sparse_decode(const mla_sparse_decode_shape *shape,
+                                     const mla_sparse_decode_args *args, float softmax_scale,
+                                     int num_threads)
+{
+    if (!mla_cpu_amx_available())
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "this CPU or OS does not run AMX bf16 tiles");
+    sp_job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.dsh = shape;
+    jb.da = args;
+    jb.scale_log2 = softmax_scale * 1.4426950408889634f;
+    jb.dqk = shape->d_qk;
+    jb.hpk = shape->h_q;
+    split_items((shape->h_q + 15) / 16, shape->b * shape->s_q, num_threads, &jb.rb, &jb.nblk, &jb.items);
+    mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
+    return MLA_OK;
+}
+
+mla_status mla_cpu_amx_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads)
+{
+    if (!mla_cpu_amx_available())
+        return mla_set_error(MLA_ERR_UNSUPPORTED, "this CPU or OS does not run AMX bf16 tiles");
+    sp_job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.pa = args;
+    jb.scale_log2 = args->softmax_scale * 1.4426950408889634f;
+    jb.dqk = args->d_qk;
+    jb.hpk = args->h_q / args->h_kv;
+    split_items((jb.hpk + 15) / 16, args->s_q * args->h_kv, num_threads, &jb.rb, &jb.nblk, &jb.items);
+    mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
     return MLA_OK;
 }
 

@@ -74,6 +74,17 @@ int mla_cpu_amx_available(void);
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                               float softmax_scale, int num_threads);
 
+/* Sparse decode and prefill on the CPU (src/cpu_amx.c): the contracts of mla_ref_sparse_decode /
+ * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on AMX tiles. */
+mla_status mla_cpu_amx_sparse_decode(const mla_sparse_decode_shape *shape,
+                                     const mla_sparse_decode_args *args, float softmax_scale,
+                                     int num_threads);
+mla_status mla_cpu_amx_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+/* The kernel a CPU sparse call made now would run (MLA_CPU_KERNEL_REF or _AMX; the hook
+ * MLA_CPU_KERNEL is read here: sparse decode plans read it at creation, prefill at each call).
+ * Returns MLA_ERR_UNSUPPORTED (message set) when MLA_CPU_KERNEL=amx and AMX does not run. */
+mla_status mla_cpu_sparse_kernel(int *kernel);
+
 /* ---- GPU backend: src/gpu.cu when built with CUDA, src/gpu_stub.c otherwise. ----------------
  * Arguments are already validated by src/api.c (shape, pointers, strides, sizes) except the
  * GPU-specific rules, which the backend checks itself before launching anything. */
@@ -106,6 +117,7 @@ struct mla_sparse_decode_plan {
     mla_sparse_decode_shape shape; /* complete, current-version copy */
     int device;
     int cpu_threads;               /* resolved worker count (CPU plans) */
+    int cpu_kernel;                /* CPU plans: MLA_CPU_KERNEL_REF or MLA_CPU_KERNEL_AMX */
     size_t workspace_bytes;        /* 0 on the CPU */
     mla_gpu_sparse_info gpu;       /* GPU plans */
 };

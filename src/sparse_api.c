@@ -1,7 +1,7 @@
 /* sparse_api.c — the public C ABI of DeepSeek Sparse Attention (include/mla.h, "FP8 KV-cache
  * formats", "Sparse MLA decode", "Sparse MLA prefill"): defaults, plans, the validation of
- * every argument before any work, and the dispatch to the CPU reference (ref/mla_fp8.c,
- * ref/mla_ref_sparse.c) or to the GPU backend (src/gpu_sparse.cu, kernels/sparse_sm90.cu: compute
+ * every argument before any work, and the dispatch to the CPU (AMX tiles where they run,
+ * src/cpu_amx.c, else the reference, ref/mla_fp8.c, ref/mla_ref_sparse.c) or to the GPU backend (src/gpu_sparse.cu, kernels/sparse_sm90.cu: compute
  * capability 9.0). FP8 quantise / dequantise of a cache on a GPU return MLA_ERR_UNSUPPORTED.
  *
  * Validation rules (MLA_ERR_INVALID_ARGUMENT unless noted; the message names the argument and
@@ -316,6 +316,8 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     mla_fp8_layout l;
     if ((st = validate_decode_shape(&s, &l))) return st;
     if ((st = sp_device(device, NULL, "sparse decode", 1))) return st;
+    int kernel = MLA_CPU_KERNEL_REF;
+    if (device < 0 && (st = mla_cpu_sparse_kernel(&kernel))) return st;
     struct mla_sparse_decode_plan *p = (struct mla_sparse_decode_plan *)calloc(1, sizeof *p);
     if (!p)
         return mla_set_error(MLA_ERR_OUT_OF_MEMORY, "could not allocate a plan (%zu bytes)",
@@ -324,6 +326,7 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     p->shape = s;
     p->device = device;
     p->cpu_threads = sp_resolve_threads(s.cpu_threads);
+    p->cpu_kernel = kernel;
     p->workspace_bytes = 0;
     if (device >= 0 && (st = mla_gpu_sparse_plan_init(p))) {
         free(p);
@@ -487,6 +490,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
         if ((st = validate_decode_gpu(&p->shape, &a, workspace, p->workspace_bytes))) return st;
         return mla_gpu_sparse_decode(p, &a, scale, workspace, workspace_bytes, stream);
     }
+    if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
+        return mla_cpu_amx_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 
@@ -606,5 +611,8 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
             return st;
         return mla_gpu_sparse_prefill(&a, device, stream);
     }
+    int kernel = MLA_CPU_KERNEL_REF;
+    if ((st = mla_cpu_sparse_kernel(&kernel))) return st;
+    if (kernel == MLA_CPU_KERNEL_AMX) return mla_cpu_amx_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
 }

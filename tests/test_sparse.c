@@ -3,10 +3,13 @@
  * softmax per row), on FlashMLA's grids (dossier §5.3-5.4) scaled for a CPU; plus invalid
  * indices of every kind, topk_length (clamped), sinks of ±inf, the extra cache, both formats,
  * padded strides (nothing outside the outputs written), determinism across thread counts,
- * and the validation of every argument. */
+ * exact FP8 dequantisation for odd scales, and the validation of every argument. Where this CPU
+ * runs the AMX path (src/cpu_amx.c), the CPU calls use it and the feature cases run again on
+ * the C reference (MLA_CPU_KERNEL=ref). */
 #include <limits.h>
 
 #include "common.h"
+#include "internal.h" /* mla_cpu_sparse_kernel: which CPU kernel runs */
 #include "sparse_cases.h"
 
 static double ind_e4m3(int code)
@@ -605,6 +608,109 @@ static void test_decode_nonfinite(mla_fp8_format fmt)
 }
 
 
+/* Exact FP8 dequantisation with the scales quantisation never makes (V32: not powers of two,
+ * tiny, subnormal, huge; MODEL1: e8m0 0, 1, 2, 100, 127, 130, 200) and every non-NaN code: one
+ * valid key per query token and q = 0 give p = 1, so each output row is the key's first 512
+ * dequantised values, which must equal mla_fp8_dequantize_cache's bf16 bytes (the reference's
+ * dequantisation). One allowance: bf16 subnormal values (|v| < 2^-126) may come out as 0, since
+ * AMX tiles treat subnormal inputs as zero (src/cpu_amx.c). The last token holds a NaN code:
+ * its rows are all NaN. */
+static void test_dequant_exact(mla_fp8_format fmt)
+{
+    const int64_t ps = 4, pages = 2, ntok = pages * ps, topk = 4, h_q = 16;
+    const int v32 = fmt == MLA_FP8_FORMAT_V32;
+    const int64_t dqk = v32 ? 576 : 512, bpt = v32 ? 656 : 584, stride = ps * bpt;
+    static const float v32_scales[] = {0.3f, 1.0f, 0x1p-126f, 0x1p-130f, 0x1p100f, 3.0e-5f, 7.0f};
+    static const uint8_t e8m0[] = {0, 1, 2, 100, 127, 130, 200};
+    uint8_t *cache = calloc((size_t)(pages * stride), 1);
+    uint16_t *deq = malloc((size_t)(ntok * dqk) * 2);
+    tc_rng rng;
+    tc_rng_seed(&rng, 99 + fmt);
+    mla_fp8_layout lay;
+    mla_fp8_get_layout(fmt, &lay);
+    for (int64_t t = 0; t < ntok; t++) {
+        uint8_t *page = cache + (t / ps) * stride;
+        const mla_fp8_token tk = mla_fp8_locate(fmt, page, ps, t % ps);
+        for (int x = 0; x < lay.d_nope; x++) {
+            int c = (int)((t * 37 + x * 5) % 254); /* 0..253 -> every code but 0x7f, 0xff */
+            if (c >= 0x7f) c++;
+            ((uint8_t *)tk.nope)[x] = (uint8_t)c;
+        }
+        for (int k = 0; k < lay.num_tiles; k++) {
+            const int sel = (int)((t + 3 * k) % 7);
+            if (v32) memcpy((uint8_t *)tk.scales + 4 * k, &v32_scales[sel], 4);
+            else ((uint8_t *)tk.scales)[k] = e8m0[sel];
+        }
+        for (int x = 0; x < lay.d_rope; x++) {
+            const uint16_t h = mla_float_to_bf16((float)tc_randn(&rng));
+            memcpy((uint8_t *)tk.rope + 2 * x, &h, 2);
+        }
+        if (t == ntok - 1) ((uint8_t *)tk.nope)[3] = 0xff; /* a NaN code: the row is all NaN */
+    }
+    mla_status st = mla_fp8_dequantize_cache(fmt, pages, ps, cache, stride, deq, ps * dqk, dqk,
+                                             MLA_DEVICE_CPU, NULL);
+    tc_expect(st == MLA_OK, "dequant %s: mla_fp8_dequantize_cache: %s", fname(fmt), mla_last_error());
+    /* s_q = ntok query tokens; token j's index row: invalid, j, invalid, invalid */
+    int32_t *ind = malloc((size_t)(ntok * topk) * 4);
+    for (int64_t j = 0; j < ntok; j++) {
+        ind[j * topk + 0] = -1;
+        ind[j * topk + 1] = (int32_t)j;
+        ind[j * topk + 2] = INT_MAX;
+        ind[j * topk + 3] = (int32_t)ntok; /* = the limit: invalid */
+    }
+    uint16_t *q = calloc((size_t)(ntok * h_q * dqk), 2), *out = malloc((size_t)(ntok * h_q * 512) * 2);
+    float *lse = malloc((size_t)(ntok * h_q) * 4);
+    mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
+    sh.b = 1; sh.s_q = ntok; sh.h_q = h_q; sh.h_kv = 1; sh.d_qk = dqk; sh.d_v = 512;
+    sh.topk = topk; sh.page_size = ps; sh.format = fmt;
+    mla_sparse_decode_args a = mla_sparse_decode_args_default();
+    a.q = q; a.q_stride[0] = ntok * h_q * dqk; a.q_stride[1] = h_q * dqk; a.q_stride[2] = dqk;
+    a.k_cache = cache; a.num_pages = pages; a.k_page_stride_bytes = stride;
+    a.indices = ind; a.indices_stride[0] = ntok * topk; a.indices_stride[1] = topk;
+    a.out = out; a.out_stride[0] = ntok * h_q * 512; a.out_stride[1] = h_q * 512; a.out_stride[2] = 512;
+    a.lse = lse; a.lse_stride[0] = ntok * h_q; a.lse_stride[1] = 1; a.lse_stride[2] = h_q;
+    mla_sparse_decode_plan_t plan = NULL;
+    st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
+    if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
+    mla_sparse_decode_plan_destroy(plan);
+    if (tc_expect(st == MLA_OK, "dequant %s: %s", fname(fmt), mla_last_error())) {
+        int64_t bad = 0, flushed = 0, lse_bad = 0;
+        for (int64_t j = 0; j < ntok; j++)
+            for (int64_t h = 0; h < h_q; h++) {
+                if (j == ntok - 1) { /* the NaN code */
+                    int all = lse[j * h_q + h] != lse[j * h_q + h];
+                    for (int d = 0; d < 512; d++) all &= (out[(j * h_q + h) * 512 + d] & 0x7fffu) > 0x7f80u;
+                    bad += !all;
+                    continue;
+                }
+                lse_bad += lse[j * h_q + h] != 0.0f;
+                for (int d = 0; d < 512; d++) {
+                    const uint16_t got = out[(j * h_q + h) * 512 + d], want = deq[j * dqk + d];
+                    if (got == want) continue;
+                    const int sub = (want & 0x7f80u) == 0; /* zero exponent: subnormal */
+                    if (sub && (got & 0x7fffu) == 0) { flushed++; continue; }
+                    if (bad++ < 3)
+                        printf("    dequant %s token %lld dim %d: 0x%04x, want 0x%04x\n", fname(fmt),
+                               (long long)j, d, got, want);
+                }
+            }
+        tc_expect(bad == 0 && lse_bad == 0,
+                  "dequant %s: every code x odd scales gives the reference's bf16 values (%lld differ, "
+                  "%lld subnormals as 0, %lld lse != 0)",
+                  fname(fmt), (long long)bad, (long long)flushed, (long long)lse_bad);
+    }
+    free(cache); free(deq); free(ind); free(q); free(out); free(lse);
+}
+
+/* The kernel CPU sparse calls run (internal.h); asked with MLA_CPU_KERNEL unset. */
+static int amx_kernel_runs(void)
+{
+    const char *was = getenv("MLA_CPU_KERNEL");
+    if (was) return 0; /* a forced choice: run only it */
+    int k = MLA_CPU_KERNEL_REF;
+    return mla_cpu_sparse_kernel(&k) == MLA_OK && k == MLA_CPU_KERNEL_AMX;
+}
+
 static void decode_case(dcfg c)
 {
     char label[160];
@@ -626,38 +732,12 @@ static void prefill_case(pcfg c)
     run_prefill(label, &c);
 }
 
-int main(void)
+/* The full grids (FlashMLA's, scaled for a CPU). */
+static void full_cases(void)
 {
     const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
-    const double t0 = tc_now();
-    test_decode_validation();
-    test_prefill_validation();
-    test_decode_nonfinite(MLA_FP8_FORMAT_V32);
-    test_decode_nonfinite(MLA_FP8_FORMAT_MODEL1);
     dcfg c;
     pcfg p;
-
-    /* MLA_TEST_QUICK=1 (tests/sanitize.sh under ASan/UBSan): the validation groups plus one small
-     * case of every feature (both formats, extra cache + topk_length, weird / all-invalid indices,
-     * sinks, prefill with d 576 / 512, OOB pairs, h_kv 2); the full grids below otherwise. */
-    const char *qenv = getenv("MLA_TEST_QUICK");
-    if (qenv && qenv[0] && strcmp(qenv, "0") != 0) {
-        for (int f = 0; f < 2; f++) {
-            const mla_fp8_format fm = f ? M : V;
-            decode_case(dc(4, 2, 16, 300, 64, 61, fm));
-            c = dc(3, 1, 64, 256, 64, 2, fm); c.weird = 1; decode_case(c);
-            c = dc(2, 2, 16, 256, 64, 64, fm); c.all_invalid = 1; decode_case(c);
-        }
-        c = dc(3, 2, 16, 512, 64, 64, M); c.extra_topk = 64; c.extra_ps = 2; c.extra_s_k = 256;
-        c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
-        decode_case(c);
-        p = pc(5, 300, 64, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
-        p = pc(5, 95, 16, 512, 128); prefill_case(p);                /* OOB pair */
-        p = pc(4, 200, 32, 576, 128); p.h_kv = 2; prefill_case(p);   /* h_kv 2 */
-        printf("quick (MLA_TEST_QUICK) total %.1f s\n", tc_now() - t0);
-        return tc_summary();
-    }
-
     /* FlashMLA's decode grid (s_k, topk, page) in {(512, 64, 2|64|69), (1024, 576, 2|61),
      * (2046, 2048, 2|64|576)}, b in {4, 74, 321}, s_q in {1, 3}, h_q in {64, 128}, sink on,
      * both formats; (b, s_q, h_q) scaled per case so the CPU oracle stays fast, plus h_q 16, 3. */
@@ -718,6 +798,59 @@ int main(void)
     p = pc(4, 64, 64, 512, 8192); p.sink = 1; prefill_case(p);
     p = pc(30, 700, 48, 576, 256); p.h_kv = 2; p.topk_len = 1; prefill_case(p); /* h_kv 2 */
     p = pc(70000, 64, 1, 512, 8); prefill_case(p);        /* s_q > 65535 */
-    printf("total %.1f s\n", tc_now() - t0);
+}
+
+/* One small case of every feature (both formats, extra cache + topk_length, weird / all-invalid
+ * indices, sinks, prefill with d 576 / 512, OOB pairs, h_kv 2), non-finite input, and the exact
+ * dequantisation of odd scales. */
+static void feature_cases(void)
+{
+    const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
+    dcfg c;
+    pcfg p;
+    test_decode_nonfinite(V);
+    test_decode_nonfinite(M);
+    test_dequant_exact(V);
+    test_dequant_exact(M);
+    for (int f = 0; f < 2; f++) {
+        const mla_fp8_format fm = f ? M : V;
+        decode_case(dc(4, 2, 16, 300, 64, 61, fm));
+        c = dc(3, 1, 64, 256, 64, 2, fm); c.weird = 1; decode_case(c);
+        c = dc(2, 2, 16, 256, 64, 64, fm); c.all_invalid = 1; decode_case(c);
+        c = dc(5, 1, 128, 700, 300, 16, fm); c.sink = 1; decode_case(c); /* 8 row tiles, 5 chunks */
+    }
+    c = dc(3, 2, 16, 512, 64, 64, M); c.extra_topk = 64; c.extra_ps = 2; c.extra_s_k = 256;
+    c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
+    decode_case(c);
+    p = pc(5, 300, 64, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
+    p = pc(5, 95, 16, 512, 128); prefill_case(p);                /* OOB pair */
+    p = pc(4, 200, 32, 576, 128); p.h_kv = 2; prefill_case(p);   /* h_kv 2 */
+    p = pc(3, 1000, 80, 512, 200); p.sink = 1; prefill_case(p);  /* 5 row tiles, 64 + 64 + ... keys */
+}
+
+int main(void)
+{
+    const double t0 = tc_now();
+    test_decode_validation();
+    test_prefill_validation();
+    /* MLA_TEST_QUICK=1 (tests/sanitize.sh under ASan/UBSan): the validation groups and the feature
+     * cases; the full grids too otherwise. Where the CPU sparse calls run the AMX path
+     * (src/cpu_amx.c), the feature cases run again with MLA_CPU_KERNEL=ref at the end, so both
+     * CPU kernels meet the oracle. */
+    const int amx = amx_kernel_runs();
+    printf("CPU kernel of the sparse calls: %s\n",
+           amx ? "AMX bf16 tiles (src/cpu_amx.c)"
+               : getenv("MLA_CPU_KERNEL") ? "as MLA_CPU_KERNEL says" : "the C reference (no AMX on this CPU / OS)");
+    const char *qenv = getenv("MLA_TEST_QUICK");
+    const int quick = qenv && qenv[0] && strcmp(qenv, "0") != 0;
+    feature_cases();
+    if (!quick) full_cases();
+    if (amx) {
+        printf("-- again with the C reference (MLA_CPU_KERNEL=ref): the feature cases\n");
+        setenv("MLA_CPU_KERNEL", "ref", 1);
+        feature_cases();
+        unsetenv("MLA_CPU_KERNEL");
+    }
+    printf("%stotal %.1f s\n", quick ? "quick (MLA_TEST_QUICK) " : "", tc_now() - t0);
     return tc_summary();
 }
