@@ -40,7 +40,10 @@ static void usage(FILE *f)
         "  --seed N                RNG seed of lengths, page shuffles and data (default 1)\n"
         "  --sparse-decode, --sparse-prefill, --sparse\n"
         "                          DeepSeek sparse attention instead (FP8 sparse decode / bf16 sparse\n"
-        "                          prefill, bench/sparse.c; options there: --quick --iters N --json FILE)\n"
+        "                          prefill, bench/sparse.c): FlashMLA's cases on a GPU, cases scaled\n"
+        "                          down for a CPU on the CPU path (device chosen as above); options\n"
+        "                          there: --quick, --iters N (GPU 20; CPU 5, quick 3), --json FILE,\n"
+        "                          --device cpu|gpu|auto, --threads N (CPU path)\n"
         "Environment: MLA_GIT_COMMIT overrides the commit printed (for trees without .git).\n"
         "Exit status: 0 all cases ran and were finite, 1 a case failed, 2 bad usage or no device.\n");
 }

@@ -1,25 +1,35 @@
-/* sparse.c — mla-bench --sparse-decode / --sparse-prefill / --sparse: DeepSeek sparse attention on
- * the GPU through the public mla.h API, timed like the dense bench (spec §7): the whole call
- * (sparse decode: scheduler + kernel + combine; prefill: the kernel) captured in a CUDA graph and
- * replayed, L2 flushed by a 256 MiB memset before every replay (outside the timed region), CUDA
- * events around each replay, median after a warm-up. FlashMLA's formulas (dossier §5.3-5.4):
+/* sparse.c — mla-bench --sparse-decode / --sparse-prefill / --sparse: DeepSeek sparse attention
+ * through the public mla.h API, on the GPU when the build has CUDA and one is visible, else (or
+ * with --device cpu) on the CPU path.
+ * GPU: timed like the dense bench (spec §7): the whole call (sparse decode: scheduler + kernel +
+ * combine; prefill: the kernel) captured in a CUDA graph and replayed, L2 flushed by a 256 MiB
+ * memset before every replay (outside the timed region), CUDA events around each replay, median
+ * after a warm-up.
+ * CPU: wall clock (CLOCK_MONOTONIC) of the whole call (decode: mla_sparse_decode on a plan made
+ * once, outside the timed runs; prefill: mla_sparse_prefill), median after a warm-up, on cases
+ * that keep FlashMLA's shapes per token with b / s_q cut down (a CPU is ~1000x slower).
+ * FlashMLA's formulas (dossier §5.3-5.4):
  *   decode:  flop = 2 * h_q * attended * (d_qk + d_v), attended = b * s_q * (topk + extra_topk)
  *            bytes = 2*b*s_q*h_q*d_qk + retrieved * kv_token_size + 2*b*s_q*h_q*d_v
  *            (retrieved = distinct positions read; kv_token_size 656 V32 / 576 MODEL1)
  *   prefill: flop = 2 * s_q * topk * h_q * (d_qk + d_v)
+ *            bytes = 2*s_q*topk*d_qk + 2*s_q*h_q*(d_qk + d_v) (the gathered keys, q and out)
  * FlashMLA's figures (H800; H100 SXM has the same compute): 410 TFLOPS sparse decode (V32, b=128,
  * h_q=128, s_q=2, topk=2048), 640 TFLOPS sparse prefill. All indices are valid and distinct per
  * query token. */
 #include "bench.h"
+#include "internal.h" /* mla_cpu_sparse_kernel: which CPU kernel the sparse calls run */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mla_fp8.h"
 
 #ifdef MLA_WITH_CUDA
 #include <cuda_runtime_api.h>
+#endif
 
 typedef struct sp_bcase {
     int prefill;
@@ -42,17 +52,10 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-/* Fills `bytes` of device memory by repeating `pattern` (pat_bytes) and doubling. */
-static int fill_dev(void *dst, size_t bytes, const void *pattern, size_t pat_bytes)
+/* uniform in [lo, lo + span) */
+static float rnd_uniform(double lo, double span)
 {
-    size_t n = pat_bytes < bytes ? pat_bytes : bytes;
-    if (cudaMemcpy(dst, pattern, n, cudaMemcpyHostToDevice) != cudaSuccess) return -1;
-    while (n < bytes) {
-        const size_t c = n < bytes - n ? n : bytes - n;
-        if (cudaMemcpy((char *)dst + n, dst, c, cudaMemcpyDeviceToDevice) != cudaSuccess) return -1;
-        n += c;
-    }
-    return 0;
+    return (float)(((double)(rnd() >> 11) / 9007199254740992.0) * span + lo);
 }
 
 /* topk distinct positions in [0, n) (n >= topk) into row; stamp[] marks picks of this row */
@@ -64,6 +67,82 @@ static void pick_distinct(int32_t *row, int64_t topk, int64_t n, int64_t base, u
         stamp[t] = id;
         row[k++] = (int32_t)(base + t);
     }
+}
+
+static FILE *g_json = NULL;
+
+static void decode_label(const sp_bcase *c, char *what, size_t n)
+{
+    snprintf(what, n, "sparse decode %s b=%lld s_q=%lld h_q=%lld topk=%lld%s page=%lld",
+             c->fmt == MLA_FP8_FORMAT_V32 ? "V32" : "MODEL1", (long long)c->b, (long long)c->s_q,
+             (long long)c->h_q, (long long)c->topk, c->extra_topk > 0 ? "+extra" : "",
+             (long long)c->page);
+    if (c->extra_topk > 0) {
+        const size_t l = strlen(what);
+        snprintf(what + l, n - l, " (extra %lld, page %lld)", (long long)c->extra_topk,
+                 (long long)c->extra_page);
+    }
+}
+
+static void prefill_label(const sp_bcase *c, char *what, size_t n)
+{
+    snprintf(what, n, "sparse prefill d_qk=%lld s_q=%lld s_kv=%lld h_q=%lld topk=%lld",
+             (long long)c->dqk, (long long)c->s_q, (long long)c->s_kv, (long long)c->h_q,
+             (long long)c->topk);
+}
+
+/* The formulas at the top of this file; `retrieved`: distinct cache positions the case reads. */
+static void decode_volume(const sp_bcase *c, double retrieved, double *flop, double *bytes)
+{
+    const int v32 = c->fmt == MLA_FP8_FORMAT_V32;
+    const int64_t dqk = v32 ? 576 : 512, b = c->b, s_q = c->s_q, h_q = c->h_q;
+    const double attended = (double)b * s_q * (c->topk + c->extra_topk);
+    *flop = 2.0 * h_q * attended * (dqk + 512);
+    *bytes = 2.0 * b * s_q * h_q * dqk + retrieved * (v32 ? 656 : 576) + 2.0 * b * s_q * h_q * 512;
+}
+
+static void prefill_volume(const sp_bcase *c, double *flop, double *bytes)
+{
+    const int64_t s_q = c->s_q, h_q = c->h_q, dqk = c->dqk, topk = c->topk;
+    *flop = 2.0 * s_q * topk * h_q * (dqk + 512);
+    *bytes = (double)s_q * topk * dqk * 2 + (double)s_q * h_q * (dqk + 512) * 2;
+}
+
+/* One result line (and JSON record). CPU rates are ~1000x below the GPU's: more digits. */
+static void report(const char *what, const sp_bcase *c, double us, double flop, double bytes,
+                   int cpu)
+{
+    const double tf = us > 0 ? flop / us * 1e-6 : 0, gbs = us > 0 ? bytes / us * 1e-3 : 0;
+    if (cpu)
+        printf("%-72s %9.1f us %7.3f TFLOPS %7.3f GB/s", what, us, tf, gbs);
+    else
+        printf("%-72s %9.1f us %7.1f TFLOPS %7.0f GB/s", what, us, tf, gbs);
+    if (c->target_tflops > 0)
+        printf("   FlashMLA %3.0f TFLOPS (%.2fx)", c->target_tflops, tf / c->target_tflops);
+    if (c->note) printf("   %s", c->note);
+    printf("\n");
+    fflush(stdout);
+    if (g_json && cpu)
+        fprintf(g_json, "{\"case\": \"%s\", \"us\": %.3f, \"tflops\": %.4f, \"gbs\": %.3f, "
+                        "\"flashmla_tflops\": %.0f}\n", what, us, tf, gbs, c->target_tflops);
+    else if (g_json)
+        fprintf(g_json, "{\"case\": \"%s\", \"us\": %.3f, \"tflops\": %.2f, \"gbs\": %.1f, "
+                        "\"flashmla_tflops\": %.0f}\n", what, us, tf, gbs, c->target_tflops);
+}
+
+#ifdef MLA_WITH_CUDA
+
+/* Fills `bytes` of device memory by repeating `pattern` (pat_bytes) and doubling. */
+static int fill_dev(void *dst, size_t bytes, const void *pattern, size_t pat_bytes)
+{
+    size_t n = pat_bytes < bytes ? pat_bytes : bytes;
+    if (cudaMemcpy(dst, pattern, n, cudaMemcpyHostToDevice) != cudaSuccess) return -1;
+    while (n < bytes) {
+        const size_t c = n < bytes - n ? n : bytes - n;
+        if (cudaMemcpy((char *)dst + n, dst, c, cudaMemcpyDeviceToDevice) != cudaSuccess) return -1;
+        n += c;
+    }
+    return 0;
 }
 
 typedef struct sp_timer {
@@ -139,21 +218,6 @@ static void *bf16_dev(size_t n)
     return d;
 }
 
-static FILE *g_json = NULL;
-
-static void report(const char *what, const sp_bcase *c, double us, double flop, double bytes)
-{
-    const double tf = us > 0 ? flop / us * 1e-6 : 0, gbs = us > 0 ? bytes / us * 1e-3 : 0;
-    printf("%-72s %9.1f us %7.1f TFLOPS %7.0f GB/s", what, us, tf, gbs);
-    if (c->target_tflops > 0) printf("   FlashMLA %3.0f TFLOPS (%.2fx)", c->target_tflops, tf / c->target_tflops);
-    if (c->note) printf("   %s", c->note);
-    printf("\n");
-    fflush(stdout);
-    if (g_json)
-        fprintf(g_json, "{\"case\": \"%s\", \"us\": %.3f, \"tflops\": %.2f, \"gbs\": %.1f, \"flashmla_tflops\": %.0f}\n",
-                what, us, tf, gbs, c->target_tflops);
-}
-
 static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
 {
     const int v32 = c->fmt == MLA_FP8_FORMAT_V32;
@@ -226,18 +290,11 @@ static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters
     }
     {
         const double us = time_graph(t, ge, warmup, iters);
-        const double attended = (double)b * s_q * (c->topk + c->extra_topk);
-        const double flop = 2.0 * h_q * attended * (dqk + 512);
-        const double bytes = 2.0 * b * s_q * h_q * dqk + retrieved * (v32 ? 656 : 576) + 2.0 * b * s_q * h_q * 512;
+        double flop, bytes;
+        decode_volume(c, retrieved, &flop, &bytes);
         char what[200];
-        snprintf(what, sizeof what, "sparse decode %s b=%lld s_q=%lld h_q=%lld topk=%lld%s page=%lld", v32 ? "V32" : "MODEL1",
-                 (long long)b, (long long)s_q, (long long)h_q, (long long)c->topk, c->extra_topk > 0 ? "+extra" : "",
-                 (long long)ps);
-        if (c->extra_topk > 0) {
-            const size_t l = strlen(what);
-            snprintf(what + l, sizeof what - l, " (extra %lld, page %lld)", (long long)c->extra_topk, (long long)c->extra_page);
-        }
-        report(what, c, us, flop, bytes);
+        decode_label(c, what, sizeof what);
+        report(what, c, us, flop, bytes, 0);
         rc = us > 0 ? 0 : 1;
     }
 done:
@@ -289,12 +346,11 @@ static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iter
     }
     {
         const double us = time_graph(t, ge, warmup, iters);
-        const double flop = 2.0 * s_q * topk * h_q * (dqk + 512);
-        const double bytes = (double)s_q * topk * dqk * 2 + (double)s_q * h_q * (dqk + 512) * 2;
+        double flop, bytes;
+        prefill_volume(c, &flop, &bytes);
         char what[200];
-        snprintf(what, sizeof what, "sparse prefill d_qk=%lld s_q=%lld s_kv=%lld h_q=%lld topk=%lld", (long long)dqk,
-                 (long long)s_q, (long long)s_kv, (long long)h_q, (long long)topk);
-        report(what, c, us, flop, bytes);
+        prefill_label(c, what, sizeof what);
+        report(what, c, us, flop, bytes, 0);
         rc = us > 0 ? 0 : 1;
     }
 done:
@@ -305,28 +361,10 @@ done:
     return rc;
 }
 
-int bench_sparse_main(int argc, char **argv)
+/* The GPU path (device 0): FlashMLA's full-size cases. */
+static int sparse_gpu_main(int dec, int pre, int quick, int iters)
 {
-    int dec = 0, pre = 0, quick = 0, iters = 20, warmup = 3;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--sparse-decode")) dec = 1;
-        else if (!strcmp(argv[i], "--sparse-prefill")) pre = 1;
-        else if (!strcmp(argv[i], "--sparse")) dec = pre = 1;
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-            g_json = fopen(argv[++i], "w");
-            if (!g_json) { fprintf(stderr, "mla-bench: cannot write %s\n", argv[i]); return 2; }
-        } else {
-            fprintf(stderr, "usage: mla-bench --sparse-decode|--sparse-prefill|--sparse [--quick] [--iters N] [--json FILE]\n");
-            return 2;
-        }
-    }
-    if (iters < 1) iters = 1;
-    if (!mla_has_cuda()) {
-        fprintf(stderr, "mla-bench: the sparse benchmarks need a CUDA GPU\n");
-        return 2;
-    }
+    const int warmup = 3;
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     cudaSetDevice(0);
@@ -373,21 +411,385 @@ int bench_sparse_main(int argc, char **argv)
     }
     cudaFree(t.flush);
     cudaStreamDestroy(t.s);
-    if (g_json) fclose(g_json);
     return fails ? 1 : 0;
 }
 
-#else /* !MLA_WITH_CUDA */
+#endif /* MLA_WITH_CUDA */
 
-int bench_sparse_main(int argc, char **argv)
+/* ---- the CPU path --------------------------------------------------------------------------- */
+
+static double wall_us(void)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mla-bench: the sparse benchmarks need a build with CUDA kernels and a GPU\n");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+/* A paged FP8 cache of `pages` pages on the host, every token random (uniform in [-1, 1)
+ * before quantisation), built 64 pages at a time so the bf16 staging buffer stays small. */
+static uint8_t *make_cache_cpu(mla_fp8_format fmt, int64_t pages, int64_t ps, int64_t *stride)
+{
+    const int v32 = fmt == MLA_FP8_FORMAT_V32;
+    const int64_t d = v32 ? 576 : 512, bpt = v32 ? 656 : 584, chunk = pages < 64 ? pages : 64;
+    *stride = (ps * bpt + 15) / 16 * 16;
+    uint16_t *bf = malloc((size_t)(chunk * ps * d) * 2);
+    uint8_t *cache = calloc((size_t)pages, (size_t)*stride);
+    for (int64_t p0 = 0; bf && cache && p0 < pages; p0 += chunk) {
+        const int64_t n = pages - p0 < chunk ? pages - p0 : chunk;
+        for (int64_t x = 0; x < n * ps * d; x++) bf[x] = mla_float_to_bf16(rnd_uniform(-1, 2));
+        if (mla_fp8_quantize_cache(fmt, n, ps, bf, ps * d, d, cache + p0 * *stride, *stride,
+                                   MLA_DEVICE_CPU, NULL) != MLA_OK) {
+            fprintf(stderr, "mla-bench: cache setup failed: %s\n", mla_last_error());
+            free(cache);
+            cache = NULL;
+        }
+    }
+    if (!bf) { /* a cache left all zeros would still run: fail instead */
+        free(cache);
+        cache = NULL;
+    }
+    free(bf);
+    return cache;
+}
+
+/* n bf16 values uniform in [-0.1, 0.1) (the GPU path's q / kv data) */
+static uint16_t *bf16_host(size_t n)
+{
+    uint16_t *v = malloc(n * 2);
+    for (size_t x = 0; v && x < n; x++) v[x] = mla_float_to_bf16(rnd_uniform(-0.1, 0.2));
+    return v;
+}
+
+/* A random permutation of [0, n): logical page p of the cache lives at physical page perm[p],
+ * so a request's pages are scattered over the cache as a block table would scatter them. */
+static int64_t *shuffled_pages(int64_t n)
+{
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    for (int64_t p = 0; perm && p < n; p++) perm[p] = p;
+    for (int64_t p = n - 1; perm && p > 0; p--) {
+        const int64_t r = (int64_t)(rnd() % (uint64_t)(p + 1)), x = perm[p];
+        perm[p] = perm[r];
+        perm[r] = x;
+    }
+    return perm;
+}
+
+/* The [b, s_q, topk] indices of one cache: for each query token, topk distinct positions among
+ * request i's s_k tokens (its logical pages i*ppr .. i*ppr+ppr-1, placed by perm). Positions
+ * read for the first time (seen[]) add to *retrieved. */
+static void make_indices_cpu(int32_t *ind, const sp_bcase *c, int64_t topk, int64_t s_k,
+                             int64_t ps, const int64_t *perm, uint32_t *stamp, uint32_t *id,
+                             unsigned char *seen, double *retrieved)
+{
+    const int64_t ppr = (s_k + ps - 1) / ps;
+    for (int64_t i = 0; i < c->b; i++)
+        for (int64_t j = 0; j < c->s_q; j++) {
+            int32_t *row = ind + (i * c->s_q + j) * topk;
+            pick_distinct(row, topk, s_k, 0, stamp, ++*id);
+            for (int64_t k = 0; k < topk; k++) {
+                row[k] = (int32_t)(perm[i * ppr + row[k] / ps] * ps + row[k] % ps);
+                if (!seen[row[k]]++) *retrieved += 1;
+            }
+        }
+}
+
+/* Values no kernel may leave: NaN / inf in out (bf16) or in the float outputs f and g (g may be
+ * NULL). Every row of every case has valid keys, so an lse of +inf is wrong too. */
+static int64_t count_bad(const uint16_t *out, size_t n_out, const float *f, const float *g,
+                         size_t n_f)
+{
+    int64_t bad = bench_count_nonfinite_half(out, n_out, MLA_DTYPE_BF16);
+    for (size_t x = 0; x < n_f; x++) bad += !isfinite(f[x]) + (g && !isfinite(g[x]));
+    return bad;
+}
+
+/* What one timed CPU call runs: sparse decode on `plan`, or (plan NULL) sparse prefill. */
+typedef struct sp_cpu_call {
+    mla_sparse_decode_plan_t plan;
+    const mla_sparse_decode_args *dec;
+    void *ws;
+    size_t ws_bytes;
+    const mla_sparse_prefill_args *pre;
+} sp_cpu_call;
+
+/* Median µs of `iters` calls after `warmup` untimed ones; -1 (message printed) on an error. */
+static double time_cpu(const sp_cpu_call *k, int warmup, int iters, const char *what)
+{
+    double *us = malloc(sizeof(double) * (size_t)iters), med = -1;
+    for (int i = -warmup; us && i < iters; i++) {
+        const double t0 = wall_us();
+        const mla_status st = k->plan ? mla_sparse_decode(k->plan, k->dec, k->ws, k->ws_bytes, NULL)
+                                      : mla_sparse_prefill(k->pre, MLA_DEVICE_CPU, NULL, 0, NULL);
+        const double t1 = wall_us();
+        if (st != MLA_OK) {
+            fprintf(stderr, "mla-bench: %s: %s: %s\n", what, mla_status_string(st),
+                    mla_last_error());
+            goto done;
+        }
+        if (i >= 0) us[i] = t1 - t0;
+    }
+    if (us) med = bench_median(us, iters);
+done:
+    free(us);
+    return med;
+}
+
+/* Prints the row of a case (or that it failed); 0 if it ran and every output is finite. */
+static int finish_cpu_case(const char *what, const sp_bcase *c, double us, double flop,
+                           double bytes, int64_t bad, const char *outputs)
+{
+    if (us <= 0) {
+        printf("%-72s FAILED (see the message above)\n", what);
+        fflush(stdout);
+        return 1;
+    }
+    report(what, c, us, flop, bytes, 1);
+    if (bad > 0) {
+        printf("  !! %lld bad values in %s (NaN/inf): the result is wrong\n", (long long)bad,
+               outputs);
+        fflush(stdout);
+    }
+    return bad > 0;
+}
+
+static int run_decode_cpu(const sp_bcase *c, int threads, int warmup, int iters)
+{
+    const int v32 = c->fmt == MLA_FP8_FORMAT_V32, extra = c->extra_topk > 0;
+    const int64_t dqk = v32 ? 576 : 512, ps = c->page, b = c->b, s_q = c->s_q, h_q = c->h_q;
+    const int64_t ppr = (c->s_k + ps - 1) / ps;
+    const int64_t eppr = extra ? (c->extra_s_k + c->extra_page - 1) / c->extra_page : 0;
+    const size_t n_out = (size_t)(b * s_q * h_q * 512), n_lse = (size_t)(b * s_q * h_q);
+    char what[200];
+    decode_label(c, what, sizeof what);
+    int64_t kstride = 0, estride = 0;
+    uint8_t *kc = make_cache_cpu(c->fmt, b * ppr, ps, &kstride);
+    uint8_t *ec = extra ? make_cache_cpu(c->fmt, b * eppr, c->extra_page, &estride) : NULL;
+    int64_t *perm = shuffled_pages(b * ppr), *eperm = extra ? shuffled_pages(b * eppr) : NULL;
+    int32_t *ind = malloc((size_t)(b * s_q * c->topk) * 4);
+    int32_t *eind = extra ? malloc((size_t)(b * s_q * c->extra_topk) * 4) : NULL;
+    uint32_t *stamp = calloc((size_t)(c->s_k > c->extra_s_k ? c->s_k : c->extra_s_k), 4);
+    unsigned char *seen = calloc((size_t)(b * ppr * ps), 1);
+    unsigned char *eseen = calloc((size_t)(b * eppr * c->extra_page + 1), 1);
+    uint16_t *q = bf16_host((size_t)(b * s_q * h_q * dqk)), *out = malloc(n_out * 2);
+    float *lse = malloc(n_lse * 4);
+    mla_sparse_decode_plan_t plan = NULL;
+    void *ws = NULL;
+    size_t wsb = 0;
+    double us = -1, flop = 0, bytes = 0, retrieved = 0;
+    int64_t bad = 0;
+    if (!kc || (extra && (!ec || !eperm || !eind)) || !perm || !ind || !stamp || !seen ||
+        !eseen || !q || !out || !lse) {
+        fprintf(stderr, "mla-bench: %s: out of host memory\n", what);
+        goto done;
+    }
+    uint32_t id = 0;
+    make_indices_cpu(ind, c, c->topk, c->s_k, ps, perm, stamp, &id, seen, &retrieved);
+    if (extra)
+        make_indices_cpu(eind, c, c->extra_topk, c->extra_s_k, c->extra_page, eperm, stamp, &id,
+                         eseen, &retrieved);
+    decode_volume(c, retrieved, &flop, &bytes);
+    /* poisoned (NaN), so an output the kernel never writes counts as bad */
+    memset(out, 0xff, n_out * 2);
+    for (size_t x = 0; x < n_lse; x++) lse[x] = NAN;
+
+    mla_sparse_decode_shape sh = mla_sparse_decode_shape_default();
+    sh.b = b; sh.s_q = s_q; sh.h_q = h_q; sh.h_kv = 1; sh.d_qk = dqk; sh.d_v = 512;
+    sh.topk = c->topk; sh.page_size = ps; sh.format = c->fmt;
+    sh.extra_topk = c->extra_topk; sh.extra_page_size = c->extra_page;
+    sh.cpu_threads = threads;
+    mla_sparse_decode_args a = mla_sparse_decode_args_default();
+    a.q = q; a.q_stride[2] = dqk; a.q_stride[1] = h_q * dqk; a.q_stride[0] = s_q * h_q * dqk;
+    a.k_cache = kc; a.num_pages = b * ppr; a.k_page_stride_bytes = kstride;
+    a.indices = ind; a.indices_stride[1] = c->topk; a.indices_stride[0] = s_q * c->topk;
+    if (extra) {
+        a.extra_k_cache = ec; a.extra_num_pages = b * eppr; a.extra_k_page_stride_bytes = estride;
+        a.extra_indices = eind;
+        a.extra_indices_stride[1] = c->extra_topk; a.extra_indices_stride[0] = s_q * c->extra_topk;
+    }
+    a.out = out; a.out_stride[2] = 512; a.out_stride[1] = h_q * 512;
+    a.out_stride[0] = s_q * h_q * 512;
+    a.lse = lse; a.lse_stride[2] = 1; a.lse_stride[1] = s_q; a.lse_stride[0] = h_q * s_q;
+    mla_status st;
+    if ((st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU)) != MLA_OK ||
+        (st = mla_sparse_decode_workspace_size(plan, &wsb)) != MLA_OK) {
+        fprintf(stderr, "mla-bench: %s: sparse plan: %s: %s\n", what, mla_status_string(st),
+                mla_last_error());
+        goto done;
+    }
+    if (wsb && !(ws = malloc(wsb))) { /* 0 on the CPU today; honoured should that change */
+        fprintf(stderr, "mla-bench: %s: out of host memory (workspace)\n", what);
+        goto done;
+    }
+    const sp_cpu_call k = {plan, &a, ws, wsb, NULL};
+    us = time_cpu(&k, warmup, iters, what);
+    bad = count_bad(out, n_out, lse, NULL, n_lse);
+done:
+    mla_sparse_decode_plan_destroy(plan);
+    free(ws); free(kc); free(ec); free(perm); free(eperm); free(ind); free(eind); free(stamp);
+    free(seen); free(eseen); free(q); free(out); free(lse);
+    return finish_cpu_case(what, c, us, flop, bytes, bad, "out/lse");
+}
+
+static int run_prefill_cpu(const sp_bcase *c, int threads, int warmup, int iters)
+{
+    const int64_t s_q = c->s_q, h_q = c->h_q, dqk = c->dqk, topk = c->topk, s_kv = c->s_kv;
+    const size_t n_out = (size_t)(s_q * h_q * 512), n_row = (size_t)(s_q * h_q);
+    char what[200];
+    prefill_label(c, what, sizeof what);
+    uint16_t *q = bf16_host((size_t)(s_q * h_q * dqk)), *kv = bf16_host((size_t)(s_kv * dqk));
+    uint16_t *out = malloc(n_out * 2);
+    int32_t *ind = malloc((size_t)(s_q * topk) * 4);
+    uint32_t *stamp = calloc((size_t)s_kv, 4);
+    float *ml = malloc(n_row * 4), *lse = malloc(n_row * 4);
+    double us = -1, flop = 0, bytes = 0;
+    int64_t bad = 0;
+    prefill_volume(c, &flop, &bytes);
+    if (!q || !kv || !out || !ind || !stamp || !ml || !lse) {
+        fprintf(stderr, "mla-bench: %s: out of host memory\n", what);
+        goto done;
+    }
+    for (int64_t s = 0; s < s_q; s++)
+        pick_distinct(ind + s * topk, topk, s_kv, 0, stamp, (uint32_t)s + 1);
+    memset(out, 0xff, n_out * 2); /* poisoned (NaN), as for decode */
+    for (size_t x = 0; x < n_row; x++) ml[x] = lse[x] = NAN;
+    mla_sparse_prefill_args a = mla_sparse_prefill_args_default();
+    a.s_q = s_q; a.s_kv = s_kv; a.h_q = h_q; a.h_kv = 1; a.d_qk = dqk; a.d_v = 512; a.topk = topk;
+    a.q = q; a.q_stride[1] = dqk; a.q_stride[0] = h_q * dqk;
+    a.kv = kv; a.kv_stride[1] = dqk; a.kv_stride[0] = dqk;
+    a.indices = ind; a.indices_stride[1] = topk; a.indices_stride[0] = topk;
+    a.out = out; a.out_stride[1] = 512; a.out_stride[0] = h_q * 512;
+    a.max_logits = ml; a.max_logits_stride[1] = 1; a.max_logits_stride[0] = h_q;
+    a.lse = lse; a.lse_stride[1] = 1; a.lse_stride[0] = h_q;
+    a.softmax_scale = (float)(1.0 / sqrt((double)dqk));
+    a.cpu_threads = threads;
+    const sp_cpu_call k = {NULL, NULL, NULL, 0, &a};
+    us = time_cpu(&k, warmup, iters, what);
+    bad = count_bad(out, n_out, lse, ml, n_row);
+done:
+    free(q); free(kv); free(out); free(ind); free(stamp); free(ml); free(lse);
+    return finish_cpu_case(what, c, us, flop, bytes, bad, "out/lse/max_logits");
+}
+
+/* The CPU path: FlashMLA's shapes per token with b (decode) and s_q (prefill) cut so that a call
+ * takes well under 2 s on 2 cores with a fast kernel. `why`: the reason it runs on the CPU. */
+static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, const char *why)
+{
+    const int warmup = 1;
+    int kernel = MLA_CPU_KERNEL_REF;
+    if (mla_cpu_sparse_kernel(&kernel) != MLA_OK) {
+        fprintf(stderr, "mla-bench: %s\n", mla_last_error());
+        return 2;
+    }
+    static bench_options bo; /* what bench_cpu_env reads: ceilings 0, no copy ceiling measured */
+    bench_env env;
+    memset(&env, 0, sizeof env);
+    bench_cpu_env(&env, &bo);
+    char nthreads[32];
+    snprintf(nthreads, sizeof nthreads, "%d", threads);
+    printf("mla-bench: CPU path, because: %s\n", why);
+    printf("mla-bench sparse: CPU: %s, %d cores online, CPU path threads: %s, mla.c %s, CPU wall "
+           "clock (clock_gettime) of the whole call, median of %d after %d warm-up(s)\n",
+           env.name, env.cpu_cores, threads ? nthreads : "all cores", bench_git_commit(), iters,
+           warmup);
+    printf("kernel: %s\n", kernel == MLA_CPU_KERNEL_AMX ? "AMX bf16 tiles (src/cpu_amx.c)"
+                                                       : "C reference (ref/mla_ref_sparse.c)");
+    printf("cases: FlashMLA's shapes per token, b / s_q scaled down for a CPU; decode: the plan "
+           "made once, outside the timed calls\n");
+    fflush(stdout);
+    int fails = 0;
+    if (dec) {
+        const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
+        const char *hl = "FlashMLA's headline case, b scaled 128 -> 4", *b4 = "b scaled 128 -> 4";
+        const char *m1 = "MODEL1 config, b scaled 128 -> 4";
+        const sp_bcase cs[] = {
+            {0, 4, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, hl, 0},
+            {0, 4, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0},
+            {0, 4, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0},
+            {0, 1, 1, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0},
+            {0, 4, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, m1, 0},
+            {0, 4, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, m1, 0},
+        };
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2); i++)
+            fails += run_decode_cpu(&cs[i], threads, warmup, iters);
+    }
+    if (pre) {
+        const mla_fp8_format N = MLA_FP8_FORMAT_INVALID;
+        const char *s64 = "s_q scaled 4096 -> 64", *m1 = "MODEL1 config, s_q scaled 4096 -> 64";
+        const sp_bcase cs[] = {
+            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 576, "V3.2, s_q scaled 4096 -> 64", 0},
+            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 512, s64, 0},
+            {1, 0, 64, 64, 512, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0},
+            {1, 0, 64, 128, 1024, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0},
+        };
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2); i++)
+            fails += run_prefill_cpu(&cs[i], threads, warmup, iters);
+    }
+    return fails ? 1 : 0;
+}
+
+static int sparse_usage(void)
+{
+    fprintf(stderr,
+            "usage: mla-bench --sparse-decode|--sparse-prefill|--sparse [--quick] [--iters N]\n"
+            "                 [--json FILE] [--device cpu|gpu|auto] [--threads N]\n");
     return 2;
 }
 
+int bench_sparse_main(int argc, char **argv)
+{
+    int dec = 0, pre = 0, quick = 0, iters = 0, threads = 0, rc;
+    bench_device_choice device = BENCH_AUTO;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--sparse-decode")) dec = 1;
+        else if (!strcmp(argv[i], "--sparse-prefill")) pre = 1;
+        else if (!strcmp(argv[i], "--sparse")) dec = pre = 1;
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
+            iters = atoi(argv[++i]);
+            if (iters < 1) iters = 1;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *end;
+            const long x = strtol(argv[++i], &end, 10);
+            if (!*argv[i] || *end || x < 0 || x > 1 << 20) {
+                fprintf(stderr, "mla-bench: --threads wants an integer >= 0, got '%s'\n", argv[i]);
+                return sparse_usage();
+            }
+            threads = (int)x;
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "cpu") && strcmp(v, "gpu") && strcmp(v, "auto")) {
+                fprintf(stderr, "mla-bench: --device wants cpu, gpu or auto\n");
+                return sparse_usage();
+            }
+            device = !strcmp(v, "cpu") ? BENCH_CPU : !strcmp(v, "gpu") ? BENCH_GPU : BENCH_AUTO;
+        } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+            g_json = fopen(argv[++i], "w");
+            if (!g_json) { fprintf(stderr, "mla-bench: cannot write %s\n", argv[i]); return 2; }
+        } else {
+            if (g_json) fclose(g_json);
+            return sparse_usage();
+        }
+    }
+    /* the dense bench's rule (bench/main.c choose_device): the GPU when the build has CUDA and
+     * one is visible, unless --device cpu; --device gpu without one is an error */
+    char why[256] = "";
+    const int gpu_ok = device != BENCH_CPU && bench_gpu_available(0, why, sizeof why);
+    if (device == BENCH_GPU && !gpu_ok) {
+        fprintf(stderr, "mla-bench: --device gpu: %s\n", why);
+        rc = 2;
+    } else if (!gpu_ok) {
+        rc = sparse_cpu_main(dec, pre, quick, iters ? iters : quick ? 3 : 5, threads,
+                             device == BENCH_CPU ? "--device cpu" : why);
+    } else {
+#ifdef MLA_WITH_CUDA
+        rc = sparse_gpu_main(dec, pre, quick, iters ? iters : 20);
+#else
+        rc = 2; /* not reached: bench_gpu_available is 0 without CUDA */
 #endif
+    }
+    if (g_json) fclose(g_json);
+    return rc;
+}
 
 int bench_sparse_wanted(int argc, char **argv)
 {
