@@ -121,7 +121,6 @@ typedef struct amx_job {
     mla_dense_numerics nm; /* dtypes and scales (mla_ref.h) */
     int64_t hpk, nblk, items;
     int64_t rb;            /* query rows per item: 16 x (1 .. RTMAX)                   */
-    uint16_t e4m3[256];    /* e4m3 code -> bf16 bits (exact)                          */
 } amx_job;
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
@@ -152,16 +151,36 @@ INL __m512 exp2v(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-/* One row of n elements (bf16 bits, or e4m3 codes through the table) as bf16 bits. */
-INL void load_bf16_row(uint16_t *restrict dst, const void *restrict src, int64_t n, mla_dtype dt,
-                       const uint16_t *restrict e4m3)
+/* n (a multiple of 16) e4m3 codes times scale s, rounded to bf16 as the reference does
+ * (mla_fp8_dequant_token: fp32 product, then round to nearest even). A code's fp16 image
+ * ((c & 0x7f) << 7, sign at bit 15) is its value times 2^-8, subnormals included; 0x7f / 0xff
+ * are NaN. Integer rounding (not vcvtne2ps2bf16, which flushes subnormals) keeps subnormal
+ * products. */
+INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int n, float s)
 {
-    if (dt == MLA_DTYPE_BF16) {
-        memcpy(dst, src, (size_t)n * 2);
-    } else {
-        const uint8_t *c = (const uint8_t *)src;
-        for (int64_t d = 0; d < n; d++) dst[d] = e4m3[c[d]];
+    const __m512 sv = _mm512_set1_ps(s), k256 = _mm512_set1_ps(256.0f), qnan = _mm512_set1_ps(NAN);
+    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
+    const __m512i rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    for (int x = 0; x < n; x += 16) {
+        const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + x)));
+        const __m256i mag = _mm256_and_si256(c, m7f);
+        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(mag, 7), _mm256_slli_epi16(_mm256_and_si256(c, m80), 8));
+        __m512 f = _mm512_cvtph_ps(h);
+        f = _mm512_mask_mov_ps(f, _mm256_cmpeq_epi16_mask(mag, m7f), qnan);
+        f = _mm512_mul_ps(_mm512_mul_ps(f, k256), sv);
+        const __m512i u = _mm512_castps_si512(f);
+        const __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, rnd), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+        _mm256_storeu_si256((__m256i *)(dst + x), _mm512_cvtepi32_epi16(r));
     }
+}
+
+/* One row of n elements (n a multiple of 16; bf16 bits, or e4m3 codes: exact in bf16) as bf16
+ * bits. */
+INL void load_bf16_row(uint16_t *restrict dst, const void *restrict src, int64_t n, mla_dtype dt)
+{
+    if (dt == MLA_DTYPE_BF16) memcpy(dst, src, (size_t)n * 2);
+    else dequant_e4m3(dst, (const uint8_t *)src, (int)n, 1.0f);
 }
 
 /* dst[c][r] = src[r][c] for a 16 x 16 matrix of 32-bit words (rows 64 bytes apart). */
@@ -547,7 +566,7 @@ INL void run_item(const amx_job *job, int64_t wi)
         const char *qr = (const char *)a->q + (i * a->q_stride[0] + j * a->q_stride[1] +
                                                h * a->q_stride[2]) * (int64_t)job->nm.qsz;
         uint16_t row[DMAX];
-        load_bf16_row(row, qr, dqk, job->nm.qdt, job->e4m3);
+        load_bf16_row(row, qr, dqk, job->nm.qdt);
         ws_q_row(w, r, row, dqk);
     }
 
@@ -574,7 +593,7 @@ INL void run_item(const amx_job *job, int64_t wi)
                 for (int k = 0; k < 16; k++) src->row[k0 + k] = (const uint16_t *)(p0 + k * krs);
             } else {
                 for (int k = k0; k < k0 + 16; k++) {
-                    if (k < nk) load_bf16_row(w->kbuf[k], KROW(c0 + k), dqk, job->nm.kdt, job->e4m3);
+                    if (k < nk) load_bf16_row(w->kbuf[k], KROW(c0 + k), dqk, job->nm.kdt);
                     else memset(w->kbuf[k], 0, sizeof w->kbuf[k]);
                     src->row[k] = w->kbuf[k];
                 }
@@ -634,7 +653,6 @@ mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_ar
     job.nm = mla_dense_numerics_of(shape, args, softmax_scale);
     if (job.nm.qdt == MLA_DTYPE_FP16 || job.nm.kdt == MLA_DTYPE_FP16)
         return mla_set_error(MLA_ERR_UNSUPPORTED, "the AMX path takes bf16 or FP8 q and k_cache, not fp16");
-    for (int c = 0; c < 256; c++) job.e4m3[c] = mla_float_to_bf16(mla_e4m3_to_float((uint8_t)c));
     job.hpk = shape->h_q / shape->h_kv;
     split_items((shape->s_q * job.hpk + 15) / 16, shape->b * shape->h_kv, num_threads, &job.rb, &job.nblk, &job.items);
     mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
@@ -697,30 +715,6 @@ static inline const char *sp_row(const sp_list *sl, int64_t pos)
     if (!s->fp8) return (const char *)s->base + pos * s->row_stride * 2;
     const int64_t page = pos / s->page_size, row = pos % s->page_size;
     return (const char *)mla_fp8_locate(s->fmt, s->base + page * s->page_stride_bytes, s->page_size, row).nope;
-}
-
-/* n (a multiple of 16) e4m3 codes times scale s, rounded to bf16 as the reference does
- * (mla_fp8_dequant_token: fp32 product, then round to nearest even). A code's fp16 image
- * ((c & 0x7f) << 7, sign at bit 15) is its value times 2^-8, subnormals included; 0x7f / 0xff
- * are NaN. Integer rounding (not vcvtne2ps2bf16, which flushes subnormals) keeps subnormal
- * products. */
-INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int n, float s)
-{
-    const __m512 sv = _mm512_set1_ps(s), k256 = _mm512_set1_ps(256.0f), qnan = _mm512_set1_ps(NAN);
-    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
-    const __m512i rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-    for (int x = 0; x < n; x += 16) {
-        const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + x)));
-        const __m256i mag = _mm256_and_si256(c, m7f);
-        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(mag, 7), _mm256_slli_epi16(_mm256_and_si256(c, m80), 8));
-        __m512 f = _mm512_cvtph_ps(h);
-        f = _mm512_mask_mov_ps(f, _mm256_cmpeq_epi16_mask(mag, m7f), qnan);
-        f = _mm512_mul_ps(_mm512_mul_ps(f, k256), sv);
-        const __m512i u = _mm512_castps_si512(f);
-        const __m512i r = _mm512_srli_epi32(
-            _mm512_add_epi32(_mm512_add_epi32(u, rnd), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
-        _mm256_storeu_si256((__m256i *)(dst + x), _mm512_cvtepi32_epi16(r));
-    }
 }
 
 /* One key's row as d_qk bf16 values into dst. */
