@@ -573,8 +573,10 @@ INL void run_item(const amx_job *job, int64_t wi)
     const int32_t *bt = a->block_table + i * a->block_table_stride;
     const char *kc = (const char *)a->k_cache;
     const int64_t ksz = (int64_t)job->nm.ksz;
-    const int64_t krs = a->k_stride[1] * ksz; /* bytes between the rows of a page */
     const int direct = job->nm.kdt == MLA_DTYPE_BF16 && ps % 16 == 0;
+    /* bytes between the rows of a page, used only by direct tiles (page size >= 16: the stride
+     * was validated; with one row per page it is any value and must not be scaled) */
+    const int64_t krs = direct ? a->k_stride[1] * ksz : 0;
     w->pf_bytes = dqk * ksz;
 #define KROW(t) (kc + ((int64_t)bt[(t) / ps] * a->k_stride[0] + ((t) % ps) * a->k_stride[1] + \
                        g * a->k_stride[2]) * ksz)

@@ -127,6 +127,11 @@ SEEDS = {
     "fp8_q_nan_code": header(b=1, group=1, bits=FP8_KV_Q) + faults((Q_SPECIAL, 1, 0)),
     "fp8_k_nan_code": header(b=1, group=1, bits=FP8_KV | 4) + faults((K_SPECIAL, 1, 0)),
     "shape_size_v1": header(bits=FP8_KV) + faults((SHAPE_SIZE, 0, 8)),
+    # found by fuzz_decode in CI (seventeenth session): with one row per page, k_stride[1] may be
+    # any value (INT64_MAX here); the AMX path scaled it to bytes before knowing it was unused
+    "page1_k_stride_unused": bytes([0x9c, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x07, 0x03, 0x3a,
+                                    0x00, 0x00, 0x00, 0x01, 0x00, 0x00]) +
+    bytes([0x09, 0x09, 0x00, 0x05, 0x04, 0x03]),
 }
 
 
