@@ -160,10 +160,14 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
 /* ---------------------------------------------------------------------------------------- */
 
 #define MLA_CPU_MAX_THREADS 256
+/* Stack one work item may use at most (src/cpu_amx.c's ~620 KB working set, with room): the
+ * calling thread joins the workers only when it has this much stack left. */
+#define MLA_CPU_ITEM_STACK ((size_t)1536 << 10)
 
-/* Calls fn(ctx, w) once for every w in [0, items), on min(num_threads, items, 256) threads
- * created for this call with a 2 MB stack, which take items from an atomic counter; the calling
- * thread waits (it does the work itself only if no thread can be created). Never fails. */
+/* Calls fn(ctx, w) once for every w in [0, items), on min(num_threads, items, 256) workers that
+ * take items from an atomic counter: the calling thread, when its stack has MLA_CPU_ITEM_STACK
+ * bytes left below the call (else it only waits), and threads created for this call with a
+ * 2 MB stack. If no thread can be created, the caller does the work itself. Never fails. */
 void mla_cpu_parallel(int64_t items, int num_threads, void (*fn)(void *ctx, int64_t item), void *ctx);
 
 #ifdef __cplusplus

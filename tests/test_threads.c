@@ -15,6 +15,8 @@
  *     others; each thread must read back its own message.
  *  7. (run after 4) one sparse decode plan (V32 FP8 cache) shared by T threads, each result
  *     byte-identical to a serial run.
+ *  8. a caller thread with a 192 KB stack (the calling thread joins the workers only when its
+ *     stack has room) gets the main thread's bytes with 1 and 2 worker threads.
  * GPU (only when the library has CUDA and a GPU is visible; else reported as skipped):
  *  5. several streams at once on one device, each stream driven by its own host thread with its
  *     own workspace and outputs, all sharing one GPU plan; results vs the CPU plan (tolerances)
@@ -669,6 +671,68 @@ static void test_shared_sparse_plan(void)
     tc_expect(mla_sparse_decode_plan_destroy(plan) == MLA_OK, "sparse plan destroy");
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* 8: callers with small stacks                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The calling thread joins the CPU workers only when its stack has room for a work item (up to
+ * ~620 KB for an AMX item of 128 rows; ref/mla_cpu_threads.c). A caller on a 192 KB stack (musl's
+ * default is 128 KB) must get the same bytes as the main thread, with 1 and 2 worker threads;
+ * were the room check wrong, this thread would overflow its stack and the test would crash. */
+typedef struct small_arg {
+    tc_case *c;
+    int threads;
+    mla_status st;
+} small_arg;
+
+static void *small_stack_worker(void *vp)
+{
+    small_arg *s = (small_arg *)vp;
+    mla_decode_shape sh = s->c->shape;
+    sh.cpu_threads = s->threads;
+    mla_decode_plan_t plan = NULL;
+    s->st = mla_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
+    if (s->st == MLA_OK) s->st = mla_decode(plan, &s->c->args, NULL, 0, NULL);
+    mla_decode_plan_destroy(plan);
+    return NULL;
+}
+
+static void test_small_stack_callers(void)
+{
+    printf("-- callers on a 192 KB stack vs the main thread (h_q=128: the largest work items)\n");
+    tc_config cfg = tc_config_default();
+    cfg.b = 2; cfg.s_q = 1; cfg.h_q = 128; cfg.h_kv = 1; cfg.s_k = quick_mode() ? 70 : 300;
+    cfg.page_size = 64; cfg.varlen = 1; cfg.seed = 77;
+    tc_case c;
+    if (!tc_expect(tc_case_build(&c, &cfg) == 0, "small-stack case: build")) return;
+    uint16_t *ref_out = (uint16_t *)malloc((size_t)c.out_elems * 2);
+    float *ref_lse = (float *)malloc((size_t)c.lse_elems * 4);
+    for (int threads = 1; threads <= 2; threads++) {
+        small_arg main_run = {&c, threads, MLA_OK};
+        tc_case_poison(&c);
+        small_stack_worker(&main_run); /* the main thread: 8 MB stack, joins the workers */
+        memcpy(ref_out, c.out, (size_t)c.out_elems * 2);
+        memcpy(ref_lse, c.lse, (size_t)c.lse_elems * 4);
+        tc_case_poison(&c);
+        small_arg sa = {&c, threads, MLA_ERR_INTERNAL};
+        pthread_attr_t at;
+        pthread_t th;
+        pthread_attr_init(&at);
+        pthread_attr_setstacksize(&at, 192u << 10);
+        const int created = pthread_create(&th, &at, small_stack_worker, &sa) == 0;
+        pthread_attr_destroy(&at);
+        if (created) pthread_join(th, NULL);
+        tc_expect(created && main_run.st == MLA_OK && sa.st == MLA_OK &&
+                      !memcmp(c.out, ref_out, (size_t)c.out_elems * 2) &&
+                      !memcmp(c.lse, ref_lse, (size_t)c.lse_elems * 4),
+                  "cpu_threads=%d: a 192 KB-stack caller gets the main thread's bytes (%s)", threads,
+                  mla_last_error());
+    }
+    free(ref_out);
+    free(ref_lse);
+    tc_case_free(&c);
+}
+
 int main(void)
 {
     printf("test_threads: %d threads%s\n", NT, quick_mode() ? " (quick mode)" : "");
@@ -678,6 +742,7 @@ int main(void)
     test_plan_churn();
     test_thread_local_errors();
     test_shared_sparse_plan();
+    test_small_stack_callers();
     test_gpu();
     printf("test_threads: %.1f s\n", tc_now() - t0);
     return tc_summary();
