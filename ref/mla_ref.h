@@ -166,8 +166,10 @@ mla_status mla_ref_decode(const mla_decode_shape *shape, const mla_decode_args *
 
 /* Calls fn(ctx, w) once for every w in [0, items), on min(num_threads, items, 256) workers that
  * take items from an atomic counter: the calling thread, when its stack has MLA_CPU_ITEM_STACK
- * bytes left below the call (else it only waits), and threads created for this call with a
- * 2 MB stack. If no thread can be created, the caller does the work itself. Never fails. */
+ * bytes left below the call (else it only waits), and helper threads with 2 MB stacks, taken
+ * from a process-wide pool kept asleep between calls (ref/mla_cpu_threads.c; MLA_CPU_POOL=0:
+ * created for each call, as they are when another call is using the pool). If no thread can
+ * be created, the caller does the work itself. Never fails. */
 void mla_cpu_parallel(int64_t items, int num_threads, void (*fn)(void *ctx, int64_t item), void *ctx);
 
 #ifdef __cplusplus

@@ -17,6 +17,8 @@
  *     byte-identical to a serial run.
  *  8. a caller thread with a 192 KB stack (the calling thread joins the workers only when its
  *     stack has room) gets the main thread's bytes with 1 and 2 worker threads.
+ *  9. fork() after the worker pool ran: the child's calls work (a fresh pool) and match the
+ *     parent's bytes; the parent's pool works afterwards.
  * GPU (only when the library has CUDA and a GPU is visible; else reported as skipped):
  *  5. several streams at once on one device, each stream driven by its own host thread with its
  *     own workspace and outputs, all sharing one GPU plan; results vs the CPU plan (tolerances)
@@ -31,6 +33,9 @@
 #include "common.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifdef MLA_WITH_CUDA
 #include <cuda_runtime.h>
@@ -733,6 +738,84 @@ static void test_small_stack_callers(void)
     tc_case_free(&c);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* 9: fork with a warm worker pool                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The CPU workers are a pool kept between calls (ref/mla_cpu_threads.c). A child forked after
+ * the parent used it has none of those threads: its calls must still run (a fresh pool) and
+ * give the parent's bytes; then the parent's pool must still work. */
+#if defined(__SANITIZE_THREAD__)
+#define TT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TT_TSAN 1
+#endif
+#endif
+
+static void test_fork_with_pool(void)
+{
+#ifdef TT_TSAN
+    /* ThreadSanitizer cannot start threads in a child forked from a multi-threaded process */
+    printf("-- fork after the worker pool ran: skipped under ThreadSanitizer (not counted)\n");
+    return;
+#endif
+    printf("-- fork after the worker pool ran: the child's calls and the parent's afterwards\n");
+    tc_config cfg = problem_config(5);
+    tc_case c;
+    if (!tc_expect(tc_case_build(&c, &cfg) == 0, "fork case: build")) return;
+    c.shape.cpu_threads = 2;
+    mla_decode_plan_t plan = NULL;
+    mla_status st = mla_decode_plan_create(&plan, &c.shape, MLA_DEVICE_CPU);
+    uint16_t *want = (uint16_t *)malloc((size_t)c.out_elems * 2);
+    if (st == MLA_OK) st = mla_decode(plan, &c.args, NULL, 0, NULL); /* warms the pool */
+    if (!tc_expect(st == MLA_OK, "fork case: parent decode: %s", mla_last_error())) goto out;
+    memcpy(want, c.out, (size_t)c.out_elems * 2);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* child: a call from a 192 KB-stack thread (the caller cannot work: only pool helpers
+         * run the items, so a pool that still counted the parent's threads would hang), then
+         * two from the main thread; each compared with the parent's bytes */
+        int bad = 0;
+        small_arg sa = {&c, 2, MLA_ERR_INTERNAL};
+        pthread_attr_t at;
+        pthread_t th;
+        tc_case_poison(&c);
+        pthread_attr_init(&at);
+        pthread_attr_setstacksize(&at, 192u << 10);
+        if (pthread_create(&th, &at, small_stack_worker, &sa) != 0) _exit(3);
+        pthread_join(th, NULL);
+        bad += sa.st != MLA_OK || memcmp(c.out, want, (size_t)c.out_elems * 2) != 0;
+        for (int r = 0; r < 2; r++) {
+            tc_case_poison(&c);
+            bad += mla_decode(plan, &c.args, NULL, 0, NULL) != MLA_OK ||
+                   memcmp(c.out, want, (size_t)c.out_elems * 2) != 0;
+        }
+        _exit(bad ? 1 : 0);
+    }
+    int status = -1, waited = 0;
+    for (int ms = 0; pid > 0 && ms < 60000 && !waited; ms += 10) { /* a hang fails, not blocks */
+        waited = waitpid(pid, &status, WNOHANG) == pid;
+        if (!waited) usleep(10000);
+    }
+    if (pid > 0 && !waited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    tc_expect(waited && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "a child forked after the pool ran decodes (also with no room on the caller's stack) and "
+              "gets the parent's bytes (%s, status %d)", waited ? "exited" : "hung: killed after 60 s", status);
+    tc_case_poison(&c);
+    st = mla_decode(plan, &c.args, NULL, 0, NULL);
+    tc_expect(st == MLA_OK && !memcmp(c.out, want, (size_t)c.out_elems * 2),
+              "the parent's pool still works after the fork");
+out:
+    mla_decode_plan_destroy(plan);
+    free(want);
+    tc_case_free(&c);
+}
+
 int main(void)
 {
     printf("test_threads: %d threads%s\n", NT, quick_mode() ? " (quick mode)" : "");
@@ -743,6 +826,7 @@ int main(void)
     test_thread_local_errors();
     test_shared_sparse_plan();
     test_small_stack_callers();
+    test_fork_with_pool();
     test_gpu();
     printf("test_threads: %.1f s\n", tc_now() - t0);
     return tc_summary();
