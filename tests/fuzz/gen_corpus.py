@@ -216,6 +216,11 @@ SPARSE_SEEDS.update({
     "decode_stream": sd_header() + sp_faults((SD_STREAM, 0, 0)),
     "decode_gpu_device": sd_header() + sp_faults((SD_DEVICE, 1, 0)),
     "decode_shape_size_newer": sd_header() + sp_faults((SD_SIZE, 1, 2)),
+    # found by a 600 s run (seventeenth session): prefill on a CUDA ordinal with non-nested lse
+    # strides; the library rejects them as on the CPU, the harness wanted UNSUPPORTED
+    "prefill_gpu_lse_strides_not_nested": bytes([0x36, 0x12, 0x13, 0x01, 0x0d, 0x00, 0x00, 0x00,
+                                                 0x00, 0xe6, 0xb6, 0x01, 0x00, 0x60, 0x30, 0x00,
+                                                 0x04, 0xfb, 0x17, 0x09, 0xff, 0xff, 0xff, 0xff]),
 })
 
 
