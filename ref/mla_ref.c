@@ -225,14 +225,8 @@ INL void run_item(const ref_job *job, int64_t w, const int wide)
     const mla_decode_shape *sh = job->shape;
     const mla_decode_args *a = job->args;
     const int64_t dqk = sh->d_qk, hpk = job->hpk;
-    const int64_t blk = w % job->nblk;
-    const int64_t g = (w / job->nblk) % sh->h_kv;
-    const int64_t i = w / (job->nblk * sh->h_kv);
-
-    int64_t n_i = sh->s_q; /* query tokens of request i */
-    if (a->cu_seqlens_q) n_i = (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i];
-    const int64_t r0 = blk * R;
-    const int64_t r1 = r0 + R < n_i * hpk ? r0 + R : n_i * hpk;
+    const mla_dense_item it = mla_dense_item_of(sh, a, w, job->nblk, R, hpk);
+    const int64_t g = it.g, i = it.i, n_i = it.n_i, r0 = it.r0, r1 = it.r1;
     if (r0 >= r1) return;
     const int nr = (int)(r1 - r0);
     const int64_t L = a->cache_seqlens[i];

@@ -139,6 +139,26 @@ static inline mla_dense_numerics mla_dense_numerics_of(const mla_decode_shape *s
     return n;
 }
 
+/* A dense CPU work item: request i, kv head g, and its rows [r0, r1) of the request's n_i * hpk
+ * rows (row rr is query token rr / hpk, head g * hpk + rr % hpk); r0 >= r1 when the block lies
+ * past a short request's rows (cu_seqlens_q). Items are numbered (i, g, block of `rows` rows),
+ * `nblk` blocks per (i, g). Shared by every dense CPU kernel. */
+typedef struct mla_dense_item {
+    int64_t i, g, n_i, r0, r1;
+} mla_dense_item;
+
+static inline mla_dense_item mla_dense_item_of(const mla_decode_shape *sh, const mla_decode_args *a,
+                                               int64_t w, int64_t nblk, int64_t rows, int64_t hpk)
+{
+    mla_dense_item it;
+    it.g = (w / nblk) % sh->h_kv;
+    it.i = w / (nblk * sh->h_kv);
+    it.n_i = a->cu_seqlens_q ? (int64_t)a->cu_seqlens_q[it.i + 1] - a->cu_seqlens_q[it.i] : sh->s_q;
+    it.r0 = (w % nblk) * rows;
+    it.r1 = it.r0 + rows < it.n_i * hpk ? it.r0 + rows : it.n_i * hpk;
+    return it;
+}
+
 /* Keys [0, result) of a request with L keys and n query tokens are visible to its query token j
  * (bottom-right causal when `causal`; every key otherwise). Shared by every dense CPU kernel. */
 static inline int64_t mla_visible_keys(int64_t L, int64_t n, int64_t j, int causal)

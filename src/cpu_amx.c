@@ -541,14 +541,8 @@ INL void run_item(const amx_job *job, int64_t wi)
     const mla_decode_shape *sh = job->shape;
     const mla_decode_args *a = job->args;
     const int64_t dqk = sh->d_qk, hpk = job->hpk;
-    const int64_t blk = wi % job->nblk;
-    const int64_t g = (wi / job->nblk) % sh->h_kv;
-    const int64_t i = wi / (job->nblk * sh->h_kv);
-
-    int64_t n_i = sh->s_q;
-    if (a->cu_seqlens_q) n_i = (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i];
-    const int64_t r0 = blk * job->rb;
-    const int64_t r1 = r0 + job->rb < n_i * hpk ? r0 + job->rb : n_i * hpk;
+    const mla_dense_item it = mla_dense_item_of(sh, a, wi, job->nblk, job->rb, hpk);
+    const int64_t g = it.g, i = it.i, n_i = it.n_i, r0 = it.r0, r1 = it.r1;
     if (r0 >= r1) return;
     const int nr = (int)(r1 - r0);
     const int64_t L = a->cache_seqlens[i];
