@@ -206,7 +206,9 @@ const char *bench_cpu_kernel_name(const bench_options *o)
     if (o->kv_fp8) s.kv_dtype = s.q_dtype = MLA_DTYPE_FP8_E4M3;
     mla_decode_plan_t p = NULL;
     if (mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) != MLA_OK) return "unknown (no CPU plan)";
-    const int amx = p->cpu_kernel == MLA_CPU_KERNEL_AMX;
+    const int kernel = p->cpu_kernel;
     mla_decode_plan_destroy(p);
-    return amx ? "AMX bf16 tiles (src/cpu_amx.c)" : "C reference (ref/mla_ref.c)";
+    return kernel == MLA_CPU_KERNEL_AMX      ? "AMX bf16 tiles (src/cpu_amx.c)"
+           : kernel == MLA_CPU_KERNEL_AVX512 ? "AVX512-BF16 vectors (src/cpu_avx512.c)"
+                                             : "C reference (ref/mla_ref.c)";
 }

@@ -297,22 +297,31 @@ static const struct mla_decode_plan *check_plan(mla_decode_plan_t plan)
 }
 
 /* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation (internal.h: MLA_CPU_KERNEL_*;
- * hook MLA_CPU_KERNEL=ref|amx). */
+ * hook MLA_CPU_KERNEL=ref|amx|avx512). */
 static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
 {
     const char *want = getenv("MLA_CPU_KERNEL");
     const int force_ref = want && strcmp(want, "ref") == 0;
     const int force_amx = want && strcmp(want, "amx") == 0;
+    const int force_avx512 = want && strcmp(want, "avx512") == 0;
     *kernel = MLA_CPU_KERNEL_REF;
     if (force_ref) return MLA_OK;
     if (!bf16_ok) return MLA_OK; /* fp16 is not exact in bf16: the reference, even if forced */
-    if (mla_cpu_amx_available()) {
+    if (!force_avx512 && mla_cpu_amx_available()) {
         *kernel = MLA_CPU_KERNEL_AMX;
         return MLA_OK;
     }
     if (force_amx)
         return mla_set_error(MLA_ERR_UNSUPPORTED,
                              "MLA_CPU_KERNEL=amx: this CPU or OS does not run AMX bf16 tiles");
+    if (mla_cpu_avx512_available()) {
+        *kernel = MLA_CPU_KERNEL_AVX512;
+        return MLA_OK;
+    }
+    if (force_avx512)
+        return mla_set_error(MLA_ERR_UNSUPPORTED,
+                             "MLA_CPU_KERNEL=avx512: this CPU or OS does not run AVX512-BF16 "
+                             "(AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled)");
     return MLA_OK;
 }
 
@@ -658,6 +667,8 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
         const float scale = mla_effective_scale(&p->shape, a.softmax_scale);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
             return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads);
+        if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
+            return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads);
         return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);
     }
     return mla_gpu_decode(p, &a, workspace, workspace_bytes, stream);

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "internal.h"
+#include "cpu_kernels.h"
 
 /* The Makefile compiles tests with -DMLA_WITH_CUDA=1 when the library has CUDA kernels. Then
  * mla_has_cuda() says whether a GPU is usable, and nothing here may reach the real backend
@@ -533,46 +534,84 @@ static void test_misc(void)
     tc_expect(bad_rnd == 0, "fp16 rounding not nearest for %lld values", (long long)bad_rnd);
 }
 
-/* The CPU kernel choice (src/api.c pick_cpu_kernel) and its testing hook MLA_CPU_KERNEL. */
+/* The CPU kernel choice (src/api.c cpu_kernel_choice) and its testing hook MLA_CPU_KERNEL; the
+ * caller's MLA_CPU_KERNEL is given back at the end. */
 static void test_cpu_kernel_choice(void)
 {
-    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else the reference; MLA_CPU_KERNEL\n");
+    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16, else the "
+           "reference; fp16: the reference; MLA_CPU_KERNEL=ref|amx|avx512\n");
+    tck_env env = tck_env_save();
     mla_decode_shape s = mla_decode_shape_default();
     s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
-    const int amx = mla_cpu_amx_available();
+    const int amx = mla_cpu_amx_available(), avx512 = mla_cpu_avx512_available();
+    const int dflt = amx ? MLA_CPU_KERNEL_AMX : avx512 ? MLA_CPU_KERNEL_AVX512 : MLA_CPU_KERNEL_REF;
+    printf("   this machine: AMX %s, AVX512-BF16 %s\n", amx ? "yes" : "no", avx512 ? "yes" : "no");
     mla_decode_plan_t p = NULL;
+    mla_status st;
+    int k;
     unsetenv("MLA_CPU_KERNEL");
     if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "bf16 CPU plan: %s", mla_last_error()))
-        tc_expect(p->cpu_kernel == (amx ? MLA_CPU_KERNEL_AMX : MLA_CPU_KERNEL_REF),
-                  "bf16 CPU plan runs %s", amx ? "the AMX path" : "the reference");
+        tc_expect(p->cpu_kernel == dflt, "bf16 CPU plan runs %s (got %s)", tck_name(dflt), tck_name(p->cpu_kernel));
     mla_decode_plan_destroy(p);
+    p = NULL;
+    k = -1;
+    st = mla_cpu_sparse_kernel(&k);
+    tc_expect(st == MLA_OK && k == dflt, "CPU sparse calls run %s (got %s, %s)", tck_name(dflt),
+              mla_status_string(st), tck_name(k));
     s.dtype = MLA_DTYPE_FP16; /* fp16 is not exact in bf16: always the reference */
     if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "fp16 CPU plan: %s", mla_last_error()))
-        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "fp16 CPU plan runs the reference");
+        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "fp16 CPU plan runs the reference (got %s)",
+                  tck_name(p->cpu_kernel));
     mla_decode_plan_destroy(p);
-    setenv("MLA_CPU_KERNEL", "amx", 1);
-    p = NULL;
-    const mla_status st = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
-    tc_expect(st == MLA_OK && p && p->cpu_kernel == MLA_CPU_KERNEL_REF,
-              "MLA_CPU_KERNEL=amx with fp16: the reference (got %s: %s)", mla_status_string(st),
-              mla_last_error());
-    mla_decode_plan_destroy(p);
-    s.dtype = MLA_DTYPE_BF16;
-    p = NULL;
-    const mla_status st2 = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
-    if (amx)
-        tc_expect(st2 == MLA_OK && p && p->cpu_kernel == MLA_CPU_KERNEL_AMX, "MLA_CPU_KERNEL=amx with bf16: the AMX path");
-    else
-        tc_expect(st2 == MLA_ERR_UNSUPPORTED && !p && strstr(mla_last_error(), "AMX"),
-                  "MLA_CPU_KERNEL=amx without AMX: UNSUPPORTED (got %s: %s)", mla_status_string(st2),
-                  mla_last_error());
-    mla_decode_plan_destroy(p);
+    /* Forcing a fast kernel: fp16 still gets the reference; bf16 gets the kernel where it runs,
+     * else MLA_ERR_UNSUPPORTED, no plan, and a message naming the kernel. */
+    static const struct { const char *env, *word; int kernel; } force[] = {
+        {"amx", "AMX", MLA_CPU_KERNEL_AMX},
+        {"avx512", "AVX512", MLA_CPU_KERNEL_AVX512},
+    };
+    for (int f = 0; f < 2; f++) {
+        const int runs = force[f].kernel == MLA_CPU_KERNEL_AMX ? amx : avx512;
+        setenv("MLA_CPU_KERNEL", force[f].env, 1);
+        s.dtype = MLA_DTYPE_FP16;
+        p = NULL;
+        st = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
+        tc_expect(st == MLA_OK && p && p->cpu_kernel == MLA_CPU_KERNEL_REF,
+                  "MLA_CPU_KERNEL=%s with fp16: the reference (got %s: %s, %s)", force[f].env,
+                  mla_status_string(st), mla_last_error(), p ? tck_name(p->cpu_kernel) : "no plan");
+        mla_decode_plan_destroy(p);
+        s.dtype = MLA_DTYPE_BF16;
+        p = NULL;
+        st = mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU);
+        if (runs)
+            tc_expect(st == MLA_OK && p && p->cpu_kernel == force[f].kernel,
+                      "MLA_CPU_KERNEL=%s with bf16: %s (got %s: %s, %s)", force[f].env, tck_name(force[f].kernel),
+                      mla_status_string(st), mla_last_error(), p ? tck_name(p->cpu_kernel) : "no plan");
+        else
+            tc_expect(st == MLA_ERR_UNSUPPORTED && !p && strstr(mla_last_error(), force[f].word),
+                      "MLA_CPU_KERNEL=%s without %s: UNSUPPORTED, no plan, message names %s (got %s: %s)",
+                      force[f].env, force[f].word, force[f].word, mla_status_string(st), mla_last_error());
+        mla_decode_plan_destroy(p);
+        k = -1;
+        st = mla_cpu_sparse_kernel(&k);
+        if (runs)
+            tc_expect(st == MLA_OK && k == force[f].kernel, "MLA_CPU_KERNEL=%s: sparse calls run %s (got %s, %s)",
+                      force[f].env, tck_name(force[f].kernel), mla_status_string(st), tck_name(k));
+        else
+            tc_expect(st == MLA_ERR_UNSUPPORTED && strstr(mla_last_error(), force[f].word),
+                      "MLA_CPU_KERNEL=%s without %s: sparse kernel UNSUPPORTED (got %s: %s)", force[f].env,
+                      force[f].word, mla_status_string(st), mla_last_error());
+    }
     setenv("MLA_CPU_KERNEL", "ref", 1);
     p = NULL;
     if (tc_expect(mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) == MLA_OK, "MLA_CPU_KERNEL=ref plan"))
-        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "MLA_CPU_KERNEL=ref: the reference");
+        tc_expect(p->cpu_kernel == MLA_CPU_KERNEL_REF, "MLA_CPU_KERNEL=ref: the reference (got %s)",
+                  tck_name(p->cpu_kernel));
     mla_decode_plan_destroy(p);
-    unsetenv("MLA_CPU_KERNEL");
+    k = -1;
+    st = mla_cpu_sparse_kernel(&k);
+    tc_expect(st == MLA_OK && k == MLA_CPU_KERNEL_REF, "MLA_CPU_KERNEL=ref: sparse calls run the reference (got %s, %s)",
+              mla_status_string(st), tck_name(k));
+    tck_env_restore(&env);
 }
 
 int main(void)

@@ -6,9 +6,11 @@
  * what ran), b=128 with ~half the sequences empty, page sizes, d_qk 512, fp16, cu_seqlens_q,
  * softmax_scale, empty causal windows, NaN poisoning, garbage block tables, page-permutation
  * invariance, zero lengths, determinism across runs and thread counts, untouched outputs, and
- * the timing of one b=128 s_k=4096 h_q=128 call. The CPU plans run the AMX path (src/cpu_amx.c)
- * where this CPU has it; the reference then runs again (corner groups and the quick grid) with
- * MLA_CPU_KERNEL=ref, so both meet the oracle. The first line says which kernel the plans run.
+ * the timing of one b=128 s_k=4096 h_q=128 call. The bf16 CPU plans run the kernel MLA_CPU_KERNEL
+ * picks (default: the AMX path, src/cpu_amx.c, where this CPU has it, else the AVX512-BF16 path,
+ * src/cpu_avx512.c, else the C reference); the first line says which. With MLA_CPU_KERNEL unset,
+ * every other kernel that runs here (AVX512-BF16, the reference) then runs again, corner groups
+ * and the quick grid, so each meets the oracle; with it set, only the kernel it names runs.
  *
  * Every case also checks that every existing output row was written and that nothing outside
  * them (rows past a request's cu_seqlens_q length, padding of strided layouts) changed.
@@ -21,6 +23,7 @@
 
 #include "common.h"
 #include "internal.h"
+#include "cpu_kernels.h"
 
 static int g_verbose = 0;
 
@@ -463,9 +466,74 @@ static void test_big_call(void)
     tc_case_free(&c);
 }
 
+/* Outputs that cancel: a kernel that rounds P to one bf16 (2^-9 relative) misses the spec
+ * tolerance on them, as fuzz_decode found for the AMX path's first version (-0.0078 for -0.0068);
+ * the CPU fast paths carry P as two bf16 parts (src/cpu_tiles.h). Two keys per request: key 0
+ * scores 0, key 1 scores c_h x / 24 (q and K meet only in dim 575, outside V), so p1 / p0 =
+ * e^(c_h x / 24) ~ 0.7, a different value per head (c_h = 1 + h / h_q); V = A_d for key 0 and -64
+ * for key 1, with A_d swept over [40, 52] in bf16 steps so that every head has columns where
+ * A_d - 64 p cancels to near 0. One bf16 P is off by ~64 x 0.7 x 2^-10 / 1.7 ~ 0.03 there
+ * (abs tolerance 8e-4); two parts by ~1e-4. The GPU kernels round P to bf16 as FlashMLA does and
+ * are not held to this case. */
+static void test_cancel(void)
+{
+    printf("-- outputs that cancel (P precision): h_q 16 and 128, two keys\n");
+    static const int32_t lens[2] = {2, 2};
+    for (int v = 0; v < 2; v++) {
+        tc_config cfg = tc_config_default();
+        cfg.b = 2; cfg.s_q = 1; cfg.h_q = v ? 128 : 16; cfg.h_kv = 1; cfg.page_size = 16;
+        cfg.kv_lens = lens; cfg.seed = 1100 + v;
+        tc_case c;
+        if (tc_case_build(&c, &cfg)) { tc_expect(0, "cancel: allocation"); return; }
+        const mla_decode_args *a = &c.args;
+        for (int64_t i = 0; i < cfg.b; i++)
+            for (int64_t h = 0; h < cfg.h_q; h++) {
+                uint16_t *q = c.q + i * a->q_stride[0] + h * a->q_stride[2];
+                for (int64_t d = 0; d < cfg.d_qk; d++) q[d] = 0;
+                q[575] = mla_float_to_bf16(1.0f + (float)h / (float)cfg.h_q);
+            }
+        for (int64_t i = 0; i < cfg.b; i++)
+            for (int t = 0; t < 2; t++) {
+                const int64_t pg = c.block_table[i * c.max_pages + t / cfg.page_size];
+                uint16_t *k = c.k_cache + pg * a->k_stride[0] + (t % cfg.page_size) * a->k_stride[1];
+                for (int64_t d = 0; d < cfg.d_qk; d++) k[d] = 0;
+                for (int64_t d = 0; d < cfg.d_v; d++)
+                    k[d] = mla_float_to_bf16(t ? -64.0f : 40.0f + 0.25f * (float)((d + 7 * i) % 49));
+                k[575] = mla_float_to_bf16(t ? -8.5f : 0.0f);
+            }
+        tc_case_poison(&c);
+        const mla_status st = tc_case_run_cpu(&c);
+        char label[64];
+        snprintf(label, sizeof label, "cancel h_q=%lld", (long long)cfg.h_q);
+        if (tc_expect(st == MLA_OK, "%s: %s", label, mla_last_error())) {
+            const int64_t no = cfg.b * cfg.h_q * cfg.d_v, nl = cfg.b * cfg.h_q;
+            double *ro = (double *)malloc((size_t)no * 8), *rl = (double *)malloc((size_t)nl * 8);
+            if (ro && rl && !tc_naive_decode_rows(&c, ro, rl, 1)) {
+                int64_t near0 = 0;
+                for (int64_t x = 0; x < no; x++) near0 += fabs(ro[x]) < 0.05;
+                tc_report orep, lrep;
+                const int good = tc_compare_case(&c, ro, rl, &orep, &lrep);
+                tc_expect(near0 >= cfg.b * cfg.h_q, "%s: %lld outputs within 0.05 of 0 (the case must cancel)",
+                          label, (long long)near0);
+                tc_expect(good, "%s: mismatch against the fp64 oracle", label);
+                if (!good || g_verbose) {
+                    tc_print_report("out", &orep);
+                    tc_print_report("lse", &lrep);
+                }
+            } else {
+                tc_expect(0, "%s: oracle allocation", label);
+            }
+            free(ro);
+            free(rl);
+        }
+        tc_case_free(&c);
+    }
+}
+
 static void run_groups(int full)
 {
     test_empty_windows();
+    test_cancel();
     test_cu_seqlens();
     test_page_sizes();
     test_variants();
@@ -476,21 +544,6 @@ static void run_groups(int full)
         test_big_call();
     }
     test_grid(full);
-}
-
-/* 1 when a bf16 CPU plan runs the AMX path (internal.h: plan->cpu_kernel); asked with
- * MLA_CPU_KERNEL=amx so that a caller's MLA_CPU_KERNEL=ref does not hide it. */
-static int amx_kernel_runs(void)
-{
-    setenv("MLA_CPU_KERNEL", "amx", 1);
-    mla_decode_shape s = mla_decode_shape_default();
-    s.b = 1; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
-    mla_decode_plan_t p = NULL;
-    if (mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) != MLA_OK) { unsetenv("MLA_CPU_KERNEL"); return 0; }
-    unsetenv("MLA_CPU_KERNEL");
-    const int amx = p->cpu_kernel == MLA_CPU_KERNEL_AMX;
-    mla_decode_plan_destroy(p);
-    return amx;
 }
 
 int main(int argc, char **argv)
@@ -507,22 +560,38 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     const double t0 = tc_now();
-    /* The CPU plans' kernel: the AMX path (src/cpu_amx.c) where this CPU runs it, else the
-     * C reference. Where AMX runs, the reference is run again (corner groups and the quick
-     * grid) with MLA_CPU_KERNEL=ref, so both kernels meet the oracle on such machines. */
-    const int amx = amx_kernel_runs();
-    printf("CPU kernel of the plans: %s\n", amx ? "AMX bf16 tiles (src/cpu_amx.c; fp16: the reference)"
-                                                : "the C reference (no AMX on this CPU / OS)");
+    /* The CPU plans' kernel, as MLA_CPU_KERNEL (the caller's, untouched) picks it: by default
+     * the AMX path (src/cpu_amx.c) where this CPU runs it, else the AVX512-BF16 path
+     * (src/cpu_avx512.c), else the C reference; fp16 plans always run the reference. With
+     * MLA_CPU_KERNEL unset, every other kernel that runs here is run again afterwards (corner
+     * groups and the quick grid), so each meets the oracle; with it set, only that kernel runs. */
+    tck_env env = tck_env_save();
+    const int kernel = tck_decode_kernel();
+    if (kernel < 0) {
+        printf("CPU kernel of the bf16 plans: none (MLA_CPU_KERNEL=%s): %s\n", env.set ? env.value : "unset",
+               mla_last_error());
+        tc_expect(0, "a bf16 CPU plan: %s", mla_last_error());
+        tck_env_restore(&env);
+        return tc_summary();
+    }
+    printf("CPU kernel of the bf16 plans: %s, %s%s%s; fp16 plans: the C reference\n", tck_name(kernel),
+           tck_what(kernel), env.set ? ", as MLA_CPU_KERNEL=" : ", the default", env.set ? env.value : "");
     run_groups(full);
-    if (amx) {
-        printf("-- again with the C reference (MLA_CPU_KERNEL=ref): corner groups, quick grid\n");
-        setenv("MLA_CPU_KERNEL", "ref", 1);
+    int others[TCK_MAX_KERNELS];
+    const int n_others = env.set ? 0 : tck_other_kernels(kernel, others);
+    for (int i = 0; i < n_others; i++) {
+        printf("-- again with %s, %s (MLA_CPU_KERNEL=%s): corner groups, quick grid\n",
+               tck_name(others[i]), tck_what(others[i]), tck_env_value(others[i]));
+        setenv("MLA_CPU_KERNEL", tck_env_value(others[i]), 1);
+        if (!tc_expect(tck_decode_kernel() == others[i], "MLA_CPU_KERNEL=%s: bf16 plans run %s",
+                       tck_env_value(others[i]), tck_name(others[i])))
+            continue;
         const int q = g_quick;
         g_quick = 1;
         run_groups(0);
         g_quick = q;
-        unsetenv("MLA_CPU_KERNEL");
     }
+    tck_env_restore(&env);
     printf("test_ref: %.1f s\n", tc_now() - t0);
     return tc_summary();
 }

@@ -3,14 +3,17 @@
  * softmax per row), on FlashMLA's grids (dossier §5.3-5.4) scaled for a CPU; plus invalid
  * indices of every kind, topk_length (clamped), sinks of ±inf, the extra cache, both formats,
  * padded strides (nothing outside the outputs written), determinism across thread counts,
- * exact FP8 dequantisation for odd scales, and the validation of every argument. Where this CPU
- * runs the AMX path (src/cpu_amx.c), the CPU calls use it and the feature cases run again on
- * the C reference (MLA_CPU_KERNEL=ref). */
+ * exact FP8 dequantisation for odd scales, and the validation of every argument. The CPU calls
+ * run the kernel MLA_CPU_KERNEL picks (default: the AMX path, src/cpu_amx.c, where this CPU runs
+ * it, else the AVX512-BF16 path, src/cpu_avx512.c, else the C reference); the first line says
+ * which. With MLA_CPU_KERNEL unset, the feature cases then run again on every other kernel that
+ * runs here (AVX512-BF16, the reference); with it set, only the kernel it names runs. */
 #include <limits.h>
 
 #include "common.h"
 #include "internal.h" /* mla_cpu_sparse_kernel: which CPU kernel runs */
 #include "sparse_cases.h"
+#include "cpu_kernels.h"
 
 static double ind_e4m3(int code)
 {
@@ -613,7 +616,8 @@ static void test_decode_nonfinite(mla_fp8_format fmt)
  * valid key per query token and q = 0 give p = 1, so each output row is the key's first 512
  * dequantised values, which must equal mla_fp8_dequantize_cache's bf16 bytes (the reference's
  * dequantisation). One allowance: bf16 subnormal values (|v| < 2^-126) may come out as 0, since
- * AMX tiles treat subnormal inputs as zero (src/cpu_amx.c). The last token holds a NaN code:
+ * the fast CPU kernels' bf16 dot products treat subnormal inputs as zero (AMX TDPBF16PS,
+ * src/cpu_amx.c, and AVX512 VDPBF16PS, src/cpu_avx512.c). The last token holds a NaN code:
  * its rows are all NaN. */
 static void test_dequant_exact(mla_fp8_format fmt)
 {
@@ -700,15 +704,6 @@ static void test_dequant_exact(mla_fp8_format fmt)
                   fname(fmt), (long long)bad, (long long)flushed, (long long)lse_bad);
     }
     free(cache); free(deq); free(ind); free(q); free(out); free(lse);
-}
-
-/* The kernel CPU sparse calls run (internal.h); asked with MLA_CPU_KERNEL unset. */
-static int amx_kernel_runs(void)
-{
-    const char *was = getenv("MLA_CPU_KERNEL");
-    if (was) return 0; /* a forced choice: run only it */
-    int k = MLA_CPU_KERNEL_REF;
-    return mla_cpu_sparse_kernel(&k) == MLA_OK && k == MLA_CPU_KERNEL_AMX;
 }
 
 static void decode_case(dcfg c)
@@ -831,26 +826,41 @@ static void feature_cases(void)
 int main(void)
 {
     const double t0 = tc_now();
+    /* The kernel of the CPU sparse calls, as MLA_CPU_KERNEL (the caller's, untouched) picks it:
+     * by default the AMX path (src/cpu_amx.c) where this CPU runs it, else the AVX512-BF16 path
+     * (src/cpu_avx512.c), else the C reference. With MLA_CPU_KERNEL unset, the feature cases run
+     * again at the end for every other kernel that runs here, so each meets the oracle; with it
+     * set, only that kernel runs. */
+    tck_env env = tck_env_save();
+    const int kernel = tck_sparse_kernel();
+    if (kernel < 0) {
+        printf("CPU kernel of the sparse calls: none (MLA_CPU_KERNEL=%s): %s\n",
+               env.set ? env.value : "unset", mla_last_error());
+        tc_expect(0, "the CPU sparse kernel: %s", mla_last_error());
+        tck_env_restore(&env);
+        return tc_summary();
+    }
+    printf("CPU kernel of the sparse calls: %s, %s%s%s\n", tck_name(kernel), tck_what(kernel),
+           env.set ? ", as MLA_CPU_KERNEL=" : ", the default", env.set ? env.value : "");
     test_decode_validation();
     test_prefill_validation();
     /* MLA_TEST_QUICK=1 (tests/sanitize.sh under ASan/UBSan): the validation groups and the feature
-     * cases; the full grids too otherwise. Where the CPU sparse calls run the AMX path
-     * (src/cpu_amx.c), the feature cases run again with MLA_CPU_KERNEL=ref at the end, so both
-     * CPU kernels meet the oracle. */
-    const int amx = amx_kernel_runs();
-    printf("CPU kernel of the sparse calls: %s\n",
-           amx ? "AMX bf16 tiles (src/cpu_amx.c)"
-               : getenv("MLA_CPU_KERNEL") ? "as MLA_CPU_KERNEL says" : "the C reference (no AMX on this CPU / OS)");
+     * cases; the full grids too otherwise. */
     const char *qenv = getenv("MLA_TEST_QUICK");
     const int quick = qenv && qenv[0] && strcmp(qenv, "0") != 0;
     feature_cases();
     if (!quick) full_cases();
-    if (amx) {
-        printf("-- again with the C reference (MLA_CPU_KERNEL=ref): the feature cases\n");
-        setenv("MLA_CPU_KERNEL", "ref", 1);
-        feature_cases();
-        unsetenv("MLA_CPU_KERNEL");
+    int others[TCK_MAX_KERNELS];
+    const int n_others = env.set ? 0 : tck_other_kernels(kernel, others);
+    for (int i = 0; i < n_others; i++) {
+        printf("-- again with %s, %s (MLA_CPU_KERNEL=%s): the feature cases\n", tck_name(others[i]),
+               tck_what(others[i]), tck_env_value(others[i]));
+        setenv("MLA_CPU_KERNEL", tck_env_value(others[i]), 1);
+        if (tc_expect(tck_sparse_kernel() == others[i], "MLA_CPU_KERNEL=%s: sparse calls run %s",
+                      tck_env_value(others[i]), tck_name(others[i])))
+            feature_cases();
     }
+    tck_env_restore(&env);
     printf("%stotal %.1f s\n", quick ? "quick (MLA_TEST_QUICK) " : "", tc_now() - t0);
     return tc_summary();
 }
