@@ -296,32 +296,44 @@ static const struct mla_decode_plan *check_plan(mla_decode_plan_t plan)
     return plan;
 }
 
-/* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation (internal.h: MLA_CPU_KERNEL_*;
- * hook MLA_CPU_KERNEL=ref|amx|avx512). */
+/* The CPU fast paths, fastest first (internal.h: MLA_CPU_KERNEL_*). */
+static const struct {
+    const char *hook;        /* MLA_CPU_KERNEL value that forces it */
+    int kernel;
+    int (*available)(void);
+    const char *needs;       /* what the CPU / OS must have         */
+} k_cpu_paths[] = {
+    {"amx", MLA_CPU_KERNEL_AMX, mla_cpu_amx_available, "AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX512-BF16, "
+                                                       "and Linux granting the tile state)"},
+    {"avx512bf16", MLA_CPU_KERNEL_AVX512BF16, mla_cpu_avx512bf16_available,
+     "AVX512-BF16 (AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled by the OS)"},
+    {"avx512", MLA_CPU_KERNEL_AVX512, mla_cpu_avx512_available,
+     "AVX-512 (AVX512 F / BW / DQ / VL, zmm state enabled by the OS)"},
+};
+
+/* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation: the first fast path that runs
+ * here, else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512 (any other value: the
+ * default). */
 static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
 {
     const char *want = getenv("MLA_CPU_KERNEL");
-    const int force_ref = want && strcmp(want, "ref") == 0;
-    const int force_amx = want && strcmp(want, "amx") == 0;
-    const int force_avx512 = want && strcmp(want, "avx512") == 0;
     *kernel = MLA_CPU_KERNEL_REF;
-    if (force_ref) return MLA_OK;
+    if (want && strcmp(want, "ref") == 0) return MLA_OK;
     if (!bf16_ok) return MLA_OK; /* fp16 is not exact in bf16: the reference, even if forced */
-    if (!force_avx512 && mla_cpu_amx_available()) {
-        *kernel = MLA_CPU_KERNEL_AMX;
-        return MLA_OK;
-    }
-    if (force_amx)
-        return mla_set_error(MLA_ERR_UNSUPPORTED,
-                             "MLA_CPU_KERNEL=amx: this CPU or OS does not run AMX bf16 tiles");
-    if (mla_cpu_avx512_available()) {
-        *kernel = MLA_CPU_KERNEL_AVX512;
-        return MLA_OK;
-    }
-    if (force_avx512)
-        return mla_set_error(MLA_ERR_UNSUPPORTED,
-                             "MLA_CPU_KERNEL=avx512: this CPU or OS does not run AVX512-BF16 "
-                             "(AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled)");
+    const int n = (int)(sizeof k_cpu_paths / sizeof k_cpu_paths[0]);
+    for (int x = 0; x < n; x++)
+        if (want && strcmp(want, k_cpu_paths[x].hook) == 0) {
+            if (!k_cpu_paths[x].available())
+                return mla_set_error(MLA_ERR_UNSUPPORTED, "MLA_CPU_KERNEL=%s: this CPU or OS does not run %s",
+                                     k_cpu_paths[x].hook, k_cpu_paths[x].needs);
+            *kernel = k_cpu_paths[x].kernel;
+            return MLA_OK;
+        }
+    for (int x = 0; x < n; x++)
+        if (k_cpu_paths[x].available()) {
+            *kernel = k_cpu_paths[x].kernel;
+            return MLA_OK;
+        }
     return MLA_OK;
 }
 
@@ -667,6 +679,8 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
         const float scale = mla_effective_scale(&p->shape, a.softmax_scale);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
             return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads);
+        if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512BF16)
+            return mla_cpu_avx512bf16_decode(&p->shape, &a, scale, p->cpu_threads);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
             return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads);
         return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);

@@ -1,6 +1,7 @@
-/* cpu_avx512.c — the CPU fast path on AVX512-BF16 vectors (VDPBF16PS), for x86-64 CPUs that have
- * it but no AMX tiles (AMD Zen 4 / Zen 5: AWS m7a / c7a / r7a, GCP c3d / n4d, Azure Dasv6 ...;
- * Intel Cooper Lake). The code is src/cpu_tiles.h, the same item kernels and chunk core as the
- * AMX path (src/cpu_amx.c) with the two matrix products done in zmm registers. */
-#define MLA_TILES_AMX 0
+/* cpu_avx512.c — the CPU fast path on AVX-512 F with fp32 FMAs, for x86-64 CPUs with AVX-512 but
+ * neither AMX nor AVX512-BF16 (Intel Skylake-SP, Cascade Lake, Ice Lake: AWS m5 / c5 / r5, m6i /
+ * c6i / r6i, GCP n2 / c2, Azure Dv4 / Dv5 ...). The code is src/cpu_tiles.h, the same item kernels
+ * and chunk core as the other builds, with K converted to fp32 once per chunk, P kept in fp32,
+ * and both products as VFMADD231PS in zmm registers. */
+#define MLA_TILES 3
 #include "cpu_tiles.h"

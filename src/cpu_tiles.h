@@ -1,21 +1,22 @@
-/* cpu_tiles.h — MLA on the CPU with bf16 dot products, built twice: src/cpu_amx.c (MLA_TILES_AMX
- * 1: Intel AMX tiles, TDPBF16PS) and src/cpu_avx512.c (MLA_TILES_AMX 0: AVX512-BF16 vectors,
- * VDPBF16PS, for CPUs without tiles such as AMD Zen 4 / Zen 5). Both serve dense decode (bf16 /
- * FP8 e4m3 caches), sparse decode (FP8 V32 / MODEL1 caches) and sparse prefill (bf16 kv). The C
- * references (ref/mla_ref.c, ref/mla_ref_sparse.c) stay the spec and the path of every other CPU;
- * this file is only the fast path of the CPU calls it can serve (internal.h: MLA_CPU_KERNEL_*),
- * tested against fp64 oracles with the same tolerances as the GPU kernels. All three calls share
- * one chunk core (ws_chunk, steps 2-5 below); they differ in where rows and keys come from (step
- * 1) and in the write-out. The two builds differ only in steps 3 and 5 (the matrix products) and
- * in what the CPU must have. Subnormal bf16 inputs count as zero in both dot-product
- * instructions (|x| < 2^-126: far below every tolerance).
+/* cpu_tiles.h — MLA on the CPU with vector / tile dot products, built three times:
+ * src/cpu_amx.c (MLA_TILES 1: Intel AMX tiles, TDPBF16PS), src/cpu_avx512bf16.c (MLA_TILES 2:
+ * AVX512-BF16 vectors, VDPBF16PS, for CPUs without tiles such as AMD Zen 4 / Zen 5) and
+ * src/cpu_avx512.c (MLA_TILES 3: fp32 FMAs on AVX-512 F, for Intel Skylake-SP .. Ice Lake). All
+ * serve dense decode (bf16 / FP8 e4m3 caches), sparse decode (FP8 V32 / MODEL1 caches) and sparse
+ * prefill (bf16 kv). The C references (ref/mla_ref.c, ref/mla_ref_sparse.c) stay the spec and the
+ * path of every other CPU; this file is only the fast path of the CPU calls it can serve
+ * (internal.h: MLA_CPU_KERNEL_*), tested against fp64 oracles with the same tolerances as the GPU
+ * kernels. The three calls share one chunk core (ws_chunk, steps 2-5 below); they differ in where
+ * rows and keys come from (step 1) and in the write-out. The builds differ in steps 2, 3 and 5
+ * (operand layouts and the matrix products) and in what the CPU must have. Subnormal bf16 inputs
+ * count as zero in both bf16 dot-product instructions (|x| < 2^-126: far below every tolerance).
  *
  * Numerics: q and K in bf16 (FP8 e4m3 codes are converted to bf16 exactly), scores accumulated
  * in fp32 by the dot products, online softmax in fp32 (exp2 by a degree-7 polynomial, ~1e-8
  * relative), P carried as two bf16 parts (hi + lo, ~2^-17 relative; the GPU kernels and FlashMLA
- * round P to one bf16, 2^-9, which outputs that cancel amplify past the spec tolerance), the
- * output accumulated in fp32. Every row's result depends only on its inputs: the output is
- * bit-for-bit the same for any thread count and any page order.
+ * round P to one bf16, 2^-9, which outputs that cancel amplify past the spec tolerance; the FMA
+ * build keeps P in fp32), the output accumulated in fp32. Every row's result depends only on its
+ * inputs: the output is bit-for-bit the same for any thread count and any page order.
  *
  * Dense work item: (request i, kv head g, block of up to 128 query rows that share the kv head),
  * the reference's packing of s_q and heads into rows. For each chunk of KC = 64 keys:
@@ -30,26 +31,40 @@
  *   5. P (bf16) transposed to rows x keys (pa), then O += P V, 16 output columns at a time, the
  *      fp32 accumulator rows living in acc between chunks (AVX512: a block of rows x column
  *      tiles in zmm accumulators, one broadcast P pair against a V pair tile row).
- * About 620 KB of buffers per item on the worker's stack (amx_ws; mla_cpu_parallel: 2 MB).
+ * The FMA build instead converts the chunk's K rows to fp32 in step 2 (k32; V is their first 512
+ * dims), keeps Q as fp32 vectors of 16 rows per dim (q32), and P in sbuf as fp32; both products
+ * are register blocks of VFMADD231PS with one broadcast operand.
+ * 620-830 KB of buffers per item on the worker's stack (amx_ws; mla_cpu_parallel: 2 MB).
  *
  * AMX: Linux hands out the tile state only on request: the first eligibility check asks for it
  * once per process (arch_prctl ARCH_REQ_XCOMP_PERM), as oneDNN and PyTorch do; if that fails, or
- * the CPU lacks AMX-BF16 / AVX512-BF16, no plan uses this build. AVX512: the CPU must have
- * AVX512 F / BW / DQ / VL and AVX512-BF16, with the zmm state enabled by the OS. */
+ * the CPU lacks AMX-BF16 / AVX512-BF16, no plan uses this build. AVX512-BF16: the CPU must have
+ * AVX512 F / BW / DQ / VL and AVX512_BF16, with the zmm state enabled by the OS; AVX-512 FMA: the
+ * same without AVX512_BF16. */
 #include "internal.h"
 #include "mla_fp8.h"
 #include "mla_ref.h"
 #include "mla_ref_sparse.h"
 
-#ifndef MLA_TILES_AMX
-#error "src/cpu_tiles.h is built by src/cpu_amx.c and src/cpu_avx512.c"
+/* MLA_TILES: 1 AMX tiles (src/cpu_amx.c), 2 AVX512-BF16 dot products (src/cpu_avx512bf16.c),
+ * 3 fp32 FMAs on AVX-512 F (src/cpu_avx512.c). */
+#ifndef MLA_TILES
+#error "src/cpu_tiles.h is built by src/cpu_amx.c, src/cpu_avx512bf16.c and src/cpu_avx512.c"
 #endif
-#if MLA_TILES_AMX
+#define TL_AMX (MLA_TILES == 1)
+#define TL_DP (MLA_TILES == 2)
+#define TL_FMA (MLA_TILES == 3)
+#if TL_AMX
 #define TL_(x) mla_cpu_amx_##x
 #define TL_WHAT "AMX bf16 tiles"
-#else
-#define TL_(x) mla_cpu_avx512_##x
+#elif TL_DP
+#define TL_(x) mla_cpu_avx512bf16_##x
 #define TL_WHAT "AVX512-BF16 vectors"
+#elif TL_FMA
+#define TL_(x) mla_cpu_avx512_##x
+#define TL_WHAT "AVX-512 fp32 FMA"
+#else
+#error "MLA_TILES must be 1, 2 or 3"
 #endif
 
 #if defined(__x86_64__) && defined(__linux__) && \
@@ -116,11 +131,13 @@ static void amx_probe(void)
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
     const int avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
     if (!avx512) return;
-#if MLA_TILES_AMX
+#if TL_AMX
     if (!((d & (1u << 22)) && (d & (1u << 24)))) return; /* AMX-BF16, AMX-TILE */
 #endif
+#if !TL_FMA
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return; /* AVX512_BF16 */
-#if MLA_TILES_AMX
+#endif
+#if TL_AMX
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM_, XFEATURE_XTILEDATA_) != 0) return;
 #endif
     g_amx_ok = 1;
@@ -142,14 +159,16 @@ typedef struct amx_job {
     int64_t rb;            /* query rows per item: 16 x (1 .. RTMAX)                   */
 } amx_job;
 
-#if MLA_TILES_AMX
+#if TL_AMX
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
-#else
+#elif TL_DP
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#else
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #endif
 #define INL static inline __attribute__((always_inline)) TGT
 
-#if MLA_TILES_AMX
+#if TL_AMX
 /* The tile configuration: palette 1, all 8 tiles 16 rows x 64 bytes. */
 typedef struct tile_cfg {
     uint8_t palette, start_row, reserved[14];
@@ -273,6 +292,14 @@ INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, flo
     *resc = _mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_OQ) &
             _mm512_cmp_ps_mask(m_old, ninf, _CMP_GT_OQ);
     __m512 sum = _mm512_setzero_ps();
+#if TL_FMA
+    (void)ptmp; (void)ptmp_lo;
+    for (int k = 0; k < nk; k++) { /* P stays fp32, in place of S (the FMA build's P V reads it) */
+        const __m512 p = exp2v(_mm512_sub_ps(_mm512_loadu_ps(&sbuf[k][col0]), m_sub));
+        sum = _mm512_add_ps(sum, p);
+        _mm512_storeu_ps(&sbuf[k][col0], p);
+    }
+#else
     __m512 prev = _mm512_setzero_ps();
     const __m512i il = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -300,6 +327,7 @@ INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, flo
         prev = p;
         prev_lo = lo;
     }
+#endif
     const __m512 l_new = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(l), alpha), sum);
     _mm512_storeu_ps(l, l_new);
     _mm512_storeu_ps(m, m_new);
@@ -317,13 +345,18 @@ typedef struct chunk_src {
 
 /* The working set of one item (~620 KB, on the worker's stack: mla_cpu_parallel gives 2 MB). */
 typedef struct amx_ws {
+#if TL_FMA
+    float q32[RTMAX][DMAX][16] __attribute__((aligned(64)));           /* Q^T in fp32           */
+    float k32[KC][DMAX] __attribute__((aligned(64)));                  /* the chunk's K in fp32 */
+#else
     uint32_t qp[RTMAX][DMAX / 32][16][16] __attribute__((aligned(64))); /* B tiles of Q^T      */
-    uint16_t kbuf[KC][DMAX] __attribute__((aligned(64)));               /* gathered K rows      */
     uint32_t vp[KC / 32][NCT][16][16] __attribute__((aligned(64)));     /* B tiles of V         */
-    float sbuf[KC][RBMAX] __attribute__((aligned(64)));                 /* S^T, then P^T        */
     uint32_t ptmp[2][KC / 2][16] __attribute__((aligned(64)));          /* P key pairs x rows,
                                                                            hi and lo parts      */
     uint32_t pa[RTMAX][2][KC / 32][16][16] __attribute__((aligned(64))); /* A tiles of P hi, lo */
+#endif
+    uint16_t kbuf[KC][DMAX] __attribute__((aligned(64)));               /* gathered K rows      */
+    float sbuf[KC][RBMAX] __attribute__((aligned(64)));                 /* S^T, then P^T        */
     float acc[RBMAX][ACC_LD] __attribute__((aligned(64)));              /* O, un-normalised,
                                                                            columns permuted     */
     float m[RBMAX] __attribute__((aligned(64)));   /* running maximum (log2 domain, scaled)   */
@@ -345,9 +378,13 @@ INL void ws_begin(amx_ws *w, int nrt, int nkk)
     w->npf = 0;
     w->pf_bytes = 0;
     for (int r = 0; r < 16 * nrt; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0f; w->lim[r] = 0; }
+#if TL_FMA
+    memset(w->q32, 0, sizeof(w->q32[0]) * (size_t)nrt);
+#else
     memset(w->qp, 0, sizeof(w->qp[0]) * (size_t)nrt);
+#endif
     for (int r = 0; r < 16 * nrt; r++) memset(w->acc[r], 0, DV * sizeof(float));
-#if MLA_TILES_AMX
+#if TL_AMX
     tile_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -359,16 +396,21 @@ INL void ws_begin(amx_ws *w, int nrt, int nkk)
 /* Ends an item's use of the tile registers (AMX), before its write-out. */
 INL void ws_end(void)
 {
-#if MLA_TILES_AMX
+#if TL_AMX
     _tile_release();
 #endif
 }
 
-/* Query row r (bf16 bits, d_qk of them) into Q's B tiles, in pairs of dims. */
+/* Query row r (bf16 bits, d_qk of them) into Q's B tiles, in pairs of dims (FMA: as fp32, one
+ * 16-row vector per dim). */
 INL void ws_q_row(amx_ws *w, int r, const uint16_t *row, int64_t dqk)
 {
+#if TL_FMA
+    for (int64_t d = 0; d < dqk; d++) w->q32[r >> 4][d][r & 15] = mla_bf16_to_float(row[d]);
+#else
     for (int64_t d2 = 0; d2 < dqk / 2; d2++)
         w->qp[r >> 4][d2 >> 4][d2 & 15][r & 15] = (uint32_t)row[2 * d2] | (uint32_t)row[2 * d2 + 1] << 16;
+#endif
 }
 
 /* Points the chunk's four key tiles at kbuf (rows 0..KC-1). */
@@ -388,11 +430,39 @@ INL void ws_prefetch(const amx_ws *w, int part)
         for (int64_t off = 0; off < w->pf_bytes; off += 64) _mm_prefetch(w->pf[k] + off, _MM_HINT_T1);
 }
 
-/* Steps 2-5 on one chunk of nk keys (w->src set, rows past nk zero): row r sees the chunk's keys
- * below lim[r] - c0. clean: some row does not see some of the chunk's keys (see step 2). The
- * next chunk's rows (w->pf) are prefetched in four parts spread over the steps, so that the
- * requests overlap the tile work instead of stalling in one burst. */
-#if MLA_TILES_AMX
+#if !TL_FMA
+/* 2. (tiles and AVX512-BF16) V in key pairs: vp[kq][ct][k2][c] = (V[32 kq + 2 k2][col],
+ *    V[32 kq + 2 k2 + 1][col]) with col = perm(ct, c) (unpacklo / unpackhi within 128-bit lanes;
+ *    see the write-out). Where a row of the item does not see some of the chunk's keys (causal),
+ *    its P is 0 there, and 0 * (NaN or Inf) would reach it: such chunks (clean) get V's
+ *    non-finite values as 0. Every row that sees such a key is NaN anyway (a non-finite value
+ *    among the first 512 dims makes its score NaN or +-inf), as in the reference, which never
+ *    multiplies by a masked key's V. */
+INL void ws_kv(amx_ws *w, int clean)
+{
+    const chunk_src *src = &w->src;
+    uint32_t (*vp)[NCT][16][16] = w->vp;
+    const __m512i expo = _mm512_set1_epi16(0x7f80);
+    for (int kp = 0; kp < KC / 2; kp++) {
+        const uint16_t *va = src->row[2 * kp], *vb = src->row[2 * kp + 1];
+        uint32_t (*dst)[16][16] = vp[kp >> 4];
+        const int k2 = kp & 15;
+        for (int cb = 0; cb < DV / 32; cb++) {
+            __m512i x = _mm512_loadu_si512(va + 32 * cb), y = _mm512_loadu_si512(vb + 32 * cb);
+            if (clean) {
+                x = _mm512_mask_mov_epi16(x, _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, expo), expo),
+                                          _mm512_setzero_si512());
+                y = _mm512_mask_mov_epi16(y, _mm512_cmpeq_epi16_mask(_mm512_and_si512(y, expo), expo),
+                                          _mm512_setzero_si512());
+            }
+            _mm512_store_si512(dst[2 * cb][k2], _mm512_unpacklo_epi16(x, y));
+            _mm512_store_si512(dst[2 * cb + 1][k2], _mm512_unpackhi_epi16(x, y));
+        }
+    }
+}
+#endif
+
+#if TL_AMX
 /* S^T for two row tiles (v, v + 1) and two key tiles (kt, kt + 1): C tiles 0-3 */
 #define ST_PAIR_KK(kk)                                                        \
     do {                                                                      \
@@ -517,7 +587,7 @@ INL void ws_pv(amx_ws *w, int nk)
     }
 }
 
-#else /* AVX512-BF16: the same two products in zmm accumulators */
+#elif TL_DP /* AVX512-BF16: the same two products in zmm accumulators */
 
 /* Two bf16 (one 32-bit word, at any 2-byte aligned address) in every lane. */
 INL __m512bh bc2(const uint16_t *p)
@@ -554,19 +624,6 @@ INL void st_block(amx_ws *w, int k0, int v0, const int nkb, const int nvb)
     for (int a = 0; a < nkb; a++)
 #pragma GCC unroll 4
         for (int b = 0; b < nvb; b++) _mm512_store_ps(&w->sbuf[k0 + a][16 * (v0 + b)], c[a][b]);
-}
-
-/* 3. S^T = K Q^T into sbuf[key][row] for the chunk's keys (rounded up to the block; the rows
- *    past nk are zeros in kbuf): 4 row tiles x 4 keys, 2 x 8 or 1 x 16 per block. */
-INL void ws_st(amx_ws *w, int nk)
-{
-    int v = 0;
-    for (; v + 4 <= w->nrt; v += 4)
-        for (int k = 0; k < nk; k += 4) st_block(w, k, v, 4, 4);
-    for (; v + 2 <= w->nrt; v += 2)
-        for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 2);
-    for (; v < w->nrt; v++)
-        for (int k = 0; k < nk; k += 16) st_block(w, k, v, 16, 1);
 }
 
 /* O rows r0 .. r0 + 3, column tiles ct0 .. ct0 + 3 (16 zmm accumulators) += P V over nkq halves
@@ -607,53 +664,145 @@ INL void ws_pv(amx_ws *w, int nk)
     for (int r = 0; r < 16 * w->nrt; r += 4)
         for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nkq);
 }
+#else /* TL_FMA: fp32 FMAs on AVX-512 F, K converted to fp32 once per chunk, P kept in fp32 */
+
+/* 2. (FMA) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 16 (the
+ *    largest S^T key block; rows past nk are zeros in their source). V is the first 512 dims of
+ *    the same rows; the clean step of the other builds happens after S^T (fma_clean_v). */
+INL void ws_kv(amx_ws *w, int clean)
+{
+    (void)clean;
+    const int64_t dqk = 32 * w->nkk;
+    for (int k = 0; k < KC; k++) {
+        const uint16_t *src = w->src.row[k];
+        float *dst = w->k32[k];
+        for (int64_t d = 0; d < dqk; d += 16) {
+            const __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + d)));
+            _mm512_store_ps(dst + d, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
+        }
+    }
+}
+
+/* After S^T: V's non-finite values as 0 where some row does not see some of the chunk's keys
+ * (the reason is step 2's of the other builds). */
+INL void fma_clean_v(amx_ws *w, int nk)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7f800000);
+    for (int k = 0; k < nk; k++)
+        for (int d = 0; d < DV; d += 16) {
+            const __m512i x = _mm512_load_si512(&w->k32[k][d]);
+            const __mmask16 bad = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x, expo), expo);
+            _mm512_store_si512(&w->k32[k][d], _mm512_mask_mov_epi32(x, bad, _mm512_setzero_si512()));
+        }
+}
+
+/* S^T for keys k0 .. k0 + nkb - 1 and row tiles v0 .. v0 + nvb - 1 (nkb x nvb <= 16 zmm
+ * accumulators): per dim, one broadcast K value times the 16 rows' Q values. */
+INL void st_block(amx_ws *w, int k0, int v0, const int nkb, const int nvb)
+{
+    __m512 c[16][4];
+#pragma GCC unroll 16
+    for (int a = 0; a < nkb; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nvb; b++) c[a][b] = _mm512_setzero_ps();
+    const int dqk = 32 * w->nkk;
+    for (int d = 0; d < dqk; d++) {
+        __m512 q[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < nvb; b++) q[b] = _mm512_load_ps(w->q32[v0 + b][d]);
+#pragma GCC unroll 16
+        for (int a = 0; a < nkb; a++) {
+            const __m512 kb = _mm512_set1_ps(w->k32[k0 + a][d]);
+#pragma GCC unroll 4
+            for (int b = 0; b < nvb; b++) c[a][b] = _mm512_fmadd_ps(kb, q[b], c[a][b]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int a = 0; a < nkb; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nvb; b++) _mm512_store_ps(&w->sbuf[k0 + a][16 * (v0 + b)], c[a][b]);
+}
+
+/* O rows r0 .. r0 + 3, column tiles ct0 .. ct0 + 3 (16 zmm accumulators) += P V over the chunk's
+ * nk keys: per key, one broadcast fp32 P per row times 16 columns of V. */
+INL void pv_block(amx_ws *w, int r0, int ct0, int nk)
+{
+    __m512 c[4][4];
+#pragma GCC unroll 4
+    for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) c[a][b] = _mm512_load_ps(&w->acc[r0 + a][16 * (ct0 + b)]);
+    for (int k = 0; k < nk; k++) {
+        __m512 vv[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) vv[b] = _mm512_load_ps(&w->k32[k][16 * (ct0 + b)]);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; a++) {
+            const __m512 pb = _mm512_set1_ps(w->sbuf[k][r0 + a]);
+#pragma GCC unroll 4
+            for (int b = 0; b < 4; b++) c[a][b] = _mm512_fmadd_ps(pb, vv[b], c[a][b]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) _mm512_store_ps(&w->acc[r0 + a][16 * (ct0 + b)], c[a][b]);
+}
+
+/* 5. O += P V, 4 rows x 4 column tiles per block, columns in natural order. */
+INL void ws_pv(amx_ws *w, int nk)
+{
+    for (int r = 0; r < 16 * w->nrt; r += 4)
+        for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nk);
+}
 #endif
 
+#if !TL_AMX
+/* 3. (vector builds) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to the
+ *    block (the rows past nk are zeros in their source): 4 row tiles x 4 keys, 2 x 8 or 1 x 16
+ *    per block of st_block. */
+INL void ws_st(amx_ws *w, int nk)
+{
+    int v = 0;
+    for (; v + 4 <= w->nrt; v += 4)
+        for (int k = 0; k < nk; k += 4) st_block(w, k, v, 4, 4);
+    for (; v + 2 <= w->nrt; v += 2)
+        for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 2);
+    for (; v < w->nrt; v++)
+        for (int k = 0; k < nk; k += 16) st_block(w, k, v, 16, 1);
+}
+#endif
+
+/* Steps 2-5 on one chunk of nk keys (w->src set, rows past nk zero): row r sees the chunk's keys
+ * below lim[r] - c0. clean: some row does not see some of the chunk's keys (see step 2). The
+ * next chunk's rows (w->pf) are prefetched in four parts spread over the steps, so that the
+ * requests overlap the tile work instead of stalling in one burst. */
 INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
 {
-    const chunk_src *src = &w->src;
-    uint32_t (*vp)[NCT][16][16] = w->vp;
     float (*sbuf)[RBMAX] = w->sbuf;
-    uint32_t (*ptmp)[KC / 2][16] = w->ptmp;
-    uint32_t (*pa)[2][KC / 32][16][16] = w->pa;
     float (*acc)[ACC_LD] = w->acc;
     const int nrt = w->nrt;
 
     ws_prefetch(w, 0);
-    /* 2. V in key pairs: vp[kq][ct][k2][c] = (V[32 kq + 2 k2][col], V[32 kq + 2 k2 + 1][col])
-     *    with col = perm(ct, c) (unpacklo / unpackhi within 128-bit lanes; see the write-out).
-     *    Where a row of the item does not see some of the chunk's keys (causal), its P is 0
-     *    there, and 0 * (NaN or Inf) would reach it: such chunks get V's non-finite values
-     *    as 0. Every row that sees such a key is NaN anyway (a non-finite value among the
-     *    first 512 dims makes its score NaN or +-inf), as in the reference, which never
-     *    multiplies by a masked key's V. */
-    const __m512i expo = _mm512_set1_epi16(0x7f80);
-    for (int kp = 0; kp < KC / 2; kp++) {
-        const uint16_t *va = src->row[2 * kp], *vb = src->row[2 * kp + 1];
-        uint32_t (*dst)[16][16] = vp[kp >> 4];
-        const int k2 = kp & 15;
-        for (int cb = 0; cb < DV / 32; cb++) {
-            __m512i x = _mm512_loadu_si512(va + 32 * cb), y = _mm512_loadu_si512(vb + 32 * cb);
-            if (clean) {
-                x = _mm512_mask_mov_epi16(x, _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, expo), expo),
-                                          _mm512_setzero_si512());
-                y = _mm512_mask_mov_epi16(y, _mm512_cmpeq_epi16_mask(_mm512_and_si512(y, expo), expo),
-                                          _mm512_setzero_si512());
-            }
-            _mm512_store_si512(dst[2 * cb][k2], _mm512_unpacklo_epi16(x, y));
-            _mm512_store_si512(dst[2 * cb + 1][k2], _mm512_unpackhi_epi16(x, y));
-        }
-    }
+    ws_kv(w, clean); /* 2 */
     ws_prefetch(w, 1);
-    ws_st(w, nk);
+    ws_st(w, nk);    /* 3 */
+#if TL_FMA
+    if (clean) fma_clean_v(w, nk);
+#endif
     ws_prefetch(w, 2);
     /* 4. softmax per row tile; rows whose maximum moved rescale their accumulator; P as
-     *    A tiles (pa[v][kq]: 16 rows x 32 keys) */
+     *    A tiles (pa[v][kq]: 16 rows x 32 keys; the FMA build keeps P in sbuf, fp32) */
     for (int v = 0; v < nrt; v++) {
         const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&w->lim[16 * v]), _mm512_set1_epi32((int)c0));
         __mmask16 resc;
+#if TL_FMA
         const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
-                                          &w->l[16 * v], ptmp[0], ptmp[1], &resc);
+                                          &w->l[16 * v], NULL, NULL, &resc);
+#else
+        const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
+                                          &w->l[16 * v], w->ptmp[0], w->ptmp[1], &resc);
+#endif
         float al[16];
         _mm512_storeu_ps(al, alpha);
         while (resc) {
@@ -663,20 +812,26 @@ INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
             float *o = acc[16 * v + r];
             for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
         }
+#if !TL_FMA
         for (int part = 0; part < 2; part++)
             for (int kq = 0; kq < KC / 32; kq++)
-                transpose16(&pa[v][part][kq][0][0], &ptmp[part][16 * kq][0]);
+                transpose16(&w->pa[v][part][kq][0][0], &w->ptmp[part][16 * kq][0]);
+#endif
     }
     ws_prefetch(w, 3);
-    ws_pv(w, nk);
+    ws_pv(w, nk);    /* 5 */
 }
 
 /* Output column of accumulator column x: acc column 16 ct + c holds output column
  * 32 (ct / 2) + 8 (c / 4) + 4 (ct % 2) + c % 4 (the unpack order of step 2). */
 static inline int out_col(int x)
 {
+#if TL_FMA
+    return x; /* the FMA build reads V in natural order */
+#else
     const int ct = x >> 4, c = x & 15;
     return 32 * (ct >> 1) + 8 * (c >> 2) + 4 * (ct & 1) + (c & 3);
+#endif
 }
 
 /* ---- dense decode --------------------------------------------------------------------------- */

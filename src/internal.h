@@ -32,7 +32,7 @@ struct mla_decode_plan {
     mla_decode_shape shape; /* complete, current-version copy                       */
     int device;             /* MLA_DEVICE_CPU or CUDA ordinal                        */
     int cpu_threads;        /* resolved worker count for CPU plans                   */
-    int cpu_kernel;         /* CPU plans: MLA_CPU_KERNEL_REF / _AMX / _AVX512         */
+    int cpu_kernel;         /* CPU plans: MLA_CPU_KERNEL_*                            */
     mla_gpu_info gpu;
 };
 
@@ -59,33 +59,44 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 /* The softmax scale a call uses: args value if > 0 and finite, else d_qk ** -0.5. */
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 
-/* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c and src/cpu_avx512.c -----------
- * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the AMX path where this CPU and OS
- * run AMX bf16 tiles, else the AVX512-BF16 path where the CPU has it (AMD Zen 4 / 5); every other
- * plan (fp16, other CPUs) runs the reference (ref/mla_ref.c). Testing / benchmarking hook, read
- * at plan creation: MLA_CPU_KERNEL=ref forces the reference; MLA_CPU_KERNEL=amx / avx512 force
- * that path and make creating a bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where it does not run
- * (fp16 plans stay on the reference). */
+/* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c, src/cpu_avx512bf16.c and
+ * src/cpu_avx512.c ---------------------------------------------------------------------------
+ * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the first of these that runs here:
+ * AMX tiles (Intel Sapphire Rapids and later), AVX512-BF16 (AMD Zen 4 / 5), AVX-512 F with fp32
+ * FMAs (Intel Skylake-SP .. Ice Lake); every other plan (fp16, other CPUs) runs the reference
+ * (ref/mla_ref.c). Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces
+ * the reference; MLA_CPU_KERNEL=amx / avx512bf16 / avx512 force that path and make creating a
+ * bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where it does not run (fp16 plans stay on the
+ * reference). */
 #define MLA_CPU_KERNEL_REF 0
 #define MLA_CPU_KERNEL_AMX 1
-#define MLA_CPU_KERNEL_AVX512 2
+#define MLA_CPU_KERNEL_AVX512BF16 2
+#define MLA_CPU_KERNEL_AVX512 3
 /* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
  * process), else 0. */
 int mla_cpu_amx_available(void);
 /* 1 when the CPU has AVX512 F / BW / DQ / VL + AVX512-BF16 and the OS enabled the zmm state. */
+int mla_cpu_avx512bf16_available(void);
+/* 1 when the CPU has AVX512 F / BW / DQ / VL and the OS enabled the zmm state. */
 int mla_cpu_avx512_available(void);
 /* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3. */
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                               float softmax_scale, int num_threads);
+mla_status mla_cpu_avx512bf16_decode(const mla_decode_shape *shape, const mla_decode_args *args,
+                                     float softmax_scale, int num_threads);
 mla_status mla_cpu_avx512_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                                  float softmax_scale, int num_threads);
 
 /* Sparse decode and prefill on the CPU: the contracts of mla_ref_sparse_decode /
- * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on AMX tiles / AVX512-BF16. */
+ * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on each fast path. */
 mla_status mla_cpu_amx_sparse_decode(const mla_sparse_decode_shape *shape,
                                      const mla_sparse_decode_args *args, float softmax_scale,
                                      int num_threads);
 mla_status mla_cpu_amx_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+mla_status mla_cpu_avx512bf16_sparse_decode(const mla_sparse_decode_shape *shape,
+                                            const mla_sparse_decode_args *args, float softmax_scale,
+                                            int num_threads);
+mla_status mla_cpu_avx512bf16_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
 mla_status mla_cpu_avx512_sparse_decode(const mla_sparse_decode_shape *shape,
                                         const mla_sparse_decode_args *args, float softmax_scale,
                                         int num_threads);
@@ -127,7 +138,7 @@ struct mla_sparse_decode_plan {
     mla_sparse_decode_shape shape; /* complete, current-version copy */
     int device;
     int cpu_threads;               /* resolved worker count (CPU plans) */
-    int cpu_kernel;                /* CPU plans: MLA_CPU_KERNEL_REF / _AMX / _AVX512      */
+    int cpu_kernel;                /* CPU plans: MLA_CPU_KERNEL_*                         */
     size_t workspace_bytes;        /* 0 on the CPU */
     mla_gpu_sparse_info gpu;       /* GPU plans */
 };

@@ -492,6 +492,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
     }
     if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
         return mla_cpu_amx_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
+    if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512BF16)
+        return mla_cpu_avx512bf16_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
         return mla_cpu_avx512_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
@@ -616,6 +618,8 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
     int kernel = MLA_CPU_KERNEL_REF;
     if ((st = mla_cpu_sparse_kernel(&kernel))) return st;
     if (kernel == MLA_CPU_KERNEL_AMX) return mla_cpu_amx_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
+    if (kernel == MLA_CPU_KERNEL_AVX512BF16)
+        return mla_cpu_avx512bf16_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     if (kernel == MLA_CPU_KERNEL_AVX512)
         return mla_cpu_avx512_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));

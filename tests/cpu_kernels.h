@@ -1,4 +1,4 @@
-/* cpu_kernels.h — the CPU kernels (src/internal.h: MLA_CPU_KERNEL_REF / _AMX / _AVX512) for the
+/* cpu_kernels.h — the CPU kernels (src/internal.h: MLA_CPU_KERNEL_*) for the
  * tests that run every kernel this machine has: names, which kernel a bf16 decode plan or a
  * sparse call made now runs, which kernels run here, and the testing hook MLA_CPU_KERNEL saved,
  * set and given back (a caller's setting is never lost). Include after common.h and internal.h. */
@@ -10,14 +10,15 @@
 
 #include "internal.h"
 
-#define TCK_MAX_KERNELS 3
+#define TCK_MAX_KERNELS 4
 
-/* "REF", "AMX", "AVX512". */
+/* "REF", "AMX", "AVX512BF16", "AVX512". */
 static inline const char *tck_name(int kernel)
 {
     switch (kernel) {
     case MLA_CPU_KERNEL_REF: return "REF";
     case MLA_CPU_KERNEL_AMX: return "AMX";
+    case MLA_CPU_KERNEL_AVX512BF16: return "AVX512BF16";
     case MLA_CPU_KERNEL_AVX512: return "AVX512";
     default: return "unknown";
     }
@@ -28,6 +29,7 @@ static inline const char *tck_env_value(int kernel)
 {
     switch (kernel) {
     case MLA_CPU_KERNEL_AMX: return "amx";
+    case MLA_CPU_KERNEL_AVX512BF16: return "avx512bf16";
     case MLA_CPU_KERNEL_AVX512: return "avx512";
     default: return "ref";
     }
@@ -38,7 +40,8 @@ static inline const char *tck_what(int kernel)
 {
     switch (kernel) {
     case MLA_CPU_KERNEL_AMX: return "AMX bf16 tiles (src/cpu_amx.c)";
-    case MLA_CPU_KERNEL_AVX512: return "AVX512-BF16 vectors (src/cpu_avx512.c)";
+    case MLA_CPU_KERNEL_AVX512BF16: return "AVX512-BF16 vectors (src/cpu_avx512bf16.c)";
+    case MLA_CPU_KERNEL_AVX512: return "AVX-512 fp32 FMA (src/cpu_avx512.c)";
     default: return "the C reference (ref/)";
     }
 }
@@ -95,12 +98,14 @@ static inline int tck_sparse_kernel(void)
     return mla_cpu_sparse_kernel(&k) == MLA_OK ? k : -1;
 }
 
-/* The kernels that run on this machine other than `main_kernel`, fastest first (AMX, AVX512,
- * then the reference, which always runs). Returns their number; list holds TCK_MAX_KERNELS. */
+/* The kernels that run on this machine other than `main_kernel`, fastest first (AMX,
+ * AVX512-BF16, AVX-512 FMA, then the reference, which always runs). Returns their number; list holds TCK_MAX_KERNELS. */
 static inline int tck_other_kernels(int main_kernel, int *list)
 {
     int n = 0;
     if (main_kernel != MLA_CPU_KERNEL_AMX && mla_cpu_amx_available()) list[n++] = MLA_CPU_KERNEL_AMX;
+    if (main_kernel != MLA_CPU_KERNEL_AVX512BF16 && mla_cpu_avx512bf16_available())
+        list[n++] = MLA_CPU_KERNEL_AVX512BF16;
     if (main_kernel != MLA_CPU_KERNEL_AVX512 && mla_cpu_avx512_available())
         list[n++] = MLA_CPU_KERNEL_AVX512;
     if (main_kernel != MLA_CPU_KERNEL_REF) list[n++] = MLA_CPU_KERNEL_REF;

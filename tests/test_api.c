@@ -538,14 +538,21 @@ static void test_misc(void)
  * caller's MLA_CPU_KERNEL is given back at the end. */
 static void test_cpu_kernel_choice(void)
 {
-    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16, else the "
-           "reference; fp16: the reference; MLA_CPU_KERNEL=ref|amx|avx512\n");
+    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16, else AVX-512 (FMA), "
+           "else the reference; fp16: the reference; MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512\n");
     tck_env env = tck_env_save();
     mla_decode_shape s = mla_decode_shape_default();
     s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
-    const int amx = mla_cpu_amx_available(), avx512 = mla_cpu_avx512_available();
-    const int dflt = amx ? MLA_CPU_KERNEL_AMX : avx512 ? MLA_CPU_KERNEL_AVX512 : MLA_CPU_KERNEL_REF;
-    printf("   this machine: AMX %s, AVX512-BF16 %s\n", amx ? "yes" : "no", avx512 ? "yes" : "no");
+    const int amx = mla_cpu_amx_available(), avx512bf16 = mla_cpu_avx512bf16_available(),
+              avx512 = mla_cpu_avx512_available();
+    const int dflt = amx ? MLA_CPU_KERNEL_AMX
+                     : avx512bf16 ? MLA_CPU_KERNEL_AVX512BF16
+                     : avx512 ? MLA_CPU_KERNEL_AVX512 : MLA_CPU_KERNEL_REF;
+    printf("   this machine: AMX %s, AVX512-BF16 %s, AVX-512 %s\n", amx ? "yes" : "no",
+           avx512bf16 ? "yes" : "no", avx512 ? "yes" : "no");
+    /* each path's needs include the next one's */
+    tc_expect(!amx || avx512bf16, "AMX runs, so AVX512-BF16 does");
+    tc_expect(!avx512bf16 || avx512, "AVX512-BF16 runs, so AVX-512 does");
     mla_decode_plan_t p = NULL;
     mla_status st;
     int k;
@@ -567,10 +574,13 @@ static void test_cpu_kernel_choice(void)
      * else MLA_ERR_UNSUPPORTED, no plan, and a message naming the kernel. */
     static const struct { const char *env, *word; int kernel; } force[] = {
         {"amx", "AMX", MLA_CPU_KERNEL_AMX},
-        {"avx512", "AVX512", MLA_CPU_KERNEL_AVX512},
+        {"avx512bf16", "AVX512-BF16", MLA_CPU_KERNEL_AVX512BF16},
+        {"avx512", "AVX-512", MLA_CPU_KERNEL_AVX512},
     };
-    for (int f = 0; f < 2; f++) {
-        const int runs = force[f].kernel == MLA_CPU_KERNEL_AMX ? amx : avx512;
+    for (int f = 0; f < 3; f++) {
+        const int runs = force[f].kernel == MLA_CPU_KERNEL_AMX          ? amx
+                         : force[f].kernel == MLA_CPU_KERNEL_AVX512BF16 ? avx512bf16
+                                                                        : avx512;
         setenv("MLA_CPU_KERNEL", force[f].env, 1);
         s.dtype = MLA_DTYPE_FP16;
         p = NULL;
