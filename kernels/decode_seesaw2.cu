@@ -58,6 +58,17 @@
 #ifndef MLA_SS2_EARLY_R1
 #define MLA_SS2_EARLY_R1 0
 #endif
+/* timing switch MLA_SS2_BTPF=1: after a refill of tile t, the issuing thread prefetches the block_table
+ * line of tile t + 2 (its next refill of that stage) into L1 (prefetch.global.L1), so that the next
+ * refill's read does not wait for L2 / HBM (the first device run put ~1500 cycles on each s2_tma call) */
+#ifndef MLA_SS2_BTPF
+#define MLA_SS2_BTPF 0
+#endif
+/* MLA_DIAG = 8 builds only: slot 5 times the whole s2_tma (0), only its block_table reads and key mask
+ * (1), its mbarrier arming (2), or its box issue (3) */
+#ifndef MLA_SS2_DIAG_TMA
+#define MLA_SS2_DIAG_TMA 0
+#endif
 
 #define S2_BAR_M0 1  /* WG0 -> WG1: row maxima after tile j0 in sM0 (256) */
 #define S2_BAR_M1 2  /* WG1 -> WG0: row maxima after tile j1 in sM1 (256) */
@@ -117,8 +128,43 @@ static __host__ __device__ __forceinline__ int s2_smem_bytes(int dqk) {
 static __device__ __forceinline__ void s2_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                               int L, uint32_t tile, uint32_t bars, const int c0, const int c1,
                                               unsigned long long *km) {
-    ss_tma_bars(p, tm, r, kvh, t, L, tile, bars, 8, ((1u << c1) - 1) & ~((1u << c0) - 1), 9, km);
+    const unsigned cmask = ((1u << c1) - 1) & ~((1u << c0) - 1);
+#if MLA_DIAG == 8 && MLA_SS2_DIAG_TMA
+    /* ss_tma_bars in three timed parts */
+    const int BR = (p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16);
+    int pid[4], row0[4];
+    const unsigned t0 = (unsigned)clock();
+    const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
+    unsigned dep;
+    asm volatile("add.u32 %0, %1, %2;\n" : "=r"(dep) : "r"(pid[0]), "r"(row0[0])); /* waits for the reads */
+    if (km) *km = mask;
+    const unsigned t1 = (unsigned)clock();
+#pragma unroll
+    for (int c = 0; c < 9; c++)
+        if ((cmask >> c) & 1) mbar_expect_tx(bars + 8 * c, 8192);
+    const unsigned t2 = (unsigned)clock();
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        if (k < 64 / BR)
+#pragma unroll
+            for (int c = 0; c < 9; c++)
+                if ((cmask >> c) & 1)
+                    tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bars + 8 * c, 64 * c, row0[k], kvh, pid[k]);
+    const unsigned t3 = (unsigned)clock();
+    s2d_acc[8 * (threadIdx.x >> 7) + 5] +=
+        (MLA_SS2_DIAG_TMA == 1 ? t1 - t0 : MLA_SS2_DIAG_TMA == 2 ? t2 - t1 : t3 - t2) + (dep & 0u);
+#else
+    ss_tma_bars(p, tm, r, kvh, t, L, tile, bars, 8, cmask, 9, km);
+#endif
+    if (MLA_SS2_BTPF && (t + 2) * MLA_BN < L)
+        asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p->block_table + (long long)r * p->bt_stride +
+                                                        (unsigned)((t + 2) * MLA_BN) / (unsigned)p->page_size));
 }
+#if MLA_DIAG == 8 && MLA_SS2_DIAG_TMA
+#define S2T(stmt) do { stmt; } while (0) /* (s2_tma times its own part) */
+#else
+#define S2T(stmt) S2D(5, stmt)
+#endif
 
 /* Q's RoPE chunk (64 x 64, SW128 at q8) as this thread's A fragments of the m64n64k16 wgmmas: the
  * words ss_store_p writes, read back (its address map is kept written out there: folding both into
@@ -287,7 +333,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     /* 3: WG1's maxima after tile j1; stage 0's chunks 0-3 are free (QK(j0), PV_L(j0) done) */
                     S2D(1, bar_sync(S2_BAR_M1, 256));
                     if (more0 && tid == 0) {
-                        S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
+                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
                         if (MLA_SS2_L2PF && j0 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j0 + 4, L, NC64);
                     }
                     float g0, g1;
@@ -307,7 +353,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         if (MLA_SS2_EARLY_R1) {
                             S2D(2, wg_wait0());
                             if (more1 && tid == 0) {
-                                S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
                                 if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
                             }
                         }
@@ -315,7 +361,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         if (!MLA_SS2_EARLY_R1 && more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
                             S2D(2, S2_WAIT(S2_QA_GROUPS));
                             if (tid == 0) {
-                                S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
                                 if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
                             }
                         }
@@ -368,12 +414,12 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     if (has1) bar_arrive(S2_BAR_PV, 256);
                     if (more1) { /* PV_R(j1) done: stage 1's chunks 4-8 are free */
                         S2D(2, wg_wait1());
-                        if (tid == 128) S2D(5, s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0));
+                        if (tid == 128) S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0));
                     }
                     S2D(2, wg_wait0());
                     pin128(o);
                     if (more0 && tid == 128) /* PV_R(j0) done: stage 0's chunks 4-8 are free */
-                        S2D(5, s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0));
+                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0));
                 }
             }
 #if MLA_DIAG == 8
