@@ -20,7 +20,17 @@ for rd in 1 2; do
   timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-default-$rd.log" 2>&1
   MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench" --no-ceilings --iters 20 $C > "$L/ab-v6-$rd.log" 2>&1
   MLA_GPU_KERNEL=12 timeout 80 "$B/mla-bench-btpf" --no-ceilings --iters 20 $C > "$L/ab-v6-btpf-$rd.log" 2>&1
+  [ -x "$B/mla-bench-qf" ] && timeout 80 "$B/mla-bench-qf" --no-ceilings --iters 20 $C > "$L/ab-default-qf-$rd.log" 2>&1
   pack
 done
 MLA_GPU_KERNEL=12 timeout 90 "$B/test_gpu" --quick > "$L/quick-v6.log" 2>&1; echo "rc=$?" >> "$L/quick-v6.log"
 pack
+# the default kernel with Q issued first (MLA_V3_QFIRST=1 builds of mla-bench / test_gpu, optional):
+# the whole suite and memcheck / synccheck on --quick
+if [ -x "$B/test_gpu-qf" ]; then
+  timeout 260 "$B/test_gpu-qf" > "$L/test_gpu-qf.log" 2>&1; echo "rc=$?" >> "$L/test_gpu-qf.log"; pack
+  for tool in memcheck synccheck; do
+    timeout 60 compute-sanitizer --tool $tool "$B/test_gpu-qf" --quick > "$L/$tool-qf.log" 2>&1
+    echo "rc=$?" >> "$L/$tool-qf.log"; pack
+  done
+fi
