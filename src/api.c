@@ -301,18 +301,19 @@ static const struct {
     const char *hook;        /* MLA_CPU_KERNEL value that forces it */
     int kernel;
     int (*available)(void);
+    int (*preferred)(void);  /* the default takes it (where it runs) */
     const char *needs;       /* what the CPU / OS must have         */
 } k_cpu_paths[] = {
-    {"amx", MLA_CPU_KERNEL_AMX, mla_cpu_amx_available, "AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX512-BF16, "
-                                                       "and Linux granting the tile state)"},
-    {"avx512bf16", MLA_CPU_KERNEL_AVX512BF16, mla_cpu_avx512bf16_available,
+    {"amx", MLA_CPU_KERNEL_AMX, mla_cpu_amx_available, mla_cpu_amx_preferred,
+     "AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX512-BF16, and Linux granting the tile state)"},
+    {"avx512bf16", MLA_CPU_KERNEL_AVX512BF16, mla_cpu_avx512bf16_available, mla_cpu_avx512bf16_preferred,
      "AVX512-BF16 (AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled by the OS)"},
-    {"avx512", MLA_CPU_KERNEL_AVX512, mla_cpu_avx512_available,
+    {"avx512", MLA_CPU_KERNEL_AVX512, mla_cpu_avx512_available, mla_cpu_avx512_preferred,
      "AVX-512 (AVX512 F / BW / DQ / VL, zmm state enabled by the OS)"},
 };
 
-/* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation: the first fast path that runs
- * here, else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512 (any other value: the
+/* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation: the first fast path the default
+ * takes here (internal.h), else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512 (any other value: the
  * default). */
 static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
 {
@@ -330,7 +331,7 @@ static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
             return MLA_OK;
         }
     for (int x = 0; x < n; x++)
-        if (k_cpu_paths[x].available()) {
+        if (k_cpu_paths[x].preferred()) {
             *kernel = k_cpu_paths[x].kernel;
             return MLA_OK;
         }

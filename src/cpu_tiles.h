@@ -77,6 +77,7 @@
 #if !MLA_AMX_BUILD
 
 int TL_(available)(void) { return 0; }
+int TL_(preferred)(void) { return 0; }
 mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *args,
                        float softmax_scale, int num_threads)
 {
@@ -147,6 +148,23 @@ int TL_(available)(void)
 {
     pthread_once(&g_amx_once, amx_probe);
     return g_amx_ok;
+}
+
+/* Whether the default choice takes this build where it runs. AMX and AVX-512 FMA: yes. AVX512-BF16:
+ * on AMD CPUs only. On Intel cores VDPBF16PS issues at a quarter of the FMA's rate, i.e. half its
+ * multiply-add rate (bench/micro/cpu_dp_rate.c on Sapphire Rapids), so the FMA build is faster there
+ * (docs/performance.md §17); AMD's Zen 4 executes it on its full-width FP pipes (a reading of AMD's
+ * documentation, not measured here: no AMD CPU was at hand). */
+int TL_(preferred)(void)
+{
+    if (!TL_(available)()) return 0;
+#if TL_DP
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* "AuthenticAMD" */
+#else
+    return 1;
+#endif
 }
 
 /* ---- the item kernel --------------------------------------------------------------------- */

@@ -62,8 +62,9 @@ float mla_effective_scale(const mla_decode_shape *shape, float requested);
 /* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c, src/cpu_avx512bf16.c and
  * src/cpu_avx512.c ---------------------------------------------------------------------------
  * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the first of these that runs here:
- * AMX tiles (Intel Sapphire Rapids and later), AVX512-BF16 (AMD Zen 4 / 5), AVX-512 F with fp32
- * FMAs (Intel Skylake-SP .. Ice Lake); every other plan (fp16, other CPUs) runs the reference
+ * AMX tiles (Intel Sapphire Rapids and later), AVX512-BF16 (AMD CPUs only: Zen 4 / 5; Intel cores
+ * run VDPBF16PS at half the FMA's multiply-add rate), AVX-512 F with fp32 FMAs (Intel Skylake-SP ..
+ * Ice Lake, and any AVX-512 CPU the others skip); every other plan (fp16, other CPUs) runs the reference
  * (ref/mla_ref.c). Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces
  * the reference; MLA_CPU_KERNEL=amx / avx512bf16 / avx512 force that path and make creating a
  * bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where it does not run (fp16 plans stay on the
@@ -79,6 +80,11 @@ int mla_cpu_amx_available(void);
 int mla_cpu_avx512bf16_available(void);
 /* 1 when the CPU has AVX512 F / BW / DQ / VL and the OS enabled the zmm state. */
 int mla_cpu_avx512_available(void);
+/* Whether the default choice takes the path where it runs (available, and for AVX512-BF16 an AMD
+ * CPU; src/cpu_tiles.h). */
+int mla_cpu_amx_preferred(void);
+int mla_cpu_avx512bf16_preferred(void);
+int mla_cpu_avx512_preferred(void);
 /* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3. */
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                               float softmax_scale, int num_threads);

@@ -9,6 +9,9 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include "common.h"
 #include "internal.h"
 #include "cpu_kernels.h"
@@ -538,16 +541,30 @@ static void test_misc(void)
  * caller's MLA_CPU_KERNEL is given back at the end. */
 static void test_cpu_kernel_choice(void)
 {
-    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16, else AVX-512 (FMA), "
+    printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16 (AMD CPUs), else AVX-512 (FMA), "
            "else the reference; fp16: the reference; MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512\n");
     tck_env env = tck_env_save();
     mla_decode_shape s = mla_decode_shape_default();
     s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
     const int amx = mla_cpu_amx_available(), avx512bf16 = mla_cpu_avx512bf16_available(),
               avx512 = mla_cpu_avx512_available();
-    const int dflt = amx ? MLA_CPU_KERNEL_AMX
-                     : avx512bf16 ? MLA_CPU_KERNEL_AVX512BF16
-                     : avx512 ? MLA_CPU_KERNEL_AVX512 : MLA_CPU_KERNEL_REF;
+    /* the default skips AVX512-BF16 on CPUs other than AMD's (src/cpu_tiles.h TL_(preferred)) */
+    int amd = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    {
+        unsigned a, b, c, d;
+        amd = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
+    }
+#endif
+    tc_expect(mla_cpu_amx_preferred() == amx, "AMX: the default takes it wherever it runs");
+    tc_expect(mla_cpu_avx512bf16_preferred() == (avx512bf16 && amd),
+              "AVX512-BF16: the default takes it on AMD CPUs only (this CPU: %s, runs it: %s, taken: %d)",
+              amd ? "AMD" : "not AMD", avx512bf16 ? "yes" : "no", mla_cpu_avx512bf16_preferred());
+    tc_expect(mla_cpu_avx512_preferred() == avx512, "AVX-512 FMA: the default takes it wherever it runs");
+    const int dflt = amx                 ? MLA_CPU_KERNEL_AMX
+                     : avx512bf16 && amd ? MLA_CPU_KERNEL_AVX512BF16
+                     : avx512            ? MLA_CPU_KERNEL_AVX512
+                                         : MLA_CPU_KERNEL_REF;
     printf("   this machine: AMX %s, AVX512-BF16 %s, AVX-512 %s\n", amx ? "yes" : "no",
            avx512bf16 ? "yes" : "no", avx512 ? "yes" : "no");
     /* each path's needs include the next one's */
