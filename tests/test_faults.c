@@ -8,6 +8,7 @@
  */
 #include "common.h"
 #include "internal.h"
+#include "cpu_kernels.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -434,6 +435,40 @@ static void f14_to_f18_arguments(void)
     }
 }
 
+/* The plan, the base result and the fault groups with MLA_CPU_KERNEL as it is now; all = 0: only
+ * the groups whose results depend on the kernel's numerics (F6-F10). */
+static void run_groups(int all)
+{
+    if (!tc_expect(mla_decode_plan_create(&P, &C.shape, MLA_DEVICE_CPU) == MLA_OK, "plan: %s", mla_last_error()))
+        return;
+    tc_case_poison(&C);
+    if (tc_expect(mla_decode(P, &C.args, NULL, 0, NULL) == MLA_OK, "base decode: %s", mla_last_error())) {
+        base_out = (uint16_t *)malloc((size_t)C.out_elems * 2);
+        base_lse = (float *)malloc((size_t)C.lse_elems * 4);
+        memcpy(base_out, C.out, (size_t)C.out_elems * 2);
+        memcpy(base_lse, C.lse, (size_t)C.lse_elems * 4);
+        if (all) {
+            f1_f2_block_table();
+            f3_f4_f5_seqlens();
+        }
+        f6_f7_special_q();
+        f8_f9_special_k();
+        f10_scale();
+        if (all) {
+            f11_workspace_from_elsewhere();
+            f12_plan_after_destroy();
+            f13_workspace_size();
+            f14_to_f18_arguments();
+        }
+        free(base_out);
+        free(base_lse);
+        base_out = NULL;
+        base_lse = NULL;
+    }
+    mla_decode_plan_destroy(P);
+    P = NULL;
+}
+
 int main(void)
 {
     tc_config cfg = tc_config_default();
@@ -449,31 +484,24 @@ int main(void)
         printf("cannot build the base case\n");
         return 1;
     }
-    if (mla_decode_plan_create(&P, &C.shape, MLA_DEVICE_CPU) != MLA_OK) {
-        printf("plan: %s\n", mla_last_error());
-        return 1;
+    /* The CPU kernel MLA_CPU_KERNEL picks runs every group; with it unset, every other kernel this
+     * machine has then runs the groups whose results depend on its numerics (tests/cpu_kernels.h). */
+    tck_env env = tck_env_save();
+    const int kernel = tck_decode_kernel();
+    printf("CPU kernel of the bf16 plans: %s, %s\n", kernel < 0 ? "none" : tck_name(kernel),
+           kernel < 0 ? mla_last_error() : tck_what(kernel));
+    run_groups(1);
+    int others[TCK_MAX_KERNELS];
+    const int n_others = env.set || kernel < 0 ? 0 : tck_other_kernels(kernel, others);
+    for (int i = 0; i < n_others; i++) {
+        printf("-- again with %s, %s (MLA_CPU_KERNEL=%s): F6-F10\n", tck_name(others[i]), tck_what(others[i]),
+               tck_env_value(others[i]));
+        setenv("MLA_CPU_KERNEL", tck_env_value(others[i]), 1);
+        if (tc_expect(tck_decode_kernel() == others[i], "MLA_CPU_KERNEL=%s: bf16 plans run %s",
+                      tck_env_value(others[i]), tck_name(others[i])))
+            run_groups(0);
     }
-    tc_case_poison(&C);
-    if (!tc_expect(mla_decode(P, &C.args, NULL, 0, NULL) == MLA_OK, "base decode: %s", mla_last_error()))
-        return tc_summary();
-    base_out = (uint16_t *)malloc((size_t)C.out_elems * 2);
-    base_lse = (float *)malloc((size_t)C.lse_elems * 4);
-    memcpy(base_out, C.out, (size_t)C.out_elems * 2);
-    memcpy(base_lse, C.lse, (size_t)C.lse_elems * 4);
-
-    f1_f2_block_table();
-    f3_f4_f5_seqlens();
-    f6_f7_special_q();
-    f8_f9_special_k();
-    f10_scale();
-    f11_workspace_from_elsewhere();
-    f12_plan_after_destroy();
-    f13_workspace_size();
-    f14_to_f18_arguments();
-
-    mla_decode_plan_destroy(P);
-    free(base_out);
-    free(base_lse);
+    tck_env_restore(&env);
     tc_case_free(&C);
     return tc_summary();
 }
