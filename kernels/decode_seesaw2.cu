@@ -64,6 +64,13 @@
 #ifndef MLA_SS2_BTPF
 #define MLA_SS2_BTPF 0
 #endif
+/* timing switch MLA_SS2_BTSM=1: each issuing thread copies the block_table entries of its next refill of
+ * a stage (tile t + 2) into smem by cp.async right after issuing tile t, and reads them from there, so
+ * that no refill waits for a global load (the second device run put ~850 cycles per s2_tma call on its
+ * block_table read, which an L1 prefetch did not shorten) */
+#ifndef MLA_SS2_BTSM
+#define MLA_SS2_BTSM 0
+#endif
 /* MLA_DIAG = 8 builds only: slot 5 times the whole s2_tma (0), only its block_table reads and key mask
  * (1), its mbarrier arming (2), or its box issue (3) */
 #ifndef MLA_SS2_DIAG_TMA
@@ -111,6 +118,7 @@ static __host__ __device__ __forceinline__ int s2_smem_bytes(int dqk) {
            + 2 * 8                         /* key masks */
            + 16                            /* the request's epilogue fields */
            + 18 * 8                        /* chunk mbarriers */
+           + 16 * 4                        /* (MLA_SS2_BTSM) next refills' block_table entries */
            + S2_SLACK;                     /* alignment slack */
 }
 
@@ -125,24 +133,76 @@ static __host__ __device__ __forceinline__ int s2_smem_bytes(int dqk) {
 /* Thread-local: chunks [c0, c1) of K tile t of request r into the stage at `tile` by TMA, chunk c
  * completing on its own mbarrier bars + 8 c (armed here: arrive.expect_tx of its 8 KB); km != NULL:
  * first writes the tile's valid-key mask there (read by the owner after its waits). */
+/* (MLA_SS2_BTSM) tile t's block_table entries (one per page slice, those below L) into ids[0..3] by
+ * cp.async (completed by the copying thread's cp.async.wait_all) */
+static __device__ __forceinline__ void s2_bt_copy(const mla_dec_params *p, int r, int t, int L, int *ids) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const int tok0 = t * MLA_BN + k * BR;
+        if (k < 64 / BR && tok0 < L)
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(ids + k)),
+                         "l"(p->block_table + (long long)r * p->bt_stride + (unsigned)tok0 / (unsigned)ps)
+                         : "memory");
+    }
+}
+#if MLA_SS2_BTSM
+#define S2_BT(th, st) (sBT + 8 * (th) + 4 * (st))
+#else
+#define S2_BT(th, st) ((int *)0)
+#endif
+
+#if MLA_DIAG == 8 && MLA_SS2_DIAG_TMA
+#define S2_TPART(n) const unsigned s2t##n = (unsigned)clock()
+#else
+#define S2_TPART(n) do {} while (0)
+#endif
+/* ids != NULL (MLA_SS2_BTSM): tile t's block_table entries are read from ids (copied there by this
+ * thread's cp.async when it issued tile t - 2, or at the request start), and tile t + 2's are copied
+ * there for the next call */
 static __device__ __forceinline__ void s2_tma(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                               int L, uint32_t tile, uint32_t bars, const int c0, const int c1,
-                                              unsigned long long *km) {
+                                              unsigned long long *km, int *ids, int tend) {
     const unsigned cmask = ((1u << c1) - 1) & ~((1u << c0) - 1);
-#if MLA_DIAG == 8 && MLA_SS2_DIAG_TMA
-    /* ss_tma_bars in three timed parts */
-    const int BR = (p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16);
+#if (MLA_DIAG == 8 && MLA_SS2_DIAG_TMA) || MLA_SS2_BTSM
+    /* ss_tma_bars, optionally timed in three parts, optionally with the entries from smem */
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     int pid[4], row0[4];
-    const unsigned t0 = (unsigned)clock();
-    const unsigned long long mask = ss_slices(p, r, t, L, pid, row0);
+    S2_TPART(0);
+    unsigned long long mask;
+    if (ids) {
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        mask = 0;
+        const unsigned long long slice = BR == 64 ? ~0ull : ((1ull << BR) - 1);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            pid[k] = (int)p->num_pages;
+            row0[k] = 0;
+            const int tok0 = t * MLA_BN + k * BR;
+            if (k < 64 / BR && tok0 < L) {
+                const int id = ids[k];
+                if (id >= 0 && (long long)id < p->num_pages) {
+                    pid[k] = id;
+                    row0[k] = (int)((unsigned)tok0 - ((unsigned)tok0 / (unsigned)ps) * (unsigned)ps);
+                    mask |= slice << (k * BR);
+                }
+            }
+        }
+        const int nk = L - t * MLA_BN;
+        if (nk < 64) mask &= (1ull << nk) - 1;
+    } else {
+        mask = ss_slices(p, r, t, L, pid, row0);
+    }
     unsigned dep;
     asm volatile("add.u32 %0, %1, %2;\n" : "=r"(dep) : "r"(pid[0]), "r"(row0[0])); /* waits for the reads */
     if (km) *km = mask;
-    const unsigned t1 = (unsigned)clock();
+    S2_TPART(1);
 #pragma unroll
     for (int c = 0; c < 9; c++)
         if ((cmask >> c) & 1) mbar_expect_tx(bars + 8 * c, 8192);
-    const unsigned t2 = (unsigned)clock();
+    S2_TPART(2);
 #pragma unroll
     for (int k = 0; k < 4; k++)
         if (k < 64 / BR)
@@ -150,10 +210,19 @@ static __device__ __forceinline__ void s2_tma(const mla_dec_params *p, const CUt
             for (int c = 0; c < 9; c++)
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bars + 8 * c, 64 * c, row0[k], kvh, pid[k]);
-    const unsigned t3 = (unsigned)clock();
+    S2_TPART(3);
+    if (ids && t + 2 < tend) s2_bt_copy(p, r, t + 2, L, ids); /* for this thread's next refill of the stage
+                                                                 (which waits for it: no copy outlives the
+                                                                 request) */
+#if MLA_DIAG == 8 && MLA_SS2_DIAG_TMA
     s2d_acc[8 * (threadIdx.x >> 7) + 5] +=
-        (MLA_SS2_DIAG_TMA == 1 ? t1 - t0 : MLA_SS2_DIAG_TMA == 2 ? t2 - t1 : t3 - t2) + (dep & 0u);
+        (MLA_SS2_DIAG_TMA == 1 ? s2t1 - s2t0 : MLA_SS2_DIAG_TMA == 2 ? s2t2 - s2t1 : s2t3 - s2t2) + (dep & 0u);
 #else
+    (void)dep;
+#endif
+#else
+    (void)ids;
+    (void)tend;
     ss_tma_bars(p, tm, r, kvh, t, L, tile, bars, 8, cmask, 9, km);
 #endif
     if (MLA_SS2_BTPF && (t + 2) * MLA_BN < L)
@@ -243,6 +312,8 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
     unsigned long long *kmask = (unsigned long long *)(row_lim + 64);        /* [2] */
     int *sW = (int *)(kmask + 2);                                            /* [4]: slot, nvalid */
     uint64_t *bars = (uint64_t *)(sW + 4);                                   /* [2][9] */
+    int *sBT = (int *)(bars + 18); /* [2 issuing threads][2 stages][4 slices] (MLA_SS2_BTSM) */
+    (void)sBT;
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
@@ -289,10 +360,22 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
             sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             cp_async_commit();
             if (tid == 0) {
-                s2_tma(p, tm, r, kvh, tb, L, uK0, bar0, 0, NC64, kmask);
+                s2_tma(p, tm, r, kvh, tb, L, uK0, bar0, 0, NC64, kmask, 0, 0);
                 if (N > 1) {
-                    s2_tma(p, tm, r, kvh, tb + 1, L, uK1, bar1, 4, NC64, 0);
-                    s2_tma(p, tm, r, kvh, tb + 1, L, uK1, bar1, 0, 4, kmask + 1);
+                    s2_tma(p, tm, r, kvh, tb + 1, L, uK1, bar1, 4, NC64, 0, 0, 0);
+                    s2_tma(p, tm, r, kvh, tb + 1, L, uK1, bar1, 0, 4, kmask + 1, 0, 0);
+                }
+                if (MLA_SS2_BTSM) { /* the first refills' entries, for both issuing threads (landed by the
+                                       cp.async wait and the CTA barrier below) */
+                    if (N > 2) {
+                        s2_bt_copy(p, r, tb + 2, L, S2_BT(0, 0));
+                        s2_bt_copy(p, r, tb + 2, L, S2_BT(1, 0));
+                    }
+                    if (N > 3) {
+                        s2_bt_copy(p, r, tb + 3, L, S2_BT(0, 1));
+                        s2_bt_copy(p, r, tb + 3, L, S2_BT(1, 1));
+                    }
+                    cp_async_commit();
                 }
             }
             cp_async_wait0();
@@ -333,7 +416,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     /* 3: WG1's maxima after tile j1; stage 0's chunks 0-3 are free (QK(j0), PV_L(j0) done) */
                     S2D(1, bar_sync(S2_BAR_M1, 256));
                     if (more0 && tid == 0) {
-                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask));
+                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 0, 4, kmask, S2_BT(0, 0), tb + N));
                         if (MLA_SS2_L2PF && j0 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j0 + 4, L, NC64);
                     }
                     float g0, g1;
@@ -353,7 +436,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         if (MLA_SS2_EARLY_R1) {
                             S2D(2, wg_wait0());
                             if (more1 && tid == 0) {
-                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1, S2_BT(0, 1), tb + N));
                                 if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
                             }
                         }
@@ -361,7 +444,7 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                         if (!MLA_SS2_EARLY_R1 && more1) { /* PV_L(j1) done: stage 1's chunks 0-3 are free */
                             S2D(2, S2_WAIT(S2_QA_GROUPS));
                             if (tid == 0) {
-                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1));
+                                S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 0, 4, kmask + 1, S2_BT(0, 1), tb + N));
                                 if (MLA_SS2_L2PF && j1 + 4 < N) ss_tma_l2(p, tm, r, kvh, tb + j1 + 4, L, NC64);
                             }
                         }
@@ -414,12 +497,12 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
                     if (has1) bar_arrive(S2_BAR_PV, 256);
                     if (more1) { /* PV_R(j1) done: stage 1's chunks 4-8 are free */
                         S2D(2, wg_wait1());
-                        if (tid == 128) S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0));
+                        if (tid == 128) S2T(s2_tma(p, tm, r, kvh, tb + j1 + 2, L, uK1, bar1, 4, NC64, 0, S2_BT(1, 1), tb + N));
                     }
                     S2D(2, wg_wait0());
                     pin128(o);
                     if (more0 && tid == 128) /* PV_R(j0) done: stage 0's chunks 4-8 are free */
-                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0));
+                        S2T(s2_tma(p, tm, r, kvh, tb + j0 + 2, L, uK0, bar0, 4, NC64, 0, S2_BT(1, 0), tb + N));
                 }
             }
 #if MLA_DIAG == 8
