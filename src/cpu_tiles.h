@@ -456,8 +456,9 @@ INL void ws_prefetch(const amx_ws *w, int part)
  *    non-finite values as 0. Every row that sees such a key is NaN anyway (a non-finite value
  *    among the first 512 dims makes its score NaN or +-inf), as in the reference, which never
  *    multiplies by a masked key's V. */
-INL void ws_kv(amx_ws *w, int clean)
+INL void ws_kv(amx_ws *w, int nk, int clean)
 {
+    (void)nk; /* (the tile layout covers the whole chunk) */
     const chunk_src *src = &w->src;
     uint32_t (*vp)[NCT][16][16] = w->vp;
     const __m512i expo = _mm512_set1_epi16(0x7f80);
@@ -687,11 +688,12 @@ INL void ws_pv(amx_ws *w, int nk)
 /* 2. (FMA) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 16 (the
  *    largest S^T key block; rows past nk are zeros in their source). V is the first 512 dims of
  *    the same rows; the clean step of the other builds happens after S^T (fma_clean_v). */
-INL void ws_kv(amx_ws *w, int clean)
+INL void ws_kv(amx_ws *w, int nk, int clean)
 {
     (void)clean;
     const int64_t dqk = 32 * w->nkk;
-    for (int k = 0; k < KC; k++) {
+    const int nkr = (nk + 15) & ~15; /* S^T's key blocks read up to here, P V below nk */
+    for (int k = 0; k < nkr; k++) {
         const uint16_t *src = w->src.row[k];
         float *dst = w->k32[k];
         for (int64_t d = 0; d < dqk; d += 16) {
@@ -802,7 +804,7 @@ INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
     const int nrt = w->nrt;
 
     ws_prefetch(w, 0);
-    ws_kv(w, clean); /* 2 */
+    ws_kv(w, nk, clean); /* 2 */
     ws_prefetch(w, 1);
     ws_st(w, nk);    /* 3 */
 #if TL_FMA
