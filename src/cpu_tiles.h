@@ -47,13 +47,15 @@
 #include "mla_ref_sparse.h"
 
 /* MLA_TILES: 1 AMX tiles (src/cpu_amx.c), 2 AVX512-BF16 dot products (src/cpu_avx512bf16.c),
- * 3 fp32 FMAs on AVX-512 F (src/cpu_avx512.c). */
+ * 3 fp32 FMAs on AVX-512 F (src/cpu_avx512.c), 4 fp32 FMAs on AVX2 (src/cpu_avx2.c). */
 #ifndef MLA_TILES
-#error "src/cpu_tiles.h is built by src/cpu_amx.c, src/cpu_avx512bf16.c and src/cpu_avx512.c"
+#error "src/cpu_tiles.h is built by src/cpu_amx.c, src/cpu_avx512bf16.c, src/cpu_avx512.c and src/cpu_avx2.c"
 #endif
 #define TL_AMX (MLA_TILES == 1)
 #define TL_DP (MLA_TILES == 2)
 #define TL_FMA (MLA_TILES == 3)
+#define TL_AVX2 (MLA_TILES == 4)
+#define TL_F32 (TL_FMA || TL_AVX2) /* fp32 operands: K and Q converted, P kept in fp32 */
 #if TL_AMX
 #define TL_(x) mla_cpu_amx_##x
 #define TL_WHAT "AMX bf16 tiles"
@@ -63,8 +65,11 @@
 #elif TL_FMA
 #define TL_(x) mla_cpu_avx512_##x
 #define TL_WHAT "AVX-512 fp32 FMA"
+#elif TL_AVX2
+#define TL_(x) mla_cpu_avx2_##x
+#define TL_WHAT "AVX2 fp32 FMA"
 #else
-#error "MLA_TILES must be 1, 2 or 3"
+#error "MLA_TILES must be 1, 2, 3 or 4"
 #endif
 
 #if defined(__x86_64__) && defined(__linux__) && \
@@ -128,6 +133,13 @@ static void amx_probe(void)
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     (void)hi;
+#if TL_AVX2
+    if (!((c & (1u << 12)) && (c & (1u << 29)))) return; /* FMA, F16C */
+    if ((lo & 0x6u) != 0x6u) return;                      /* XMM, YMM state enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5))) return; /* AVX2 */
+    g_amx_ok = 1;
+    return;
+#endif
     if ((lo & 0xe6u) != 0xe6u) return; /* XMM, YMM, opmask, ZMM state enabled by the OS */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
     const int avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
@@ -135,7 +147,7 @@ static void amx_probe(void)
 #if TL_AMX
     if (!((d & (1u << 22)) && (d & (1u << 24)))) return; /* AMX-BF16, AMX-TILE */
 #endif
-#if !TL_FMA
+#if !TL_F32
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return; /* AVX512_BF16 */
 #endif
 #if TL_AMX
@@ -181,8 +193,10 @@ typedef struct amx_job {
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 #elif TL_DP
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
-#else
+#elif TL_FMA
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#else
+#define TGT __attribute__((target("avx2,fma,f16c")))
 #endif
 #define INL static inline __attribute__((always_inline)) TGT
 
@@ -195,6 +209,7 @@ typedef struct tile_cfg {
 } tile_cfg;
 #endif
 
+#if !TL_AVX2
 /* 2^x for x <= 0 (and -inf -> 0, NaN -> NaN): x = n + f, f in [-0.5, 0.5], 2^f by its Taylor
  * polynomial of degree 7 (truncation < 6e-9 relative), scaled by 2^n. */
 INL __m512 exp2v(__m512 x)
@@ -237,6 +252,56 @@ INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int
     }
 }
 
+#else /* TL_AVX2: 8 lanes */
+
+/* 2^x for x <= 0 (and -inf -> 0, NaN -> NaN), 8 lanes: the polynomial of the AVX-512 builds,
+ * scaled by 2^n as two exact powers of two (n >= -200 = a + b, a = max(n, -100)), so that results
+ * below 2^-126 round to subnormals or 0 once, as VSCALEFPS does. */
+INL __m256 exp2v8(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_set1_ps(-200.0f), x); /* NaN stays NaN (second operand) */
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.5252733804059841e-05f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393381606e-04f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284770e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-02f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n); /* NaN: INT_MIN, but p is NaN then */
+    const __m256i na = _mm256_max_epi32(ni, _mm256_set1_epi32(-100));
+    const __m256i nb = _mm256_sub_epi32(ni, na);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 pa = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(na, bias), 23));
+    const __m256 pb = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(nb, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, pa), pb);
+}
+
+/* dequant_e4m3 of the AVX-512 builds, 8 codes a step (F16C's VCVTPH2PS, integer rounding). */
+INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int n, float s)
+{
+    const __m256 sv = _mm256_set1_ps(s), k256 = _mm256_set1_ps(256.0f), qnan = _mm256_set1_ps(NAN);
+    const __m128i m7f = _mm_set1_epi16(0x7f), m80 = _mm_set1_epi16(0x80);
+    const __m256i rnd = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    for (int x = 0; x < n; x += 8) {
+        const __m128i c = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(codes + x)));
+        const __m128i mag = _mm_and_si128(c, m7f);
+        const __m128i h = _mm_or_si128(_mm_slli_epi16(mag, 7), _mm_slli_epi16(_mm_and_si128(c, m80), 8));
+        __m256 f = _mm256_cvtph_ps(h);
+        const __m256i isnan = _mm256_cvtepi16_epi32(_mm_cmpeq_epi16(mag, m7f));
+        f = _mm256_blendv_ps(f, qnan, _mm256_castsi256_ps(isnan));
+        f = _mm256_mul_ps(_mm256_mul_ps(f, k256), sv);
+        const __m256i u = _mm256_castps_si256(f);
+        const __m256i r = _mm256_srli_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(u, rnd), _mm256_and_si256(_mm256_srli_epi32(u, 16), one)), 16);
+        _mm_storeu_si128((__m128i *)(dst + x),
+                         _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    }
+}
+#endif
+
 /* One row of n elements (n a multiple of 16; bf16 bits, or e4m3 codes: exact in bf16) as bf16
  * bits. */
 INL void load_bf16_row(uint16_t *restrict dst, const void *restrict src, int64_t n, mla_dtype dt)
@@ -245,6 +310,7 @@ INL void load_bf16_row(uint16_t *restrict dst, const void *restrict src, int64_t
     else dequant_e4m3(dst, (const uint8_t *)src, (int)n, 1.0f);
 }
 
+#if !TL_AVX2
 /* dst[c][r] = src[r][c] for a 16 x 16 matrix of 32-bit words (rows 64 bytes apart). */
 INL void transpose16(uint32_t *restrict dst, const uint32_t *restrict src)
 {
@@ -352,6 +418,46 @@ INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, flo
     return alpha;
 }
 
+#else /* TL_AVX2 */
+
+/* softmax_tile of the AVX-512 builds on 8 rows (the lanes) from column col0, in the FMA build's
+ * form (P stays fp32, in place of S): vis = keys each row sees (relative to the chunk); alpha
+ * into al[0 .. 8); returns the rows whose accumulator needs rescaling (bit r: row col0 + r). */
+INL unsigned softmax8(float (*sbuf)[RBMAX], int col0, int nk, __m256i vis, float sl2, float *m,
+                      float *l, float *al)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), scale = _mm256_set1_ps(sl2);
+    __m256 cm = ninf, nan = _mm256_setzero_ps();
+    for (int k = 0; k < nk; k++) {
+        const __m256 v = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vis, _mm256_set1_epi32(k)));
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(&sbuf[k][col0]), scale);
+        s = _mm256_blendv_ps(ninf, s, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(s, s, _CMP_UNORD_Q));
+        cm = _mm256_max_ps(cm, s);
+        _mm256_storeu_ps(&sbuf[k][col0], s);
+    }
+    const __m256 m_old = _mm256_loadu_ps(m);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(m_old, m_old, _CMP_UNORD_Q));
+    __m256 m_new = _mm256_max_ps(m_old, cm);
+    m_new = _mm256_blendv_ps(m_new, _mm256_set1_ps(NAN), nan); /* a NaN score: the row is NaN */
+    /* rows with no finite maximum yet subtract 0: 2^(-inf) = 0, never 2^(-inf - -inf) */
+    const __m256 m_sub = _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, ninf, _CMP_EQ_OQ));
+    const __m256 alpha = exp2v8(_mm256_sub_ps(m_old, m_sub));
+    const unsigned resc = (unsigned)_mm256_movemask_ps(
+        _mm256_and_ps(_mm256_cmp_ps(alpha, _mm256_set1_ps(1.0f), _CMP_NEQ_OQ), _mm256_cmp_ps(m_old, ninf, _CMP_GT_OQ)));
+    __m256 sum = _mm256_setzero_ps();
+    for (int k = 0; k < nk; k++) {
+        const __m256 p = exp2v8(_mm256_sub_ps(_mm256_loadu_ps(&sbuf[k][col0]), m_sub));
+        sum = _mm256_add_ps(sum, p);
+        _mm256_storeu_ps(&sbuf[k][col0], p);
+    }
+    _mm256_storeu_ps(l, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(l), alpha), sum));
+    _mm256_storeu_ps(m, m_new);
+    _mm256_storeu_ps(al, alpha);
+    return resc;
+}
+#endif
+
 /* The K rows of a chunk as tile sources: key tile kt (keys 16 kt .. 16 kt + 15) is loaded from
  * kt_base[kt] with row stride kt_stride[kt] bytes: straight from the cache when the 16 keys
  * sit in one page of a bf16 cache, else from kbuf (gathered, converted, zero past nk). */
@@ -363,7 +469,7 @@ typedef struct chunk_src {
 
 /* The working set of one item (~620 KB, on the worker's stack: mla_cpu_parallel gives 2 MB). */
 typedef struct amx_ws {
-#if TL_FMA
+#if TL_F32
     float q32[RTMAX][DMAX][16] __attribute__((aligned(64)));           /* Q^T in fp32           */
     float k32[KC][DMAX] __attribute__((aligned(64)));                  /* the chunk's K in fp32 */
 #else
@@ -396,7 +502,7 @@ INL void ws_begin(amx_ws *w, int nrt, int nkk)
     w->npf = 0;
     w->pf_bytes = 0;
     for (int r = 0; r < 16 * nrt; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0f; w->lim[r] = 0; }
-#if TL_FMA
+#if TL_F32
     memset(w->q32, 0, sizeof(w->q32[0]) * (size_t)nrt);
 #else
     memset(w->qp, 0, sizeof(w->qp[0]) * (size_t)nrt);
@@ -423,7 +529,7 @@ INL void ws_end(void)
  * 16-row vector per dim). */
 INL void ws_q_row(amx_ws *w, int r, const uint16_t *row, int64_t dqk)
 {
-#if TL_FMA
+#if TL_F32
     for (int64_t d = 0; d < dqk; d++) w->q32[r >> 4][d][r & 15] = mla_bf16_to_float(row[d]);
 #else
     for (int64_t d2 = 0; d2 < dqk / 2; d2++)
@@ -448,7 +554,7 @@ INL void ws_prefetch(const amx_ws *w, int part)
         for (int64_t off = 0; off < w->pf_bytes; off += 64) _mm_prefetch(w->pf[k] + off, _MM_HINT_T1);
 }
 
-#if !TL_FMA
+#if !TL_F32
 /* 2. (tiles and AVX512-BF16) V in key pairs: vp[kq][ct][k2][c] = (V[32 kq + 2 k2][col],
  *    V[32 kq + 2 k2 + 1][col]) with col = perm(ct, c) (unpacklo / unpackhi within 128-bit lanes;
  *    see the write-out). Where a row of the item does not see some of the chunk's keys (causal),
@@ -683,7 +789,7 @@ INL void ws_pv(amx_ws *w, int nk)
     for (int r = 0; r < 16 * w->nrt; r += 4)
         for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nkq);
 }
-#else /* TL_FMA: fp32 FMAs on AVX-512 F, K converted to fp32 once per chunk, P kept in fp32 */
+#elif TL_FMA /* fp32 FMAs on AVX-512 F, K converted to fp32 once per chunk, P kept in fp32 */
 
 /* 2. (FMA) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 16 (the
  *    largest S^T key block; rows past nk are zeros in their source). V is the first 512 dims of
@@ -775,10 +881,139 @@ INL void ws_pv(amx_ws *w, int nk)
     for (int r = 0; r < 16 * w->nrt; r += 4)
         for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nk);
 }
+#else /* TL_AVX2: the FMA build's scheme in ymm registers (16 of them, 8 lanes) */
+
+/* 2. (AVX2) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 2 (S^T's
+ *    key blocks; a row past nk is zeros in its source). V is the first 512 dims of the same
+ *    rows; the clean step happens after S^T (fma_clean_v). */
+INL void ws_kv(amx_ws *w, int nk, int clean)
+{
+    (void)clean;
+    const int64_t dqk = 32 * w->nkk;
+    const int n2 = (nk + 1) & ~1;
+    for (int k = 0; k < n2; k++) {
+        const uint16_t *src = w->src.row[k];
+        float *dst = w->k32[k];
+        for (int64_t d = 0; d < dqk; d += 8) {
+            const __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + d)));
+            _mm256_store_ps(dst + d, _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)));
+        }
+    }
+}
+
+/* After S^T: V's non-finite values as 0 where some row does not see some of the chunk's keys
+ * (the reason is step 2's of the tile builds). */
+INL void fma_clean_v(amx_ws *w, int nk)
+{
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    for (int k = 0; k < nk; k++)
+        for (int d = 0; d < DV; d += 8) {
+            const __m256i x = _mm256_load_si256((const __m256i *)&w->k32[k][d]);
+            const __m256i bad = _mm256_cmpeq_epi32(_mm256_and_si256(x, expo), expo);
+            _mm256_store_si256((__m256i *)&w->k32[k][d], _mm256_andnot_si256(bad, x));
+        }
+}
+
+/* S^T for keys k0 .. k0 + nkb - 1 (nkb <= 6, a compile-time count) and row tile v (two ymm of
+ * 8 rows): 12 ymm accumulators; per dim, one broadcast K value times the tile's 16 Q values. */
+INL void st_block(amx_ws *w, int k0, int v, const int nkb)
+{
+    __m256 c[6][2];
+#pragma GCC unroll 6
+    for (int a = 0; a < nkb; a++) c[a][0] = c[a][1] = _mm256_setzero_ps();
+    const int dqk = 32 * w->nkk;
+    const float *q = &w->q32[v][0][0];
+    for (int d = 0; d < dqk; d++) {
+        const __m256 q0 = _mm256_load_ps(q + 16 * d), q1 = _mm256_load_ps(q + 16 * d + 8);
+#pragma GCC unroll 6
+        for (int a = 0; a < nkb; a++) {
+            const __m256 kb = _mm256_broadcast_ss(&w->k32[k0 + a][d]);
+            c[a][0] = _mm256_fmadd_ps(kb, q0, c[a][0]);
+            c[a][1] = _mm256_fmadd_ps(kb, q1, c[a][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int a = 0; a < nkb; a++) {
+        _mm256_store_ps(&w->sbuf[k0 + a][16 * v], c[a][0]);
+        _mm256_store_ps(&w->sbuf[k0 + a][16 * v + 8], c[a][1]);
+    }
+}
+
+/* 3. (AVX2) S^T = K Q^T into sbuf[key][row] for the chunk's keys rounded up to 2, per row tile
+ *    in blocks of 6 keys (then 4 or 2: the count is even). */
+INL void ws_st(amx_ws *w, int nk)
+{
+    const int n2 = (nk + 1) & ~1;
+    for (int v = 0; v < w->nrt; v++) {
+        int k = 0;
+        for (; k + 6 <= n2; k += 6) st_block(w, k, v, 6);
+        if (n2 - k == 4) st_block(w, k, v, 4);
+        else if (n2 - k == 2) st_block(w, k, v, 2);
+    }
+}
+
+/* O rows r0 .. r0 + nr - 1 (nr <= 6, a compile-time count), columns col .. col + 15 (two ymm)
+ * += P V over the chunk's nk keys: 12 ymm accumulators; per key, one broadcast fp32 P per row
+ * times 16 columns of V. */
+INL void pv_block(amx_ws *w, int r0, int col, const int nr, int nk)
+{
+    __m256 c[6][2];
+#pragma GCC unroll 6
+    for (int a = 0; a < nr; a++) {
+        c[a][0] = _mm256_load_ps(&w->acc[r0 + a][col]);
+        c[a][1] = _mm256_load_ps(&w->acc[r0 + a][col + 8]);
+    }
+    for (int k = 0; k < nk; k++) {
+        const __m256 v0 = _mm256_load_ps(&w->k32[k][col]), v1 = _mm256_load_ps(&w->k32[k][col + 8]);
+#pragma GCC unroll 6
+        for (int a = 0; a < nr; a++) {
+            const __m256 pb = _mm256_broadcast_ss(&w->sbuf[k][r0 + a]);
+            c[a][0] = _mm256_fmadd_ps(pb, v0, c[a][0]);
+            c[a][1] = _mm256_fmadd_ps(pb, v1, c[a][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int a = 0; a < nr; a++) {
+        _mm256_store_ps(&w->acc[r0 + a][col], c[a][0]);
+        _mm256_store_ps(&w->acc[r0 + a][col + 8], c[a][1]);
+    }
+}
+
+/* 5. (AVX2) O += P V, per 16 columns in blocks of 6 rows (then 4 or 2: 16 nrt rows). */
+INL void ws_pv(amx_ws *w, int nk)
+{
+    const int nr = 16 * w->nrt;
+    for (int col = 0; col < DV; col += 16) {
+        int r = 0;
+        for (; r + 6 <= nr; r += 6) pv_block(w, r, col, 6, nk);
+        if (nr - r == 4) pv_block(w, r, col, 4, nk);
+        else if (nr - r == 2) pv_block(w, r, col, 2, nk);
+    }
+}
+
+/* 4. (AVX2) softmax of row tile v, as two halves of 8 rows; rows whose maximum moved rescale
+ *    their accumulator. */
+INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
+{
+    for (int h = 0; h < 2; h++) {
+        const int r0 = 16 * v + 8 * h;
+        const __m256i vis = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)&w->lim[r0]),
+                                             _mm256_set1_epi32((int)c0));
+        float al[8];
+        unsigned resc = softmax8(w->sbuf, r0, nk, vis, scale_log2, &w->m[r0], &w->l[r0], al);
+        while (resc) {
+            const int r = __builtin_ctz(resc);
+            resc &= resc - 1;
+            const __m256 f = _mm256_set1_ps(al[r]);
+            float *o = w->acc[r0 + r];
+            for (int d = 0; d < DV; d += 8) _mm256_store_ps(o + d, _mm256_mul_ps(_mm256_load_ps(o + d), f));
+        }
+    }
+}
 #endif
 
-#if !TL_AMX
-/* 3. (vector builds) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to the
+#if TL_DP || TL_FMA
+/* 3. (AVX-512 vector builds) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to the
  *    block (the rows past nk are zeros in their source): 4 row tiles x 4 keys, 2 x 8 or 1 x 16
  *    per block of st_block. */
 INL void ws_st(amx_ws *w, int nk)
@@ -793,51 +1028,52 @@ INL void ws_st(amx_ws *w, int nk)
 }
 #endif
 
+#if !TL_AVX2
+/* 4. softmax of row tile v; rows whose maximum moved rescale their accumulator; P as A tiles
+ *    (pa[v][kq]: 16 rows x 32 keys; the FMA build keeps P in sbuf, fp32) */
+INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
+{
+    const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&w->lim[16 * v]), _mm512_set1_epi32((int)c0));
+    __mmask16 resc;
+#if TL_FMA
+    const __m512 alpha = softmax_tile(w->sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
+                                      &w->l[16 * v], NULL, NULL, &resc);
+#else
+    const __m512 alpha = softmax_tile(w->sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
+                                      &w->l[16 * v], w->ptmp[0], w->ptmp[1], &resc);
+#endif
+    float al[16];
+    _mm512_storeu_ps(al, alpha);
+    while (resc) {
+        const int r = __builtin_ctz(resc);
+        resc &= (__mmask16)(resc - 1);
+        const __m512 f = _mm512_set1_ps(al[r]);
+        float *o = w->acc[16 * v + r];
+        for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
+    }
+#if !TL_FMA
+    for (int part = 0; part < 2; part++)
+        for (int kq = 0; kq < KC / 32; kq++)
+            transpose16(&w->pa[v][part][kq][0][0], &w->ptmp[part][16 * kq][0]);
+#endif
+}
+#endif
+
 /* Steps 2-5 on one chunk of nk keys (w->src set, rows past nk zero): row r sees the chunk's keys
  * below lim[r] - c0. clean: some row does not see some of the chunk's keys (see step 2). The
  * next chunk's rows (w->pf) are prefetched in four parts spread over the steps, so that the
  * requests overlap the tile work instead of stalling in one burst. */
 INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
 {
-    float (*sbuf)[RBMAX] = w->sbuf;
-    float (*acc)[ACC_LD] = w->acc;
-    const int nrt = w->nrt;
-
     ws_prefetch(w, 0);
     ws_kv(w, nk, clean); /* 2 */
     ws_prefetch(w, 1);
     ws_st(w, nk);    /* 3 */
-#if TL_FMA
+#if TL_F32
     if (clean) fma_clean_v(w, nk);
 #endif
     ws_prefetch(w, 2);
-    /* 4. softmax per row tile; rows whose maximum moved rescale their accumulator; P as
-     *    A tiles (pa[v][kq]: 16 rows x 32 keys; the FMA build keeps P in sbuf, fp32) */
-    for (int v = 0; v < nrt; v++) {
-        const __m512i vis = _mm512_sub_epi32(_mm512_load_si512(&w->lim[16 * v]), _mm512_set1_epi32((int)c0));
-        __mmask16 resc;
-#if TL_FMA
-        const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
-                                          &w->l[16 * v], NULL, NULL, &resc);
-#else
-        const __m512 alpha = softmax_tile(sbuf, 16 * v, nk, vis, scale_log2, &w->m[16 * v],
-                                          &w->l[16 * v], w->ptmp[0], w->ptmp[1], &resc);
-#endif
-        float al[16];
-        _mm512_storeu_ps(al, alpha);
-        while (resc) {
-            const int r = __builtin_ctz(resc);
-            resc &= (__mmask16)(resc - 1);
-            const __m512 f = _mm512_set1_ps(al[r]);
-            float *o = acc[16 * v + r];
-            for (int d = 0; d < DV; d += 16) _mm512_store_ps(o + d, _mm512_mul_ps(_mm512_load_ps(o + d), f));
-        }
-#if !TL_FMA
-        for (int part = 0; part < 2; part++)
-            for (int kq = 0; kq < KC / 32; kq++)
-                transpose16(&w->pa[v][part][kq][0][0], &w->ptmp[part][16 * kq][0]);
-#endif
-    }
+    for (int v = 0; v < w->nrt; v++) ws_softmax(w, v, c0, nk, scale_log2); /* 4 */
     ws_prefetch(w, 3);
     ws_pv(w, nk);    /* 5 */
 }
@@ -846,7 +1082,7 @@ INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
  * 32 (ct / 2) + 8 (c / 4) + 4 (ct % 2) + c % 4 (the unpack order of step 2). */
 static inline int out_col(int x)
 {
-#if TL_FMA
+#if TL_F32
     return x; /* the FMA build reads V in natural order */
 #else
     const int ct = x >> 4, c = x & 15;

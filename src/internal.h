@@ -59,20 +59,23 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 /* The softmax scale a call uses: args value if > 0 and finite, else d_qk ** -0.5. */
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 
-/* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c, src/cpu_avx512bf16.c and
- * src/cpu_avx512.c ---------------------------------------------------------------------------
+/* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c, src/cpu_avx512bf16.c,
+ * src/cpu_avx512.c and src/cpu_avx2.c -------------------------------------------------------
  * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the first of these that runs here:
  * AMX tiles (Intel Sapphire Rapids and later), AVX512-BF16 (AMD CPUs only: Zen 4 / 5; Intel cores
  * run VDPBF16PS at half the FMA's multiply-add rate), AVX-512 F with fp32 FMAs (Intel Skylake-SP ..
- * Ice Lake, and any AVX-512 CPU the others skip); every other plan (fp16, other CPUs) runs the reference
- * (ref/mla_ref.c). Testing / benchmarking hook, read at plan creation: MLA_CPU_KERNEL=ref forces
- * the reference; MLA_CPU_KERNEL=amx / avx512bf16 / avx512 force that path and make creating a
+ * Ice Lake, and any AVX-512 CPU the others skip), AVX2 with fp32 FMAs (AMD Zen 2 / 3, Intel
+ * Haswell and later cores without AVX-512); every other plan (fp16, other CPUs) runs the
+ * reference (ref/mla_ref.c). Testing / benchmarking hook, read at plan creation:
+ * MLA_CPU_KERNEL=ref forces the reference; MLA_CPU_KERNEL=amx / avx512bf16 / avx512 / avx2 force
+ * that path and make creating a
  * bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where it does not run (fp16 plans stay on the
  * reference). */
 #define MLA_CPU_KERNEL_REF 0
 #define MLA_CPU_KERNEL_AMX 1
 #define MLA_CPU_KERNEL_AVX512BF16 2
 #define MLA_CPU_KERNEL_AVX512 3
+#define MLA_CPU_KERNEL_AVX2 4
 /* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
  * process), else 0. */
 int mla_cpu_amx_available(void);
@@ -80,11 +83,14 @@ int mla_cpu_amx_available(void);
 int mla_cpu_avx512bf16_available(void);
 /* 1 when the CPU has AVX512 F / BW / DQ / VL and the OS enabled the zmm state. */
 int mla_cpu_avx512_available(void);
+/* 1 when the CPU has AVX2, FMA and F16C and the OS enabled the ymm state. */
+int mla_cpu_avx2_available(void);
 /* Whether the default choice takes the path where it runs (available, and for AVX512-BF16 an AMD
  * CPU; src/cpu_tiles.h). */
 int mla_cpu_amx_preferred(void);
 int mla_cpu_avx512bf16_preferred(void);
 int mla_cpu_avx512_preferred(void);
+int mla_cpu_avx2_preferred(void);
 /* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3. */
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                               float softmax_scale, int num_threads);
@@ -92,6 +98,8 @@ mla_status mla_cpu_avx512bf16_decode(const mla_decode_shape *shape, const mla_de
                                      float softmax_scale, int num_threads);
 mla_status mla_cpu_avx512_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                                  float softmax_scale, int num_threads);
+mla_status mla_cpu_avx2_decode(const mla_decode_shape *shape, const mla_decode_args *args,
+                               float softmax_scale, int num_threads);
 
 /* Sparse decode and prefill on the CPU: the contracts of mla_ref_sparse_decode /
  * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on each fast path. */
@@ -107,6 +115,10 @@ mla_status mla_cpu_avx512_sparse_decode(const mla_sparse_decode_shape *shape,
                                         const mla_sparse_decode_args *args, float softmax_scale,
                                         int num_threads);
 mla_status mla_cpu_avx512_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+mla_status mla_cpu_avx2_sparse_decode(const mla_sparse_decode_shape *shape,
+                                      const mla_sparse_decode_args *args, float softmax_scale,
+                                      int num_threads);
+mla_status mla_cpu_avx2_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
 /* The kernel a CPU sparse call made now would run (MLA_CPU_KERNEL_*; the hook MLA_CPU_KERNEL is
  * read here: sparse decode plans read it at creation, prefill at each call). Returns
  * MLA_ERR_UNSUPPORTED (message set) when MLA_CPU_KERNEL names a path that does not run here. */

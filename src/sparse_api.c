@@ -496,6 +496,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
         return mla_cpu_avx512bf16_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
         return mla_cpu_avx512_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
+    if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
+        return mla_cpu_avx2_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 
@@ -622,5 +624,7 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
         return mla_cpu_avx512bf16_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     if (kernel == MLA_CPU_KERNEL_AVX512)
         return mla_cpu_avx512_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
+    if (kernel == MLA_CPU_KERNEL_AVX2)
+        return mla_cpu_avx2_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
 }

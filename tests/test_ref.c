@@ -7,8 +7,9 @@
  * softmax_scale, empty causal windows, NaN poisoning, garbage block tables, page-permutation
  * invariance, zero lengths, determinism across runs and thread counts, untouched outputs, and
  * the timing of one b=128 s_k=4096 h_q=128 call. The bf16 CPU plans run the kernel MLA_CPU_KERNEL
- * picks (default: the first of AMX, src/cpu_amx.c, AVX512-BF16, src/cpu_avx512bf16.c, and AVX-512
- * FMA, src/cpu_avx512.c, that runs here, else the C reference); the first line says which. With
+ * picks (default: the first of AMX, src/cpu_amx.c, AVX512-BF16, src/cpu_avx512bf16.c, AVX-512
+ * FMA, src/cpu_avx512.c, and AVX2 FMA, src/cpu_avx2.c, that runs here, else the C reference); the
+ * first line says which. With
  * MLA_CPU_KERNEL unset, every other kernel that runs here then runs again, corner groups and the
  * quick grid, so each meets the oracle; with it set, only the kernel it names runs.
  *
@@ -561,8 +562,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     const double t0 = tc_now();
     /* The CPU plans' kernel, as MLA_CPU_KERNEL (the caller's, untouched) picks it: by default
-     * the first of AMX, AVX512-BF16 and AVX-512 FMA (src/cpu_amx.c, cpu_avx512bf16.c,
-     * cpu_avx512.c) that runs here, else the C reference; fp16 plans always run the reference. With
+     * the first of AMX, AVX512-BF16, AVX-512 FMA and AVX2 FMA (src/cpu_amx.c, cpu_avx512bf16.c,
+     * cpu_avx512.c, cpu_avx2.c) that runs here, else the C reference; fp16 plans always run the reference. With
      * MLA_CPU_KERNEL unset, every other kernel that runs here is run again afterwards (corner
      * groups and the quick grid), so each meets the oracle; with it set, only that kernel runs. */
     tck_env env = tck_env_save();

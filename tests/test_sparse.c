@@ -5,7 +5,8 @@
  * padded strides (nothing outside the outputs written), determinism across thread counts,
  * exact FP8 dequantisation for odd scales, and the validation of every argument. The CPU calls
  * run the kernel MLA_CPU_KERNEL picks (default: the first of AMX, src/cpu_amx.c, AVX512-BF16,
- * src/cpu_avx512bf16.c, and AVX-512 FMA, src/cpu_avx512.c, that runs here, else the C reference);
+ * src/cpu_avx512bf16.c, AVX-512 FMA, src/cpu_avx512.c, and AVX2 FMA, src/cpu_avx2.c, that runs
+ * here, else the C reference);
  * the first line says which. With MLA_CPU_KERNEL unset, the feature cases then run again on every
  * other kernel that runs here; with it set, only the kernel it names runs. */
 #include <limits.h>
@@ -617,8 +618,8 @@ static void test_decode_nonfinite(mla_fp8_format fmt)
  * dequantised values, which must equal mla_fp8_dequantize_cache's bf16 bytes (the reference's
  * dequantisation). One allowance: bf16 subnormal values (|v| < 2^-126) may come out as 0, since
  * the fast CPU kernels' bf16 dot products treat subnormal inputs as zero (AMX TDPBF16PS,
- * src/cpu_amx.c, and AVX512 VDPBF16PS, src/cpu_avx512bf16.c; the FMA build, src/cpu_avx512.c,
- * keeps them). The last token holds a NaN code: its rows are all NaN. */
+ * src/cpu_amx.c, and AVX512 VDPBF16PS, src/cpu_avx512bf16.c; the FMA builds, src/cpu_avx512.c
+ * and src/cpu_avx2.c, keep them). The last token holds a NaN code: its rows are all NaN. */
 static void test_dequant_exact(mla_fp8_format fmt)
 {
     const int64_t ps = 4, pages = 2, ntok = pages * ps, topk = 4, h_q = 16;
@@ -827,8 +828,8 @@ int main(void)
 {
     const double t0 = tc_now();
     /* The kernel of the CPU sparse calls, as MLA_CPU_KERNEL (the caller's, untouched) picks it:
-     * by default the first of AMX, AVX512-BF16 and AVX-512 FMA (src/cpu_amx.c, cpu_avx512bf16.c,
-     * cpu_avx512.c) that runs here, else the C reference. With MLA_CPU_KERNEL unset, the feature cases run
+     * by default the first of AMX, AVX512-BF16, AVX-512 FMA and AVX2 FMA (src/cpu_amx.c,
+     * cpu_avx512bf16.c, cpu_avx512.c, cpu_avx2.c) that runs here, else the C reference. With MLA_CPU_KERNEL unset, the feature cases run
      * again at the end for every other kernel that runs here, so each meets the oracle; with it
      * set, only that kernel runs. */
     tck_env env = tck_env_save();
