@@ -230,8 +230,16 @@ MLA_API mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_dec
 /* Frees a plan. NULL is accepted. A destroyed plan must not be used again. */
 MLA_API mla_status mla_decode_plan_destroy(mla_decode_plan_t plan);
 
-/* Bytes of workspace mla_decode needs (0 on the CPU). The workspace must be on the plan's
- * device, 256-byte aligned, and not shared by two calls in flight at the same time. */
+/* Bytes of workspace mla_decode needs. GPU plans: required; the workspace must be on the plan's
+ * device, 256-byte aligned, and not shared by two calls in flight at the same time. CPU plans:
+ * optional, host memory, any alignment, not shared by concurrent calls; nonzero where a call has
+ * fewer than 16 row tiles (b x h_kv x tiles of 16 query rows per request and kv head), e.g. a
+ * single request with 16 heads: with at least this many bytes such a call cuts each request's
+ * keys into ranges of 2048 keys or more, runs them on the threads and merges them; with fewer
+ * bytes (or NULL) the workspace is not touched and the call runs unsplit on fewer threads.
+ * Either way the result meets the same tolerances, and for a given workspace choice it is
+ * bit-for-bit the same for any thread count. 0 for the C reference (fp16) and for larger
+ * calls. */
 MLA_API mla_status mla_decode_workspace_size(mla_decode_plan_t plan, size_t *bytes);
 
 /* The plan's device (MLA_DEVICE_CPU or the CUDA ordinal) and the number of split-KV parts its

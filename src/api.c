@@ -381,6 +381,15 @@ mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shap
         if (n > CPU_THREADS_MAX) n = CPU_THREADS_MAX;
         p->cpu_threads = (int)n;
         p->gpu.num_sm_parts = 1;
+        /* testing hook: MLA_CPU_SPLIT_CHUNKS=n (1..4096) sets the smallest key range of a split
+         * call to n 64-key chunks (default MLA_CPU_SPLIT_CHUNKS, internal.h) */
+        p->cpu_split_chunks = MLA_CPU_SPLIT_CHUNKS;
+        const char *sc = getenv("MLA_CPU_SPLIT_CHUNKS");
+        if (sc) {
+            char *end = NULL;
+            const long v = strtol(sc, &end, 10);
+            if (end != sc && *end == 0 && v >= 1 && v <= 4096) p->cpu_split_chunks = (int)v;
+        }
         st = pick_cpu_kernel(p);
         if (st) {
             p->magic = MLA_PLAN_MAGIC_DEAD;
@@ -408,9 +417,13 @@ mla_status mla_decode_plan_destroy(mla_decode_plan_t plan)
     return MLA_OK;
 }
 
+/* GPU plans: the schedule and the split-KV partials (required). CPU plans: the key splits'
+ * partial rows (internal.h mla_cpu_split; optional: a call given less runs unsplit); 0 where
+ * the plan never splits (the reference, and shapes with enough items). */
 static size_t plan_workspace(const struct mla_decode_plan *p)
 {
-    return p->device == MLA_DEVICE_CPU ? 0 : p->gpu.workspace_bytes;
+    if (p->device != MLA_DEVICE_CPU) return p->gpu.workspace_bytes;
+    return p->cpu_kernel == MLA_CPU_KERNEL_REF ? 0 : mla_cpu_split_workspace(&p->shape);
 }
 
 mla_status mla_decode_workspace_size(mla_decode_plan_t plan, size_t *bytes)
@@ -442,7 +455,7 @@ static mla_status check_stream_workspace(const struct mla_decode_plan *p, void *
         if (stream)
             return mla_set_error(MLA_ERR_INVALID_ARGUMENT,
                                  "stream must be NULL for a CPU plan (got %p)", (void *)stream);
-        return MLA_OK; /* the CPU path needs no workspace; any pointer/size is fine */
+        return MLA_OK; /* optional on the CPU: any pointer / size (too small: no key split) */
     }
     const size_t need = plan_workspace(p);
     if (workspace_bytes < need)
@@ -680,14 +693,18 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
     if (p->device == MLA_DEVICE_CPU) {
         if ((st = validate_host_values(p, &a))) return st;
         const float scale = mla_effective_scale(&p->shape, a.softmax_scale);
+        mla_cpu_split sp;
+        sp.nsplit = 1;
+        if (p->cpu_kernel != MLA_CPU_KERNEL_REF)
+            mla_cpu_split_of_call(&p->shape, &a, p->cpu_split_chunks, workspace, workspace_bytes, &sp);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
-            return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads);
+            return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512BF16)
-            return mla_cpu_avx512bf16_decode(&p->shape, &a, scale, p->cpu_threads);
+            return mla_cpu_avx512bf16_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
-            return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads);
+            return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
-            return mla_cpu_avx2_decode(&p->shape, &a, scale, p->cpu_threads);
+            return mla_cpu_avx2_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);
     }
     return mla_gpu_decode(p, &a, workspace, workspace_bytes, stream);

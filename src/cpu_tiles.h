@@ -84,9 +84,9 @@
 int TL_(available)(void) { return 0; }
 int TL_(preferred)(void) { return 0; }
 mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *args,
-                       float softmax_scale, int num_threads)
+                       float softmax_scale, int num_threads, const mla_cpu_split *split)
 {
-    (void)shape; (void)args; (void)softmax_scale; (void)num_threads;
+    (void)shape; (void)args; (void)softmax_scale; (void)num_threads; (void)split;
     return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no " TL_WHAT " path");
 }
 mla_status TL_(sparse_decode)(const mla_sparse_decode_shape *shape, const mla_sparse_decode_args *args,
@@ -187,6 +187,8 @@ typedef struct amx_job {
     mla_dense_numerics nm; /* dtypes and scales (mla_ref.h) */
     int64_t hpk, nblk, items;
     int64_t rb;            /* query rows per item: 16 x (1 .. RTMAX)                   */
+    int nsplit;            /* key ranges per request at most (1: not split)            */
+    const mla_cpu_split *sp; /* split: the ranges and the partial rows (internal.h)     */
 } amx_job;
 
 #if TL_AMX
@@ -1092,17 +1094,33 @@ static inline int out_col(int x)
 
 /* ---- dense decode --------------------------------------------------------------------------- */
 
+/* Partial row rr (of request i, kv head g) of key range si: 514 floats (internal.h). */
+static inline float *part_row(const amx_job *job, int64_t i, int64_t g, int64_t rr, int64_t si)
+{
+    const mla_cpu_split *sp = job->sp;
+    const int64_t tile = (i * job->shape->h_kv + g) * sp->rt_total + rr / 16;
+    return sp->part + ((tile * sp->nsplit + si) * 16 + rr % 16) * (int64_t)(DV + 2);
+}
+
+/* Item wi: rows r0..r1 of (request i, kv head g) over all their keys, or (split) over key range
+ * wi % nsplit of the request's (mla_cpu_split_ranges), written as partial rows. */
 INL void run_item(const amx_job *job, int64_t wi)
 {
     const mla_decode_shape *sh = job->shape;
     const mla_decode_args *a = job->args;
     const int64_t dqk = sh->d_qk, hpk = job->hpk;
-    const mla_dense_item it = mla_dense_item_of(sh, a, wi, job->nblk, job->rb, hpk);
+    const int64_t ns = job->nsplit, bi = wi / ns, si = wi % ns;
+    const mla_dense_item it = mla_dense_item_of(sh, a, bi, job->nblk, job->rb, hpk);
     const int64_t g = it.g, i = it.i, n_i = it.n_i, r0 = it.r0, r1 = it.r1;
     if (r0 >= r1) return;
     const int nr = (int)(r1 - r0);
     const int64_t L = a->cache_seqlens[i];
     const int64_t ps = sh->page_size;
+    int64_t nr_ranges = 1, per = 0;
+    if (ns > 1) {
+        mla_cpu_split_ranges(job->sp, L, &nr_ranges, &per);
+        if (si >= nr_ranges) return; /* the request has fewer ranges: nothing here */
+    }
 
     amx_ws ws, *w = &ws;
     int64_t kmax = 0, kmin = INT64_MAX; /* most / fewest keys a row of the item sees */
@@ -1131,8 +1149,14 @@ INL void run_item(const amx_job *job, int64_t wi)
 #define KROW(t) (kc + ((int64_t)bt[(t) / ps] * a->k_stride[0] + ((t) % ps) * a->k_stride[1] + \
                        g * a->k_stride[2]) * ksz)
 
-    for (int64_t c0 = 0; c0 < kmax; c0 += KC) {
-        const int nk = (int)(kmax - c0 < KC ? kmax - c0 : KC);
+    /* the item's keys: all of them, or the visible ones of the request's range si */
+    int64_t cb = 0, ce = kmax;
+    if (ns > 1) {
+        cb = si * per * KC;
+        ce = (si + 1) * per * KC < kmax ? (si + 1) * per * KC : kmax;
+    }
+    for (int64_t c0 = cb; c0 < ce; c0 += KC) {
+        const int nk = (int)(ce - c0 < KC ? ce - c0 : KC);
         /* 1. the chunk's rows: whole 16-key tiles of a bf16 cache straight from their page,
          *    the rest gathered into kbuf (rows < kmax <= L only; zeros past nk) */
         chunk_src *src = &w->src;
@@ -1154,11 +1178,21 @@ INL void run_item(const amx_job *job, int64_t wi)
             }
         }
         w->npf = 0;
-        for (int64_t t = c0 + KC; t < c0 + 2 * KC && t < kmax; t++) w->pf[w->npf++] = KROW(t);
+        for (int64_t t = c0 + KC; t < c0 + 2 * KC && t < ce; t++) w->pf[w->npf++] = KROW(t);
         ws_chunk(w, c0, nk, c0 + nk > kmin, job->nm.scale_log2);
     }
 #undef KROW
     ws_end();
+
+    if (ns > 1) { /* partial rows: O (acc's column order), m, l; O only where l is not 0 */
+        for (int r = 0; r < nr; r++) {
+            float *pr = part_row(job, i, g, r0 + r, si);
+            pr[DV] = w->m[r];
+            pr[DV + 1] = w->l[r];
+            if (w->l[r] != 0.0f) memcpy(pr, w->acc[r], DV * sizeof(float));
+        }
+        return;
+    }
 
     /* write out and lse (as the reference does) */
     const mla_dtype dt = sh->dtype;
@@ -1181,6 +1215,67 @@ INL void run_item(const amx_job *job, int64_t wi)
 
 TGT static void run_item_fn(void *ctx, int64_t w) { run_item((const amx_job *)ctx, w); }
 
+/* Merges the partial rows of rows 8 u' .. 8 u' + 7 of row tile u / 2 (u' = u % 2; tiles in
+ * (request, kv head, tile) order) over the request's ranges and writes out and lse as the
+ * unsplit write-out does: with M the largest max among the ranges that saw a key, O = sum
+ * 2^(m_s - M) O_s, l = sum 2^(m_s - M) l_s. A NaN max or sum in any range (a NaN score) makes
+ * the row NaN; a row no range saw a key of gets out 0, lse +inf. */
+INL void merge_rows(const amx_job *job, int64_t u)
+{
+    const mla_decode_shape *sh = job->shape;
+    const mla_decode_args *a = job->args;
+    const mla_cpu_split *sp = job->sp;
+    const int64_t hpk = job->hpk, tile = u / 2;
+    const int64_t t = tile % sp->rt_total, g = (tile / sp->rt_total) % sh->h_kv, i = tile / (sp->rt_total * sh->h_kv);
+    const int64_t n_i = a->cu_seqlens_q ? (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i] : sh->s_q;
+    int64_t ns, per;
+    mla_cpu_split_ranges(sp, a->cache_seqlens[i], &ns, &per);
+    const mla_dtype dt = sh->dtype;
+    float o[DV] __attribute__((aligned(64)));
+    const int64_t rq = 16 * t + 8 * (u % 2);
+    for (int64_t rr = rq; rr < rq + 8 && rr < n_i * hpk; rr++) {
+        const int64_t j = rr / hpk, h = g * hpk + rr % hpk;
+        float mx = -INFINITY;
+        int nan = 0;
+        for (int64_t s = 0; s < ns; s++) {
+            const float *pr = part_row(job, i, g, rr, s);
+            const float m = pr[DV], l = pr[DV + 1];
+            if (m != m || l != l) nan = 1;
+            else if (l > 0.0f && m > mx) mx = m;
+        }
+        uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
+        float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
+        if (nan) {
+            for (int x = 0; x < DV; x++) orow[x] = mla_float_to_half(dt, NAN);
+            *lse = NAN;
+            continue;
+        }
+        if (mx == -INFINITY) { /* no key in any range */
+            for (int x = 0; x < DV; x++) orow[x] = 0;
+            *lse = INFINITY;
+            continue;
+        }
+        float l = 0.0f;
+        int first = 1;
+        for (int64_t s = 0; s < ns; s++) {
+            const float *pr = part_row(job, i, g, rr, s);
+            if (!(pr[DV + 1] > 0.0f)) continue;
+            const float f = exp2f(pr[DV] - mx);
+            l += pr[DV + 1] * f;
+            if (first)
+                for (int x = 0; x < DV; x++) o[x] = pr[x] * f;
+            else
+                for (int x = 0; x < DV; x++) o[x] += pr[x] * f;
+            first = 0;
+        }
+        const float inv = job->nm.out_scale / l;
+        for (int x = 0; x < DV; x++) orow[out_col(x)] = mla_float_to_half(dt, o[x] * inv);
+        *lse = (mx + log2f(l)) * 0.69314718055994530942f;
+    }
+}
+
+TGT static void merge_rows_fn(void *ctx, int64_t u) { merge_rows((const amx_job *)ctx, u); }
+
 /* Query rows per item: up to RTMAX tiles (K gathered and V re-laid once for all of them), fewer
  * when that would leave threads idle (fewer than two items per thread). rt_total row tiles per
  * group of rows that share keys, `groups` such groups: *rb rows per item, *nblk items per group. */
@@ -1195,7 +1290,7 @@ static void split_items(int64_t rt_total, int64_t groups, int num_threads, int64
 }
 
 mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *args,
-                              float softmax_scale, int num_threads)
+                       float softmax_scale, int num_threads, const mla_cpu_split *split)
 {
     if (!TL_(available)())
         return mla_set_error(MLA_ERR_UNSUPPORTED, "this CPU or OS does not run " TL_WHAT);
@@ -1206,7 +1301,19 @@ mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *arg
     if (job.nm.qdt == MLA_DTYPE_FP16 || job.nm.kdt == MLA_DTYPE_FP16)
         return mla_set_error(MLA_ERR_UNSUPPORTED, "the AMX path takes bf16 or FP8 q and k_cache, not fp16");
     job.hpk = shape->h_q / shape->h_kv;
-    split_items((shape->s_q * job.hpk + 15) / 16, shape->b * shape->h_kv, num_threads, &job.rb, &job.nblk, &job.items);
+    job.nsplit = 1;
+    job.sp = split;
+    const int64_t rt_total = (shape->s_q * job.hpk + 15) / 16;
+    if (split && split->nsplit > 1) { /* (row block, key range) items, then the merge */
+        job.nsplit = split->nsplit;
+        /* row blocks as large as leave no thread idle, counting the ranges (no result depends
+         * on the blocking); items: (request, kv head, row block, range) */
+        split_items(rt_total, shape->b * shape->h_kv * split->nsplit, num_threads, &job.rb, &job.nblk, &job.items);
+        mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
+        mla_cpu_parallel(shape->b * shape->h_kv * rt_total * 2, num_threads, merge_rows_fn, &job);
+        return MLA_OK;
+    }
+    split_items(rt_total, shape->b * shape->h_kv, num_threads, &job.rb, &job.nblk, &job.items);
     mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
     return MLA_OK;
 }

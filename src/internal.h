@@ -33,6 +33,7 @@ struct mla_decode_plan {
     int device;             /* MLA_DEVICE_CPU or CUDA ordinal                        */
     int cpu_threads;        /* resolved worker count for CPU plans                   */
     int cpu_kernel;         /* CPU plans: MLA_CPU_KERNEL_*                            */
+    int cpu_split_chunks;   /* CPU plans: 64-key chunks per key split at least        */
     mla_gpu_info gpu;
 };
 
@@ -91,15 +92,54 @@ int mla_cpu_amx_preferred(void);
 int mla_cpu_avx512bf16_preferred(void);
 int mla_cpu_avx512_preferred(void);
 int mla_cpu_avx2_preferred(void);
-/* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3. */
+/* Key splits of a CPU dense decode call (src/cpu_split.c). A call with fewer than
+ * MLA_CPU_SPLIT_BELOW row tiles (request x kv head x 16 query rows) would leave cores idle (a
+ * single request with 16 heads runs on one core): each request's keys are cut into ranges of
+ * whole 64-key chunks (at least `chunks` chunks each, the plan's; at most `nsplit` ranges, and
+ * nsplit <= MLA_CPU_SPLIT_MAX, tiles x 16 x nsplit <= MLA_CPU_SPLIT_ROWS_MAX), each (row block,
+ * range) an item of its own writing partial rows (un-normalised O, max, sum) into the caller's
+ * workspace, then merged. The ranges depend only on the shape, the lengths and whether the
+ * workspace is large enough, never on the thread count (the row blocking does, which changes
+ * no result), so results stay bit-for-bit the same for any thread count. Without a workspace of
+ * the plan's size the call runs unsplit. */
+#define MLA_CPU_SPLIT_BELOW 16
+#define MLA_CPU_SPLIT_MAX 64
+#define MLA_CPU_SPLIT_ROWS_MAX 4096
+#define MLA_CPU_SPLIT_CHUNKS 32 /* default chunks: 2048 keys (hook MLA_CPU_SPLIT_CHUNKS) */
+typedef struct mla_cpu_split {
+    int nsplit;       /* ranges at most per request; 1: not split (the rest unset)         */
+    int chunks;       /* 64-key chunks per range at least                                  */
+    int64_t rt_total; /* row tiles per (request, kv head): ceil(s_q x h_q / h_kv / 16)      */
+    float *part;      /* [b][h_kv][rt_total][nsplit][16][512 + 2]: O (the kernel's column
+                         order), m (log2 domain, scaled), l; 64-byte aligned in the workspace */
+} mla_cpu_split;
+/* The key ranges of a request of L keys: *n ranges of *per chunks each (the last shorter);
+ * n = min(nsplit, ceil(chunks(L) / chunks)), at least 1. */
+static inline void mla_cpu_split_ranges(const mla_cpu_split *sp, int64_t L, int64_t *n, int64_t *per)
+{
+    const int64_t nch = (L + 63) / 64;
+    int64_t k = (nch + sp->chunks - 1) / sp->chunks;
+    if (k > sp->nsplit) k = sp->nsplit;
+    if (k < 1) k = 1;
+    *n = k;
+    *per = (nch + k - 1) / k;
+}
+/* Workspace bytes a CPU plan of this shape can use for key splits (0: it never splits). */
+size_t mla_cpu_split_workspace(const mla_decode_shape *shape);
+/* The split of one call (arguments validated; cache_seqlens read on the host). */
+void mla_cpu_split_of_call(const mla_decode_shape *shape, const mla_decode_args *args, int split_chunks,
+                           void *workspace, size_t workspace_bytes, mla_cpu_split *split);
+
+/* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3; split: the
+ * call's key split (mla_cpu_split_of_call). */
 mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                              float softmax_scale, int num_threads);
+                              float softmax_scale, int num_threads, const mla_cpu_split *split);
 mla_status mla_cpu_avx512bf16_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                                     float softmax_scale, int num_threads);
+                                     float softmax_scale, int num_threads, const mla_cpu_split *split);
 mla_status mla_cpu_avx512_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                                 float softmax_scale, int num_threads);
+                                 float softmax_scale, int num_threads, const mla_cpu_split *split);
 mla_status mla_cpu_avx2_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                               float softmax_scale, int num_threads);
+                               float softmax_scale, int num_threads, const mla_cpu_split *split);
 
 /* Sparse decode and prefill on the CPU: the contracts of mla_ref_sparse_decode /
  * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on each fast path. */

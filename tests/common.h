@@ -375,16 +375,28 @@ TC_FN int tc_case_build(tc_case *c, const tc_config *cfg)
     return 0;
 }
 
-/* Creates a CPU plan for the case and runs mla_decode. Returns the status. */
-TC_FN mla_status tc_case_run_cpu(tc_case *c)
+/* Creates a CPU plan for the case and runs mla_decode with the workspace the plan reports (the
+ * CPU path's key splits; internal.h mla_cpu_split), as a caller following the API does; with
+ * no_ws, without one (the call runs unsplit). Returns the status. */
+TC_FN mla_status tc_case_run_cpu_ws(tc_case *c, int no_ws)
 {
     mla_decode_plan_t plan = NULL;
     mla_status st = mla_decode_plan_create(&plan, &c->shape, MLA_DEVICE_CPU);
     if (st != MLA_OK) return st;
-    st = mla_decode(plan, &c->args, NULL, 0, NULL);
+    size_t wsb = 0;
+    void *ws = NULL;
+    if (!no_ws && (st = mla_decode_workspace_size(plan, &wsb)) == MLA_OK && wsb > 0) {
+        ws = malloc(wsb);
+        if (!ws) wsb = 0;
+        else memset(ws, 0xff, wsb); /* NaN: the path must write what it reads */
+    }
+    if (st == MLA_OK) st = mla_decode(plan, &c->args, ws, wsb, NULL);
+    free(ws);
     mla_decode_plan_destroy(plan);
     return st;
 }
+
+TC_FN mla_status tc_case_run_cpu(tc_case *c) { return tc_case_run_cpu_ws(c, 0); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Independent fp64 oracle                                                                   */

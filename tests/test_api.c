@@ -325,7 +325,26 @@ static void test_decode_args(void)
     /* schedule / workspace size / info on a CPU plan */
     size_t wsb = 99;
     st = mla_decode_workspace_size(plan, &wsb);
-    tc_expect(st == MLA_OK && wsb == 0, "CPU workspace size: %s %zu", mla_status_string(st), wsb);
+    /* the CPU fast kernels' key splits (internal.h mla_cpu_split): optional, sized by the rule */
+    const size_t want_ws = plan->cpu_kernel == MLA_CPU_KERNEL_REF ? 0 : mla_cpu_split_workspace(&plan->shape);
+    tc_expect(st == MLA_OK && wsb == want_ws, "CPU workspace size: %s %zu (want %zu)", mla_status_string(st), wsb,
+              want_ws);
+    {
+        /* the rule: calls with fewer than 16 row tiles (b x h_kv x 16-row tiles) split, into at
+         * most 64 ranges and 4096 partial rows of 514 floats; others never */
+        mla_decode_shape t = mla_decode_shape_default();
+        t.b = 1; t.s_q = 1; t.h_q = 16; t.h_kv = 1;
+        tc_expect(mla_cpu_split_workspace(&t) == (size_t)64 * 16 * 514 * 4 + 64, "split workspace b=1 h_q=16: %zu",
+                  mla_cpu_split_workspace(&t));
+        t.h_q = 128;
+        tc_expect(mla_cpu_split_workspace(&t) == (size_t)32 * 128 * 514 * 4 + 64,
+                  "split workspace b=1 h_q=128 (4096 rows / 128 = 32 ranges): %zu", mla_cpu_split_workspace(&t));
+        t.b = 2;
+        tc_expect(mla_cpu_split_workspace(&t) == 0, "b=2 h_q=128: 16 tiles, never split (%zu)",
+                  mla_cpu_split_workspace(&t));
+        t.b = 16; t.h_q = 16;
+        tc_expect(mla_cpu_split_workspace(&t) == 0, "b=16 h_q=16: never split (%zu)", mla_cpu_split_workspace(&t));
+    }
     st = mla_decode_workspace_size(plan, NULL);
     tc_expect(st == MLA_ERR_INVALID_ARGUMENT && strstr(mla_last_error(), "bytes"), "workspace_size(NULL)");
     st = mla_decode_workspace_size(NULL, &wsb);

@@ -278,15 +278,20 @@ static void f10_scale(void)
 static void f11_workspace_from_elsewhere(void)
 {
     printf("-- F11 a workspace from another plan / garbage workspace on the CPU\n");
-    /* another plan (other shape) and its workspace size; the CPU path needs and touches none */
+    /* The CPU workspace is optional (the key splits' partial rows, internal.h mla_cpu_split):
+     * one smaller than the plan's size, or NULL, is never touched and the call runs unsplit
+     * (the base run's bytes). Another plan's size: what the rule gives for its shape. */
+    size_t need = 0;
+    tc_expect(mla_decode_workspace_size(P, &need) == MLA_OK, "F11 workspace size");
     mla_decode_shape s2 = C.shape;
     s2.h_q = 64;
     s2.b = 9;
     mla_decode_plan_t other = NULL;
     tc_expect(mla_decode_plan_create(&other, &s2, MLA_DEVICE_CPU) == MLA_OK, "F11 other plan");
     size_t other_ws = 7;
-    tc_expect(mla_decode_workspace_size(other, &other_ws) == MLA_OK && other_ws == 0,
-              "F11 CPU workspace size is 0 (%zu)", other_ws);
+    const size_t other_want = other && other->cpu_kernel != MLA_CPU_KERNEL_REF ? mla_cpu_split_workspace(&other->shape) : 0;
+    tc_expect(mla_decode_workspace_size(other, &other_ws) == MLA_OK && other_ws == other_want,
+              "F11 CPU workspace size of another plan: %zu (want %zu)", other_ws, other_want);
     uint8_t *ws = (uint8_t *)malloc(4096);
     memset(ws, 0x3c, 4096);
     if (run_expect("F11 workspace of another plan", P, &C.args, ws, 4096, NULL, MLA_OK, NULL) == MLA_OK)
@@ -294,9 +299,12 @@ static void f11_workspace_from_elsewhere(void)
     int untouched = 1;
     for (int x = 0; x < 4096; x++) untouched &= ws[x] == 0x3c;
     tc_expect(untouched, "F11: the CPU path wrote into the workspace");
-    if (run_expect("F11 garbage workspace pointer, huge size", P, &C.args,
-                   (void *)(uintptr_t)0x10, SIZE_MAX, NULL, MLA_OK, NULL) == MLA_OK)
-        expect_base_bytes("F11 garbage workspace pointer, huge size");
+    if (need > 4096 &&
+        run_expect("F11 garbage workspace pointer, one byte short of the plan's size", P, &C.args,
+                   (void *)(uintptr_t)0x10, need - 1, NULL, MLA_OK, NULL) == MLA_OK)
+        expect_base_bytes("F11 garbage workspace pointer, one byte short of the plan's size");
+    if (run_expect("F11 NULL workspace, huge size", P, &C.args, NULL, SIZE_MAX, NULL, MLA_OK, NULL) == MLA_OK)
+        expect_base_bytes("F11 NULL workspace, huge size");
     mla_decode_args a = C.args;
     a.flags = MLA_DECODE_REUSE_SCHEDULE;
     if (run_expect("F11 MLA_DECODE_REUSE_SCHEDULE on the CPU", P, &a, ws, 4096, NULL, MLA_OK, NULL) == MLA_OK)
@@ -347,7 +355,7 @@ static void f12_plan_after_destroy(void)
 static void f13_workspace_size(void)
 {
     printf("-- F13 undersized workspace_bytes\n");
-    /* CPU: the plan needs 0 bytes, so 0 / NULL is enough */
+    /* CPU: the workspace is optional; 0 / NULL runs unsplit */
     if (run_expect("F13 CPU: NULL workspace, 0 bytes", P, &C.args, NULL, 0, NULL, MLA_OK, NULL) == MLA_OK)
         expect_base_bytes("F13 CPU: NULL workspace, 0 bytes");
     /* GPU rules, exercised without a GPU via a hand-made GPU plan object (validation runs

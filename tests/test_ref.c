@@ -27,6 +27,7 @@
 #include "cpu_kernels.h"
 
 static int g_verbose = 0;
+static int g_no_ws = 0; /* run_case: call without the plan's workspace (no key split) */
 
 /* Oracle rows: all of them when that is at most ~200k (row, key) pairs, else about that many
  * rows' worth, picked by a hash of the row index (tc_naive_decode_rows). */
@@ -47,7 +48,7 @@ static int run_case_keep(const char *label, const tc_config *cfg, tc_case *keep)
         tc_expect(0, "%s: allocation failed", label);
         return 0;
     }
-    mla_status st = tc_case_run_cpu(&c);
+    mla_status st = tc_case_run_cpu_ws(&c, g_no_ws);
     int ok = tc_expect(st == MLA_OK, "%s: mla_decode returned %s: %s", label,
                        mla_status_string(st), mla_last_error());
     if (ok) {
@@ -327,6 +328,125 @@ static void test_empty_windows(void)
     run_case("b=1 h_q=1 one key, page 1", &cfg);
 }
 
+/* Key splits (internal.h mla_cpu_split): a call with few items cuts each item's keys into ranges
+ * of whole 64-key chunks, runs every range as an item of its own and merges the partial rows.
+ * MLA_CPU_SPLIT_CHUNKS=1 (set here; the caller's value is given back) makes every chunk a range
+ * (up to 64 per item): empty ranges, ranges that end inside a chunk, causal rows that see only
+ * the first ranges, a request of length 0, per-request query lengths, strided layouts. Each case
+ * meets the oracle with the plan's workspace (split) and without it (unsplit); a NaN key in one
+ * range makes every row NaN, as unsplit; the split call writes its workspace (it did split) and
+ * gives the same bytes for any thread count. */
+static void test_split(void)
+{
+    printf("-- key splits: few items, up to 64 ranges each (MLA_CPU_SPLIT_CHUNKS=1), with and without the workspace\n");
+    const char *prev = getenv("MLA_CPU_SPLIT_CHUNKS");
+    char saved[32] = "";
+    if (prev) snprintf(saved, sizeof saved, "%s", prev);
+    setenv("MLA_CPU_SPLIT_CHUNKS", "1", 1);
+    static const int32_t kl2[2] = {3001, 70};
+    static const int32_t kl3[3] = {0, 777, 64};
+    static const int32_t ql1[1] = {3};
+    tc_config cfgs[4];
+    for (int v = 0; v < 4; v++) cfgs[v] = tc_config_default();
+    cfgs[0].b = 1; cfgs[0].s_k = 5000; cfgs[0].seed = 900; /* 79 chunks: 64 ranges of 2, the last 24 empty */
+    cfgs[1].b = 2; cfgs[1].s_q = 2; cfgs[1].h_q = 32; cfgs[1].causal = 1; cfgs[1].kv_lens = kl2; cfgs[1].seed = 901;
+    cfgs[2].b = 3; cfgs[2].h_q = 64; cfgs[2].h_kv = 2; cfgs[2].kv_lens = kl3; cfgs[2].strided = 1; cfgs[2].seed = 902;
+    cfgs[3].b = 1; cfgs[3].s_q = 4; cfgs[3].causal = 1; cfgs[3].q_lens = ql1; cfgs[3].s_k = 300;
+    cfgs[3].page_size = 16; cfgs[3].seed = 903;
+    for (int v = 0; v < 4; v++)
+        for (int nows = 0; nows < 2; nows++) {
+            char label[240];
+            describe(label, sizeof label, &cfgs[v]);
+            snprintf(label + strlen(label), sizeof label - strlen(label), "%s",
+                     nows ? " (no workspace: unsplit)" : " (split)");
+            g_no_ws = nows;
+            run_case(label, &cfgs[v]);
+            g_no_ws = 0;
+        }
+
+    /* the split call uses its workspace and is deterministic; a NaN key makes the rows NaN */
+    tc_case c;
+    tc_config cfg = cfgs[1];
+    if (!tc_expect(tc_case_build(&c, &cfg) == 0, "split: allocation")) goto out;
+    mla_decode_plan_t plan = NULL;
+    size_t wsb = 0;
+    unsigned char *ws = NULL;
+    if (tc_expect(mla_decode_plan_create(&plan, &c.shape, MLA_DEVICE_CPU) == MLA_OK, "split plan: %s", mla_last_error()) &&
+        tc_expect(mla_decode_workspace_size(plan, &wsb) == MLA_OK, "workspace size")) {
+        const int fast = plan->cpu_kernel != MLA_CPU_KERNEL_REF;
+        tc_expect(fast ? wsb > 0 : wsb == 0, "CPU workspace: %zu bytes (%s)", wsb,
+                  fast ? "a fast kernel: the split's partial rows" : "the reference never splits");
+        if (wsb > 0 && (ws = (unsigned char *)malloc(wsb))) {
+            memset(ws, 0xa5, wsb);
+            tc_expect(mla_decode(plan, &c.args, ws, wsb, NULL) == MLA_OK, "split call: %s", mla_last_error());
+            int64_t used = 0;
+            for (size_t x = 0; x < wsb; x++) used += ws[x] != 0xa5;
+            tc_expect(used > 0, "the split call wrote its workspace (%lld bytes changed)", (long long)used);
+            memset(ws, 0xa5, wsb); /* one byte short: never touched (runs unsplit) */
+            tc_expect(mla_decode(plan, &c.args, ws, wsb - 1, NULL) == MLA_OK, "short workspace call");
+            used = 0;
+            for (size_t x = 0; x < wsb; x++) used += ws[x] != 0xa5;
+            tc_expect(used == 0, "a workspace one byte short of the size was written (%lld bytes)", (long long)used);
+            const size_t ob = (size_t)c.out_elems * 2, lb = (size_t)c.lse_elems * 4;
+            uint16_t *o0 = (uint16_t *)malloc(ob);
+            float *l0 = (float *)malloc(lb);
+            /* 1 chunk per range (32 ranges: the row blocks stay whole) and the default (2 ranges:
+             * more threads cut the rows into smaller blocks) */
+            for (int dflt = 0; dflt < 2 && o0 && l0; dflt++) {
+                if (dflt) unsetenv("MLA_CPU_SPLIT_CHUNKS");
+                static const int threads[] = {1, 2, 3, 8};
+                for (int t = 0; t < 4; t++) {
+                    mla_decode_plan_t p2 = NULL;
+                    c.shape.cpu_threads = threads[t];
+                    tc_case_poison(&c);
+                    memset(ws, 0x5a, wsb);
+                    if (!tc_expect(mla_decode_plan_create(&p2, &c.shape, MLA_DEVICE_CPU) == MLA_OK, "plan")) continue;
+                    const mla_status st2 = mla_decode(p2, &c.args, ws, wsb, NULL);
+                    mla_decode_plan_destroy(p2);
+                    if (t == 0) {
+                        memcpy(o0, c.out, ob);
+                        memcpy(l0, c.lse, lb);
+                        tc_expect(st2 == MLA_OK, "split, 1 thread: %s", mla_last_error());
+                        continue;
+                    }
+                    tc_expect(st2 == MLA_OK && memcmp(o0, c.out, ob) == 0 && memcmp(l0, c.lse, lb) == 0,
+                              "split (%s), %d threads: bytes differ from 1 thread",
+                              dflt ? "default ranges" : "1 chunk per range", threads[t]);
+                }
+                setenv("MLA_CPU_SPLIT_CHUNKS", "1", 1);
+            }
+            c.shape.cpu_threads = 0;
+            free(o0);
+            free(l0);
+            /* a NaN in key 1500 of request 0 (a middle range): every row of request 0 NaN, with
+             * and without the split; request 1 unaffected (finite lse) */
+            const int64_t ps = c.cfg.page_size;
+            const int64_t page = c.block_table[0 * c.args.block_table_stride + 1500 / ps];
+            c.k_cache[page * c.args.k_stride[0] + (1500 % ps) * c.args.k_stride[1] + 7] = 0x7fc0;
+            for (int nows = 0; nows < 2; nows++) {
+                tc_case_poison(&c);
+                tc_expect(mla_decode(plan, &c.args, nows ? NULL : ws, nows ? 0 : wsb, NULL) == MLA_OK, "NaN key call");
+                int64_t bad0 = 0, bad1 = 0;
+                for (int64_t j = 0; j < 2; j++)
+                    for (int64_t h = 0; h < c.cfg.h_q; h++) {
+                        const float l0v = c.lse[0 * c.args.lse_stride[0] + h * c.args.lse_stride[1] + j * c.args.lse_stride[2]];
+                        const float l1v = c.lse[1 * c.args.lse_stride[0] + h * c.args.lse_stride[1] + j * c.args.lse_stride[2]];
+                        bad0 += !isnan(l0v);
+                        bad1 += !isfinite(l1v);
+                    }
+                tc_expect(bad0 == 0 && bad1 == 0, "NaN key in a middle range (%s): %lld rows of request 0 not NaN, "
+                          "%lld of request 1 not finite", nows ? "unsplit" : "split", (long long)bad0, (long long)bad1);
+            }
+        }
+    }
+    free(ws);
+    mla_decode_plan_destroy(plan);
+    tc_case_free(&c);
+out:
+    if (prev) setenv("MLA_CPU_SPLIT_CHUNKS", saved, 1);
+    else unsetenv("MLA_CPU_SPLIT_CHUNKS");
+}
+
 /* NaN in every byte the library must not read; garbage block tables; page permutations. */
 static void test_poison(void)
 {
@@ -540,6 +660,7 @@ static void run_groups(int full)
     test_variants();
     test_poison();
     test_determinism();
+    test_split();
     if (!g_quick) {
         test_half_empty();
         test_big_call();

@@ -237,7 +237,7 @@ def flash_mla_with_kvcache(
                                qa.dtype,
                                d_qk=cfg_now.d_qk, d_v=cfg_now.d_v, causal=causal, device=qa.device)
     workspace = None
-    if plan.workspace_size > 0:
+    if plan.workspace_size > 0 and plan.device >= 0:   # CPU plans: mla.decode keeps one per thread
         import torch
         workspace = torch.empty(plan.workspace_size, dtype=torch.uint8, device=q.device)
     result = mla.decode(q, k_cache, block_table, cache_seqlens, causal=causal, softmax_scale=softmax_scale,

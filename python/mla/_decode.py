@@ -97,6 +97,7 @@ class Plan(object):
         self.num_sm_parts = int(parts.value)
         self._workspaces = {}   # stream handle -> torch uint8 tensor (GPU plans)
         self._ws_lock = threading.Lock()
+        self._tls = threading.local()   # CPU plans: this thread's workspace
 
     # -- lifetime ----------------------------------------------------------------------------
     @property
@@ -151,6 +152,16 @@ class Plan(object):
             with self._ws_lock:
                 self._workspaces[stream_handle] = ws
         return ws
+
+    def cpu_workspace(self):
+        """CPU plans: (address, bytes) of this thread's workspace (ctypes memory, made on the
+        thread's first call and kept with the plan): the CPU path's key-split partial rows,
+        optional in the C API; one per thread, since concurrent calls may not share one."""
+        buf = getattr(self._tls, "ws", None)
+        if buf is None:
+            buf = ctypes.create_string_buffer(self.workspace_size)
+            self._tls.ws = buf
+        return ctypes.addressof(buf), self.workspace_size
 
     # -- calls -------------------------------------------------------------------------------
     def schedule(self, cache_seqlens, workspace, stream=None):
@@ -297,7 +308,9 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
     pass uint16 arrays with dtype="bf16" (ml_dtypes.bfloat16 arrays work as is), or float16.
     CPU data runs the CPU path; CUDA tensors run on their device, on torch's current stream of
     that device (or `stream`). The workspace of GPU plans is allocated here (torch, reused per
-    plan and stream) unless `workspace` is given; the C call never allocates. `reuse_schedule`
+    plan and stream) unless `workspace` is given; CPU plans that can split their keys across
+    threads (few requests x heads) get one per thread, kept with the plan; the C call never
+    allocates. `reuse_schedule`
     sets MLA_DECODE_REUSE_SCHEDULE: the workspace already holds the schedule of an earlier call
     with the same cache_seqlens values. softmax_scale None (or <= 0): d_qk ** -0.5.
 
@@ -407,6 +420,8 @@ def decode(q, k_cache, block_table, cache_seqlens, *, causal=False, softmax_scal
     st = _stream_handle(stream, plan.device, qa.kind == "torch")
     if workspace is not None:
         ws_ptr, ws_bytes = _workspace_ptr(workspace, plan.device)
+    elif plan.workspace_size > 0 and plan.device < 0:
+        ws_ptr, ws_bytes = plan.cpu_workspace()
     elif plan.workspace_size > 0:
         if qa.kind != "torch":
             raise InvalidArgumentError("this plan needs a %d-byte workspace; pass workspace=" % plan.workspace_size)

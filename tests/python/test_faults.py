@@ -116,15 +116,39 @@ def test_f10_bad_scale_means_default(scale):
 # ---- F11: workspaces ------------------------------------------------------------------------------
 
 def test_f11_cpu_ignores_a_foreign_workspace():
+    # The CPU workspace is optional (key splits of calls with few work items); one smaller than
+    # the plan's size is never touched, and these short lengths never split anyway.
     q, k, bt, cs = _case()
     out0, lse0 = _decode(q, k, bt, cs)
     other = mla.Plan(b=9, s_q=1, h_q=64, h_kv=1, page_size=64, dtype="bf16")
-    assert other.workspace_size == 0
     ws = torch.full((4096,), 0x3C, dtype=torch.uint8)
+    assert other.workspace_size == 0 or other.workspace_size > ws.numel()
     out1, lse1 = _decode(q, k, bt, cs, workspace=ws)
     assert torch.equal(out0, out1) and torch.equal(lse0, lse1)
     assert torch.all(ws == 0x3C), "the CPU path wrote into the workspace"
     other.close()
+
+
+def test_cpu_key_split_matches_reference_and_threads():
+    # One request with 5000 keys: few work items, so a CPU plan with a fast kernel reports a
+    # workspace and splits the keys into ranges (5 of 1024 keys by default); mla.decode keeps a
+    # workspace per thread. The result meets the reference with and without the split, and is
+    # bit-for-bit the same for 1 and 2 threads (the split depends on the lengths only).
+    q, k, bt, cs = make_case(1, 1, 16, 1, [5000], 64, DT, seed=31)
+    ref_out, ref_lse = ref_decode(q, k, bt, cs)
+    outs = []
+    for threads in (1, 2):
+        plan = mla.Plan(1, 1, 16, 1, 64, DT, cpu_threads=threads)
+        out, lse = plan.decode(q, k, bt, cs, cpu_threads=threads)
+        check_out_lse(out, lse, ref_out, ref_lse, "split, %d threads" % threads)
+        outs.append((out, lse))
+        if plan.workspace_size > 0:
+            short = torch.zeros(plan.workspace_size - 1, dtype=torch.uint8)
+            out_u, lse_u = plan.decode(q, k, bt, cs, cpu_threads=threads, workspace=short)
+            check_out_lse(out_u, lse_u, ref_out, ref_lse, "unsplit (short workspace)")
+            assert torch.all(short == 0), "a workspace one byte short was written"
+        plan.close()
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
 
 def test_f11_workspace_on_another_device_is_rejected():
