@@ -1277,13 +1277,13 @@ INL void merge_rows(const amx_job *job, int64_t u)
 TGT static void merge_rows_fn(void *ctx, int64_t u) { merge_rows((const amx_job *)ctx, u); }
 
 /* Query rows per item: up to RTMAX tiles (K gathered and V re-laid once for all of them), fewer
- * when that would leave threads idle (fewer than two items per thread). rt_total row tiles per
+ * when that would leave threads idle (fewer than min_items items). rt_total row tiles per
  * group of rows that share keys, `groups` such groups: *rb rows per item, *nblk items per group. */
-static void split_items(int64_t rt_total, int64_t groups, int num_threads, int64_t *rb,
+static void split_items(int64_t rt_total, int64_t groups, int64_t min_items, int64_t *rb,
                         int64_t *nblk, int64_t *items)
 {
     int64_t rti = rt_total < RTMAX ? rt_total : RTMAX;
-    while (rti > 1 && groups * ((rt_total + rti - 1) / rti) < 2 * (int64_t)num_threads) rti = (rti + 1) / 2;
+    while (rti > 1 && groups * ((rt_total + rti - 1) / rti) < min_items) rti = (rti + 1) / 2;
     *rb = 16 * rti;
     *nblk = (rt_total + rti - 1) / rti;
     *items = groups * *nblk;
@@ -1306,14 +1306,16 @@ mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *arg
     const int64_t rt_total = (shape->s_q * job.hpk + 15) / 16;
     if (split && split->nsplit > 1) { /* (row block, key range) items, then the merge */
         job.nsplit = split->nsplit;
-        /* row blocks as large as leave no thread idle, counting the ranges (no result depends
-         * on the blocking); items: (request, kv head, row block, range) */
-        split_items(rt_total, shape->b * shape->h_kv * split->nsplit, num_threads, &job.rb, &job.nblk, &job.items);
+        /* row blocks halved until there are 4 items per thread, counting the ranges (no result
+         * depends on the blocking; 2 per thread left 5 items of unequal ranges on 2 threads at
+         * b=1 h_q=128: docs/performance.md §19); items: (request, kv head, row block, range) */
+        split_items(rt_total, shape->b * shape->h_kv * split->nsplit, 4 * (int64_t)num_threads, &job.rb,
+                    &job.nblk, &job.items);
         mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
         mla_cpu_parallel(shape->b * shape->h_kv * rt_total * 2, num_threads, merge_rows_fn, &job);
         return MLA_OK;
     }
-    split_items(rt_total, shape->b * shape->h_kv, num_threads, &job.rb, &job.nblk, &job.items);
+    split_items(rt_total, shape->b * shape->h_kv, 2 * (int64_t)num_threads, &job.rb, &job.nblk, &job.items);
     mla_cpu_parallel(job.items, num_threads, run_item_fn, &job);
     return MLA_OK;
 }
@@ -1522,7 +1524,7 @@ mla_status TL_(sparse_decode)(const mla_sparse_decode_shape *shape,
     jb.scale_log2 = softmax_scale * 1.4426950408889634f;
     jb.dqk = shape->d_qk;
     jb.hpk = shape->h_q;
-    split_items((shape->h_q + 15) / 16, shape->b * shape->s_q, num_threads, &jb.rb, &jb.nblk, &jb.items);
+    split_items((shape->h_q + 15) / 16, shape->b * shape->s_q, 2 * (int64_t)num_threads, &jb.rb, &jb.nblk, &jb.items);
     mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
     return MLA_OK;
 }
@@ -1537,7 +1539,7 @@ mla_status TL_(sparse_prefill)(const mla_sparse_prefill_args *args, int num_thre
     jb.scale_log2 = args->softmax_scale * 1.4426950408889634f;
     jb.dqk = args->d_qk;
     jb.hpk = args->h_q / args->h_kv;
-    split_items((jb.hpk + 15) / 16, args->s_q * args->h_kv, num_threads, &jb.rb, &jb.nblk, &jb.items);
+    split_items((jb.hpk + 15) / 16, args->s_q * args->h_kv, 2 * (int64_t)num_threads, &jb.rb, &jb.nblk, &jb.items);
     mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
     return MLA_OK;
 }

@@ -174,7 +174,7 @@ static void apply_fault(scenario *s, int kind, uint8_t a, uint8_t b)
     case 11: s->scale = SCALES[b % 8]; if (a & 1) s->scale = (float)b / 64.0f; break;
     case 12: s->flags = a & 1 ? MLA_DECODE_REUSE_SCHEDULE : (uint32_t)b << (a % 25); break;
     case 13: s->stream_bad = 1; break;
-    case 14: s->ws_kind = 1 + b % 4; break;
+    case 14: s->ws_kind = 1 + b % 6; break;
     case 15: s->q_special = 1 + b % 3; s->q_special_sel = a; break;
     case 16: s->k_special = 1; s->k_special_sel = a; break;
     case 17: s->device = a & 1 ? (int)(b % 4) : (b & 1 ? -2 : INT32_MIN); break;
@@ -453,9 +453,12 @@ static void run_one(const uint8_t *data, size_t size)
     if (s.device >= 0) unsupported_ok = 1; /* this harness is built without CUDA */
 
     mla_decode_plan_t plan = (mla_decode_plan_t)(uintptr_t)0x1; /* must be overwritten */
+    /* workspace kind 5: key ranges of one 64-key chunk (the testing hook, read at creation) */
+    if (s.ws_kind == 5) setenv("MLA_CPU_SPLIT_CHUNKS", "1", 1);
     mla_status st = mla_decode_plan_create(s.null_plan_out ? NULL : &plan,
                                            s.null_shape ? NULL : (const mla_decode_shape *)shape_mem,
                                            s.device);
+    if (s.ws_kind == 5) unsetenv("MLA_CPU_SPLIT_CHUNKS");
     free(shape_mem);
     if (shape_bad || s.device >= 0) {
         expect_failure(st, "mla_decode_plan_create", unsupported_ok);
@@ -468,7 +471,18 @@ static void run_one(const uint8_t *data, size_t size)
     size_t ws_bytes = 12345;
     st = mla_decode_workspace_size(plan, s.null_bytes ? NULL : &ws_bytes);
     if (s.null_bytes) expect_failure(st, "mla_decode_workspace_size(NULL)", 0);
-    else if (st != MLA_OK || ws_bytes != 0) FAIL("workspace size: %d, %zu bytes", (int)st, ws_bytes);
+    else {
+        /* mla.h: CPU plans report the optional key-split workspace: fewer than 16 row tiles
+         * (b x h_kv x ceil(s_q h_q / h_kv / 16)): tiles x 16 rows x min(64, 4096 / (16 tiles))
+         * ranges x 514 floats + 64, when that allows 2 ranges; 0 otherwise and where the
+         * reference runs (fp16) */
+        const int64_t tiles = e->b * e->h_kv * ((e->s_q * (e->h_q / e->h_kv) + 15) / 16);
+        int64_t smax = tiles < 16 ? 4096 / (tiles * 16) : 0;
+        if (smax > 64) smax = 64;
+        const size_t want = smax >= 2 ? (size_t)(tiles * 16 * smax) * 514 * 4 + 64 : 0;
+        if (st != MLA_OK || (ws_bytes != 0 && ws_bytes != want))
+            FAIL("workspace size: %d, %zu bytes (the rule: %zu)", (int)st, ws_bytes, want);
+    }
     int dev = 7, parts = 7;
     st = mla_decode_plan_info(plan, &dev, s.null_bytes ? NULL : &parts);
     if (st != MLA_OK || dev != MLA_DEVICE_CPU || (!s.null_bytes && parts != 1))
@@ -720,15 +734,30 @@ static void run_one(const uint8_t *data, size_t size)
     if (!args_mem) FAIL("calloc");
     memcpy(args_mem, &a, args_alloc < sizeof a ? args_alloc : sizeof a);
 
-    /* workspace: the CPU path needs none and must ignore whatever it gets */
+    /* workspace: optional on the CPU (key splits of calls with few row tiles). 0 / 5: the plan's
+     * size, NaN-filled (5: one-chunk ranges); anything smaller must be ignored: 512 bytes (less
+     * than any nonzero size), a garbage pointer one byte short, NULL */
     static uint8_t wsbuf[512];
-    void *ws = NULL;
+    void *ws = NULL, *ws_own = NULL;
     size_t wsb = 0;
     switch (s.ws_kind) {
+    case 0:
+    case 5:
+        if (ws_bytes > 0 && !s.null_bytes) {
+            if (!(ws_own = malloc(ws_bytes))) FAIL("malloc workspace");
+            memset(ws_own, 0xff, ws_bytes);
+            ws = ws_own;
+            wsb = ws_bytes;
+        }
+        break;
     case 1: ws = NULL; wsb = SIZE_MAX; break;
     case 2: ws = wsbuf + 1; wsb = 3; break;
     case 3: ws = wsbuf; wsb = sizeof wsbuf; break;
-    case 4: ws = (void *)(uintptr_t)0x1000; wsb = 1 << 20; break; /* never dereferenced */
+    case 4: /* never dereferenced */
+        ws = (void *)(uintptr_t)0x1000;
+        wsb = ws_bytes > 0 && !s.null_bytes ? ws_bytes - 1 : (size_t)1 << 20;
+        break;
+    case 6: ws = NULL; wsb = 0; break;
     }
     memset(wsbuf, 0x3c, sizeof wsbuf);
 
@@ -781,6 +810,7 @@ static void run_one(const uint8_t *data, size_t size)
         }
     }
     free(args_mem);
+    free(ws_own);
     free(m.q.mem); free(m.k.mem); free(m.bt.mem); free(m.out.mem); free(m.lse.mem);
     free(m.seq_mem); free(m.cu_mem); free(m.seq); free(m.cu);
     if (mla_decode_plan_destroy(plan) != MLA_OK) FAIL("destroy");

@@ -48,6 +48,12 @@ SEEDS = {
     "valid_scale_custom": header(b=1, group=1, scale=150, seed=9),
     "valid_scale_nan": header(b=1, group=1, scale=202, seed=9),   # SCALES[2] = NaN -> default
     "valid_scale_inf": header(b=1, group=1, scale=203, seed=9),
+    # key splits of the CPU path: workspace kind 5 = the plan's workspace with one-chunk ranges
+    # (page 64, 4 pages: up to 256 keys, 4 chunks)
+    "valid_split_1chunk": header(b=0, s_q=0, group=0, ps=11, num_pages=7, max_pages=3, seed=24) +
+    faults((WORKSPACE, 0, 4)),
+    "valid_split_causal_varlen": header(mode=1, b=1, s_q=1, group=1, bits=4, ps=11, num_pages=7, max_pages=3,
+                                        seed=22) + faults((WORKSPACE, 0, 4)),
     "valid_scale_neg": header(b=1, group=1, scale=201, seed=9),
     # shape faults
     "shape_hq_not_divisible": header(h_kv=1) + faults((SHAPE_FIELD, 2, 7)),       # h_q = 3, h_kv 2
