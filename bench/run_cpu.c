@@ -212,5 +212,6 @@ const char *bench_cpu_kernel_name(const bench_options *o)
            : kernel == MLA_CPU_KERNEL_AVX512BF16 ? "AVX512-BF16 vectors (src/cpu_avx512bf16.c)"
            : kernel == MLA_CPU_KERNEL_AVX512     ? "AVX-512 fp32 FMA (src/cpu_avx512.c)"
            : kernel == MLA_CPU_KERNEL_AVX2       ? "AVX2 fp32 FMA (src/cpu_avx2.c)"
+           : kernel == MLA_CPU_KERNEL_NEON       ? "NEON fp32 FMA (src/cpu_neon.c)"
                                                  : "C reference (ref/mla_ref.c)";
 }

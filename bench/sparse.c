@@ -695,6 +695,7 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
                            : kernel == MLA_CPU_KERNEL_AVX512BF16 ? "AVX512-BF16 vectors (src/cpu_avx512bf16.c)"
                            : kernel == MLA_CPU_KERNEL_AVX512     ? "AVX-512 fp32 FMA (src/cpu_avx512.c)"
                            : kernel == MLA_CPU_KERNEL_AVX2       ? "AVX2 fp32 FMA (src/cpu_avx2.c)"
+                           : kernel == MLA_CPU_KERNEL_NEON       ? "NEON fp32 FMA (src/cpu_neon.c)"
                                                                  : "C reference (ref/mla_ref_sparse.c)");
     printf("cases: FlashMLA's shapes per token, b / s_q scaled down for a CPU; decode: the plan "
            "made once, outside the timed calls\n");

@@ -312,10 +312,12 @@ static const struct {
      "AVX-512 (AVX512 F / BW / DQ / VL, zmm state enabled by the OS)"},
     {"avx2", MLA_CPU_KERNEL_AVX2, mla_cpu_avx2_available, mla_cpu_avx2_preferred,
      "AVX2 (AVX2, FMA and F16C, ymm state enabled by the OS)"},
+    {"neon", MLA_CPU_KERNEL_NEON, mla_cpu_neon_available, mla_cpu_neon_preferred,
+     "NEON (an AArch64 CPU)"},
 };
 
 /* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation: the first fast path the default
- * takes here (internal.h), else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512|avx2 (any other value: the
+ * takes here (internal.h), else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512|avx2|neon (any other value: the
  * default). */
 static mla_status cpu_kernel_choice(int bf16_ok, int *kernel)
 {
@@ -705,6 +707,8 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
             return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
             return mla_cpu_avx2_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
+        if (p->cpu_kernel == MLA_CPU_KERNEL_NEON)
+            return mla_cpu_neon_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
         return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);
     }
     return mla_gpu_decode(p, &a, workspace, workspace_bytes, stream);

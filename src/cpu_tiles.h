@@ -1,7 +1,9 @@
-/* cpu_tiles.h — MLA on the CPU with vector / tile dot products, built three times:
+/* cpu_tiles.h — MLA on the CPU with vector / tile dot products, built five times:
  * src/cpu_amx.c (MLA_TILES 1: Intel AMX tiles, TDPBF16PS), src/cpu_avx512bf16.c (MLA_TILES 2:
- * AVX512-BF16 vectors, VDPBF16PS, for CPUs without tiles such as AMD Zen 4 / Zen 5) and
- * src/cpu_avx512.c (MLA_TILES 3: fp32 FMAs on AVX-512 F, for Intel Skylake-SP .. Ice Lake). All
+ * AVX512-BF16 vectors, VDPBF16PS, for CPUs without tiles such as AMD Zen 4 / Zen 5),
+ * src/cpu_avx512.c (MLA_TILES 3: fp32 FMAs on AVX-512 F, for Intel Skylake-SP .. Ice Lake),
+ * src/cpu_avx2.c (MLA_TILES 4: fp32 FMAs on AVX2, x86 without AVX-512) and src/cpu_neon.c
+ * (MLA_TILES 5: fp32 FMAs on AArch64 Advanced SIMD; the x86 builds are stubs there). All
  * serve dense decode (bf16 / FP8 e4m3 caches), sparse decode (FP8 V32 / MODEL1 caches) and sparse
  * prefill (bf16 kv). The C references (ref/mla_ref.c, ref/mla_ref_sparse.c) stay the spec and the
  * path of every other CPU; this file is only the fast path of the CPU calls it can serve
@@ -40,22 +42,27 @@
  * once per process (arch_prctl ARCH_REQ_XCOMP_PERM), as oneDNN and PyTorch do; if that fails, or
  * the CPU lacks AMX-BF16 / AVX512-BF16, no plan uses this build. AVX512-BF16: the CPU must have
  * AVX512 F / BW / DQ / VL and AVX512_BF16, with the zmm state enabled by the OS; AVX-512 FMA: the
- * same without AVX512_BF16. */
+ * same without AVX512_BF16; AVX2: AVX2, FMA and F16C with the ymm state enabled; NEON: an AArch64
+ * CPU. The vector builds' steps differ only in register width: 16 lanes (zmm), 8 (ymm) and 4
+ * (NEON; FMLA by element takes the broadcast operand from a lane). */
 #include "internal.h"
 #include "mla_fp8.h"
 #include "mla_ref.h"
 #include "mla_ref_sparse.h"
 
 /* MLA_TILES: 1 AMX tiles (src/cpu_amx.c), 2 AVX512-BF16 dot products (src/cpu_avx512bf16.c),
- * 3 fp32 FMAs on AVX-512 F (src/cpu_avx512.c), 4 fp32 FMAs on AVX2 (src/cpu_avx2.c). */
+ * 3 fp32 FMAs on AVX-512 F (src/cpu_avx512.c), 4 fp32 FMAs on AVX2 (src/cpu_avx2.c), 5 fp32 FMAs
+ * on AArch64 NEON (src/cpu_neon.c). */
 #ifndef MLA_TILES
-#error "src/cpu_tiles.h is built by src/cpu_amx.c, src/cpu_avx512bf16.c, src/cpu_avx512.c and src/cpu_avx2.c"
+#error "src/cpu_tiles.h is built by src/cpu_amx.c, cpu_avx512bf16.c, cpu_avx512.c, cpu_avx2.c and cpu_neon.c"
 #endif
 #define TL_AMX (MLA_TILES == 1)
 #define TL_DP (MLA_TILES == 2)
 #define TL_FMA (MLA_TILES == 3)
 #define TL_AVX2 (MLA_TILES == 4)
-#define TL_F32 (TL_FMA || TL_AVX2) /* fp32 operands: K and Q converted, P kept in fp32 */
+#define TL_NEON (MLA_TILES == 5)
+#define TL_ZMM (TL_AMX || TL_DP || TL_FMA)         /* the AVX-512 builds                     */
+#define TL_F32 (TL_FMA || TL_AVX2 || TL_NEON) /* fp32 operands: K and Q converted, P kept in fp32 */
 #if TL_AMX
 #define TL_(x) mla_cpu_amx_##x
 #define TL_WHAT "AMX bf16 tiles"
@@ -68,11 +75,14 @@
 #elif TL_AVX2
 #define TL_(x) mla_cpu_avx2_##x
 #define TL_WHAT "AVX2 fp32 FMA"
+#elif TL_NEON
+#define TL_(x) mla_cpu_neon_##x
+#define TL_WHAT "NEON fp32 FMA"
 #else
-#error "MLA_TILES must be 1, 2, 3 or 4"
+#error "MLA_TILES must be 1, 2, 3, 4 or 5"
 #endif
 
-#if defined(__x86_64__) && defined(__linux__) && \
+#if ((TL_NEON && defined(__aarch64__)) || (!TL_NEON && defined(__x86_64__) && defined(__linux__))) && \
     (defined(__clang__) ? __clang_major__ >= 12 : (defined(__GNUC__) && __GNUC__ >= 11))
 #define MLA_AMX_BUILD 1
 #else
@@ -103,12 +113,16 @@ mla_status TL_(sparse_prefill)(const mla_sparse_prefill_args *args, int num_thre
 
 #else
 
+#if TL_NEON
+#include <arm_neon.h>
+#else
 #include <cpuid.h>
 #include <immintrin.h>
-#include <math.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
+#include <math.h>
+#include <pthread.h>
 
 #define KC 64     /* keys per chunk: four 16-key tiles                          */
 #define RTMAX 8   /* row tiles per item at most                                  */
@@ -128,6 +142,10 @@ static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
 
 static void amx_probe(void)
 {
+#if TL_NEON
+    g_amx_ok = 1; /* Advanced SIMD and the half-precision conversions are part of every AArch64 CPU */
+    return;
+#else
     unsigned a, b, c, d;
     if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !(c & (1u << 27))) return; /* OSXSAVE */
     unsigned lo, hi;
@@ -154,6 +172,7 @@ static void amx_probe(void)
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM_, XFEATURE_XTILEDATA_) != 0) return;
 #endif
     g_amx_ok = 1;
+#endif
 }
 
 int TL_(available)(void)
@@ -197,10 +216,17 @@ typedef struct amx_job {
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 #elif TL_FMA
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-#else
+#elif TL_AVX2
 #define TGT __attribute__((target("avx2,fma,f16c")))
+#else
+#define TGT /* AArch64: Advanced SIMD is the base ISA */
 #endif
 #define INL static inline __attribute__((always_inline)) TGT
+#if TL_NEON
+#define TL_PREFETCH(p) __builtin_prefetch((p), 0, 2)
+#else
+#define TL_PREFETCH(p) _mm_prefetch((p), _MM_HINT_T1)
+#endif
 
 #if TL_AMX
 /* The tile configuration: palette 1, all 8 tiles 16 rows x 64 bytes. */
@@ -211,7 +237,7 @@ typedef struct tile_cfg {
 } tile_cfg;
 #endif
 
-#if !TL_AVX2
+#if TL_ZMM
 /* 2^x for x <= 0 (and -inf -> 0, NaN -> NaN): x = n + f, f in [-0.5, 0.5], 2^f by its Taylor
  * polynomial of degree 7 (truncation < 6e-9 relative), scaled by 2^n. */
 INL __m512 exp2v(__m512 x)
@@ -254,7 +280,7 @@ INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int
     }
 }
 
-#else /* TL_AVX2: 8 lanes */
+#elif TL_AVX2 /* 8 lanes */
 
 /* 2^x for x <= 0 (and -inf -> 0, NaN -> NaN), 8 lanes: the polynomial of the AVX-512 builds,
  * scaled by 2^n as two exact powers of two (n >= -200 = a + b, a = max(n, -100)), so that results
@@ -302,6 +328,57 @@ INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int
                          _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
     }
 }
+#else /* TL_NEON: 4 lanes */
+
+/* 2^x for x <= 0 (and -inf -> 0, NaN -> NaN), 4 lanes: exp2v8's polynomial and two exact powers
+ * of two (FMAX keeps a NaN; FCVTZS turns it into 0, but p is NaN then). */
+INL float32x4_t exp2v4(float32x4_t x)
+{
+    x = vmaxq_f32(vdupq_n_f32(-200.0f), x);
+    const float32x4_t n = vrndnq_f32(x);
+    const float32x4_t f = vsubq_f32(x, n);
+    float32x4_t p = vdupq_n_f32(1.5252733804059841e-05f);
+    p = vfmaq_f32(vdupq_n_f32(1.5403530393381606e-04f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(1.3333558146428443e-03f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(9.6181291076284770e-03f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(5.5504108664821580e-02f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(2.4022650695910071e-01f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(6.9314718055994531e-01f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, f);
+    const int32x4_t ni = vcvtq_s32_f32(n);
+    const int32x4_t na = vmaxq_s32(ni, vdupq_n_s32(-100));
+    const int32x4_t nb = vsubq_s32(ni, na);
+    const float32x4_t pa = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(na, vdupq_n_s32(127)), 23));
+    const float32x4_t pb = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(nb, vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, pa), pb);
+}
+
+/* bf16 bits (round to nearest even) of 4 fp32 values, as the other builds round. */
+INL uint16x4_t bf16_of(float32x4_t f)
+{
+    const uint32x4_t u = vreinterpretq_u32_f32(f);
+    const uint32x4_t r = vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fff)), vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1)));
+    return vshrn_n_u32(r, 16);
+}
+
+/* dequant_e4m3 of the other builds, 8 codes a step (FCVTL from the codes' fp16 image). */
+INL void dequant_e4m3(uint16_t *restrict dst, const uint8_t *restrict codes, int n, float s)
+{
+    const float32x4_t sv = vdupq_n_f32(s), k256 = vdupq_n_f32(256.0f), qnan = vdupq_n_f32(NAN);
+    for (int x = 0; x < n; x += 8) {
+        const uint16x8_t c = vmovl_u8(vld1_u8(codes + x));
+        const uint16x8_t mag = vandq_u16(c, vdupq_n_u16(0x7f));
+        const uint16x8_t h = vorrq_u16(vshlq_n_u16(mag, 7), vshlq_n_u16(vandq_u16(c, vdupq_n_u16(0x80)), 8));
+        const uint16x8_t isnan = vceqq_u16(mag, vdupq_n_u16(0x7f));
+        const float16x8_t hf = vreinterpretq_f16_u16(h);
+        float32x4_t lo = vcvt_f32_f16(vget_low_f16(hf)), hi = vcvt_high_f32_f16(hf);
+        lo = vbslq_f32(vreinterpretq_u32_s32(vmovl_s16(vreinterpret_s16_u16(vget_low_u16(isnan)))), qnan, lo);
+        hi = vbslq_f32(vreinterpretq_u32_s32(vmovl_high_s16(vreinterpretq_s16_u16(isnan))), qnan, hi);
+        lo = vmulq_f32(vmulq_f32(lo, k256), sv);
+        hi = vmulq_f32(vmulq_f32(hi, k256), sv);
+        vst1q_u16(dst + x, vcombine_u16(bf16_of(lo), bf16_of(hi)));
+    }
+}
 #endif
 
 /* One row of n elements (n a multiple of 16; bf16 bits, or e4m3 codes: exact in bf16) as bf16
@@ -312,7 +389,7 @@ INL void load_bf16_row(uint16_t *restrict dst, const void *restrict src, int64_t
     else dequant_e4m3(dst, (const uint8_t *)src, (int)n, 1.0f);
 }
 
-#if !TL_AVX2
+#if TL_ZMM
 /* dst[c][r] = src[r][c] for a 16 x 16 matrix of 32-bit words (rows 64 bytes apart). */
 INL void transpose16(uint32_t *restrict dst, const uint32_t *restrict src)
 {
@@ -420,7 +497,7 @@ INL __m512 softmax_tile(float (*sbuf)[RBMAX], int col0, int nk, __m512i vis, flo
     return alpha;
 }
 
-#else /* TL_AVX2 */
+#elif TL_AVX2
 
 /* softmax_tile of the AVX-512 builds on 8 rows (the lanes) from column col0, in the FMA build's
  * form (P stays fp32, in place of S): vis = keys each row sees (relative to the chunk); alpha
@@ -457,6 +534,44 @@ INL unsigned softmax8(float (*sbuf)[RBMAX], int col0, int nk, __m256i vis, float
     _mm256_storeu_ps(m, m_new);
     _mm256_storeu_ps(al, alpha);
     return resc;
+}
+#else /* TL_NEON */
+
+/* softmax8 on 4 rows (the lanes) from column col0; returns the rows to rescale (bit r). */
+INL unsigned softmax4(float (*sbuf)[RBMAX], int col0, int nk, int32x4_t vis, float sl2, float *m,
+                      float *l, float *al)
+{
+    const float32x4_t ninf = vdupq_n_f32(-INFINITY), scale = vdupq_n_f32(sl2);
+    float32x4_t cm = ninf;
+    uint32x4_t nan = vdupq_n_u32(0);
+    for (int k = 0; k < nk; k++) {
+        const uint32x4_t v = vcgtq_s32(vis, vdupq_n_s32(k));
+        float32x4_t s = vmulq_f32(vld1q_f32(&sbuf[k][col0]), scale);
+        s = vbslq_f32(v, s, ninf);
+        nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(s, s)));
+        cm = vmaxq_f32(cm, s);
+        vst1q_f32(&sbuf[k][col0], s);
+    }
+    const float32x4_t m_old = vld1q_f32(m);
+    nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(m_old, m_old)));
+    float32x4_t m_new = vmaxq_f32(m_old, cm);
+    m_new = vbslq_f32(nan, vdupq_n_f32(NAN), m_new); /* a NaN score: the row is NaN */
+    /* rows with no finite maximum yet subtract 0: 2^(-inf) = 0, never 2^(-inf - -inf) */
+    const float32x4_t m_sub = vbslq_f32(vceqq_f32(m_new, ninf), vdupq_n_f32(0.0f), m_new);
+    const float32x4_t alpha = exp2v4(vsubq_f32(m_old, m_sub));
+    const uint32x4_t rm = vandq_u32(vmvnq_u32(vceqq_f32(alpha, vdupq_n_f32(1.0f))), vcgtq_f32(m_old, ninf));
+    float32x4_t sum = vdupq_n_f32(0.0f);
+    for (int k = 0; k < nk; k++) {
+        const float32x4_t p = exp2v4(vsubq_f32(vld1q_f32(&sbuf[k][col0]), m_sub));
+        sum = vaddq_f32(sum, p);
+        vst1q_f32(&sbuf[k][col0], p);
+    }
+    vst1q_f32(l, vaddq_f32(vmulq_f32(vld1q_f32(l), alpha), sum));
+    vst1q_f32(m, m_new);
+    vst1q_f32(al, alpha);
+    /* (a NaN alpha counts as moved, unlike _CMP_NEQ_OQ: that row is NaN through l anyway) */
+    return (vgetq_lane_u32(rm, 0) & 1u) | (vgetq_lane_u32(rm, 1) & 2u) | (vgetq_lane_u32(rm, 2) & 4u) |
+           (vgetq_lane_u32(rm, 3) & 8u);
 }
 #endif
 
@@ -553,7 +668,7 @@ INL void ws_src_kbuf(amx_ws *w)
 INL void ws_prefetch(const amx_ws *w, int part)
 {
     for (int k = 16 * part; k < 16 * part + 16 && k < w->npf; k++)
-        for (int64_t off = 0; off < w->pf_bytes; off += 64) _mm_prefetch(w->pf[k] + off, _MM_HINT_T1);
+        for (int64_t off = 0; off < w->pf_bytes; off += 64) TL_PREFETCH(w->pf[k] + off);
 }
 
 #if !TL_F32
@@ -883,7 +998,7 @@ INL void ws_pv(amx_ws *w, int nk)
     for (int r = 0; r < 16 * w->nrt; r += 4)
         for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nk);
 }
-#else /* TL_AVX2: the FMA build's scheme in ymm registers (16 of them, 8 lanes) */
+#elif TL_AVX2 /* the FMA build's scheme in ymm registers (16 of them, 8 lanes) */
 
 /* 2. (AVX2) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 2 (S^T's
  *    key blocks; a row past nk is zeros in its source). V is the first 512 dims of the same
@@ -1012,6 +1127,122 @@ INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
         }
     }
 }
+#else /* TL_NEON: the FMA build's scheme in 4-lane registers (32 of them) */
+
+/* 2. (NEON) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 4 (S^T's
+ *    key blocks; a row past nk is zeros in its source). */
+INL void ws_kv(amx_ws *w, int nk, int clean)
+{
+    (void)clean;
+    const int64_t dqk = 32 * w->nkk;
+    const int n4 = (nk + 3) & ~3;
+    for (int k = 0; k < n4; k++) {
+        const uint16_t *src = w->src.row[k];
+        float *dst = w->k32[k];
+        for (int64_t d = 0; d < dqk; d += 8) {
+            const uint16x8_t x = vld1q_u16(src + d);
+            vst1q_f32(dst + d, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(x), 16)));
+            vst1q_f32(dst + d + 4, vreinterpretq_f32_u32(vshll_high_n_u16(x, 16)));
+        }
+    }
+}
+
+/* After S^T: V's non-finite values as 0 where some row does not see some of the chunk's keys. */
+INL void fma_clean_v(amx_ws *w, int nk)
+{
+    const uint32x4_t expo = vdupq_n_u32(0x7f800000u);
+    for (int k = 0; k < nk; k++)
+        for (int d = 0; d < DV; d += 4) {
+            const uint32x4_t x = vld1q_u32((const uint32_t *)&w->k32[k][d]);
+            const uint32x4_t bad = vceqq_u32(vandq_u32(x, expo), expo);
+            vst1q_u32((uint32_t *)&w->k32[k][d], vbicq_u32(x, bad));
+        }
+}
+
+/* S^T for keys k0 .. k0 + 3 and row tile v (4 vectors of 4 rows): 16 accumulators; per 4 dims,
+ * each key's 4 values in one register, used lane by lane (FMLA by element) against the tile's
+ * 16 Q values of each dim. */
+INL void st_block(amx_ws *w, int k0, int v)
+{
+    float32x4_t c[4][4];
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) c[a][b] = vdupq_n_f32(0.0f);
+    const int dqk = 32 * w->nkk;
+    const float *q = &w->q32[v][0][0];
+    for (int d = 0; d < dqk; d += 4) {
+        float32x4_t kv[4];
+        for (int a = 0; a < 4; a++) kv[a] = vld1q_f32(&w->k32[k0 + a][d]);
+#define ST_LANE(dd)                                                                     \
+        do {                                                                            \
+            float32x4_t qv[4];                                                          \
+            for (int b = 0; b < 4; b++) qv[b] = vld1q_f32(q + 16 * (d + (dd)) + 4 * b); \
+            for (int a = 0; a < 4; a++)                                                 \
+                for (int b = 0; b < 4; b++) c[a][b] = vfmaq_laneq_f32(c[a][b], qv[b], kv[a], (dd)); \
+        } while (0)
+        ST_LANE(0);
+        ST_LANE(1);
+        ST_LANE(2);
+        ST_LANE(3);
+#undef ST_LANE
+    }
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) vst1q_f32(&w->sbuf[k0 + a][16 * v + 4 * b], c[a][b]);
+}
+
+/* 3. (NEON) S^T = K Q^T into sbuf[key][row] for the chunk's keys rounded up to 4. */
+INL void ws_st(amx_ws *w, int nk)
+{
+    for (int v = 0; v < w->nrt; v++)
+        for (int k = 0; k < nk; k += 4) st_block(w, k, v);
+}
+
+/* O rows r0 .. r0 + 3, columns col .. col + 15 (4 vectors) += P V over the chunk's nk keys: 16
+ * accumulators; per key, the 4 rows' P in one register, used lane by lane against 16 columns
+ * of V. */
+INL void pv_block(amx_ws *w, int r0, int col, int nk)
+{
+    float32x4_t c[4][4];
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) c[a][b] = vld1q_f32(&w->acc[r0 + a][col + 4 * b]);
+    for (int k = 0; k < nk; k++) {
+        float32x4_t vv[4];
+        for (int b = 0; b < 4; b++) vv[b] = vld1q_f32(&w->k32[k][col + 4 * b]);
+        const float32x4_t pv = vld1q_f32(&w->sbuf[k][r0]);
+        for (int b = 0; b < 4; b++) {
+            c[0][b] = vfmaq_laneq_f32(c[0][b], vv[b], pv, 0);
+            c[1][b] = vfmaq_laneq_f32(c[1][b], vv[b], pv, 1);
+            c[2][b] = vfmaq_laneq_f32(c[2][b], vv[b], pv, 2);
+            c[3][b] = vfmaq_laneq_f32(c[3][b], vv[b], pv, 3);
+        }
+    }
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) vst1q_f32(&w->acc[r0 + a][col + 4 * b], c[a][b]);
+}
+
+/* 5. (NEON) O += P V, per 16 columns in blocks of 4 rows. */
+INL void ws_pv(amx_ws *w, int nk)
+{
+    for (int col = 0; col < DV; col += 16)
+        for (int r = 0; r < 16 * w->nrt; r += 4) pv_block(w, r, col, nk);
+}
+
+/* 4. (NEON) softmax of row tile v, as four quarters of 4 rows; rows whose maximum moved rescale
+ *    their accumulator. */
+INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
+{
+    for (int h = 0; h < 4; h++) {
+        const int r0 = 16 * v + 4 * h;
+        const int32x4_t vis = vsubq_s32(vld1q_s32(&w->lim[r0]), vdupq_n_s32((int)c0));
+        float al[4];
+        unsigned resc = softmax4(w->sbuf, r0, nk, vis, scale_log2, &w->m[r0], &w->l[r0], al);
+        while (resc) {
+            const int r = __builtin_ctz(resc);
+            resc &= resc - 1;
+            float *o = w->acc[r0 + r];
+            for (int d = 0; d < DV; d += 4) vst1q_f32(o + d, vmulq_n_f32(vld1q_f32(o + d), al[r]));
+        }
+    }
+}
 #endif
 
 #if TL_DP || TL_FMA
@@ -1030,7 +1261,7 @@ INL void ws_st(amx_ws *w, int nk)
 }
 #endif
 
-#if !TL_AVX2
+#if TL_ZMM
 /* 4. softmax of row tile v; rows whose maximum moved rescale their accumulator; P as A tiles
  *    (pa[v][kq]: 16 rows x 32 keys; the FMA build keeps P in sbuf, fp32) */
 INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)

@@ -61,15 +61,15 @@ mla_status mla_check_layout(const char *tensor, int nd, const int64_t *dims, con
 float mla_effective_scale(const mla_decode_shape *shape, float requested);
 
 /* ---- CPU fast paths: src/cpu_tiles.h, built as src/cpu_amx.c, src/cpu_avx512bf16.c,
- * src/cpu_avx512.c and src/cpu_avx2.c -------------------------------------------------------
+ * src/cpu_avx512.c, src/cpu_avx2.c and src/cpu_neon.c -------------------------------------
  * A CPU plan whose q and k_cache are bf16 or FP8 e4m3 runs the first of these that runs here:
  * AMX tiles (Intel Sapphire Rapids and later), AVX512-BF16 (AMD CPUs only: Zen 4 / 5; Intel cores
  * run VDPBF16PS at half the FMA's multiply-add rate), AVX-512 F with fp32 FMAs (Intel Skylake-SP ..
  * Ice Lake, and any AVX-512 CPU the others skip), AVX2 with fp32 FMAs (AMD Zen 2 / 3, Intel
- * Haswell and later cores without AVX-512); every other plan (fp16, other CPUs) runs the
- * reference (ref/mla_ref.c). Testing / benchmarking hook, read at plan creation:
- * MLA_CPU_KERNEL=ref forces the reference; MLA_CPU_KERNEL=amx / avx512bf16 / avx512 / avx2 force
- * that path and make creating a
+ * Haswell and later cores without AVX-512), NEON with fp32 FMAs (AArch64); every other plan
+ * (fp16, other CPUs) runs the reference (ref/mla_ref.c). Testing / benchmarking hook, read at
+ * plan creation: MLA_CPU_KERNEL=ref forces the reference; MLA_CPU_KERNEL=amx / avx512bf16 /
+ * avx512 / avx2 / neon force that path and make creating a
  * bf16 / FP8 plan fail (MLA_ERR_UNSUPPORTED) where it does not run (fp16 plans stay on the
  * reference). */
 #define MLA_CPU_KERNEL_REF 0
@@ -77,6 +77,7 @@ float mla_effective_scale(const mla_decode_shape *shape, float requested);
 #define MLA_CPU_KERNEL_AVX512BF16 2
 #define MLA_CPU_KERNEL_AVX512 3
 #define MLA_CPU_KERNEL_AVX2 4
+#define MLA_CPU_KERNEL_NEON 5
 /* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
  * process), else 0. */
 int mla_cpu_amx_available(void);
@@ -86,12 +87,15 @@ int mla_cpu_avx512bf16_available(void);
 int mla_cpu_avx512_available(void);
 /* 1 when the CPU has AVX2, FMA and F16C and the OS enabled the ymm state. */
 int mla_cpu_avx2_available(void);
+/* 1 on AArch64 (Advanced SIMD is part of the base ISA); 0 elsewhere. */
+int mla_cpu_neon_available(void);
 /* Whether the default choice takes the path where it runs (available, and for AVX512-BF16 an AMD
  * CPU; src/cpu_tiles.h). */
 int mla_cpu_amx_preferred(void);
 int mla_cpu_avx512bf16_preferred(void);
 int mla_cpu_avx512_preferred(void);
 int mla_cpu_avx2_preferred(void);
+int mla_cpu_neon_preferred(void);
 /* Key splits of a CPU dense decode call (src/cpu_split.c). A call with fewer than
  * MLA_CPU_SPLIT_BELOW row tiles (request x kv head x 16 query rows) would leave cores idle (a
  * single request with 16 heads runs on one core): each request's keys are cut into ranges of
@@ -140,6 +144,8 @@ mla_status mla_cpu_avx512_decode(const mla_decode_shape *shape, const mla_decode
                                  float softmax_scale, int num_threads, const mla_cpu_split *split);
 mla_status mla_cpu_avx2_decode(const mla_decode_shape *shape, const mla_decode_args *args,
                                float softmax_scale, int num_threads, const mla_cpu_split *split);
+mla_status mla_cpu_neon_decode(const mla_decode_shape *shape, const mla_decode_args *args,
+                               float softmax_scale, int num_threads, const mla_cpu_split *split);
 
 /* Sparse decode and prefill on the CPU: the contracts of mla_ref_sparse_decode /
  * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on each fast path. */
@@ -159,6 +165,10 @@ mla_status mla_cpu_avx2_sparse_decode(const mla_sparse_decode_shape *shape,
                                       const mla_sparse_decode_args *args, float softmax_scale,
                                       int num_threads);
 mla_status mla_cpu_avx2_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+mla_status mla_cpu_neon_sparse_decode(const mla_sparse_decode_shape *shape,
+                                      const mla_sparse_decode_args *args, float softmax_scale,
+                                      int num_threads);
+mla_status mla_cpu_neon_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
 /* The kernel a CPU sparse call made now would run (MLA_CPU_KERNEL_*; the hook MLA_CPU_KERNEL is
  * read here: sparse decode plans read it at creation, prefill at each call). Returns
  * MLA_ERR_UNSUPPORTED (message set) when MLA_CPU_KERNEL names a path that does not run here. */

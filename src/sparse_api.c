@@ -498,6 +498,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
         return mla_cpu_avx512_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
         return mla_cpu_avx2_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
+    if (p->cpu_kernel == MLA_CPU_KERNEL_NEON)
+        return mla_cpu_neon_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 
@@ -626,5 +628,7 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
         return mla_cpu_avx512_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     if (kernel == MLA_CPU_KERNEL_AVX2)
         return mla_cpu_avx2_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
+    if (kernel == MLA_CPU_KERNEL_NEON)
+        return mla_cpu_neon_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
 }

@@ -10,9 +10,9 @@
 
 #include "internal.h"
 
-#define TCK_MAX_KERNELS 5
+#define TCK_MAX_KERNELS 6
 
-/* "REF", "AMX", "AVX512BF16", "AVX512", "AVX2". */
+/* "REF", "AMX", "AVX512BF16", "AVX512", "AVX2", "NEON". */
 static inline const char *tck_name(int kernel)
 {
     switch (kernel) {
@@ -21,6 +21,7 @@ static inline const char *tck_name(int kernel)
     case MLA_CPU_KERNEL_AVX512BF16: return "AVX512BF16";
     case MLA_CPU_KERNEL_AVX512: return "AVX512";
     case MLA_CPU_KERNEL_AVX2: return "AVX2";
+    case MLA_CPU_KERNEL_NEON: return "NEON";
     default: return "unknown";
     }
 }
@@ -33,6 +34,7 @@ static inline const char *tck_env_value(int kernel)
     case MLA_CPU_KERNEL_AVX512BF16: return "avx512bf16";
     case MLA_CPU_KERNEL_AVX512: return "avx512";
     case MLA_CPU_KERNEL_AVX2: return "avx2";
+    case MLA_CPU_KERNEL_NEON: return "neon";
     default: return "ref";
     }
 }
@@ -45,6 +47,7 @@ static inline const char *tck_what(int kernel)
     case MLA_CPU_KERNEL_AVX512BF16: return "AVX512-BF16 vectors (src/cpu_avx512bf16.c)";
     case MLA_CPU_KERNEL_AVX512: return "AVX-512 fp32 FMA (src/cpu_avx512.c)";
     case MLA_CPU_KERNEL_AVX2: return "AVX2 fp32 FMA (src/cpu_avx2.c)";
+    case MLA_CPU_KERNEL_NEON: return "NEON fp32 FMA (src/cpu_neon.c)";
     default: return "the C reference (ref/)";
     }
 }
@@ -102,7 +105,7 @@ static inline int tck_sparse_kernel(void)
 }
 
 /* The kernels that run on this machine other than `main_kernel`, fastest first (AMX,
- * AVX512-BF16, AVX-512 FMA, AVX2 FMA, then the reference, which always runs). Returns their number; list holds TCK_MAX_KERNELS. */
+ * AVX512-BF16, AVX-512 FMA, AVX2 FMA, NEON FMA, then the reference, which always runs). Returns their number; list holds TCK_MAX_KERNELS. */
 static inline int tck_other_kernels(int main_kernel, int *list)
 {
     int n = 0;
@@ -112,6 +115,7 @@ static inline int tck_other_kernels(int main_kernel, int *list)
     if (main_kernel != MLA_CPU_KERNEL_AVX512 && mla_cpu_avx512_available())
         list[n++] = MLA_CPU_KERNEL_AVX512;
     if (main_kernel != MLA_CPU_KERNEL_AVX2 && mla_cpu_avx2_available()) list[n++] = MLA_CPU_KERNEL_AVX2;
+    if (main_kernel != MLA_CPU_KERNEL_NEON && mla_cpu_neon_available()) list[n++] = MLA_CPU_KERNEL_NEON;
     if (main_kernel != MLA_CPU_KERNEL_REF) list[n++] = MLA_CPU_KERNEL_REF;
     return n;
 }

@@ -3,7 +3,8 @@
 #
 # Runs every $BUILD/test_* binary (default BUILD=build), then the Python suites
 # (`python3 -m pytest -q` over tests/python and tests/integrations, those that exist), then the
-# hardening phase (tests/fuzz/run.sh and tests/sanitize.sh; MLA_SKIP_HARDENING=1 leaves it out).
+# hardening phase (tests/fuzz/run.sh, tests/sanitize.sh and the AArch64 cross tests,
+# tests/cross_aarch64.sh; MLA_SKIP_HARDENING=1 leaves it out).
 # A C test binary prints its own "<N> passed, <M> failed" last line and exits non-zero on
 # failure; exit status 77 means "cannot run here" (it prints "skipped: <reason>") and counts as
 # one skipped suite, never as passed. The very last line is the total:
@@ -136,6 +137,19 @@ if [ "$c_only" -eq 0 ] && [ "${MLA_SKIP_HARDENING:-0}" != 1 ]; then
         if [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ]; then echo "run_all: sanitize.sh exited with $rc"; failed=$((failed + 1)); fi
     else
         missing "sanitizer builds (tests/sanitize.sh)" "valgrind (Debian: valgrind)"
+    fi
+    # the NEON build of the CPU path and the reference on AArch64, under qemu user-mode emulation
+    if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+        echo "== tests/cross_aarch64.sh quick"
+        ./tests/cross_aarch64.sh quick 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        line=$(grep -E '^cross_aarch64: [0-9]+ suites passed' "$log" | tail -n1)
+        c=$(printf '%s' "$line" | sed -nE 's/^cross_aarch64: ([0-9]+) suites passed.*/\1/p')
+        f=$(printf '%s' "$line" | sed -nE 's/.* ([0-9]+) failed \(.*/\1/p')
+        passed=$((passed + ${c:-0})); failed=$((failed + ${f:-0}))
+        if [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ]; then echo "run_all: cross_aarch64.sh exited with $rc"; failed=$((failed + 1)); fi
+    else
+        missing "the AArch64 cross tests (tests/cross_aarch64.sh)" "gcc-aarch64-linux-gnu + qemu-user"
     fi
 fi
 

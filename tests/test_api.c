@@ -561,12 +561,14 @@ static void test_misc(void)
 static void test_cpu_kernel_choice(void)
 {
     printf("-- CPU kernel choice: AMX where it runs (bf16 / FP8), else AVX512-BF16 (AMD CPUs), else AVX-512 (FMA), "
-           "else AVX2 (FMA), else the reference; fp16: the reference; MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512|avx2\n");
+           "else AVX2 (FMA), else NEON (FMA, AArch64), else the reference; fp16: the reference; "
+           "MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512|avx2|neon\n");
     tck_env env = tck_env_save();
     mla_decode_shape s = mla_decode_shape_default();
     s.b = 2; s.s_q = 1; s.h_q = 16; s.h_kv = 1; s.page_size = 64; s.dtype = MLA_DTYPE_BF16;
     const int amx = mla_cpu_amx_available(), avx512bf16 = mla_cpu_avx512bf16_available(),
-              avx512 = mla_cpu_avx512_available(), avx2 = mla_cpu_avx2_available();
+              avx512 = mla_cpu_avx512_available(), avx2 = mla_cpu_avx2_available(),
+              neon = mla_cpu_neon_available();
     /* the default skips AVX512-BF16 on CPUs other than AMD's (src/cpu_tiles.h TL_(preferred)) */
     int amd = 0;
 #if defined(__x86_64__) || defined(__i386__)
@@ -581,13 +583,21 @@ static void test_cpu_kernel_choice(void)
               amd ? "AMD" : "not AMD", avx512bf16 ? "yes" : "no", mla_cpu_avx512bf16_preferred());
     tc_expect(mla_cpu_avx512_preferred() == avx512, "AVX-512 FMA: the default takes it wherever it runs");
     tc_expect(mla_cpu_avx2_preferred() == avx2, "AVX2 FMA: the default takes it wherever it runs");
+    tc_expect(mla_cpu_neon_preferred() == neon, "NEON FMA: the default takes it wherever it runs");
+#if defined(__aarch64__)
+    tc_expect(neon && !avx2, "AArch64: NEON runs (%d), the x86 builds do not (AVX2 %d)", neon, avx2);
+#else
+    tc_expect(!neon, "not AArch64: NEON does not run");
+#endif
     const int dflt = amx                 ? MLA_CPU_KERNEL_AMX
                      : avx512bf16 && amd ? MLA_CPU_KERNEL_AVX512BF16
                      : avx512            ? MLA_CPU_KERNEL_AVX512
                      : avx2              ? MLA_CPU_KERNEL_AVX2
+                     : neon              ? MLA_CPU_KERNEL_NEON
                                          : MLA_CPU_KERNEL_REF;
     printf("   this machine: AMX %s, AVX512-BF16 %s, AVX-512 %s, AVX2 %s\n", amx ? "yes" : "no",
            avx512bf16 ? "yes" : "no", avx512 ? "yes" : "no", avx2 ? "yes" : "no");
+    printf("   NEON %s\n", neon ? "yes" : "no");
     /* each path's needs include the next one's */
     tc_expect(!amx || avx512bf16, "AMX runs, so AVX512-BF16 does");
     tc_expect(!avx512bf16 || avx512, "AVX512-BF16 runs, so AVX-512 does");
@@ -616,12 +626,14 @@ static void test_cpu_kernel_choice(void)
         {"avx512bf16", "AVX512-BF16", MLA_CPU_KERNEL_AVX512BF16},
         {"avx512", "AVX-512", MLA_CPU_KERNEL_AVX512},
         {"avx2", "AVX2", MLA_CPU_KERNEL_AVX2},
+        {"neon", "NEON", MLA_CPU_KERNEL_NEON},
     };
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < 5; f++) {
         const int runs = force[f].kernel == MLA_CPU_KERNEL_AMX          ? amx
                          : force[f].kernel == MLA_CPU_KERNEL_AVX512BF16 ? avx512bf16
                          : force[f].kernel == MLA_CPU_KERNEL_AVX512     ? avx512
-                                                                        : avx2;
+                         : force[f].kernel == MLA_CPU_KERNEL_AVX2       ? avx2
+                                                                        : neon;
         setenv("MLA_CPU_KERNEL", force[f].env, 1);
         s.dtype = MLA_DTYPE_FP16;
         p = NULL;
