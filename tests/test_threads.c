@@ -31,6 +31,7 @@
  * Run under ThreadSanitizer by tests/sanitize.sh (data races in the library fail it).
  */
 #include "common.h"
+#include "internal.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -252,7 +253,10 @@ static void *churn_worker(void *vp)
         for (int k = 0; k < 4; k++) {
             size_t ws = 1;
             int dev = 0, parts = 0;
-            if (mla_decode_workspace_size(plans[k], &ws) != MLA_OK || ws != 0) w->failures++;
+            /* CPU plans: the optional key-split workspace, by the rule (0 for the reference) */
+            const size_t want = plans[k] && plans[k]->cpu_kernel != MLA_CPU_KERNEL_REF
+                                    ? mla_cpu_split_workspace(&plans[k]->shape) : 0;
+            if (mla_decode_workspace_size(plans[k], &ws) != MLA_OK || ws != want) w->failures++;
             if (mla_decode_plan_info(plans[k], &dev, &parts) != MLA_OK || dev != MLA_DEVICE_CPU ||
                 parts != 1)
                 w->failures++;
