@@ -8,8 +8,8 @@
 #
 #   quick  test_api, test_ref --quick (NEON, then the reference), test_sparse with MLA_TEST_QUICK=1
 #          (validation and feature groups), test_faults
-#   full   test_sparse whole, test_ref (the default grid sample, NEON forced), test_fp8_dense and
-#          test_threads as well
+#   full   test_sparse whole, test_ref (the default grid sample, NEON forced) and test_fp8_dense
+#          as well
 # Needs gcc-aarch64-linux-gnu (and its libc6-dev-arm64-cross) and qemu-user (Debian packages of
 # those names). Exit status: 0 all passed, 1 a test failed, 77 the tools are missing.
 # The last line: "cross_aarch64: <N> suites passed, <M> failed" with the summed test counts.
@@ -38,7 +38,9 @@ rm -f "$out/libmla.a"
 ar rcs "$out/libmla.a" "${objs[@]}"
 
 suites="test_api test_ref test_sparse test_faults"
-[ "$what" = full ] && suites="$suites test_fp8_dense test_threads"
+# not test_threads: its fork-after-threads check aborts inside qemu-user itself; not test_fp8:
+# Debian's aarch64 gcc 12 stops on it with an internal compiler error
+[ "$what" = full ] && suites="$suites test_fp8_dense"
 passed=0 failed=0 tp=0 tf=0
 for t in $suites; do
     # shellcheck disable=SC2086
