@@ -125,6 +125,7 @@ mla_status TL_(sparse_prefill)(const mla_sparse_prefill_args *args, int num_thre
 #include <pthread.h>
 
 #define KC 64     /* keys per chunk: four 16-key tiles                          */
+_Static_assert(KC == 64, "mla_cpu_split_ranges (internal.h) counts 64-key chunks");
 #define RTMAX 8   /* row tiles per item at most                                  */
 #define RBMAX (16 * RTMAX)
 #define ACC_LD (512 + 16) /* floats per accumulator row (padded off the 2 KB stride) */
@@ -1325,6 +1326,26 @@ static inline int out_col(int x)
 
 /* ---- dense decode --------------------------------------------------------------------------- */
 
+/* Writes query row (request i, token j, head h): out = acc / l (acc in the kernel's column
+ * order), lse = m + log2(l) in natural log, as the reference does; a NaN l gives a NaN row, l = 0
+ * (no key seen) out 0 and lse +inf. */
+INL void dense_write_row(const amx_job *job, int64_t i, int64_t j, int64_t h, const float *acc, float m,
+                         float l)
+{
+    const mla_decode_args *a = job->args;
+    const mla_dtype dt = job->shape->dtype;
+    uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
+    float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
+    if (l > 0.0f || l != l) {
+        const float inv = job->nm.out_scale / l;
+        for (int x = 0; x < DV; x++) orow[out_col(x)] = mla_float_to_half(dt, acc[x] * inv);
+        *lse = (m + log2f(l)) * 0.69314718055994530942f;
+    } else {
+        for (int d = 0; d < DV; d++) orow[d] = 0;
+        *lse = INFINITY;
+    }
+}
+
 /* Partial row rr (of request i, kv head g) of key range si: 514 floats (internal.h). */
 static inline float *part_row(const amx_job *job, int64_t i, int64_t g, int64_t rr, int64_t si)
 {
@@ -1425,22 +1446,9 @@ INL void run_item(const amx_job *job, int64_t wi)
         return;
     }
 
-    /* write out and lse (as the reference does) */
-    const mla_dtype dt = sh->dtype;
     for (int r = 0; r < nr; r++) {
-        const int64_t rr = r0 + r, j = rr / hpk, h = g * hpk + rr % hpk;
-        uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] +
-                         h * a->out_stride[2];
-        float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
-        const float l = w->l[r];
-        if (l > 0.0f || l != l) {
-            const float inv = job->nm.out_scale / l;
-            for (int x = 0; x < DV; x++) orow[out_col(x)] = mla_float_to_half(dt, w->acc[r][x] * inv);
-            *lse = (w->m[r] + log2f(l)) * 0.69314718055994530942f;
-        } else {
-            for (int d = 0; d < DV; d++) orow[d] = 0;
-            *lse = INFINITY;
-        }
+        const int64_t rr = r0 + r;
+        dense_write_row(job, i, rr / hpk, g * hpk + rr % hpk, w->acc[r], w->m[r], w->l[r]);
     }
 }
 
@@ -1461,47 +1469,28 @@ INL void merge_rows(const amx_job *job, int64_t u)
     const int64_t n_i = a->cu_seqlens_q ? (int64_t)a->cu_seqlens_q[i + 1] - a->cu_seqlens_q[i] : sh->s_q;
     int64_t ns, per;
     mla_cpu_split_ranges(sp, a->cache_seqlens[i], &ns, &per);
-    const mla_dtype dt = sh->dtype;
     float o[DV] __attribute__((aligned(64)));
     const int64_t rq = 16 * t + 8 * (u % 2);
     for (int64_t rr = rq; rr < rq + 8 && rr < n_i * hpk; rr++) {
-        const int64_t j = rr / hpk, h = g * hpk + rr % hpk;
-        float mx = -INFINITY;
+        float mx = -INFINITY, l = 0.0f;
         int nan = 0;
         for (int64_t s = 0; s < ns; s++) {
             const float *pr = part_row(job, i, g, rr, s);
-            const float m = pr[DV], l = pr[DV + 1];
-            if (m != m || l != l) nan = 1;
-            else if (l > 0.0f && m > mx) mx = m;
+            const float m = pr[DV], ls = pr[DV + 1];
+            if (m != m || ls != ls) nan = 1;
+            else if (ls > 0.0f && m > mx) mx = m;
         }
-        uint16_t *orow = (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2];
-        float *lse = a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2];
-        if (nan) {
-            for (int x = 0; x < DV; x++) orow[x] = mla_float_to_half(dt, NAN);
-            *lse = NAN;
-            continue;
-        }
-        if (mx == -INFINITY) { /* no key in any range */
-            for (int x = 0; x < DV; x++) orow[x] = 0;
-            *lse = INFINITY;
-            continue;
-        }
-        float l = 0.0f;
-        int first = 1;
-        for (int64_t s = 0; s < ns; s++) {
-            const float *pr = part_row(job, i, g, rr, s);
-            if (!(pr[DV + 1] > 0.0f)) continue;
-            const float f = exp2f(pr[DV] - mx);
-            l += pr[DV + 1] * f;
-            if (first)
-                for (int x = 0; x < DV; x++) o[x] = pr[x] * f;
-            else
+        memset(o, 0, sizeof o);
+        if (nan) l = NAN; /* a NaN score in some range: the row is NaN */
+        else if (mx > -INFINITY)
+            for (int64_t s = 0; s < ns; s++) {
+                const float *pr = part_row(job, i, g, rr, s);
+                if (!(pr[DV + 1] > 0.0f)) continue; /* no key in this range: O not written */
+                const float f = exp2f(pr[DV] - mx);
+                l += pr[DV + 1] * f;
                 for (int x = 0; x < DV; x++) o[x] += pr[x] * f;
-            first = 0;
-        }
-        const float inv = job->nm.out_scale / l;
-        for (int x = 0; x < DV; x++) orow[out_col(x)] = mla_float_to_half(dt, o[x] * inv);
-        *lse = (mx + log2f(l)) * 0.69314718055994530942f;
+            }
+        dense_write_row(job, i, rr / hpk, g * hpk + rr % hpk, o, mx, l);
     }
 }
 
