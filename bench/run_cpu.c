@@ -208,10 +208,6 @@ const char *bench_cpu_kernel_name(const bench_options *o)
     if (mla_decode_plan_create(&p, &s, MLA_DEVICE_CPU) != MLA_OK) return "unknown (no CPU plan)";
     const int kernel = p->cpu_kernel;
     mla_decode_plan_destroy(p);
-    return kernel == MLA_CPU_KERNEL_AMX          ? "AMX bf16 tiles (src/cpu_amx.c)"
-           : kernel == MLA_CPU_KERNEL_AVX512BF16 ? "AVX512-BF16 vectors (src/cpu_avx512bf16.c)"
-           : kernel == MLA_CPU_KERNEL_AVX512     ? "AVX-512 fp32 FMA (src/cpu_avx512.c)"
-           : kernel == MLA_CPU_KERNEL_AVX2       ? "AVX2 fp32 FMA (src/cpu_avx2.c)"
-           : kernel == MLA_CPU_KERNEL_NEON       ? "NEON fp32 FMA (src/cpu_neon.c)"
-                                                 : "C reference (ref/mla_ref.c)";
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    return cp ? cp->what : "C reference (ref/mla_ref.c)";
 }

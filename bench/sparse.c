@@ -691,12 +691,8 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
            "clock (clock_gettime) of the whole call, median of %d after %d warm-up(s)\n",
            env.name, env.cpu_cores, threads ? nthreads : "all cores", bench_git_commit(), iters,
            warmup);
-    printf("kernel: %s\n", kernel == MLA_CPU_KERNEL_AMX          ? "AMX bf16 tiles (src/cpu_amx.c)"
-                           : kernel == MLA_CPU_KERNEL_AVX512BF16 ? "AVX512-BF16 vectors (src/cpu_avx512bf16.c)"
-                           : kernel == MLA_CPU_KERNEL_AVX512     ? "AVX-512 fp32 FMA (src/cpu_avx512.c)"
-                           : kernel == MLA_CPU_KERNEL_AVX2       ? "AVX2 fp32 FMA (src/cpu_avx2.c)"
-                           : kernel == MLA_CPU_KERNEL_NEON       ? "NEON fp32 FMA (src/cpu_neon.c)"
-                                                                 : "C reference (ref/mla_ref_sparse.c)");
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    printf("kernel: %s\n", cp ? cp->what : "C reference (ref/mla_ref_sparse.c)");
     printf("cases: FlashMLA's shapes per token, b / s_q scaled down for a CPU; decode: the plan "
            "made once, outside the timed calls\n");
     fflush(stdout);

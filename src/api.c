@@ -296,25 +296,35 @@ static const struct mla_decode_plan *check_plan(mla_decode_plan_t plan)
     return plan;
 }
 
-/* The CPU fast paths, fastest first (internal.h: MLA_CPU_KERNEL_*). */
-static const struct {
-    const char *hook;        /* MLA_CPU_KERNEL value that forces it */
-    int kernel;
-    int (*available)(void);
-    int (*preferred)(void);  /* the default takes it (where it runs) */
-    const char *needs;       /* what the CPU / OS must have         */
-} k_cpu_paths[] = {
-    {"amx", MLA_CPU_KERNEL_AMX, mla_cpu_amx_available, mla_cpu_amx_preferred,
-     "AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX512-BF16, and Linux granting the tile state)"},
-    {"avx512bf16", MLA_CPU_KERNEL_AVX512BF16, mla_cpu_avx512bf16_available, mla_cpu_avx512bf16_preferred,
-     "AVX512-BF16 (AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled by the OS)"},
-    {"avx512", MLA_CPU_KERNEL_AVX512, mla_cpu_avx512_available, mla_cpu_avx512_preferred,
-     "AVX-512 (AVX512 F / BW / DQ / VL, zmm state enabled by the OS)"},
-    {"avx2", MLA_CPU_KERNEL_AVX2, mla_cpu_avx2_available, mla_cpu_avx2_preferred,
-     "AVX2 (AVX2, FMA and F16C, ymm state enabled by the OS)"},
-    {"neon", MLA_CPU_KERNEL_NEON, mla_cpu_neon_available, mla_cpu_neon_preferred,
-     "NEON (an AArch64 CPU)"},
+/* The CPU fast paths, fastest first (internal.h: mla_cpu_path). */
+#define CPU_PATH(x, k, name, what, needs)                                                           \
+    {k, #x, name, what, needs, mla_cpu_##x##_available, mla_cpu_##x##_preferred, mla_cpu_##x##_decode, \
+     mla_cpu_##x##_sparse_decode, mla_cpu_##x##_sparse_prefill}
+static const mla_cpu_path k_cpu_paths[] = {
+    CPU_PATH(amx, MLA_CPU_KERNEL_AMX, "AMX", "AMX bf16 tiles (src/cpu_amx.c)",
+             "AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX512-BF16, and Linux granting the tile state)"),
+    CPU_PATH(avx512bf16, MLA_CPU_KERNEL_AVX512BF16, "AVX512BF16", "AVX512-BF16 vectors (src/cpu_avx512bf16.c)",
+             "AVX512-BF16 (AVX512 F / BW / DQ / VL and AVX512_BF16, zmm state enabled by the OS)"),
+    CPU_PATH(avx512, MLA_CPU_KERNEL_AVX512, "AVX512", "AVX-512 fp32 FMA (src/cpu_avx512.c)",
+             "AVX-512 (AVX512 F / BW / DQ / VL, zmm state enabled by the OS)"),
+    CPU_PATH(avx2, MLA_CPU_KERNEL_AVX2, "AVX2", "AVX2 fp32 FMA (src/cpu_avx2.c)",
+             "AVX2 (AVX2, FMA and F16C, ymm state enabled by the OS)"),
+    CPU_PATH(neon, MLA_CPU_KERNEL_NEON, "NEON", "NEON fp32 FMA (src/cpu_neon.c)", "NEON (an AArch64 CPU)"),
 };
+#undef CPU_PATH
+
+const mla_cpu_path *mla_cpu_paths(int *n)
+{
+    *n = (int)(sizeof k_cpu_paths / sizeof k_cpu_paths[0]);
+    return k_cpu_paths;
+}
+
+const mla_cpu_path *mla_cpu_path_of(int kernel)
+{
+    for (size_t x = 0; x < sizeof k_cpu_paths / sizeof k_cpu_paths[0]; x++)
+        if (k_cpu_paths[x].kernel == kernel) return &k_cpu_paths[x];
+    return NULL;
+}
 
 /* The CPU kernel for a bf16 / FP8 (bf16_ok) or fp16 operation: the first fast path the default
  * takes here (internal.h), else the reference; hook MLA_CPU_KERNEL=ref|amx|avx512bf16|avx512|avx2|neon (any other value: the
@@ -695,20 +705,12 @@ mla_status mla_decode(mla_decode_plan_t plan, const mla_decode_args *args, void 
     if (p->device == MLA_DEVICE_CPU) {
         if ((st = validate_host_values(p, &a))) return st;
         const float scale = mla_effective_scale(&p->shape, a.softmax_scale);
-        mla_cpu_split sp;
-        sp.nsplit = 1;
-        if (p->cpu_kernel != MLA_CPU_KERNEL_REF)
+        const mla_cpu_path *cp = mla_cpu_path_of(p->cpu_kernel);
+        if (cp) {
+            mla_cpu_split sp;
             mla_cpu_split_of_call(&p->shape, &a, p->cpu_split_chunks, workspace, workspace_bytes, &sp);
-        if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
-            return mla_cpu_amx_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
-        if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512BF16)
-            return mla_cpu_avx512bf16_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
-        if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
-            return mla_cpu_avx512_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
-        if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
-            return mla_cpu_avx2_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
-        if (p->cpu_kernel == MLA_CPU_KERNEL_NEON)
-            return mla_cpu_neon_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
+            return cp->decode(&p->shape, &a, scale, p->cpu_threads, &sp);
+        }
         return mla_ref_decode(&p->shape, &a, scale, p->cpu_threads);
     }
     return mla_gpu_decode(p, &a, workspace, workspace_bytes, stream);

@@ -78,24 +78,6 @@ float mla_effective_scale(const mla_decode_shape *shape, float requested);
 #define MLA_CPU_KERNEL_AVX512 3
 #define MLA_CPU_KERNEL_AVX2 4
 #define MLA_CPU_KERNEL_NEON 5
-/* 1 when the CPU has AMX-BF16 + AVX512-BF16 and Linux granted the tile state (asked once per
- * process), else 0. */
-int mla_cpu_amx_available(void);
-/* 1 when the CPU has AVX512 F / BW / DQ / VL + AVX512-BF16 and the OS enabled the zmm state. */
-int mla_cpu_avx512bf16_available(void);
-/* 1 when the CPU has AVX512 F / BW / DQ / VL and the OS enabled the zmm state. */
-int mla_cpu_avx512_available(void);
-/* 1 when the CPU has AVX2, FMA and F16C and the OS enabled the ymm state. */
-int mla_cpu_avx2_available(void);
-/* 1 on AArch64 (Advanced SIMD is part of the base ISA); 0 elsewhere. */
-int mla_cpu_neon_available(void);
-/* Whether the default choice takes the path where it runs (available, and for AVX512-BF16 an AMD
- * CPU; src/cpu_tiles.h). */
-int mla_cpu_amx_preferred(void);
-int mla_cpu_avx512bf16_preferred(void);
-int mla_cpu_avx512_preferred(void);
-int mla_cpu_avx2_preferred(void);
-int mla_cpu_neon_preferred(void);
 /* Key splits of a CPU dense decode call (src/cpu_split.c). A call with fewer than
  * MLA_CPU_SPLIT_BELOW row tiles (request x kv head x 16 query rows) would leave cores idle (a
  * single request with 16 heads runs on one core): each request's keys are cut into ranges of
@@ -134,41 +116,47 @@ size_t mla_cpu_split_workspace(const mla_decode_shape *shape);
 void mla_cpu_split_of_call(const mla_decode_shape *shape, const mla_decode_args *args, int split_chunks,
                            void *workspace, size_t workspace_bytes, mla_cpu_split *split);
 
-/* mla_ref_decode's contract, for shapes whose q and k_cache are bf16 or FP8 e4m3; split: the
- * call's key split (mla_cpu_split_of_call). */
-mla_status mla_cpu_amx_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                              float softmax_scale, int num_threads, const mla_cpu_split *split);
-mla_status mla_cpu_avx512bf16_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                                     float softmax_scale, int num_threads, const mla_cpu_split *split);
-mla_status mla_cpu_avx512_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                                 float softmax_scale, int num_threads, const mla_cpu_split *split);
-mla_status mla_cpu_avx2_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                               float softmax_scale, int num_threads, const mla_cpu_split *split);
-mla_status mla_cpu_neon_decode(const mla_decode_shape *shape, const mla_decode_args *args,
-                               float softmax_scale, int num_threads, const mla_cpu_split *split);
+/* The functions of each fast path (src/cpu_tiles.h, TL_(x)): x_available: 1 when this CPU and
+ * OS run it (for AMX: Linux granted the tile state, asked once per process); x_preferred: the
+ * default choice takes it where it runs (for AVX512-BF16: on AMD CPUs only); x_decode:
+ * mla_ref_decode's contract for bf16 / FP8 e4m3 q and k_cache, with the call's key split;
+ * x_sparse_decode / x_sparse_prefill: the contracts of mla_ref_sparse_decode /
+ * mla_ref_sparse_prefill (ref/mla_ref_sparse.h). */
+#define MLA_CPU_PATH_DECLS(x)                                                                      \
+    int mla_cpu_##x##_available(void);                                                             \
+    int mla_cpu_##x##_preferred(void);                                                             \
+    mla_status mla_cpu_##x##_decode(const mla_decode_shape *shape, const mla_decode_args *args,     \
+                                    float softmax_scale, int num_threads, const mla_cpu_split *split); \
+    mla_status mla_cpu_##x##_sparse_decode(const mla_sparse_decode_shape *shape,                     \
+                                           const mla_sparse_decode_args *args, float softmax_scale, \
+                                           int num_threads);                                        \
+    mla_status mla_cpu_##x##_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+MLA_CPU_PATH_DECLS(amx)
+MLA_CPU_PATH_DECLS(avx512bf16)
+MLA_CPU_PATH_DECLS(avx512)
+MLA_CPU_PATH_DECLS(avx2)
+MLA_CPU_PATH_DECLS(neon)
 
-/* Sparse decode and prefill on the CPU: the contracts of mla_ref_sparse_decode /
- * mla_ref_sparse_prefill (ref/mla_ref_sparse.h), on each fast path. */
-mla_status mla_cpu_amx_sparse_decode(const mla_sparse_decode_shape *shape,
-                                     const mla_sparse_decode_args *args, float softmax_scale,
-                                     int num_threads);
-mla_status mla_cpu_amx_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
-mla_status mla_cpu_avx512bf16_sparse_decode(const mla_sparse_decode_shape *shape,
-                                            const mla_sparse_decode_args *args, float softmax_scale,
-                                            int num_threads);
-mla_status mla_cpu_avx512bf16_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
-mla_status mla_cpu_avx512_sparse_decode(const mla_sparse_decode_shape *shape,
-                                        const mla_sparse_decode_args *args, float softmax_scale,
-                                        int num_threads);
-mla_status mla_cpu_avx512_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
-mla_status mla_cpu_avx2_sparse_decode(const mla_sparse_decode_shape *shape,
-                                      const mla_sparse_decode_args *args, float softmax_scale,
-                                      int num_threads);
-mla_status mla_cpu_avx2_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
-mla_status mla_cpu_neon_sparse_decode(const mla_sparse_decode_shape *shape,
-                                      const mla_sparse_decode_args *args, float softmax_scale,
-                                      int num_threads);
-mla_status mla_cpu_neon_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
+/* A fast path as the dispatch, the hook and the reports see it (src/api.c: the table). */
+typedef struct mla_cpu_path {
+    int kernel;             /* MLA_CPU_KERNEL_*                                 */
+    const char *hook;       /* MLA_CPU_KERNEL value that forces it              */
+    const char *name;       /* short name: "AMX", "AVX512BF16", ...             */
+    const char *what;       /* what it is and where its code lives              */
+    const char *needs;      /* what the CPU / OS must have                      */
+    int (*available)(void);
+    int (*preferred)(void);
+    mla_status (*decode)(const mla_decode_shape *, const mla_decode_args *, float, int,
+                         const mla_cpu_split *);
+    mla_status (*sparse_decode)(const mla_sparse_decode_shape *, const mla_sparse_decode_args *,
+                                float, int);
+    mla_status (*sparse_prefill)(const mla_sparse_prefill_args *, int);
+} mla_cpu_path;
+/* The fast paths, fastest first (the default takes the first preferred one); *n of them. */
+const mla_cpu_path *mla_cpu_paths(int *n);
+/* The fast path of a MLA_CPU_KERNEL_* value; NULL for the reference (and unknown values). */
+const mla_cpu_path *mla_cpu_path_of(int kernel);
+
 /* The kernel a CPU sparse call made now would run (MLA_CPU_KERNEL_*; the hook MLA_CPU_KERNEL is
  * read here: sparse decode plans read it at creation, prefill at each call). Returns
  * MLA_ERR_UNSUPPORTED (message set) when MLA_CPU_KERNEL names a path that does not run here. */

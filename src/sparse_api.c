@@ -490,16 +490,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
         if ((st = validate_decode_gpu(&p->shape, &a, workspace, p->workspace_bytes))) return st;
         return mla_gpu_sparse_decode(p, &a, scale, workspace, workspace_bytes, stream);
     }
-    if (p->cpu_kernel == MLA_CPU_KERNEL_AMX)
-        return mla_cpu_amx_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
-    if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512BF16)
-        return mla_cpu_avx512bf16_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
-    if (p->cpu_kernel == MLA_CPU_KERNEL_AVX512)
-        return mla_cpu_avx512_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
-    if (p->cpu_kernel == MLA_CPU_KERNEL_AVX2)
-        return mla_cpu_avx2_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
-    if (p->cpu_kernel == MLA_CPU_KERNEL_NEON)
-        return mla_cpu_neon_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
+    const mla_cpu_path *cp = mla_cpu_path_of(p->cpu_kernel);
+    if (cp) return cp->sparse_decode(&p->shape, &a, scale, p->cpu_threads);
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 
@@ -621,14 +613,7 @@ mla_status mla_sparse_prefill(const mla_sparse_prefill_args *args, int device, v
     }
     int kernel = MLA_CPU_KERNEL_REF;
     if ((st = mla_cpu_sparse_kernel(&kernel))) return st;
-    if (kernel == MLA_CPU_KERNEL_AMX) return mla_cpu_amx_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
-    if (kernel == MLA_CPU_KERNEL_AVX512BF16)
-        return mla_cpu_avx512bf16_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
-    if (kernel == MLA_CPU_KERNEL_AVX512)
-        return mla_cpu_avx512_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
-    if (kernel == MLA_CPU_KERNEL_AVX2)
-        return mla_cpu_avx2_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
-    if (kernel == MLA_CPU_KERNEL_NEON)
-        return mla_cpu_neon_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    if (cp) return cp->sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
     return mla_ref_sparse_prefill(&a, sp_resolve_threads(a.cpu_threads));
 }

@@ -12,44 +12,26 @@
 
 #define TCK_MAX_KERNELS 6
 
-/* "REF", "AMX", "AVX512BF16", "AVX512", "AVX2", "NEON". */
+/* "REF" or the fast path's short name ("AMX", "AVX512BF16", ...; src/api.c's table). */
 static inline const char *tck_name(int kernel)
 {
-    switch (kernel) {
-    case MLA_CPU_KERNEL_REF: return "REF";
-    case MLA_CPU_KERNEL_AMX: return "AMX";
-    case MLA_CPU_KERNEL_AVX512BF16: return "AVX512BF16";
-    case MLA_CPU_KERNEL_AVX512: return "AVX512";
-    case MLA_CPU_KERNEL_AVX2: return "AVX2";
-    case MLA_CPU_KERNEL_NEON: return "NEON";
-    default: return "unknown";
-    }
+    if (kernel == MLA_CPU_KERNEL_REF) return "REF";
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    return cp ? cp->name : "unknown";
 }
 
 /* The value of MLA_CPU_KERNEL that forces the kernel. */
 static inline const char *tck_env_value(int kernel)
 {
-    switch (kernel) {
-    case MLA_CPU_KERNEL_AMX: return "amx";
-    case MLA_CPU_KERNEL_AVX512BF16: return "avx512bf16";
-    case MLA_CPU_KERNEL_AVX512: return "avx512";
-    case MLA_CPU_KERNEL_AVX2: return "avx2";
-    case MLA_CPU_KERNEL_NEON: return "neon";
-    default: return "ref";
-    }
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    return cp ? cp->hook : "ref";
 }
 
 /* Where the kernel's code is. */
 static inline const char *tck_what(int kernel)
 {
-    switch (kernel) {
-    case MLA_CPU_KERNEL_AMX: return "AMX bf16 tiles (src/cpu_amx.c)";
-    case MLA_CPU_KERNEL_AVX512BF16: return "AVX512-BF16 vectors (src/cpu_avx512bf16.c)";
-    case MLA_CPU_KERNEL_AVX512: return "AVX-512 fp32 FMA (src/cpu_avx512.c)";
-    case MLA_CPU_KERNEL_AVX2: return "AVX2 fp32 FMA (src/cpu_avx2.c)";
-    case MLA_CPU_KERNEL_NEON: return "NEON fp32 FMA (src/cpu_neon.c)";
-    default: return "the C reference (ref/)";
-    }
+    const mla_cpu_path *cp = mla_cpu_path_of(kernel);
+    return cp ? cp->what : "the C reference (ref/)";
 }
 
 /* The caller's MLA_CPU_KERNEL, kept as a copy (getenv's pointer does not survive setenv). */
@@ -108,14 +90,10 @@ static inline int tck_sparse_kernel(void)
  * AVX512-BF16, AVX-512 FMA, AVX2 FMA, NEON FMA, then the reference, which always runs). Returns their number; list holds TCK_MAX_KERNELS. */
 static inline int tck_other_kernels(int main_kernel, int *list)
 {
-    int n = 0;
-    if (main_kernel != MLA_CPU_KERNEL_AMX && mla_cpu_amx_available()) list[n++] = MLA_CPU_KERNEL_AMX;
-    if (main_kernel != MLA_CPU_KERNEL_AVX512BF16 && mla_cpu_avx512bf16_available())
-        list[n++] = MLA_CPU_KERNEL_AVX512BF16;
-    if (main_kernel != MLA_CPU_KERNEL_AVX512 && mla_cpu_avx512_available())
-        list[n++] = MLA_CPU_KERNEL_AVX512;
-    if (main_kernel != MLA_CPU_KERNEL_AVX2 && mla_cpu_avx2_available()) list[n++] = MLA_CPU_KERNEL_AVX2;
-    if (main_kernel != MLA_CPU_KERNEL_NEON && mla_cpu_neon_available()) list[n++] = MLA_CPU_KERNEL_NEON;
+    int n = 0, np = 0;
+    const mla_cpu_path *paths = mla_cpu_paths(&np);
+    for (int x = 0; x < np && n < TCK_MAX_KERNELS - 1; x++)
+        if (paths[x].kernel != main_kernel && paths[x].available()) list[n++] = paths[x].kernel;
     if (main_kernel != MLA_CPU_KERNEL_REF) list[n++] = MLA_CPU_KERNEL_REF;
     return n;
 }
