@@ -909,14 +909,14 @@ INL void ws_pv(amx_ws *w, int nk)
 }
 #elif TL_FMA /* fp32 FMAs on AVX-512 F, K converted to fp32 once per chunk, P kept in fp32 */
 
-/* 2. (FMA) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 16 (the
- *    largest S^T key block; rows past nk are zeros in their source). V is the first 512 dims of
+/* 2. (FMA) the chunk's K rows as fp32 (bf16 bits << 16), keys below nk rounded up to 8 (S^T's
+ *    key blocks; rows past nk are zeros in their source). V is the first 512 dims of
  *    the same rows; the clean step of the other builds happens after S^T (fma_clean_v). */
 INL void ws_kv(amx_ws *w, int nk, int clean)
 {
     (void)clean;
     const int64_t dqk = 32 * w->nkk;
-    const int nkr = (nk + 15) & ~15; /* S^T's key blocks read up to here, P V below nk */
+    const int nkr = (nk + 7) & ~7; /* S^T's key blocks read up to here, P V below nk */
     for (int k = 0; k < nkr; k++) {
         const uint16_t *src = w->src.row[k];
         float *dst = w->k32[k];
@@ -940,12 +940,12 @@ INL void fma_clean_v(amx_ws *w, int nk)
         }
 }
 
-/* S^T for keys k0 .. k0 + nkb - 1 and row tiles v0 .. v0 + nvb - 1 (nkb x nvb <= 16 zmm
+/* S^T for keys k0 .. k0 + nkb - 1 and row tiles v0 .. v0 + nvb - 1 (nkb x nvb <= 24 zmm
  * accumulators): per dim, one broadcast K value times the 16 rows' Q values. */
 INL void st_block(amx_ws *w, int k0, int v0, const int nkb, const int nvb)
 {
-    __m512 c[16][4];
-#pragma GCC unroll 16
+    __m512 c[8][4];
+#pragma GCC unroll 8
     for (int a = 0; a < nkb; a++)
 #pragma GCC unroll 4
         for (int b = 0; b < nvb; b++) c[a][b] = _mm512_setzero_ps();
@@ -967,37 +967,45 @@ INL void st_block(amx_ws *w, int k0, int v0, const int nkb, const int nvb)
         for (int b = 0; b < nvb; b++) _mm512_store_ps(&w->sbuf[k0 + a][16 * (v0 + b)], c[a][b]);
 }
 
-/* O rows r0 .. r0 + 3, column tiles ct0 .. ct0 + 3 (16 zmm accumulators) += P V over the chunk's
- * nk keys: per key, one broadcast fp32 P per row times 16 columns of V. */
-INL void pv_block(amx_ws *w, int r0, int ct0, int nk)
+/* O rows r0 .. r0 + nra - 1, column tiles ct0 .. ct0 + ncb - 1 (nra x ncb <= 24 zmm
+ * accumulators) += P V over the chunk's nk keys: per key, one broadcast fp32 P per row times 16
+ * columns of V. */
+INL void pv_block(amx_ws *w, int r0, int ct0, int nk, const int nra, const int ncb)
 {
-    __m512 c[4][4];
+    __m512 c[8][4];
+#pragma GCC unroll 8
+    for (int a = 0; a < nra; a++)
 #pragma GCC unroll 4
-    for (int a = 0; a < 4; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) c[a][b] = _mm512_load_ps(&w->acc[r0 + a][16 * (ct0 + b)]);
+        for (int b = 0; b < ncb; b++) c[a][b] = _mm512_load_ps(&w->acc[r0 + a][16 * (ct0 + b)]);
     for (int k = 0; k < nk; k++) {
         __m512 vv[4];
 #pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) vv[b] = _mm512_load_ps(&w->k32[k][16 * (ct0 + b)]);
-#pragma GCC unroll 4
-        for (int a = 0; a < 4; a++) {
+        for (int b = 0; b < ncb; b++) vv[b] = _mm512_load_ps(&w->k32[k][16 * (ct0 + b)]);
+#pragma GCC unroll 8
+        for (int a = 0; a < nra; a++) {
             const __m512 pb = _mm512_set1_ps(w->sbuf[k][r0 + a]);
 #pragma GCC unroll 4
-            for (int b = 0; b < 4; b++) c[a][b] = _mm512_fmadd_ps(pb, vv[b], c[a][b]);
+            for (int b = 0; b < ncb; b++) c[a][b] = _mm512_fmadd_ps(pb, vv[b], c[a][b]);
         }
     }
+#pragma GCC unroll 8
+    for (int a = 0; a < nra; a++)
 #pragma GCC unroll 4
-    for (int a = 0; a < 4; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) _mm512_store_ps(&w->acc[r0 + a][16 * (ct0 + b)], c[a][b]);
+        for (int b = 0; b < ncb; b++) _mm512_store_ps(&w->acc[r0 + a][16 * (ct0 + b)], c[a][b]);
 }
 
-/* 5. O += P V, 4 rows x 4 column tiles per block, columns in natural order. */
+/* 5. O += P V in blocks of 8 rows x 3 column tiles (the last block 8 x 2), columns in natural
+ *    order. Column blocks outside, rows inside: a block's V columns (64 keys x 48 columns,
+ *    12 KB) stay in L1 while every row reads them, where rows outside streamed the whole V
+ *    (128 KB) from L2 once per row block (bench/micro/cpu_fma_blocks.c: +13-16%). */
 INL void ws_pv(amx_ws *w, int nk)
 {
-    for (int r = 0; r < 16 * w->nrt; r += 4)
-        for (int ct = 0; ct < NCT; ct += 4) pv_block(w, r, ct, nk);
+    const int nr = 16 * w->nrt;
+    int ct = 0;
+    for (; ct + 3 <= NCT; ct += 3)
+        for (int r = 0; r < nr; r += 8) pv_block(w, r, ct, nk, 8, 3);
+    for (; ct < NCT; ct += 2)
+        for (int r = 0; r < nr; r += 8) pv_block(w, r, ct, nk, 8, 2);
 }
 #elif TL_AVX2 /* the FMA build's scheme in ymm registers (16 of them, 8 lanes) */
 
@@ -1246,8 +1254,8 @@ INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
 }
 #endif
 
-#if TL_DP || TL_FMA
-/* 3. (AVX-512 vector builds) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to the
+#if TL_DP
+/* 3. (AVX512-BF16) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to the
  *    block (the rows past nk are zeros in their source): 4 row tiles x 4 keys, 2 x 8 or 1 x 16
  *    per block of st_block. */
 INL void ws_st(amx_ws *w, int nk)
@@ -1259,6 +1267,21 @@ INL void ws_st(amx_ws *w, int nk)
         for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 2);
     for (; v < w->nrt; v++)
         for (int k = 0; k < nk; k += 16) st_block(w, k, v, 16, 1);
+}
+#elif TL_FMA
+/* 3. (AVX-512 FMA) S^T = K Q^T into sbuf[key][row] for the chunk's keys, rounded up to 8 (the
+ *    rows past nk are zeros in their source): 8 keys x 3 row tiles per block (24 accumulators;
+ *    3 Q loads per 24 FMAs, where 4 x 4 read 4 per 16 and streamed Q from L2 at twice the
+ *    rate), then 8 x 2, a lone row tile 8 x 1; nrt = 4 runs as 2 + 2, 7 as 3 + 2 + 2. */
+INL void ws_st(amx_ws *w, int nk)
+{
+    int v = 0;
+    for (; w->nrt - v >= 3 && w->nrt - v != 4; v += 3)
+        for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 3);
+    for (; v + 2 <= w->nrt; v += 2)
+        for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 2);
+    for (; v < w->nrt; v++)
+        for (int k = 0; k < nk; k += 8) st_block(w, k, v, 8, 1);
 }
 #endif
 
