@@ -605,7 +605,8 @@ typedef struct amx_ws {
     float l[RBMAX] __attribute__((aligned(64)));   /* running sum of 2^(s - m)               */
     int32_t lim[RBMAX] __attribute__((aligned(64))); /* keys each row sees, from the item's 0 */
     chunk_src src;
-    const char *pf[KC]; /* the next chunk's rows, prefetched into L2 during this one          */
+    const char *pf[KC]; /* sparse: the next chunk's rows, prefetched into L2 during this one
+                           (rows picked by index, which the hardware cannot predict)          */
     int npf;
     int64_t pf_bytes;
     int nrt, nkk;       /* row tiles; 32-dim steps of the score tiles (d_qk / 32)             */
@@ -1318,8 +1319,8 @@ INL void ws_softmax(amx_ws *w, int v, int64_t c0, int nk, float scale_log2)
 
 /* Steps 2-5 on one chunk of nk keys (w->src set, rows past nk zero): row r sees the chunk's keys
  * below lim[r] - c0. clean: some row does not see some of the chunk's keys (see step 2). The
- * next chunk's rows (w->pf) are prefetched in four parts spread over the steps, so that the
- * requests overlap the tile work instead of stalling in one burst. */
+ * next chunk's rows (w->pf; sparse calls only) are prefetched in four parts spread over the
+ * steps, so that the requests overlap the tile work instead of stalling in one burst. */
 INL void ws_chunk(amx_ws *w, int64_t c0, int nk, int clean, float scale_log2)
 {
     ws_prefetch(w, 0);
@@ -1420,7 +1421,6 @@ INL void run_item(const amx_job *job, int64_t wi)
     /* bytes between the rows of a page, used only by direct tiles (page size >= 16: the stride
      * was validated; with one row per page it is any value and must not be scaled) */
     const int64_t krs = direct ? a->k_stride[1] * ksz : 0;
-    w->pf_bytes = dqk * ksz;
 #define KROW(t) (kc + ((int64_t)bt[(t) / ps] * a->k_stride[0] + ((t) % ps) * a->k_stride[1] + \
                        g * a->k_stride[2]) * ksz)
 
@@ -1452,8 +1452,9 @@ INL void run_item(const amx_job *job, int64_t wi)
                 src->kt_stride[kt] = DMAX * 2;
             }
         }
-        w->npf = 0;
-        for (int64_t t = c0 + KC; t < c0 + 2 * KC && t < ce; t++) w->pf[w->npf++] = KROW(t);
+        /* no software prefetch (w->npf stays 0): a page's rows are contiguous and the
+         * hardware prefetchers fetch them ahead; prefetcht1 of the next chunk cost 2-17% at
+         * every page size tried, 1 to 64 (docs/performance.md section 20) */
         ws_chunk(w, c0, nk, c0 + nk > kmin, job->nm.scale_log2);
     }
 #undef KROW
