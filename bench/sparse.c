@@ -616,7 +616,7 @@ static int run_decode_cpu(const sp_bcase *c, int threads, int warmup, int iters)
                 mla_last_error());
         goto done;
     }
-    if (wsb && !(ws = malloc(wsb))) { /* 0 on the CPU today; honoured should that change */
+    if (wsb && !(ws = malloc(wsb))) { /* the key splits' partial rows (calls of few row tiles) */
         fprintf(stderr, "mla-bench: %s: out of host memory (workspace)\n", what);
         goto done;
     }
@@ -706,6 +706,8 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
             {0, 4, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0},
             {0, 4, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0},
             {0, 1, 1, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0},
+            {0, 1, 1, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0},
+            {0, 1, 1, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0},
             {0, 4, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, m1, 0},
             {0, 4, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, m1, 0},
         };

@@ -433,7 +433,14 @@ MLA_API mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
 /* Frees a plan; NULL is accepted. */
 MLA_API mla_status mla_sparse_decode_plan_destroy(mla_sparse_decode_plan_t plan);
 
-/* Bytes of workspace mla_sparse_decode needs (0 on the CPU); same rules as dense decode. */
+/* Bytes of workspace mla_sparse_decode needs; the same rules as mla_decode_workspace_size.
+ * CPU plans: optional; nonzero where a call has fewer than 16 row tiles (b x s_q x tiles of 16
+ * query heads), e.g. one request of one token with 16 or 64 heads: with at least this many
+ * bytes such a call cuts each request's index positions (topk_length entries, then the extra
+ * ones) into up to ceil(16 / row tiles) ranges of 512 or more, runs them on the threads and
+ * merges them (the sink applies after the merge); with fewer bytes (or NULL) the workspace is not touched and the call runs
+ * unsplit. Either way the result meets the same tolerances and, for a given workspace choice,
+ * is bit-for-bit the same for any thread count. 0 for the C reference and for larger calls. */
 MLA_API mla_status mla_sparse_decode_workspace_size(mla_sparse_decode_plan_t plan, size_t *bytes);
 
 /* Sparse decode. CPU plans compute the result before returning (stream must be NULL), read

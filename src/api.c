@@ -395,13 +395,7 @@ mla_status mla_decode_plan_create(mla_decode_plan_t *plan, const mla_decode_shap
         p->gpu.num_sm_parts = 1;
         /* testing hook: MLA_CPU_SPLIT_CHUNKS=n (1..4096) sets the smallest key range of a split
          * call to n 64-key chunks (default MLA_CPU_SPLIT_CHUNKS, internal.h) */
-        p->cpu_split_chunks = MLA_CPU_SPLIT_CHUNKS;
-        const char *sc = getenv("MLA_CPU_SPLIT_CHUNKS");
-        if (sc) {
-            char *end = NULL;
-            const long v = strtol(sc, &end, 10);
-            if (end != sc && *end == 0 && v >= 1 && v <= 4096) p->cpu_split_chunks = (int)v;
-        }
+        p->cpu_split_chunks = mla_cpu_split_chunks_of_env(MLA_CPU_SPLIT_CHUNKS);
         st = pick_cpu_kernel(p);
         if (st) {
             p->magic = MLA_PLAN_MAGIC_DEAD;

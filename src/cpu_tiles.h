@@ -100,9 +100,9 @@ mla_status TL_(decode)(const mla_decode_shape *shape, const mla_decode_args *arg
     return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no " TL_WHAT " path");
 }
 mla_status TL_(sparse_decode)(const mla_sparse_decode_shape *shape, const mla_sparse_decode_args *args,
-                              float softmax_scale, int num_threads)
+                              float softmax_scale, int num_threads, const mla_cpu_split *split)
 {
-    (void)shape; (void)args; (void)softmax_scale; (void)num_threads;
+    (void)shape; (void)args; (void)softmax_scale; (void)num_threads; (void)split;
     return mla_set_error(MLA_ERR_UNSUPPORTED, "this build of mla.c has no " TL_WHAT " path");
 }
 mla_status TL_(sparse_prefill)(const mla_sparse_prefill_args *args, int num_threads)
@@ -1370,6 +1370,15 @@ INL void dense_write_row(const amx_job *job, int64_t i, int64_t j, int64_t h, co
     }
 }
 
+/* Row r of a key range's result as a partial row (internal.h: mla_cpu_split): O (acc's column
+ * order; written only where l is not 0, the merge skips it otherwise), m, l. */
+INL void ws_store_part(const amx_ws *w, int r, float *pr)
+{
+    pr[DV] = w->m[r];
+    pr[DV + 1] = w->l[r];
+    if (w->l[r] != 0.0f) memcpy(pr, w->acc[r], DV * sizeof(float));
+}
+
 /* Partial row rr (of request i, kv head g) of key range si: 514 floats (internal.h). */
 static inline float *part_row(const amx_job *job, int64_t i, int64_t g, int64_t rr, int64_t si)
 {
@@ -1461,12 +1470,7 @@ INL void run_item(const amx_job *job, int64_t wi)
     ws_end();
 
     if (ns > 1) { /* partial rows: O (acc's column order), m, l; O only where l is not 0 */
-        for (int r = 0; r < nr; r++) {
-            float *pr = part_row(job, i, g, r0 + r, si);
-            pr[DV] = w->m[r];
-            pr[DV + 1] = w->l[r];
-            if (w->l[r] != 0.0f) memcpy(pr, w->acc[r], DV * sizeof(float));
-        }
+        for (int r = 0; r < nr; r++) ws_store_part(w, r, part_row(job, i, g, r0 + r, si));
         return;
     }
 
@@ -1478,11 +1482,38 @@ INL void run_item(const amx_job *job, int64_t wi)
 
 TGT static void run_item_fn(void *ctx, int64_t w) { run_item((const amx_job *)ctx, w); }
 
+/* Combines one query row's partial rows over ns key ranges (range s at first + s x 16 rows):
+ * with M the largest max among the ranges that saw a key, O = sum 2^(m_s - M) O_s, l = sum
+ * 2^(m_s - M) l_s (o in acc's column order; *m = M). A NaN max or sum in any range (a NaN score)
+ * makes l NaN; a row no range saw a key of gets l = 0. */
+INL void merge_parts(const float *first, int64_t ns, float *o, float *m, float *l)
+{
+    const int64_t stride = 16 * (int64_t)(DV + 2);
+    float mx = -INFINITY, sum = 0.0f;
+    int nan = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        const float *pr = first + s * stride;
+        const float ms = pr[DV], ls = pr[DV + 1];
+        if (ms != ms || ls != ls) nan = 1;
+        else if (ls > 0.0f && ms > mx) mx = ms;
+    }
+    memset(o, 0, DV * sizeof(float));
+    if (nan) sum = NAN; /* a NaN score in some range: the row is NaN */
+    else if (mx > -INFINITY)
+        for (int64_t s = 0; s < ns; s++) {
+            const float *pr = first + s * stride;
+            if (!(pr[DV + 1] > 0.0f)) continue; /* no key in this range: O not written */
+            const float f = exp2f(pr[DV] - mx);
+            sum += pr[DV + 1] * f;
+            for (int x = 0; x < DV; x++) o[x] += pr[x] * f;
+        }
+    *m = mx;
+    *l = sum;
+}
+
 /* Merges the partial rows of rows 8 u' .. 8 u' + 7 of row tile u / 2 (u' = u % 2; tiles in
- * (request, kv head, tile) order) over the request's ranges and writes out and lse as the
- * unsplit write-out does: with M the largest max among the ranges that saw a key, O = sum
- * 2^(m_s - M) O_s, l = sum 2^(m_s - M) l_s. A NaN max or sum in any range (a NaN score) makes
- * the row NaN; a row no range saw a key of gets out 0, lse +inf. */
+ * (request, kv head, tile) order) over the request's ranges (merge_parts) and writes out and
+ * lse as the unsplit write-out does. */
 INL void merge_rows(const amx_job *job, int64_t u)
 {
     const mla_decode_shape *sh = job->shape;
@@ -1496,25 +1527,9 @@ INL void merge_rows(const amx_job *job, int64_t u)
     float o[DV] __attribute__((aligned(64)));
     const int64_t rq = 16 * t + 8 * (u % 2);
     for (int64_t rr = rq; rr < rq + 8 && rr < n_i * hpk; rr++) {
-        float mx = -INFINITY, l = 0.0f;
-        int nan = 0;
-        for (int64_t s = 0; s < ns; s++) {
-            const float *pr = part_row(job, i, g, rr, s);
-            const float m = pr[DV], ls = pr[DV + 1];
-            if (m != m || ls != ls) nan = 1;
-            else if (ls > 0.0f && m > mx) mx = m;
-        }
-        memset(o, 0, sizeof o);
-        if (nan) l = NAN; /* a NaN score in some range: the row is NaN */
-        else if (mx > -INFINITY)
-            for (int64_t s = 0; s < ns; s++) {
-                const float *pr = part_row(job, i, g, rr, s);
-                if (!(pr[DV + 1] > 0.0f)) continue; /* no key in this range: O not written */
-                const float f = exp2f(pr[DV] - mx);
-                l += pr[DV + 1] * f;
-                for (int x = 0; x < DV; x++) o[x] += pr[x] * f;
-            }
-        dense_write_row(job, i, rr / hpk, g * hpk + rr % hpk, o, mx, l);
+        float m, l;
+        merge_parts(part_row(job, i, g, rr, 0), ns, o, &m, &l);
+        dense_write_row(job, i, rr / hpk, g * hpk + rr % hpk, o, m, l);
     }
 }
 
@@ -1585,8 +1600,9 @@ typedef struct sp_job {
     const mla_sparse_decode_shape *dsh;
     const mla_sparse_decode_args *da;
     const mla_sparse_prefill_args *pa;
+    const mla_cpu_split *sp; /* decode: the key split (nsplit > 1), else unused            */
     float scale_log2;
-    int64_t dqk, hpk, nblk, rb, items;
+    int64_t dqk, hpk, nblk, rb, items, nsplit;
 } sp_job;
 
 /* A key of a chunk: its list and position. */
@@ -1671,32 +1687,65 @@ INL void sp_attend(amx_ws *w, const sp_list *lists, int nl, int nr, int64_t dqk,
     }
 }
 
-/* Writes row r of w: out (bf16, d_v 512), lse and max_logits (natural log; max_logits may be
- * NULL), as ref/mla_ref_sparse.c's write_row. */
-INL void sp_write_row(const amx_ws *w, int r, const float *sink, uint16_t *out, float *lse,
+/* Writes a query row from its accumulator (acc's column order), max m (log2 domain, scaled) and
+ * sum l: out (bf16, d_v 512), lse and max_logits (natural log; max_logits may be NULL), as
+ * ref/mla_ref_sparse.c's write_row. */
+INL void sp_write_row(const float *acc, float m2, float l, const float *sink, uint16_t *out, float *lse,
                       float *max_logits)
 {
     const float ln2 = 0.69314718055994530942f;
-    const float l = w->l[r];
     if (!(l > 0.0f || l != l)) { /* no valid key */
         for (int d = 0; d < DV; d++) out[d] = 0;
         *lse = INFINITY;
         if (max_logits) *max_logits = -INFINITY;
         return;
     }
-    const float m = w->m[r] * ln2;
+    const float m = m2 * ln2;
     const float denom = sink ? l + expf(*sink - m) : l;
     const float inv = 1.0f / denom;
-    for (int x = 0; x < DV; x++) out[out_col(x)] = mla_float_to_bf16(w->acc[r][x] * inv);
-    *lse = (w->m[r] + log2f(l)) * ln2;
+    for (int x = 0; x < DV; x++) out[out_col(x)] = mla_float_to_bf16(acc[x] * inv);
+    *lse = (m2 + log2f(l)) * ln2;
     if (max_logits) *max_logits = m;
 }
 
+/* Partial row of head h of (request i, query token j) for position range si (sparse decode). */
+static inline float *sp_part_row(const sp_job *jb, int64_t i, int64_t j, int64_t h, int64_t si)
+{
+    const mla_cpu_split *sp = jb->sp;
+    const int64_t tile = (i * jb->dsh->s_q + j) * sp->rt_total + h / 16;
+    return sp->part + ((tile * sp->nsplit + si) * 16 + h % 16) * (int64_t)(DV + 2);
+}
+
+/* Positions (entries of the index lists, main then extra) of request i's lists: their count. */
+static inline int64_t sp_positions(const sp_list *lists, int nl)
+{
+    int64_t n = 0;
+    for (int x = 0; x < nl; x++) n += lists[x].k.n;
+    return n;
+}
+
+/* Restricts lists (positions [0, P) over the main then the extra list) to positions [p0, p1). */
+static void sp_restrict(sp_list *lists, int nl, int64_t p0, int64_t p1)
+{
+    int64_t base = 0;
+    for (int x = 0; x < nl; x++) {
+        const int64_t n = lists[x].k.n;
+        const int64_t a = p0 > base ? p0 - base : 0, b = p1 - base < n ? p1 - base : n;
+        lists[x].k.idx += a < n ? a : n;
+        lists[x].k.n = b > a ? b - a : 0;
+        base += n;
+    }
+}
+
+/* Item wi: heads h0 .. h0 + nr - 1 of (request i, query token j) over all their positions, or
+ * (split) over position range wi % nsplit of the request's (mla_cpu_split_ranges), written as
+ * partial rows. */
 INL void sp_decode_item(const sp_job *jb, int64_t wi)
 {
     const mla_sparse_decode_shape *sh = jb->dsh;
     const mla_sparse_decode_args *a = jb->da;
-    const int64_t hb = wi % jb->nblk, j = (wi / jb->nblk) % sh->s_q, i = wi / (jb->nblk * sh->s_q);
+    const int64_t ns = jb->nsplit, si = wi % ns, bi = wi / ns;
+    const int64_t hb = bi % jb->nblk, j = (bi / jb->nblk) % sh->s_q, i = bi / (jb->nblk * sh->s_q);
     const int64_t h0 = hb * jb->rb;
     const int nr = (int)(sh->h_q - h0 < jb->rb ? sh->h_q - h0 : jb->rb);
 
@@ -1707,6 +1756,13 @@ INL void sp_decode_item(const sp_job *jb, int64_t wi)
         lists[x].k = keys[x];
         mla_fp8_get_layout(sh->format, &lists[x].lay);
     }
+    if (ns > 1) {
+        const int64_t P = sp_positions(lists, nl);
+        int64_t nrg, per;
+        mla_cpu_split_ranges(jb->sp, P, &nrg, &per);
+        if (si >= nrg) return; /* the request has fewer ranges: nothing here */
+        sp_restrict(lists, nl, si * per * KC, (si + 1) * per * KC);
+    }
     amx_ws ws, *w = &ws;
     ws_begin(w, (nr + 15) / 16, (int)(jb->dqk / 32));
     for (int r = 0; r < nr; r++)
@@ -1714,13 +1770,45 @@ INL void sp_decode_item(const sp_job *jb, int64_t wi)
                  jb->dqk);
     sp_attend(w, lists, nl, nr, jb->dqk, jb->scale_log2);
     ws_end();
+    if (ns > 1) { /* partial rows: O (acc's column order), m, l; O only where l is not 0 */
+        for (int r = 0; r < nr; r++) ws_store_part(w, r, sp_part_row(jb, i, j, h0 + r, si));
+        return;
+    }
     for (int r = 0; r < nr; r++) {
         const int64_t h = h0 + r;
-        sp_write_row(w, r, a->attn_sink ? a->attn_sink + h : NULL,
+        sp_write_row(w->acc[r], w->m[r], w->l[r], a->attn_sink ? a->attn_sink + h : NULL,
                      (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2],
                      a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2], NULL);
     }
 }
+
+/* Merges heads 16 t + 8 u' .. + 7 of (request i, query token j) over the request's position
+ * ranges, u = ((i s_q + j) rt_total + t) 2 + u', and writes them as the unsplit write-out does
+ * (the sink applies to the merged row). */
+INL void sp_merge_rows(const sp_job *jb, int64_t u)
+{
+    const mla_sparse_decode_shape *sh = jb->dsh;
+    const mla_sparse_decode_args *a = jb->da;
+    const mla_cpu_split *sp = jb->sp;
+    const int64_t tile = u / 2, t = tile % sp->rt_total, j = (tile / sp->rt_total) % sh->s_q,
+                  i = tile / (sp->rt_total * sh->s_q);
+    mla_sparse_keys keys[2];
+    const int nl = mla_sparse_decode_keys(sh, a, i, j, keys);
+    int64_t P = 0, ns, per;
+    for (int x = 0; x < nl; x++) P += keys[x].n;
+    mla_cpu_split_ranges(sp, P, &ns, &per);
+    float o[DV] __attribute__((aligned(64)));
+    const int64_t hq = 16 * t + 8 * (u % 2);
+    for (int64_t h = hq; h < hq + 8 && h < sh->h_q; h++) {
+        float m, l;
+        merge_parts(sp_part_row(jb, i, j, h, 0), ns, o, &m, &l);
+        sp_write_row(o, m, l, a->attn_sink ? a->attn_sink + h : NULL,
+                     (uint16_t *)a->out + i * a->out_stride[0] + j * a->out_stride[1] + h * a->out_stride[2],
+                     a->lse + i * a->lse_stride[0] + h * a->lse_stride[1] + j * a->lse_stride[2], NULL);
+    }
+}
+
+TGT static void sp_merge_rows_fn(void *ctx, int64_t u) { sp_merge_rows((const sp_job *)ctx, u); }
 
 INL void sp_prefill_item(const sp_job *jb, int64_t wi)
 {
@@ -1741,7 +1829,7 @@ INL void sp_prefill_item(const sp_job *jb, int64_t wi)
     ws_end();
     for (int r = 0; r < nr; r++) {
         const int64_t h = h0 + r;
-        sp_write_row(w, r, a->attn_sink ? a->attn_sink + h : NULL,
+        sp_write_row(w->acc[r], w->m[r], w->l[r], a->attn_sink ? a->attn_sink + h : NULL,
                      (uint16_t *)a->out + s * a->out_stride[0] + h * a->out_stride[1],
                      a->lse + s * a->lse_stride[0] + h * a->lse_stride[1],
                      a->max_logits + s * a->max_logits_stride[0] + h * a->max_logits_stride[1]);
@@ -1757,7 +1845,7 @@ TGT static void sp_item_fn(void *ctx, int64_t w)
 
 mla_status TL_(sparse_decode)(const mla_sparse_decode_shape *shape,
                                      const mla_sparse_decode_args *args, float softmax_scale,
-                                     int num_threads)
+                                     int num_threads, const mla_cpu_split *split)
 {
     if (!TL_(available)())
         return mla_set_error(MLA_ERR_UNSUPPORTED, "this CPU or OS does not run " TL_WHAT);
@@ -1768,7 +1856,18 @@ mla_status TL_(sparse_decode)(const mla_sparse_decode_shape *shape,
     jb.scale_log2 = softmax_scale * 1.4426950408889634f;
     jb.dqk = shape->d_qk;
     jb.hpk = shape->h_q;
-    split_items((shape->h_q + 15) / 16, shape->b * shape->s_q, 2 * (int64_t)num_threads, &jb.rb, &jb.nblk, &jb.items);
+    jb.nsplit = 1;
+    const int64_t rt_total = (shape->h_q + 15) / 16;
+    if (split && split->nsplit > 1) { /* (row block, position range) items, then the merge */
+        jb.sp = split;
+        jb.nsplit = split->nsplit;
+        split_items(rt_total, shape->b * shape->s_q * split->nsplit, 4 * (int64_t)num_threads, &jb.rb,
+                    &jb.nblk, &jb.items);
+        mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
+        mla_cpu_parallel(shape->b * shape->s_q * rt_total * 2, num_threads, sp_merge_rows_fn, &jb);
+        return MLA_OK;
+    }
+    split_items(rt_total, shape->b * shape->s_q, 2 * (int64_t)num_threads, &jb.rb, &jb.nblk, &jb.items);
     mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
     return MLA_OK;
 }
@@ -1783,6 +1882,7 @@ mla_status TL_(sparse_prefill)(const mla_sparse_prefill_args *args, int num_thre
     jb.scale_log2 = args->softmax_scale * 1.4426950408889634f;
     jb.dqk = args->d_qk;
     jb.hpk = args->h_q / args->h_kv;
+    jb.nsplit = 1;
     split_items((jb.hpk + 15) / 16, args->s_q * args->h_kv, 2 * (int64_t)num_threads, &jb.rb, &jb.nblk, &jb.items);
     mla_cpu_parallel(jb.items, num_threads, sp_item_fn, &jb);
     return MLA_OK;

@@ -92,12 +92,19 @@ float mla_effective_scale(const mla_decode_shape *shape, float requested);
 #define MLA_CPU_SPLIT_MAX 64
 #define MLA_CPU_SPLIT_ROWS_MAX 4096
 #define MLA_CPU_SPLIT_CHUNKS 32 /* default chunks: 2048 keys (hook MLA_CPU_SPLIT_CHUNKS) */
+/* Sparse decode splits the same way (mla_cpu_sparse_split_of_call): its rows are (request,
+ * query token) x 16 heads, and its "keys" the positions of the request's index lists (the
+ * main indices, then the extra ones), cut into ranges of whole 64-position chunks whatever
+ * their validity; a sparse key costs a gather and a dequantisation more, so ranges are shorter. */
+#define MLA_CPU_SPARSE_SPLIT_CHUNKS 8 /* default: 512 positions (hook MLA_CPU_SPLIT_CHUNKS) */
 typedef struct mla_cpu_split {
     int nsplit;       /* ranges at most per request; 1: not split (the rest unset)         */
     int chunks;       /* 64-key chunks per range at least                                  */
-    int64_t rt_total; /* row tiles per (request, kv head): ceil(s_q x h_q / h_kv / 16)      */
-    float *part;      /* [b][h_kv][rt_total][nsplit][16][512 + 2]: O (the kernel's column
-                         order), m (log2 domain, scaled), l; 64-byte aligned in the workspace */
+    int64_t rt_total; /* row tiles per (request, kv head): ceil(s_q x h_q / h_kv / 16);
+                         sparse: per (request, query token): ceil(h_q / 16)                 */
+    float *part;      /* [b][h_kv][rt_total][nsplit][16][512 + 2] (sparse: [b][s_q][rt_total]
+                         [nsplit][16][512 + 2]): O (the kernel's column order), m (log2
+                         domain, scaled), l; 64-byte aligned in the workspace               */
 } mla_cpu_split;
 /* The key ranges of a request of L keys: *n ranges of *per chunks each (the last shorter);
  * n = min(nsplit, ceil(chunks(L) / chunks)), at least 1. */
@@ -110,18 +117,27 @@ static inline void mla_cpu_split_ranges(const mla_cpu_split *sp, int64_t L, int6
     *n = k;
     *per = (nch + k - 1) / k;
 }
+/* The smallest range of a split, in 64-key chunks: the testing hook MLA_CPU_SPLIT_CHUNKS=n
+ * (1..4096; read at plan creation) or def. */
+int mla_cpu_split_chunks_of_env(int def);
 /* Workspace bytes a CPU plan of this shape can use for key splits (0: it never splits). */
 size_t mla_cpu_split_workspace(const mla_decode_shape *shape);
 /* The split of one call (arguments validated; cache_seqlens read on the host). */
 void mla_cpu_split_of_call(const mla_decode_shape *shape, const mla_decode_args *args, int split_chunks,
                            void *workspace, size_t workspace_bytes, mla_cpu_split *split);
+/* The same for sparse decode (positions of the index lists instead of keys; topk_length and
+ * extra_topk_length read on the host). */
+size_t mla_cpu_sparse_split_workspace(const mla_sparse_decode_shape *shape);
+void mla_cpu_sparse_split_of_call(const mla_sparse_decode_shape *shape, const mla_sparse_decode_args *args,
+                                  int split_chunks, void *workspace, size_t workspace_bytes,
+                                  mla_cpu_split *split);
 
 /* The functions of each fast path (src/cpu_tiles.h, TL_(x)): x_available: 1 when this CPU and
  * OS run it (for AMX: Linux granted the tile state, asked once per process); x_preferred: the
  * default choice takes it where it runs (for AVX512-BF16: on AMD CPUs only); x_decode:
  * mla_ref_decode's contract for bf16 / FP8 e4m3 q and k_cache, with the call's key split;
- * x_sparse_decode / x_sparse_prefill: the contracts of mla_ref_sparse_decode /
- * mla_ref_sparse_prefill (ref/mla_ref_sparse.h). */
+ * x_sparse_decode / x_sparse_prefill: the contracts of mla_ref_sparse_decode (with the call's
+ * key split) / mla_ref_sparse_prefill (ref/mla_ref_sparse.h). */
 #define MLA_CPU_PATH_DECLS(x)                                                                      \
     int mla_cpu_##x##_available(void);                                                             \
     int mla_cpu_##x##_preferred(void);                                                             \
@@ -129,7 +145,7 @@ void mla_cpu_split_of_call(const mla_decode_shape *shape, const mla_decode_args 
                                     float softmax_scale, int num_threads, const mla_cpu_split *split); \
     mla_status mla_cpu_##x##_sparse_decode(const mla_sparse_decode_shape *shape,                     \
                                            const mla_sparse_decode_args *args, float softmax_scale, \
-                                           int num_threads);                                        \
+                                           int num_threads, const mla_cpu_split *split);            \
     mla_status mla_cpu_##x##_sparse_prefill(const mla_sparse_prefill_args *args, int num_threads);
 MLA_CPU_PATH_DECLS(amx)
 MLA_CPU_PATH_DECLS(avx512bf16)
@@ -149,7 +165,7 @@ typedef struct mla_cpu_path {
     mla_status (*decode)(const mla_decode_shape *, const mla_decode_args *, float, int,
                          const mla_cpu_split *);
     mla_status (*sparse_decode)(const mla_sparse_decode_shape *, const mla_sparse_decode_args *,
-                                float, int);
+                                float, int, const mla_cpu_split *);
     mla_status (*sparse_prefill)(const mla_sparse_prefill_args *, int);
 } mla_cpu_path;
 /* The fast paths, fastest first (the default takes the first preferred one); *n of them. */
@@ -195,7 +211,8 @@ struct mla_sparse_decode_plan {
     int device;
     int cpu_threads;               /* resolved worker count (CPU plans) */
     int cpu_kernel;                /* CPU plans: MLA_CPU_KERNEL_*                         */
-    size_t workspace_bytes;        /* 0 on the CPU */
+    int cpu_split_chunks;          /* CPU plans: smallest range of a key split, in chunks */
+    size_t workspace_bytes;        /* CPU: the key splits' partial rows (0: never splits) */
     mla_gpu_sparse_info gpu;       /* GPU plans */
 };
 

@@ -328,6 +328,12 @@ mla_status mla_sparse_decode_plan_create(mla_sparse_decode_plan_t *plan,
     p->cpu_threads = sp_resolve_threads(s.cpu_threads);
     p->cpu_kernel = kernel;
     p->workspace_bytes = 0;
+    if (device < 0 && kernel != MLA_CPU_KERNEL_REF) {
+        /* the key splits' partial rows (optional in the call); testing hook:
+         * MLA_CPU_SPLIT_CHUNKS=n (1..4096) sets the smallest range to n 64-position chunks */
+        p->workspace_bytes = mla_cpu_sparse_split_workspace(&s);
+        p->cpu_split_chunks = mla_cpu_split_chunks_of_env(MLA_CPU_SPARSE_SPLIT_CHUNKS);
+    }
     if (device >= 0 && (st = mla_gpu_sparse_plan_init(p))) {
         free(p);
         return st;
@@ -477,7 +483,8 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
     mla_fp8_layout l;
     mla_fp8_get_layout(p->shape.format, &l);
     if ((st = validate_decode_args(&p->shape, &l, &a))) return st;
-    if (workspace_bytes < p->workspace_bytes)
+    /* the CPU workspace is optional: NULL or fewer bytes than the size run the call unsplit */
+    if (p->device >= 0 && workspace_bytes < p->workspace_bytes)
         return mla_set_error(MLA_ERR_WORKSPACE_TOO_SMALL,
                              "workspace_bytes (%zu) is smaller than the %zu bytes "
                              "mla_sparse_decode_workspace_size() reports for this plan",
@@ -491,7 +498,11 @@ mla_status mla_sparse_decode(mla_sparse_decode_plan_t plan, const mla_sparse_dec
         return mla_gpu_sparse_decode(p, &a, scale, workspace, workspace_bytes, stream);
     }
     const mla_cpu_path *cp = mla_cpu_path_of(p->cpu_kernel);
-    if (cp) return cp->sparse_decode(&p->shape, &a, scale, p->cpu_threads);
+    if (cp) {
+        mla_cpu_split sp;
+        mla_cpu_sparse_split_of_call(&p->shape, &a, p->cpu_split_chunks, workspace, workspace_bytes, &sp);
+        return cp->sparse_decode(&p->shape, &a, scale, p->cpu_threads, &sp);
+    }
     return mla_ref_sparse_decode(&p->shape, &a, scale, p->cpu_threads);
 }
 

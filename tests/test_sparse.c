@@ -92,8 +92,54 @@ typedef struct dcfg {
     int topk_len, extra_topk_len, sink; /* features                                     */
     int weird;       /* invalid entries from the weird set (else -1)                     */
     int all_invalid; /* every index invalid                                              */
+    int split_chunks; /* > 0: plans made with MLA_CPU_SPLIT_CHUNKS=split_chunks, and the call
+                         must split (its workspace written)                              */
     uint64_t seed;
 } dcfg;
+
+/* The CPU sparse decode workspace rule (src/cpu_split.c, restated): calls of fewer than 16 row
+ * tiles (b x s_q x ceil(h_q / 16)) with a fast kernel keep ceil(16 / tiles) ranges of partial
+ * rows (514 floats per row), plus 64 bytes of alignment; all others 0. */
+static size_t expected_ws(int64_t b, int64_t s_q, int64_t h_q, int ref_kernel)
+{
+    const int64_t tiles = b * s_q * ((h_q + 15) / 16);
+    if (ref_kernel || tiles >= 16) return 0;
+    const int64_t m = (16 + tiles - 1) / tiles;
+    return (size_t)(tiles * m * 16) * 514 * 4 + 64;
+}
+
+/* Plan of sh on the CPU (hook MLA_CPU_SPLIT_CHUNKS = chunks when > 0) and one call with a
+ * workspace of ws_bytes bytes at ws (NULL / 0: none). */
+static mla_status decode_call(mla_sparse_decode_shape *sh, const mla_sparse_decode_args *a, int chunks,
+                              void *ws, size_t ws_bytes, size_t *plan_ws)
+{
+    char v[16];
+    if (chunks > 0) {
+        snprintf(v, sizeof v, "%d", chunks);
+        setenv("MLA_CPU_SPLIT_CHUNKS", v, 1);
+    }
+    mla_sparse_decode_plan_t plan = NULL;
+    mla_status st = mla_sparse_decode_plan_create(&plan, sh, MLA_DEVICE_CPU);
+    if (chunks > 0) unsetenv("MLA_CPU_SPLIT_CHUNKS");
+    if (st == MLA_OK && plan_ws) st = mla_sparse_decode_workspace_size(plan, plan_ws);
+    if (st == MLA_OK) st = mla_sparse_decode(plan, a, ws, ws_bytes, NULL);
+    mla_sparse_decode_plan_destroy(plan);
+    return st;
+}
+
+/* A workspace of n bytes (at least 1) filled with a NaN pattern; untouched(): still so. */
+static uint32_t *nan_ws(size_t n)
+{
+    uint32_t *w = malloc(n / 4 * 4 + 4);
+    for (size_t x = 0; x < n / 4 + 1; x++) w[x] = 0x7fc0beefu;
+    return w;
+}
+static int ws_untouched(const uint32_t *w, size_t n)
+{
+    for (size_t x = 0; x < n / 4; x++)
+        if (w[x] != 0x7fc0beefu) return 0;
+    return 1;
+}
 
 static int64_t clampn(const int32_t *len, int64_t i, int64_t topk)
 {
@@ -156,23 +202,47 @@ static void run_decode(const char *label, const dcfg *cfg)
     a.lse = lse; a.lse_stride[0] = ls0; a.lse_stride[1] = ls1; a.lse_stride[2] = ls2;
     a.softmax_scale = (float)scale;
 
-    mla_sparse_decode_plan_t plan = NULL;
+    /* the call gets a NaN-filled workspace of the plan's size (the key splits' partial rows) */
+    const int refk = tck_sparse_kernel() == MLA_CPU_KERNEL_REF;
+    const size_t wsb = expected_ws(b, s_q, h_q, refk);
+    uint32_t *ws = nan_ws(wsb);
+    size_t plan_ws = 7;
     const double t0 = tc_now();
-    mla_status st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
-    if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
+    mla_status st = decode_call(&sh, &a, cfg->split_chunks, wsb ? ws : NULL, wsb, &plan_ws);
     const double t_lib = tc_now() - t0;
-    mla_sparse_decode_plan_destroy(plan);
     int ok = tc_expect(st == MLA_OK, "%s: %s: %s", label, mla_status_string(st), mla_last_error());
+    ok = ok && tc_expect(plan_ws == wsb, "%s: workspace size %zu (expected %zu)", label, plan_ws, wsb);
+    if (ok && cfg->split_chunks > 0 && !refk) /* (the reference never splits) */
+        tc_expect(wsb > 0 && !ws_untouched(ws, wsb), "%s: the call split (its workspace was written)", label);
     if (ok) { /* determinism: one thread gives the same bytes */
         sh.cpu_threads = 1;
         a.out = out2; a.lse = lse2;
-        st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
-        if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
-        mla_sparse_decode_plan_destroy(plan);
+        st = decode_call(&sh, &a, cfg->split_chunks, wsb ? ws : NULL, wsb, NULL);
+        sh.cpu_threads = 0;
         ok = tc_expect(st == MLA_OK && !memcmp(out, out2, (size_t)(b * os0) * 2) &&
                            !memcmp(lse, lse2, (size_t)(b * ls0) * 4),
                        "%s: 1 thread and all threads give identical bytes", label);
     }
+    if (ok && wsb > 0) { /* a workspace one byte short is never touched: the same bytes as none */
+        uint32_t *w2 = nan_ws(wsb);
+        uint16_t *out3 = malloc((size_t)(b * os0) * 2);
+        float *lse3 = malloc((size_t)(b * ls0) * 4);
+        for (int64_t x = 0; x < b * os0; x++) out3[x] = TC_POISON_HALF;
+        for (int64_t x = 0; x < b * ls0; x++) lse3[x] = mla_bits_f32(0x7fc00123u);
+        a.out = out3; a.lse = lse3;
+        st = decode_call(&sh, &a, cfg->split_chunks, w2, wsb - 1, NULL);
+        mla_status st2 = st;
+        if (st == MLA_OK) {
+            a.out = out2; a.lse = lse2;
+            st2 = decode_call(&sh, &a, cfg->split_chunks, NULL, 0, NULL);
+        }
+        tc_expect(st == MLA_OK && st2 == MLA_OK && ws_untouched(w2, wsb) &&
+                      !memcmp(out3, out2, (size_t)(b * os0) * 2) && !memcmp(lse3, lse2, (size_t)(b * ls0) * 4),
+                  "%s: a workspace 1 byte short is untouched and the call equals one without", label);
+        free(w2); free(out3); free(lse3);
+    }
+    free(ws);
+    a.out = out; a.lse = lse;
 
     /* the fp64 oracle */
     const double t1 = tc_now();
@@ -450,7 +520,9 @@ static void test_decode_validation(void)
     for (size_t x = 0; x < sizeof lse / 4; x++) untouched &= mla_f32_bits(lse[x]) == 0x7fc00123u;
     tc_expect(untouched, "failed sparse decode calls wrote nothing");
     size_t ws = 7;
-    tc_expect(mla_sparse_decode_workspace_size(plan, &ws) == MLA_OK && ws == 0, "CPU workspace is 0 bytes");
+    const size_t want_ws = expected_ws(s0.b, s0.s_q, s0.h_q, tck_sparse_kernel() == MLA_CPU_KERNEL_REF);
+    tc_expect(mla_sparse_decode_workspace_size(plan, &ws) == MLA_OK && ws == want_ws,
+              "CPU workspace is %zu bytes (got %zu)", want_ws, ws);
     a = a0;
     tc_expect(mla_sparse_decode(plan, &a, NULL, 0, NULL) == MLA_OK, "the valid call works: %s", mla_last_error());
     mla_sparse_decode_plan_destroy(plan);
@@ -534,11 +606,11 @@ static const char *fname(mla_fp8_format f) { return f == MLA_FP8_FORMAT_V32 ? "V
 /* Non-finite input (docs/guarantees.md F6-F8) on the CPU path: NaN in q row (0, 0, 0), +Inf in the
  * last q row, and (V32) NaN in the bf16 RoPE part of the first valid key of (0, 0). Those rows come
  * out NaN (all 512 outputs and the lse); every other row is byte-identical to a clean run. */
-static void test_decode_nonfinite(mla_fp8_format fmt)
+static void test_decode_nonfinite(mla_fp8_format fmt, int64_t topk, int chunks)
 {
     tc_rng rng;
     tc_rng_seed(&rng, 4242 + fmt);
-    const int64_t b = 3, s_q = 2, h_q = 16, topk = 64, ps = 16, s_k = 200;
+    const int64_t b = 3, s_q = 2, h_q = 16, ps = 16, s_k = 200;
     const int64_t dqk = fmt == MLA_FP8_FORMAT_V32 ? 576 : 512;
     fcache kc;
     if (make_fcache(&kc, fmt, s_k, ps, &rng)) {
@@ -578,11 +650,15 @@ static void test_decode_nonfinite(mla_fp8_format fmt)
                     }
         }
         a.q = q; a.out = out[pass]; a.lse = lse[pass];
-        mla_sparse_decode_plan_t plan = NULL;
-        mla_status st = mla_sparse_decode_plan_create(&plan, &sh, MLA_DEVICE_CPU);
-        if (st == MLA_OK) st = mla_sparse_decode(plan, &a, NULL, 0, NULL);
-        mla_sparse_decode_plan_destroy(plan);
-        tc_expect(st == MLA_OK, "non-finite %s pass %d: %s", fname(fmt), pass, mla_last_error());
+        const size_t wsb = expected_ws(b, s_q, h_q, tck_sparse_kernel() == MLA_CPU_KERNEL_REF);
+        uint32_t *ws = nan_ws(wsb);
+        mla_status st = decode_call(&sh, &a, chunks, wsb ? ws : NULL, wsb, NULL);
+        tc_expect(st == MLA_OK, "non-finite %s topk %lld pass %d: %s", fname(fmt), (long long)topk, pass,
+                  mla_last_error());
+        if (chunks > 0 && tck_sparse_kernel() != MLA_CPU_KERNEL_REF)
+            tc_expect(wsb > 0 && !ws_untouched(ws, wsb), "non-finite %s topk %lld: the call split", fname(fmt),
+                      (long long)topk);
+        free(ws);
     }
     int64_t bad_nan = 0, bad_same = 0, nan_rows = 0;
     for (int64_t i = 0; i < b; i++)
@@ -604,9 +680,9 @@ static void test_decode_nonfinite(mla_fp8_format fmt)
                 }
             }
     tc_expect(bad_nan == 0 && bad_same == 0,
-              "non-finite %s: the %lld rows that see NaN / +Inf are NaN (%lld are not), the others unchanged "
-              "(%lld differ)",
-              fname(fmt), (long long)nan_rows, (long long)bad_nan, (long long)bad_same);
+              "non-finite %s topk %lld: the %lld rows that see NaN / +Inf are NaN (%lld are not), the others "
+              "unchanged (%lld differ)",
+              fname(fmt), (long long)topk, (long long)nan_rows, (long long)bad_nan, (long long)bad_same);
     free(q); free(ind); free(sink); free(out[0]); free(out[1]); free(lse[0]); free(lse[1]);
     free_fcache(&kc);
 }
@@ -804,8 +880,9 @@ static void feature_cases(void)
     const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
     dcfg c;
     pcfg p;
-    test_decode_nonfinite(V);
-    test_decode_nonfinite(M);
+    test_decode_nonfinite(V, 64, 0);
+    test_decode_nonfinite(M, 64, 0);
+    test_decode_nonfinite(V, 200, 1); /* split into 4 ranges: NaN through the merge */
     test_dequant_exact(V);
     test_dequant_exact(M);
     for (int f = 0; f < 2; f++) {
@@ -818,6 +895,15 @@ static void feature_cases(void)
     c = dc(3, 2, 16, 512, 64, 64, M); c.extra_topk = 64; c.extra_ps = 2; c.extra_s_k = 256;
     c.topk_len = 1; c.extra_topk_len = 1; c.weird = 1;
     decode_case(c);
+    /* key splits (calls of fewer than 16 row tiles, src/cpu_split.c): the default ranges (512
+     * positions), one-chunk ranges through the hook, ranges across the main / extra boundary,
+     * empty ranges (all invalid, short topk_length), h_q not a multiple of 16 */
+    c = dc(1, 1, 16, 4096, 2048, 64, V); c.split_chunks = 8; decode_case(c);
+    c = dc(1, 2, 64, 1024, 300, 61, V); c.split_chunks = 1; c.weird = 1; decode_case(c);
+    c = dc(3, 1, 16, 512, 100, 16, M); c.extra_topk = 90; c.extra_ps = 2; c.extra_s_k = 256;
+    c.topk_len = 1; c.extra_topk_len = 1; c.split_chunks = 1; decode_case(c);
+    c = dc(2, 2, 16, 512, 256, 64, V); c.all_invalid = 1; c.split_chunks = 1; decode_case(c);
+    c = dc(2, 2, 3, 512, 200, 4, M); c.topk_len = 1; c.sink = 0; c.split_chunks = 1; decode_case(c);
     p = pc(5, 300, 64, 576, 128); p.sink = 1; p.topk_len = 1; prefill_case(p);
     p = pc(5, 95, 16, 512, 128); prefill_case(p);                /* OOB pair */
     p = pc(4, 200, 32, 576, 128); p.h_kv = 2; prefill_case(p);   /* h_kv 2 */

@@ -157,11 +157,7 @@ class Plan(object):
         """CPU plans: (address, bytes) of this thread's workspace (ctypes memory, made on the
         thread's first call and kept with the plan): the CPU path's key-split partial rows,
         optional in the C API; one per thread, since concurrent calls may not share one."""
-        buf = getattr(self._tls, "ws", None)
-        if buf is None:
-            buf = ctypes.create_string_buffer(self.workspace_size)
-            self._tls.ws = buf
-        return ctypes.addressof(buf), self.workspace_size
+        return thread_workspace(self._tls, self.workspace_size)
 
     # -- calls -------------------------------------------------------------------------------
     def schedule(self, cache_seqlens, workspace, stream=None):
@@ -230,6 +226,16 @@ def _stream_handle(stream, device, is_torch):
     if isinstance(stream, int):
         return stream
     return int(getattr(stream, "cuda_stream"))
+
+
+def thread_workspace(tls, nbytes):
+    """(address, bytes) of the calling thread's host workspace kept in `tls` (threading.local):
+    ctypes memory of nbytes made on the thread's first call."""
+    buf = getattr(tls, "ws", None)
+    if buf is None:
+        buf = ctypes.create_string_buffer(nbytes)
+        tls.ws = buf
+    return ctypes.addressof(buf), nbytes
 
 
 def _workspace_ptr(workspace, device):

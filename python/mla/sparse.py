@@ -327,6 +327,7 @@ class SparseDecodePlan(object):
         self.workspace_size = int(ws.value)
         self._workspaces = {}   # stream handle -> torch uint8 tensor (GPU plans)
         self._ws_lock = threading.Lock()
+        self._tls = threading.local()   # CPU plans: this thread's workspace
 
     def cached_workspace(self, stream_handle, torch_device):
         """A torch uint8 workspace on this plan's device, reused for calls on the same stream
@@ -340,6 +341,13 @@ class SparseDecodePlan(object):
                 ws = torch.empty(self.workspace_size, dtype=torch.uint8, device=torch_device)
                 self._workspaces[stream_handle] = ws
         return ws
+
+    def cpu_workspace(self):
+        """CPU plans: (address, bytes) of this thread's workspace (ctypes memory, made on the
+        thread's first call and kept with the plan): the CPU path's key-split partial rows,
+        optional in the C API; one per thread, since concurrent calls may not share one."""
+        from ._decode import thread_workspace
+        return thread_workspace(self._tls, self.workspace_size)
 
     @property
     def handle(self):
@@ -492,6 +500,11 @@ def sparse_decode(q, k_cache, indices, topk_length=None, attn_sink=None, extra_k
         ws_ptr, ws_bytes = _workspace_ptr(workspace, device)
     elif stream not in (None, 0):
         raise InvalidArgumentError("a CPU call takes no stream (got %r)" % (stream,))
+    elif workspace is not None:   # CPU: optional (the key splits' partial rows)
+        from ._decode import _workspace_ptr
+        ws_ptr, ws_bytes = _workspace_ptr(workspace, device)
+    elif plan.workspace_size > 0:
+        ws_ptr, ws_bytes = plan.cpu_workspace()
 
     a = plan._lib.mla_sparse_decode_args_default()
     a.struct_size = ctypes.sizeof(SparseDecodeArgs)

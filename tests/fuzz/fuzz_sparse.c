@@ -417,6 +417,7 @@ typedef struct dscen {
     int tl_fault, tl_sel; int32_t tl_val;
     int sink_fault, sink_sel; float sink_val;
     int64_t kps_pad, xkps_pad;      /* page stride padding (bytes)                         */
+    int ws_kind;                    /* bits 6-7 of m0: the workspace passed (see the call) */
 } dscen;
 
 static const int64_t SP_PAGES[8] = {1, 2, 3, 16, 64, 5, 7, 8};
@@ -503,6 +504,7 @@ static void d_decode_input(dscen *s, reader *r, uint8_t m0)
     s->has_xtl = extra && ((m0 >> 4) & 1);
     sh->format = (m0 >> 5) & 1 ? MLA_FP8_FORMAT_MODEL1 : MLA_FP8_FORMAT_V32;
     sh->d_qk = sh->format == MLA_FP8_FORMAT_MODEL1 ? 512 : 576;
+    s->ws_kind = (m0 >> 6) & 3;
     sh->b = 1 + rd8(r) % 3;
     sh->s_q = 1 + rd8(r) % 3;
     sh->h_q = 1 + rd8(r) % 4;
@@ -596,8 +598,17 @@ static void run_sparse_decode(reader *r, uint8_t m0)
         return;
     }
     if (st != MLA_OK) FAIL("mla_sparse_decode_plan_create failed on a valid shape: %s", mla_status_string(st));
+    /* mla.h: CPU plans report the optional key-split workspace: fewer than 16 row tiles
+     * (b x s_q x ceil(h_q / 16)): tiles x 16 rows x ceil(16 / tiles) ranges x 514 floats + 64;
+     * 0 otherwise and where the reference runs */
     size_t wsb = 3;
-    if (mla_sparse_decode_workspace_size(plan, &wsb) != MLA_OK || wsb != 0) FAIL("sparse workspace size");
+    {
+        const int64_t tiles = e.b * e.s_q * ((e.h_q + 15) / 16);
+        const int64_t smax = tiles < 16 ? (16 + tiles - 1) / tiles : 0;
+        const size_t want = smax >= 2 ? (size_t)(tiles * 16 * smax) * 514 * 4 + 64 : 0;
+        if (mla_sparse_decode_workspace_size(plan, &wsb) != MLA_OK || (wsb != 0 && wsb != want))
+            FAIL("sparse workspace size: %zu bytes (the rule: %zu)", wsb, want);
+    }
 
     /* argument verdict */
     mla_sparse_decode_args *x = &s.a;
@@ -732,8 +743,23 @@ static void run_sparse_decode(reader *r, uint8_t m0)
                        : s.args_size > sizeof a + 8 ? sizeof a + 8 : s.args_size;
     uint8_t *amem = (uint8_t *)calloc(1, alloc);
     memcpy(amem, &a, alloc < sizeof a ? alloc : sizeof a);
-    st = mla_sparse_decode(plan, s.null_args ? NULL : (const mla_sparse_decode_args *)amem, NULL, 0,
+    /* workspace: optional on the CPU (key splits of calls with few row tiles). 0: the plan's
+     * size, NaN-filled; anything smaller must be ignored: 1 / 3 NULL, 2 a garbage pointer one
+     * byte short (never dereferenced) */
+    void *ws = NULL, *ws_own = NULL;
+    size_t ws_bytes = 0;
+    if (s.ws_kind == 0 && wsb > 0) {
+        if (!(ws_own = malloc(wsb))) FAIL("malloc workspace");
+        memset(ws_own, 0xff, wsb);
+        ws = ws_own;
+        ws_bytes = wsb;
+    } else if (s.ws_kind == 2) {
+        ws = (void *)(uintptr_t)0x1000;
+        ws_bytes = wsb > 0 ? wsb - 1 : 0;
+    }
+    st = mla_sparse_decode(plan, s.null_args ? NULL : (const mla_sparse_decode_args *)amem, ws, ws_bytes,
                            s.stream_bad ? (struct CUstream_st *)(uintptr_t)0x40 : NULL);
+    free(ws_own);
     if (getenv("MLA_FUZZ_VERBOSE"))
         fprintf(stderr, "fuzz_sparse decode: b=%lld s_q=%lld h_q=%lld format=%d topk=%lld extra_topk=%lld "
                 "page=%lld pages=%lld verdict=%d -> %s\n", (long long)e.b, (long long)e.s_q,

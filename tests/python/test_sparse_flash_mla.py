@@ -102,6 +102,24 @@ def make_sink(g, h):
     return s
 
 
+def test_sparse_decode_cpu_key_split():
+    """A call of few row tiles (b=1, 16 heads) splits its 2048 positions into 4 ranges on the
+    CPU (the plan reports the workspace; mla.sparse keeps one per thread): it meets the
+    reference, and so does the same call with a 1-byte workspace, which runs unsplit."""
+    g = torch.Generator().manual_seed(77)
+    kc, pos = make_fp8_cache(g, "V32", 4096, 64)
+    idx = make_indices(g, 1, 1, 2048, pos, kc.shape[0] * 64, "weird")
+    q = torch.randn(1, 1, 16, 576, generator=g).clamp(-1, 1).to(torch.bfloat16)
+    sink = make_sink(g, 16)
+    plan = sp.SparseDecodePlan(1, 1, 16, 2048, 64, "V32")
+    assert plan.workspace_size == 16 * 16 * 514 * 4 + 64   # 1 row tile: 16 ranges at most
+    ref_out, ref_lse = ref_sparse_decode(q, flat(sp.dequantize_k_cache(kc)), idx, None, sink, 576 ** -0.5)
+    for ws in (None, torch.empty(1, dtype=torch.uint8)):
+        out, lse = sp.sparse_decode(q, kc, idx, attn_sink=sink, workspace=ws)
+        check_allclose("out", out.float(), ref_out, **DEC_OUT_TOL)
+        check_allclose("lse", lse, ref_lse, **LSE_TOL)
+
+
 @pytest.mark.parametrize("fmt,b,s_q,h_q,s_k,topk,ps,invalid,sink,tl", [
     ("V32", 4, 1, 64, 512, 64, 2, "minus1", True, False),
     ("V32", 2, 2, 3, 1024, 576, 61, "weird", True, True),
