@@ -27,6 +27,8 @@ typedef struct bench_case {
     int causal; /* 0/1 */
     int varlen; /* 1: lengths ~ N(s_k, s_k/2), at least s_q; 0: every length is s_k */
     int kv_fp8; /* 1: dense FP8 (--kv-dtype fp8): q and cache float8_e4m3fn, descales 1 */
+    int qmix;   /* 1: per-request query lengths (cu_seqlens_q), each drawn uniformly from the
+                   powers of two up to s_q (and s_q itself): {1, 2, 4} for s_q = 4; 0: all s_q */
 } bench_case;
 
 /* A case's cache layout on the host: lengths and a shuffled block table. */
@@ -37,6 +39,9 @@ typedef struct bench_layout {
     int64_t num_pages;    /* pages in the cache (exactly the used ones, shuffled)      */
     int64_t max_sk, total_sk;
     double mean_sk;
+    int32_t *cu_seqlens_q; /* [b + 1] prefix sums of the query lengths (qmix), else NULL */
+    int64_t total_q;       /* query tokens of the batch: b * s_q unless qmix             */
+    double qk_sum;         /* sum over requests of query tokens x keys (FLOP count)       */
 } bench_layout;
 
 /* FlashMLA's figures from spec §7 (HEAD 9241ae3, one H100 80GB HBM3 SXM, CUDA 13.0). The
@@ -71,6 +76,7 @@ typedef struct bench_options {
     int num_cases;      /* from --case                                               */
     int kv_fp8;         /* --kv-dtype fp8: every case on an FP8 cache (q FP8 too)     */
     int reuse_schedule; /* --reuse-schedule: GPU, schedule once, time attention+combine */
+    int mixed;          /* --mixed: each case twice, per-request query lengths and padded */
 } bench_options;
 
 /* ---- the machine ------------------------------------------------------------------------ */
@@ -96,6 +102,8 @@ typedef struct bench_result {
     char error[BENCH_ERR_LEN];
     double mean_sk;
     int64_t max_sk, num_pages;
+    int64_t total_q;           /* query tokens computed (b * s_q unless c.qmix)          */
+    double qk_sum;             /* sum of query tokens x keys over the requests            */
     int iters;
     double us, us_min, us_max; /* median, min, max over the timed runs               */
     double flops, bytes, gbs, tflops, pct_copy, pct_gemm;
@@ -135,6 +143,9 @@ mla_decode_args bench_make_args(const bench_case *c, const bench_layout *lay, co
                                 const int32_t *seqlens, void *out, float *lse);
 
 int bench_grid_cases(bench_case *out, int max, int quick, int64_t page);
+/* --mixed without --case: speculative-decoding batches (s_q 4 or 2, causal), each case as a pair:
+ * per-request query lengths (qmix 1), then every request padded to s_q (qmix 0). */
+int bench_mixed_cases(bench_case *out, int max, int quick, int64_t page, int gpu);
 int bench_cpu_cases(bench_case *out, int max, int quick, int64_t page);
 int bench_parse_case(const char *text, int64_t default_page, bench_case *c, char *err, size_t n);
 void bench_case_label(const bench_case *c, char *buf, size_t n);
@@ -142,10 +153,17 @@ uint64_t bench_case_seed(const bench_case *c, uint64_t seed);
 
 double bench_flops(const bench_case *c, double mean_sk);
 double bench_bytes(const bench_case *c, double mean_sk);
+/* FLOPs and bytes of a run: FlashMLA's formulas above for fixed s_q; with per-request query
+ * lengths (c.qmix) the same formulas over the query tokens that exist (r->total_q, r->qk_sum). */
+void bench_work(const bench_result *r, double *flops, double *bytes);
 void bench_finish_result(bench_result *r, const bench_env *env, double *samples_us, int n);
 double bench_median(double *v, int n); /* sorts v */
 int64_t bench_count_nonfinite_half(const uint16_t *v, size_t n, mla_dtype dtype);
 int64_t bench_count_bad_lse(const float *v, size_t n);
+/* qmix cases: out / lse elements of the query rows past each request's length (which the call
+ * must neither read nor write; the bench zeroes them first) that are not zero. */
+int64_t bench_count_pad_written(const bench_case *c, const bench_layout *lay, const uint16_t *out,
+                                const float *lse);
 
 const flashmla_ref *bench_find_ref(const bench_case *c, mla_dtype dtype);
 

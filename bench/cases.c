@@ -129,6 +129,23 @@ int64_t bench_count_bad_lse(const float *v, size_t n)
     return bad;
 }
 
+int64_t bench_count_pad_written(const bench_case *c, const bench_layout *lay, const uint16_t *out,
+                                const float *lse)
+{
+    int64_t bad = 0;
+    if (!lay->cu_seqlens_q)
+        return 0;
+    for (int64_t i = 0; i < c->b; i++)
+        for (int64_t j = lay->cu_seqlens_q[i + 1] - lay->cu_seqlens_q[i]; j < c->s_q; j++)
+            for (int64_t h = 0; h < c->h_q; h++) {
+                const uint16_t *o = out + ((i * c->s_q + j) * c->h_q + h) * BENCH_D_V;
+                for (int64_t d = 0; d < BENCH_D_V; d++)
+                    bad += o[d] != 0;
+                bad += lse[(i * c->h_q + h) * c->s_q + j] != 0.0f;
+            }
+    return bad;
+}
+
 /* ---- layout ------------------------------------------------------------------------------ */
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -158,6 +175,39 @@ static void shuffle(int32_t *p, int64_t n, bench_rng *rng)
         p[i] = p[j];
         p[j] = t;
     }
+}
+
+/* Query lengths of a qmix case: uniform over the powers of two below s_q and s_q itself ({1, 2, 4}
+ * for s_q = 4), from an RNG of their own, so that `rng` (hence the data drawn after the layout) and
+ * the key lengths and pages stay exactly those of the same case padded to s_q (qmix 0). Fills
+ * total_q and qk_sum for every case. */
+static int draw_query_lengths(bench_layout *lay, const bench_case *c, const bench_rng *rng)
+{
+    lay->total_q = c->b * c->s_q;
+    lay->qk_sum = (double)c->s_q * (double)lay->total_sk;
+    if (!c->qmix)
+        return 0;
+    if (!(lay->cu_seqlens_q = malloc((size_t)(c->b + 1) * sizeof(int32_t)))) {
+        bench_layout_free(lay);
+        return -1;
+    }
+    int64_t choice[40];
+    int nchoice = 0;
+    for (int64_t v = 1; v < c->s_q && nchoice < 39; v *= 2)
+        choice[nchoice++] = v;
+    choice[nchoice++] = c->s_q;
+    bench_rng q;
+    bench_rng_seed(&q, rng->s[0] ^ 0x71e5u);
+    lay->total_q = 0;
+    lay->qk_sum = 0;
+    lay->cu_seqlens_q[0] = 0;
+    for (int64_t i = 0; i < c->b; i++) {
+        int64_t n = choice[bench_rng_next(&q) % (uint64_t)nchoice];
+        lay->total_q += n;
+        lay->qk_sum += (double)n * (double)lay->seqlens[i];
+        lay->cu_seqlens_q[i + 1] = (int32_t)lay->total_q;
+    }
+    return 0;
 }
 
 int bench_layout_build(bench_layout *lay, const bench_case *c, bench_rng *rng)
@@ -197,15 +247,17 @@ int bench_layout_build(bench_layout *lay, const bench_case *c, bench_rng *rng)
             row[j] = j < used ? perm[next++] : BENCH_UNUSED_PAGE;
     }
     free(perm);
-    return 0;
+    return draw_query_lengths(lay, c, rng);
 }
 
 void bench_layout_free(bench_layout *lay)
 {
     free(lay->seqlens);
     free(lay->block_table);
+    free(lay->cu_seqlens_q);
     lay->seqlens = NULL;
     lay->block_table = NULL;
+    lay->cu_seqlens_q = NULL;
 }
 
 /* ---- case lists ---------------------------------------------------------------------------- */
@@ -213,7 +265,7 @@ void bench_layout_free(bench_layout *lay)
 static bench_case make_case(int64_t b, int64_t s_q, int64_t h_q, int64_t s_k, int varlen,
                             int64_t page)
 {
-    bench_case c = {b, s_q, h_q, 1, s_k, page, s_q > 1, varlen, 0};
+    bench_case c = {b, s_q, h_q, 1, s_k, page, s_q > 1, varlen, 0, 0};
     return c;
 }
 
@@ -243,6 +295,34 @@ int bench_grid_cases(bench_case *out, int max, int quick, int64_t page)
     return n;
 }
 
+int bench_mixed_cases(bench_case *out, int max, int quick, int64_t page, int gpu)
+{
+    static const int64_t hqs[] = {16, 32, 64, 128};
+    int n = 0;
+    bench_case one[12];
+    int m = 0;
+    if (!gpu) {
+        one[m++] = make_case(quick ? 2 : 4, 4, 16, quick ? 256 : 1024, 1, page);
+        one[m++] = make_case(quick ? 2 : 4, 4, 128, quick ? 256 : 1024, 1, page);
+    } else if (quick) {
+        one[m++] = make_case(128, 4, 16, 8192, 1, page);
+        one[m++] = make_case(128, 4, 128, 8192, 1, page);
+    } else {
+        for (int h = 0; h < 4; h++)
+            one[m++] = make_case(128, 4, hqs[h], 8192, 1, page);
+        one[m++] = make_case(128, 4, 128, 4096, 1, page);
+        one[m++] = make_case(128, 4, 128, 16384, 1, page);
+        one[m++] = make_case(128, 2, 128, 8192, 1, page);
+        one[m++] = make_case(32, 4, 128, 8192, 1, page);
+    }
+    for (int i = 0; i < m && n + 2 <= max; i++) {
+        out[n] = one[i];
+        out[n++].qmix = 1;
+        out[n++] = one[i];
+    }
+    return n;
+}
+
 /* The CPU default: small enough for a laptop-class CPU in seconds. */
 int bench_cpu_cases(bench_case *out, int max, int quick, int64_t page)
 {
@@ -263,17 +343,20 @@ static int parse_flag_word(const char *w, bench_case *c)
         c->varlen = 0;
     else if (!strcmp(w, "varlen"))
         c->varlen = 1;
+    else if (!strcmp(w, "mixed"))
+        c->qmix = 1;
     else
         return -1;
     return 0;
 }
 
 /* "b,s_q,h_q,h_kv,s_k[,page][,causal][,varlen]": the optional fields are numbers in that
- * order (causal and varlen 0/1), or the words causal / fixed / varlen anywhere after s_k.
+ * order (causal and varlen 0/1), or the words causal / fixed / varlen / mixed anywhere after s_k
+ * (mixed: per-request query lengths through cu_seqlens_q, see bench_case.qmix).
  * Defaults: page = default_page, causal 0, varlen 1 (lengths ~ N(s_k, s_k/2)). */
 int bench_parse_case(const char *text, int64_t default_page, bench_case *c, char *err, size_t n)
 {
-    bench_case r = {0, 0, 0, 0, 0, default_page, 0, 1, 0};
+    bench_case r = {0, 0, 0, 0, 0, default_page, 0, 1, 0, 0};
     int64_t *num[] = {&r.b, &r.s_q, &r.h_q, &r.h_kv, &r.s_k, &r.page};
     int field = 0;
     const char *p = text;
@@ -330,10 +413,13 @@ void bench_case_label(const bench_case *c, char *buf, size_t n)
         k += snprintf(buf + k, n - (size_t)k, " causal");
     if (c->page != 64 && k >= 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " page=%lld", (long long)c->page);
+    if (c->qmix && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, " mixed");
     if (c->kv_fp8 && k >= 0 && (size_t)k < n)
         snprintf(buf + k, n - (size_t)k, " fp8");
 }
 
+/* qmix is left out: a mixed case and its padded twin get the same lengths, pages and data. */
 uint64_t bench_case_seed(const bench_case *c, uint64_t seed)
 {
     uint64_t x = seed;
@@ -361,6 +447,21 @@ double bench_bytes(const bench_case *c, double mean_sk)
     return (double)c->b * (q + kv + o);
 }
 
+void bench_work(const bench_result *r, double *flops, double *bytes)
+{
+    const bench_case *c = &r->c;
+    if (!c->qmix) {
+        *flops = bench_flops(c, r->mean_sk);
+        *bytes = bench_bytes(c, r->mean_sk);
+        return;
+    }
+    const double e = c->kv_fp8 ? 1.0 : 2.0;
+    const double rows = (double)r->total_q * (double)c->h_q;
+    *flops = (double)c->h_q * r->qk_sum * 2.0 * (BENCH_D_QK + BENCH_D_V);
+    *bytes = rows * BENCH_D_QK * e + (double)c->b * r->mean_sk * (double)c->h_kv * BENCH_D_QK * e +
+             rows * BENCH_D_V * 2.0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -381,8 +482,7 @@ void bench_finish_result(bench_result *r, const bench_env *env, double *samples_
     r->us = bench_median(samples_us, n); /* sorted from here on */
     r->us_min = samples_us[0];
     r->us_max = samples_us[n - 1];
-    r->flops = bench_flops(&r->c, r->mean_sk);
-    r->bytes = bench_bytes(&r->c, r->mean_sk);
+    bench_work(r, &r->flops, &r->bytes);
     r->gbs = r->bytes / (r->us * 1e-6) / 1e9;
     r->tflops = r->flops / (r->us * 1e-6) / 1e12;
     r->pct_copy = env->copy_gbs > 0 ? 100.0 * r->gbs / env->copy_gbs : NAN;

@@ -19,7 +19,14 @@ static void usage(FILE *f)
         "  --gpu N                 CUDA ordinal (default 0)\n"
         "  --case b,s_q,h_q,h_kv,s_k[,page][,causal][,varlen]\n"
         "                          one case (repeatable); causal/varlen are 0/1 or the words causal,\n"
-        "                          fixed, varlen; defaults: page 64 (or --page), causal 0, varlen 1\n"
+        "                          fixed, varlen; defaults: page 64 (or --page), causal 0, varlen 1;\n"
+        "                          the word mixed: per-request query lengths (cu_seqlens_q), each\n"
+        "                          drawn from 1, 2, 4, ... up to s_q (s_q is the longest)\n"
+        "  --mixed                 speculative-decoding batches: each case twice, with per-request\n"
+        "                          query lengths (cu_seqlens_q; 1, 2 or 4 tokens at s_q 4) and with\n"
+        "                          every request padded to s_q, and a footer comparing the two; without\n"
+        "                          --case: b=128 s_k=8192 s_q=4 causal cases on the GPU (h_q 16-128,\n"
+        "                          9 pairs; --quick 2), b=4 s_k=1024 (quick b=2 s_k=256) on the CPU\n"
         "  --grid                  the spec section 7 grid (also on the CPU: slow)\n"
         "  --quick                 fewer cases and runs: the 6 grid cases with L2-flushed FlashMLA\n"
         "                          figures on the GPU, b=2 s_k=256 on the CPU\n"
@@ -75,6 +82,8 @@ static int parse_option(bench_options *o, const char *a, const char *v)
         o->graph = 0;
     else if (!strcmp(a, "--reuse-schedule"))
         o->reuse_schedule = 1;
+    else if (!strcmp(a, "--mixed"))
+        o->mixed = 1;
     else if (!strcmp(a, "--no-ceilings"))
         o->ceilings = 0;
     else if (!strcmp(a, "--device")) {
@@ -192,7 +201,9 @@ static int choose_device(bench_env *env, const bench_options *o)
 static int build_cases(bench_case *cases, const bench_options *o, const bench_env *env)
 {
     int n = 0;
-    if (o->grid || (!o->num_cases && env->is_gpu))
+    if (o->mixed && !o->num_cases && !o->grid)
+        n = bench_mixed_cases(cases, BENCH_MAX_CASES, o->quick, o->page, env->is_gpu);
+    else if (o->grid || (!o->num_cases && env->is_gpu))
         n = bench_grid_cases(cases, BENCH_MAX_CASES, o->quick, o->page);
     else if (!o->num_cases)
         n = bench_cpu_cases(cases, BENCH_MAX_CASES, o->quick, o->page);
@@ -200,6 +211,20 @@ static int build_cases(bench_case *cases, const bench_options *o, const bench_en
         cases[n++] = o->cases[i];
     for (int i = 0; i < n; i++)
         cases[i].kv_fp8 = o->kv_fp8;
+    if (o->mixed && (o->num_cases || o->grid)) { /* each case as a pair: mixed, then padded */
+        static bench_case pairs[BENCH_MAX_CASES];
+        int m = 0;
+        for (int i = 0; i < n && m + 2 <= BENCH_MAX_CASES; i++) {
+            if (cases[i].s_q < 2) /* nothing to mix */
+                continue;
+            pairs[m] = cases[i];
+            pairs[m++].qmix = 1;
+            pairs[m] = cases[i];
+            pairs[m++].qmix = 0;
+        }
+        memcpy(cases, pairs, (size_t)m * sizeof *cases);
+        n = m;
+    }
     return n;
 }
 
@@ -265,6 +290,10 @@ int main(int argc, char **argv)
     if (o.warmup < 0)
         o.warmup = env.is_gpu ? 5 : 1;
     int n = build_cases(cases, &o, &env);
+    if (!n) {
+        fprintf(stderr, "mla-bench: --mixed: no case with s_q >= 2 (nothing to mix)\n");
+        return 2;
+    }
     bench_print_header(stdout, &env, &o, n);
     bench_print_table_header(stdout, &env);
     fflush(stdout);
@@ -274,7 +303,7 @@ int main(int argc, char **argv)
         memset(r, 0, sizeof *r);
         r->c = cases[i];
         r->nonfinite = -1;
-        r->ref = cases[i].kv_fp8 ? NULL : bench_find_ref(&cases[i], o.dtype); /* FlashMLA: bf16 */
+        r->ref = cases[i].kv_fp8 || cases[i].qmix ? NULL : bench_find_ref(&cases[i], o.dtype); /* FlashMLA: bf16, fixed s_q */
         progress(i, n, &cases[i], 0);
         if (env.is_gpu)
             bench_gpu_run(&env, &o, &cases[i], r);

@@ -69,6 +69,14 @@ static void print_device(FILE *f, const bench_env *env, const bench_options *o)
             bench_cpu_kernel_name(o));
 }
 
+static int has_mixed_case(const bench_options *o)
+{
+    for (int i = 0; i < o->num_cases; i++)
+        if (o->cases[i].qmix)
+            return 1;
+    return 0;
+}
+
 void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, int num_cases)
 {
     char ver[32];
@@ -107,6 +115,9 @@ void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, i
     fprintf(f, "formulas (FlashMLA, spec §7): FLOPs = b*h_q*s_q*mean_sk*2*(d_qk+d_v); bytes = "
                "b*(s_q*h_q*d_qk*%d + mean_sk*h_kv*d_qk*%d + s_q*h_q*d_v*2)%s\n", o->kv_fp8 ? 1 : 2,
             o->kv_fp8 ? 1 : 2, o->kv_fp8 ? " (FP8 q and cache: 1 byte)" : "");
+    if (o->mixed || has_mixed_case(o))
+        fprintf(f, "  mixed cases (cu_seqlens_q): s_q of each request its own query length, b*s_q*mean_sk "
+                   "= sum of query tokens x keys; padded twins count all b*s_q rows, as FlashMLA would\n");
     if (env->is_gpu)
         fprintf(f, "FM columns (FlashMLA): %s.\n  ratio = FlashMLA µs (midpoint) / mla.c µs, > 1: "
                    "mla.c faster. Another card and no L2 flush there: indicative only.\n",
@@ -176,7 +187,8 @@ void bench_print_row(FILE *f, const bench_result *r)
         fprintf(f, " | %9s %9s %9s %7s\n", "-", "-", "-", "-");
     }
     if (r->nonfinite > 0)
-        fprintf(f, "  !! %lld bad values in out/lse (NaN/inf): the result is wrong\n",
+        fprintf(f, "  !! %lld bad values in out/lse (NaN/inf, or written rows past a request's query "
+                   "length): the result is wrong\n",
                 (long long)r->nonfinite);
     if (r->error[0])
         fprintf(f, "  note: %s\n", r->error);
@@ -186,6 +198,44 @@ static double flushed_ours(const bench_result *r)
 {
     const char *m = r->ref->flushed_metric;
     return !strcmp(m, "GB/s") ? r->gbs : !strcmp(m, "TFLOPS") ? r->tflops : r->us;
+}
+
+/* The padded twin of a qmix result: the same case with qmix 0 (same lengths, pages and data). */
+static const bench_result *padded_twin(const bench_result *m, const bench_result *res, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bench_case c = res[i].c;
+        c.qmix = 1;
+        if (!res[i].c.qmix && res[i].ok && !memcmp(&c, &m->c, sizeof c))
+            return &res[i];
+    }
+    return NULL;
+}
+
+/* Per-request query lengths against padding: the same requests, the same keys; tokens/s counts the
+ * query tokens the requests have (the padded call computes b * s_q rows for them). */
+static void print_mixed_pairs(FILE *f, const bench_result *res, int n)
+{
+    int shown = 0;
+    for (int i = 0; i < n; i++) {
+        const bench_result *m = &res[i], *p = m->ok && m->c.qmix ? padded_twin(m, res, n) : NULL;
+        if (!p)
+            continue;
+        if (!shown++)
+            fprintf(f, "\nPer-request query lengths (cu_seqlens_q) vs every request padded to s_q "
+                       "(same requests, keys, pages and data):\n%-46s %9s %10s %10s %8s %12s %12s\n",
+                    "case", "q tokens", "µs mixed", "µs padded", "speedup", "Mtok/s mixed",
+                    "Mtok/s pad");
+        char label[128], tok[32];
+        bench_case_label(&m->c, label, sizeof label);
+        snprintf(tok, sizeof tok, "%lld/%lld", (long long)m->total_q, (long long)p->total_q);
+        const double tps_m = (double)m->total_q / m->us, tps_p = (double)m->total_q / p->us;
+        fprintf(f, "%-46s %9s %9.1f %10.1f %7.2fx %12.3g %12.3g\n", label, tok, m->us, p->us,
+                p->us / m->us, tps_m, tps_p);
+    }
+    if (shown)
+        fprintf(f, "(q tokens: the batch's query tokens / rows computed when padded; Mtok/s: the batch's "
+                   "query tokens per µs of the call)\n");
 }
 
 void bench_print_footer(FILE *f, const bench_env *env, const bench_options *o,
@@ -212,9 +262,10 @@ void bench_print_footer(FILE *f, const bench_env *env, const bench_options *o,
     if (shown)
         fprintf(f, "(%s; compare only against the figure of the same card model)\n",
                 flashmla_ref_flushed_source);
+    print_mixed_pairs(f, res, n);
     fprintf(f, "\n%d of %d case(s) ran%s", ok, n, bad ? "" : "\n");
     if (bad)
-        fprintf(f, "; %d of them produced NaN/inf\n", bad);
+        fprintf(f, "; %d of them produced bad values (NaN/inf or written padding)\n", bad);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
@@ -284,6 +335,8 @@ static void json_case(FILE *f, const bench_result *r, mla_dtype dtype)
             (long long)c->b, (long long)c->s_q, (long long)c->h_q, (long long)c->h_kv,
             (long long)c->s_k, (long long)c->page, c->causal && c->s_q > 1 ? "true" : "false",
             c->varlen ? "true" : "false");
+    fprintf(f, "\"query_lengths\": \"%s\", \"query_tokens\": %lld, ", c->qmix ? "mixed" : "fixed",
+            (long long)r->total_q);
     json_kv_str(f, "dtype", bench_dtype_label(dtype, c->kv_fp8), ", ");
     fprintf(f, "\"ok\": %s, ", r->ok ? "true" : "false");
     json_kv_str(f, r->ok ? "note" : "error", r->error, ", ");
@@ -298,8 +351,10 @@ static void json_case(FILE *f, const bench_result *r, mla_dtype dtype)
     json_kv_num(f, "tflops", r->ok ? r->tflops : NAN, ", ");
     json_kv_num(f, "pct_copy", r->ok ? r->pct_copy : NAN, ", ");
     json_kv_num(f, "pct_gemm", r->ok ? r->pct_gemm : NAN, ", ");
-    json_kv_num(f, "flops", bench_flops(c, r->mean_sk), ", ");
-    json_kv_num(f, "bytes", bench_bytes(c, r->mean_sk), ", ");
+    double flops, bytes;
+    bench_work(r, &flops, &bytes);
+    json_kv_num(f, "flops", flops, ", ");
+    json_kv_num(f, "bytes", bytes, ", ");
     fprintf(f, "\"num_sm_parts\": %d, \"workspace_bytes\": %zu, \"bad_values\": %lld, ",
             r->num_sm_parts, r->workspace_bytes, (long long)r->nonfinite);
     fprintf(f, "\"flashmla\": ");
@@ -394,7 +449,7 @@ int bench_write_csv(const char *path, const bench_env *env, const bench_options 
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    fprintf(f, "label,b,s_q,h_q,h_kv,s_k,page,causal,varlen,dtype,ok,mean_sk,us,us_min,us_max,gbs,"
+    fprintf(f, "label,b,s_q,h_q,h_kv,s_k,page,causal,varlen,query_lengths,query_tokens,dtype,ok,mean_sk,us,us_min,us_max,gbs,"
                "tflops,pct_copy,pct_gemm,copy_ceiling_gbs,gemm_ceiling_tflops,flashmla_us_lo,"
                "flashmla_us_hi,flashmla_gbs_lo,flashmla_gbs_hi,flashmla_tflops_lo,flashmla_tflops_hi,"
                "ratio_vs_flashmla,bad_values,timing,device,git_commit,error\n");
@@ -404,10 +459,10 @@ int bench_write_csv(const char *path, const bench_env *env, const bench_options 
         const flashmla_ref *x = r->ref;
         char label[128];
         bench_case_label(c, label, sizeof label);
-        fprintf(f, "\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%d,%d,%s,%d", label, (long long)c->b,
+        fprintf(f, "\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%d,%d,%s,%lld,%s,%d", label, (long long)c->b,
                 (long long)c->s_q, (long long)c->h_q, (long long)c->h_kv, (long long)c->s_k,
-                (long long)c->page, c->causal && c->s_q > 1, c->varlen, bench_dtype_label(o->dtype, c->kv_fp8),
-                r->ok);
+                (long long)c->page, c->causal && c->s_q > 1, c->varlen, c->qmix ? "mixed" : "fixed",
+                (long long)r->total_q, bench_dtype_label(o->dtype, c->kv_fp8), r->ok);
         double v[] = {r->mean_sk, r->ok ? r->us : NAN, r->ok ? r->us_min : NAN, r->ok ? r->us_max : NAN,
                       r->ok ? r->gbs : NAN, r->ok ? r->tflops : NAN, r->ok ? r->pct_copy : NAN,
                       r->ok ? r->pct_gemm : NAN, env->copy_gbs > 0 ? env->copy_gbs : NAN,

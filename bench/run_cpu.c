@@ -100,8 +100,8 @@ static int cpu_buffers_fill(cpu_buffers *b, const bench_case *c, const bench_lay
     size_t no = (size_t)(c->b * c->s_q * c->h_q) * BENCH_D_V, nl = (size_t)(c->b * c->h_q * c->s_q);
     b->q = malloc(nq * 2);
     b->k = malloc(nk * 2);
-    b->out = malloc(no * 2);
-    b->lse = malloc(nl * sizeof(float));
+    b->out = calloc(no, 2); /* zeros: rows past a request's query length are never written */
+    b->lse = calloc(nl, sizeof(float));
     if (!b->q || !b->k || !b->out || !b->lse)
         return -1;
     if (c->kv_fp8) { /* e4m3 codes (1 byte per element); 0x7f is NaN */
@@ -149,6 +149,8 @@ void bench_cpu_run(const bench_env *env, const bench_options *o, const bench_cas
     r->mean_sk = lay.mean_sk;
     r->max_sk = lay.max_sk;
     r->num_pages = lay.num_pages;
+    r->total_q = lay.total_q;
+    r->qk_sum = lay.qk_sum;
     if (cpu_buffers_fill(&buf, c, &lay, o->dtype, &rng)) {
         snprintf(r->error, sizeof r->error, "out of host memory (buffers)");
         goto done;
@@ -171,6 +173,7 @@ void bench_cpu_run(const bench_env *env, const bench_options *o, const bench_cas
     }
     mla_decode_args a = bench_make_args(c, &lay, buf.q, buf.k, lay.block_table, lay.seqlens,
                                         buf.out, buf.lse);
+    a.cu_seqlens_q = lay.cu_seqlens_q; /* NULL unless c->qmix */
     static const float one = 1.0f;
     if (c->kv_fp8)
         a.descale_q = a.descale_k = &one;
@@ -189,7 +192,7 @@ void bench_cpu_run(const bench_env *env, const bench_options *o, const bench_cas
     }
     size_t no = (size_t)(c->b * c->s_q * c->h_q) * BENCH_D_V, nl = (size_t)(c->b * c->h_q * c->s_q);
     r->nonfinite = bench_count_nonfinite_half(buf.out, no, o->dtype) +
-                   bench_count_bad_lse(buf.lse, nl);
+                   bench_count_bad_lse(buf.lse, nl) + bench_count_pad_written(c, &lay, buf.out, buf.lse);
     bench_finish_result(r, env, t, iters);
 done:
     free(t);

@@ -323,7 +323,7 @@ void bench_env_versions(const bench_env *env, char *rt, char *drv, size_t n)
 
 typedef struct gpu_case {
     void *q, *k, *out, *ws;
-    int32_t *bt, *sl;
+    int32_t *bt, *sl, *cuq; /* cuq: cu_seqlens_q of a qmix case, else NULL */
     float *lse;
     float *descale; /* [2] device floats: descale_q, descale_k (FP8 cases)               */
     size_t nq, nk, no, nl, ws_bytes;
@@ -346,6 +346,7 @@ static void gpu_case_free(gpu_case *g)
     cudaFree(g->ws);
     cudaFree(g->bt);
     cudaFree(g->sl);
+    cudaFree(g->cuq);
     cudaFree(g->lse);
     cudaFree(g->descale);
 }
@@ -554,6 +555,11 @@ static int gpu_case_alloc(gpu_case *g, const bench_case *c, const bench_layout *
     CK(cudaMemcpyAsync(g->bt, lay->block_table, nbt * sizeof(int32_t), cudaMemcpyHostToDevice, G.stream));
     CK(cudaMemcpyAsync(g->sl, lay->seqlens, (size_t)c->b * sizeof(int32_t), cudaMemcpyHostToDevice,
                        G.stream));
+    if (lay->cu_seqlens_q) { /* qmix: the per-request query lengths */
+        CK(cudaMalloc((void **)&g->cuq, (size_t)(c->b + 1) * sizeof(int32_t)));
+        CK(cudaMemcpyAsync(g->cuq, lay->cu_seqlens_q, (size_t)(c->b + 1) * sizeof(int32_t),
+                           cudaMemcpyHostToDevice, G.stream));
+    }
     CK(cudaStreamSynchronize(G.stream));
     rc = 0;
 done:
@@ -577,6 +583,7 @@ static int gpu_case_plan(gpu_case *g, const bench_options *o, const bench_case *
     if (g->ws_bytes)
         CK(cudaMalloc(&g->ws, g->ws_bytes));
     g->args = bench_make_args(c, lay, g->q, g->k, g->bt, g->sl, g->out, g->lse);
+    g->args.cu_seqlens_q = g->cuq; /* NULL unless c->qmix */
     if (c->kv_fp8) {
         g->args.descale_q = g->descale;
         g->args.descale_k = g->descale + 1;
@@ -632,6 +639,8 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
     r->mean_sk = lay.mean_sk;
     r->max_sk = lay.max_sk;
     r->num_pages = lay.num_pages;
+    r->total_q = lay.total_q;
+    r->qk_sum = lay.qk_sum;
     if (!(us = malloc((size_t)o->iters * sizeof *us))) {
         snprintf(err, errn, "out of host memory");
         goto done;
@@ -658,12 +667,14 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
         goto done;
     timeline_run(&g, c, graph);
     ss2_diag_run(&g, c, graph);
-    /* sanity: NaN-poisoned tail rows must not leak; no row is empty, so lse is finite */
+    /* sanity: NaN-poisoned tail rows must not leak; no row is empty, so lse is finite; the query
+     * rows past a qmix request's length stay as zeroed (never written) */
     uint16_t *out = malloc(g.no * 2);
     float *lse = malloc(g.nl * sizeof(float));
     if (out && lse && cudaMemcpy(out, g.out, g.no * 2, cudaMemcpyDeviceToHost) == cudaSuccess &&
         cudaMemcpy(lse, g.lse, g.nl * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess)
-        r->nonfinite = bench_count_nonfinite_half(out, g.no, o->dtype) + bench_count_bad_lse(lse, g.nl);
+        r->nonfinite = bench_count_nonfinite_half(out, g.no, o->dtype) + bench_count_bad_lse(lse, g.nl) +
+                       bench_count_pad_written(c, &lay, out, lse);
     free(out);
     free(lse);
     bench_finish_result(r, env, us, o->iters);

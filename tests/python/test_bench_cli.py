@@ -1,0 +1,90 @@
+"""mla-bench on the CPU path: the per-request query length mode (--mixed, the `mixed` case word;
+issue 7 part 2's benchmark) and its error handling. The binary is the build's: next to the
+libmla.so the suite runs against ($MLA_LIBRARY, which tests/run_all.sh sets), else build/."""
+import json
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+D_QK, D_V = 576, 512
+
+
+def _bench_path():
+    lib = os.environ.get("MLA_LIBRARY")
+    for d in ([os.path.dirname(lib)] if lib else []) + [os.path.join(REPO, "build")]:
+        p = os.path.join(d, "mla-bench")
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+BENCH = _bench_path()
+pytestmark = pytest.mark.skipif(BENCH is None, reason="no mla-bench binary built (run make)")
+
+
+def _run(*args, tmp_path=None):
+    return subprocess.run([BENCH, "--device", "cpu", "--no-ceilings", "--threads", "2", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _flops(c, total_q_times_keys):
+    return c["h_q"] * total_q_times_keys * 2.0 * (D_QK + D_V)
+
+
+def test_mixed_pairs_json_and_footer(tmp_path):
+    js = tmp_path / "m.json"
+    csv = tmp_path / "m.csv"
+    r = _run("--mixed", "--quick", "--iters", "1", "--warmup", "0", "--json", str(js), "--csv", str(csv))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Per-request query lengths (cu_seqlens_q) vs every request padded" in r.stdout
+    cases = json.load(open(js))["cases"]
+    assert len(cases) == 4  # two pairs: h_q 16 and 128, b=2 s_q=4 s_k=256
+    for m, p in zip(cases[0::2], cases[1::2]):
+        assert m["query_lengths"] == "mixed" and p["query_lengths"] == "fixed"
+        for k in ("b", "s_q", "h_q", "h_kv", "s_k", "page", "causal", "varlen", "mean_sk", "max_sk", "num_pages"):
+            assert m[k] == p[k], k  # the twin: same requests, keys and pages
+        assert m["ok"] and p["ok"] and m["bad_values"] == 0 and p["bad_values"] == 0
+        b, s_q = m["b"], m["s_q"]
+        assert p["query_tokens"] == b * s_q
+        assert b <= m["query_tokens"] <= b * s_q
+        # padded: FlashMLA's formula; mixed: at most that, at least one query token per request
+        assert p["flops"] == pytest.approx(_flops(p, s_q * b * p["mean_sk"]), rel=1e-9)
+        assert _flops(m, b * m["mean_sk"]) * (1 - 1e-9) <= m["flops"] <= p["flops"] * (1 + 1e-9)
+        assert m["bytes"] < p["bytes"] or m["query_tokens"] == b * s_q
+        assert m["label"].endswith(" mixed") and not p["label"].endswith(" mixed")
+        assert m["flashmla"] is None
+        # the footer line of this pair
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith(m["label"] + " ") and "x " in ln]
+        assert len(line) == 1, r.stdout
+        assert "%d/%d" % (m["query_tokens"], b * s_q) in line[0]
+    header = open(csv).readline().strip().split(",")
+    rows = open(csv).read().splitlines()[1:]
+    qi = header.index("query_lengths")
+    assert len(rows) == 4
+    assert [row.split(",")[qi] for row in rows] == ["mixed", "fixed", "mixed", "fixed"]
+
+
+def test_mixed_case_word_and_same_layout_as_padded(tmp_path):
+    js = tmp_path / "c.json"
+    r = _run("--case", "5,4,16,1,200,16,causal,mixed", "--case", "5,4,16,1,200,16,causal",
+             "--iters", "1", "--warmup", "0", "--json", str(js))
+    assert r.returncode == 0, r.stdout + r.stderr
+    m, p = json.load(open(js))["cases"]
+    assert (m["query_lengths"], p["query_lengths"]) == ("mixed", "fixed")
+    assert (m["mean_sk"], m["num_pages"], m["page"]) == (p["mean_sk"], p["num_pages"], 16)
+    assert 5 <= m["query_tokens"] <= 20 and p["query_tokens"] == 20
+    assert "Per-request query lengths" in r.stdout  # an explicit twin pairs up too
+
+
+def test_mixed_needs_a_case_with_several_query_tokens():
+    r = _run("--mixed", "--case", "2,1,16,1,64")
+    assert r.returncode == 2
+    assert "no case with s_q >= 2" in r.stderr
+
+
+def test_bad_case_word_is_rejected():
+    r = _run("--case", "2,4,16,1,64,mixd")
+    assert r.returncode == 2
+    assert "unexpected 'mixd'" in r.stderr
