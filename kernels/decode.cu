@@ -176,7 +176,8 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int wm = warp & 3, kh = warp >> 2, g = lane >> 2, tq = lane & 3;
-    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int mb_cta = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int mb_u = 0; /* req_mblk: units of the part's requests so far, mod num_m_blocks */
     const int hg = p->hg;
 
     mla_part_begin pb, pe;
@@ -191,6 +192,7 @@ static __device__ __forceinline__ void decode_body(const mla_dec_params *p, cons
     const int row0 = 16 * wm + g, row1 = row0 + 8;
 
     for (int r = pb.req; r <= r_last; r++) {
+        const int mblk = req_mblk(p, r, mb_cta, &mb_u);
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue; /* block-uniform */
         const int L = w.L, tb = w.tb, te = w.te, nvalid = w.nvalid, slot = w.slot;

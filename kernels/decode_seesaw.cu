@@ -104,7 +104,8 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
-    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int mb_cta = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int mb_u = 0; /* req_mblk: units of the part's requests so far, mod num_m_blocks */
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
     unsigned char *sK0 = smem + TILE, *sK1 = smem + 2 * TILE;
@@ -121,6 +122,7 @@ static __device__ __forceinline__ void ss_body(const mla_dec_params *p, const CU
     int u0 = 0, u1 = 0; /* tiles loaded into stage 0 / 1 before the current request (phase = count & 1) */
 
     for (int r = pb.req; r <= r_last; r++) {
+        const int mblk = req_mblk(p, r, mb_cta, &mb_u);
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
         float o[128];

@@ -317,6 +317,8 @@ static __device__ __forceinline__ void s2_body(const mla_dec_params *p, const CU
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
+    /* the fixed m-block of each CTA even with cu_seqlens_q (req_mblk's round robin needs one more live
+     * register than this kernel has: it spilled) */
     const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + S2_QAREA, uK1 = uK0 + TILE, uP0 = uK1 + TILE;

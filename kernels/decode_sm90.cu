@@ -87,7 +87,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
-    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int mb_cta = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int mb_u = 0; /* req_mblk: units of the part's requests so far, mod num_m_blocks */
     const int hg = p->hg;
     float scale = p->scale_log2, dk = 1.f;
     if (FP8) { /* per-tensor descales, read on the device (graph replays see new values) */
@@ -106,6 +107,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     DT_DECL;
 
     for (int r = pb.req; r <= r_last; r++) {
+        const int mblk = req_mblk(p, r, mb_cta, &mb_u);
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
         DTK(dk_req, 0);
@@ -246,7 +248,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
-    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int mb_cta = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int mb_u = 0; /* req_mblk: units of the part's requests so far, mod num_m_blocks */
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE;
     const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
@@ -265,6 +268,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     DT_DECL;
 
     for (int r = pb.req; r <= r_last; r++) {
+        const int mblk = req_mblk(p, r, mb_cta, &mb_u);
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
         DTK(dk_req, 0);
@@ -456,7 +460,8 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
 
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
-    const int mblk = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    const int mb_cta = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int mb_u = 0; /* req_mblk: units of the part's requests so far, mod num_m_blocks */
     const float scale = p->scale_log2;
     const uint32_t uQ = smem_u32(sQ), uK0 = uQ + TILE;
     const uint32_t barE = smem_u32(bars), barL = barE + 16, barR = barE + 32; /* + 8 * stage */
@@ -475,6 +480,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
     int n0 = 0; /* tiles this CTA loaded before the current request (stage = n & 1, phase = (n >> 1) & 1) */
 
     for (int r = pb.req; r <= r_last; r++) {
+        const int mblk = req_mblk(p, r, mb_cta, &mb_u);
         req_work w;
         if (!req_prepare(p, r, pb, pe, mblk, row_lim, &w)) continue;
         float o[128];
