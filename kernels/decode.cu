@@ -41,9 +41,24 @@ extern "C" __attribute__((visibility("default"))) int mla_diag_cmb_io(void *host
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Scheduler weight of request r: 1 for every request without cu_seqlens_q; with it, the request's
+ * m-blocks of existing query rows (0 .. M), which the CTAs of a part share round robin (req_mblk),
+ * so a part's cost is its CTAs' work. MLA_SCHED_QWEIGHT=0 (timing builds): always 1. */
+#ifndef MLA_SCHED_QWEIGHT
+#define MLA_SCHED_QWEIGHT 1
+#endif
+static __device__ __forceinline__ int sched_weight(const int32_t *cu_q, int r, int s_q, int hg) {
+    if (!MLA_SCHED_QWEIGHT || !cu_q) return 1;
+    int n = cu_q[r + 1] - cu_q[r];
+    n = n < 0 ? 0 : (n > s_q ? s_q : n);
+    return (n * hg + MLA_BM - 1) / MLA_BM;
+}
+
+/* Request r costs w (ntiles + F) (w: sched_weight); part i begins at cost i * payload, i.e. inside the
+ * request whose cost range holds it, at tile floor((offset - w F) / w) (0 inside the fixed part). */
 __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1)
-mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla_part_begin *part_begin,
-                 int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
+mla_sched_kernel(const int32_t *seqlens, const int32_t *cu_q, int s_q, int hg, int b, long long max_tokens, int P,
+                 mla_part_begin *part_begin, int32_t *req_slot, mla_split_entry *split_list, int32_t *num_split) {
     __shared__ long long tmp[72];
     DIAG_CMB_MAX(4);
     pdl_trigger(); /* the decode grid may launch now; it waits (griddepcontrol.wait) for this grid's end */
@@ -52,7 +67,7 @@ mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla
     long long total = 0;
     for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
         int r = base + tid;
-        long long c = r < b ? (long long)sched_ntiles(seqlens, r, max_tokens) + F : 0;
+        long long c = r < b ? ((long long)sched_ntiles(seqlens, r, max_tokens) + F) * sched_weight(cu_q, r, s_q, hg) : 0;
         long long t;
         block_scan64(c, tmp, &t);
         total += t;
@@ -62,7 +77,8 @@ mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla
     for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
         int r = base + tid;
         int nt = r < b ? sched_ntiles(seqlens, r, max_tokens) : 0;
-        long long cost = r < b ? (long long)nt + F : 0;
+        const int wt = r < b ? sched_weight(cu_q, r, s_q, hg) : 1;
+        long long cost = r < b ? ((long long)nt + F) * wt : 0;
         long long chunk_total;
         long long C = run_cost + block_scan64(cost, tmp, &chunk_total);
         run_cost += chunk_total;
@@ -72,7 +88,7 @@ mla_sched_kernel(const int32_t *seqlens, int b, long long max_tokens, int P, mla
             long long i1 = (C + cost + payload - 1) / payload; /* exclusive */
             for (long long i = i0; i < i1 && i < P; i++) {
                 long long o = i * payload - C;
-                int tile = o <= F ? 0 : (int)(o - F);
+                int tile = o <= (long long)F * wt ? 0 : (int)((o - (long long)F * wt) / wt);
                 mla_part_begin pb;
                 pb.req = r;
                 pb.tile = tile;
@@ -501,9 +517,9 @@ extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
-    mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->b, (long long)p->max_tokens,
-                                                         p->num_sm_parts, p->part_begin, p->req_slot,
-                                                         p->split_list, p->num_split);
+    mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->cu_seqlens_q, p->s_q, p->hg, p->b,
+                                                         (long long)p->max_tokens, p->num_sm_parts, p->part_begin,
+                                                         p->req_slot, p->split_list, p->num_split);
     return cudaGetLastError();
 }
 

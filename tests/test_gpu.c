@@ -1428,6 +1428,11 @@ static void test_quick(void)
         cfg.b = 40; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 128; cfg.q_lens = ql;
         cfg.seed = 12;
         run_case(&cfg);
+        /* the same with a schedule from mla_decode_schedule (which sees no cu_seqlens_q: unweighted)
+         * reused by the call, and twice for determinism */
+        run_opts ro = {1, NULL, NULL, 1};
+        cfg.seed = 13;
+        run_case_opts(&cfg, &ro);
     }
     /* the combine's widest and narrowest column slices (the launcher's pick above is 16 here) */
     for (int i = 0; i < 2; i++) {
