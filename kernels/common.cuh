@@ -107,18 +107,19 @@ static __device__ __forceinline__ int req_nq(const mla_dec_params *p, int r) {
     return n < 0 ? 0 : (n > p->s_q ? p->s_q : n);
 }
 
-/* The m-block of request r that a CTA of m-block slot cta_mb (blockIdx.x) computes. Without
- * cu_seqlens_q it is cta_mb: the part's M = num_m_blocks CTAs take one m-block each of every request.
- * With per-request query lengths, request r has v = ceil(n_q * hg / 64) <= M m-blocks of existing
- * rows; its units (r, 0 .. v - 1), numbered in request order from the part's first request, go
- * round robin to the part's M CTAs (unit number u to the CTA with cta_mb = u mod M), so a batch of
- * 1-, 2- and 4-token requests spreads over all M CTAs instead of loading the CTAs of the first
- * m-blocks with every request (the rest idle) and costing what padding to s_q costs. Every CTA of
- * the part walks the same requests, so each unit goes to exactly one CTA; when every request has s_q
- * tokens (v = M) the mapping is the identity. *u: units so far mod M (0 before the part's first
- * request). A result >= v makes req_prepare return 0 (nvalid <= 0): nothing of r for this CTA. */
+/* The m-block of request r that a CTA of m-block slot cta_mb (blockIdx.x) computes. By default it
+ * is cta_mb: the part's M = num_m_blocks CTAs take one m-block each of every request. With per-request
+ * query lengths (p->qmix_rr: cu_seqlens_q and many requests per part, src/gpu.cu), request r has
+ * v = ceil(n_q * hg / 64) <= M m-blocks of existing rows; its units (r, 0 .. v - 1), numbered in
+ * request order from the part's first request, go round robin to the part's M CTAs (unit number u to
+ * the CTA with cta_mb = u mod M), so a batch of 1-, 2- and 4-token requests spreads over all M CTAs
+ * instead of loading the CTAs of the first m-blocks with every request (the rest idle) and costing
+ * what padding to s_q costs. Every CTA of the part walks the same requests, so each unit goes to
+ * exactly one CTA; when every request has s_q tokens (v = M) the mapping is the identity. *u: units
+ * so far mod M (0 before the part's first request). A result >= v makes req_prepare return 0
+ * (nvalid <= 0): nothing of r for this CTA. */
 static __device__ __forceinline__ int req_mblk(const mla_dec_params *p, int r, int cta_mb, int *u) {
-    if (!p->cu_seqlens_q) return cta_mb;
+    if (!p->qmix_rr) return cta_mb;
     const int M = p->num_m_blocks;
     const int v = (req_nq(p, r) * p->hg + MLA_BM - 1) / MLA_BM;
     int k = cta_mb - *u;

@@ -41,9 +41,9 @@ extern "C" __attribute__((visibility("default"))) int mla_diag_cmb_io(void *host
 /* Scheduler: one CTA of 1024 threads, loops over the batch in chunks with block-wide scans.    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Scheduler weight of request r: 1 for every request without cu_seqlens_q; with it, the request's
- * m-blocks of existing query rows (0 .. M), which the CTAs of a part share round robin (req_mblk),
- * so a part's cost is its CTAs' work. MLA_SCHED_QWEIGHT=0 (timing builds): always 1. */
+/* Scheduler weight of request r: 1 unless the call hands m-blocks round robin (p->qmix_rr, which
+ * passes cu_q); then the request's m-blocks of existing query rows (0 .. M), which the CTAs of a part
+ * share (req_mblk), so a part's cost is its CTAs' work. MLA_SCHED_QWEIGHT=0 (timing builds): 1. */
 #ifndef MLA_SCHED_QWEIGHT
 #define MLA_SCHED_QWEIGHT 1
 #endif
@@ -517,7 +517,8 @@ extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
-    mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->cu_seqlens_q, p->s_q, p->hg, p->b,
+    mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->qmix_rr ? p->cu_seqlens_q : NULL,
+                                                         p->s_q, p->hg, p->b,
                                                          (long long)p->max_tokens, p->num_sm_parts, p->part_begin,
                                                          p->req_slot, p->split_list, p->num_split);
     return cudaGetLastError();

@@ -16,6 +16,9 @@ extern "C" {
 #define MLA_THREADS 256      /* 8 warps                                               */
 #define MLA_DV 512
 #define MLA_SCHED_THREADS 1024
+#ifndef MLA_QMIX_RR_MIN_REQS
+#define MLA_QMIX_RR_MIN_REQS 8 /* requests per scheduler part for req_mblk's round robin (src/gpu.cu) */
+#endif
 #ifndef MLA_SCHED_FIXED_COST
 #define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
 #endif
@@ -114,6 +117,9 @@ typedef struct mla_dec_params {
     int q_fp8, fp8_l2_prefetch;
     int combine_slices; /* 0: chosen by the launcher (kernels/decode.cu); 1, 2, 4, 8, 16: forced */
     int fused_sched;    /* 1: no scheduler launch, each decode CTA computes its part (common.cuh) */
+    int qmix_rr;        /* 1: cu_seqlens_q with many requests per part: m-blocks round robin over a
+                           part's CTAs (common.cuh req_mblk) and the scheduler weighting requests by
+                           their m-blocks (decode.cu sched_weight); set by src/gpu.cu */
 } mla_dec_params;
 
 #ifdef __cplusplus

@@ -25,6 +25,8 @@ typedef struct mla_gpu_info {
     int combine_slices;  /* 0: chosen per launch; testing hook MLA_GPU_COMBINE_SLICES       */
     int fused_sched;     /* b <= MLA_FUSED_SCHED_MAX_B: decode CTAs schedule themselves
                             (testing hook MLA_GPU_FUSED_SCHED=0: always the scheduler kernel) */
+    int qmix_rr;         /* with cu_seqlens_q: -1 the rule in src/gpu.cu (default); testing hook
+                            MLA_GPU_QMIX_RR=1 / 0: m-blocks round robin always / never          */
 } mla_gpu_info;
 
 struct mla_decode_plan {

@@ -388,23 +388,30 @@ static void test_variants(void)
         }
     /* cu_seqlens_q with several m-blocks per request: kernels/common.cuh req_mblk hands a part's
      * (request, m-block) units round robin to the part's CTAs, so a CTA computes m-blocks other than
-     * its blockIdx.x. Many requests per part, random lengths (some 0), explicit mixes of 1 / 2 / 4
-     * tokens, all-1 batches (every unit moves), 16 m-blocks (s_q 8), h_kv 2, both loaders (page 64:
-     * TMA for b >= 16; page 16: cp.async), the fused schedule (b <= 3) */
+     * its blockIdx.x, and the scheduler weights requests by their m-blocks. The library does so with
+     * >= 8 requests per scheduler part (src/gpu.cu); each case runs with that rule and with the round
+     * robin forced (MLA_GPU_QMIX_RR=1). Many requests per part, random lengths (some 0), explicit
+     * mixes of 1 / 2 / 4 tokens, all-1 batches (every unit moves), 16 m-blocks (s_q 8), h_kv 2, both
+     * loaders (page 64: TMA for b >= 16; page 16: cp.async), the fused schedule (b <= 3) */
     {
-        static int32_t mix[64], ones[64];
+        static int32_t mix[160], ones[160];
         static const int32_t pat[8] = {1, 2, 4, 0, 4, 1, 2, 1};
-        for (int i = 0; i < 64; i++) mix[i] = pat[(i * 5 + i / 8) % 8], ones[i] = 1;
+        for (int i = 0; i < 160; i++) mix[i] = pat[(i * 5 + i / 8) % 8], ones[i] = 1;
         const struct { int64_t b, s_q, h_q, h_kv, s_k, page; int causal; const int32_t *ql; } rr[] = {
             {64, 4, 128, 1, 900, 64, 1, NULL}, {64, 8, 128, 1, 700, 64, 0, NULL}, {40, 4, 128, 1, 1500, 64, 1, mix},
             {40, 4, 128, 1, 600, 16, 1, ones}, {3, 4, 128, 1, 2000, 64, 1, mix},  {24, 4, 64, 1, 800, 64, 1, NULL},
-            {24, 2, 128, 2, 800, 64, 1, NULL}, {17, 4, 128, 1, 5000, 64, 0, mix}, {64, 4, 32, 1, 700, 64, 1, mix}};
-        for (size_t i = 0; i < sizeof rr / sizeof rr[0]; i++) {
-            tc_config cfg = tc_config_default();
-            cfg.b = rr[i].b; cfg.s_q = rr[i].s_q; cfg.h_q = rr[i].h_q; cfg.h_kv = rr[i].h_kv; cfg.s_k = rr[i].s_k;
-            cfg.page_size = rr[i].page; cfg.causal = rr[i].causal; cfg.varlen = 1;
-            cfg.cu_seqlens_q = rr[i].ql == NULL; cfg.q_lens = rr[i].ql; cfg.seed = 320 + i;
-            run_case(&cfg);
+            {24, 2, 128, 2, 800, 64, 1, NULL}, {17, 4, 128, 1, 5000, 64, 0, mix}, {64, 4, 32, 1, 700, 64, 1, mix},
+            {160, 4, 128, 1, 300, 64, 1, mix}, {130, 4, 128, 1, 200, 16, 1, NULL}};
+        for (int force = 0; force < 2; force++) {
+            if (force) setenv("MLA_GPU_QMIX_RR", "1", 1);
+            for (size_t i = 0; i < sizeof rr / sizeof rr[0]; i++) {
+                tc_config cfg = tc_config_default();
+                cfg.b = rr[i].b; cfg.s_q = rr[i].s_q; cfg.h_q = rr[i].h_q; cfg.h_kv = rr[i].h_kv; cfg.s_k = rr[i].s_k;
+                cfg.page_size = rr[i].page; cfg.causal = rr[i].causal; cfg.varlen = 1;
+                cfg.cu_seqlens_q = rr[i].ql == NULL; cfg.q_lens = rr[i].ql; cfg.seed = 320 + i + 20 * force;
+                run_case(&cfg);
+            }
+            unsetenv("MLA_GPU_QMIX_RR");
         }
     }
     /* s_q up to 8 with causal, h_kv > 1 */
@@ -985,11 +992,15 @@ static void test_fp8(void)
         cfg.seed = 2011 + hq;
         run_fp8_case(&cfg, 1, 1, 0.5f, 0.37f, 0);
     }
-    /* many requests per part with m-blocks handed round robin (req_mblk), FP8 */
+    /* m-blocks handed round robin (req_mblk), FP8: 48 requests with it forced, 136 by the rule */
+    setenv("MLA_GPU_QMIX_RR", "1", 1);
     cfg = tc_config_default();
     cfg.b = 48; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 900; cfg.varlen = 1; cfg.cu_seqlens_q = 1; cfg.h_q = 128;
     cfg.seed = 2013;
     run_fp8_case(&cfg, 1, 1, 0.5f, 0.37f, 1);
+    unsetenv("MLA_GPU_QMIX_RR");
+    cfg.b = 136; cfg.s_k = 300; cfg.seed = 2014;
+    run_fp8_case(&cfg, 1, 1, 0.5f, 0.37f, 0);
     cfg = tc_config_default();
     cfg.b = 3; cfg.s_q = 8; cfg.causal = 1; cfg.s_k = 500; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 64;
     cfg.seed = 2012;
@@ -1422,19 +1433,25 @@ static void test_quick(void)
         }
         unsetenv("MLA_GPU_FP8T");
     }
-    /* per-request query lengths over 8 m-blocks, many requests per part (req_mblk's round robin) */
+    /* per-request query lengths over 8 m-blocks, many requests per part (req_mblk's round robin,
+     * forced by MLA_GPU_QMIX_RR=1 at 40 requests; the rule takes it at 128) */
     {
-        static int32_t ql[40];
-        for (int i = 0; i < 40; i++) ql[i] = (int32_t[]){1, 4, 2, 1, 0, 2, 4, 1}[i % 8];
+        static int32_t ql[128];
+        for (int i = 0; i < 128; i++) ql[i] = (int32_t[]){1, 4, 2, 1, 0, 2, 4, 1}[i % 8];
+        setenv("MLA_GPU_QMIX_RR", "1", 1);
         cfg = tc_config_default();
         cfg.b = 40; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 128; cfg.q_lens = ql;
         cfg.seed = 12;
-        run_case(&cfg);
-        /* the same with a schedule from mla_decode_schedule (which sees no cu_seqlens_q: unweighted)
-         * reused by the call, and twice for determinism */
-        run_opts ro = {1, NULL, NULL, 1};
+        run_opts det = {1, NULL, NULL, 0};
+        run_case_opts(&cfg, &det); /* twice, for determinism */
+        /* a schedule from mla_decode_schedule (it sees no cu_seqlens_q: unweighted) reused by the call
+         * (no determinism run here: that one poisons the workspace, schedule included) */
+        run_opts ro = {0, NULL, NULL, 1};
         cfg.seed = 13;
         run_case_opts(&cfg, &ro);
+        unsetenv("MLA_GPU_QMIX_RR");
+        cfg.b = 128; cfg.s_k = 200; cfg.seed = 14;
+        run_case(&cfg);
     }
     /* the combine's widest and narrowest column slices (the launcher's pick above is 16 here) */
     for (int i = 0; i < 2; i++) {
