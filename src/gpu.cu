@@ -296,9 +296,10 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     /* per-request query lengths over several m-blocks: hand a part's (request, m-block) units round
      * robin to its CTAs and weight the scheduler by them (kernels/common.cuh req_mblk) only with at
      * least MLA_QMIX_RR_MIN_REQS requests per part. Measured on an H100 (docs/performance.md §22,
-     * s_q 4 with 1 / 2 / 4 tokens per request): 8 requests a part (b=128 h_q=128) 1.15-1.52x the
-     * padded time; 2-4 a part (b=32 h_q=128, b=128 with h_q 32 / 64 or s_q 2) 0.74-1.03x with both,
-     * 0.92-1.00x with round robin alone, where the fixed mapping gave 0.97-1.02x */
+     * s_q 4 with 1 / 2 / 4 tokens per request; speed relative to the same requests padded to s_q):
+     * 8 requests a part (b=128 h_q=128) 1.15-1.52x; 2-4 a part (b=32 h_q=128, b=128 with h_q 32 / 64
+     * or s_q 2) 0.74-1.03x with both, 0.92-1.00x with round robin alone, 0.97-1.02x with the fixed
+     * mapping, which those calls keep */
     p.qmix_rr = a->cu_seqlens_q && p.num_m_blocks > 1 &&
                 (plan->gpu.qmix_rr >= 0 ? plan->gpu.qmix_rr
                                         : (int64_t)s->b >= (int64_t)MLA_QMIX_RR_MIN_REQS * plan->gpu.num_sm_parts);
