@@ -2,7 +2,7 @@
 # device_run.sh — one full GPU-machine run: build, compiler report, SASS counts, GPU suite,
 # compute-sanitizer on the quick case, and the benchmark when build/mla-bench exists.
 # Everything is tee'd to $OUT (default: ./device-out). Steps to run: arguments from
-#   info build test quick devices pytest sanitize profile bench jit fp8bench
+#   info build test quick devices pytest sanitize profile bench jit fp8bench mixed
 #   (default: info build test sanitize bench)
 # Env: MLA_COMMIT (commit under test, printed), JOBS (make -j, default 16), SAN_KERNELS (MLA_GPU_KERNEL
 # values for the sanitizer step, default "default 6 1").
@@ -160,5 +160,18 @@ if has fp8bench; then
       grep -E "^b=" | tee -a "$OUT/bench_fp8.log"
   fi
   echo "fp8bench: $(( $(date +%s) - t0 )) s"
+fi
+if has mixed; then
+  # per-request query lengths (cu_seqlens_q) against padding (mla-bench --mixed): the library's rule,
+  # then the m-block round robin forced on and off (MLA_GPU_QMIX_RR), same run
+  t0=$(date +%s)
+  MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 120 ./build/mla-bench --mixed --json "$OUT/bench_mixed.json" 2>&1 |
+    grep -vE "^\[" | tee "$OUT/bench_mixed.log" | sed -n '/^Per-request/,/^(q/p'
+  for rr in 1 0; do
+    echo "== MLA_GPU_QMIX_RR=$rr" | tee -a "$OUT/bench_mixed.log"
+    MLA_GPU_QMIX_RR=$rr MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 120 ./build/mla-bench --mixed --no-ceilings 2>&1 |
+      grep -vE "^\[" | sed -n '/^Per-request/,/^(q/p' | tee -a "$OUT/bench_mixed.log"
+  done
+  echo "mixed: $(( $(date +%s) - t0 )) s"
 fi
 exit $rc_all
