@@ -299,8 +299,9 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
      * s_q 4 with 1 / 2 / 4 tokens per request; speed relative to the same requests padded to s_q):
      * 8 requests a part (b=128 h_q=128) 1.15-1.52x; 2-4 a part (b=32 h_q=128, b=128 with h_q 32 / 64
      * or s_q 2) 0.74-1.03x with both, 0.92-1.00x with round robin alone, 0.97-1.02x with the fixed
-     * mapping, which those calls keep */
-    p.qmix_rr = a->cu_seqlens_q && p.num_m_blocks > 1 &&
+     * mapping, which those calls keep. v6 (MLA_KERNEL_WGMMA_SS2) keeps the fixed mapping in its kernel,
+     * so it keeps the unweighted schedule too (a weighted one would load its m-block-0 CTAs more) */
+    p.qmix_rr = a->cu_seqlens_q && p.num_m_blocks > 1 && plan->gpu.kernel != MLA_KERNEL_WGMMA_SS2 &&
                 (plan->gpu.qmix_rr >= 0 ? plan->gpu.qmix_rr
                                         : (int64_t)s->b >= (int64_t)MLA_QMIX_RR_MIN_REQS * plan->gpu.num_sm_parts);
 
