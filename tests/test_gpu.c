@@ -578,6 +578,18 @@ static void test_forced_kernel(const char *k)
     cfg = tc_config_default();
     cfg.b = 64; cfg.s_q = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.seed = 904;
     run_case(&cfg);
+    /* per-request query lengths with the m-block round robin forced (req_mblk; v6 keeps its fixed
+     * mapping, src/gpu.cu): 1, 2, 4 or 0 tokens over 8 m-blocks, some empty requests */
+    {
+        static int32_t ql[24];
+        for (int i = 0; i < 24; i++) ql[i] = (int32_t[]){4, 1, 2, 0, 1, 4, 1, 2}[(i * 3) % 8];
+        setenv("MLA_GPU_QMIX_RR", "1", 1);
+        cfg = tc_config_default();
+        cfg.b = 24; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 600; cfg.varlen = 1; cfg.h_q = 128; cfg.q_lens = ql;
+        cfg.seed = 905;
+        run_case(&cfg);
+        unsetenv("MLA_GPU_QMIX_RR");
+    }
     kernel_env_pop();
     printf("kernel variant %s (MLA_GPU_KERNEL=%s): %d passed, %d failed, %.1f s\n",
            forced_kernel_name(k), k, tc_passed - pass0,
