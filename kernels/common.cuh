@@ -228,24 +228,25 @@ static __device__ __forceinline__ float row_lse2(float m, float l) {
 
 /* Schedulers (dense and sparse, one CTA of up to 1024 threads): */
 /* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
-static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    long long x = v;
+/* inclusive prefix sum over the 32 lanes of a full warp */
+static __device__ __forceinline__ long long warp_scan64(long long x) {
+    const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
-        long long y = __shfl_up_sync(0xffffffffu, x, o);
+        const long long y = __shfl_up_sync(0xffffffffu, x, o);
         if (lane >= o) x += y;
     }
+    return x;
+}
+
+static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const long long x = warp_scan64(v);
     if (lane == 31) tmp[warp] = x;
     __syncthreads();
     if (warp == 0) {
-        long long w = lane < nw ? tmp[lane] : 0;
-        long long s = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            long long y = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o) s += y;
-        }
+        const long long w = lane < nw ? tmp[lane] : 0;
+        const long long s = warp_scan64(w);
         tmp[32 + lane] = s - w; /* exclusive over warps */
         if (lane == 31) tmp[64] = s;
     }
@@ -353,6 +354,106 @@ static __device__ __forceinline__ int sched_ntiles(const int32_t *seqlens, int r
     if (L < 0) L = 0;
     if (L > max_tokens) L = max_tokens;
     return (int)((L + MLA_BN - 1) / MLA_BN);
+}
+
+/* The scheduler kernels' shared stores: request r's split entry (nsplits > 0 parts begin inside
+ * it: nsplits + 1 pieces from slot `slot`, list entry `idx`) or -1, and the end markers (req = b)
+ * of the parts from `i0` in steps of `step` that begin at or past the total cost (and of part P). */
+static __device__ __forceinline__ void sched_put_req(int32_t *req_slot, mla_split_entry *split_list, int r,
+                                                     int nsplits, int slot, int idx) {
+    req_slot[r] = nsplits > 0 ? slot : -1;
+    if (nsplits > 0) {
+        mla_split_entry e;
+        e.req = r;
+        e.slot = slot;
+        e.npieces = nsplits + 1;
+        e.pad = 0;
+        split_list[idx] = e;
+    }
+}
+/* The parts that begin inside request r (cost range [C, C + cost), weight w): part i begins at cost
+ * i * payload, at tile floor((offset - w F) / w) (0 inside the fixed part); returns how many begin
+ * past its tile 0 (the request's split pieces besides the first). */
+static __device__ __forceinline__ int sched_put_parts(mla_part_begin *part_begin, int r, long long C, long long cost,
+                                                      long long w, long long payload, int P) {
+    const long long F = MLA_SCHED_FIXED_COST;
+    const long long i0 = (C + payload - 1) / payload, i1 = (C + cost + payload - 1) / payload; /* i1 exclusive */
+    int nsplits = 0;
+    for (long long i = i0; i < i1 && i < P; i++) {
+        const long long o = i * payload - C;
+        const int tile = o <= F * w ? 0 : (int)((o - F * w) / w);
+        mla_part_begin pb;
+        pb.req = r;
+        pb.tile = tile;
+        pb.piece = tile > 0 ? ++nsplits : 0;
+        pb.pad = 0;
+        part_begin[i] = pb;
+    }
+    return nsplits;
+}
+static __device__ __forceinline__ void sched_put_ends(mla_part_begin *part_begin, int b, int P, long long payload,
+                                                      long long total, int i0, int step) {
+    for (int i = i0; i <= P; i += step) {
+        if (i == P || (long long)i * payload >= total) {
+            mla_part_begin pb;
+            pb.req = b;
+            pb.tile = 0;
+            pb.piece = 0;
+            pb.pad = 0;
+            part_begin[i] = pb;
+        }
+    }
+}
+
+/* The split-KV schedule from one warp (the one-warp scheduler kernels, kernels/decode.cu and
+ * kernels/sparse_sm90.cu, for b <= 32 * MLA_SCHED_WARP_PER_LANE): lane l holds the K = ceil(b / 32)
+ * consecutive requests [l K, l K + K) with tile counts nt[k] and weights wt[k] (k < K, request < b), so
+ * the lengths are read once, both prefix sums are warp shuffles and nothing waits at a CTA barrier.
+ * Writes exactly what the 1024-thread scheduler kernels write: request r costs w (nt + F), part i
+ * begins at cost i * payload (payload = ceil(total / P)) at tile floor((offset - w F) / w), 0 inside
+ * the fixed part; the split requests get consecutive slots in request order. */
+static __device__ __forceinline__ void sched_warp_write(int b, int P, int K, const int *nt, const int *wt,
+                                                        mla_part_begin *part_begin, int32_t *req_slot,
+                                                        mla_split_entry *split_list, int32_t *num_split) {
+    const int F = MLA_SCHED_FIXED_COST, lane = threadIdx.x & 31, r0 = lane * K;
+    long long mine = 0;
+#pragma unroll
+    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++)
+        if (k < K && r0 + k < b) mine += ((long long)nt[k] + F) * wt[k];
+    const long long incl = warp_scan64(mine);
+    const long long total = __shfl_sync(0xffffffffu, incl, 31);
+    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    long long C = incl - mine;
+    int nsp[MLA_SCHED_WARP_PER_LANE];
+    long long packed = 0;
+#pragma unroll
+    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
+        const int r = r0 + k;
+        nsp[k] = 0;
+        if (k < K && r < b) {
+            const long long cost = ((long long)nt[k] + F) * wt[k];
+            const int ns = sched_put_parts(part_begin, r, C, cost, wt[k], payload, P);
+            nsp[k] = ns;
+            C += cost;
+            if (ns > 0) packed += (((long long)(ns + 1)) << 32) | 1ll;
+        }
+    }
+    const long long pin = warp_scan64(packed);
+    const long long ptot = __shfl_sync(0xffffffffu, pin, 31);
+    int slot = (int)((pin - packed) >> 32), idx = (int)((pin - packed) & 0xffffffffll);
+#pragma unroll
+    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
+        const int r = r0 + k;
+        if (k < K && r < b) {
+            sched_put_req(req_slot, split_list, r, nsp[k], slot, idx);
+            if (nsp[k] > 0) {
+                slot += nsp[k] + 1;
+                idx++;
+            }
+        }
+    }
+    sched_put_ends(part_begin, b, P, payload, total, lane, 32);
+    if (lane == 0) num_split[0] = (int)(ptot & 0xffffffffll);
 }
 
 /* Fused schedule (p->fused_sched: b <= MLA_FUSED_SCHED_MAX_B, no scheduler launch). Every decode CTA

@@ -82,52 +82,39 @@ mla_sched_kernel(const int32_t *seqlens, const int32_t *cu_q, int s_q, int hg, i
         long long chunk_total;
         long long C = run_cost + block_scan64(cost, tmp, &chunk_total);
         run_cost += chunk_total;
-        int nsplits = 0;
-        if (r < b) {
-            long long i0 = (C + payload - 1) / payload;
-            long long i1 = (C + cost + payload - 1) / payload; /* exclusive */
-            for (long long i = i0; i < i1 && i < P; i++) {
-                long long o = i * payload - C;
-                int tile = o <= (long long)F * wt ? 0 : (int)((o - (long long)F * wt) / wt);
-                mla_part_begin pb;
-                pb.req = r;
-                pb.tile = tile;
-                pb.piece = tile > 0 ? ++nsplits : 0;
-                pb.pad = 0;
-                part_begin[i] = pb;
-            }
-        }
+        const int nsplits = r < b ? sched_put_parts(part_begin, r, C, cost, wt, payload, P) : 0;
         int split = nsplits > 0;
         long long packed = split ? (((long long)(nsplits + 1)) << 32) | 1ll : 0;
         long long ptot;
         long long pex = block_scan64(packed, tmp, &ptot);
-        if (r < b) {
-            int slot = (int)(run_slot + (pex >> 32));
-            int idx = (int)(run_split + (pex & 0xffffffffll));
-            req_slot[r] = split ? slot : -1;
-            if (split) {
-                mla_split_entry e;
-                e.req = r;
-                e.slot = slot;
-                e.npieces = nsplits + 1;
-                e.pad = 0;
-                split_list[idx] = e;
-            }
-        }
+        if (r < b)
+            sched_put_req(req_slot, split_list, r, nsplits, (int)(run_slot + (pex >> 32)),
+                          (int)(run_split + (pex & 0xffffffffll)));
         run_slot += ptot >> 32;
         run_split += ptot & 0xffffffffll;
     }
-    for (int i = tid; i <= P; i += MLA_SCHED_THREADS) {
-        if (i == P || (long long)i * payload >= total) {
-            mla_part_begin pb;
-            pb.req = b;
-            pb.tile = 0;
-            pb.piece = 0;
-            pb.pad = 0;
-            part_begin[i] = pb;
-        }
-    }
+    sched_put_ends(part_begin, b, P, payload, total, tid, MLA_SCHED_THREADS);
     if (tid == 0) num_split[0] = (int)run_split;
+    DIAG_CMB_MAX(5);
+}
+
+/* The same schedule from one warp (b <= 32 * MLA_SCHED_WARP_PER_LANE; p->sched_warp; common.cuh
+ * sched_warp_write). */
+__global__ void __launch_bounds__(32, 1)
+mla_sched_warp_kernel(const int32_t *seqlens, const int32_t *cu_q, int s_q, int hg, int b, long long max_tokens,
+                      int P, mla_part_begin *part_begin, int32_t *req_slot, mla_split_entry *split_list,
+                      int32_t *num_split) {
+    DIAG_CMB_MAX(4);
+    pdl_trigger(); /* as mla_sched_kernel */
+    const int K = (b + 31) >> 5, r0 = threadIdx.x * K;
+    int nt[MLA_SCHED_WARP_PER_LANE], wt[MLA_SCHED_WARP_PER_LANE];
+#pragma unroll
+    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
+        const int r = r0 + k, on = k < K && r < b;
+        nt[k] = on ? sched_ntiles(seqlens, r, max_tokens) : 0;
+        wt[k] = on ? sched_weight(cu_q, r, s_q, hg) : 1;
+    }
+    sched_warp_write(b, P, K, nt, wt, part_begin, req_slot, split_list, num_split);
     DIAG_CMB_MAX(5);
 }
 
@@ -517,6 +504,12 @@ extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
+    if (p->sched_warp && p->b <= 32 * MLA_SCHED_WARP_PER_LANE) {
+        mla_sched_warp_kernel<<<1, 32, 0, stream>>>(p->seqlens, p->qmix_rr ? p->cu_seqlens_q : NULL, p->s_q, p->hg,
+                                                    p->b, (long long)p->max_tokens, p->num_sm_parts,
+                                                    p->part_begin, p->req_slot, p->split_list, p->num_split);
+        return cudaGetLastError();
+    }
     mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->qmix_rr ? p->cu_seqlens_q : NULL,
                                                          p->s_q, p->hg, p->b,
                                                          (long long)p->max_tokens, p->num_sm_parts, p->part_begin,

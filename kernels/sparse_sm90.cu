@@ -93,6 +93,7 @@ static __device__ __forceinline__ int sp_tok_tiles(const mla_sp_params *p, int r
 
 __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(const __grid_constant__ mla_sp_params p) {
     __shared__ long long tmp[72];
+    pdl_trigger(); /* the decode grid may launch now (p.pdl); it waits (griddepcontrol.wait) for this grid's end */
     const int F = MLA_SCHED_FIXED_COST, P = p.num_sm_parts, b = p.n_tok;
     const int tid = threadIdx.x;
     long long total = 0;
@@ -112,52 +113,33 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
         long long chunk_total;
         const long long C = run_cost + block_scan64(cost, tmp, &chunk_total);
         run_cost += chunk_total;
-        int nsplits = 0;
-        if (r < b) {
-            const long long i0 = (C + payload - 1) / payload;
-            const long long i1 = (C + cost + payload - 1) / payload;
-            for (long long i = i0; i < i1 && i < P; i++) {
-                const long long o = i * payload - C;
-                const int tile = o <= F ? 0 : (int)(o - F);
-                mla_part_begin pb;
-                pb.req = r;
-                pb.tile = tile;
-                pb.piece = tile > 0 ? ++nsplits : 0;
-                pb.pad = 0;
-                p.part_begin[i] = pb;
-            }
-        }
+        const int nsplits = r < b ? sched_put_parts(p.part_begin, r, C, cost, 1, payload, P) : 0;
         const int split = nsplits > 0;
         const long long packed = split ? (((long long)(nsplits + 1)) << 32) | 1ll : 0;
         long long ptot;
         const long long pex = block_scan64(packed, tmp, &ptot);
-        if (r < b) {
-            const int slot = (int)(run_slot + (pex >> 32));
-            const int idx = (int)(run_split + (pex & 0xffffffffll));
-            p.req_slot[r] = split ? slot : -1;
-            if (split) {
-                mla_split_entry e;
-                e.req = r;
-                e.slot = slot;
-                e.npieces = nsplits + 1;
-                e.pad = 0;
-                p.split_list[idx] = e;
-            }
-        }
+        if (r < b)
+            sched_put_req(p.req_slot, p.split_list, r, nsplits, (int)(run_slot + (pex >> 32)),
+                          (int)(run_split + (pex & 0xffffffffll)));
         run_slot += ptot >> 32;
         run_split += ptot & 0xffffffffll;
     }
-    for (int i = tid; i <= P; i += MLA_SCHED_THREADS) {
-        if (i == P || (long long)i * payload >= total) {
-            mla_part_begin pb;
-            pb.req = b;
-            pb.tile = 0;
-            pb.piece = 0;
-            pb.pad = 0;
-            p.part_begin[i] = pb;
-        }
-    }
+    sched_put_ends(p.part_begin, b, P, payload, total, tid, MLA_SCHED_THREADS);
     if (tid == 0) p.num_split[0] = (int)run_split;
+}
+
+/* The same schedule from one warp (p.sched_warp, n_tok <= 32 * MLA_SCHED_WARP_PER_LANE; common.cuh
+ * sched_warp_write, weights 1). */
+__global__ void __launch_bounds__(32, 1) mla_sp_sched_warp_kernel(const __grid_constant__ mla_sp_params p) {
+    pdl_trigger();
+    const int b = p.n_tok, K = (b + 31) >> 5, r0 = threadIdx.x * K;
+    int nt[MLA_SCHED_WARP_PER_LANE], wt[MLA_SCHED_WARP_PER_LANE];
+#pragma unroll
+    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
+        nt[k] = k < K && r0 + k < b ? sp_tok_tiles(&p, r0 + k) : 0;
+        wt[k] = 1;
+    }
+    sched_warp_write(b, p.num_sm_parts, K, nt, wt, p.part_begin, p.req_slot, p.split_list, p.num_split);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -734,6 +716,7 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int mblk = blockIdx.x;
+    pdl_wait(); /* p->pdl: launched behind the scheduler; its schedule is complete and visible after this */
     mla_part_begin pb, pe;
     const int r_last = sp_part(p, &pb, &pe);
     for (int r = pb.req; r <= r_last; r++) {
@@ -1057,6 +1040,7 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
         mbar_init(full + 24, ne);
         mbar_fence_init();
     }
+    pdl_wait(); /* p->pdl: launched behind the scheduler; its schedule is complete and visible after this */
     if (X) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
     else __syncthreads();
     const int wg = threadIdx.x >> 7;
@@ -1445,7 +1429,9 @@ extern "C" int mla_k_sp_pwx_max_clusters(int model1) {
 
 extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
     void *args[1] = {(void *)p};
-    cudaError_t e = cudaLaunchKernel((const void *)mla_sp_sched_kernel, dim3(1), dim3(MLA_SCHED_THREADS), args, 0, stream);
+    const int warp = p->sched_warp && p->n_tok <= 32 * MLA_SCHED_WARP_PER_LANE;
+    cudaError_t e = cudaLaunchKernel(warp ? (const void *)mla_sp_sched_warp_kernel : (const void *)mla_sp_sched_kernel,
+                                     dim3(1), dim3(warp ? 32 : MLA_SCHED_THREADS), args, 0, stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }
@@ -1455,19 +1441,24 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     void *args[1] = {(void *)p};
     const int kind = model1 ? MLA_SP_MODEL1 : MLA_SP_V32, pw = p->producer && !p->split_qk;
     cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(p->num_m_blocks, 1, p->num_sm_parts);
     cfg.blockDim = dim3(pw ? 384 : MLA_THREADS);
     cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(dqk);
     cfg.stream = stream;
+    cfg.attrs = attr;
     if (pw && p->crossover) { /* the two M-block CTAs of a part as one cluster */
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = 2;
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
+        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attr[cfg.numAttrs].val.clusterDim.x = 2;
+        attr[cfg.numAttrs].val.clusterDim.y = 1;
+        attr[cfg.numAttrs].val.clusterDim.z = 1;
+        cfg.numAttrs++;
+    }
+    if (p->pdl) { /* behind the scheduler (or whatever precedes it in the stream): the CTAs wait in pdl_wait */
+        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs++;
     }
     cudaError_t e = cudaLaunchKernelExC(&cfg, pw ? sp_fn_pw(kind, p->crossover) : sp_fn(kind, p->split_qk), args);
     if (e != cudaSuccess) return e;

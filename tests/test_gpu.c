@@ -1279,18 +1279,17 @@ static int decode_bytes(mla_decode_plan_t plan, dev_case *d, tc_case *c, uint32_
     return 0;
 }
 
-/* Fused schedule (the v2 kernel's entries without a scheduler launch, every decode CTA computes its
- * part; MLA_GPU_FUSED_SCHED=1: up to b = 512, with MLA_GPU_KERNEL=3 so that large b use v2 too)
- * against the scheduler kernel (MLA_GPU_FUSED_SCHED=0): the same bytes in the whole workspace (schedule and
- * fp32 partials), out and lse; the fused call's result matches the CPU plan; and a following call
- * with MLA_DECODE_REUSE_SCHEDULE on the fused call's workspace gives the same bytes again (the fused
- * call stored the full schedule). */
-static void fused_sched_case(const tc_config *cfg)
+/* Two plans of one case that differ only in how the schedule is made (testing hook `env` set to
+ * `va` for plan A and `vb` for plan B, e.g. the fused schedule against the scheduler kernel): the
+ * same bytes in the whole workspace (schedule and fp32 partials; 0xAB before each call), out and
+ * lse; A's result matches the CPU plan; and a following call with MLA_DECODE_REUSE_SCHEDULE on A's
+ * workspace gives the same bytes again (A stored the full schedule). `what` names the pair. */
+static void sched_pair_case(const tc_config *cfg, const char *what, const char *env, const char *va, const char *vb)
 {
     char name[256];
     case_name(name, sizeof name, cfg);
     tc_case c;
-    if (tc_case_build(&c, cfg)) { tc_expect(0, "fused schedule %s: case build failed", name); return; }
+    if (tc_case_build(&c, cfg)) { tc_expect(0, "%s %s: case build failed", what, name); return; }
     mla_status st = tc_case_run_cpu(&c);
     snap cpu;
     memset(&cpu, 0, sizeof cpu);
@@ -1300,18 +1299,18 @@ static void fused_sched_case(const tc_config *cfg)
     memset(&d, 0, sizeof d);
     run_bytes rf, rk, rr;
     memset(&rf, 0, sizeof rf); memset(&rk, 0, sizeof rk); memset(&rr, 0, sizeof rr);
-    if (st) { tc_expect(0, "fused schedule %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
+    if (st) { tc_expect(0, "%s %s: CPU plan failed: %s", what, name, mla_last_error()); goto done; }
     snap_take(&cpu, &c);
-    setenv("MLA_GPU_FUSED_SCHED", "1", 1); /* fused up to b = 512 (by default only for the smallest b) */
+    setenv(env, va, 1);
     st = gpu_plan(&c, g_dev, &pf, &wf);
-    if (st) { tc_expect(0, "fused schedule %s: plan: %s", name, mla_last_error()); unsetenv("MLA_GPU_FUSED_SCHED"); goto done; }
-    setenv("MLA_GPU_FUSED_SCHED", "0", 1);
+    if (st) { tc_expect(0, "%s %s: plan: %s", what, name, mla_last_error()); unsetenv(env); goto done; }
+    setenv(env, vb, 1);
     st = gpu_plan(&c, g_dev, &pk, &wk);
-    unsetenv("MLA_GPU_FUSED_SCHED");
-    if (st || wk != wf) { tc_expect(0, "fused schedule %s: second plan: %s", name, mla_last_error()); goto done; }
+    unsetenv(env);
+    if (st || wk != wf) { tc_expect(0, "%s %s: second plan: %s", what, name, mla_last_error()); goto done; }
     if (dev_upload(&d, &c, wf)) goto done;
     if (decode_bytes(pk, &d, &c, 0, &rk) || decode_bytes(pf, &d, &c, 0, &rf)) {
-        tc_expect(0, "fused schedule %s: decode failed: %s", name, mla_last_error());
+        tc_expect(0, "%s %s: decode failed: %s", what, name, mla_last_error());
         goto done;
     }
     /* rf's result is in d (last call): check it against the CPU plan */
@@ -1321,16 +1320,16 @@ static void fused_sched_case(const tc_config *cfg)
     size_t first_diff = wf;
     for (size_t i = 0; i < wf; i++)
         if (rf.ws[i] != rk.ws[i]) { first_diff = i; break; }
-    tc_expect(first_diff == wf, "fused schedule %s: workspace differs from the scheduler kernel's at byte %zu of %zu",
-              name, first_diff, wf);
+    tc_expect(first_diff == wf, "%s %s: workspace differs at byte %zu of %zu (%s=%s vs %s)", what, name,
+              first_diff, wf, env, va, vb);
     tc_expect(!memcmp(rf.out, rk.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rk.lse, (size_t)c.lse_elems * 4),
-              "fused schedule %s: out/lse differ from the scheduler kernel's", name);
+              "%s %s: out/lse differ between %s=%s and %s", what, name, env, va, vb);
     if (decode_bytes(pf, &d, &c, MLA_DECODE_REUSE_SCHEDULE, &rr)) {
-        tc_expect(0, "fused schedule %s: reuse decode failed: %s", name, mla_last_error());
+        tc_expect(0, "%s %s: reuse decode failed: %s", what, name, mla_last_error());
         goto done;
     }
     tc_expect(!memcmp(rf.out, rr.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rr.lse, (size_t)c.lse_elems * 4),
-              "fused schedule %s: a reuse call on the fused call's workspace gives other bytes", name);
+              "%s %s: a reuse call on the first call's workspace gives other bytes", what, name);
 done:
     run_bytes_free(&rf); run_bytes_free(&rk); run_bytes_free(&rr);
     dev_free(&d);
@@ -1338,6 +1337,14 @@ done:
     mla_decode_plan_destroy(pk);
     snap_free(&cpu);
     tc_case_free(&c);
+}
+
+/* Fused schedule (the v2 kernel's entries without a scheduler launch, every decode CTA computes its
+ * part; MLA_GPU_FUSED_SCHED=1: up to b = 512, with MLA_GPU_KERNEL=3 so that large b use v2 too)
+ * against the scheduler kernel (MLA_GPU_FUSED_SCHED=0). */
+static void fused_sched_case(const tc_config *cfg)
+{
+    sched_pair_case(cfg, "fused schedule", "MLA_GPU_FUSED_SCHED", "1", "0");
 }
 
 static void test_fused_schedule(void)
@@ -1376,6 +1383,42 @@ static void test_fused_schedule(void)
     fused_sched_case(&cfg);
     kernel_env_pop();
     printf("fused schedule vs the scheduler kernel (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+}
+
+/* The one-warp scheduler kernel (default for b <= 256) against the 1024-thread one
+ * (MLA_GPU_SCHED_WARP=0): identical workspace bytes, out and lse, on batches around its lane
+ * boundaries (b = 1, 31, 32, 33, 255, 256; 257 takes the 1024-thread kernel both times), lengths of 0
+ * and 1 next to long ones, one long request over many parts, two M blocks, and per-request query
+ * lengths with the weighted schedule forced on (MLA_GPU_QMIX_RR=1) and off. Default kernels. */
+static void test_sched_warp(void)
+{
+    double t0 = tc_now();
+    int pass0 = tc_passed, fail0 = tc_failed;
+    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0, 5000, 2, 3000, 64, 0, 1,
+                                   777, 0, 64, 4096, 0, 33, 9000, 1, 1, 0, 65, 200, 0, 12, 4000};
+    tc_config cfg = tc_config_default();
+    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 20000; cfg.h_q = 16; cfg.seed = 1500;
+    sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
+    cfg = tc_config_default();
+    cfg.b = 33; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 128; cfg.kv_lens = lens; cfg.seed = 1501;
+    sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
+    static const int bs[] = {31, 32, 255, 256, 257};
+    for (int i = 0; i < 5; i++) {
+        cfg = tc_config_default();
+        cfg.b = bs[i]; cfg.s_q = 1; cfg.s_k = 600; cfg.varlen = 1; cfg.zero_half = i & 1;
+        cfg.h_q = i < 2 ? 64 : 16; cfg.seed = 1510 + i;
+        sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
+    }
+    for (int rr = 0; rr < 2; rr++) { /* per-request query lengths: weighted (round robin) and fixed mapping */
+        setenv("MLA_GPU_QMIX_RR", rr ? "1" : "0", 1);
+        cfg = tc_config_default();
+        cfg.b = 40; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 900; cfg.varlen = 1; cfg.h_q = 128;
+        cfg.cu_seqlens_q = 1; cfg.seed = 1520 + rr;
+        sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
+        unsetenv("MLA_GPU_QMIX_RR");
+    }
+    printf("one-warp scheduler vs the 1024-thread one (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
@@ -1538,6 +1581,7 @@ int main(int argc, char **argv)
     test_determinism_and_reuse();
     test_combine_slices();
     test_fused_schedule();
+    test_sched_warp();
     test_graph();
     test_fp8();
     test_fp8_graph();
