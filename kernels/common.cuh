@@ -405,57 +405,6 @@ static __device__ __forceinline__ void sched_put_ends(mla_part_begin *part_begin
     }
 }
 
-/* The split-KV schedule from one warp (the one-warp scheduler kernels, kernels/decode.cu and
- * kernels/sparse_sm90.cu, for b <= 32 * MLA_SCHED_WARP_PER_LANE): lane l holds the K = ceil(b / 32)
- * consecutive requests [l K, l K + K) with tile counts nt[k] and weights wt[k] (k < K, request < b), so
- * the lengths are read once, both prefix sums are warp shuffles and nothing waits at a CTA barrier.
- * Writes exactly what the 1024-thread scheduler kernels write: request r costs w (nt + F), part i
- * begins at cost i * payload (payload = ceil(total / P)) at tile floor((offset - w F) / w), 0 inside
- * the fixed part; the split requests get consecutive slots in request order. */
-static __device__ __forceinline__ void sched_warp_write(int b, int P, int K, const int *nt, const int *wt,
-                                                        mla_part_begin *part_begin, int32_t *req_slot,
-                                                        mla_split_entry *split_list, int32_t *num_split) {
-    const int F = MLA_SCHED_FIXED_COST, lane = threadIdx.x & 31, r0 = lane * K;
-    long long mine = 0;
-#pragma unroll
-    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++)
-        if (k < K && r0 + k < b) mine += ((long long)nt[k] + F) * wt[k];
-    const long long incl = warp_scan64(mine);
-    const long long total = __shfl_sync(0xffffffffu, incl, 31);
-    const long long payload = total > 0 ? (total + P - 1) / P : 1;
-    long long C = incl - mine;
-    int nsp[MLA_SCHED_WARP_PER_LANE];
-    long long packed = 0;
-#pragma unroll
-    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
-        const int r = r0 + k;
-        nsp[k] = 0;
-        if (k < K && r < b) {
-            const long long cost = ((long long)nt[k] + F) * wt[k];
-            const int ns = sched_put_parts(part_begin, r, C, cost, wt[k], payload, P);
-            nsp[k] = ns;
-            C += cost;
-            if (ns > 0) packed += (((long long)(ns + 1)) << 32) | 1ll;
-        }
-    }
-    const long long pin = warp_scan64(packed);
-    const long long ptot = __shfl_sync(0xffffffffu, pin, 31);
-    int slot = (int)((pin - packed) >> 32), idx = (int)((pin - packed) & 0xffffffffll);
-#pragma unroll
-    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
-        const int r = r0 + k;
-        if (k < K && r < b) {
-            sched_put_req(req_slot, split_list, r, nsp[k], slot, idx);
-            if (nsp[k] > 0) {
-                slot += nsp[k] + 1;
-                idx++;
-            }
-        }
-    }
-    sched_put_ends(part_begin, b, P, payload, total, lane, 32);
-    if (lane == 0) num_split[0] = (int)(ptot & 0xffffffffll);
-}
-
 /* Fused schedule (p->fused_sched: b <= MLA_FUSED_SCHED_MAX_B, no scheduler launch). Every decode CTA
  * does the arithmetic of mla_sched_kernel (kernels/decode.cu) itself: request r costs
  * ntiles(r) + F, payload = ceil(total / P), part i begins at cost i * payload. Closed forms of the

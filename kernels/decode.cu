@@ -98,26 +98,6 @@ mla_sched_kernel(const int32_t *seqlens, const int32_t *cu_q, int s_q, int hg, i
     DIAG_CMB_MAX(5);
 }
 
-/* The same schedule from one warp (b <= 32 * MLA_SCHED_WARP_PER_LANE; p->sched_warp; common.cuh
- * sched_warp_write). */
-__global__ void __launch_bounds__(32, 1)
-mla_sched_warp_kernel(const int32_t *seqlens, const int32_t *cu_q, int s_q, int hg, int b, long long max_tokens,
-                      int P, mla_part_begin *part_begin, int32_t *req_slot, mla_split_entry *split_list,
-                      int32_t *num_split) {
-    DIAG_CMB_MAX(4);
-    pdl_trigger(); /* as mla_sched_kernel */
-    const int K = (b + 31) >> 5, r0 = threadIdx.x * K;
-    int nt[MLA_SCHED_WARP_PER_LANE], wt[MLA_SCHED_WARP_PER_LANE];
-#pragma unroll
-    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
-        const int r = r0 + k, on = k < K && r < b;
-        nt[k] = on ? sched_ntiles(seqlens, r, max_tokens) : 0;
-        wt[k] = on ? sched_weight(cu_q, r, s_q, hg) : 1;
-    }
-    sched_warp_write(b, P, K, nt, wt, part_begin, req_slot, split_list, num_split);
-    DIAG_CMB_MAX(5);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Decode kernel                                                                               */
 /* ------------------------------------------------------------------------------------------ */
@@ -504,12 +484,6 @@ extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
 }
 
 extern "C" cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream) {
-    if (p->sched_warp && p->b <= 32 * MLA_SCHED_WARP_PER_LANE) {
-        mla_sched_warp_kernel<<<1, 32, 0, stream>>>(p->seqlens, p->qmix_rr ? p->cu_seqlens_q : NULL, p->s_q, p->hg,
-                                                    p->b, (long long)p->max_tokens, p->num_sm_parts,
-                                                    p->part_begin, p->req_slot, p->split_list, p->num_split);
-        return cudaGetLastError();
-    }
     mla_sched_kernel<<<1, MLA_SCHED_THREADS, 0, stream>>>(p->seqlens, p->qmix_rr ? p->cu_seqlens_q : NULL,
                                                          p->s_q, p->hg, p->b,
                                                          (long long)p->max_tokens, p->num_sm_parts, p->part_begin,

@@ -16,9 +16,6 @@ extern "C" {
 #define MLA_THREADS 256      /* 8 warps                                               */
 #define MLA_DV 512
 #define MLA_SCHED_THREADS 1024
-#ifndef MLA_SCHED_WARP_PER_LANE
-#define MLA_SCHED_WARP_PER_LANE 8 /* one-warp scheduler (p->sched_warp) up to b = 32 * this */
-#endif
 #ifndef MLA_QMIX_RR_MIN_REQS
 #define MLA_QMIX_RR_MIN_REQS 8 /* requests per scheduler part for req_mblk's round robin (src/gpu.cu) */
 #endif
@@ -123,7 +120,6 @@ typedef struct mla_dec_params {
     int qmix_rr;        /* 1: cu_seqlens_q with many requests per part: m-blocks round robin over a
                            part's CTAs (common.cuh req_mblk) and the scheduler weighting requests by
                            their m-blocks (decode.cu sched_weight); set by src/gpu.cu */
-    int sched_warp;     /* 1: the one-warp scheduler where b <= 32 * MLA_SCHED_WARP_PER_LANE (decode.cu) */
 } mla_dec_params;
 
 #ifdef __cplusplus

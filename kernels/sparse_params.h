@@ -57,7 +57,6 @@ typedef struct mla_sp_params {
     int crossover;         /* with producer and num_m_blocks == 2: 2-CTA clusters share the gather
                               (hook MLA_SPARSE_CROSSOVER=0: off)                                          */
     int seesaw;            /* prefill: the seesaw kernel instead of the 256-thread one (hook MLA_SPARSE_SEESAW=1) */
-    int sched_warp;        /* decode: the one-warp scheduler kernel where n_tok <= 32 * MLA_SCHED_WARP_PER_LANE */
     int pdl;               /* decode: launched with programmatic dependent launch behind the scheduler */
 } mla_sp_params;
 

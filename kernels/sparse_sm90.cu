@@ -128,20 +128,6 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
     if (tid == 0) p.num_split[0] = (int)run_split;
 }
 
-/* The same schedule from one warp (p.sched_warp, n_tok <= 32 * MLA_SCHED_WARP_PER_LANE; common.cuh
- * sched_warp_write, weights 1). */
-__global__ void __launch_bounds__(32, 1) mla_sp_sched_warp_kernel(const __grid_constant__ mla_sp_params p) {
-    pdl_trigger();
-    const int b = p.n_tok, K = (b + 31) >> 5, r0 = threadIdx.x * K;
-    int nt[MLA_SCHED_WARP_PER_LANE], wt[MLA_SCHED_WARP_PER_LANE];
-#pragma unroll
-    for (int k = 0; k < MLA_SCHED_WARP_PER_LANE; k++) {
-        nt[k] = k < K && r0 + k < b ? sp_tok_tiles(&p, r0 + k) : 0;
-        wt[k] = 1;
-    }
-    sched_warp_write(b, p.num_sm_parts, K, nt, wt, p.part_begin, p.req_slot, p.split_list, p.num_split);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Attention kernel                                                                            */
 /* ------------------------------------------------------------------------------------------ */
@@ -1429,9 +1415,7 @@ extern "C" int mla_k_sp_pwx_max_clusters(int model1) {
 
 extern "C" cudaError_t mla_k_sp_schedule(const mla_sp_params *p, cudaStream_t stream) {
     void *args[1] = {(void *)p};
-    const int warp = p->sched_warp && p->n_tok <= 32 * MLA_SCHED_WARP_PER_LANE;
-    cudaError_t e = cudaLaunchKernel(warp ? (const void *)mla_sp_sched_warp_kernel : (const void *)mla_sp_sched_kernel,
-                                     dim3(1), dim3(warp ? 32 : MLA_SCHED_THREADS), args, 0, stream);
+    cudaError_t e = cudaLaunchKernel((const void *)mla_sp_sched_kernel, dim3(1), dim3(MLA_SCHED_THREADS), args, 0, stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

@@ -170,7 +170,6 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.qmix_rr = env_is("MLA_GPU_QMIX_RR", '1') ? 1 : env_is("MLA_GPU_QMIX_RR", '0') ? 0 : -1;
-    plan->gpu.sched_warp = !env_is("MLA_GPU_SCHED_WARP", '0');
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -195,7 +194,6 @@ static void fill_ws(const struct mla_decode_plan *plan, void *workspace, mla_dec
     p->causal = s->causal ? 1 : 0;
     p->num_m_blocks = (int)((s->s_q * (s->h_q / s->h_kv) + MLA_BM - 1) / MLA_BM);
     p->num_sm_parts = plan->gpu.num_sm_parts;
-    p->sched_warp = plan->gpu.sched_warp;
     p->stages = plan->gpu.kernel == MLA_KERNEL_MMA_2STAGE ? 2 : 1;
 }
 

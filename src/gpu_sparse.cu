@@ -111,7 +111,6 @@ extern "C" mla_status mla_gpu_sparse_plan_init(struct mla_sparse_decode_plan *pl
     plan->gpu.l2_prefetch = env_is("MLA_SPARSE_L2_PREFETCH", '1') || (!crossover && !env_is("MLA_SPARSE_L2_PREFETCH", '0'));
     plan->gpu.producer = producer;
     plan->gpu.crossover = crossover;
-    plan->gpu.sched_warp = !env_is("MLA_GPU_SCHED_WARP", '0');
     plan->gpu.pdl = !env_is("MLA_SPARSE_PDL", '0');
     return MLA_OK;
 }
@@ -175,7 +174,6 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     p.l2_prefetch = plan->gpu.l2_prefetch;
     p.producer = plan->gpu.producer;
     p.crossover = plan->gpu.crossover;
-    p.sched_warp = plan->gpu.sched_warp;
     p.pdl = plan->gpu.pdl;
     const mla_ws_layout w = mla_ws_compute(p.n_tok, 1, s->h_q, p.num_sm_parts);
     char *base = (char *)workspace;

@@ -27,8 +27,6 @@ typedef struct mla_gpu_info {
                             (testing hook MLA_GPU_FUSED_SCHED=0: always the scheduler kernel) */
     int qmix_rr;         /* with cu_seqlens_q: -1 the rule in src/gpu.cu (default); testing hook
                             MLA_GPU_QMIX_RR=1 / 0: m-blocks round robin always / never          */
-    int sched_warp;      /* 1 (default): the one-warp scheduler kernel for b <= 256; testing hook
-                            MLA_GPU_SCHED_WARP=0: the 1024-thread one always                     */
 } mla_gpu_info;
 
 struct mla_decode_plan {
@@ -207,7 +205,6 @@ typedef struct mla_gpu_sparse_info {
                            hook MLA_SPARSE_L2_PREFETCH=0 / =1: off / on everywhere) */
     int producer;       /* FP8 decode: producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off; not with SPLIT) */
     int crossover;      /* producer kernel with 2 M blocks as 2-CTA clusters (hook MLA_SPARSE_CROSSOVER=0: off) */
-    int sched_warp;     /* the one-warp scheduler kernel for b * s_q <= 256 (hook MLA_GPU_SCHED_WARP=0: off) */
     int pdl;            /* decode launched with PDL behind the scheduler (hook MLA_SPARSE_PDL=0: off) */
 } mla_gpu_sparse_info;
 

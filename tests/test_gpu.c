@@ -1386,42 +1386,6 @@ static void test_fused_schedule(void)
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
-/* The one-warp scheduler kernel (default for b <= 256) against the 1024-thread one
- * (MLA_GPU_SCHED_WARP=0): identical workspace bytes, out and lse, on batches around its lane
- * boundaries (b = 1, 31, 32, 33, 255, 256; 257 takes the 1024-thread kernel both times), lengths of 0
- * and 1 next to long ones, one long request over many parts, two M blocks, and per-request query
- * lengths with the weighted schedule forced on (MLA_GPU_QMIX_RR=1) and off. Default kernels. */
-static void test_sched_warp(void)
-{
-    double t0 = tc_now();
-    int pass0 = tc_passed, fail0 = tc_failed;
-    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0, 5000, 2, 3000, 64, 0, 1,
-                                   777, 0, 64, 4096, 0, 33, 9000, 1, 1, 0, 65, 200, 0, 12, 4000};
-    tc_config cfg = tc_config_default();
-    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 20000; cfg.h_q = 16; cfg.seed = 1500;
-    sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
-    cfg = tc_config_default();
-    cfg.b = 33; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 128; cfg.kv_lens = lens; cfg.seed = 1501;
-    sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
-    static const int bs[] = {31, 32, 255, 256, 257};
-    for (int i = 0; i < 5; i++) {
-        cfg = tc_config_default();
-        cfg.b = bs[i]; cfg.s_q = 1; cfg.s_k = 600; cfg.varlen = 1; cfg.zero_half = i & 1;
-        cfg.h_q = i < 2 ? 64 : 16; cfg.seed = 1510 + i;
-        sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
-    }
-    for (int rr = 0; rr < 2; rr++) { /* per-request query lengths: weighted (round robin) and fixed mapping */
-        setenv("MLA_GPU_QMIX_RR", rr ? "1" : "0", 1);
-        cfg = tc_config_default();
-        cfg.b = 40; cfg.s_q = 4; cfg.causal = 1; cfg.s_k = 900; cfg.varlen = 1; cfg.h_q = 128;
-        cfg.cu_seqlens_q = 1; cfg.seed = 1520 + rr;
-        sched_pair_case(&cfg, "warp scheduler", "MLA_GPU_SCHED_WARP", "1", "0");
-        unsetenv("MLA_GPU_QMIX_RR");
-    }
-    printf("one-warp scheduler vs the 1024-thread one (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
-           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
-}
-
 /* The combine's five entries (column slices S = 1, 2, 4, 8, 16; the launcher picks S from the grid
  * size), each forced through the MLA_GPU_COMBINE_SLICES testing hook on split-heavy cases: one
  * long request, causal s_q 2 with 128 heads (two M blocks), empty and 1-token requests next to a
@@ -1581,7 +1545,6 @@ int main(int argc, char **argv)
     test_determinism_and_reuse();
     test_combine_slices();
     test_fused_schedule();
-    test_sched_warp();
     test_graph();
     test_fp8();
     test_fp8_graph();
