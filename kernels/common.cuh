@@ -227,7 +227,6 @@ static __device__ __forceinline__ float row_lse2(float m, float l) {
 }
 
 /* Schedulers (dense and sparse, one CTA of up to 1024 threads): */
-/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
 /* inclusive prefix sum over the 32 lanes of a full warp */
 static __device__ __forceinline__ long long warp_scan64(long long x) {
     const int lane = threadIdx.x & 31;
@@ -239,6 +238,7 @@ static __device__ __forceinline__ long long warp_scan64(long long x) {
     return x;
 }
 
+/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
 static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const long long x = warp_scan64(v);
