@@ -769,6 +769,12 @@ int bench_sparse_main(int argc, char **argv)
             if (!g_json) { fprintf(stderr, "mla-bench: cannot write %s\n", argv[i]); return 2; }
         } else {
             if (g_json) fclose(g_json);
+            const char *a = argv[i];
+            if (!strcmp(a, "--iters") || !strcmp(a, "--threads") || !strcmp(a, "--device") || !strcmp(a, "--json"))
+                fprintf(stderr, "mla-bench: %s needs a value\n", a);
+            else
+                fprintf(stderr, "mla-bench: '%s' is not an option of the sparse benchmark (FlashMLA's sparse cases: "
+                                "no --case, no ceilings)\n", a);
             return sparse_usage();
         }
     }

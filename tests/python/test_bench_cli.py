@@ -88,3 +88,14 @@ def test_bad_case_word_is_rejected():
     r = _run("--case", "2,4,16,1,64,mixd")
     assert r.returncode == 2
     assert "unexpected 'mixd'" in r.stderr
+
+
+def test_sparse_bench_names_an_option_it_does_not_take():
+    # the dense options (here --no-ceilings) are not the sparse benchmark's: a usage error that
+    # says which argument, before any case runs
+    r = subprocess.run([BENCH, "--sparse-decode", "--device", "cpu", "--no-ceilings"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "'--no-ceilings'" in r.stderr and "not an option of the sparse benchmark" in r.stderr
+    assert "usage: mla-bench --sparse-decode" in r.stderr
+    assert r.stdout == ""
