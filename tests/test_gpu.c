@@ -1279,17 +1279,18 @@ static int decode_bytes(mla_decode_plan_t plan, dev_case *d, tc_case *c, uint32_
     return 0;
 }
 
-/* Two plans of one case that differ only in how the schedule is made (testing hook `env` set to
- * `va` for plan A and `vb` for plan B, e.g. the fused schedule against the scheduler kernel): the
- * same bytes in the whole workspace (schedule and fp32 partials; 0xAB before each call), out and
- * lse; A's result matches the CPU plan; and a following call with MLA_DECODE_REUSE_SCHEDULE on A's
- * workspace gives the same bytes again (A stored the full schedule). `what` names the pair. */
-static void sched_pair_case(const tc_config *cfg, const char *what, const char *env, const char *va, const char *vb)
+/* Fused schedule (the v2 kernel's entries without a scheduler launch, every decode CTA computes its
+ * part; MLA_GPU_FUSED_SCHED=1: up to b = 512, with MLA_GPU_KERNEL=3 so that large b use v2 too)
+ * against the scheduler kernel (MLA_GPU_FUSED_SCHED=0): the same bytes in the whole workspace (schedule and
+ * fp32 partials), out and lse; the fused call's result matches the CPU plan; and a following call
+ * with MLA_DECODE_REUSE_SCHEDULE on the fused call's workspace gives the same bytes again (the fused
+ * call stored the full schedule). */
+static void fused_sched_case(const tc_config *cfg)
 {
     char name[256];
     case_name(name, sizeof name, cfg);
     tc_case c;
-    if (tc_case_build(&c, cfg)) { tc_expect(0, "%s %s: case build failed", what, name); return; }
+    if (tc_case_build(&c, cfg)) { tc_expect(0, "fused schedule %s: case build failed", name); return; }
     mla_status st = tc_case_run_cpu(&c);
     snap cpu;
     memset(&cpu, 0, sizeof cpu);
@@ -1299,18 +1300,18 @@ static void sched_pair_case(const tc_config *cfg, const char *what, const char *
     memset(&d, 0, sizeof d);
     run_bytes rf, rk, rr;
     memset(&rf, 0, sizeof rf); memset(&rk, 0, sizeof rk); memset(&rr, 0, sizeof rr);
-    if (st) { tc_expect(0, "%s %s: CPU plan failed: %s", what, name, mla_last_error()); goto done; }
+    if (st) { tc_expect(0, "fused schedule %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
     snap_take(&cpu, &c);
-    setenv(env, va, 1);
+    setenv("MLA_GPU_FUSED_SCHED", "1", 1); /* fused up to b = 512 (by default only for the smallest b) */
     st = gpu_plan(&c, g_dev, &pf, &wf);
-    if (st) { tc_expect(0, "%s %s: plan: %s", what, name, mla_last_error()); unsetenv(env); goto done; }
-    setenv(env, vb, 1);
+    if (st) { tc_expect(0, "fused schedule %s: plan: %s", name, mla_last_error()); unsetenv("MLA_GPU_FUSED_SCHED"); goto done; }
+    setenv("MLA_GPU_FUSED_SCHED", "0", 1);
     st = gpu_plan(&c, g_dev, &pk, &wk);
-    unsetenv(env);
-    if (st || wk != wf) { tc_expect(0, "%s %s: second plan: %s", what, name, mla_last_error()); goto done; }
+    unsetenv("MLA_GPU_FUSED_SCHED");
+    if (st || wk != wf) { tc_expect(0, "fused schedule %s: second plan: %s", name, mla_last_error()); goto done; }
     if (dev_upload(&d, &c, wf)) goto done;
     if (decode_bytes(pk, &d, &c, 0, &rk) || decode_bytes(pf, &d, &c, 0, &rf)) {
-        tc_expect(0, "%s %s: decode failed: %s", what, name, mla_last_error());
+        tc_expect(0, "fused schedule %s: decode failed: %s", name, mla_last_error());
         goto done;
     }
     /* rf's result is in d (last call): check it against the CPU plan */
@@ -1320,16 +1321,16 @@ static void sched_pair_case(const tc_config *cfg, const char *what, const char *
     size_t first_diff = wf;
     for (size_t i = 0; i < wf; i++)
         if (rf.ws[i] != rk.ws[i]) { first_diff = i; break; }
-    tc_expect(first_diff == wf, "%s %s: workspace differs at byte %zu of %zu (%s=%s vs %s)", what, name,
-              first_diff, wf, env, va, vb);
+    tc_expect(first_diff == wf, "fused schedule %s: workspace differs from the scheduler kernel's at byte %zu of %zu",
+              name, first_diff, wf);
     tc_expect(!memcmp(rf.out, rk.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rk.lse, (size_t)c.lse_elems * 4),
-              "%s %s: out/lse differ between %s=%s and %s", what, name, env, va, vb);
+              "fused schedule %s: out/lse differ from the scheduler kernel's", name);
     if (decode_bytes(pf, &d, &c, MLA_DECODE_REUSE_SCHEDULE, &rr)) {
-        tc_expect(0, "%s %s: reuse decode failed: %s", what, name, mla_last_error());
+        tc_expect(0, "fused schedule %s: reuse decode failed: %s", name, mla_last_error());
         goto done;
     }
     tc_expect(!memcmp(rf.out, rr.out, (size_t)c.out_elems * 2) && !memcmp(rf.lse, rr.lse, (size_t)c.lse_elems * 4),
-              "%s %s: a reuse call on the first call's workspace gives other bytes", what, name);
+              "fused schedule %s: a reuse call on the fused call's workspace gives other bytes", name);
 done:
     run_bytes_free(&rf); run_bytes_free(&rk); run_bytes_free(&rr);
     dev_free(&d);
@@ -1337,14 +1338,6 @@ done:
     mla_decode_plan_destroy(pk);
     snap_free(&cpu);
     tc_case_free(&c);
-}
-
-/* Fused schedule (the v2 kernel's entries without a scheduler launch, every decode CTA computes its
- * part; MLA_GPU_FUSED_SCHED=1: up to b = 512, with MLA_GPU_KERNEL=3 so that large b use v2 too)
- * against the scheduler kernel (MLA_GPU_FUSED_SCHED=0). */
-static void fused_sched_case(const tc_config *cfg)
-{
-    sched_pair_case(cfg, "fused schedule", "MLA_GPU_FUSED_SCHED", "1", "0");
 }
 
 static void test_fused_schedule(void)

@@ -8,6 +8,7 @@
 # values for the sanitizer step, default "default 6 1").
 set -u
 cd "$(dirname "$0")/../.."
+. tests/gpu/calls.sh
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
 JOBS=${JOBS:-16}
@@ -176,19 +177,15 @@ if has mixed; then
 fi
 if has pages; then
   # issue #4's page-size target (pages 16 and 128 within 5% of page 64, h_kv = 1) on four spec §7
-  # rows, PAGES_ROUNDS rounds (default 2) in one call; page 16 runs the cp.async kernel (the TMA one
-  # needs pages of 64k tokens, src/gpu.cu), so its gap is that loader's
+  # rows (tests/gpu/calls.sh pages_cases; the same lengths at every page size), PAGES_ROUNDS rounds
+  # (default 2) in one call; page 16 runs the cp.async kernel (the TMA one needs pages of 64k
+  # tokens, src/gpu.cu), so its gap is that loader's. BENCH: the binary (default ./build/mla-bench,
+  # e.g. a carried one)
   t0=$(date +%s)
-  pargs=""
-  for row in 128,1,16,1,16384,varlen 128,1,128,1,8192,varlen 128,2,128,1,16384,varlen 8,1,128,1,8192,fixed; do
-    for pg in 16 64 128; do
-      c=fixed; case $row in 128,2,*) c=causal ;; esac
-      pargs="$pargs --case ${row%,*},$pg,$c,${row##*,}"
-    done
-  done
+  pargs=$(pages_cases)
   for rnd in $(seq 1 "${PAGES_ROUNDS:-2}"); do
     echo "== pages, round $rnd" | tee -a "$OUT/bench_pages.log"
-    MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 120 ./build/mla-bench $pargs --no-ceilings 2>&1 |
+    MLA_GIT_COMMIT=${MLA_COMMIT:-} timeout 120 "${BENCH:-./build/mla-bench}" $pargs --no-ceilings 2>&1 |
       grep -vE "^\[" | tee -a "$OUT/bench_pages.log" | grep -E "^b="
   done
   echo "pages: $(( $(date +%s) - t0 )) s"
