@@ -459,6 +459,7 @@ static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
                              : kernel == MLA_KERNEL_WGMMA_FP8 ? 2
                              : kernel == MLA_KERNEL_WGMMA_WS  ? 3
                              : kernel == MLA_KERNEL_WGMMA_SEESAW ? 4
+                             : kernel == MLA_KERNEL_WGMMA_V3C    ? 6
                                                               : 0);
     if (dqk == 576) return f16 ? (const void *)mla_decode_fp16_576 : (const void *)mla_decode_bf16_576;
     return f16 ? (const void *)mla_decode_fp16_512 : (const void *)mla_decode_bf16_512;

@@ -226,11 +226,19 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 #ifndef MLA_V3_QFIRST
 #define MLA_V3_QFIRST 0
 #endif
+/* CPA = 1 (MLA_KERNEL_WGMMA_V3C, pages of 16 / 32 tokens): the same hand-offs, but the K tiles are
+ * gathered by WG1's 128 threads with line-coalesced 16-byte cp.async (sm90_load_k_lines: rows past the
+ * length or on invalid pages zero-filled, byte flags kvalid[stage][64]) instead of TMA boxes, which
+ * at 16 rows per page slice cost four instructions per chunk from one thread (docs/performance.md
+ * §24). Each stage's mbarrier then expects 256 arrivals per phase: each WG1 thread's
+ * cp.async.mbarrier.arrive.noinc (made when its copies have landed) and its ordinary arrive after
+ * its kvalid stores (release); both warpgroups fence generic -> async proxy after the wait, before
+ * their wgmma read the stage (the pattern of the sparse prefill seesaw, kernels/sparse_sm90.cu). */
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
-                                                const int F16) {
+                                                const int F16, const int CPA) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     DTG(16);
     DTS(0);
@@ -244,6 +252,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     float *sInv = sAl + 256, *sLse = sInv + 64;                           /* [64], [64] */
     int *row_lim = (int *)(sLse + 64);                                    /* [64] */
     unsigned long long *kmask = (unsigned long long *)(row_lim + 64);    /* [2] in the 128 B key slot */
+    unsigned char *kvalid = (unsigned char *)kmask;                       /* CPA: [2][64] in the same slot */
     uint64_t *fullbar = (uint64_t *)((unsigned char *)kmask + 128);       /* [2] */
 
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
@@ -258,8 +267,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     part_bounds(p, part, sPf, &pb, &pe, 0);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
-        mbar_init(bar0, 1);
-        mbar_init(bar1, 1);
+        mbar_init(bar0, CPA ? 256 : 1);
+        mbar_init(bar1, CPA ? 256 : 1);
         mbar_fence_init();
     }
     __syncthreads();
@@ -280,20 +289,42 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
         if (tb < te) {
             /* both stages are free (the previous request's readers finished before the epilogue's
              * CTA barrier): its first two tiles, in the stages their consumption order gives */
-            if (MLA_V3_QFIRST) {
+            if (CPA) {
+                /* Q first (its own cp.async group), then WG1 gathers the two tiles; each thread waits
+                 * for its Q group only */
                 sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
                 cp_async_commit();
-            }
-            if (tid == 0)
-                for (int j = 0; j < 2 && tb + j < te; j++) {
-                    const int st = (ncons + j) & 1;
-                    ss_tma(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, 0x1FFu, NC64, kmask + st);
+                if (wg == 1) {
+                    for (int j = 0; j < 2 && tb + j < te; j++) {
+                        const int st = (ncons + j) & 1;
+                        const uint32_t sb = st ? bar1 : bar0;
+                        sm90_load_k_lines(p, r, kvh, tb + j, L, st ? uK1 : uK0, kvalid + 64 * st, tid - 128, 128,
+                                          NC64);
+                        cp_async_commit();
+                        cp_async_mbar_arrive_noinc(sb);
+                        mbar_arrive(sb);
+                    }
+                    if (tb + 1 < te) cp_async_wait2();
+                    else cp_async_wait1();
+                } else {
+                    cp_async_wait0();
                 }
-            if (!MLA_V3_QFIRST) {
-                sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
-                cp_async_commit();
+            } else {
+                if (MLA_V3_QFIRST) {
+                    sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+                    cp_async_commit();
+                }
+                if (tid == 0)
+                    for (int j = 0; j < 2 && tb + j < te; j++) {
+                        const int st = (ncons + j) & 1;
+                        ss_tma(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, 0x1FFu, NC64, kmask + st);
+                    }
+                if (!MLA_V3_QFIRST) {
+                    sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
+                    cp_async_commit();
+                }
+                cp_async_wait0();
             }
-            cp_async_wait0();
             fence_proxy_async();
             __syncthreads(); /* Q and the row limits */
             DTK(dk_req, 1);
@@ -311,7 +342,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     mbar_wait(bar, ph);
                     DT_IF(t == tb, DTK(dk_req, 2));
                     const int nk = L - t * MLA_BN;
-                    if (nk < 64) { /* V rows [nk, 64) to zero (TMA loaded whatever the page holds) */
+                    if (CPA) fence_proxy_async(); /* WG1's cp.async (generic proxy) writes -> this wgmma */
+                    if (!CPA && nk < 64) { /* V rows [nk, 64) to zero (TMA loaded whatever the page holds) */
                         unsigned char *tile = buf ? sK1 : sK0;
                         for (int idx = tid; idx < (64 - nk) * 64; idx += 128) {
                             const int row = nk + (idx >> 6), rem = idx & 63;
@@ -326,8 +358,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     wg_wait0();
                     pin32(s);
                     float al0, al1;
-                    sm90_softmax_km(s, 0, kmask[buf], t * MLA_BN, lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1,
-                                    F16);
+                    sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN, lim0, lim1,
+                                    scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16);
                     if (t > tb) bar_sync(SM90_BAR_PFREE, 256); /* WG1 has read P(t - 1) */
                     sm90_put_p(sPf, sAl, a, al0, al1);
                     bar_arrive(SM90_BAR_P, 256);
@@ -338,6 +370,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
                     if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
+                    if (CPA) fence_proxy_async();
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 }
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
@@ -352,7 +385,14 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         bar_arrive(SM90_BAR_SFREE, 256); /* PV_L(t) done */
                     } else {
                         bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
-                        if (tid == 128) ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
+                        if (CPA) {
+                            sm90_load_k_lines(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, tid - 128, 128, NC64);
+                            cp_async_commit();
+                            cp_async_mbar_arrive_noinc(bar);
+                            mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+                        } else if (tid == 128) {
+                            ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
+                        }
                     }
                 }
             }
@@ -641,10 +681,24 @@ MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
 MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
 #endif
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1, 0))
+/* v3 with cp.async tiles (MLA_KERNEL_WGMMA_V3C): no tensor map */
+#if MLA_HAVE_SM90A
+#define MLA_SM90_V3C_BODY(DQK, F16) tma_body(&p, 0, DQK, F16, 1);
+#else
+#define MLA_SM90_V3C_BODY(DQK, F16)
+#endif
+#define MLA_SM90_V3C_KERNEL(name, DQK, F16)                                                              \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
+        MLA_SM90_V3C_BODY(DQK, F16)                                                                       \
+    }
+MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_bf16_576, 576, 0)
+MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_bf16_512, 512, 0)
+MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_fp16_576, 576, 1)
+MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_fp16_512, 512, 1)
 #define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
         MLA_SM90_FP8_BODY(DQK, F16)                                                                       \
@@ -667,9 +721,13 @@ MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_576, sm90_ws_body(&p, &tm, 576, 1))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_512, sm90_ws_body(&p, &tm, 512, 1))
 
 /* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline, 4 seesaw (decode_seesaw.cu),
- * 5 cp.async with the fused schedule */
+ * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
     if (tma == 4) return mla_k_seesaw_fn(dqk, f16);
+    if (tma == 6) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90v3c_fp16_576 : (const void *)mla_decode_sm90v3c_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90v3c_fp16_512 : (const void *)mla_decode_sm90v3c_bf16_512;
+    }
 #ifndef MLA_NO_FUSED_ENTRIES
     if (tma == 5) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90fs_fp16_576 : (const void *)mla_decode_sm90fs_bf16_576;

@@ -19,7 +19,8 @@ cudaError_t mla_k_schedule(const mla_dec_params *p, cudaStream_t stream);
 /* tmap: the K-cache CUtensorMap (64-byte aligned host memory) for MLA_KERNEL_WGMMA_TMA, else NULL. */
 cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk, int f16, int use_pdl, const void *tmap,
                          cudaStream_t stream);
-/* The wgmma kernels (kernels/decode_sm90.cu); tma: 0 cp.async, 1 TMA, 2 FP8 e4m3 cache, 3 v4, 4 v5. */
+/* The wgmma kernels (kernels/decode_sm90.cu); tma: 0 cp.async, 1 TMA, 2 FP8 e4m3 cache, 3 v4, 4 v5,
+ * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles. */
 const void *mla_k_sm90_fn(int dqk, int f16, int tma);
 /* v5, the seesaw kernel (kernels/decode_seesaw.cu) */
 const void *mla_k_seesaw_fn(int dqk, int f16);

@@ -54,6 +54,7 @@ extern "C" {
 #define MLA_KERNEL_WGMMA_FP8T32 11 /* the same for 17..32 rows per KV head */
 #define MLA_FP8T_THREADS 384       /* their CTA: a producer warpgroup and two consumer warpgroups */
 #define MLA_KERNEL_WGMMA_SS2 12    /* wgmma + TMA, the seesaw in FlashMLA's order with one mbarrier per K chunk (v6, kernels/decode_seesaw2.cu; MLA_GPU_KERNEL=12; falls back to 3 per call) */
+#define MLA_KERNEL_WGMMA_V3C 13    /* wgmma, v3's hand-offs with K tiles gathered by WG1's cp.async (pages of 16 / 32 tokens; kernels/decode_sm90.cu tma_body CPA = 1) */
 
 /* One entry of the per-part schedule: the part begins at tile `tile` of request `req`; `piece` is
  * the split ordinal of that (possibly split) request piece. Part i covers [begin[i], begin[i+1]). */

@@ -29,6 +29,9 @@ static __device__ __forceinline__ void cp_async_wait0(void) {
 static __device__ __forceinline__ void cp_async_wait1(void) {
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");
 }
+static __device__ __forceinline__ void cp_async_wait2(void) {
+    asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+}
 
 static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"

@@ -97,8 +97,14 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
          * one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster) and for pages of 16/32 tokens (4 boxes
          * per chunk, 1.6x; results/gpu/2026-12-04-7e007ee-H200-kernel-choice, 2026-12-03-38a98e5-H200). */
         const int64_t rows_kv = (int64_t)s->s_q * hg;
-        kernel = (s->page_size % 64 == 0 && (s->b >= 16 || (s->b >= 4 && rows_kv > 64))) ? MLA_KERNEL_WGMMA_TMA
-                                                                                           : MLA_KERNEL_WGMMA;
+        /* Pages of 16 / 32 tokens: the same hand-offs with the K tiles gathered by WG1's cp.async
+         * (MLA_KERNEL_WGMMA_V3C, docs/performance.md §25); testing hook MLA_GPU_V3C=0: the cp.async
+         * kernel there, as before */
+        const int v3 = s->b >= 16 || (s->b >= 4 && rows_kv > 64);
+        kernel = !v3                          ? MLA_KERNEL_WGMMA
+                 : s->page_size % 64 == 0     ? MLA_KERNEL_WGMMA_TMA
+                 : env_is("MLA_GPU_V3C", '0') ? MLA_KERNEL_WGMMA
+                                              : MLA_KERNEL_WGMMA_V3C;
     }
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
@@ -108,12 +114,12 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
                              dev, optin, mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk));
     /* testing hook: MLA_GPU_KERNEL=1 (mma.sync, 2 stages), 2 (mma.sync, 1 stage), 3 (wgmma, cp.async),
      * 4 (wgmma, TMA), 6 (wgmma, warp-specialised TMA pipeline), 7 (wgmma, TMA, seesaw v5), 12 (wgmma, TMA,
-     * seesaw v6 in FlashMLA's order) */
+     * seesaw v6 in FlashMLA's order), 13 (wgmma, v3 with cp.async tiles) */
     const char *force = getenv("MLA_GPU_KERNEL");
     char *fend = NULL;
     const long fk = force ? strtol(force, &fend, 10) : 0;
     if (force && fend != force && *fend == 0 &&
-        ((fk >= 1 && fk <= 4) || fk == 6 || fk == 7 || fk == MLA_KERNEL_WGMMA_SS2)) {
+        ((fk >= 1 && fk <= 4) || fk == 6 || fk == 7 || fk == MLA_KERNEL_WGMMA_SS2 || fk == MLA_KERNEL_WGMMA_V3C)) {
         const int k = (int)fk;
         if (optin >= mla_k_decode_smem(k, dqk) && (k < MLA_KERNEL_WGMMA || sm90)) kernel = k;
     }
@@ -256,7 +262,7 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
                                      void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
     (void)workspace_bytes;
     const mla_decode_shape *s = &plan->shape;
-    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_SS2)
+    if (plan->gpu.kernel < MLA_KERNEL_MMA_2STAGE || plan->gpu.kernel > MLA_KERNEL_WGMMA_V3C)
         return mla_set_error(MLA_ERR_INTERNAL, "GPU plan has no decode kernel (kernel id %d)", plan->gpu.kernel);
     mla_dec_params p;
     memset(&p, 0, sizeof p);

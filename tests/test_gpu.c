@@ -547,14 +547,15 @@ static void kernel_env_pop(void)
  * runs), "3" wgmma with cp.async loads (sm_90: the default below b=64 or on pages not a multiple of
  * 64), "4" wgmma with TMA loads (the default on sm_90 otherwise),
  * "6" the warp-specialised TMA pipeline (v4), "7" the seesaw kernel (v5), "12" the seesaw in FlashMLA's
- * order (v6). */
+ * order (v6), "13" v3's hand-offs with K tiles gathered by cp.async (the default on pages of 16 / 32
+ * tokens where v3 is chosen). */
 static const char *forced_kernel_name(const char *k)
 {
-    static const char *names[13] = {NULL, "mma.sync 2-stage", "mma.sync 1-stage", "wgmma cp.async", "wgmma TMA", NULL,
+    static const char *names[14] = {NULL, "mma.sync 2-stage", "mma.sync 1-stage", "wgmma cp.async", "wgmma TMA", NULL,
                                     "wgmma warp-specialised", "wgmma seesaw v5", NULL, NULL, NULL, NULL,
-                                    "wgmma seesaw v6"};
+                                    "wgmma seesaw v6", "wgmma v3 cp.async tiles"};
     const int i = atoi(k);
-    return i > 0 && i < 13 && names[i] ? names[i] : "unknown variant";
+    return i > 0 && i < 14 && names[i] ? names[i] : "unknown variant";
 }
 static void test_forced_kernel(const char *k)
 {
@@ -1549,6 +1550,7 @@ int main(int argc, char **argv)
     test_forced_kernel("6");
     test_forced_kernel("7");
     test_forced_kernel("12");
+    test_forced_kernel("13");
     test_big_batch();
     if (g_no_grid) printf("grid: not run (--no-grid)\n");
     else test_grid();
