@@ -329,7 +329,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
             __syncthreads(); /* Q and the row limits */
             DTK(dk_req, 1);
             const int lim0 = row_lim[r0], lim1 = row_lim[r1];
-            const char *nsrc[4]; /* CPA: WG1's rows of the next refill (set before each use) */
             for (int t = tb; t < te; t++) {
                 const int buf = ncons & 1, ph = (ncons >> 1) & 1;
                 ncons++;
@@ -366,8 +365,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     bar_arrive(SM90_BAR_P, 256);
                     if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
                 } else {
-                    /* v3c: the block-table reads of the refill below, issued before this wait */
-                    if (CPA && t + 2 < te) sm90_k_lines_src(p, r, kvh, t + 2, L, tid - 128, nsrc);
                     bar_sync(SM90_BAR_P, 256);
                     float al0, al1;
                     sm90_get_p(sPf, sAl, a, &al0, &al1);
@@ -389,7 +386,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     } else {
                         bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
                         if (CPA) {
-                            sm90_k_lines_issue(p, nsrc, uK, kvalid + 64 * buf, tid - 128, NC64);
+                            sm90_load_k_lines(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, tid - 128, 128, NC64);
                             cp_async_commit();
                             cp_async_mbar_arrive_noinc(bar);
                             mbar_arrive(bar); /* after this thread's kvalid stores (release) */

@@ -51,29 +51,6 @@ static __device__ __forceinline__ void sm90_load_k_lines(const mla_dec_params *p
         for (int c = 0; c < NC64; c++) cp_async16(d + 8192 * c, s + c * step, nb);
     }
 }
-/* sm90_load_k_lines in two steps for NT = 128 (v3 with cp.async tiles): the rows' global addresses
- * (the block-table reads, issued early so that their latency overlaps a wait), then the copies */
-static __device__ __forceinline__ void sm90_k_lines_src(const mla_dec_params *p, int r, int kvh, int t, int L, int tid,
-                                                        const char *src[4]) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) src[i] = k_row_ptr(p, r, kvh, (long long)t * MLA_BN + (tid >> 3) + 16 * i, L);
-}
-static __device__ __forceinline__ void sm90_k_lines_issue(const mla_dec_params *p, const char *const src[4],
-                                                          uint32_t tile, unsigned char *kvalid, int tid,
-                                                          const int NC64) {
-    const int j = tid & 7, rg = tid >> 3;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int row = rg + 16 * i;
-        if (j == 0) kvalid[row] = src[i] != 0;
-        const int nb = src[i] ? 16 : 0;
-        const char *s = src[i] ? src[i] + 16 * j : (const char *)p->k;
-        const int step = src[i] ? 128 : 0;
-        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
-#pragma unroll
-        for (int c = 0; c < NC64; c++) cp_async16(d + 8192 * c, s + c * step, nb);
-    }
-}
 
 /* (v3 and v5) The page slices of K tile t of request r (BR = gcd(page, 64) rows each): page id and first row of
  * each slice, with an out-of-range page id (num_pages: the copy engine zero-fills) for slices past
