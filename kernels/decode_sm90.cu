@@ -645,75 +645,33 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
 }
 #endif /* MLA_HAVE_SM90A */
 
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_576(const __grid_constant__ mla_dec_params p) {
-#if MLA_HAVE_SM90A
-    sm90_body(&p, 576, 0, 0, 0);
-#endif
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_bf16_512(const __grid_constant__ mla_dec_params p) {
-#if MLA_HAVE_SM90A
-    sm90_body(&p, 512, 0, 0, 0);
-#endif
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_576(const __grid_constant__ mla_dec_params p) {
-#if MLA_HAVE_SM90A
-    sm90_body(&p, 576, 1, 0, 0);
-#endif
-}
-__global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_sm90_fp16_512(const __grid_constant__ mla_dec_params p) {
-#if MLA_HAVE_SM90A
-    sm90_body(&p, 512, 1, 0, 0);
-#endif
-}
+/* v2 */
+MLA_SM90_P_KERNEL(mla_decode_sm90_bf16_576, sm90_body(&p, 576, 0, 0, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90_bf16_512, sm90_body(&p, 512, 0, 0, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90_fp16_576, sm90_body(&p, 576, 1, 0, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90_fp16_512, sm90_body(&p, 512, 1, 0, 0))
 /* v2 with the fused schedule (no scheduler launch; small batches, src/gpu.cu) */
-#if MLA_HAVE_SM90A
-#define MLA_SM90_FS_BODY(DQK, F16) sm90_body(&p, DQK, F16, 0, 1);
-#else
-#define MLA_SM90_FS_BODY(DQK, F16)
-#endif
-#define MLA_SM90_FS_KERNEL(name, DQK, F16)                                                               \
-    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
-        MLA_SM90_FS_BODY(DQK, F16)                                                                        \
-    }
 #ifndef MLA_NO_FUSED_ENTRIES /* (PTX comparisons of the other entries only) */
-MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_576, 576, 0)
-MLA_SM90_FS_KERNEL(mla_decode_sm90fs_bf16_512, 512, 0)
-MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_576, 576, 1)
-MLA_SM90_FS_KERNEL(mla_decode_sm90fs_fp16_512, 512, 1)
+MLA_SM90_P_KERNEL(mla_decode_sm90fs_bf16_576, sm90_body(&p, 576, 0, 0, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90fs_bf16_512, sm90_body(&p, 512, 0, 0, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90fs_fp16_576, sm90_body(&p, 576, 1, 0, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90fs_fp16_512, sm90_body(&p, 512, 1, 0, 1))
 #endif
+/* v3 */
 MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0, 0))
 MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0, 0))
 MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1, 0))
 MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1, 0))
 /* v3 with cp.async tiles (MLA_KERNEL_WGMMA_V3C): no tensor map */
-#if MLA_HAVE_SM90A
-#define MLA_SM90_V3C_BODY(DQK, F16) tma_body(&p, 0, DQK, F16, 1);
-#else
-#define MLA_SM90_V3C_BODY(DQK, F16)
-#endif
-#define MLA_SM90_V3C_KERNEL(name, DQK, F16)                                                              \
-    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
-        MLA_SM90_V3C_BODY(DQK, F16)                                                                       \
-    }
-MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_bf16_576, 576, 0)
-MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_bf16_512, 512, 0)
-MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_fp16_576, 576, 1)
-MLA_SM90_V3C_KERNEL(mla_decode_sm90v3c_fp16_512, 512, 1)
-#define MLA_SM90_FP8_KERNEL(name, DQK, F16)                                                              \
-    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {    \
-        MLA_SM90_FP8_BODY(DQK, F16)                                                                       \
-    }
-#if MLA_HAVE_SM90A
-#define MLA_SM90_FP8_BODY(DQK, F16) sm90_body(&p, DQK, F16, 1, 0);
-#else
-#define MLA_SM90_FP8_BODY(DQK, F16)
-#endif
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_576, tma_body(&p, 0, 576, 0, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_512, tma_body(&p, 0, 512, 0, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_576, tma_body(&p, 0, 576, 1, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_512, tma_body(&p, 0, 512, 1, 1))
 /* dense FP8 e4m3 cache; the MMA and out dtype is bf16/fp16 (shape.dtype); q 16-bit or e4m3 */
-MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_bf16_576, 576, 0)
-MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_bf16_512, 512, 0)
-MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_576, 576, 1)
-MLA_SM90_FP8_KERNEL(mla_decode_sm90f8_fp16_512, 512, 1)
-
+MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_576, sm90_body(&p, 576, 0, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_512, sm90_body(&p, 512, 0, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90f8_fp16_576, sm90_body(&p, 576, 1, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90f8_fp16_512, sm90_body(&p, 512, 1, 1, 0))
 /* v4: warp-specialised TMA pipeline */
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_bf16_576, sm90_ws_body(&p, &tm, 576, 0))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_bf16_512, sm90_ws_body(&p, &tm, 512, 0))

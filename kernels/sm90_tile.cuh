@@ -748,6 +748,14 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
 
 /* A wgmma kernel entry taking the K-cache tensor map; `call` (its body) exists only in the sm_90a
  * pass (the compute_80 PTX gets an empty kernel, never launched: src/gpu.cu checks the SASS). */
+/* The same for the entries that take the parameters only. */
+#if MLA_HAVE_SM90A
+#define MLA_SM90_P_KERNEL(name, call)                                                                     \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) { call; }
+#else
+#define MLA_SM90_P_KERNEL(name, call)                                                                     \
+    __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) {}
+#endif
 #if MLA_HAVE_SM90A
 #define MLA_SM90_TM_KERNEL(name, call)                                                                    \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p,       \
