@@ -3,7 +3,9 @@
 #   make bench      the main job: build/mla-bench (GPU if one is visible, else CPU)
 #   make test       every test suite that can run here (C, Python; GPU suites when a GPU is visible)
 #   make MLA_CUDA=0 CPU-only build even where nvcc exists
-#   make sass       per-kernel register/spill report and SASS instruction counts (needs nvcc)
+#   make sass       per-kernel register/spill report from ptxas (needs nvcc)
+#   make sass-counts per-kernel SASS instruction counts of the sm_90a code (HGMMA, UTMALDG, LDGSTS, SYNCS,
+#                   BAR, STL/LDL) without a GPU (needs nvcc and nvdisasm: NVDISASM=path, tools/sass_counts.py)
 #   make micro      the Hopper microbenchmarks of bench/micro/ (wgmma rates, conversion rates, fence cost)
 BUILD    ?= build
 CC       ?= cc
@@ -107,6 +109,16 @@ fuzz:
 
 sass: $(BUILD)/libmla.so
 	@for f in $(BUILD)/ptxas/*.log; do echo "== $$f"; grep -E "Compiling entry|registers|spill" $$f; done
+
+NVDISASM ?= $(shell command -v nvdisasm 2>/dev/null || ls $(CUDA_HOME)/bin/nvdisasm 2>/dev/null)
+SASS_CUBINS := $(patsubst kernels/%.cu,$(BUILD)/cubin/%.cubin,$(wildcard kernels/*.cu))
+$(BUILD)/cubin/%.cubin: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h include/*.h src/*.h) | $(BUILD)/cubin
+	$(NVCC) -O3 -std=c++17 -lineinfo --use_fast_math -Iinclude -Isrc -Ikernels $(MLA_DEFS) -cubin -arch=sm_90a $< -o $@
+$(BUILD)/cubin:
+	mkdir -p $@
+.PHONY: sass-counts
+sass-counts: $(SASS_CUBINS)
+	$(PYTHON) tools/sass_counts.py $(if $(NVDISASM),--nvdisasm $(NVDISASM)) $(SASS_CUBINS)
 
 clean:
 	rm -rf $(BUILD)
