@@ -234,6 +234,16 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * cp.async.mbarrier.arrive.noinc (made when its copies have landed) and its ordinary arrive after
  * its kvalid stores (release); both warpgroups fence generic -> async proxy after the wait, before
  * their wgmma read the stage (the pattern of the sparse prefill seesaw, kernels/sparse_sm90.cu). */
+/* (CPA) K tile t of request r into stage `tile` by this WG1 thread (t128 = tid - 128), then its two
+ * arrivals on the stage's mbarrier `bar`: one when its copies land, one now (after its kvalid stores,
+ * release). Its own cp.async group, so the prologue can wait for Q alone. */
+static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, int kvh, int t, int L, uint32_t tile,
+                                                unsigned char *kv, uint32_t bar, int t128, const int NC64) {
+    sm90_load_k_lines(p, r, kvh, t, L, tile, kv, t128, 128, NC64);
+    cp_async_commit();
+    cp_async_mbar_arrive_noinc(bar);
+    mbar_arrive(bar);
+}
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
@@ -297,12 +307,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 if (wg == 1) {
                     for (int j = 0; j < 2 && tb + j < te; j++) {
                         const int st = (ncons + j) & 1;
-                        const uint32_t sb = st ? bar1 : bar0;
-                        sm90_load_k_lines(p, r, kvh, tb + j, L, st ? uK1 : uK0, kvalid + 64 * st, tid - 128, 128,
-                                          NC64);
-                        cp_async_commit();
-                        cp_async_mbar_arrive_noinc(sb);
-                        mbar_arrive(sb);
+                        v3c_fill(p, r, kvh, tb + j, L, st ? uK1 : uK0, kvalid + 64 * st, st ? bar1 : bar0, tid - 128,
+                                 NC64);
                     }
                     if (tb + 1 < te) cp_async_wait2();
                     else cp_async_wait1();
@@ -386,10 +392,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     } else {
                         bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
                         if (CPA) {
-                            sm90_load_k_lines(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, tid - 128, 128, NC64);
-                            cp_async_commit();
-                            cp_async_mbar_arrive_noinc(bar);
-                            mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+                            v3c_fill(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, bar, tid - 128, NC64);
                         } else if (tid == 128) {
                             ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
                         }

@@ -746,9 +746,9 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
 }
 #endif /* MLA_HAVE_SM90A */
 
-/* A wgmma kernel entry taking the K-cache tensor map; `call` (its body) exists only in the sm_90a
- * pass (the compute_80 PTX gets an empty kernel, never launched: src/gpu.cu checks the SASS). */
-/* The same for the entries that take the parameters only. */
+/* A wgmma kernel entry taking the K-cache tensor map (TM) or the parameters only (P); `call` (its
+ * body) exists only in the sm_90a pass (the compute_80 PTX gets an empty kernel, never launched:
+ * src/gpu.cu checks the SASS). */
 #if MLA_HAVE_SM90A
 #define MLA_SM90_P_KERNEL(name, call)                                                                     \
     __global__ void __launch_bounds__(MLA_THREADS, 1) name(const __grid_constant__ mla_dec_params p) { call; }
