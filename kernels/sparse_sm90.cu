@@ -63,7 +63,7 @@ static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
            + 128 * 2 * 4       /* alpha per thread (2 rows) */
            + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
            + 2 * 64            /* kvalid */
-           + 4 * 8             /* mbarriers (PW kernel: full, empty per stage) */
+           + 8 * 8             /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per stage) */
            + 1024;             /* alignment slack */
 }
 
@@ -1107,11 +1107,98 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
     pin32(s);
 }
 
-/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv), 256 threads */
-static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE) {
-    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
-    unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
-    const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512;
+/* ------------------------------------------------------------------------------------------ */
+/* Sparse prefill, seesaw with a producer warpgroup ("SSP", 384 threads; FlashMLA's sm90 sparse */
+/* prefill shape, dossier §4.4). WG0 / WG1 run the pair schedule (sp_ss_compute) and only       */
+/* compute; WG2 gathers every K tile (line-coalesced cp.async, zero-fill for invalid rows) as   */
+/* two chunk groups per stage, A = chunks 0-3 (V_L) with the kvalid flags, B = chunks 4-7       */
+/* (V_R), the RoPE chunk with A in stage 0 and with B in stage 1 (the group the stage's QK^T    */
+/* warpgroup reads first). Group completion: full A[s] (128 cp.async noinc + 128 ordinary       */
+/* arrivals after the kvalid stores), full B[s] (128 noinc). Release: empty L[s] by WG0's four  */
+/* warps after its PV_L of the stage's tile (WG1's QK^T of stage 1 precedes it through S1),     */
+/* empty R[s] by WG1's after its PV_R. The producer refills in the order the consumers free     */
+/* them: L0, R0, R1, L1.                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+#define SP_SSP_CONS 4 /* named barrier: the two consumer warpgroups (256; = SP_BAR_CONS for sp_epilogue) */
+/* setmaxnreg budgets: consumers (both) / producer, 2 * 208 + 96 = 512 (384 threads start at 168).
+ * Of the splits compiled, 232 / 48 and 224 / 64 spill in the producer, 216 / 80 in the d_qk 576 one. */
+#ifndef SP_SSP_REG_WG0
+#define SP_SSP_REG_WG0 208
+#define SP_SSP_REG_PROD 96
+#endif
+
+/* the SSP kernel's mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B = fa + 16 +
+ * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s */
+typedef struct sp_ssp_bars {
+    uint32_t fa, fb, el, er;
+} sp_ssp_bars;
+static __device__ __forceinline__ sp_ssp_bars sp_ssp_layout(unsigned char *smem, int tile) {
+    sp_ssp_bars b;
+    b.fa = sp_pw_layout(smem, tile).full;
+    b.fb = b.fa + 16;
+    b.el = b.fa + 32;
+    b.er = b.fa + 48;
+    return b;
+}
+
+/* WG2: tiles 0 .. N - 1 of the unit into stage t & 1, each group once its readers released it */
+static __device__ __forceinline__ void sp_ssp_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
+                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
+                                                       const int DQK) {
+    const int pt = threadIdx.x - 256;
+    int lp[4];
+    sp_line_pos(p, u, 0, N, lp, pt, 128);
+    for (int t = 0; t < N; t++) {
+        const int st = t & 1;
+        const uint32_t ph = ((t >> 1) & 1) ^ 1; /* the stage's previous tile released (passes at first use) */
+        const uint32_t tile = st ? uK1 : uK0, o8 = 8 * st;
+        unsigned char *kv = kvalid + 64 * st;
+        int ln[4]; /* the next tile's indices: loads in flight while this one is issued */
+        sp_line_pos(p, u, t + 1, N, ln, pt, 128);
+        if (st == 0) {
+            mbar_wait(B.el, ph);
+            sp_ss_issue(p, u, lp, tile, kv, B.fa, pt, 1, 1, DQK);
+            mbar_wait(B.er, ph);
+            sp_ss_issue(p, u, lp, tile, kv, B.fb, pt, 0, 0, DQK);
+        } else {
+            mbar_wait(B.er + o8, ph);
+            sp_ss_issue(p, u, lp, tile, kv, B.fb + o8, pt, 0, 1, DQK);
+            mbar_wait(B.el + o8, ph);
+            sp_ss_issue(p, u, lp, tile, kv, B.fa + o8, pt, 1, 0, DQK);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) lp[i] = ln[i];
+    }
+    cp_async_wait0(); /* no thread leaves with copies in flight */
+}
+
+/* one arrival per warp of this warpgroup on `bar` (count 4), after the warp's wgmma waits */
+static __device__ __forceinline__ void sp_ssp_release(uint32_t bar) {
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) mbar_arrive(bar);
+}
+
+/* A chunk group (GA = 1: A, 0: B) of the stage at `tile` is free again: PROD = 0, this warpgroup
+ * refills it (tile jn's rows, whose raw indices are lp, then lp = those of tile jn + 2: the next
+ * tile this warpgroup gathers); PROD = 1, it releases `empty` to the producer warpgroup */
+static __device__ __forceinline__ void sp_ss_refill(const mla_sp_params *p, const sp_unit *u, int *lp, int jn, int N,
+                                                    uint32_t tile, unsigned char *kv, uint32_t full, uint32_t empty,
+                                                    int t128, const int GA, const int R8, const int DQK,
+                                                    const int PROD) {
+    if (PROD) {
+        sp_ssp_release(empty);
+        return;
+    }
+    bar_sync(GA ? SP_SS_WG0 : SP_SS_WG1, 128); /* every warp of this warpgroup is done with the group */
+    sp_ss_issue(p, u, lp, tile, kv, full, t128, GA, R8, DQK);
+    sp_line_pos(p, u, jn + 1, N, lp, t128, 128);
+}
+
+/* WG0 / WG1 of both seesaw prefill kernels: one unit of N tiles, then the epilogue. PROD = 0 (the
+ * 256-thread kernel): the warpgroups gather the tiles themselves; PROD = 1 (SSP): WG2 does. */
+static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
+                                                     int head0, unsigned char *smem, sp_ssp_bars B, const int DQK,
+                                                     const int PROD) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     /* sp_smem_bytes' layout: Q, 2 K stages, 8 KB (here: the 64 x 64 P tile, SW128), 1 KB (WG1's row
      * sums for the epilogue, then the row maxima of WG0 / WG1), 1/l, lse, max, kvalid, mbarriers */
@@ -1121,25 +1208,10 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
     unsigned char *kvalid = (unsigned char *)(sMax + 64); /* [2][64] */
     const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
-    const uint32_t barA = sp_pw_layout(smem, TILE).full, barB = barA + 16; /* + 8 * stage (PW's full / empty slots) */
-
+    const uint32_t barA = B.fa, barB = B.fb;
     const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
     const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
     const float scale = p->scale_log2;
-    sp_unit u;
-    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    const int mblk = blockIdx.y, N = u.T0;
-    int nvalid = p->hpk - mblk * MLA_BM;
-    if (nvalid > MLA_BM) nvalid = MLA_BM;
-    const int head0 = u.g * p->hpk + mblk * MLA_BM;
-    if (tid == 0) {
-        mbar_init(barA, 256);
-        mbar_init(barA + 8, 256);
-        mbar_init(barB, 128);
-        mbar_init(barB + 8, 128);
-        mbar_fence_init();
-    }
-    __syncthreads();
 
     float o[128];
 #pragma unroll
@@ -1147,22 +1219,25 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     /* running max (log2 domain; equal in both warpgroups after each pair), this warpgroup's row sums */
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     if (N > 0) {
-        const uint32_t bar = wg == 0 ? barA : barB; /* WG0 gathers group A, WG1 group B */
-        int lp[4]; /* raw indices of this thread's rows of the next tile this warpgroup gathers */
-        sp_load_q(p, &u, uQ, nvalid, head0, NCH);
-        cp_async_commit(); /* Q alone: the K gathers below complete on the mbarriers */
-        sp_line_pos(p, &u, 0, N, lp, t128, 128);
-        if (wg == 0) sp_ss_issue(p, &u, lp, uK0, kvalid, bar, t128, 1, 1, DQK);
-        else sp_ss_issue(p, &u, lp, uK0, kvalid, bar, t128, 0, 0, DQK);
-        if (N > 1) {
-            sp_line_pos(p, &u, 1, N, lp, t128, 128);
-            if (wg == 0) sp_ss_issue(p, &u, lp, uK1, kvalid + 64, bar + 8, t128, 1, 0, DQK);
-            else sp_ss_issue(p, &u, lp, uK1, kvalid + 64, bar + 8, t128, 0, 1, DQK);
+        int lp[4]; /* PROD = 0: raw indices of this thread's rows of the next tile this warpgroup gathers */
+        sp_load_q(p, u, uQ, nvalid, head0, NCH);
+        cp_async_commit(); /* Q alone: the K gathers complete on the mbarriers */
+        if (!PROD) {
+            const uint32_t bar = wg == 0 ? barA : barB; /* WG0 gathers group A, WG1 group B */
+            sp_line_pos(p, u, 0, N, lp, t128, 128);
+            if (wg == 0) sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 1, 1, DQK);
+            else sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 0, 0, DQK);
+            if (N > 1) {
+                sp_line_pos(p, u, 1, N, lp, t128, 128);
+                if (wg == 0) sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 1, 0, DQK);
+                else sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 0, 1, DQK);
+            }
+            sp_line_pos(p, u, 2, N, lp, t128, 128);
         }
-        sp_line_pos(p, &u, 2, N, lp, t128, 128);
         cp_async_wait0();
         fence_proxy_async();
-        __syncthreads();
+        if (PROD) nbar_sync(SP_SSP_CONS, 256);
+        else __syncthreads();
         float s[32];
         uint32_t a[4][4];
         if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64, 0); /* WG1's S(j1): in the pair loop */
@@ -1185,11 +1260,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 ss_rescale_pv(o, f0, f1, a, uP, uK0, 0, 0, 0);
                 wg_wait0(); /* PV_L(j0) (WG1 is in its softmax meanwhile) */
                 pin128(o);
-                if (j0 + 2 < N) { /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
-                    bar_sync(SP_SS_WG0, 128);
-                    sp_ss_issue(p, &u, lp, uK0, kvalid, barA, t128, 1, 1, DQK);
-                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
-                }
+                if (j0 + 2 < N) /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
+                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barA, B.el, t128, 1, 1, DQK, PROD);
                 /* WG1's max after tile j1, and P1 in sP */
                 nbar_sync(SP_SS_S1, 256);
                 if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
@@ -1198,11 +1270,8 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                     ss_rescale_pv(o, g0, g1, a, uP, uK1, 0, 1, 0);
                     wg_wait0();
                     pin128(o);
-                    if (j1 + 2 < N) { /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
-                        bar_sync(SP_SS_WG0, 128);
-                        sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barA + 8, t128, 1, 0, DQK);
-                        sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
-                    }
+                    if (j1 + 2 < N) /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
+                        sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barA + 8, B.el + 8, t128, 1, 0, DQK, PROD);
                 }
                 if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64, 0);
             } else {
@@ -1238,26 +1307,57 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 }
                 ss_store_p(sP, s, 0);
                 nbar_arrive(SP_SS_S1, 256);
-                if (j0 + 2 < N) { /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
-                    bar_sync(SP_SS_WG1, 128);
-                    sp_ss_issue(p, &u, lp, uK0, kvalid, barB, t128, 0, 0, DQK);
-                    sp_line_pos(p, &u, j0 + 3, N, lp, t128, 128);
-                }
+                if (j0 + 2 < N) /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
+                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barB, B.er, t128, 0, 0, DQK, PROD);
                 /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                 ss_pack(s, a, 1.f, 1.f, 0);
                 ss_rescale_pv(o, g0, g1, a, uP, uK1, 1, 0, 0);
                 wg_wait0();
                 pin128(o);
-                if (j1 + 2 < N) { /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
-                    bar_sync(SP_SS_WG1, 128);
-                    sp_ss_issue(p, &u, lp, uK1, kvalid + 64, barB + 8, t128, 0, 1, DQK);
-                    sp_line_pos(p, &u, j1 + 3, N, lp, t128, 128);
-                }
+                if (j1 + 2 < N) /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
+                    sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barB + 8, B.er + 8, t128, 0, 1, DQK, PROD);
             }
         }
     }
     /* both warpgroups end at the same max; WG1's row sums are added in the epilogue */
-    sp_epilogue(p, &u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0);
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, PROD);
+}
+
+/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv); PROD = 0: 256 threads (the computing warpgroups
+ * gather), PROD = 1 (SSP): 384 threads, WG2 the producer */
+static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE, const int PROD) {
+    extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
+    unsigned char *smem = smem_align1024(sp_smem_raw);
+    const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512, TILE = MLA_BM * DQK * 2;
+    const sp_ssp_bars B = sp_ssp_layout(smem, TILE);
+    sp_unit u;
+    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
+    const int mblk = blockIdx.y, N = u.T0;
+    int nvalid = p->hpk - mblk * MLA_BM;
+    if (nvalid > MLA_BM) nvalid = MLA_BM;
+    const int head0 = u.g * p->hpk + mblk * MLA_BM;
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < 2; st++) {
+            mbar_init(B.fa + 8 * st, 256);
+            mbar_init(B.fb + 8 * st, 128);
+            if (PROD) {
+                mbar_init(B.el + 8 * st, 4);
+                mbar_init(B.er + 8 * st, 4);
+            }
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+    if (!PROD) {
+        sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 0);
+    } else if (threadIdx.x >= 256) {
+        SETMAXNREG_DEC(SP_SSP_REG_PROD);
+        sp_ssp_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE), sp_pw_layout(smem, TILE).kvalid, B,
+                        DQK);
+    } else {
+        SETMAXNREG_INC(SP_SSP_REG_WG0);
+        sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 1);
+    }
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -1287,7 +1387,7 @@ SP_PW_KERNEL(mla_sp_decode_model1_pw, MLA_SP_MODEL1, 0)
 SP_PW_KERNEL(mla_sp_decode_v32_pwx, MLA_SP_V32, 1)
 SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
 #if MLA_HAVE_SM90A
-#define SP_SS_BODY(MODE) sp_ss_body(&p, MODE);
+#define SP_SS_BODY(MODE) sp_ss_body(&p, MODE, 0);
 #else
 #define SP_SS_BODY(MODE)
 #endif
@@ -1297,6 +1397,17 @@ SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
     }
 SP_SS_KERNEL(mla_sp_prefill_576_ss, MLA_SP_BF16_576)
 SP_SS_KERNEL(mla_sp_prefill_512_ss, MLA_SP_BF16_512)
+#if MLA_HAVE_SM90A
+#define SP_SSP_BODY(MODE) sp_ss_body(&p, MODE, 1);
+#else
+#define SP_SSP_BODY(MODE)
+#endif
+#define SP_SSP_KERNEL(name, MODE)                                                            \
+    __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) { \
+        SP_SSP_BODY(MODE)                                                                   \
+    }
+SP_SSP_KERNEL(mla_sp_prefill_576_ssp, MLA_SP_BF16_576)
+SP_SSP_KERNEL(mla_sp_prefill_512_ssp, MLA_SP_BF16_512)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1314,8 +1425,10 @@ static const void *sp_fn_pw(int kind, int x) {
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
-/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512 */
-static const void *sp_fn_ss(int kind) {
+/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512 (producer: the 384-thread SSP one) */
+static const void *sp_fn_ss(int kind, int producer) {
+    if (producer)
+        return kind == MLA_SP_BF16_576 ? (const void *)mla_sp_prefill_576_ssp : (const void *)mla_sp_prefill_512_ssp;
     return kind == MLA_SP_BF16_576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
 }
 
@@ -1381,10 +1494,9 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2: prefill seesaw */
-            if (v >= 2 && kind > MLA_SP_MODEL1 && v != 2) continue;
+        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover / prefill SS, SSP */
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
-            const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind) : sp_fn_pw(kind, v == 3);
+            const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v == 3) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
@@ -1470,8 +1582,9 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
     const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
-    cudaError_t e = cudaLaunchKernel(p->seesaw && !p->split_qk ? sp_fn_ss(kind) : sp_fn(kind, p->split_qk),
-                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(MLA_THREADS), args,
+    const int ss = p->seesaw && !p->split_qk, ssp = ss && p->seesaw == 2;
+    cudaError_t e = cudaLaunchKernel(ss ? sp_fn_ss(kind, ssp) : sp_fn(kind, p->split_qk),
+                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(ssp ? 384 : MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();

@@ -248,8 +248,9 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
-    /* testing hook MLA_SPARSE_SEESAW=1: the seesaw kernel (tested, slower on an H200: docs/sparse.md) */
-    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1');
+    /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel (slower on an H200: docs/sparse.md);
+     * =2: the seesaw with a producer warpgroup (384 threads, "SSP") */
+    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1') ? 1 : env_is("MLA_SPARSE_SEESAW", '2') ? 2 : 0;
     int old;
     if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);
