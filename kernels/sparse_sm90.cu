@@ -743,6 +743,7 @@ static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, c
 #define SP_PW_REG_WG1 176
 #define SP_PW_REG_PROD 128
 #endif
+static_assert(SP_PW_REG_WG0 + SP_PW_REG_WG1 + SP_PW_REG_PROD <= 3 * 168, "PW setmaxnreg budgets exceed the CTA's register pool");
 /* build option MLA_SP_NO_SETMAXNREG=1: no register reallocation (every warpgroup keeps the kernel's 168) */
 #ifndef MLA_SP_NO_SETMAXNREG
 #define MLA_SP_NO_SETMAXNREG 0
@@ -1120,12 +1121,15 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
 /* them: L0, R0, R1, L1.                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 #define SP_SSP_CONS 4 /* named barrier: the two consumer warpgroups (256; = SP_BAR_CONS for sp_epilogue) */
-/* setmaxnreg budgets: consumers (both) / producer, 2 * 208 + 96 = 512 (384 threads start at 168).
- * Of the splits compiled, 232 / 48 and 224 / 64 spill in the producer, 216 / 80 in the d_qk 576 one. */
+/* setmaxnreg budgets: consumers (both) / producer. 384 threads start at 168 registers each, and the
+ * CTA's pool holds only those (3 * 168 per warp slot): a budget sum above 504 makes the consumers'
+ * setmaxnreg.inc wait forever (3c0f4dd had 208 / 96 and hung on the device). 208 / 88: no spills;
+ * 216 / 72 spills in the d_qk 576 kernel, 200 / 104 serialises the wgmma. */
 #ifndef SP_SSP_REG_WG0
 #define SP_SSP_REG_WG0 208
-#define SP_SSP_REG_PROD 96
+#define SP_SSP_REG_PROD 88
 #endif
+static_assert(2 * SP_SSP_REG_WG0 + SP_SSP_REG_PROD <= 3 * 168, "SSP setmaxnreg budgets exceed the CTA's register pool");
 
 /* the SSP kernel's mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B = fa + 16 +
  * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s */
