@@ -1130,6 +1130,10 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
 #define SP_SSP_REG_PROD 88
 #endif
 static_assert(2 * SP_SSP_REG_WG0 + SP_SSP_REG_PROD <= 3 * 168, "SSP setmaxnreg budgets exceed the CTA's register pool");
+/* build option SP_SSP_EARLY_QK=0: WG1 issues S(j1) after WG0's max (S0), as the 256-thread seesaw does */
+#ifndef SP_SSP_EARLY_QK
+#define SP_SSP_EARLY_QK 1
+#endif
 
 /* the SSP kernel's mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B = fa + 16 +
  * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s */
@@ -1279,6 +1283,12 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                 }
                 if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64, 0);
             } else {
+                /* SSP: S(j1) = Q K(j1)^T first (issued and waited: no accumulator of a later wgmma
+                 * may be written while it is in flight), so it runs while WG0 does its softmax (the
+                 * producer refills stage 1 whatever this warpgroup does; the 256-thread kernel issues
+                 * it after S0 instead, see below) */
+                const int early = PROD && SP_SSP_EARLY_QK && has1;
+                if (early) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
                 /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                 nbar_sync(SP_SS_S0, 256);
                 float f0, f1;
@@ -1296,8 +1306,10 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                  * WG0's S(j0) and softmax were its time to land (issued right after that refill, it
                  * would wait for it); then PV_R(j0), and the softmax of j1 while PV_R(j0) runs (one
                  * straight path from the first wgmma to the waits: no accumulator moves between) */
-                sp_ss_qk_issue(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
-                wg_commit();
+                if (!early) {
+                    sp_ss_qk_issue(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
+                    wg_commit();
+                }
                 ss_rescale_pv(o, 1.f, 1.f, a, uP, uK0, 1, 1, 0);
                 wg_wait1(); /* S(j1) */
                 pin32(s);
