@@ -39,7 +39,9 @@
 /* Timing decomposition builds (results wrong by design; `make BUILD=build-xspN MLA_DEFS=-DMLA_SP_DIAG=N`):
  * FP8 decode 1: no dequantisation (the stage keeps old data; PW: the loads stay), 2: no gather loads
  * after the first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three (2, 4
- * and 5: 256-thread kernel only). 0: the real kernel. */
+ * and 5: 256-thread kernel only). Seesaw prefill (both kernels): 6 no K gather (the stages keep
+ * their bytes; the kvalid flags and barrier arrivals stay), 7 no QK^T wgmma (S = 0). 0: the real
+ * kernel. */
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
@@ -1073,7 +1075,7 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
 static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                    uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
                                                    const int GA, const int R8, const int DQK) {
-    const unsigned cm = (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
+    const unsigned cm = MLA_SP_DIAG == 6 ? 0u : (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
     sp_bf16_issue_lines(p, u, pos, tile, kv, t128, 128, cm, GA);
     cp_async_mbar_arrive_noinc(bar);
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
@@ -1090,6 +1092,7 @@ static __device__ __forceinline__ void sp_ss_qk_issue(float *s, uint32_t uQ, uin
     mbar_wait(B1 ? barB : barA, ph);
     fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
     wg_fence();
+    if (MLA_SP_DIAG == 7) return;
     if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
     if (B1) sm90_qk(s, uQ, uK, 4, 8, 0);
     else sm90_qk(s, uQ, uK, 0, 4, 0);
