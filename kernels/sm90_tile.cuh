@@ -589,17 +589,23 @@ static __device__ __forceinline__ void ss_pack(const float *s, uint32_t a[4][4],
  * of the other warpgroup's PV), then this thread's fence for the async proxy. Element pair
  * (8 kk + 2 jj, +1) is row 16 w + lane / 4 + 8 (jj & 1), columns 8 (2 kk + jj / 2) + 2 (lane & 3) + {0, 1}:
  * in a warp, 8 rows x 4 words land in 32 distinct banks. */
-static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
+static __device__ __forceinline__ void ss_store_pf(unsigned char *sP, const float *s, float f0, float f1,
+                                                   const int F16) {
     const int t128 = threadIdx.x & 127, lane = t128 & 31;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) {
             const int row = 16 * (t128 >> 5) + (lane >> 2) + 8 * (jj & 1), piece = 2 * kk + (jj >> 1);
+            const float f = (jj & 1) ? f1 : f0;
             *(uint32_t *)(sP + row * 128 + ((piece ^ (row & 7)) << 4) + 4 * (lane & 3)) =
-                pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+                pack2(s[8 * kk + 2 * jj] * f, s[8 * kk + 2 * jj + 1] * f, F16);
         }
     fence_proxy_async();
+}
+/* the same with P as it is (ss_store_pf times the row factors f0 / f1) */
+static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
+    ss_store_pf(sP, s, 1.f, 1.f, F16);
 }
 /* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
 static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {

@@ -56,7 +56,7 @@ typedef struct mla_sp_params {
     int producer;          /* FP8 decode: the producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off)     */
     int crossover;         /* with producer and num_m_blocks == 2: 2-CTA clusters share the gather
                               (hook MLA_SPARSE_CROSSOVER=0: off)                                          */
-    int seesaw;            /* prefill: 1 the seesaw kernel, 2 the seesaw with a producer warpgroup, instead of the 256-thread one (hook MLA_SPARSE_SEESAW) */
+    int seesaw;            /* prefill: 1 the seesaw kernel, 2 the seesaw with a producer warpgroup, 3 the same in FlashMLA's order, instead of the 256-thread one (hook MLA_SPARSE_SEESAW) */
     int pdl;               /* decode: launched with programmatic dependent launch behind the scheduler */
 } mla_sp_params;
 

@@ -59,14 +59,17 @@
 #define SP_BAR_CONS 4 /* named barrier (PW): the two consumer warpgroups (256 threads) */
 #define SP_BAR_PROD 5 /* named barrier (PW crossover): the producer warpgroup (128 threads) */
 
+/* the SSF kernel's second P tile when d_qk = 512 (d_qk 576: stage 0's RoPE chunk), after the
+ * mbarriers at the next 1 KB boundary (tile: one K stage's bytes) */
+#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 8 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
-    return 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
-           + 16 * 128 * 4      /* P fragments */
-           + 128 * 2 * 4       /* alpha per thread (2 rows) */
-           + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
-           + 2 * 64            /* kvalid */
-           + 8 * 8             /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per stage) */
-           + 1024;             /* alignment slack */
+    const int used = 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
+                     + 16 * 128 * 4      /* P fragments */
+                     + 128 * 2 * 4       /* alpha per thread (2 rows) */
+                     + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
+                     + 2 * 64            /* kvalid */
+                     + 8 * 8;            /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per stage) */
+    return (dqk == 512 ? SP_SSF_P0_OFF(MLA_BM * dqk * 2) + 8192 : used) + 1024; /* + alignment slack */
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1152,6 +1155,43 @@ static __device__ __forceinline__ sp_ssp_bars sp_ssp_layout(unsigned char *smem,
     return b;
 }
 
+/* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
+ * consumers release them: A(t0), B(t1), B(t0), A(t1); the RoPE chunk always with B (stage 0's RoPE
+ * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B) */
+static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
+                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
+                                                       const int DQK) {
+    const int pt = threadIdx.x - 256;
+    int l0[4], l1[4];
+    sp_line_pos(p, u, 0, N, l0, pt, 128);
+    sp_line_pos(p, u, 1, N, l1, pt, 128);
+    for (int t0 = 0; t0 < N; t0 += 2) {
+        const int t1 = t0 + 1;
+        const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
+        int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
+        sp_line_pos(p, u, t0 + 2, N, n0, pt, 128);
+        sp_line_pos(p, u, t1 + 2, N, n1, pt, 128);
+        mbar_wait(B.el, ph);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
+        if (t1 < N) {
+            mbar_wait(B.er + 8, ph);
+            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
+        }
+        mbar_wait(B.er, ph);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
+        if (t1 < N) {
+            mbar_wait(B.el + 8, ph);
+            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            l0[i] = n0[i];
+            l1[i] = n1[i];
+        }
+    }
+    cp_async_wait0(); /* no thread leaves with copies in flight */
+}
+
 /* WG2: tiles 0 .. N - 1 of the unit into stage t & 1, each group once its readers released it */
 static __device__ __forceinline__ void sp_ssp_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
                                                        uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
@@ -1189,6 +1229,25 @@ static __device__ __forceinline__ void sp_ssp_release(uint32_t bar) {
     if ((threadIdx.x & 31) == 0) mbar_arrive(bar);
 }
 
+/* The consumers' view of sp_smem_bytes' layout and their per-thread state, shared by the seesaw
+ * prefill kernels: Q, 2 K stages, 8 KB (the 64 x 64 P tile sP1, SW128), 1 KB (WG1's row sums for the
+ * epilogue, then the row maxima sM0 / sM1 of WG0 / WG1), 1/l, lse, max, kvalid [2][64], mbarriers;
+ * O (this warpgroup's half), the running max (log2 domain; equal in both warpgroups after each
+ * pair) and this warpgroup's row sums. A macro: the locals are the kernels' registers. */
+#define SP_SS_SETUP(smem, TILE)                                                                       \
+    unsigned char *sP1 = (smem) + 3 * (TILE);                                                         \
+    float *sAl = (float *)(sP1 + 16 * 128 * 4);                                                       \
+    float *sM0 = sAl + 128, *sM1 = sAl + 192;                                                         \
+    float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;                                    \
+    unsigned char *kv = (unsigned char *)(sMax + 64);                                                 \
+    const uint32_t uQ = smem_u32(smem), uK0 = uQ + (TILE), uK1 = uQ + 2 * (TILE), uP1 = uQ + 3 * (TILE); \
+    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;                   \
+    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;                                       \
+    const float scale = p->scale_log2;                                                                \
+    float o[128];                                                                                     \
+    _Pragma("unroll") for (int i = 0; i < 128; i++) o[i] = 0.f;                                      \
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f
+
 /* A chunk group (GA = 1: A, 0: B) of the stage at `tile` is free again: PROD = 0, this warpgroup
  * refills it (tile jn's rows, whose raw indices are lp, then lp = those of tile jn + 2: the next
  * tile this warpgroup gathers); PROD = 1, it releases `empty` to the producer warpgroup */
@@ -1211,24 +1270,10 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                                                      int head0, unsigned char *smem, sp_ssp_bars B, const int DQK,
                                                      const int PROD) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
-    /* sp_smem_bytes' layout: Q, 2 K stages, 8 KB (here: the 64 x 64 P tile, SW128), 1 KB (WG1's row
-     * sums for the epilogue, then the row maxima of WG0 / WG1), 1/l, lse, max, kvalid, mbarriers */
-    unsigned char *sP = smem + 3 * TILE;
-    float *sAl = (float *)(sP + 16 * 128 * 4);
-    float *sM0 = sAl + 128, *sM1 = sAl + 192;
-    float *sInv = sAl + 256, *sLse = sInv + 64, *sMax = sLse + 64;
-    unsigned char *kvalid = (unsigned char *)(sMax + 64); /* [2][64] */
-    const uint32_t uQ = smem_u32(smem), uK0 = uQ + TILE, uK1 = uQ + 2 * TILE, uP = uQ + 3 * TILE;
+    SP_SS_SETUP(smem, TILE);
+    unsigned char *sP = sP1, *kvalid = kv;
+    const uint32_t uP = uP1;
     const uint32_t barA = B.fa, barB = B.fb;
-    const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127, lane = tid & 31;
-    const int r0 = 16 * (t128 >> 5) + (lane >> 2), r1 = r0 + 8;
-    const float scale = p->scale_log2;
-
-    float o[128];
-#pragma unroll
-    for (int i = 0; i < 128; i++) o[i] = 0.f;
-    /* running max (log2 domain; equal in both warpgroups after each pair), this warpgroup's row sums */
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     if (N > 0) {
         int lp[4]; /* PROD = 0: raw indices of this thread's rows of the next tile this warpgroup gathers */
         sp_load_q(p, u, uQ, nvalid, head0, NCH);
@@ -1342,9 +1387,149 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
     sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, PROD);
 }
 
-/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv); PROD = 0: 256 threads (the computing warpgroups
- * gather), PROD = 1 (SSP): 384 threads, WG2 the producer */
-static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE, const int PROD) {
+/* SSF's S = Q K^T, one chunk group: wait for it (bar, phase ph), then chunks [c0, c0 + 4) and, with
+ * ROPE (the B group, d_qk 576), the RoPE chunk 8; issued, not committed */
+static __device__ __forceinline__ void sp_ssf_qk_part(float *s, uint32_t uQ, uint32_t uK, uint32_t bar, int ph, int c0,
+                                                      const int ROPE, const int NC64) {
+    mbar_wait(bar, ph);
+    fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
+    wg_fence();
+    if (MLA_SP_DIAG == 7) return;
+    sm90_qk(s, uQ, uK, c0, c0 + 4, 0);
+    if (ROPE && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+}
+static __device__ __forceinline__ void sp_ssf_zero(float *s) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = 0.f;
+    pin32(s);
+}
+
+/* WG0 / WG1 of SSF (seesaw in FlashMLA's order, dossier §4.4; 384 threads with sp_ssf_producer).
+ * Per pair (j0 in stage 0, j1 in stage 1), with a shared running max:
+ *   WG0: softmax(S0) -> max m0 to WG1 (B0); O_L = O_L f + P0 V0L (P0 from registers); release A0;
+ *        [B1] m1 from WG1, g = a(m0, m1); P0 g -> sP0 (S0R); [S1R] O_L = O_L g + sP1 V1L; S(j0 + 2)
+ *        on A0 (release A1 once PV_L(j1) is done), then on B0.
+ *   WG1: S(j1) on B1 (RoPE first) then A1; [B0] m0, softmax(S1) against it -> m1 (B1);
+ *        O_R = O_R a(m, m1) + P1 V1R (registers); P1 -> sP1; [S0R] O_R += sP0 V0R; S1R;
+ *        release B1 after PV_R(j1), B0 after PV_R(j0).
+ * Each warpgroup runs its own P's PV from registers first, so V1R is free early for the next j1's
+ * refill (which WG1's S reads first), and two P tiles (sP0: stage 0's RoPE chunk at d_qk 576, after
+ * the barriers at 512; sP1: the P tile) remove the wait for PV_R(j0) before P1 is stored. */
+#define SP_SSF_B0 1  /* WG0 -> WG1: max after tile j0 in sM0 (256) */
+#define SP_SSF_B1 2  /* WG1 -> WG0: max after tile j1 in sM1 (256) */
+#define SP_SSF_S0R 3 /* WG0 -> WG1: P0 (at the pair's max) in sP0 (256) */
+#define SP_SSF_S1R 5 /* WG1 -> WG0: P1 in sP1 (256) */
+static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
+                                                      int head0, unsigned char *smem, sp_ssp_bars B, const int DQK) {
+    const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
+    SP_SS_SETUP(smem, TILE);
+    unsigned char *sP0 = DQK == 576 ? smem + TILE + 8 * 8192 : smem + SP_SSF_P0_OFF(TILE);
+    const uint32_t uP0 = smem_u32(sP0);
+    const unsigned char *kvalid = kv;
+    if (N > 0) {
+        sp_load_q(p, u, uQ, nvalid, head0, NCH);
+        cp_async_commit();
+        cp_async_wait0();
+        fence_proxy_async();
+        nbar_sync(SP_SSP_CONS, 256);
+        float s[32];
+        uint32_t a[4][4];
+        if (wg == 0) {
+            sp_ssf_zero(s);
+            sp_ssf_qk_part(s, uQ, uK0, B.fa, 0, 0, 0, NC64);
+            sp_ssf_qk_part(s, uQ, uK0, B.fb, 0, 4, 1, NC64);
+            wg_commit();
+            wg_wait0();
+            pin32(s);
+        }
+        for (int j0 = 0; j0 < N; j0 += 2) {
+            const int j1 = j0 + 1, has1 = j1 < N, more = j0 + 2 < N;
+            if (wg == 0) {
+                float f0, f1;
+                ss_softmax(s, kvalid, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &f0, &f1);
+                if ((lane & 3) == 0) {
+                    sM0[r0] = m0;
+                    sM0[r1] = m1;
+                }
+                nbar_arrive(SP_SSF_B0, 256);
+                ss_pack(s, a, 1.f, 1.f, 0);
+                ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0); /* O_L = O_L f + P0 V0L */
+                wg_wait0();
+                pin128(o);
+                if (more) sp_ssp_release(B.el); /* A0: QK(j0), PV_L(j0) done */
+                float g0 = 1.f, g1 = 1.f;
+                if (has1) {
+                    nbar_sync(SP_SSF_B1, 256);
+                    ss_take_max(sM1, r0, r1, &m0, &m1, &l0, &l1, &g0, &g1);
+                }
+                ss_store_pf(sP0, s, g0, g1, 0); /* P0 at the pair's max (stage 0's RoPE chunk: QK(j0) is done) */
+                nbar_arrive(SP_SSF_S0R, 256);
+                if (!has1) continue;
+                nbar_sync(SP_SSF_S1R, 256);
+                ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, 0); /* O_L = O_L g + P1 V1L */
+                if (more) {
+                    const int ph2 = ((j0 + 2) >> 1) & 1;
+                    sp_ssf_zero(s);
+                    sp_ssf_qk_part(s, uQ, uK0, B.fa, ph2, 0, 0, NC64);
+                    wg_commit();
+                    wg_wait1(); /* PV_L(j1) */
+                    pin128(o);
+                    if (j1 + 2 < N) sp_ssp_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
+                    sp_ssf_qk_part(s, uQ, uK0, B.fb, ph2, 4, 1, NC64);
+                    wg_commit();
+                    wg_wait0();
+                    pin32(s);
+                } else {
+                    wg_wait0();
+                    pin128(o);
+                }
+            } else {
+                if (!has1) { /* the unit's last tile was j0: O_R = O_R a(m, m0) + P0 V0R */
+                    float f0, f1;
+                    nbar_sync(SP_SSF_B0, 256);
+                    ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1);
+                    nbar_sync(SP_SSF_S0R, 256);
+                    ss_rescale_pv(o, f0, f1, a, uP0, uK0, 1, 1, 0);
+                    wg_wait0();
+                    pin128(o);
+                    continue;
+                }
+                const int ph1 = (j1 >> 1) & 1;
+                sp_ssf_zero(s);
+                sp_ssf_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 1, NC64);
+                sp_ssf_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
+                wg_commit();
+                wg_wait0();
+                pin32(s);
+                nbar_sync(SP_SSF_B0, 256);
+                float f0, f1, g0, g1;
+                ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1); /* m0 */
+                ss_softmax(s, kvalid + 64, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &g0, &g1); /* m1 */
+                if ((lane & 3) == 0) {
+                    sM1[r0] = m0;
+                    sM1[r1] = m1;
+                }
+                nbar_arrive(SP_SSF_B1, 256);
+                ss_pack(s, a, 1.f, 1.f, 0);
+                ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
+                ss_store_p(sP1, s, 0);
+                nbar_sync(SP_SSF_S0R, 256);
+                ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
+                nbar_arrive(SP_SSF_S1R, 256);
+                wg_wait1(); /* PV_R(j1) */
+                if (j1 + 2 < N) sp_ssp_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                wg_wait0(); /* PV_R(j0) */
+                pin128(o);
+                if (more) sp_ssp_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
+            }
+        }
+    }
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1);
+}
+
+/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv); V = 0: 256 threads (the computing warpgroups
+ * gather); 384 threads with WG2 the producer: V = 1 (SSP), V = 2 (SSF, FlashMLA's order) */
+static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE, const int V) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = smem_align1024(sp_smem_raw);
     const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512, TILE = MLA_BM * DQK * 2;
@@ -1359,7 +1544,7 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         for (int st = 0; st < 2; st++) {
             mbar_init(B.fa + 8 * st, 256);
             mbar_init(B.fb + 8 * st, 128);
-            if (PROD) {
+            if (V) {
                 mbar_init(B.el + 8 * st, 4);
                 mbar_init(B.er + 8 * st, 4);
             }
@@ -1367,15 +1552,18 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         mbar_fence_init();
     }
     __syncthreads();
-    if (!PROD) {
+    if (!V) {
         sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 0);
     } else if (threadIdx.x >= 256) {
         SETMAXNREG_DEC(SP_SSP_REG_PROD);
-        sp_ssp_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE), sp_pw_layout(smem, TILE).kvalid, B,
-                        DQK);
+        const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
+        unsigned char *kvalid = sp_pw_layout(smem, TILE).kvalid;
+        if (V == 2) sp_ssf_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
+        else sp_ssp_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
     } else {
         SETMAXNREG_INC(SP_SSP_REG_WG0);
-        sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 1);
+        if (V == 2) sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK);
+        else sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 1);
     }
 }
 #endif /* MLA_HAVE_SM90A */
@@ -1417,16 +1605,18 @@ SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
 SP_SS_KERNEL(mla_sp_prefill_576_ss, MLA_SP_BF16_576)
 SP_SS_KERNEL(mla_sp_prefill_512_ss, MLA_SP_BF16_512)
 #if MLA_HAVE_SM90A
-#define SP_SSP_BODY(MODE) sp_ss_body(&p, MODE, 1);
+#define SP_SSP_BODY(MODE, V) sp_ss_body(&p, MODE, V);
 #else
-#define SP_SSP_BODY(MODE)
+#define SP_SSP_BODY(MODE, V)
 #endif
-#define SP_SSP_KERNEL(name, MODE)                                                            \
+#define SP_SSP_KERNEL(name, MODE, V)                                                         \
     __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) { \
-        SP_SSP_BODY(MODE)                                                                   \
+        SP_SSP_BODY(MODE, V)                                                                \
     }
-SP_SSP_KERNEL(mla_sp_prefill_576_ssp, MLA_SP_BF16_576)
-SP_SSP_KERNEL(mla_sp_prefill_512_ssp, MLA_SP_BF16_512)
+SP_SSP_KERNEL(mla_sp_prefill_576_ssp, MLA_SP_BF16_576, 1)
+SP_SSP_KERNEL(mla_sp_prefill_512_ssp, MLA_SP_BF16_512, 1)
+SP_SSP_KERNEL(mla_sp_prefill_576_ssf, MLA_SP_BF16_576, 2)
+SP_SSP_KERNEL(mla_sp_prefill_512_ssf, MLA_SP_BF16_512, 2)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1444,11 +1634,13 @@ static const void *sp_fn_pw(int kind, int x) {
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
-/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512 (producer: the 384-thread SSP one) */
-static const void *sp_fn_ss(int kind, int producer) {
-    if (producer)
-        return kind == MLA_SP_BF16_576 ? (const void *)mla_sp_prefill_576_ssp : (const void *)mla_sp_prefill_512_ssp;
-    return kind == MLA_SP_BF16_576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
+/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSP,
+ * 3 SSF (the values of p->seesaw) */
+static const void *sp_fn_ss(int kind, int v) {
+    const int k576 = kind == MLA_SP_BF16_576;
+    if (v == 3) return k576 ? (const void *)mla_sp_prefill_576_ssf : (const void *)mla_sp_prefill_512_ssf;
+    if (v == 2) return k576 ? (const void *)mla_sp_prefill_576_ssp : (const void *)mla_sp_prefill_512_ssp;
+    return k576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1513,9 +1705,10 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover / prefill SS, SSP */
+        for (int v = 0; v < 5; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2, 3, 4: prefill SS, SSP, SSF */
+            if (v == 4 && kind <= MLA_SP_MODEL1) continue;
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
-            const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v == 3) : sp_fn_pw(kind, v == 3);
+            const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v - 1) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
             if (e != cudaSuccess) return e;
         }
@@ -1601,9 +1794,9 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
     const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
-    const int ss = p->seesaw && !p->split_qk, ssp = ss && p->seesaw == 2;
-    cudaError_t e = cudaLaunchKernel(ss ? sp_fn_ss(kind, ssp) : sp_fn(kind, p->split_qk),
-                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(ssp ? 384 : MLA_THREADS), args,
+    const int ss = p->seesaw && !p->split_qk, pw = ss && p->seesaw >= 2;
+    cudaError_t e = cudaLaunchKernel(ss ? sp_fn_ss(kind, p->seesaw) : sp_fn(kind, p->split_qk),
+                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(pw ? 384 : MLA_THREADS), args,
                                      (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();

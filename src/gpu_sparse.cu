@@ -249,8 +249,10 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
     /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel (slower on an H200: docs/sparse.md);
-     * =2: the seesaw with a producer warpgroup (384 threads, "SSP") */
-    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1') ? 1 : env_is("MLA_SPARSE_SEESAW", '2') ? 2 : 0;
+     * =2: the seesaw with a producer warpgroup (384 threads, "SSP"); =3: the same in FlashMLA's order ("SSF") */
+    p.seesaw = 0;
+    for (char v = '1'; v <= '3'; v++)
+        if (env_is("MLA_SPARSE_SEESAW", v)) p.seesaw = v - '0';
     int old;
     if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);

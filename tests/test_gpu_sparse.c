@@ -849,6 +849,9 @@ int main(int argc, char **argv)
         printf("sparse prefill again with MLA_SPARSE_SEESAW=2 (the seesaw with a producer warpgroup)\n");
         setenv("MLA_SPARSE_SEESAW", "2", 1);
         test_prefill();
+        printf("sparse prefill again with MLA_SPARSE_SEESAW=3 (the producer seesaw in FlashMLA's order)\n");
+        setenv("MLA_SPARSE_SEESAW", "3", 1);
+        test_prefill();
         unsetenv("MLA_SPARSE_SEESAW");
     }
     printf("largest |GPU - CPU|: decode out %.3g (full-amplitude V %.3g), lse %.3g, out cos_diff %.3g; "
