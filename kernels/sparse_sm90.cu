@@ -61,14 +61,15 @@
 
 /* the SSF kernel's second P tile when d_qk = 512 (d_qk 576: stage 0's RoPE chunk), after the
  * mbarriers at the next 1 KB boundary (tile: one K stage's bytes) */
-#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 8 * 8 + 1023) & ~1023)
+#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 12 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     const int used = 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
                      + 16 * 128 * 4      /* P fragments */
                      + 128 * 2 * 4       /* alpha per thread (2 rows) */
                      + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
                      + 2 * 64            /* kvalid */
-                     + 8 * 8;            /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per stage) */
+                     + 12 * 8;           /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per
+                                            stage; SSX: also landed A / B per stage) */
     return (dqk == 512 ? SP_SSF_P0_OFF(MLA_BM * dqk * 2) + 8192 : used) + 1024; /* + alignment slack */
 }
 
@@ -322,15 +323,16 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
 /* bf16 gather (prefill), line-coalesced: NT threads (tid within them); eight consecutive threads
  * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
  * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies the 64-column
- * chunks in CM (bit c = chunk c) of rows rg, rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[]
- * (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
-static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                           const unsigned CM, const int KV) {
-    const int j = tid & 7, rg = tid >> 3;
+ * chunks in CM (bit c = chunk c) of rows R0 + rg, R0 + rg + NT/8, ... below R0 + NR whose raw
+ * indices (sp_idx_raw) are pos[] (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
+static __device__ __forceinline__ void sp_bf16_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                     uint32_t tile, unsigned char *kv, int tid, const int NT,
+                                                     const unsigned CM, const int KV, int R0, const int NR) {
+    const int j = tid & 7, rg = tid >> 3, RPP = NT / 8;
 #pragma unroll
-    for (int i = 0; i < 64 / (NT / 8); i++) {
-        const int row = rg + (NT / 8) * i;
+    for (int i = 0; i < (NR + RPP - 1) / RPP; i++) {
+        if (NR % RPP != 0 && rg + RPP * i >= NR) continue;
+        const int row = R0 + rg + RPP * i;
         const int ok = (uint32_t)pos[i] < p->limit[0]; /* raw index (sp_idx_raw), checked here */
         if (KV && j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
@@ -342,11 +344,23 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
             if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
-/* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
+/* raw indices of the rows sp_bf16_lines gives this thread for tile t (-1 past te or past the window) */
+static __device__ __forceinline__ void sp_lines_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
+                                                    int tid, const int NT, int R0, const int NR) {
+    const int rg = tid >> 3, RPP = NT / 8;
+#pragma unroll
+    for (int i = 0; i < (NR + RPP - 1) / RPP; i++)
+        pos[i] = sp_idx_raw(u, t, R0 + rg + RPP * i, t < te && (NR % RPP == 0 || rg + RPP * i < NR));
+}
+/* the whole tile (rows 0..63) */
+static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
+                                                           const unsigned CM, const int KV) {
+    sp_bf16_lines(p, u, pos, tile, kv, tid, NT, CM, KV, 0, 64);
+}
 static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
                                                    int tid, const int NT) {
-#pragma unroll
-    for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = sp_idx_raw(u, t, (tid >> 3) + (NT / 8) * i, t < te);
+    sp_lines_pos(p, u, t, te, pos, tid, NT, 0, 64);
 }
 
 /* L2 prefetch of FP8 row `pos` of tile t: every 128-byte line it touches, points j = sub, sub + NS,
@@ -719,13 +733,27 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     pdl_trigger();
 }
 
-/* prefill: grid (s_q, num_m_blocks, h_kv), one CTA per (token, 64-head block, kv head) */
+/* prefill grid: (s_q * num_m_blocks, 1, h_kv) with a token's M blocks adjacent (p->mb_fast: they
+ * read the same K rows, so the second finds them in L2; SSX pairs them as a cluster), else
+ * (s_q, num_m_blocks, h_kv); one CTA per (token, 64-head block, kv head) */
+static __device__ __forceinline__ void sp_pf_coords(const mla_sp_params *p, int *tok, int *mblk) {
+    if (p->mb_fast) {
+        *tok = blockIdx.x / p->num_m_blocks;
+        *mblk = blockIdx.x - *tok * p->num_m_blocks;
+    } else {
+        *tok = blockIdx.x;
+        *mblk = blockIdx.y;
+    }
+}
+
 static __device__ __forceinline__ void sp_prefill_body(const mla_sp_params *p, const int MODE, const int SPLIT) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = smem_align1024(sp_smem_raw);
     sp_unit u;
-    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    sp_run_unit(p, &u, blockIdx.y, 0, u.T0, -1, smem, MODE, SPLIT);
+    int tok, mblk;
+    sp_pf_coords(p, &tok, &mblk);
+    sp_unit_init(p, tok, blockIdx.z, &u);
+    sp_run_unit(p, &u, mblk, 0, u.T0, -1, smem, MODE, SPLIT);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1142,9 +1170,9 @@ static_assert(2 * SP_SSP_REG_WG0 + SP_SSP_REG_PROD <= 3 * 168, "SSP setmaxnreg b
 #endif
 
 /* the SSP kernel's mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B = fa + 16 +
- * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s */
+ * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (SSX: landed A / B = fa + 64 / 80 + 8 s) */
 typedef struct sp_ssp_bars {
-    uint32_t fa, fb, el, er;
+    uint32_t fa, fb, el, er, la, lb; /* la / lb (SSX): this CTA's half of group A / B landed */
 } sp_ssp_bars;
 static __device__ __forceinline__ sp_ssp_bars sp_ssp_layout(unsigned char *smem, int tile) {
     sp_ssp_bars b;
@@ -1152,7 +1180,109 @@ static __device__ __forceinline__ sp_ssp_bars sp_ssp_layout(unsigned char *smem,
     b.fb = b.fa + 16;
     b.el = b.fa + 32;
     b.er = b.fa + 48;
+    b.la = b.fa + 64;
+    b.lb = b.fa + 80;
     return b;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SSX: SSF for two M blocks (h_q / h_kv = 128) as a 2-CTA cluster of one token's M blocks, which */
+/* read the same K rows: each CTA (rank R) gathers rows [32 R, +32) of every chunk group into its */
+/* own stage, and its copy warp sends that 4 KB block of each chunk to the same place in the      */
+/* peer's stage (cp.async.bulk shared::cta -> shared::cluster, completing on the peer's full      */
+/* barrier): half the L2 -> SM traffic per CTA. Producer warps 0-2 gather (cp.async, counted on   */
+/* the group's full and landed barriers); warp 3 writes the tile's 64 kvalid flags (A), arms the   */
+/* full barrier for the peer's bytes (arrive.expect_tx), waits for the local half to land and     */
+/* copies it. A group is refilled once both CTAs' consumers released it (empty counts 8 warps).   */
+/* ------------------------------------------------------------------------------------------ */
+/* warp 3 of SSX's producer: group GA (A: chunks 0-3 + the kvalid flags; B: 4-7 + RoPE) of tile t in
+ * stage st (phase ph of the pair), see above */
+static __device__ __forceinline__ void sp_ssx_copy(const mla_sp_params *p, const sp_unit *u, int t, int N, int st,
+                                                   uint32_t ph, uint32_t tile, uint32_t tile_peer,
+                                                   unsigned char *kvalid, sp_ssp_bars B, uint32_t full_peer,
+                                                   uint32_t R, const int GA, const int DQK) {
+    const int lane = threadIdx.x & 31, o8 = 8 * st;
+    const uint32_t full = (GA ? B.fa : B.fb) + o8;
+    mbar_wait((GA ? B.el : B.er) + o8, ph ^ 1); /* both CTAs' consumers released the group */
+    const int NCH = GA ? 4 : (DQK == 576 ? 5 : 4), C0 = GA ? 0 : 4;
+    if (GA) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = lane + 32 * h;
+            kvalid[64 * st + row] = (uint32_t)sp_idx_raw(u, t, row, t < N) < p->limit[0];
+        }
+    }
+    if (lane == 0) {
+        mbar_expect_tx(full, NCH * 4096); /* the peer's half, from its copy warp */
+        mbar_wait((GA ? B.la : B.lb) + o8, ph); /* this CTA's half landed */
+        fence_proxy_async();                    /* cp.async (generic) writes -> the bulk copy's reads */
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            const uint32_t off = (C0 + c) * 8192 + R * 4096;
+            cl_bulk_copy(tile_peer + off, tile + off, 4096, full_peer + (full - B.fa));
+        }
+    } else if (GA) {
+        mbar_arrive(full); /* after this lane's kvalid stores */
+    }
+    __syncwarp();
+}
+
+/* the gather warps (gt = 0..95) of SSX's producer: this CTA's rows of group GA of a tile into `tile`,
+ * counted on the group's full and landed barriers */
+static __device__ __forceinline__ void sp_ssx_gather(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                     uint32_t tile, int gt, uint32_t R, uint32_t full,
+                                                     uint32_t landed, const int GA, const int DQK) {
+    const unsigned cm = MLA_SP_DIAG == 6 ? 0u : (GA ? 0x0fu : 0xf0u) | (!GA && DQK == 576 ? 0x100u : 0u);
+    sp_bf16_lines(p, u, pos, tile, (unsigned char *)0, gt, 96, cm, 0, 32 * R, 32);
+    cp_async_mbar_arrive_noinc(landed);
+    cp_async_mbar_arrive_noinc(full);
+}
+
+static __device__ __forceinline__ void sp_ssx_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
+                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
+                                                       const int DQK) {
+    const int pt = threadIdx.x - 256;
+    const uint32_t R = cl_rank(), peer = R ^ 1;
+    if (pt < 96) {
+        int l0[3], l1[3];
+        sp_lines_pos(p, u, 0, N, l0, pt, 96, 32 * R, 32);
+        sp_lines_pos(p, u, 1, N, l1, pt, 96, 32 * R, 32);
+        for (int t0 = 0; t0 < N; t0 += 2) {
+            const int t1 = t0 + 1;
+            const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
+            int n0[3], n1[3];
+            sp_lines_pos(p, u, t0 + 2, N, n0, pt, 96, 32 * R, 32);
+            sp_lines_pos(p, u, t1 + 2, N, n1, pt, 96, 32 * R, 32);
+            mbar_wait(B.el, ph);
+            sp_ssx_gather(p, u, l0, uK0, pt, R, B.fa, B.la, 1, DQK);
+            if (t1 < N) {
+                mbar_wait(B.er + 8, ph);
+                sp_ssx_gather(p, u, l1, uK1, pt, R, B.fb + 8, B.lb + 8, 0, DQK);
+            }
+            mbar_wait(B.er, ph);
+            sp_ssx_gather(p, u, l0, uK0, pt, R, B.fb, B.lb, 0, DQK);
+            if (t1 < N) {
+                mbar_wait(B.el + 8, ph);
+                sp_ssx_gather(p, u, l1, uK1, pt, R, B.fa + 8, B.la + 8, 1, DQK);
+            }
+#pragma unroll
+            for (int i = 0; i < 3; i++) {
+                l0[i] = n0[i];
+                l1[i] = n1[i];
+            }
+        }
+        cp_async_wait0();
+    } else {
+        const uint32_t uK0p = cl_mapa(uK0, peer), uK1p = cl_mapa(uK1, peer), fap = cl_mapa(B.fa, peer);
+        for (int t0 = 0; t0 < N; t0 += 2) {
+            const int t1 = t0 + 1;
+            const uint32_t ph = (t0 >> 1) & 1;
+            sp_ssx_copy(p, u, t0, N, 0, ph, uK0, uK0p, kvalid, B, fap, R, 1, DQK);
+            if (t1 < N) sp_ssx_copy(p, u, t1, N, 1, ph, uK1, uK1p, kvalid, B, fap, R, 0, DQK);
+            sp_ssx_copy(p, u, t0, N, 0, ph, uK0, uK0p, kvalid, B, fap, R, 0, DQK);
+            if (t1 < N) sp_ssx_copy(p, u, t1, N, 1, ph, uK1, uK1p, kvalid, B, fap, R, 1, DQK);
+        }
+    }
 }
 
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
@@ -1223,10 +1353,14 @@ static __device__ __forceinline__ void sp_ssp_producer(const mla_sp_params *p, c
     cp_async_wait0(); /* no thread leaves with copies in flight */
 }
 
-/* one arrival per warp of this warpgroup on `bar` (count 4), after the warp's wgmma waits */
-static __device__ __forceinline__ void sp_ssp_release(uint32_t bar) {
+/* one arrival per warp of this warpgroup on `bar` (count 4), after the warp's wgmma waits; X (SSX):
+ * also on the cluster peer's `bar` (count 8) */
+static __device__ __forceinline__ void sp_ssp_release(uint32_t bar, const int X) {
     __syncwarp();
-    if ((threadIdx.x & 31) == 0) mbar_arrive(bar);
+    if ((threadIdx.x & 31) == 0) {
+        mbar_arrive(bar);
+        if (X) cl_mbar_arrive(cl_mapa(bar, cl_rank() ^ 1));
+    }
 }
 
 /* The consumers' view of sp_smem_bytes' layout and their per-thread state, shared by the seesaw
@@ -1256,7 +1390,7 @@ static __device__ __forceinline__ void sp_ss_refill(const mla_sp_params *p, cons
                                                     int t128, const int GA, const int R8, const int DQK,
                                                     const int PROD) {
     if (PROD) {
-        sp_ssp_release(empty);
+        sp_ssp_release(empty, 0);
         return;
     }
     bar_sync(GA ? SP_SS_WG0 : SP_SS_WG1, 128); /* every warp of this warpgroup is done with the group */
@@ -1420,7 +1554,8 @@ static __device__ __forceinline__ void sp_ssf_zero(float *s) {
 #define SP_SSF_S0R 3 /* WG0 -> WG1: P0 (at the pair's max) in sP0 (256) */
 #define SP_SSF_S1R 5 /* WG1 -> WG0: P1 in sP1 (256) */
 static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
-                                                      int head0, unsigned char *smem, sp_ssp_bars B, const int DQK) {
+                                                      int head0, unsigned char *smem, sp_ssp_bars B, const int DQK,
+                                                      const int X) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     SP_SS_SETUP(smem, TILE);
     unsigned char *sP0 = DQK == 576 ? smem + TILE + 8 * 8192 : smem + SP_SSF_P0_OFF(TILE);
@@ -1456,7 +1591,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0); /* O_L = O_L f + P0 V0L */
                 wg_wait0();
                 pin128(o);
-                if (more) sp_ssp_release(B.el); /* A0: QK(j0), PV_L(j0) done */
+                if (more) sp_ssp_release(B.el, X); /* A0: QK(j0), PV_L(j0) done */
                 float g0 = 1.f, g1 = 1.f;
                 if (has1) {
                     nbar_sync(SP_SSF_B1, 256);
@@ -1474,7 +1609,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     wg_commit();
                     wg_wait1(); /* PV_L(j1) */
                     pin128(o);
-                    if (j1 + 2 < N) sp_ssp_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
+                    if (j1 + 2 < N) sp_ssp_release(B.el + 8, X); /* A1: QK(j1) by WG1, PV_L(j1) done */
                     sp_ssf_qk_part(s, uQ, uK0, B.fb, ph2, 4, 1, NC64);
                     wg_commit();
                     wg_wait0();
@@ -1517,10 +1652,10 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
                 nbar_arrive(SP_SSF_S1R, 256);
                 wg_wait1(); /* PV_R(j1) */
-                if (j1 + 2 < N) sp_ssp_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                if (j1 + 2 < N) sp_ssp_release(B.er + 8, X); /* B1: QK(j1), PV_R(j1) done */
                 wg_wait0(); /* PV_R(j0) */
                 pin128(o);
-                if (more) sp_ssp_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
+                if (more) sp_ssp_release(B.er, X); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
             }
         }
     }
@@ -1535,36 +1670,48 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512, TILE = MLA_BM * DQK * 2;
     const sp_ssp_bars B = sp_ssp_layout(smem, TILE);
     sp_unit u;
-    sp_unit_init(p, blockIdx.x, blockIdx.z, &u);
-    const int mblk = blockIdx.y, N = u.T0;
+    int tok, mblk;
+    sp_pf_coords(p, &tok, &mblk);
+    sp_unit_init(p, tok, blockIdx.z, &u);
+    const int N = u.T0;
     int nvalid = p->hpk - mblk * MLA_BM;
     if (nvalid > MLA_BM) nvalid = MLA_BM;
     const int head0 = u.g * p->hpk + mblk * MLA_BM;
     if (threadIdx.x == 0) {
         for (int st = 0; st < 2; st++) {
-            mbar_init(B.fa + 8 * st, 256);
-            mbar_init(B.fb + 8 * st, 128);
+            /* full A: 256 arrivals (128 gather threads' cp.async + 128 after the kvalid stores); SSX:
+             * 96 gather threads' cp.async + the copy warp's 32 (one with the peer's bytes). B: 128
+             * cp.async; SSX: 96 + the copy warp's expect_tx */
+            mbar_init(B.fa + 8 * st, V == 3 ? 128 : 256);
+            mbar_init(B.fb + 8 * st, V == 3 ? 97 : 128);
             if (V) {
-                mbar_init(B.el + 8 * st, 4);
-                mbar_init(B.er + 8 * st, 4);
+                mbar_init(B.el + 8 * st, V == 3 ? 8 : 4); /* SSX: both CTAs' consumer warps */
+                mbar_init(B.er + 8 * st, V == 3 ? 8 : 4);
+            }
+            if (V == 3) {
+                mbar_init(B.la + 8 * st, 96);
+                mbar_init(B.lb + 8 * st, 96);
             }
         }
         mbar_fence_init();
     }
-    __syncthreads();
+    if (V == 3) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
+    else __syncthreads();
     if (!V) {
         sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 0);
     } else if (threadIdx.x >= 256) {
         SETMAXNREG_DEC(SP_SSP_REG_PROD);
         const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
         unsigned char *kvalid = sp_pw_layout(smem, TILE).kvalid;
-        if (V == 2) sp_ssf_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
+        if (V == 3) sp_ssx_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
+        else if (V == 2) sp_ssf_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
         else sp_ssp_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
     } else {
         SETMAXNREG_INC(SP_SSP_REG_WG0);
-        if (V == 2) sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK);
+        if (V >= 2) sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK, V == 3);
         else sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 1);
     }
+    if (V == 3) cl_sync(); /* no CTA leaves while its peer may still copy into it or signal it */
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -1617,6 +1764,8 @@ SP_SSP_KERNEL(mla_sp_prefill_576_ssp, MLA_SP_BF16_576, 1)
 SP_SSP_KERNEL(mla_sp_prefill_512_ssp, MLA_SP_BF16_512, 1)
 SP_SSP_KERNEL(mla_sp_prefill_576_ssf, MLA_SP_BF16_576, 2)
 SP_SSP_KERNEL(mla_sp_prefill_512_ssf, MLA_SP_BF16_512, 2)
+SP_SSP_KERNEL(mla_sp_prefill_576_ssx, MLA_SP_BF16_576, 3)
+SP_SSP_KERNEL(mla_sp_prefill_512_ssx, MLA_SP_BF16_512, 3)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1635,9 +1784,10 @@ static const void *sp_fn_pw(int kind, int x) {
 }
 
 /* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSP,
- * 3 SSF (the values of p->seesaw) */
+ * 3 SSF, 4 SSX (the values of p->seesaw) */
 static const void *sp_fn_ss(int kind, int v) {
     const int k576 = kind == MLA_SP_BF16_576;
+    if (v == 4) return k576 ? (const void *)mla_sp_prefill_576_ssx : (const void *)mla_sp_prefill_512_ssx;
     if (v == 3) return k576 ? (const void *)mla_sp_prefill_576_ssf : (const void *)mla_sp_prefill_512_ssf;
     if (v == 2) return k576 ? (const void *)mla_sp_prefill_576_ssp : (const void *)mla_sp_prefill_512_ssp;
     return k576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
@@ -1705,8 +1855,8 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 5; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2, 3, 4: prefill SS, SSP, SSF */
-            if (v == 4 && kind <= MLA_SP_MODEL1) continue;
+        for (int v = 0; v < 6; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2..5: prefill SS, SSP, SSF, SSX */
+            if (v >= 4 && kind <= MLA_SP_MODEL1) continue;
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
             const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v - 1) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
@@ -1794,10 +1944,24 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
     const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
-    const int ss = p->seesaw && !p->split_qk, pw = ss && p->seesaw >= 2;
-    cudaError_t e = cudaLaunchKernel(ss ? sp_fn_ss(kind, p->seesaw) : sp_fn(kind, p->split_qk),
-                                     dim3(p->n_tok, p->num_m_blocks, h_kv), dim3(pw ? 384 : MLA_THREADS), args,
-                                     (size_t)sp_smem_bytes(dqk), stream);
+    int v = p->seesaw && !p->split_qk ? p->seesaw : 0;
+    if (v == 4 && (p->num_m_blocks != 2 || !p->mb_fast)) v = 3; /* SSX pairs a token's two M blocks */
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = p->mb_fast ? dim3((unsigned)(p->n_tok * p->num_m_blocks), 1, h_kv) : dim3(p->n_tok, p->num_m_blocks, h_kv);
+    cfg.blockDim = dim3(v >= 2 ? 384 : MLA_THREADS);
+    cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(dqk);
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    if (v == 4) {
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = 2;
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.numAttrs = 1;
+    }
+    cudaError_t e = cudaLaunchKernelExC(&cfg, v ? sp_fn_ss(kind, v) : sp_fn(kind, p->split_qk), args);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

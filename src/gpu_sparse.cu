@@ -249,10 +249,13 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
     /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel (slower on an H200: docs/sparse.md);
-     * =2: the seesaw with a producer warpgroup (384 threads, "SSP"); =3: the same in FlashMLA's order ("SSF") */
+     * =2: the seesaw with a producer warpgroup (384 threads, "SSP"); =3: the same in FlashMLA's order ("SSF");
+     * =4: SSF as 2-CTA clusters sharing the gather when h_q / h_kv = 128 ("SSX", else SSF) */
     p.seesaw = 0;
-    for (char v = '1'; v <= '3'; v++)
+    for (char v = '1'; v <= '4'; v++)
         if (env_is("MLA_SPARSE_SEESAW", v)) p.seesaw = v - '0';
+    /* hook MLA_SPARSE_PF_ORDER=0: the M blocks of a token far apart in the grid (as before 2026-12-06) */
+    p.mb_fast = !env_is("MLA_SPARSE_PF_ORDER", '0') && (int64_t)p.n_tok * p.num_m_blocks <= INT32_MAX;
     int old;
     if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);
