@@ -61,15 +61,14 @@
 
 /* the SSF kernel's second P tile when d_qk = 512 (d_qk 576: stage 0's RoPE chunk), after the
  * mbarriers at the next 1 KB boundary (tile: one K stage's bytes) */
-#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 12 * 8 + 1023) & ~1023)
+#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 8 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     const int used = 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
                      + 16 * 128 * 4      /* P fragments */
                      + 128 * 2 * 4       /* alpha per thread (2 rows) */
                      + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
                      + 2 * 64            /* kvalid */
-                     + 12 * 8;           /* mbarriers (PW: full, empty per stage; SSP: full A / B, empty L / R per
-                                            stage; SSX: also landed A / B per stage) */
+                     + 8 * 8;            /* mbarriers (PW: full, empty per stage; SSF: full A / B, empty L / R per stage) */
     return (dqk == 512 ? SP_SSF_P0_OFF(MLA_BM * dqk * 2) + 8192 : used) + 1024; /* + alignment slack */
 }
 
@@ -323,16 +322,15 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
 /* bf16 gather (prefill), line-coalesced: NT threads (tid within them); eight consecutive threads
  * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
  * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies the 64-column
- * chunks in CM (bit c = chunk c) of rows R0 + rg, R0 + rg + NT/8, ... below R0 + NR whose raw
- * indices (sp_idx_raw) are pos[] (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
-static __device__ __forceinline__ void sp_bf16_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                     uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                     const unsigned CM, const int KV, int R0, const int NR) {
-    const int j = tid & 7, rg = tid >> 3, RPP = NT / 8;
+ * chunks in CM (bit c = chunk c) of rows rg, rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[]
+ * (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
+static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
+                                                           const unsigned CM, const int KV) {
+    const int j = tid & 7, rg = tid >> 3;
 #pragma unroll
-    for (int i = 0; i < (NR + RPP - 1) / RPP; i++) {
-        if (NR % RPP != 0 && rg + RPP * i >= NR) continue;
-        const int row = R0 + rg + RPP * i;
+    for (int i = 0; i < 64 / (NT / 8); i++) {
+        const int row = rg + (NT / 8) * i;
         const int ok = (uint32_t)pos[i] < p->limit[0]; /* raw index (sp_idx_raw), checked here */
         if (KV && j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
@@ -344,23 +342,11 @@ static __device__ __forceinline__ void sp_bf16_lines(const mla_sp_params *p, con
             if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
-/* raw indices of the rows sp_bf16_lines gives this thread for tile t (-1 past te or past the window) */
-static __device__ __forceinline__ void sp_lines_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
-                                                    int tid, const int NT, int R0, const int NR) {
-    const int rg = tid >> 3, RPP = NT / 8;
-#pragma unroll
-    for (int i = 0; i < (NR + RPP - 1) / RPP; i++)
-        pos[i] = sp_idx_raw(u, t, R0 + rg + RPP * i, t < te && (NR % RPP == 0 || rg + RPP * i < NR));
-}
-/* the whole tile (rows 0..63) */
-static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                           const unsigned CM, const int KV) {
-    sp_bf16_lines(p, u, pos, tile, kv, tid, NT, CM, KV, 0, 64);
-}
+/* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
 static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
                                                    int tid, const int NT) {
-    sp_lines_pos(p, u, t, te, pos, tid, NT, 0, 64);
+#pragma unroll
+    for (int i = 0; i < 64 / (NT / 8); i++) pos[i] = sp_idx_raw(u, t, (tid >> 3) + (NT / 8) * i, t < te);
 }
 
 /* L2 prefetch of FP8 row `pos` of tile t: every 128-byte line it touches, points j = sub, sub + NS,
@@ -734,7 +720,7 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
 }
 
 /* prefill grid: (s_q * num_m_blocks, 1, h_kv) with a token's M blocks adjacent (p->mb_fast: they
- * read the same K rows, so the second finds them in L2; SSX pairs them as a cluster), else
+ * read the same K rows, so the second finds them in L2), else
  * (s_q, num_m_blocks, h_kv); one CTA per (token, 64-head block, kv head) */
 static __device__ __forceinline__ void sp_pf_coords(const mla_sp_params *p, int *tok, int *mblk) {
     if (p->mb_fast) {
@@ -1143,153 +1129,48 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Sparse prefill, seesaw with a producer warpgroup ("SSP", 384 threads; FlashMLA's sm90 sparse */
-/* prefill shape, dossier §4.4). WG0 / WG1 run the pair schedule (sp_ss_compute) and only       */
-/* compute; WG2 gathers every K tile (line-coalesced cp.async, zero-fill for invalid rows) as   */
-/* two chunk groups per stage, A = chunks 0-3 (V_L) with the kvalid flags, B = chunks 4-7       */
-/* (V_R), the RoPE chunk with A in stage 0 and with B in stage 1 (the group the stage's QK^T    */
-/* warpgroup reads first). Group completion: full A[s] (128 cp.async noinc + 128 ordinary       */
-/* arrivals after the kvalid stores), full B[s] (128 noinc). Release: empty L[s] by WG0's four  */
-/* warps after its PV_L of the stage's tile (WG1's QK^T of stage 1 precedes it through S1),     */
-/* empty R[s] by WG1's after its PV_R. The producer refills in the order the consumers free     */
-/* them: L0, R0, R1, L1.                                                                        */
+/* Sparse prefill, seesaw with a producer warpgroup ("SSF", 384 threads; FlashMLA's sm90 sparse */
+/* prefill shape and order, dossier §4.4). WG0 / WG1 run the pair schedule of sp_ssf_compute and */
+/* only compute; WG2 gathers every K tile (line-coalesced cp.async, zero-fill for invalid rows)  */
+/* as two chunk groups per stage, A = chunks 0-3 (V_L) with the kvalid flags, B = chunks 4-7     */
+/* (V_R) and the RoPE chunk. Group completion: full A[s] (128 cp.async noinc + 128 ordinary      */
+/* arrivals after the kvalid stores), full B[s] (128 noinc). Release: empty L[s] by WG0's four   */
+/* warps, empty R[s] by WG1's, once their last reader of the group is done.                      */
 /* ------------------------------------------------------------------------------------------ */
-#define SP_SSP_CONS 4 /* named barrier: the two consumer warpgroups (256; = SP_BAR_CONS for sp_epilogue) */
+#define SP_SSF_CONS 4 /* named barrier: the two consumer warpgroups (256; = SP_BAR_CONS for sp_epilogue) */
 /* setmaxnreg budgets: consumers (both) / producer. 384 threads start at 168 registers each, and the
  * CTA's pool holds only those (3 * 168 per warp slot): a budget sum above 504 makes the consumers'
  * setmaxnreg.inc wait forever (3c0f4dd had 208 / 96 and hung on the device). 208 / 88: no spills;
  * 216 / 72 spills in the d_qk 576 kernel, 200 / 104 serialises the wgmma. */
-#ifndef SP_SSP_REG_WG0
-#define SP_SSP_REG_WG0 208
-#define SP_SSP_REG_PROD 88
+#ifndef SP_SSF_REG_WG
+#define SP_SSF_REG_WG 208
+#define SP_SSF_REG_PROD 88
 #endif
-static_assert(2 * SP_SSP_REG_WG0 + SP_SSP_REG_PROD <= 3 * 168, "SSP setmaxnreg budgets exceed the CTA's register pool");
-/* build option SP_SSP_EARLY_QK=0: WG1 issues S(j1) after WG0's max (S0), as the 256-thread seesaw does */
-#ifndef SP_SSP_EARLY_QK
-#define SP_SSP_EARLY_QK 1
+static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg budgets exceed the CTA's register pool");
+/* build option SP_SSF_EARLY_B1=0: WG1 in FlashMLA's order (see sp_ssf_compute) */
+#ifndef SP_SSF_EARLY_B1
+#define SP_SSF_EARLY_B1 1
 #endif
 
-/* the SSP kernel's mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B = fa + 16 +
- * 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (SSX: landed A / B = fa + 64 / 80 + 8 s) */
-typedef struct sp_ssp_bars {
-    uint32_t fa, fb, el, er, la, lb; /* la / lb (SSX): this CTA's half of group A / B landed */
-} sp_ssp_bars;
-static __device__ __forceinline__ sp_ssp_bars sp_ssp_layout(unsigned char *smem, int tile) {
-    sp_ssp_bars b;
+/* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
+ * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only) */
+typedef struct sp_ss_bars {
+    uint32_t fa, fb, el, er;
+} sp_ss_bars;
+static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, int tile) {
+    sp_ss_bars b;
     b.fa = sp_pw_layout(smem, tile).full;
     b.fb = b.fa + 16;
     b.el = b.fa + 32;
     b.er = b.fa + 48;
-    b.la = b.fa + 64;
-    b.lb = b.fa + 80;
     return b;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* SSX: SSF for two M blocks (h_q / h_kv = 128) as a 2-CTA cluster of one token's M blocks, which */
-/* read the same K rows: each CTA (rank R) gathers rows [32 R, +32) of every chunk group into its */
-/* own stage, and its copy warp sends that 4 KB block of each chunk to the same place in the      */
-/* peer's stage (cp.async.bulk shared::cta -> shared::cluster, completing on the peer's full      */
-/* barrier): half the L2 -> SM traffic per CTA. Producer warps 0-2 gather (cp.async, counted on   */
-/* the group's full and landed barriers); warp 3 writes the tile's 64 kvalid flags (A), arms the   */
-/* full barrier for the peer's bytes (arrive.expect_tx), waits for the local half to land and     */
-/* copies it. A group is refilled once both CTAs' consumers released it (empty counts 8 warps).   */
-/* ------------------------------------------------------------------------------------------ */
-/* warp 3 of SSX's producer: group GA (A: chunks 0-3 + the kvalid flags; B: 4-7 + RoPE) of tile t in
- * stage st (phase ph of the pair), see above */
-static __device__ __forceinline__ void sp_ssx_copy(const mla_sp_params *p, const sp_unit *u, int t, int N, int st,
-                                                   uint32_t ph, uint32_t tile, uint32_t tile_peer,
-                                                   unsigned char *kvalid, sp_ssp_bars B, uint32_t full_peer,
-                                                   uint32_t R, const int GA, const int DQK) {
-    const int lane = threadIdx.x & 31, o8 = 8 * st;
-    const uint32_t full = (GA ? B.fa : B.fb) + o8;
-    mbar_wait((GA ? B.el : B.er) + o8, ph ^ 1); /* both CTAs' consumers released the group */
-    const int NCH = GA ? 4 : (DQK == 576 ? 5 : 4), C0 = GA ? 0 : 4;
-    if (GA) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int row = lane + 32 * h;
-            kvalid[64 * st + row] = (uint32_t)sp_idx_raw(u, t, row, t < N) < p->limit[0];
-        }
-    }
-    if (lane == 0) {
-        mbar_expect_tx(full, NCH * 4096); /* the peer's half, from its copy warp */
-        mbar_wait((GA ? B.la : B.lb) + o8, ph); /* this CTA's half landed */
-        fence_proxy_async();                    /* cp.async (generic) writes -> the bulk copy's reads */
-#pragma unroll
-        for (int c = 0; c < NCH; c++) {
-            const uint32_t off = (C0 + c) * 8192 + R * 4096;
-            cl_bulk_copy(tile_peer + off, tile + off, 4096, full_peer + (full - B.fa));
-        }
-    } else if (GA) {
-        mbar_arrive(full); /* after this lane's kvalid stores */
-    }
-    __syncwarp();
-}
-
-/* the gather warps (gt = 0..95) of SSX's producer: this CTA's rows of group GA of a tile into `tile`,
- * counted on the group's full and landed barriers */
-static __device__ __forceinline__ void sp_ssx_gather(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                     uint32_t tile, int gt, uint32_t R, uint32_t full,
-                                                     uint32_t landed, const int GA, const int DQK) {
-    const unsigned cm = MLA_SP_DIAG == 6 ? 0u : (GA ? 0x0fu : 0xf0u) | (!GA && DQK == 576 ? 0x100u : 0u);
-    sp_bf16_lines(p, u, pos, tile, (unsigned char *)0, gt, 96, cm, 0, 32 * R, 32);
-    cp_async_mbar_arrive_noinc(landed);
-    cp_async_mbar_arrive_noinc(full);
-}
-
-static __device__ __forceinline__ void sp_ssx_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
-                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
-                                                       const int DQK) {
-    const int pt = threadIdx.x - 256;
-    const uint32_t R = cl_rank(), peer = R ^ 1;
-    if (pt < 96) {
-        int l0[3], l1[3];
-        sp_lines_pos(p, u, 0, N, l0, pt, 96, 32 * R, 32);
-        sp_lines_pos(p, u, 1, N, l1, pt, 96, 32 * R, 32);
-        for (int t0 = 0; t0 < N; t0 += 2) {
-            const int t1 = t0 + 1;
-            const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
-            int n0[3], n1[3];
-            sp_lines_pos(p, u, t0 + 2, N, n0, pt, 96, 32 * R, 32);
-            sp_lines_pos(p, u, t1 + 2, N, n1, pt, 96, 32 * R, 32);
-            mbar_wait(B.el, ph);
-            sp_ssx_gather(p, u, l0, uK0, pt, R, B.fa, B.la, 1, DQK);
-            if (t1 < N) {
-                mbar_wait(B.er + 8, ph);
-                sp_ssx_gather(p, u, l1, uK1, pt, R, B.fb + 8, B.lb + 8, 0, DQK);
-            }
-            mbar_wait(B.er, ph);
-            sp_ssx_gather(p, u, l0, uK0, pt, R, B.fb, B.lb, 0, DQK);
-            if (t1 < N) {
-                mbar_wait(B.el + 8, ph);
-                sp_ssx_gather(p, u, l1, uK1, pt, R, B.fa + 8, B.la + 8, 1, DQK);
-            }
-#pragma unroll
-            for (int i = 0; i < 3; i++) {
-                l0[i] = n0[i];
-                l1[i] = n1[i];
-            }
-        }
-        cp_async_wait0();
-    } else {
-        const uint32_t uK0p = cl_mapa(uK0, peer), uK1p = cl_mapa(uK1, peer), fap = cl_mapa(B.fa, peer);
-        for (int t0 = 0; t0 < N; t0 += 2) {
-            const int t1 = t0 + 1;
-            const uint32_t ph = (t0 >> 1) & 1;
-            sp_ssx_copy(p, u, t0, N, 0, ph, uK0, uK0p, kvalid, B, fap, R, 1, DQK);
-            if (t1 < N) sp_ssx_copy(p, u, t1, N, 1, ph, uK1, uK1p, kvalid, B, fap, R, 0, DQK);
-            sp_ssx_copy(p, u, t0, N, 0, ph, uK0, uK0p, kvalid, B, fap, R, 0, DQK);
-            if (t1 < N) sp_ssx_copy(p, u, t1, N, 1, ph, uK1, uK1p, kvalid, B, fap, R, 1, DQK);
-        }
-    }
 }
 
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
  * consumers release them: A(t0), B(t1), B(t0), A(t1); the RoPE chunk always with B (stage 0's RoPE
  * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B) */
 static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
-                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
+                                                       uint32_t uK1, unsigned char *kvalid, sp_ss_bars B,
                                                        const int DQK) {
     const int pt = threadIdx.x - 256;
     int l0[4], l1[4];
@@ -1322,45 +1203,10 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
     cp_async_wait0(); /* no thread leaves with copies in flight */
 }
 
-/* WG2: tiles 0 .. N - 1 of the unit into stage t & 1, each group once its readers released it */
-static __device__ __forceinline__ void sp_ssp_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
-                                                       uint32_t uK1, unsigned char *kvalid, sp_ssp_bars B,
-                                                       const int DQK) {
-    const int pt = threadIdx.x - 256;
-    int lp[4];
-    sp_line_pos(p, u, 0, N, lp, pt, 128);
-    for (int t = 0; t < N; t++) {
-        const int st = t & 1;
-        const uint32_t ph = ((t >> 1) & 1) ^ 1; /* the stage's previous tile released (passes at first use) */
-        const uint32_t tile = st ? uK1 : uK0, o8 = 8 * st;
-        unsigned char *kv = kvalid + 64 * st;
-        int ln[4]; /* the next tile's indices: loads in flight while this one is issued */
-        sp_line_pos(p, u, t + 1, N, ln, pt, 128);
-        if (st == 0) {
-            mbar_wait(B.el, ph);
-            sp_ss_issue(p, u, lp, tile, kv, B.fa, pt, 1, 1, DQK);
-            mbar_wait(B.er, ph);
-            sp_ss_issue(p, u, lp, tile, kv, B.fb, pt, 0, 0, DQK);
-        } else {
-            mbar_wait(B.er + o8, ph);
-            sp_ss_issue(p, u, lp, tile, kv, B.fb + o8, pt, 0, 1, DQK);
-            mbar_wait(B.el + o8, ph);
-            sp_ss_issue(p, u, lp, tile, kv, B.fa + o8, pt, 1, 0, DQK);
-        }
-#pragma unroll
-        for (int i = 0; i < 4; i++) lp[i] = ln[i];
-    }
-    cp_async_wait0(); /* no thread leaves with copies in flight */
-}
-
-/* one arrival per warp of this warpgroup on `bar` (count 4), after the warp's wgmma waits; X (SSX):
- * also on the cluster peer's `bar` (count 8) */
-static __device__ __forceinline__ void sp_ssp_release(uint32_t bar, const int X) {
+/* one arrival per warp of this warpgroup on `bar` (count 4), after the warp's wgmma waits */
+static __device__ __forceinline__ void sp_ssf_release(uint32_t bar) {
     __syncwarp();
-    if ((threadIdx.x & 31) == 0) {
-        mbar_arrive(bar);
-        if (X) cl_mbar_arrive(cl_mapa(bar, cl_rank() ^ 1));
-    }
+    if ((threadIdx.x & 31) == 0) mbar_arrive(bar);
 }
 
 /* The consumers' view of sp_smem_bytes' layout and their per-thread state, shared by the seesaw
@@ -1382,52 +1228,43 @@ static __device__ __forceinline__ void sp_ssp_release(uint32_t bar, const int X)
     _Pragma("unroll") for (int i = 0; i < 128; i++) o[i] = 0.f;                                      \
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f
 
-/* A chunk group (GA = 1: A, 0: B) of the stage at `tile` is free again: PROD = 0, this warpgroup
- * refills it (tile jn's rows, whose raw indices are lp, then lp = those of tile jn + 2: the next
- * tile this warpgroup gathers); PROD = 1, it releases `empty` to the producer warpgroup */
+/* A chunk group (GA = 1: A, 0: B) of the stage at `tile` is free again: this warpgroup refills it
+ * with tile jn's rows, whose raw indices are lp, then lp = those of tile jn + 1 (the next tile this
+ * warpgroup gathers) */
 static __device__ __forceinline__ void sp_ss_refill(const mla_sp_params *p, const sp_unit *u, int *lp, int jn, int N,
-                                                    uint32_t tile, unsigned char *kv, uint32_t full, uint32_t empty,
-                                                    int t128, const int GA, const int R8, const int DQK,
-                                                    const int PROD) {
-    if (PROD) {
-        sp_ssp_release(empty, 0);
-        return;
-    }
+                                                    uint32_t tile, unsigned char *kv, uint32_t full, int t128,
+                                                    const int GA, const int R8, const int DQK) {
     bar_sync(GA ? SP_SS_WG0 : SP_SS_WG1, 128); /* every warp of this warpgroup is done with the group */
     sp_ss_issue(p, u, lp, tile, kv, full, t128, GA, R8, DQK);
     sp_line_pos(p, u, jn + 1, N, lp, t128, 128);
 }
 
-/* WG0 / WG1 of both seesaw prefill kernels: one unit of N tiles, then the epilogue. PROD = 0 (the
- * 256-thread kernel): the warpgroups gather the tiles themselves; PROD = 1 (SSP): WG2 does. */
+/* WG0 / WG1 of the 256-thread seesaw prefill kernel: one unit of N tiles (the warpgroups gather
+ * them themselves), then the epilogue */
 static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
-                                                     int head0, unsigned char *smem, sp_ssp_bars B, const int DQK,
-                                                     const int PROD) {
+                                                     int head0, unsigned char *smem, sp_ss_bars B, const int DQK) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     SP_SS_SETUP(smem, TILE);
     unsigned char *sP = sP1, *kvalid = kv;
     const uint32_t uP = uP1;
     const uint32_t barA = B.fa, barB = B.fb;
     if (N > 0) {
-        int lp[4]; /* PROD = 0: raw indices of this thread's rows of the next tile this warpgroup gathers */
+        int lp[4]; /* raw indices of this thread's rows of the next tile this warpgroup gathers */
         sp_load_q(p, u, uQ, nvalid, head0, NCH);
         cp_async_commit(); /* Q alone: the K gathers complete on the mbarriers */
-        if (!PROD) {
-            const uint32_t bar = wg == 0 ? barA : barB; /* WG0 gathers group A, WG1 group B */
-            sp_line_pos(p, u, 0, N, lp, t128, 128);
-            if (wg == 0) sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 1, 1, DQK);
-            else sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 0, 0, DQK);
-            if (N > 1) {
-                sp_line_pos(p, u, 1, N, lp, t128, 128);
-                if (wg == 0) sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 1, 0, DQK);
-                else sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 0, 1, DQK);
-            }
-            sp_line_pos(p, u, 2, N, lp, t128, 128);
+        const uint32_t bar = wg == 0 ? barA : barB; /* WG0 gathers group A, WG1 group B */
+        sp_line_pos(p, u, 0, N, lp, t128, 128);
+        if (wg == 0) sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 1, 1, DQK);
+        else sp_ss_issue(p, u, lp, uK0, kvalid, bar, t128, 0, 0, DQK);
+        if (N > 1) {
+            sp_line_pos(p, u, 1, N, lp, t128, 128);
+            if (wg == 0) sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 1, 0, DQK);
+            else sp_ss_issue(p, u, lp, uK1, kvalid + 64, bar + 8, t128, 0, 1, DQK);
         }
+        sp_line_pos(p, u, 2, N, lp, t128, 128);
         cp_async_wait0();
         fence_proxy_async();
-        if (PROD) nbar_sync(SP_SSP_CONS, 256);
-        else __syncthreads();
+        __syncthreads();
         float s[32];
         uint32_t a[4][4];
         if (wg == 0) sp_ss_qk(s, uQ, uK0, barA, barB, 0, NC64, 0); /* WG1's S(j1): in the pair loop */
@@ -1451,7 +1288,7 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                 wg_wait0(); /* PV_L(j0) (WG1 is in its softmax meanwhile) */
                 pin128(o);
                 if (j0 + 2 < N) /* group A of stage 0 is free (its readers: QK(j0), PV_L(j0)) */
-                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barA, B.el, t128, 1, 1, DQK, PROD);
+                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barA, t128, 1, 1, DQK);
                 /* WG1's max after tile j1, and P1 in sP */
                 nbar_sync(SP_SS_S1, 256);
                 if (has1) { /* O_L = O_L a(m0, m1) + P1 V_L(j1) */
@@ -1461,16 +1298,10 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                     wg_wait0();
                     pin128(o);
                     if (j1 + 2 < N) /* group A of stage 1 is free (QK(j1) by WG1, PV_L(j1)) */
-                        sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barA + 8, B.el + 8, t128, 1, 0, DQK, PROD);
+                        sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barA + 8, t128, 1, 0, DQK);
                 }
                 if (j0 + 2 < N) sp_ss_qk(s, uQ, uK0, barA, barB, ph2, NC64, 0);
             } else {
-                /* SSP: S(j1) = Q K(j1)^T first (issued and waited: no accumulator of a later wgmma
-                 * may be written while it is in flight), so it runs while WG0 does its softmax (the
-                 * producer refills stage 1 whatever this warpgroup does; the 256-thread kernel issues
-                 * it after S0 instead, see below) */
-                const int early = PROD && SP_SSP_EARLY_QK && has1;
-                if (early) sp_ss_qk(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
                 /* WG0's max after tile j0 and P0: O_R = O_R a(m, m0) + P0 V_R(j0) */
                 nbar_sync(SP_SS_S0, 256);
                 float f0, f1;
@@ -1488,10 +1319,8 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                  * WG0's S(j0) and softmax were its time to land (issued right after that refill, it
                  * would wait for it); then PV_R(j0), and the softmax of j1 while PV_R(j0) runs (one
                  * straight path from the first wgmma to the waits: no accumulator moves between) */
-                if (!early) {
-                    sp_ss_qk_issue(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
-                    wg_commit();
-                }
+                sp_ss_qk_issue(s, uQ, uK1, barA + 8, barB + 8, (j1 >> 1) & 1, NC64, 1);
+                wg_commit();
                 ss_rescale_pv(o, 1.f, 1.f, a, uP, uK0, 1, 1, 0);
                 wg_wait1(); /* S(j1) */
                 pin32(s);
@@ -1506,19 +1335,19 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
                 ss_store_p(sP, s, 0);
                 nbar_arrive(SP_SS_S1, 256);
                 if (j0 + 2 < N) /* group B of stage 0 is free (QK(j0) by WG0, PV_R(j0)) */
-                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barB, B.er, t128, 0, 0, DQK, PROD);
+                    sp_ss_refill(p, u, lp, j0 + 2, N, uK0, kvalid, barB, t128, 0, 0, DQK);
                 /* O_R = O_R a(m0, m1) + P1 V_R(j1) */
                 ss_pack(s, a, 1.f, 1.f, 0);
                 ss_rescale_pv(o, g0, g1, a, uP, uK1, 1, 0, 0);
                 wg_wait0();
                 pin128(o);
                 if (j1 + 2 < N) /* group B of stage 1 is free (QK(j1), PV_R(j1)) */
-                    sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barB + 8, B.er + 8, t128, 0, 1, DQK, PROD);
+                    sp_ss_refill(p, u, lp, j1 + 2, N, uK1, kvalid + 64, barB + 8, t128, 0, 1, DQK);
             }
         }
     }
     /* both warpgroups end at the same max; WG1's row sums are added in the epilogue */
-    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, PROD);
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0);
 }
 
 /* SSF's S = Q K^T, one chunk group: wait for it (bar, phase ph), then chunks [c0, c0 + 4) and, with
@@ -1544,8 +1373,9 @@ static __device__ __forceinline__ void sp_ssf_zero(float *s) {
  *        [B1] m1 from WG1, g = a(m0, m1); P0 g -> sP0 (S0R); [S1R] O_L = O_L g + sP1 V1L; S(j0 + 2)
  *        on A0 (release A1 once PV_L(j1) is done), then on B0.
  *   WG1: S(j1) on B1 (RoPE first) then A1; [B0] m0, softmax(S1) against it -> m1 (B1);
- *        O_R = O_R a(m, m1) + P1 V1R (registers); P1 -> sP1; [S0R] O_R += sP0 V0R; S1R;
- *        release B1 after PV_R(j1), B0 after PV_R(j0).
+ *        O_R = O_R a(m, m1) + P1 V1R (registers); P1 -> sP1 (S1R); release B1 after PV_R(j1);
+ *        [S0R] O_R += sP0 V0R; release B0 after it (SP_SSF_EARLY_B1 = 0: FlashMLA's order, S1R
+ *        after PV_R(j0) is issued and B1 released after that).
  * Each warpgroup runs its own P's PV from registers first, so V1R is free early for the next j1's
  * refill (which WG1's S reads first), and two P tiles (sP0: stage 0's RoPE chunk at d_qk 576, after
  * the barriers at 512; sP1: the P tile) remove the wait for PV_R(j0) before P1 is stored. */
@@ -1554,8 +1384,7 @@ static __device__ __forceinline__ void sp_ssf_zero(float *s) {
 #define SP_SSF_S0R 3 /* WG0 -> WG1: P0 (at the pair's max) in sP0 (256) */
 #define SP_SSF_S1R 5 /* WG1 -> WG0: P1 in sP1 (256) */
 static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
-                                                      int head0, unsigned char *smem, sp_ssp_bars B, const int DQK,
-                                                      const int X) {
+                                                      int head0, unsigned char *smem, sp_ss_bars B, const int DQK) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     SP_SS_SETUP(smem, TILE);
     unsigned char *sP0 = DQK == 576 ? smem + TILE + 8 * 8192 : smem + SP_SSF_P0_OFF(TILE);
@@ -1566,7 +1395,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
         cp_async_commit();
         cp_async_wait0();
         fence_proxy_async();
-        nbar_sync(SP_SSP_CONS, 256);
+        nbar_sync(SP_SSF_CONS, 256);
         float s[32];
         uint32_t a[4][4];
         if (wg == 0) {
@@ -1591,7 +1420,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0); /* O_L = O_L f + P0 V0L */
                 wg_wait0();
                 pin128(o);
-                if (more) sp_ssp_release(B.el, X); /* A0: QK(j0), PV_L(j0) done */
+                if (more) sp_ssf_release(B.el); /* A0: QK(j0), PV_L(j0) done */
                 float g0 = 1.f, g1 = 1.f;
                 if (has1) {
                     nbar_sync(SP_SSF_B1, 256);
@@ -1609,7 +1438,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     wg_commit();
                     wg_wait1(); /* PV_L(j1) */
                     pin128(o);
-                    if (j1 + 2 < N) sp_ssp_release(B.el + 8, X); /* A1: QK(j1) by WG1, PV_L(j1) done */
+                    if (j1 + 2 < N) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
                     sp_ssf_qk_part(s, uQ, uK0, B.fb, ph2, 4, 1, NC64);
                     wg_commit();
                     wg_wait0();
@@ -1648,27 +1477,38 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_pack(s, a, 1.f, 1.f, 0);
                 ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
                 ss_store_p(sP1, s, 0);
-                nbar_sync(SP_SSF_S0R, 256);
-                ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
-                nbar_arrive(SP_SSF_S1R, 256);
-                wg_wait1(); /* PV_R(j1) */
-                if (j1 + 2 < N) sp_ssp_release(B.er + 8, X); /* B1: QK(j1), PV_R(j1) done */
+                if (SP_SSF_EARLY_B1) {
+                    /* P1 to WG0 and B1 back to the producer before P0 is awaited: the next S(j1 + 2)
+                     * reads B1 first, and it has only this pair's tail to land */
+                    nbar_arrive(SP_SSF_S1R, 256);
+                    wg_wait0(); /* PV_R(j1) */
+                    pin128(o);
+                    if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                    nbar_sync(SP_SSF_S0R, 256);
+                    ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
+                } else {
+                    nbar_sync(SP_SSF_S0R, 256);
+                    ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
+                    nbar_arrive(SP_SSF_S1R, 256);
+                    wg_wait1(); /* PV_R(j1) */
+                    if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                }
                 wg_wait0(); /* PV_R(j0) */
                 pin128(o);
-                if (more) sp_ssp_release(B.er, X); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
+                if (more) sp_ssf_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
             }
         }
     }
     sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1);
 }
 
-/* prefill, seesaw: grid (s_q, num_m_blocks, h_kv); V = 0: 256 threads (the computing warpgroups
- * gather); 384 threads with WG2 the producer: V = 1 (SSP), V = 2 (SSF, FlashMLA's order) */
+/* prefill, seesaw: grid (s_q * num_m_blocks or s_q, num_m_blocks or 1, h_kv: sp_pf_coords); V = 0:
+ * 256 threads (the computing warpgroups gather); V = 1 (SSF): 384 threads, WG2 the producer */
 static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE, const int V) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = smem_align1024(sp_smem_raw);
     const int DQK = MODE == MLA_SP_BF16_576 ? 576 : 512, TILE = MLA_BM * DQK * 2;
-    const sp_ssp_bars B = sp_ssp_layout(smem, TILE);
+    const sp_ss_bars B = sp_ss_layout(smem, TILE);
     sp_unit u;
     int tok, mblk;
     sp_pf_coords(p, &tok, &mblk);
@@ -1679,39 +1519,26 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
     const int head0 = u.g * p->hpk + mblk * MLA_BM;
     if (threadIdx.x == 0) {
         for (int st = 0; st < 2; st++) {
-            /* full A: 256 arrivals (128 gather threads' cp.async + 128 after the kvalid stores); SSX:
-             * 96 gather threads' cp.async + the copy warp's 32 (one with the peer's bytes). B: 128
-             * cp.async; SSX: 96 + the copy warp's expect_tx */
-            mbar_init(B.fa + 8 * st, V == 3 ? 128 : 256);
-            mbar_init(B.fb + 8 * st, V == 3 ? 97 : 128);
+            mbar_init(B.fa + 8 * st, 256);
+            mbar_init(B.fb + 8 * st, 128);
             if (V) {
-                mbar_init(B.el + 8 * st, V == 3 ? 8 : 4); /* SSX: both CTAs' consumer warps */
-                mbar_init(B.er + 8 * st, V == 3 ? 8 : 4);
-            }
-            if (V == 3) {
-                mbar_init(B.la + 8 * st, 96);
-                mbar_init(B.lb + 8 * st, 96);
+                mbar_init(B.el + 8 * st, 4);
+                mbar_init(B.er + 8 * st, 4);
             }
         }
         mbar_fence_init();
     }
-    if (V == 3) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
-    else __syncthreads();
+    __syncthreads();
     if (!V) {
-        sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 0);
+        sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK);
     } else if (threadIdx.x >= 256) {
-        SETMAXNREG_DEC(SP_SSP_REG_PROD);
-        const uint32_t uK0 = smem_u32(smem + TILE), uK1 = smem_u32(smem + 2 * TILE);
-        unsigned char *kvalid = sp_pw_layout(smem, TILE).kvalid;
-        if (V == 3) sp_ssx_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
-        else if (V == 2) sp_ssf_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
-        else sp_ssp_producer(p, &u, N, uK0, uK1, kvalid, B, DQK);
+        SETMAXNREG_DEC(SP_SSF_REG_PROD);
+        sp_ssf_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE), sp_pw_layout(smem, TILE).kvalid, B,
+                        DQK);
     } else {
-        SETMAXNREG_INC(SP_SSP_REG_WG0);
-        if (V >= 2) sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK, V == 3);
-        else sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK, 1);
+        SETMAXNREG_INC(SP_SSF_REG_WG);
+        sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK);
     }
-    if (V == 3) cl_sync(); /* no CTA leaves while its peer may still copy into it or signal it */
 }
 #endif /* MLA_HAVE_SM90A */
 
@@ -1752,20 +1579,16 @@ SP_PW_KERNEL(mla_sp_decode_model1_pwx, MLA_SP_MODEL1, 1)
 SP_SS_KERNEL(mla_sp_prefill_576_ss, MLA_SP_BF16_576)
 SP_SS_KERNEL(mla_sp_prefill_512_ss, MLA_SP_BF16_512)
 #if MLA_HAVE_SM90A
-#define SP_SSP_BODY(MODE, V) sp_ss_body(&p, MODE, V);
+#define SP_SSF_BODY(MODE) sp_ss_body(&p, MODE, 1);
 #else
-#define SP_SSP_BODY(MODE, V)
+#define SP_SSF_BODY(MODE)
 #endif
-#define SP_SSP_KERNEL(name, MODE, V)                                                         \
+#define SP_SSF_KERNEL(name, MODE)                                                            \
     __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) { \
-        SP_SSP_BODY(MODE, V)                                                                \
+        SP_SSF_BODY(MODE)                                                                   \
     }
-SP_SSP_KERNEL(mla_sp_prefill_576_ssp, MLA_SP_BF16_576, 1)
-SP_SSP_KERNEL(mla_sp_prefill_512_ssp, MLA_SP_BF16_512, 1)
-SP_SSP_KERNEL(mla_sp_prefill_576_ssf, MLA_SP_BF16_576, 2)
-SP_SSP_KERNEL(mla_sp_prefill_512_ssf, MLA_SP_BF16_512, 2)
-SP_SSP_KERNEL(mla_sp_prefill_576_ssx, MLA_SP_BF16_576, 3)
-SP_SSP_KERNEL(mla_sp_prefill_512_ssx, MLA_SP_BF16_512, 3)
+SP_SSF_KERNEL(mla_sp_prefill_576_ssf, MLA_SP_BF16_576)
+SP_SSF_KERNEL(mla_sp_prefill_512_ssf, MLA_SP_BF16_512)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1783,13 +1606,11 @@ static const void *sp_fn_pw(int kind, int x) {
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
-/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSP,
- * 3 SSF, 4 SSX (the values of p->seesaw) */
+/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSF
+ * (the values of p->seesaw) */
 static const void *sp_fn_ss(int kind, int v) {
     const int k576 = kind == MLA_SP_BF16_576;
-    if (v == 4) return k576 ? (const void *)mla_sp_prefill_576_ssx : (const void *)mla_sp_prefill_512_ssx;
-    if (v == 3) return k576 ? (const void *)mla_sp_prefill_576_ssf : (const void *)mla_sp_prefill_512_ssf;
-    if (v == 2) return k576 ? (const void *)mla_sp_prefill_576_ssp : (const void *)mla_sp_prefill_512_ssp;
+    if (v == 2) return k576 ? (const void *)mla_sp_prefill_576_ssf : (const void *)mla_sp_prefill_512_ssf;
     return k576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
 }
 
@@ -1855,8 +1676,7 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 6; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover; 2..5: prefill SS, SSP, SSF, SSX */
-            if (v >= 4 && kind <= MLA_SP_MODEL1) continue;
+        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover / prefill SS, SSF */
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
             const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v - 1) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
@@ -1944,24 +1764,11 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
 extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_kv, cudaStream_t stream) {
     void *args[1] = {(void *)p};
     const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
-    int v = p->seesaw && !p->split_qk ? p->seesaw : 0;
-    if (v == 4 && (p->num_m_blocks != 2 || !p->mb_fast)) v = 3; /* SSX pairs a token's two M blocks */
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[1];
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = p->mb_fast ? dim3((unsigned)(p->n_tok * p->num_m_blocks), 1, h_kv) : dim3(p->n_tok, p->num_m_blocks, h_kv);
-    cfg.blockDim = dim3(v >= 2 ? 384 : MLA_THREADS);
-    cfg.dynamicSmemBytes = (size_t)sp_smem_bytes(dqk);
-    cfg.stream = stream;
-    cfg.attrs = attr;
-    if (v == 4) {
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = 2;
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        cfg.numAttrs = 1;
-    }
-    cudaError_t e = cudaLaunchKernelExC(&cfg, v ? sp_fn_ss(kind, v) : sp_fn(kind, p->split_qk), args);
+    const int v = p->seesaw && !p->split_qk ? p->seesaw : 0;
+    const dim3 grid = p->mb_fast ? dim3((unsigned)(p->n_tok * p->num_m_blocks), 1, h_kv)
+                                 : dim3(p->n_tok, p->num_m_blocks, h_kv);
+    cudaError_t e = cudaLaunchKernel(v ? sp_fn_ss(kind, v) : sp_fn(kind, p->split_qk), grid,
+                                     dim3(v == 2 ? 384 : MLA_THREADS), args, (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

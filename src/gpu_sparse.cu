@@ -248,12 +248,9 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
-    /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel (slower on an H200: docs/sparse.md);
-     * =2: the seesaw with a producer warpgroup (384 threads, "SSP"); =3: the same in FlashMLA's order ("SSF");
-     * =4: SSF as 2-CTA clusters sharing the gather when h_q / h_kv = 128 ("SSX", else SSF) */
-    p.seesaw = 0;
-    for (char v = '1'; v <= '4'; v++)
-        if (env_is("MLA_SPARSE_SEESAW", v)) p.seesaw = v - '0';
+    /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel; =2: the seesaw with a producer
+     * warpgroup in FlashMLA's order (384 threads, "SSF"); neither is faster on the whole (docs/sparse.md) */
+    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1') ? 1 : env_is("MLA_SPARSE_SEESAW", '2') ? 2 : 0;
     /* hook MLA_SPARSE_PF_ORDER=0: the M blocks of a token far apart in the grid (as before 2026-12-06) */
     p.mb_fast = !env_is("MLA_SPARSE_PF_ORDER", '0') && (int64_t)p.n_tok * p.num_m_blocks <= INT32_MAX;
     int old;

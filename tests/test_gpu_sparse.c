@@ -846,21 +846,14 @@ int main(int argc, char **argv)
         printf("sparse prefill again with MLA_SPARSE_SEESAW=1 (the seesaw kernel)\n");
         setenv("MLA_SPARSE_SEESAW", "1", 1);
         test_prefill();
-        printf("sparse prefill again with MLA_SPARSE_SEESAW=2 (the seesaw with a producer warpgroup)\n");
+        printf("sparse prefill again with MLA_SPARSE_SEESAW=2 (the seesaw with a producer warpgroup, SSF)\n");
         setenv("MLA_SPARSE_SEESAW", "2", 1);
-        test_prefill();
-        printf("sparse prefill again with MLA_SPARSE_SEESAW=3 (the producer seesaw in FlashMLA's order)\n");
-        setenv("MLA_SPARSE_SEESAW", "3", 1);
-        test_prefill();
-        printf("sparse prefill again with MLA_SPARSE_SEESAW=4 (SSF as 2-CTA clusters at 128 heads per kv head)\n");
-        setenv("MLA_SPARSE_SEESAW", "4", 1);
         test_prefill();
         printf("sparse prefill again with MLA_SPARSE_PF_ORDER=0 (the M blocks of a token far apart in the grid)\n");
         unsetenv("MLA_SPARSE_SEESAW");
         setenv("MLA_SPARSE_PF_ORDER", "0", 1);
         test_prefill();
         unsetenv("MLA_SPARSE_PF_ORDER");
-        unsetenv("MLA_SPARSE_SEESAW");
     }
     printf("largest |GPU - CPU|: decode out %.3g (full-amplitude V %.3g), lse %.3g, out cos_diff %.3g; "
            "prefill out %.3g, lse %.3g, max_logits %.3g, out cos_diff %.3g\n",
