@@ -8,6 +8,7 @@ B=$PWD/.devcarry/bin; L=$OUT/s7; mkdir -p "$L"
 export MLA_GIT_COMMIT=269b6be
 call_info "$L"
 for rnd in 1 2 3; do call_step "$L" s7.tgz sparse-r$rnd 90 "$B/mla-bench" --sparse; done
+for rnd in 1 2 3; do grep -E "^sparse" "$L/sparse-r$rnd.log" | awk '{printf "%s ", $0 ~ /decode/ ? $(NF-0) : ""}' >/dev/null; done
 for rnd in 1 2 3; do echo "== r$rnd"; grep -E "^sparse" "$L/sparse-r$rnd.log" | cut -c1-100; done
 call_step "$L" s7.tgz bench-quick 120 "$B/mla-bench" --quick
 grep -vE "^\s*$" "$L/bench-quick.log" | tail -n 20
