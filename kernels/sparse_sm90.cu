@@ -1141,7 +1141,7 @@ static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t 
 /* setmaxnreg budgets: consumers (both) / producer. 384 threads start at 168 registers each, and the
  * CTA's pool holds only those (3 * 168 per warp slot): a budget sum above 504 makes the consumers'
  * setmaxnreg.inc wait forever (3c0f4dd had 208 / 96 and hung on the device). 208 / 88: no spills;
- * 216 / 72 spills in the d_qk 576 kernel, 200 / 104 serialises the wgmma. */
+ * in SSP, the kernel SSF replaced, 216 / 72 spilled (d_qk 576) and 200 / 104 serialised the wgmma. */
 #ifndef SP_SSF_REG_WG
 #define SP_SSF_REG_WG 208
 #define SP_SSF_REG_PROD 88
