@@ -310,6 +310,25 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
     }
 }
 
+/* build option SP_GATHER_HINT (timing experiment): the prefill's line gather with an L2 prefetch of
+ * 256 bytes (1), and with an evict_last policy as well (2) */
+#ifndef SP_GATHER_HINT
+#define SP_GATHER_HINT 0
+#endif
+static __device__ __forceinline__ void sp_gather16(uint32_t dst, const void *src, int src_bytes) {
+    if (SP_GATHER_HINT == 1) {
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+                     : "memory");
+    } else if (SP_GATHER_HINT == 2) {
+        asm volatile("{\n.reg .b64 pol;\ncreatepolicy.fractional.L2::evict_last.b64 pol, 1.0;\n"
+                     "cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, pol;\n}\n" ::"r"(dst),
+                     "l"(src), "r"(src_bytes)
+                     : "memory");
+    } else {
+        cp_async16(dst, src, src_bytes);
+    }
+}
+
 /* bf16 gather (prefill): the whole kv row by cp.async */
 static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, const sp_unit *u, int pos, uint32_t tile,
                                                      const int DQK) {
@@ -339,7 +358,7 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
         for (int c = 0; c < 9; c++)
-            if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+            if ((CM >> c) & 1) sp_gather16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
 /* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
