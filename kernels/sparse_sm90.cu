@@ -59,17 +59,16 @@
 #define SP_BAR_CONS 4 /* named barrier (PW): the two consumer warpgroups (256 threads) */
 #define SP_BAR_PROD 5 /* named barrier (PW crossover): the producer warpgroup (128 threads) */
 
-/* the SSF kernel's second P tile when d_qk = 512 (d_qk 576: stage 0's RoPE chunk), after the
- * mbarriers at the next 1 KB boundary (tile: one K stage's bytes) */
-#define SP_SSF_P0_OFF(tile) ((3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64 + 8 * 8 + 1023) & ~1023)
+/* sp_smem_bytes' layout after Q and the two K stages (tile: one K stage's bytes): P fragments / the
+ * 64 x 64 P tile (8 KB), alpha per thread (2 rows; 1 KB), 1/denominator, lse2, max2 per row, kvalid
+ * [2][64], then the mbarriers at SP_PW_BAR_OFF (PW: full, empty per stage; seesaw prefill: full A /
+ * B, empty L / R per stage); SSF's second P tile when d_qk = 512 at the next 1 KB boundary (d_qk 576:
+ * stage 0's RoPE chunk) */
+#define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
+#define SP_SSF_P0_OFF(tile) ((SP_PW_BAR_OFF(tile) + 8 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
-    const int used = 3 * MLA_BM * dqk * 2 /* Q + 2 K stages */
-                     + 16 * 128 * 4      /* P fragments */
-                     + 128 * 2 * 4       /* alpha per thread (2 rows) */
-                     + 3 * 64 * 4        /* 1/denominator, lse2, max2 per row */
-                     + 2 * 64            /* kvalid */
-                     + 8 * 8;            /* mbarriers (PW: full, empty per stage; SSF: full A / B, empty L / R per stage) */
-    return (dqk == 512 ? SP_SSF_P0_OFF(MLA_BM * dqk * 2) + 8192 : used) + 1024; /* + alignment slack */
+    const int tile = MLA_BM * dqk * 2;
+    return (dqk == 512 ? SP_SSF_P0_OFF(tile) + 8192 : SP_PW_BAR_OFF(tile) + 8 * 8) + 1024; /* + alignment slack */
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -310,25 +309,6 @@ static __device__ __forceinline__ void sp_fp8_put(uint32_t tile, const uint4 *kr
     }
 }
 
-/* build option SP_GATHER_HINT (timing experiment): the prefill's line gather with an L2 prefetch of
- * 256 bytes (1), and with an evict_last policy as well (2) */
-#ifndef SP_GATHER_HINT
-#define SP_GATHER_HINT 0
-#endif
-static __device__ __forceinline__ void sp_gather16(uint32_t dst, const void *src, int src_bytes) {
-    if (SP_GATHER_HINT == 1) {
-        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
-                     : "memory");
-    } else if (SP_GATHER_HINT == 2) {
-        asm volatile("{\n.reg .b64 pol;\ncreatepolicy.fractional.L2::evict_last.b64 pol, 1.0;\n"
-                     "cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, pol;\n}\n" ::"r"(dst),
-                     "l"(src), "r"(src_bytes)
-                     : "memory");
-    } else {
-        cp_async16(dst, src, src_bytes);
-    }
-}
-
 /* bf16 gather (prefill): the whole kv row by cp.async */
 static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, const sp_unit *u, int pos, uint32_t tile,
                                                      const int DQK) {
@@ -358,7 +338,7 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
         for (int c = 0; c < 9; c++)
-            if ((CM >> c) & 1) sp_gather16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+            if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
 /* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
@@ -841,8 +821,6 @@ static __device__ __forceinline__ void sp_pw_put(uint32_t tile, int row, int h, 
         for (int k = 0; k < 4; k++) sts128(base + NU * 8192 + (((4 * h + k) ^ x) << 4), ke[k]);
 }
 
-/* shared-memory offset of the PW kernel's mbarriers (after kvalid): full[0..1], empty[0..1] */
-#define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
 
 /* The K stages, mbarriers and kvalid flags of the PW kernels (tile = one K stage's bytes): stage k
  * at uK[k], full[k] = full + 8 k, empty[k] = empty + 8 k, kvalid [2][64] right before the barriers */
@@ -1117,26 +1095,34 @@ static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
 
-/* S = Q K^T of the tile in stage uK for the owning warpgroup, issued, not committed: WG0 (B1 = 0,
- * stage 0) takes group A's chunks (RoPE first) as soon as A has landed, then B's; WG1 (B1 = 1,
- * stage 1) B's with the RoPE first, then A's (A is refilled last, by WG0 after its PV_L). */
-static __device__ __forceinline__ void sp_ss_qk_issue(float *s, uint32_t uQ, uint32_t uK, uint32_t barA,
-                                                      uint32_t barB, int ph, const int NC64, const int B1) {
+/* S = 0 (the accumulator of a fresh S = Q K^T) */
+static __device__ __forceinline__ void sp_ss_zero(float *s) {
 #pragma unroll
     for (int i = 0; i < 32; i++) s[i] = 0.f;
     pin32(s);
-    mbar_wait(B1 ? barB : barA, ph);
+}
+/* S += Q K^T over one chunk group of the tile at uK, once it has landed (bar, phase ph): chunks [c0,
+ * c0 + 4), with the RoPE chunk 8 (d_qk 576) before them (R8 = 1) or after them (R8 = 2); issued, not
+ * committed */
+static __device__ __forceinline__ void sp_ss_qk_part(float *s, uint32_t uQ, uint32_t uK, uint32_t bar, int ph, int c0,
+                                                     const int R8, const int NC64) {
+    mbar_wait(bar, ph);
     fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
     wg_fence();
     if (MLA_SP_DIAG == 7) return;
-    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
-    if (B1) sm90_qk(s, uQ, uK, 4, 8, 0);
-    else sm90_qk(s, uQ, uK, 0, 4, 0);
-    mbar_wait(B1 ? barA : barB, ph);
-    fence_proxy_async();
-    wg_fence();
-    if (B1) sm90_qk(s, uQ, uK, 0, 4, 0);
-    else sm90_qk(s, uQ, uK, 4, 8, 0);
+    if (R8 == 1 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+    sm90_qk(s, uQ, uK, c0, c0 + 4, 0);
+    if (R8 == 2 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+}
+/* S = Q K^T of the tile in stage uK for the owning warpgroup of the 256-thread seesaw, issued, not
+ * committed: WG0 (B1 = 0, stage 0) takes group A's chunks (RoPE first) as soon as A has landed, then
+ * B's; WG1 (B1 = 1, stage 1) B's with the RoPE first, then A's (A is refilled last, by WG0 after its
+ * PV_L). */
+static __device__ __forceinline__ void sp_ss_qk_issue(float *s, uint32_t uQ, uint32_t uK, uint32_t barA,
+                                                      uint32_t barB, int ph, const int NC64, const int B1) {
+    sp_ss_zero(s);
+    sp_ss_qk_part(s, uQ, uK, B1 ? barB : barA, ph, B1 ? 4 : 0, 1, NC64);
+    sp_ss_qk_part(s, uQ, uK, B1 ? barA : barB, ph, B1 ? 0 : 4, 0, NC64);
 }
 /* the same, committed and waited */
 static __device__ __forceinline__ void sp_ss_qk(float *s, uint32_t uQ, uint32_t uK, uint32_t barA, uint32_t barB,
@@ -1369,23 +1355,6 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
     sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0);
 }
 
-/* SSF's S = Q K^T, one chunk group: wait for it (bar, phase ph), then chunks [c0, c0 + 4) and, with
- * ROPE (the B group, d_qk 576), the RoPE chunk 8; issued, not committed */
-static __device__ __forceinline__ void sp_ssf_qk_part(float *s, uint32_t uQ, uint32_t uK, uint32_t bar, int ph, int c0,
-                                                      const int ROPE, const int NC64) {
-    mbar_wait(bar, ph);
-    fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
-    wg_fence();
-    if (MLA_SP_DIAG == 7) return;
-    sm90_qk(s, uQ, uK, c0, c0 + 4, 0);
-    if (ROPE && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
-}
-static __device__ __forceinline__ void sp_ssf_zero(float *s) {
-#pragma unroll
-    for (int i = 0; i < 32; i++) s[i] = 0.f;
-    pin32(s);
-}
-
 /* WG0 / WG1 of SSF (seesaw in FlashMLA's order, dossier §4.4; 384 threads with sp_ssf_producer).
  * Per pair (j0 in stage 0, j1 in stage 1), with a shared running max:
  *   WG0: softmax(S0) -> max m0 to WG1 (B0); O_L = O_L f + P0 V0L (P0 from registers); release A0;
@@ -1418,9 +1387,9 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
         float s[32];
         uint32_t a[4][4];
         if (wg == 0) {
-            sp_ssf_zero(s);
-            sp_ssf_qk_part(s, uQ, uK0, B.fa, 0, 0, 0, NC64);
-            sp_ssf_qk_part(s, uQ, uK0, B.fb, 0, 4, 1, NC64);
+            sp_ss_zero(s);
+            sp_ss_qk_part(s, uQ, uK0, B.fa, 0, 0, 0, NC64);
+            sp_ss_qk_part(s, uQ, uK0, B.fb, 0, 4, 2, NC64);
             wg_commit();
             wg_wait0();
             pin32(s);
@@ -1452,13 +1421,13 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, 0); /* O_L = O_L g + P1 V1L */
                 if (more) {
                     const int ph2 = ((j0 + 2) >> 1) & 1;
-                    sp_ssf_zero(s);
-                    sp_ssf_qk_part(s, uQ, uK0, B.fa, ph2, 0, 0, NC64);
+                    sp_ss_zero(s);
+                    sp_ss_qk_part(s, uQ, uK0, B.fa, ph2, 0, 0, NC64);
                     wg_commit();
                     wg_wait1(); /* PV_L(j1) */
                     pin128(o);
                     if (j1 + 2 < N) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
-                    sp_ssf_qk_part(s, uQ, uK0, B.fb, ph2, 4, 1, NC64);
+                    sp_ss_qk_part(s, uQ, uK0, B.fb, ph2, 4, 2, NC64);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
@@ -1478,9 +1447,9 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     continue;
                 }
                 const int ph1 = (j1 >> 1) & 1;
-                sp_ssf_zero(s);
-                sp_ssf_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 1, NC64);
-                sp_ssf_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
+                sp_ss_zero(s);
+                sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
+                sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
                 wg_commit();
                 wg_wait0();
                 pin32(s);
