@@ -50,7 +50,8 @@ static void usage(FILE *f)
         "                          prefill, bench/sparse.c): FlashMLA's cases on a GPU, cases scaled\n"
         "                          down for a CPU on the CPU path (device chosen as above); options\n"
         "                          there: --quick, --iters N (GPU 20; CPU 5, quick 3), --json FILE,\n"
-        "                          --device cpu|gpu|auto, --threads N (CPU path)\n"
+        "                          --device cpu|gpu|auto, --threads N (CPU path),\n"
+        "                          --prefill-case S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform (own rows)\n"
         "Environment: MLA_GIT_COMMIT overrides the commit printed (for trees without .git).\n"
         "Exit status: 0 all cases ran and were finite, 1 a case failed, 2 bad usage or no device.\n");
 }

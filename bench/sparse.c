@@ -95,7 +95,37 @@ static void pick_flashmla(int32_t *row, int64_t topk, int64_t s_kv, uint32_t *st
     }
 }
 
+/* min(topk, s_kv) distinct positions uniform over [0, s_kv); the rest of the row invalid (-1) */
+static void pick_uniform(int32_t *row, int64_t topk, int64_t s_kv, uint32_t *stamp, uint32_t id)
+{
+    const int64_t n = topk < s_kv ? topk : s_kv;
+    pick_distinct(row, n, s_kv, 0, stamp, id);
+    for (int64_t k = n; k < topk; k++) row[k] = -1;
+}
+
 static FILE *g_json = NULL;
+
+/* --prefill-case rows (replace the prefill list when given) */
+#define SP_MAX_CUSTOM 16
+static sp_bcase g_custom[SP_MAX_CUSTOM];
+static int g_ncustom = 0;
+
+/* "s_q,s_kv,h_q,topk,d_qk,flashmla|uniform" -> a prefill case; 0 on success */
+static int parse_prefill_case(const char *v, sp_bcase *c)
+{
+    long long sq, skv, hq, tk, d;
+    char idx[16] = "";
+    if (sscanf(v, "%lld,%lld,%lld,%lld,%lld,%15s", &sq, &skv, &hq, &tk, &d, idx) != 6) return 1;
+    if (sq < 1 || skv < 1 || hq < 1 || tk < 1 || (d != 576 && d != 512)) return 1;
+    if (strcmp(idx, "flashmla") && strcmp(idx, "uniform")) return 1;
+    memset(c, 0, sizeof *c);
+    c->prefill = 1;
+    c->s_q = sq; c->s_kv = skv; c->h_q = hq; c->topk = tk; c->dqk = d;
+    c->fmt = MLA_FP8_FORMAT_INVALID;
+    c->flashmla_indices = idx[0] == 'f';
+    c->note = c->flashmla_indices ? "FlashMLA's indices (--prefill-case)" : "distinct uniform indices (--prefill-case)";
+    return 0;
+}
 
 static void decode_label(const sp_bcase *c, char *what, size_t n)
 {
@@ -349,7 +379,7 @@ static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iter
         if (c->flashmla_indices)
             pick_flashmla(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
         else
-            pick_distinct(ind + s * topk, topk < s_kv ? topk : s_kv, s_kv, 0, stamp, (uint32_t)s + 1);
+            pick_uniform(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
     }
     int32_t *dind = NULL;
     cudaMalloc((void **)&dind, (size_t)(s_q * topk) * 4);
@@ -445,10 +475,11 @@ static int sparse_gpu_main(int dec, int pre, int quick, int iters)
             {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0},
             {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0},
         };
-        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !g_ncustom; i++) {
             if (quick && i > 1) break;
             fails += run_prefill_case(&cs[i], &t, warmup, iters);
         }
+        for (int i = 0; i < g_ncustom; i++) fails += run_prefill_case(&g_custom[i], &t, warmup, iters);
     }
     cudaFree(t.flush);
     cudaStreamDestroy(t.s);
@@ -693,7 +724,7 @@ static int run_prefill_cpu(const sp_bcase *c, int threads, int warmup, int iters
         if (c->flashmla_indices)
             pick_flashmla(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
         else
-            pick_distinct(ind + s * topk, topk, s_kv, 0, stamp, (uint32_t)s + 1);
+            pick_uniform(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
     memset(out, 0xff, n_out * 2); /* poisoned (NaN), as for decode */
     for (size_t x = 0; x < n_row; x++) ml[x] = lse[x] = NAN;
     mla_sparse_prefill_args a = mla_sparse_prefill_args_default();
@@ -767,8 +798,9 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
             {1, 0, 64, 64, 512, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0},
             {1, 0, 64, 128, 1024, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0},
         };
-        for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2); i++)
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2) && !g_ncustom; i++)
             fails += run_prefill_cpu(&cs[i], threads, warmup, iters);
+        for (int i = 0; i < g_ncustom; i++) fails += run_prefill_cpu(&g_custom[i], threads, warmup, iters);
     }
     return fails ? 1 : 0;
 }
@@ -777,7 +809,9 @@ static int sparse_usage(void)
 {
     fprintf(stderr,
             "usage: mla-bench --sparse-decode|--sparse-prefill|--sparse [--quick] [--iters N]\n"
-            "                 [--json FILE] [--device cpu|gpu|auto] [--threads N]\n");
+            "                 [--json FILE] [--device cpu|gpu|auto] [--threads N]\n"
+            "                 [--prefill-case S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform]... (prefill rows of\n"
+            "                 your own instead of the list; indices drawn FlashMLA's way or distinct uniform)\n");
     return 2;
 }
 
@@ -808,13 +842,22 @@ int bench_sparse_main(int argc, char **argv)
                 return sparse_usage();
             }
             device = !strcmp(v, "cpu") ? BENCH_CPU : !strcmp(v, "gpu") ? BENCH_GPU : BENCH_AUTO;
+        } else if (!strcmp(argv[i], "--prefill-case") && i + 1 < argc) {
+            if (g_ncustom == SP_MAX_CUSTOM || parse_prefill_case(argv[++i], &g_custom[g_ncustom])) {
+                fprintf(stderr, "mla-bench: --prefill-case wants S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform "
+                                "(positive sizes, D_QK 576 or 512, at most %d), got '%s'\n", SP_MAX_CUSTOM, argv[i]);
+                return sparse_usage();
+            }
+            g_ncustom++;
+            pre = 1;
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             g_json = fopen(argv[++i], "w");
             if (!g_json) { fprintf(stderr, "mla-bench: cannot write %s\n", argv[i]); return 2; }
         } else {
             if (g_json) fclose(g_json);
             const char *a = argv[i];
-            if (!strcmp(a, "--iters") || !strcmp(a, "--threads") || !strcmp(a, "--device") || !strcmp(a, "--json"))
+            if (!strcmp(a, "--iters") || !strcmp(a, "--threads") || !strcmp(a, "--device") || !strcmp(a, "--json") ||
+                !strcmp(a, "--prefill-case"))
                 fprintf(stderr, "mla-bench: %s needs a value\n", a);
             else
                 fprintf(stderr, "mla-bench: '%s' is not an option of the sparse benchmark (FlashMLA's sparse cases: "
@@ -846,7 +889,8 @@ int bench_sparse_main(int argc, char **argv)
 int bench_sparse_wanted(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--sparse-decode") || !strcmp(argv[i], "--sparse-prefill") || !strcmp(argv[i], "--sparse"))
+        if (!strcmp(argv[i], "--sparse-decode") || !strcmp(argv[i], "--sparse-prefill") || !strcmp(argv[i], "--sparse") ||
+            !strcmp(argv[i], "--prefill-case"))
             return 1;
     return 0;
 }

@@ -99,3 +99,32 @@ def test_sparse_bench_names_an_option_it_does_not_take():
     assert "'--no-ceilings'" in r.stderr and "not an option of the sparse benchmark" in r.stderr
     assert "usage: mla-bench --sparse-decode" in r.stderr
     assert r.stdout == ""
+
+
+def test_sparse_prefill_case_rows_run_on_the_cpu(tmp_path):
+    # --prefill-case replaces the prefill list with the rows given; both index draws run, and a
+    # topk larger than s_kv leaves the rest of each uniform row invalid (no endless draw)
+    js = tmp_path / "pf.json"
+    r = subprocess.run([BENCH, "--device", "cpu", "--threads", "2", "--iters", "1", "--json", str(js),
+                        "--prefill-case", "3,100,64,128,512,uniform",
+                        "--prefill-case", "2,30000,16,64,576,flashmla"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [x["case"] for x in rows] == [
+        "sparse prefill d_qk=512 s_q=3 s_kv=100 h_q=64 topk=128",
+        "sparse prefill d_qk=576 s_q=2 s_kv=30000 h_q=16 topk=64"]
+    assert all(x["us"] > 0 and x["tflops"] > 0 for x in rows)
+    assert "distinct uniform indices (--prefill-case)" in r.stdout
+    assert "FlashMLA's indices (--prefill-case)" in r.stdout
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "4,100,64,128,500,uniform", "4,100,64,128,512,near",
+                                 "0,100,64,128,512,uniform"])
+def test_sparse_prefill_case_rejects_a_bad_row(bad):
+    r = subprocess.run([BENCH, "--device", "cpu", "--prefill-case", bad],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "--prefill-case wants S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform" in r.stderr
+    assert f"got '{bad}'" in r.stderr
+    assert r.stdout == ""
