@@ -849,6 +849,9 @@ int main(int argc, char **argv)
         printf("sparse prefill again with MLA_SPARSE_SEESAW=2 (the seesaw with a producer warpgroup, SSF)\n");
         setenv("MLA_SPARSE_SEESAW", "2", 1);
         test_prefill();
+        printf("sparse prefill again with MLA_SPARSE_SEESAW=3 (SSF persistent: one CTA per SM over the units)\n");
+        setenv("MLA_SPARSE_SEESAW", "3", 1);
+        test_prefill();
         printf("sparse prefill again with MLA_SPARSE_PF_ORDER=0 (the M blocks of a token far apart in the grid)\n");
         unsetenv("MLA_SPARSE_SEESAW");
         setenv("MLA_SPARSE_PF_ORDER", "0", 1);
