@@ -40,8 +40,8 @@
  * FP8 decode 1: no dequantisation (the stage keeps old data; PW: the loads stay), 2: no gather loads
  * after the first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three (2, 4
  * and 5: 256-thread kernel only). Seesaw prefill (both kernels): 6 no K gather (the stages keep
- * their bytes; the kvalid flags and barrier arrivals stay), 7 no QK^T wgmma (S = 0). 0: the real
- * kernel. */
+ * their bytes; the kvalid flags and barrier arrivals stay), 7 no QK^T wgmma (S = 0), 8 no stores of
+ * the output rows (every epilogue; lse / max_logits stay). 0: the real kernel. */
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
@@ -435,7 +435,8 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
             for (int q = 0; q < 32; q++) {
                 const int i = 4 * q + 2 * h;
                 const int col = 256 * wg + 8 * q + 2 * (lane & 3);
-                *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
+                if (MLA_SP_DIAG != 8 || p->h_q < 0) /* (8: a condition never true, so o stays live) */
+                    *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
             }
             if (wg == 0 && (lane & 3) == 0) {
                 const float l2 = sLse[rw];
