@@ -1157,6 +1157,12 @@ static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg bu
 #ifndef SP_SSF_EARLY_B1
 #define SP_SSF_EARLY_B1 1
 #endif
+/* timing build option SP_SSF_ORDER: 0 the order above (producer A0, B1, B0, A1); 1 the producer
+ * refills A1 before B0; 2 WG1 computes S(j1) from A1 then B1, runs PV_R(j0) before its own PV_R(j1)
+ * (B0 released before B1) and the producer refills A0, B0, A1, B1 */
+#ifndef SP_SSF_ORDER
+#define SP_SSF_ORDER 0
+#endif
 
 /* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
  * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only) */
@@ -1203,6 +1209,40 @@ static __device__ __forceinline__ void sp_pf_load_q128(const mla_sp_params *p, c
     sw128_copy_row(uQ, row, 2 * h + 1, src, row < nvalid, NCH);
 }
 
+/* One pair's four refills by WG2: A / B of stage 0 with the rows l0, and (has1) of stage 1 with
+ * l1, each after the group's release (empty mbarrier phases ph0 / ph1), in SP_SSF_ORDER's order */
+static __device__ __forceinline__ void sp_ssf_issue_pair(const mla_sp_params *p, const sp_unit *u, const int *l0,
+                                                         const int *l1, int has1, uint32_t ph0, uint32_t ph1,
+                                                         uint32_t uK0, uint32_t uK1, unsigned char *kvalid,
+                                                         sp_ss_bars B, int pt, const int DQK) {
+    mbar_wait(B.el, ph0);
+    sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
+    if (SP_SSF_ORDER == 2) {
+        mbar_wait(B.er, ph0);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
+    }
+    if (has1 && SP_SSF_ORDER != 2) {
+        mbar_wait(B.er + 8, ph1);
+        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
+    }
+    if (has1 && SP_SSF_ORDER == 1) {
+        mbar_wait(B.el + 8, ph1);
+        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
+    }
+    if (SP_SSF_ORDER != 2) {
+        mbar_wait(B.er, ph0);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
+    }
+    if (has1 && SP_SSF_ORDER != 1) {
+        mbar_wait(B.el + 8, ph1);
+        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
+    }
+    if (has1 && SP_SSF_ORDER == 2) {
+        mbar_wait(B.er + 8, ph1);
+        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
+    }
+}
+
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
  * consumers release them: A(t0), B(t1), B(t0), A(t1); the RoPE chunk always with B (stage 0's RoPE
  * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B) */
@@ -1219,18 +1259,7 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
         int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
         sp_line_pos(p, u, t0 + 2, N, n0, pt, 128);
         sp_line_pos(p, u, t1 + 2, N, n1, pt, 128);
-        mbar_wait(B.el, ph);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
-        if (t1 < N) {
-            mbar_wait(B.er + 8, ph);
-            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
-        }
-        mbar_wait(B.er, ph);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
-        if (t1 < N) {
-            mbar_wait(B.el + 8, ph);
-            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
-        }
+        sp_ssf_issue_pair(p, u, l0, l1, t1 < N, ph, ph, uK0, uK1, kvalid, B, pt, DQK);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             l0[i] = n0[i];
@@ -1277,18 +1306,7 @@ static __device__ __forceinline__ void sp_ssfp_producer(const mla_sp_params *p, 
                 sp_line_pos(p, &un, 1, hasn ? Nn : 0, n1, pt, 128);
             }
             const uint32_t ph0 = ((c0 + q) & 1) ^ 1, ph1 = ((c1 + q) & 1) ^ 1;
-            mbar_wait(B.el, ph0);
-            sp_ss_issue(p, &u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
-            if (t1 < N) {
-                mbar_wait(B.er + 8, ph1);
-                sp_ss_issue(p, &u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
-            }
-            mbar_wait(B.er, ph0);
-            sp_ss_issue(p, &u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
-            if (t1 < N) {
-                mbar_wait(B.el + 8, ph1);
-                sp_ss_issue(p, &u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
-            }
+            sp_ssf_issue_pair(p, &u, l0, l1, t1 < N, ph0, ph1, uK0, uK1, kvalid, B, pt, DQK);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 l0[i] = n0[i];
@@ -1564,8 +1582,13 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 }
                 const int ph1 = (c1 + (j1 >> 1)) & 1;
                 sp_ss_zero(s);
-                sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
-                sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
+                if (SP_SSF_ORDER == 2) {
+                    sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
+                    sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
+                } else {
+                    sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
+                    sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
+                }
                 wg_commit();
                 wg_wait0();
                 pin32(s);
@@ -1580,6 +1603,21 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 }
                 nbar_arrive(SP_SSF_B1, 256);
                 ss_pack(s, a, 1.f, 1.f, 0);
+                if (SP_SSF_ORDER == 2) {
+                    /* P1 to WG0 first; PV_R(j0) before PV_R(j1), so B0 (which WG0's next S reads
+                     * last) goes back to the producer before B1 */
+                    ss_store_p(sP1, s, 0);
+                    nbar_arrive(SP_SSF_S1R, 256);
+                    nbar_sync(SP_SSF_S0R, 256);
+                    ss_rescale_pv(o, f0 * g0, f1 * g1, a, uP0, uK0, 1, 1, 0); /* O_R = O_R a(m, m1) + (P0 g) V0R */
+                    ss_rescale_pv(o, 1.f, 1.f, a, 0, uK1, 1, 0, 0);           /* O_R += P1 V1R */
+                    wg_wait1(); /* PV_R(j0) */
+                    if (more || PERS) sp_ssf_release(B.er); /* B0 */
+                    wg_wait0(); /* PV_R(j1) */
+                    pin128(o);
+                    if (j1 + 2 < N || PERS) sp_ssf_release(B.er + 8); /* B1 */
+                    continue;
+                }
                 ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
                 ss_store_p(sP1, s, 0);
                 if (SP_SSF_EARLY_B1) {
