@@ -56,10 +56,9 @@ typedef struct mla_sp_params {
     int producer;          /* FP8 decode: the producer-warpgroup kernel (hook MLA_SPARSE_PRODUCER=0: off)     */
     int crossover;         /* with producer and num_m_blocks == 2: 2-CTA clusters share the gather
                               (hook MLA_SPARSE_CROSSOVER=0: off)                                          */
-    int seesaw;            /* prefill: 1 the seesaw kernel, 2 the seesaw with a producer warpgroup (SSF), 3 SSF
-                              persistent over the units, instead of the 256-thread one (hook MLA_SPARSE_SEESAW) */
+    int seesaw;            /* prefill: 1 the seesaw kernel, 2 the seesaw with a producer warpgroup (SSF), instead of
+                              the 256-thread one (hook MLA_SPARSE_SEESAW) */
     int mb_fast;           /* prefill: a token's M blocks adjacent in the grid (hook MLA_SPARSE_PF_ORDER=0: off) */
-    int pf_ctas;           /* prefill, seesaw 3 (persistent SSF): the grid's CTAs (<= SMs, <= units)             */
     int pdl;               /* decode: launched with programmatic dependent launch behind the scheduler */
 } mla_sp_params;
 

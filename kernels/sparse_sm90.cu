@@ -62,13 +62,13 @@
 /* sp_smem_bytes' layout after Q and the two K stages (tile: one K stage's bytes): P fragments / the
  * 64 x 64 P tile (8 KB), alpha per thread (2 rows; 1 KB), 1/denominator, lse2, max2 per row, kvalid
  * [2][64], then the mbarriers at SP_PW_BAR_OFF (PW: full, empty per stage; seesaw prefill: full A /
- * B, empty L / R per stage; persistent SSF: Q full, Q empty); SSF's second P tile when d_qk = 512 at the next 1 KB boundary (d_qk 576:
+ * B, empty L / R per stage); SSF's second P tile when d_qk = 512 at the next 1 KB boundary (d_qk 576:
  * stage 0's RoPE chunk) */
 #define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
-#define SP_SSF_P0_OFF(tile) ((SP_PW_BAR_OFF(tile) + 10 * 8 + 1023) & ~1023)
+#define SP_SSF_P0_OFF(tile) ((SP_PW_BAR_OFF(tile) + 8 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
     const int tile = MLA_BM * dqk * 2;
-    return (dqk == 512 ? SP_SSF_P0_OFF(tile) + 8192 : SP_PW_BAR_OFF(tile) + 10 * 8) + 1024; /* + alignment slack */
+    return (dqk == 512 ? SP_SSF_P0_OFF(tile) + 8192 : SP_PW_BAR_OFF(tile) + 8 * 8) + 1024; /* + alignment slack */
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -382,11 +382,14 @@ static __device__ __forceinline__ void sp_csync(const int PW) {
 
 /* End of a unit (256 computing threads, warpgroup wg of thread tid): WG0 owns the row statistics
  * (SPLIT: WG1's row sums are added first); out + lse (+ max_logits), the sink applied (slot < 0),
- * or the normalised fp32 partial and its log2 lse (slot >= 0). */
+ * or the normalised fp32 partial and its log2 lse (slot >= 0). ust (slot < 0 only; 0: none): 64 KB
+ * of free shared memory (SSF's Q, all its QK^T done) where the bf16 rows are staged ([64][512],
+ * 16-byte pieces swizzled by row & 7) and then written as whole rows by 16-byte stores (a warp:
+ * 512 contiguous bytes), instead of the fragments' 4-byte stores (8 rows x 16 B a warp). */
 static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const sp_unit *u, int slot, int nvalid,
                                                    int head0, float *o, float m0, float m1, float l0, float l1,
                                                    float *sAl, float *sInv, float *sLse, float *sMax, const int SPLIT,
-                                                   const int PW) {
+                                                   const int PW, const uint32_t ust) {
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
     l0 = quad_sum(l0);
@@ -422,6 +425,39 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
         }
     }
     sp_csync(PW);
+    if (slot < 0 && ust) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int rw = h ? r1 : r0;
+            if (rw >= nvalid) continue;
+            const float inv = sInv[rw];
+#pragma unroll
+            for (int q = 0; q < 32; q++) {
+                const int i = 4 * q + 2 * h, c = 32 * wg + q;
+                sts_b32(ust + rw * 1024 + ((c ^ (rw & 7)) << 4) + 4 * (lane & 3), pack2(o[i] * inv, o[i + 1] * inv, 0));
+            }
+            if (wg == 0 && (lane & 3) == 0) {
+                const int head = head0 + rw;
+                const float l2 = sLse[rw];
+                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
+                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
+                if (p->max_logits)
+                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
+            }
+        }
+        sp_csync(PW);
+#pragma unroll 4
+        for (int k = 0; k < 16; k++) {
+            const int x = 256 * k + tid, row = x >> 6, c = x & 63;
+            if (row >= nvalid) break; /* a thread's rows ascend with k */
+            const uint4 v = lds_v4(ust + row * 1024 + ((c ^ (row & 7)) << 4));
+            char *orow = (char *)p->out +
+                         ((long long)u->i * p->o_si + (long long)u->j * p->o_sj + (long long)(head0 + row) * p->o_sh) * 2;
+            if (MLA_SP_DIAG != 8 || p->h_q < 0) *(uint4 *)(orow + 16 * c) = v;
+        }
+        sp_csync(PW); /* the staging area is free again */
+        return;
+    }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int rw = h ? r1 : r0;
@@ -657,7 +693,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         }
     }
 
-    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, SPLIT, 0);
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, SPLIT, 0, 0);
 }
 
 static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int r, int g, sp_unit *u) {
@@ -1013,7 +1049,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             }
         }
     }
-    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1);
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, 0);
 }
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
@@ -1157,17 +1193,11 @@ static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg bu
 #ifndef SP_SSF_EARLY_B1
 #define SP_SSF_EARLY_B1 1
 #endif
-/* timing build option SP_SSF_ORDER: 0 the order above (producer A0, B1, B0, A1); 1 the producer
- * refills A1 before B0; 2 WG1 computes S(j1) from A1 then B1, runs PV_R(j0) before its own PV_R(j1)
- * (B0 released before B1) and the producer refills A0, B0, A1, B1 */
-#ifndef SP_SSF_ORDER
-#define SP_SSF_ORDER 0
-#endif
 
 /* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
  * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only) */
 typedef struct sp_ss_bars {
-    uint32_t fa, fb, el, er, qf, qe;
+    uint32_t fa, fb, el, er;
 } sp_ss_bars;
 static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, int tile) {
     sp_ss_bars b;
@@ -1175,72 +1205,7 @@ static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, i
     b.fb = b.fa + 16;
     b.el = b.fa + 32;
     b.er = b.fa + 48;
-    b.qf = b.fa + 64; /* persistent SSF: Q full (128 producer cp.async noinc arrivals) */
-    b.qe = b.fa + 72; /* persistent SSF: Q empty (the consumers' 8 warps, after their unit's last QK^T) */
     return b;
-}
-
-/* Persistent SSF ("SSFP"): a grid of at most one CTA per SM; CTA c runs the units c, c + G, ..
- * (G = gridDim.x) of the list (kv head, token, M block), M blocks fastest, so a token's M blocks
- * still run side by side on neighbouring CTAs. The producer loads each unit's Q (Q full / Q
- * empty mbarriers) and runs on into the next unit's first tiles and Q while the consumers finish a
- * unit and write it out; the stage mbarriers' phases run on across units (fill counters c0, c1). */
-static __device__ __forceinline__ int sp_pf_units(const mla_sp_params *p) {
-    return p->n_tok * p->num_m_blocks * (p->h_q / p->hpk);
-}
-static __device__ __forceinline__ void sp_pf_unit(const mla_sp_params *p, int U, sp_unit *u, int *N, int *nvalid,
-                                                  int *head0) {
-    const int per_g = p->n_tok * p->num_m_blocks, g = U / per_g, r = U - g * per_g;
-    const int tok = r / p->num_m_blocks, mblk = r - tok * p->num_m_blocks;
-    sp_unit_init(p, tok, g, u);
-    *N = u->T0;
-    const int nv = p->hpk - mblk * MLA_BM;
-    *nvalid = nv > MLA_BM ? MLA_BM : nv;
-    *head0 = g * p->hpk + mblk * MLA_BM;
-}
-/* Q rows of a unit by the producer's 128 threads (pt): row pt / 2, 16-byte pieces {2h, 2h + 4,
- * 2h + 1, 2h + 5} of each line (h = pt & 1); rows past nvalid zero-filled; not committed */
-static __device__ __forceinline__ void sp_pf_load_q128(const mla_sp_params *p, const sp_unit *u, uint32_t uQ,
-                                                       int nvalid, int head0, int pt, const int NCH) {
-    const int row = pt >> 1, h = pt & 1;
-    const char *src = (const char *)p->q;
-    if (row < nvalid) src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
-    sw128_copy_row(uQ, row, 2 * h, src, row < nvalid, NCH);
-    sw128_copy_row(uQ, row, 2 * h + 1, src, row < nvalid, NCH);
-}
-
-/* One pair's four refills by WG2: A / B of stage 0 with the rows l0, and (has1) of stage 1 with
- * l1, each after the group's release (empty mbarrier phases ph0 / ph1), in SP_SSF_ORDER's order */
-static __device__ __forceinline__ void sp_ssf_issue_pair(const mla_sp_params *p, const sp_unit *u, const int *l0,
-                                                         const int *l1, int has1, uint32_t ph0, uint32_t ph1,
-                                                         uint32_t uK0, uint32_t uK1, unsigned char *kvalid,
-                                                         sp_ss_bars B, int pt, const int DQK) {
-    mbar_wait(B.el, ph0);
-    sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
-    if (SP_SSF_ORDER == 2) {
-        mbar_wait(B.er, ph0);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
-    }
-    if (has1 && SP_SSF_ORDER != 2) {
-        mbar_wait(B.er + 8, ph1);
-        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
-    }
-    if (has1 && SP_SSF_ORDER == 1) {
-        mbar_wait(B.el + 8, ph1);
-        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
-    }
-    if (SP_SSF_ORDER != 2) {
-        mbar_wait(B.er, ph0);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
-    }
-    if (has1 && SP_SSF_ORDER != 1) {
-        mbar_wait(B.el + 8, ph1);
-        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
-    }
-    if (has1 && SP_SSF_ORDER == 2) {
-        mbar_wait(B.er + 8, ph1);
-        sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
-    }
 }
 
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
@@ -1259,70 +1224,23 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
         int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
         sp_line_pos(p, u, t0 + 2, N, n0, pt, 128);
         sp_line_pos(p, u, t1 + 2, N, n1, pt, 128);
-        sp_ssf_issue_pair(p, u, l0, l1, t1 < N, ph, ph, uK0, uK1, kvalid, B, pt, DQK);
+        mbar_wait(B.el, ph);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
+        if (t1 < N) {
+            mbar_wait(B.er + 8, ph);
+            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
+        }
+        mbar_wait(B.er, ph);
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
+        if (t1 < N) {
+            mbar_wait(B.el + 8, ph);
+            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
+        }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             l0[i] = n0[i];
             l1[i] = n1[i];
         }
-    }
-    cp_async_wait0(); /* no thread leaves with copies in flight */
-}
-
-/* WG2 of the persistent SSF: sp_ssf_producer's order over every unit of this CTA, each unit's Q
- * first (once the consumers are done with the last one's); stage s's k-th fill (k counted over the
- * CTA's units: c0, c1) waits for the release of fill k - 1. The indices of the next pair, also the
- * next unit's first one, are loaded a pair ahead. */
-static __device__ __forceinline__ void sp_ssfp_producer(const mla_sp_params *p, uint32_t uQ, uint32_t uK0,
-                                                        uint32_t uK1, unsigned char *kvalid, sp_ss_bars B,
-                                                        const int DQK) {
-    const int pt = threadIdx.x - 256, total = sp_pf_units(p), G = gridDim.x;
-    int c0 = 0, c1 = 0, nu = 0;
-    int l0[4], l1[4];
-    sp_unit u;
-    int N, nvalid, head0;
-    int U = blockIdx.x;
-    if (U < total) {
-        sp_pf_unit(p, U, &u, &N, &nvalid, &head0);
-        sp_line_pos(p, &u, 0, N, l0, pt, 128);
-        sp_line_pos(p, &u, 1, N, l1, pt, 128);
-    }
-    for (; U < total; U += G, nu++) {
-        const int Un = U + G, hasn = Un < total;
-        sp_unit un = u;
-        int Nn = 0, nvn = 0, h0n = 0;
-        if (hasn) sp_pf_unit(p, Un, &un, &Nn, &nvn, &h0n);
-        mbar_wait(B.qe, (nu & 1) ^ 1);
-        sp_pf_load_q128(p, &u, uQ, nvalid, head0, pt, DQK / 8);
-        cp_async_mbar_arrive_noinc(B.qf);
-        for (int t0 = 0; t0 < N; t0 += 2) {
-            const int t1 = t0 + 1, q = t0 >> 1;
-            int n0[4], n1[4]; /* the next pair's indices (the next unit's first pair after the last) */
-            if (t0 + 2 < N) {
-                sp_line_pos(p, &u, t0 + 2, N, n0, pt, 128);
-                sp_line_pos(p, &u, t1 + 2, N, n1, pt, 128);
-            } else {
-                sp_line_pos(p, &un, 0, hasn ? Nn : 0, n0, pt, 128);
-                sp_line_pos(p, &un, 1, hasn ? Nn : 0, n1, pt, 128);
-            }
-            const uint32_t ph0 = ((c0 + q) & 1) ^ 1, ph1 = ((c1 + q) & 1) ^ 1;
-            sp_ssf_issue_pair(p, &u, l0, l1, t1 < N, ph0, ph1, uK0, uK1, kvalid, B, pt, DQK);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                l0[i] = n0[i];
-                l1[i] = n1[i];
-            }
-        }
-        if (N == 0 && hasn) { /* no pair ran: the next unit's first indices */
-            sp_line_pos(p, &un, 0, Nn, l0, pt, 128);
-            sp_line_pos(p, &un, 1, Nn, l1, pt, 128);
-        }
-        c0 += (N + 1) >> 1;
-        c1 += N >> 1;
-        u = un;
-        N = Nn;
-        nvalid = nvn;
-        head0 = h0n;
     }
     cp_async_wait0(); /* no thread leaves with copies in flight */
 }
@@ -1471,7 +1389,7 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
         }
     }
     /* both warpgroups end at the same max; WG1's row sums are added in the epilogue */
-    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0);
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0, 0);
 }
 
 /* WG0 / WG1 of SSF (seesaw in FlashMLA's order, dossier §4.4; 384 threads with sp_ssf_producer).
@@ -1490,36 +1408,25 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
 #define SP_SSF_B1 2  /* WG1 -> WG0: max after tile j1 in sM1 (256) */
 #define SP_SSF_S0R 3 /* WG0 -> WG1: P0 (at the pair's max) in sP0 (256) */
 #define SP_SSF_S1R 5 /* WG1 -> WG0: P1 in sP1 (256) */
-/* PERS (persistent SSF): Q comes from the producer (Q full, phase nu = the CTA's units so far), each
- * warp releases Q empty after the unit's last QK^T, every stage group is released after each fill,
- * and stage s's k-th fill of this unit is fill c_s + k of the CTA. */
 static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, const sp_unit *u, int N, int nvalid,
-                                                      int head0, unsigned char *smem, sp_ss_bars B, const int DQK,
-                                                      const int PERS, int c0, int c1, int nu) {
+                                                      int head0, unsigned char *smem, sp_ss_bars B, const int DQK) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     SP_SS_SETUP(smem, TILE);
     unsigned char *sP0 = DQK == 576 ? smem + TILE + 8 * 8192 : smem + SP_SSF_P0_OFF(TILE);
     const uint32_t uP0 = smem_u32(sP0);
     const unsigned char *kvalid = kv;
-    if (PERS) {
-        mbar_wait(B.qf, nu & 1);
-        fence_proxy_async(); /* the producer's cp.async (generic proxy) Q writes -> wgmma */
-        if (N == 0) sp_ssf_release(B.qe);
-    }
     if (N > 0) {
-        if (!PERS) {
-            sp_load_q(p, u, uQ, nvalid, head0, NCH);
-            cp_async_commit();
-            cp_async_wait0();
-            fence_proxy_async();
-            nbar_sync(SP_SSF_CONS, 256);
-        }
+        sp_load_q(p, u, uQ, nvalid, head0, NCH);
+        cp_async_commit();
+        cp_async_wait0();
+        fence_proxy_async();
+        nbar_sync(SP_SSF_CONS, 256);
         float s[32];
         uint32_t a[4][4];
         if (wg == 0) {
             sp_ss_zero(s);
-            sp_ss_qk_part(s, uQ, uK0, B.fa, c0 & 1, 0, 0, NC64);
-            sp_ss_qk_part(s, uQ, uK0, B.fb, c0 & 1, 4, 2, NC64);
+            sp_ss_qk_part(s, uQ, uK0, B.fa, 0, 0, 0, NC64);
+            sp_ss_qk_part(s, uQ, uK0, B.fb, 0, 4, 2, NC64);
             wg_commit();
             wg_wait0();
             pin32(s);
@@ -1528,7 +1435,6 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
             const int j1 = j0 + 1, has1 = j1 < N, more = j0 + 2 < N;
             if (wg == 0) {
                 float f0, f1;
-                if (PERS && !more) sp_ssf_release(B.qe); /* S(j0) was this warpgroup's last QK^T of the unit */
                 ss_softmax(s, kvalid, 0, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, &f0, &f1);
                 if ((lane & 3) == 0) {
                     sM0[r0] = m0;
@@ -1539,7 +1445,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0); /* O_L = O_L f + P0 V0L */
                 wg_wait0();
                 pin128(o);
-                if (more || PERS) sp_ssf_release(B.el); /* A0: QK(j0), PV_L(j0) done */
+                if (more) sp_ssf_release(B.el); /* A0: QK(j0), PV_L(j0) done */
                 float g0 = 1.f, g1 = 1.f;
                 if (has1) {
                     nbar_sync(SP_SSF_B1, 256);
@@ -1551,13 +1457,13 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 nbar_sync(SP_SSF_S1R, 256);
                 ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, 0); /* O_L = O_L g + P1 V1L */
                 if (more) {
-                    const int ph2 = (c0 + ((j0 + 2) >> 1)) & 1;
+                    const int ph2 = ((j0 + 2) >> 1) & 1;
                     sp_ss_zero(s);
                     sp_ss_qk_part(s, uQ, uK0, B.fa, ph2, 0, 0, NC64);
                     wg_commit();
                     wg_wait1(); /* PV_L(j1) */
                     pin128(o);
-                    if (j1 + 2 < N || PERS) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
+                    if (j1 + 2 < N) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
                     sp_ss_qk_part(s, uQ, uK0, B.fb, ph2, 4, 2, NC64);
                     wg_commit();
                     wg_wait0();
@@ -1565,34 +1471,25 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 } else {
                     wg_wait0();
                     pin128(o);
-                    if (PERS) sp_ssf_release(B.el + 8); /* A1 */
                 }
             } else {
                 if (!has1) { /* the unit's last tile was j0: O_R = O_R a(m, m0) + P0 V0R */
                     float f0, f1;
-                    if (PERS) sp_ssf_release(B.qe); /* no QK^T of this warpgroup in this pair */
                     nbar_sync(SP_SSF_B0, 256);
                     ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1);
                     nbar_sync(SP_SSF_S0R, 256);
                     ss_rescale_pv(o, f0, f1, a, uP0, uK0, 1, 1, 0);
                     wg_wait0();
                     pin128(o);
-                    if (PERS) sp_ssf_release(B.er); /* B0 */
                     continue;
                 }
-                const int ph1 = (c1 + (j1 >> 1)) & 1;
+                const int ph1 = (j1 >> 1) & 1;
                 sp_ss_zero(s);
-                if (SP_SSF_ORDER == 2) {
-                    sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
-                    sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
-                } else {
-                    sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
-                    sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
-                }
+                sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
+                sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
                 wg_commit();
                 wg_wait0();
                 pin32(s);
-                if (PERS && !more) sp_ssf_release(B.qe); /* S(j1) was this warpgroup's last QK^T of the unit */
                 nbar_sync(SP_SSF_B0, 256);
                 float f0, f1, g0, g1;
                 ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1); /* m0 */
@@ -1603,21 +1500,6 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 }
                 nbar_arrive(SP_SSF_B1, 256);
                 ss_pack(s, a, 1.f, 1.f, 0);
-                if (SP_SSF_ORDER == 2) {
-                    /* P1 to WG0 first; PV_R(j0) before PV_R(j1), so B0 (which WG0's next S reads
-                     * last) goes back to the producer before B1 */
-                    ss_store_p(sP1, s, 0);
-                    nbar_arrive(SP_SSF_S1R, 256);
-                    nbar_sync(SP_SSF_S0R, 256);
-                    ss_rescale_pv(o, f0 * g0, f1 * g1, a, uP0, uK0, 1, 1, 0); /* O_R = O_R a(m, m1) + (P0 g) V0R */
-                    ss_rescale_pv(o, 1.f, 1.f, a, 0, uK1, 1, 0, 0);           /* O_R += P1 V1R */
-                    wg_wait1(); /* PV_R(j0) */
-                    if (more || PERS) sp_ssf_release(B.er); /* B0 */
-                    wg_wait0(); /* PV_R(j1) */
-                    pin128(o);
-                    if (j1 + 2 < N || PERS) sp_ssf_release(B.er + 8); /* B1 */
-                    continue;
-                }
                 ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
                 ss_store_p(sP1, s, 0);
                 if (SP_SSF_EARLY_B1) {
@@ -1626,7 +1508,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     nbar_arrive(SP_SSF_S1R, 256);
                     wg_wait0(); /* PV_R(j1) */
                     pin128(o);
-                    if (j1 + 2 < N || PERS) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                    if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
                     nbar_sync(SP_SSF_S0R, 256);
                     ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
                 } else {
@@ -1634,20 +1516,19 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
                     nbar_arrive(SP_SSF_S1R, 256);
                     wg_wait1(); /* PV_R(j1) */
-                    if (j1 + 2 < N || PERS) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
+                    if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
                 }
                 wg_wait0(); /* PV_R(j0) */
                 pin128(o);
-                if (more || PERS) sp_ssf_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
+                if (more) sp_ssf_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
             }
         }
     }
-    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1);
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1, uQ); /* sQ: free */
 }
 
 /* prefill, seesaw: grid (s_q * num_m_blocks or s_q, num_m_blocks or 1, h_kv: sp_pf_coords); V = 0:
- * 256 threads (the computing warpgroups gather); V = 1 (SSF): 384 threads, WG2 the producer; V = 2
- * (persistent SSF): SSF over the units c, c + G, .. (grid (G, 1, 1), sp_pf_unit) */
+ * 256 threads (the computing warpgroups gather); V = 1 (SSF): 384 threads, WG2 the producer */
 static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const int MODE, const int V) {
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = smem_align1024(sp_smem_raw);
@@ -1670,10 +1551,6 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 mbar_init(B.er + 8 * st, 4);
             }
         }
-        if (V == 2) {
-            mbar_init(B.qf, 128);
-            mbar_init(B.qe, 8);
-        }
         mbar_fence_init();
     }
     __syncthreads();
@@ -1681,28 +1558,11 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK);
     } else if (threadIdx.x >= 256) {
         SETMAXNREG_DEC(SP_SSF_REG_PROD);
-        if (V == 2)
-            sp_ssfp_producer(p, smem_u32(smem), smem_u32(smem + TILE), smem_u32(smem + 2 * TILE),
-                             sp_pw_layout(smem, TILE).kvalid, B, DQK);
-        else
-            sp_ssf_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE),
-                            sp_pw_layout(smem, TILE).kvalid, B, DQK);
+        sp_ssf_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE), sp_pw_layout(smem, TILE).kvalid, B,
+                        DQK);
     } else {
         SETMAXNREG_INC(SP_SSF_REG_WG);
-        if (V == 2) {
-            const int total = sp_pf_units(p);
-            int c0 = 0, c1 = 0, nu = 0;
-            for (int U = blockIdx.x; U < total; U += gridDim.x, nu++) {
-                sp_unit v;
-                int Nv, nv, h0;
-                sp_pf_unit(p, U, &v, &Nv, &nv, &h0);
-                sp_ssf_compute(p, &v, Nv, nv, h0, smem, B, DQK, 1, c0, c1, nu);
-                c0 += (Nv + 1) >> 1;
-                c1 += Nv >> 1;
-            }
-        } else {
-            sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK, 0, 0, 0, 0);
-        }
+        sp_ssf_compute(p, &u, N, nvalid, head0, smem, B, DQK);
     }
 }
 #endif /* MLA_HAVE_SM90A */
@@ -1754,17 +1614,6 @@ SP_SS_KERNEL(mla_sp_prefill_512_ss, MLA_SP_BF16_512)
     }
 SP_SSF_KERNEL(mla_sp_prefill_576_ssf, MLA_SP_BF16_576)
 SP_SSF_KERNEL(mla_sp_prefill_512_ssf, MLA_SP_BF16_512)
-#if MLA_HAVE_SM90A
-#define SP_SSFP_BODY(MODE) sp_ss_body(&p, MODE, 2);
-#else
-#define SP_SSFP_BODY(MODE)
-#endif
-#define SP_SSFP_KERNEL(name, MODE)                                                           \
-    __global__ void __launch_bounds__(384, 1) name(const __grid_constant__ mla_sp_params p) { \
-        SP_SSFP_BODY(MODE)                                                                  \
-    }
-SP_SSFP_KERNEL(mla_sp_prefill_576_ssfp, MLA_SP_BF16_576)
-SP_SSFP_KERNEL(mla_sp_prefill_512_ssfp, MLA_SP_BF16_512)
 
 /* kind: 0 decode V32, 1 decode MODEL1, 2 prefill 576, 3 prefill 512 (= MLA_SP_*) */
 static const void *sp_fn(int kind, int split) {
@@ -1782,11 +1631,10 @@ static const void *sp_fn_pw(int kind, int x) {
     return kind == MLA_SP_V32 ? (const void *)mla_sp_decode_v32_pw : (const void *)mla_sp_decode_model1_pw;
 }
 
-/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSF,
- * 3 persistent SSF (the values of p->seesaw) */
+/* the seesaw prefill entry of kind MLA_SP_BF16_576 / MLA_SP_BF16_512: v = 1 the 256-thread one, 2 SSF
+ * (the values of p->seesaw) */
 static const void *sp_fn_ss(int kind, int v) {
     const int k576 = kind == MLA_SP_BF16_576;
-    if (v == 3) return k576 ? (const void *)mla_sp_prefill_576_ssfp : (const void *)mla_sp_prefill_512_ssfp;
     if (v == 2) return k576 ? (const void *)mla_sp_prefill_576_ssf : (const void *)mla_sp_prefill_512_ssf;
     return k576 ? (const void *)mla_sp_prefill_576_ss : (const void *)mla_sp_prefill_512_ss;
 }
@@ -1853,8 +1701,7 @@ extern "C" int mla_k_sp_smem(int dqk) { return sp_smem_bytes(dqk); }
 
 extern "C" cudaError_t mla_k_sp_prepare(void) {
     for (int kind = 0; kind < 4; kind++)
-        for (int v = 0; v < 5; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover / prefill SS, SSF; 4: SSFP */
-            if (v == 4 && kind <= MLA_SP_MODEL1) continue;
+        for (int v = 0; v < 4; v++) { /* 0, 1: SPLIT off / on; 2, 3: decode PW, PW crossover / prefill SS, SSF */
             const int dqk = (kind == MLA_SP_V32 || kind == MLA_SP_BF16_576) ? 576 : 512;
             const void *fn = v < 2 ? sp_fn(kind, v) : kind > MLA_SP_MODEL1 ? sp_fn_ss(kind, v - 1) : sp_fn_pw(kind, v == 3);
             const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, sp_smem_bytes(dqk));
@@ -1943,11 +1790,10 @@ extern "C" cudaError_t mla_k_sp_prefill(const mla_sp_params *p, int dqk, int h_k
     void *args[1] = {(void *)p};
     const int kind = dqk == 576 ? MLA_SP_BF16_576 : MLA_SP_BF16_512;
     const int v = p->seesaw && !p->split_qk ? p->seesaw : 0;
-    const dim3 grid = v == 3      ? dim3((unsigned)p->pf_ctas, 1, 1)
-                      : p->mb_fast ? dim3((unsigned)(p->n_tok * p->num_m_blocks), 1, h_kv)
-                                   : dim3(p->n_tok, p->num_m_blocks, h_kv);
+    const dim3 grid = p->mb_fast ? dim3((unsigned)(p->n_tok * p->num_m_blocks), 1, h_kv)
+                                 : dim3(p->n_tok, p->num_m_blocks, h_kv);
     cudaError_t e = cudaLaunchKernel(v ? sp_fn_ss(kind, v) : sp_fn(kind, p->split_qk), grid,
-                                     dim3(v >= 2 ? 384 : MLA_THREADS), args, (size_t)sp_smem_bytes(dqk), stream);
+                                     dim3(v == 2 ? 384 : MLA_THREADS), args, (size_t)sp_smem_bytes(dqk), stream);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

@@ -215,8 +215,6 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
                                              struct CUstream_st *stream) {
     mla_status st = mla_gpu_sparse_prefill_check(a, device);
     if (st) return st;
-    int nsm = 0;
-    if ((st = sp_device_ok(device, "sparse prefill", &nsm, NULL, NULL))) return st;
     mla_sp_params p;
     memset(&p, 0, sizeof p);
     p.q = a->q;
@@ -250,17 +248,11 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.num_sm_parts = 1;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.split_qk = sp_split_qk();
-    /* testing hooks MLA_SPARSE_SEESAW=1: the 256-thread seesaw kernel; =2: the seesaw with a producer
-     * warpgroup in FlashMLA's order (384 threads, "SSF"); neither is faster on the whole (docs/sparse.md) */
-    p.seesaw = env_is("MLA_SPARSE_SEESAW", '1')   ? 1
-               : env_is("MLA_SPARSE_SEESAW", '2') ? 2
-               : env_is("MLA_SPARSE_SEESAW", '3') ? 3
-                                                  : 0;
-    {   /* persistent SSF: one CTA per SM, over the (kv head, token, M block) units */
-        const int64_t units = (int64_t)p.n_tok * p.num_m_blocks * a->h_kv;
-        if (p.seesaw == 3 && units > INT32_MAX) p.seesaw = 2;
-        p.pf_ctas = (int)(units < nsm ? units : nsm);
-    }
+    /* the seesaw with a producer warpgroup in FlashMLA's order (384 threads, "SSF"): 2-8% faster than
+     * the 256-thread kernel on 11 of the bench's 13 prefill rows (docs/sparse.md, twenty-sixth
+     * session). Testing hooks MLA_SPARSE_SEESAW=0: the 256-thread kernel (the default before);
+     * =1: the 256-thread seesaw kernel; =2: SSF */
+    p.seesaw = env_is("MLA_SPARSE_SEESAW", '0') ? 0 : env_is("MLA_SPARSE_SEESAW", '1') ? 1 : 2;
     /* hook MLA_SPARSE_PF_ORDER=0: the M blocks of a token far apart in the grid (as before 2026-12-06) */
     p.mb_fast = !env_is("MLA_SPARSE_PF_ORDER", '0') && (int64_t)p.n_tok * p.num_m_blocks <= INT32_MAX;
     int old;

@@ -842,15 +842,12 @@ int main(int argc, char **argv)
     test_decode_grid();
     test_prefill();
     if (!getenv("MLA_SPARSE_SEESAW") && !getenv("MLA_SPARSE_SPLIT_QK")) {
-        /* the opt-in seesaw prefill kernel (kernels/sparse_sm90.cu) on the same grid */
+        /* the other prefill kernels (kernels/sparse_sm90.cu) on the same grid */
         printf("sparse prefill again with MLA_SPARSE_SEESAW=1 (the seesaw kernel)\n");
         setenv("MLA_SPARSE_SEESAW", "1", 1);
         test_prefill();
-        printf("sparse prefill again with MLA_SPARSE_SEESAW=2 (the seesaw with a producer warpgroup, SSF)\n");
-        setenv("MLA_SPARSE_SEESAW", "2", 1);
-        test_prefill();
-        printf("sparse prefill again with MLA_SPARSE_SEESAW=3 (SSF persistent: one CTA per SM over the units)\n");
-        setenv("MLA_SPARSE_SEESAW", "3", 1);
+        printf("sparse prefill again with MLA_SPARSE_SEESAW=0 (the 256-thread kernel; the default is SSF)\n");
+        setenv("MLA_SPARSE_SEESAW", "0", 1);
         test_prefill();
         printf("sparse prefill again with MLA_SPARSE_PF_ORDER=0 (the M blocks of a token far apart in the grid)\n");
         unsetenv("MLA_SPARSE_SEESAW");
