@@ -59,8 +59,6 @@ typedef struct mla_sp_params {
     int seesaw;            /* prefill: 1 the seesaw kernel, 2 the seesaw with a producer warpgroup (SSF), instead of
                               the 256-thread one (hook MLA_SPARSE_SEESAW) */
     int mb_fast;           /* prefill: a token's M blocks adjacent in the grid (hook MLA_SPARSE_PF_ORDER=0: off) */
-    int pf_ahead;          /* prefill SSF with mb_fast: the CTA of grid unit x prefetches into L2 the Q rows and
-                              indices of unit x + pf_ahead (the SM count; 0: off, hook MLA_SPARSE_PF_PREFETCH=0) */
     int pdl;               /* decode: launched with programmatic dependent launch behind the scheduler */
 } mla_sp_params;
 

@@ -1208,31 +1208,6 @@ static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, i
     return b;
 }
 
-/* L2 prefetch, by the producer's 128 threads (pt), of what the CTA of prefill grid unit x (mb_fast
- * grid, this kv head) reads first from memory: its Q rows and its token's indices. With one CTA per
- * SM, unit x + SMs starts about one unit's time after this one, on whichever SM frees first. */
-static __device__ __forceinline__ void sp_pf_prefetch(const mla_sp_params *p, int x, int pt, const int DQK) {
-    if (x >= p->n_tok * p->num_m_blocks) return;
-    const int tok = x / p->num_m_blocks, mblk = x - tok * p->num_m_blocks;
-    sp_unit v;
-    sp_unit_init(p, tok, blockIdx.z, &v);
-    int nv = p->hpk - mblk * MLA_BM;
-    if (nv > MLA_BM) nv = MLA_BM;
-    const int head0 = v.g * p->hpk + mblk * MLA_BM, NL = DQK / 64 + 1; /* lines a row can touch */
-    for (int k = pt; k < nv * NL; k += 128) {
-        const int row = k / NL, l = k - row * NL;
-        const char *a = (const char *)p->q +
-                        ((long long)v.i * p->q_si + (long long)v.j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2 +
-                        (l < NL - 1 ? 128 * l : DQK * 2 - 1);
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a));
-    }
-    if (mblk == 0) /* the token's indices (its other M blocks read the same) */
-        for (int k = pt; k <= (v.n0 * 4 + 127) / 128; k += 128) {
-            const char *a = (const char *)v.ix0 + (k * 128 < v.n0 * 4 ? k * 128 : v.n0 * 4 - 1);
-            if (v.n0 > 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a));
-        }
-}
-
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
  * consumers release them: A(t0), B(t1), B(t0), A(t1); the RoPE chunk always with B (stage 0's RoPE
  * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B) */
@@ -1583,7 +1558,6 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
         sp_ss_compute(p, &u, N, nvalid, head0, smem, B, DQK);
     } else if (threadIdx.x >= 256) {
         SETMAXNREG_DEC(SP_SSF_REG_PROD);
-        if (p->pf_ahead) sp_pf_prefetch(p, blockIdx.x + p->pf_ahead, threadIdx.x - 256, DQK);
         sp_ssf_producer(p, &u, N, smem_u32(smem + TILE), smem_u32(smem + 2 * TILE), sp_pw_layout(smem, TILE).kvalid, B,
                         DQK);
     } else {

@@ -255,9 +255,6 @@ extern "C" mla_status mla_gpu_sparse_prefill(const mla_sparse_prefill_args *a, i
     p.seesaw = env_is("MLA_SPARSE_SEESAW", '0') ? 0 : env_is("MLA_SPARSE_SEESAW", '1') ? 1 : 2;
     /* hook MLA_SPARSE_PF_ORDER=0: the M blocks of a token far apart in the grid (as before 2026-12-06) */
     p.mb_fast = !env_is("MLA_SPARSE_PF_ORDER", '0') && (int64_t)p.n_tok * p.num_m_blocks <= INT32_MAX;
-    int nsm = 0;
-    if ((st = sp_device_ok(device, "sparse prefill", &nsm, NULL, NULL))) return st;
-    p.pf_ahead = p.mb_fast && !env_is("MLA_SPARSE_PF_PREFETCH", '0') ? nsm : 0;
     int old;
     if ((st = device_enter(device, &old))) return st;
     cudaError_t e = mla_k_sp_prefill(&p, (int)a->d_qk, (int)a->h_kv, (cudaStream_t)stream);
