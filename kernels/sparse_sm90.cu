@@ -382,7 +382,7 @@ static __device__ __forceinline__ void sp_csync(const int PW) {
 
 /* End of a unit (256 computing threads, warpgroup wg of thread tid): WG0 owns the row statistics
  * (SPLIT: WG1's row sums are added first); out + lse (+ max_logits), the sink applied (slot < 0),
- * or the normalised fp32 partial and its log2 lse (slot >= 0). ust (slot < 0, 64 rows only; 0: none): 64 KB
+ * or the normalised fp32 partial and its log2 lse (slot >= 0). ust (slot < 0 only; 0: none): 64 KB
  * of free shared memory (SSF's Q, all its QK^T done) where the bf16 rows are staged ([64][512],
  * 16-byte pieces swizzled by row & 7) and then written as whole rows by 16-byte stores (a warp:
  * 512 contiguous bytes), instead of the fragments' 4-byte stores (8 rows x 16 B a warp). */
@@ -425,7 +425,7 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
         }
     }
     sp_csync(PW);
-    if (slot < 0 && ust && nvalid == MLA_BM) { /* (a partial block: fewer rows than the staging's two barriers cost) */
+    if (slot < 0 && ust) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int rw = h ? r1 : r0;
