@@ -1049,8 +1049,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             }
         }
     }
-    /* final rows (slot < 0) staged in sQ: the next unit loads its Q only after this */
-    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, uQ);
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, 0);
 }
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
