@@ -3,7 +3,9 @@
 # warp-state statistics and the SASS instructions with the most stall samples (source page).
 # Usage: tests/gpu/ncu_stalls.sh <name> <mla-bench --case ...> ; env KREGEX (kernel-name regex,
 # default the sm90 decode kernels), OUT (output folder), BENCH (binary, default ./build/mla-bench),
-# BENCH_FLAGS (default the dense flags; e.g. BENCH_FLAGS=--sparse-decode KREGEX=mla_sp_decode_v32).
+# BENCH_FLAGS (default the dense flags; e.g. BENCH_FLAGS=--sparse-decode KREGEX=mla_sp_decode_v32),
+# NCU_SOURCE (the source view the stall table is made of: sass, the default, or cuda: per source line,
+# the build's -lineinfo mapping each SASS instruction to its line).
 # Writes $OUT/ncu_<name>.log.
 set -u
 cd "$(dirname "$0")/../.."
@@ -16,7 +18,8 @@ ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-s
 echo "ncu rc=$?" > "$OUT/ncu_$name.log"
 tail -3 /tmp/ncu_run_$name.log >> "$OUT/ncu_$name.log"
 ncu --import "$rep.ncu-rep" --print-details all 2>&1 | grep -vE "^\s*$" >> "$OUT/ncu_$name.log"
-ncu --import "$rep.ncu-rep" --page source --csv --print-source sass > /tmp/ncu_src_$name.csv 2>&1
+ncu --import "$rep.ncu-rep" --page source --csv --print-source "${NCU_SOURCE:-sass}" > /tmp/ncu_src_$name.csv 2>&1
+[ "${NCU_SOURCE:-sass}" = cuda ] && cp /tmp/ncu_src_$name.csv "$OUT/ncu_src_$name.csv" # (several files: keep it whole)
 python3 - "$name" >> "$OUT/ncu_$name.log" 2>&1 <<'PY'
 import csv, sys
 name = sys.argv[1]
@@ -35,5 +38,5 @@ tot = sum(d[0] for d in data) or 1
 print(f"== top SASS by stall samples ({len(data)} instructions, {tot:.0f} samples); columns: {hdr}")
 for v, r in sorted(data, key=lambda d: -d[0])[:40]:
     extra = [f"{hdr[i]}={r[i]}" for i in range(len(hdr)) if i not in (col, src) and "stall" in hdr[i].lower() and r[i] not in ("0", "")]
-    print(f"{100*v/tot:5.1f}%  {r[0]:>6}  {r[src][:90]}  {' '.join(extra)[:200]}")
+    print(f"{100*v/tot:5.1f}%  {r[0]:>6}  {r[src][:110]}  {' '.join(extra)[:200]}")
 PY
