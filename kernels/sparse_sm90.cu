@@ -380,6 +380,15 @@ static __device__ __forceinline__ void sp_csync(const int PW) {
     else __syncthreads();
 }
 
+/* lse (natural log; +inf for a row without a visible key) and max_logits of final row rw (head) */
+static __device__ __forceinline__ void sp_put_row_stats(const mla_sp_params *p, const sp_unit *u, int head, int rw,
+                                                        const float *sLse, const float *sMax) {
+    const float l2 = sLse[rw];
+    p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
+        l2 == -INFINITY ? INFINITY : l2 * LN2_F;
+    if (p->max_logits) p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
+}
+
 /* End of a unit (256 computing threads, warpgroup wg of thread tid): WG0 owns the row statistics
  * (SPLIT: WG1's row sums are added first); out + lse (+ max_logits), the sink applied (slot < 0),
  * or the normalised fp32 partial and its log2 lse (slot >= 0). ust (slot < 0 only; 0: none): 64 KB
@@ -436,14 +445,7 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
                 const int i = 4 * q + 2 * h, c = 32 * wg + q;
                 sts_b32(ust + rw * 1024 + ((c ^ (rw & 7)) << 4) + 4 * (lane & 3), pack2(o[i] * inv, o[i + 1] * inv, 0));
             }
-            if (wg == 0 && (lane & 3) == 0) {
-                const int head = head0 + rw;
-                const float l2 = sLse[rw];
-                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
-                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
-                if (p->max_logits)
-                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
-            }
+            if (wg == 0 && (lane & 3) == 0) sp_put_row_stats(p, u, head0 + rw, rw, sLse, sMax);
         }
         sp_csync(PW);
 #pragma unroll 4
@@ -474,13 +476,7 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
                 if (MLA_SP_DIAG != 8 || p->h_q < 0) /* (8: a condition never true, so o stays live) */
                     *(uint32_t *)(orow + col * 2) = pack2(o[i] * inv, o[i + 1] * inv, 0);
             }
-            if (wg == 0 && (lane & 3) == 0) {
-                const float l2 = sLse[rw];
-                p->lse[(long long)u->i * p->l_si + (long long)u->j * p->l_sj + (long long)head * p->l_sh] =
-                    l2 == -INFINITY ? INFINITY : l2 * LN2_F;
-                if (p->max_logits)
-                    p->max_logits[(long long)u->i * p->m_si + (long long)head * p->m_sh] = sMax[rw] * LN2_F;
-            }
+            if (wg == 0 && (lane & 3) == 0) sp_put_row_stats(p, u, head, rw, sLse, sMax);
         } else {
             const long long prow = (long long)slot * p->rows_per_slot + head;
             float *orow = p->oacc + prow * MLA_DV;
