@@ -105,6 +105,15 @@ static void pick_uniform(int32_t *row, int64_t topk, int64_t s_kv, uint32_t *sta
 
 static FILE *g_json = NULL;
 
+/* the indices of prefill row `id` (1-based token) of case c: FlashMLA's draw or distinct uniform */
+static void pick_prefill_row(const sp_bcase *c, int32_t *row, uint32_t *stamp, uint32_t id)
+{
+    if (c->flashmla_indices)
+        pick_flashmla(row, c->topk, c->s_kv, stamp, id);
+    else
+        pick_uniform(row, c->topk, c->s_kv, stamp, id);
+}
+
 /* --prefill-case rows (replace the prefill list when given) */
 #define SP_MAX_CUSTOM 16
 static sp_bcase g_custom[SP_MAX_CUSTOM];
@@ -116,7 +125,8 @@ static int parse_prefill_case(const char *v, sp_bcase *c)
     long long sq, skv, hq, tk, d;
     char idx[16] = "";
     if (sscanf(v, "%lld,%lld,%lld,%lld,%lld,%15s", &sq, &skv, &hq, &tk, &d, idx) != 6) return 1;
-    if (sq < 1 || skv < 1 || hq < 1 || tk < 1 || (d != 576 && d != 512)) return 1;
+    /* s_kv below 2^28: int32 indices, and FlashMLA's invalid marker 2147480000 stays out of range */
+    if (sq < 1 || skv < 1 || skv > (1ll << 28) || hq < 1 || tk < 1 || (d != 576 && d != 512)) return 1;
     if (strcmp(idx, "flashmla") && strcmp(idx, "uniform")) return 1;
     memset(c, 0, sizeof *c);
     c->prefill = 1;
@@ -375,12 +385,7 @@ static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iter
     a.kv_stride[1] = dqk; a.kv_stride[0] = dqk;
     int32_t *ind = malloc((size_t)(s_q * topk) * 4);
     uint32_t *stamp = calloc((size_t)s_kv, 4);
-    for (int64_t s = 0; s < s_q; s++) {
-        if (c->flashmla_indices)
-            pick_flashmla(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
-        else
-            pick_uniform(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
-    }
+    for (int64_t s = 0; s < s_q; s++) pick_prefill_row(c, ind + s * topk, stamp, (uint32_t)s + 1);
     int32_t *dind = NULL;
     cudaMalloc((void **)&dind, (size_t)(s_q * topk) * 4);
     cudaMemcpy(dind, ind, (size_t)(s_q * topk) * 4, cudaMemcpyHostToDevice);
@@ -721,10 +726,7 @@ static int run_prefill_cpu(const sp_bcase *c, int threads, int warmup, int iters
         goto done;
     }
     for (int64_t s = 0; s < s_q; s++)
-        if (c->flashmla_indices)
-            pick_flashmla(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
-        else
-            pick_uniform(ind + s * topk, topk, s_kv, stamp, (uint32_t)s + 1);
+        pick_prefill_row(c, ind + s * topk, stamp, (uint32_t)s + 1);
     memset(out, 0xff, n_out * 2); /* poisoned (NaN), as for decode */
     for (size_t x = 0; x < n_row; x++) ml[x] = lse[x] = NAN;
     mla_sparse_prefill_args a = mla_sparse_prefill_args_default();
@@ -845,7 +847,7 @@ int bench_sparse_main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--prefill-case") && i + 1 < argc) {
             if (g_ncustom == SP_MAX_CUSTOM || parse_prefill_case(argv[++i], &g_custom[g_ncustom])) {
                 fprintf(stderr, "mla-bench: --prefill-case wants S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform "
-                                "(positive sizes, D_QK 576 or 512, at most %d), got '%s'\n", SP_MAX_CUSTOM, argv[i]);
+                                "(positive sizes, S_KV <= 2^28, D_QK 576 or 512, at most %d rows), got '%s'\n", SP_MAX_CUSTOM, argv[i]);
                 return sparse_usage();
             }
             g_ncustom++;

@@ -120,7 +120,7 @@ def test_sparse_prefill_case_rows_run_on_the_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["1,2,3", "4,100,64,128,500,uniform", "4,100,64,128,512,near",
-                                 "0,100,64,128,512,uniform"])
+                                 "0,100,64,128,512,uniform", "4,300000000,64,128,512,uniform"])
 def test_sparse_prefill_case_rejects_a_bad_row(bad):
     r = subprocess.run([BENCH, "--device", "cpu", "--prefill-case", bad],
                        capture_output=True, text=True, timeout=60)
