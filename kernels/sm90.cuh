@@ -20,6 +20,15 @@ static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, 
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
            ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
+/* the same descriptor for shared address a + off, built from a's: a and off multiples of 16 and a + off
+ * below 256 KB (every shared::cta address is), so the 14-bit address field takes off >> 4 without a
+ * carry and only the low word moves: with a loop-invariant a, one add per wgmma operand, where
+ * desc_sw128(a + off) repeats its mask, shift and merge (four dependent uniform instructions) */
+static __device__ __forceinline__ uint64_t desc_sw128_at(uint32_t a, uint32_t off, uint32_t lbo, uint32_t sbo) {
+    const uint32_t lo = ((a >> 4) | (((lbo & 0x3FFFF) >> 4) << 16)) + (off >> 4);
+    const uint32_t hi = ((sbo & 0x3FFFF) >> 4) | (1u << 30);
+    return ((uint64_t)hi << 32) | lo;
+}
 static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }

@@ -5,6 +5,18 @@
 #ifndef MLA_KERNELS_SM90_TILE_CUH
 #define MLA_KERNELS_SM90_TILE_CUH
 
+/* wgmma descriptors of the tiles below: from the tile base and a constant offset (desc_sw128_at, one
+ * add per operand) unless the including file sets MLA_DESC_AT 0 (decode_seesaw2.cu: its d_v 512 entry
+ * spills 8 bytes with the bases kept live) */
+#ifndef MLA_DESC_AT
+#define MLA_DESC_AT 1
+#endif
+#if MLA_DESC_AT
+#define SM90_DESC(a, off, lbo, sbo) desc_sw128_at(a, off, lbo, sbo)
+#else
+#define SM90_DESC(a, off, lbo, sbo) desc_sw128((a) + (off), lbo, sbo)
+#endif
+
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -406,8 +418,8 @@ static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t u
     for (int c = c0; c < c1; c++)
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
-            const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-            const uint64_t db = desc_sw128(uK + c * 8192 + kk * 32, 16, 1024);
+            const uint64_t da = SM90_DESC(uQ, c * 8192 + kk * 32, 16, 1024);
+            const uint64_t db = SM90_DESC(uK, c * 8192 + kk * 32, 16, 1024);
             if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
             else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
         }
@@ -428,7 +440,7 @@ static __device__ __forceinline__ void sm90_scores(float *s, uint32_t uQ, uint32
 static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        const uint64_t db = SM90_DESC(uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
         if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
         else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
     }
@@ -611,8 +623,8 @@ static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float
 static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t da = desc_sw128(uP + kk * 32, 16, 1024);
-        const uint64_t db = desc_sw128(uK + h * 4 * 8192 + kk * 2048, 8192, 1024);
+        const uint64_t da = SM90_DESC(uP, kk * 32, 16, 1024);
+        const uint64_t db = SM90_DESC(uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
         if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
         else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
     }
