@@ -14,7 +14,7 @@
 #if MLA_DESC_AT
 #define SM90_DESC(a, off, lbo, sbo) desc_sw128_at(a, off, lbo, sbo)
 #else
-#define SM90_DESC(a, off, lbo, sbo) desc_sw128((a) + (off), lbo, sbo)
+#define SM90_DESC(a, off, lbo, sbo) desc_sw128(a + off, lbo, sbo) /* (unparenthesised: the old expressions exactly) */
 #endif
 
 #include <cuda.h>
