@@ -20,12 +20,14 @@ static __device__ __forceinline__ uint64_t desc_sw128(uint32_t a, uint32_t lbo, 
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
            ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
-/* the same descriptor for shared address a + off, built from a's: a and off multiples of 16 and a + off
- * below 256 KB (every shared::cta address is), so the 14-bit address field takes off >> 4 without a
+/* the same descriptor for shared address a + off, built from a's: off a multiple of 16 and (a & 0x3FFFF)
+ * + off below 256 KB (a CTA's shared memory is), so the 14-bit address field takes off >> 4 without a
  * carry and only the low word moves: with a loop-invariant a, one add per wgmma operand, where
- * desc_sw128(a + off) repeats its mask, shift and merge (four dependent uniform instructions) */
+ * desc_sw128(a + off) repeats its mask, shift and merge (four dependent uniform instructions). The
+ * mask of a stays: cd1809d dropped it and the 2-CTA (cluster) sparse decode failed 86 cases on the
+ * H100, every other kernel of the sparse suite passing; desc_sw128 has always masked. */
 static __device__ __forceinline__ uint64_t desc_sw128_at(uint32_t a, uint32_t off, uint32_t lbo, uint32_t sbo) {
-    const uint32_t lo = ((a >> 4) | (((lbo & 0x3FFFF) >> 4) << 16)) + (off >> 4);
+    const uint32_t lo = (((a & 0x3FFFF) >> 4) | (((lbo & 0x3FFFF) >> 4) << 16)) + (off >> 4);
     const uint32_t hi = ((sbo & 0x3FFFF) >> 4) | (1u << 30);
     return ((uint64_t)hi << 32) | lo;
 }

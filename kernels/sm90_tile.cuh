@@ -5,10 +5,11 @@
 #ifndef MLA_KERNELS_SM90_TILE_CUH
 #define MLA_KERNELS_SM90_TILE_CUH
 
-/* wgmma descriptors of the tiles below. MLA_DESC_AT 1 (build option, not yet run on a GPU): from the
- * tile base and a constant offset (desc_sw128_at, one uniform add per operand; SSF's sm_90a code 6030 ->
- * 5326 SASS lines); 0, the default: desc_sw128 of each address, the code every device run so far
- * measured. decode_seesaw2.cu always takes 0 (with 1 its d_v 512 entry spills 8 bytes). */
+/* wgmma descriptors of the tiles below. MLA_DESC_AT 1 (build option): from the tile base and a constant
+ * offset (desc_sw128_at, one uniform add per operand; SSF's sm_90a code 6030 -> 5326 SASS lines; on
+ * the H100 the dense compute-bound rows -3..-4%, but its first form, without the address mask, failed
+ * the 2-CTA sparse decode, and the masked form is not yet run); 0, the default: desc_sw128 of each
+ * address. decode_seesaw2.cu always takes 0 (with 1 its d_v 512 entry spills 8 bytes). */
 #ifndef MLA_DESC_AT
 #define MLA_DESC_AT 0
 #endif
