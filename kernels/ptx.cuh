@@ -20,37 +20,6 @@ static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src,
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
                  : "memory");
 }
-/* L2 eviction-priority policies (createpolicy; not volatile, so one per function after CSE) and
- * the cp.async forms that take one, with or without a 256-byte L2 prefetch of the line's pair */
-static __device__ __forceinline__ uint64_t l2_policy_evict_last(void) {
-    uint64_t pol;
-    asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
-    return pol;
-}
-static __device__ __forceinline__ uint64_t l2_policy_evict_first(void) {
-    uint64_t pol;
-    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
-    return pol;
-}
-static __device__ __forceinline__ void cp_async16_pol(uint32_t dst, const void *src, int src_bytes, uint64_t pol) {
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes), "l"(pol)
-                 : "memory");
-}
-static __device__ __forceinline__ void cp_async16_pol_256(uint32_t dst, const void *src, int src_bytes, uint64_t pol) {
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes), "l"(pol)
-                 : "memory");
-}
-static __device__ __forceinline__ void cp_async16_256(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
-                 : "memory");
-}
-/* 16-byte global store, streaming (evict-first in L1 and L2) */
-static __device__ __forceinline__ void st_global_cs_v4(void *dst, uint4 v) {
-    asm volatile("st.global.cs.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-                 : "memory");
-}
 static __device__ __forceinline__ void cp_async_commit(void) {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

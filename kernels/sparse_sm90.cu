@@ -53,20 +53,6 @@
 #define MLA_SP_STRICT_SYNC 0
 #endif
 
-/* L2 hints of the bf16 prefill kernels (bit mask; build option while measured): 1 the K gather with
- * an evict-last policy, 2 the K gather with a 256-byte L2 prefetch, 4 the Q rows with an evict-first
- * policy, 8 the staged epilogue's output rows as streaming stores (st.global.cs) */
-#ifndef MLA_SP_L2HINT
-#define MLA_SP_L2HINT 0
-#endif
-/* one 16-byte piece of a K row (bf16 gather), with MLA_SP_L2HINT's bits 1 and 2 */
-static __device__ __forceinline__ void sp_cp16_k(uint32_t dst, const void *src, int nb, uint64_t pol) {
-    if ((MLA_SP_L2HINT & 3) == 3) cp_async16_pol_256(dst, src, nb, pol);
-    else if (MLA_SP_L2HINT & 1) cp_async16_pol(dst, src, nb, pol);
-    else if (MLA_SP_L2HINT & 2) cp_async16_256(dst, src, nb);
-    else cp_async16(dst, src, nb);
-}
-
 #define SP_BAR_P 1 /* named barrier: P fragments of WG0 ready for WG1 / row maxima exchanged (256 threads) */
 #define SP_BAR_P2 2 /* named barrier (SPLIT): P fragments of both warpgroups exchanged (256 threads) */
 #define SP_BAR_PFREE 3 /* named barrier (PW): WG1 has read the P fragments, WG0 may write the next (256) */
@@ -341,7 +327,6 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
                                                            uint32_t tile, unsigned char *kv, int tid, const int NT,
                                                            const unsigned CM, const int KV) {
     const int j = tid & 7, rg = tid >> 3;
-    const uint64_t pol = MLA_SP_L2HINT & 1 ? l2_policy_evict_last() : 0;
 #pragma unroll
     for (int i = 0; i < 64 / (NT / 8); i++) {
         const int row = rg + (NT / 8) * i;
@@ -353,7 +338,7 @@ static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
         for (int c = 0; c < 9; c++)
-            if ((CM >> c) & 1) sp_cp16_k(d + 8192 * c, src + c * step, ok ? 16 : 0, pol);
+            if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
 }
 /* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
@@ -386,15 +371,6 @@ static __device__ __forceinline__ void sp_load_q(const mla_sp_params *p, const s
     const int row = threadIdx.x >> 2, sub = threadIdx.x & 3;
     const char *src = (const char *)p->q;
     if (row < nvalid) src += ((long long)u->i * p->q_si + (long long)u->j * p->q_sj + (long long)(head0 + row) * p->q_sh) * 2;
-    if (MLA_SP_L2HINT & 4) { /* sw128_copy_row with an evict-first policy: each Q row is read once */
-        const uint64_t pol = l2_policy_evict_first();
-        const int x = sub ^ (row & 7), nb = row < nvalid ? 16 : 0, step = nb ? 64 : 0;
-        const uint32_t d0 = uQ + row * 128 + 16 * x, d1 = uQ + row * 128 + 16 * (x ^ 4);
-        const char *s = src + (nb ? 16 * sub : 0);
-#pragma unroll
-        for (int i = 0; i < NCH / 4; i++) cp_async16_pol((i & 1 ? d1 : d0) + 8192 * (i >> 1), s + i * step, nb, pol);
-        return;
-    }
     sw128_copy_row(uQ, row, sub, src, row < nvalid, NCH);
 }
 
@@ -479,10 +455,7 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
             const uint4 v = lds_v4(ust + row * 1024 + ((c ^ (row & 7)) << 4));
             char *orow = (char *)p->out +
                          ((long long)u->i * p->o_si + (long long)u->j * p->o_sj + (long long)(head0 + row) * p->o_sh) * 2;
-            if (MLA_SP_DIAG != 8 || p->h_q < 0) {
-                if (MLA_SP_L2HINT & 8) st_global_cs_v4(orow + 16 * c, v);
-                else *(uint4 *)(orow + 16 * c) = v;
-            }
+            if (MLA_SP_DIAG != 8 || p->h_q < 0) *(uint4 *)(orow + 16 * c) = v;
         }
         sp_csync(PW); /* the staging area is free again */
         return;
