@@ -77,11 +77,11 @@ static __device__ __forceinline__ void ss_qk(float *s, uint32_t uQ, uint32_t uK,
         bar_sync(wbar, 128);
     }
     wg_fence();
-    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, F16);
-    sm90_qk(s, uQ, uK, 0, 4, F16);
+    if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, F16, MLA_DESC_AT);
+    sm90_qk(s, uQ, uK, 0, 4, F16, MLA_DESC_AT);
     mbar_wait(barB, ph);
     wg_fence();
-    sm90_qk(s, uQ, uK, 4, 8, F16);
+    sm90_qk(s, uQ, uK, 4, 8, F16, MLA_DESC_AT);
     wg_commit();
     wg_wait0();
     pin32(s);

@@ -40,6 +40,7 @@
  * is transcribed in tools/seesaw2_model.py and checked there for deadlocks and hazards: change both
  * together. Written without a GPU (fifteenth session); docs/performance.md §14.
  */
+#undef MLA_DESC_AT
 #define MLA_DESC_AT 0 /* sm90_tile.cuh's descriptors as before: with desc_sw128_at the d_v 512 entry spills 8 bytes */
 #include "sm90_tile.cuh"
 #include "launch.h"

@@ -164,7 +164,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 uint32_t a[4][4];
                 if (wg == 0) {
                     float s[32];
-                    sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA);
+                    sm90_scores(s, uQ, uK, NC64, F16, DIAG_MMA, MLA_DESC_AT);
                     float al0, al1;
                     sm90_softmax(s, kvalid + 64 * buf, t * MLA_BN, row_lim[r0], row_lim[r1], scale, &m0, &m1, &l0, &l1,
                                  a, &al0, &al1, F16);
@@ -181,7 +181,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
                 wg_fence();
-                if (DIAG_MMA) sm90_pv(o, a, uK, wg, F16);
+                if (DIAG_MMA) sm90_pv(o, a, uK, wg, F16, MLA_DESC_AT);
                 wg_commit();
                 /* FP8: the other stage is free (its last wgmma finished before the barrier that
                  * ended the previous tile); the loads issued at the top of this tile land there */
@@ -359,7 +359,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         bar_sync(SM90_BAR_WG0, 128);
                     }
                     wg_fence();
-                    sm90_qk(s, uQ, uK, 0, NC64, F16);
+                    sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
@@ -382,7 +382,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
                 wg_fence();
-                sm90_pv(o, a, uK, wg, F16);
+                sm90_pv(o, a, uK, wg, F16, MLA_DESC_AT);
                 wg_commit();
                 wg_wait0();
                 pin128(o);
@@ -480,7 +480,7 @@ static __device__ __forceinline__ void ws_pv_half(float *o, uint32_t a[4][4], un
     }
     pin128(o);
     wg_fence();
-    sm90_pv(o, a, uK, h, F16);
+    sm90_pv(o, a, uK, h, F16, MLA_DESC_AT);
     wg_commit();
 }
 
@@ -568,7 +568,7 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                     mbar_wait(barL + 8 * st, ph);
                     mbar_wait(barR + 8 * st, ph);
                     wg_fence();
-                    sm90_qk(s, uQ, uK, 0, NC64, F16);
+                    sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
@@ -598,14 +598,14 @@ static __device__ __forceinline__ void sm90_ws_body(const mla_dec_params *p, con
                         if (DQK == 576) {
                             mbar_wait(barE + 8 * st1, ph1);
                             wg_fence();
-                            sm90_qk(s, uQ, uK1, 8, 9, F16);
+                            sm90_qk(s, uQ, uK1, 8, 9, F16, MLA_DESC_AT);
                         }
                         mbar_wait(barL + 8 * st1, ph1);
                         wg_fence();
-                        sm90_qk(s, uQ, uK1, 0, 4, F16);
+                        sm90_qk(s, uQ, uK1, 0, 4, F16, MLA_DESC_AT);
                         mbar_wait(barR + 8 * st1, ph1);
                         wg_fence();
-                        sm90_qk(s, uQ, uK1, 4, 8, F16);
+                        sm90_qk(s, uQ, uK1, 4, 8, F16, MLA_DESC_AT);
                         wg_commit();
                         wg_wait0();
                         pin32(s);

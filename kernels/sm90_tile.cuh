@@ -5,19 +5,18 @@
 #ifndef MLA_KERNELS_SM90_TILE_CUH
 #define MLA_KERNELS_SM90_TILE_CUH
 
-/* wgmma descriptors of the tiles below. MLA_DESC_AT 1 (build option): from the tile base and a constant
- * offset (desc_sw128_at, one uniform add per operand; SSF's sm_90a code 6030 -> 5326 SASS lines; on
- * the H100 the dense compute-bound rows -3..-4%, but its first form, without the address mask, failed
- * the 2-CTA sparse decode, and the masked form is not yet run); 0, the default: desc_sw128 of each
- * address. decode_seesaw2.cu always takes 0 (with 1 its d_v 512 entry spills 8 bytes). */
+/* wgmma descriptors of the tiles below. MLA_DESC_AT 1, the default: from the tile base and a
+ * constant offset (desc_sw128_at, one uniform add per operand; SSF's sm_90a code 6030 -> 5326 SASS
+ * lines; on the H100 the dense compute-bound rows -4..-7%, the prefill rows -0..-5%); 0 (build option):
+ * desc_sw128 of each address. sm90_qk / sm90_scores / sm90_pv take the form as a compile-time argument
+ * AT (callers pass MLA_DESC_AT, or 0 where the per-base form measured slower: the sparse crossover
+ * decode, +1.5..3% on the H100); the others use SM90_DESC with this file's MLA_DESC_AT.
+ * decode_seesaw2.cu sets 0 (with 1 its d_v 512 entry spills 8 bytes). */
 #ifndef MLA_DESC_AT
-#define MLA_DESC_AT 0
+#define MLA_DESC_AT 1
 #endif
-#if MLA_DESC_AT
-#define SM90_DESC(a, off, lbo, sbo) desc_sw128_at(a, off, lbo, sbo)
-#else
-#define SM90_DESC(a, off, lbo, sbo) desc_sw128(a + off, lbo, sbo) /* (unparenthesised: the old expressions exactly) */
-#endif
+#define SM90_DESC_(AT, a, off, lbo, sbo) ((AT) ? desc_sw128_at(a, off, lbo, sbo) : desc_sw128(a + off, lbo, sbo))
+#define SM90_DESC(a, off, lbo, sbo) SM90_DESC_(MLA_DESC_AT, a, off, lbo, sbo)
 
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -415,34 +414,35 @@ static __device__ __forceinline__ int nr_lazy_exp(float *s, float *o, int need, 
 }
 /* S += Q K^T over the 64-column chunks [c0, c1) (SS m64n64k16, 4 per chunk) */
 static __device__ __forceinline__ void sm90_qk(float *s, uint32_t uQ, uint32_t uK, const int c0, const int c1,
-                                               const int F16) {
+                                               const int F16, const int AT) {
 #pragma unroll
     for (int c = c0; c < c1; c++)
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
-            const uint64_t da = SM90_DESC(uQ, c * 8192 + kk * 32, 16, 1024);
-            const uint64_t db = SM90_DESC(uK, c * 8192 + kk * 32, 16, 1024);
+            const uint64_t da = SM90_DESC_(AT, uQ, c * 8192 + kk * 32, 16, 1024);
+            const uint64_t db = SM90_DESC_(AT, uK, c * 8192 + kk * 32, 16, 1024);
             if (F16) wgmma_ss_m64n64_tb0_f16(s, da, db, 1);
             else wgmma_ss_m64n64_tb0_bf16(s, da, db, 1);
         }
 }
 /* S = Q K^T from zero over all NC64 chunks, waited for (MMA = 0: no wgmma, for timing builds) */
 static __device__ __forceinline__ void sm90_scores(float *s, uint32_t uQ, uint32_t uK, const int NC64, const int F16,
-                                                   const int MMA) {
+                                                   const int MMA, const int AT) {
 #pragma unroll
     for (int i = 0; i < 32; i++) s[i] = 0.f;
     pin32(s);
     wg_fence();
-    if (MMA) sm90_qk(s, uQ, uK, 0, NC64, F16);
+    if (MMA) sm90_qk(s, uQ, uK, 0, NC64, F16, AT);
     wg_commit();
     wg_wait0();
     pin32(s);
 }
 /* O[:, 256 h : +256] += P V[:, 256 h : +256] (RS m64n256k16, V = the K tile read MN-major) */
-static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16) {
+static __device__ __forceinline__ void sm90_pv(float *o, uint32_t a[4][4], uint32_t uK, const int h, const int F16,
+                                               const int AT) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t db = SM90_DESC(uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
+        const uint64_t db = SM90_DESC_(AT, uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
         if (F16) wgmma_rs_m64n256_tb1_f16(o, a[kk], db, 1);
         else wgmma_rs_m64n256_tb1_bf16(o, a[kk], db, 1);
     }
@@ -652,7 +652,7 @@ static __device__ __forceinline__ void ss_rescale_pv(float *o, float f0, float f
     pin128(o);
     wg_fence();
     if (SMEM) ss_pv_smem(o, uP, uK, h, F16);
-    else sm90_pv(o, a, uK, h, F16);
+    else sm90_pv(o, a, uK, h, F16, MLA_DESC_AT);
     wg_commit();
 }
 

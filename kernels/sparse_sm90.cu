@@ -668,7 +668,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                     }
             } else if (wg == 0) {
                 float s[32], al0, al1;
-                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5);
+                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5, MLA_DESC_AT);
                 sm90_softmax(s, kvalid + 64 * buf, 0, MLA_BN, MLA_BN, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, 0);
                 sm90_put_p(sPf, sAl, a, al0, al1);
                 bar_arrive(SP_BAR_P, 256);
@@ -681,7 +681,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
             }
             pin128(o);
             wg_fence();
-            if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_pv(o, a, uK, wg, 0);
+            if (MLA_SP_DIAG != 3 && MLA_SP_DIAG != 5) sm90_pv(o, a, uK, wg, 0, MLA_DESC_AT);
             wg_commit();
             if (FP8 && t + 1 < te && MLA_SP_DIAG != 1 && MLA_SP_DIAG < 4)
                 sp_fp8_put(uKn, kr, sc, row, sub, 0, MODE); /* dequantise during the PV wgmma */
@@ -981,6 +981,10 @@ static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, u
 }
 
 /* WG0 (W = 0) / WG1 (W = 1): one token's tiles [tb, te) from the stages the producer fills */
+/* the wgmma descriptor form (sm90_tile.cuh) of the producer-warpgroup decode: the crossover (X) keeps
+ * desc_sw128 of each address, with which it measured 1.5-3% faster on the H100's h_q = 128 rows than
+ * with the per-base form (results/gpu/2026-12-06-9461d11-H100-desc-at2) */
+#define SP_PW_AT(X) ((X) ? 0 : MLA_DESC_AT)
 static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,
                                                   int slot, unsigned char *smem, uint32_t *n, const int W, const int X,
                                                   const int MODE) {
@@ -1015,7 +1019,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             float al0, al1;
             if (W == 0) {
                 float s[32];
-                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3);
+                sm90_scores(s, uQ, uK, NC64, 0, MLA_SP_DIAG != 3, SP_PW_AT(X));
                 sm90_softmax(s, kvalid + 64 * st, 0, MLA_BN, MLA_BN, p->scale_log2, &m0, &m1, &l0, &l1, a, &al0, &al1,
                              0);
                 if (t > tb) nbar_sync(SP_BAR_PFREE, 256); /* WG1 has read the previous tile's P */
@@ -1032,7 +1036,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             sm90_rescale(o, al0, al1);
             pin128(o);
             wg_fence();
-            if (MLA_SP_DIAG != 3) sm90_pv(o, a, uK, W, 0);
+            if (MLA_SP_DIAG != 3) sm90_pv(o, a, uK, W, 0, SP_PW_AT(X));
             wg_commit();
             wg_wait0();
             pin128(o);
@@ -1145,9 +1149,9 @@ static __device__ __forceinline__ void sp_ss_qk_part(float *s, uint32_t uQ, uint
     fence_proxy_async(); /* the cp.async (generic proxy) writes -> this warpgroup's wgmma */
     wg_fence();
     if (MLA_SP_DIAG == 7) return;
-    if (R8 == 1 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
-    sm90_qk(s, uQ, uK, c0, c0 + 4, 0);
-    if (R8 == 2 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0);
+    if (R8 == 1 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0, MLA_DESC_AT);
+    sm90_qk(s, uQ, uK, c0, c0 + 4, 0, MLA_DESC_AT);
+    if (R8 == 2 && NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, 0, MLA_DESC_AT);
 }
 /* S = Q K^T of the tile in stage uK for the owning warpgroup of the 256-thread seesaw, issued, not
  * committed: WG0 (B1 = 0, stage 0) takes group A's chunks (RoPE first) as soon as A has landed, then
