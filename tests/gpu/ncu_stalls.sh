@@ -4,9 +4,8 @@
 # Usage: tests/gpu/ncu_stalls.sh <name> <mla-bench --case ...> ; env KREGEX (kernel-name regex,
 # default the sm90 decode kernels), OUT (output folder), BENCH (binary, default ./build/mla-bench),
 # BENCH_FLAGS (default the dense flags; e.g. BENCH_FLAGS=--sparse-decode KREGEX=mla_sp_decode_v32),
-# NCU_SOURCE (the source view the stall table is made of: sass, the default, or cuda; on the H100's
-# ncu of CUDA 13.0 the cuda view printed the source without metric columns, so per-line stalls come
-# from the SASS page through tests/gpu/ncu_lines.py).
+# The stall table is made of the SASS source view (ncu's CUDA-source view printed no metric columns
+# on the H100's ncu of CUDA 13.0); per-line stalls come from that page through tests/gpu/ncu_lines.py.
 # Writes $OUT/ncu_<name>.log and $OUT/ncu_src_<name>.csv.gz (the source page, whole).
 set -u
 cd "$(dirname "$0")/../.."
@@ -19,7 +18,7 @@ ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-s
 echo "ncu rc=$?" > "$OUT/ncu_$name.log"
 tail -3 /tmp/ncu_run_$name.log >> "$OUT/ncu_$name.log"
 ncu --import "$rep.ncu-rep" --print-details all 2>&1 | grep -vE "^\s*$" >> "$OUT/ncu_$name.log"
-ncu --import "$rep.ncu-rep" --page source --csv --print-source "${NCU_SOURCE:-sass}" > /tmp/ncu_src_$name.csv 2>&1
+ncu --import "$rep.ncu-rep" --page source --csv --print-source sass > /tmp/ncu_src_$name.csv 2>&1
 # keep the whole page (gzipped): tests/gpu/ncu_lines.py maps the SASS rows to source lines offline
 gzip -c /tmp/ncu_src_$name.csv > "$OUT/ncu_src_$name.csv.gz"
 python3 - "$name" >> "$OUT/ncu_$name.log" 2>&1 <<'PY'
