@@ -7,10 +7,10 @@
 
 /* wgmma descriptors of the tiles below. MLA_DESC_AT 1, the default: from the tile base and a
  * constant offset (desc_sw128_at, one uniform add per operand; SSF's sm_90a code 6030 -> 5326 SASS
- * lines; on the H100 the dense compute-bound rows -4..-7%, the prefill rows -0..-5%); 0 (build option):
+ * lines; on the H100 the dense h_q 64 / 128 rows -3..-4%, the prefill rows -0..-5%); 0 (build option):
  * desc_sw128 of each address. sm90_qk / sm90_scores / sm90_pv take the form as a compile-time argument
  * AT (callers pass MLA_DESC_AT, or 0 where the per-base form measured slower: the sparse crossover
- * decode, +1.5..3% on the H100); the others use SM90_DESC with this file's MLA_DESC_AT.
+ * decode, +1.3..2.3% on the H100); the others use SM90_DESC with this file's MLA_DESC_AT.
  * decode_seesaw2.cu sets 0 (with 1 its d_v 512 entry spills 8 bytes). */
 #ifndef MLA_DESC_AT
 #define MLA_DESC_AT 1

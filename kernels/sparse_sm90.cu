@@ -982,7 +982,7 @@ static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, u
 
 /* WG0 (W = 0) / WG1 (W = 1): one token's tiles [tb, te) from the stages the producer fills */
 /* the wgmma descriptor form (sm90_tile.cuh) of the producer-warpgroup decode: the crossover (X) keeps
- * desc_sw128 of each address, with which it measured 1.5-3% faster on the H100's h_q = 128 rows than
+ * desc_sw128 of each address, with which it measured 1.3-2.3% faster on the H100's h_q = 128 rows than
  * with the per-base form (results/gpu/2026-12-06-9461d11-H100-desc-at2) */
 #define SP_PW_AT(X) ((X) ? 0 : MLA_DESC_AT)
 static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const sp_unit *u, int mblk, int tb, int te,

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
 name=$1; shift
 rep=/tmp/ncu_$name
-ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-source yes \
+ncu --kernel-name "regex:${KREGEX:-mla_decode_sm90}" --launch-count 1 --import-source yes --clock-control none \
   --section SpeedOfLight --section WarpStateStats --section SourceCounters --section MemoryWorkloadAnalysis \
   -f -o "$rep" ${BENCH:-./build/mla-bench} ${BENCH_FLAGS---no-ceilings --no-graph --iters 1 --warmup 0} "$@" > /tmp/ncu_run_$name.log 2>&1
 echo "ncu rc=$?" > "$OUT/ncu_$name.log"
