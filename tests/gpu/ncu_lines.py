@@ -9,6 +9,8 @@ the library's flags and -lineinfo), gives each instruction's source line. The tw
 are checked to be the same kernel (opcode by opcode) before anything is summed.
 
 Usage: ncu_lines.py CSV[.gz] SASS_GI KERNEL_SYMBOL [--range FILE:A-B]... [--top N]
+       ncu_lines.py CSV[.gz] --sass-top N   (no disassembly: the N SASS instructions with the most
+                                             samples, each with its stall reasons; ncu_stalls.sh's table)
   --range FILE:A-B  also attribute each instruction to the deepest frame of its inlining chain that
                     lies in FILE's lines A..B (e.g. one device function's body), and sum by that line
 Prints: total samples; per stall reason; the top source lines (innermost frame) with their reasons
@@ -67,8 +69,35 @@ def opcode(text):
     return t.split()[0] if t else ""
 
 
+def num(x):
+    try:
+        return float(x.replace(",", ""))
+    except ValueError:
+        return 0.0
+
+
+def sass_top(csv_path, n):
+    """the n instructions of the SASS page with the most stall samples, in the page's own terms"""
+    hdr, rows = read_csv(csv_path)
+    src = hdr.index("Source")
+    col = next((i for i, c in enumerate(hdr) if c.startswith("Warp Stall Sampling (All")), None)
+    if col is None:
+        sys.exit("no stall-sampling column in the source page; columns: %s" % hdr)
+    reasons = [i for i, c in enumerate(hdr) if c.startswith("stall_") and "(Not Issued)" not in c]
+    data = [(num(r[col]), r) for r in rows]
+    tot = sum(v for v, _ in data) or 1.0
+    print(f"== top SASS by stall samples ({len(data)} instructions, {tot:.0f} samples)")
+    for v, r in sorted(data, key=lambda d: -d[0])[:n]:
+        rs = sorted(((num(r[i]), hdr[i][6:]) for i in reasons if num(r[i])), reverse=True)[:4]
+        why = " ".join(f"{nm}={100 * x / v:.0f}%" for x, nm in rs) if v else ""
+        print(f"{100 * v / tot:5.1f}%  {r[hdr.index('Address')]:>8}  {r[src][:90]:90s}  {why}")
+
+
 def main():
     a = sys.argv[1:]
+    if len(a) == 3 and a[1] == "--sass-top":
+        sass_top(a[0], int(a[2]))
+        return
     if len(a) < 3:
         sys.exit(__doc__)
     csv_path, sass_path, symbol = a[:3]
@@ -96,12 +125,6 @@ def main():
     if bad:
         k = bad[0]
         sys.exit(f"{len(bad)} opcodes differ, first at #{k}: csv '{rows[k][src]}' vs sass '{ins[k][0]}'")
-
-    def num(x):
-        try:
-            return float(x.replace(",", ""))
-        except ValueError:
-            return 0.0
 
     tot = 0.0
     by_reason = defaultdict(float)

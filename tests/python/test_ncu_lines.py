@@ -78,3 +78,16 @@ def test_refuses_another_kernel(tmp_path):
     r = run(tmp_path, OPS[:4], [(1, 1)] * 4)
     assert r.returncode != 0
     assert "4 instructions in the csv, 5 in" in r.stderr
+
+
+def test_sass_top_needs_no_disassembly(tmp_path):
+    c = tmp_path / "k.csv.gz"
+    write_csv(str(c), OPS, [(0, 0), (10, 0), (30, 0), (0, 50), (10, 0)])
+    r = subprocess.run([sys.executable, TOOL, str(c), "--sass-top", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "== top SASS by stall samples (5 instructions, 100 samples)"
+    assert len(lines) == 3
+    # the BRA (50 long_sb) first, then the DEPBAR (30 barrier)
+    assert lines[1].split()[:3] == ["50.0%", "0x7f30", "@!P0"] and "long_sb=100%" in lines[1]
+    assert lines[2].split()[:3] == ["30.0%", "0x7f20", "WARPGROUP.DEPBAR.LE"] and "barrier=100%" in lines[2]
