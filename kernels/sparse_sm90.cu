@@ -602,10 +602,10 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
                 for (int c = 0; c < NC64; c++)
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++) {
-                        /* (desc_sw128 of each address in either build: with MLA_DESC_AT 1 here this
-                         * opt-in kernel spills 4 bytes) */
-                        const uint64_t da = desc_sw128(uQ + c * 8192 + kk * 32, 16, 1024);
-                        const uint64_t db = desc_sw128(uK + c * 8192 + wg * 4096 + kk * 32, 16, 1024);
+                        /* (AT 0 in either build: with the per-base form this opt-in kernel spills
+                         * 4 bytes) */
+                        const uint64_t da = SM90_DESC_(0, uQ, c * 8192 + kk * 32, 16, 1024);
+                        const uint64_t db = SM90_DESC_(0, uK, c * 8192 + wg * 4096 + kk * 32, 16, 1024);
                         sp_wgmma_ss_m64n32(s, da, db);
                     }
                 wg_commit();
