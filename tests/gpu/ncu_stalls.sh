@@ -7,8 +7,8 @@
 # The stall table is the SASS source view's top instructions (`ncu_lines.py CSV --sass-top 40`; ncu's
 # CUDA-source view printed no metric columns on the H100's ncu of CUDA 13.0); per-line stalls come
 # from the same page through tests/gpu/ncu_lines.py with the kernel's disassembly. Keep the case's
-# device memory small: ncu's kernel replay saves and restores it for every pass (a 2.4 GB cache did
-# not finish in 200 s).
+# device memory small: ncu's kernel replay saves and restores it for every pass (a dense case with a
+# 2.4 GB cache did not finish in 200 s, by inference for that reason).
 # Writes $OUT/ncu_<name>.log and $OUT/ncu_src_<name>.csv.gz (the source page, whole).
 set -u
 cd "$(dirname "$0")/../.."
