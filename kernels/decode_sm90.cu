@@ -63,11 +63,10 @@ MLA_DIAG_IO_FN(mla_diag_dec_io, mla_diag_dec)
 #define DT_WG1(k)
 #endif
 
-/* timing switch MLA_V2_QENTRY: 2 (shipped) the fused-schedule kernel issues b = 1's Q and an L2
- * prefetch of its block_table row before its part bounds; 1 Q only; 0 neither: Q after the bounds,
- * with the first tile (docs/performance.md §30) */
+/* timing switch MLA_V2_QENTRY: 1 (shipped) the fused-schedule kernel issues b = 1's Q before its part
+ * bounds; 0 after them, with its first tile (docs/performance.md §30) */
 #ifndef MLA_V2_QENTRY
-#define MLA_V2_QENTRY 2
+#define MLA_V2_QENTRY 1
 #endif
 
 #if MLA_HAVE_SM90A
@@ -109,9 +108,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 
     /* fused schedule, one request of fixed s_q (b = 1): its Q rows are known from the grid alone, so
      * their cp.async go out before the part bounds (the CTA's tiles) are computed; the first tile's
-     * wait in the loop covers them. MLA_V2_QENTRY 2 also prefetches the request's block_table row
-     * into L2 (up to 4096 entries, one 64-byte step a thread), so the first tile's page lookup after
-     * the bounds hits L2 (0: Q after the bounds, as before; 1: Q only) */
+     * wait in the loop covers them (MLA_V2_QENTRY=0: Q after the bounds, as before) */
     int qpre = 0;
     if (FUSED && MLA_V2_QENTRY && p->b == 1 && !p->cu_seqlens_q && !FP8) {
         const int nv = p->s_q * hg - mb_cta * MLA_BM;
@@ -119,10 +116,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
             sm90_load_q(p, 0, mb_cta, kvh, nv < MLA_BM ? nv : MLA_BM, uQ, NCH);
             cp_async_commit();
             qpre = 1;
-            if (MLA_V2_QENTRY >= 2) {
-                const long long nbt = (p->max_tokens + p->page_size - 1) / p->page_size, e = 16ll * tid;
-                if (e < nbt) prefetch_l2(p->block_table + e);
-            }
         }
     }
     mla_part_begin pb, pe;

@@ -121,10 +121,6 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
                  "r"(parity)
                  : "memory");
 }
-/* the 128-byte line holding `a` into L2 (a hint: no result, no fault) */
-static __device__ __forceinline__ void prefetch_l2(const void *a) {
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a));
-}
 /* the same box into L2 only (no shared memory, no barrier): a hint, dropped when out of bounds */
 static __device__ __forceinline__ void tma_prefetch_4d(const void *map, int c0, int c1, int c2, int c3) {
     asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"((uint64_t)map),
