@@ -63,12 +63,6 @@ MLA_DIAG_IO_FN(mla_diag_dec_io, mla_diag_dec)
 #define DT_WG1(k)
 #endif
 
-/* timing switch MLA_V2_QENTRY: 1 (shipped) the fused-schedule kernel issues b = 1's Q before its part
- * bounds; 0 after them, with its first tile (docs/performance.md §30) */
-#ifndef MLA_V2_QENTRY
-#define MLA_V2_QENTRY 1
-#endif
-
 #if MLA_HAVE_SM90A
 
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16, const int FP8,
@@ -106,18 +100,6 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
     uint4 kr[9];
     const uint32_t uQ = smem_u32(sQ), uK0 = smem_u32(sK0), uK1 = smem_u32(sK1);
 
-    /* fused schedule, one request of fixed s_q (b = 1): its Q rows are known from the grid alone, so
-     * their cp.async go out before the part bounds (the CTA's tiles) are computed; the first tile's
-     * wait in the loop covers them (MLA_V2_QENTRY=0: Q after the bounds, as before) */
-    int qpre = 0;
-    if (FUSED && MLA_V2_QENTRY && p->b == 1 && !p->cu_seqlens_q && !FP8) {
-        const int nv = p->s_q * hg - mb_cta * MLA_BM;
-        if (nv > 0) {
-            sm90_load_q(p, 0, mb_cta, kvh, nv < MLA_BM ? nv : MLA_BM, uQ, NCH);
-            cp_async_commit();
-            qpre = 1;
-        }
-    }
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
@@ -144,7 +126,7 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
                 }
                 f8_get(src, kr, NU);
                 f8_put(uQ, kr, NU, F16);
-            } else if (!qpre) {
+            } else {
                 sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
             }
             if (FP8) {
@@ -212,12 +194,10 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
         }
 
         DTK(dk_req, 3);
-        if (qpre) cp_async_wait0(); /* no tile (empty request): the early Q lands before the staging */
         sm90_epilogue(p, &w, r, mblk, kvh, o, m0, m1, l0, l1, dk, sInv, sLse, F16, FP8, uQ);
         DTK(dk_req, 4);
         DT_INC(dk_req);
     }
-    if (qpre) cp_async_wait0(); /* an empty part: no copy outlives the CTA */
     DTV(13, dk_tiles);
     DTV(14, dk_req);
     DTS(15);
