@@ -192,7 +192,7 @@ static __device__ __forceinline__ const char *k_row_ptr(const mla_dec_params *p,
 }
 
 /* Writes two adjacent output columns of query row (r, j, head): to out (unsplit, slot < 0) or to
- * the partial accumulator of `slot` (fp32, or bf16 with p->part16). */
+ * the fp32 partial accumulator of `slot`. */
 /* element offset of query row (r, j, head) in out; row of (slot, j, head) in the split partials */
 static __device__ __forceinline__ long long out_row(const mla_dec_params *p, int r, int j, int head) {
     return (long long)r * p->o_s0 + (long long)j * p->o_s1 + (long long)head * p->o_s2;
@@ -206,10 +206,7 @@ static __device__ __forceinline__ void store_out2(const mla_dec_params *p, int s
         char *o = (char *)p->out + (out_row(p, r, j, head) + col) * 2;
         *(uint32_t *)o = pack2(v0, v1, F16);
     } else if (MLA_DIAG != 6) {
-        if (p->part16) /* bf16 partial rows (mla_dec_params.part16) */
-            *(uint32_t *)((uint16_t *)p->oacc + part_row(p, slot, j, head) * MLA_DV + col) = pack2(v0, v1, 0);
-        else
-            *(float2 *)(p->oacc + part_row(p, slot, j, head) * MLA_DV + col) = make_float2(v0, v1);
+        *(float2 *)(p->oacc + part_row(p, slot, j, head) * MLA_DV + col) = make_float2(v0, v1);
     }
 }
 /* lse of query row (r, j, head) from the log2-domain value (-inf: no visible key). */
@@ -276,31 +273,6 @@ static __device__ __forceinline__ void ld_floats(float *v, const float *src, con
     }
 }
 
-/* FL consecutive bf16 values widened to float (FL = 1, 2, 4, 8, 16; 2 * FL-byte aligned) */
-static __device__ __forceinline__ void ld_bf16s(float *v, const uint16_t *src, const int FL) {
-    if (FL >= 8) {
-#pragma unroll
-        for (int c = 0; c < FL / 8; c++) {
-            const uint4 x = ((const uint4 *)src)[c];
-            const uint32_t w[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                v[8 * c + 2 * k] = __uint_as_float(w[k] << 16);
-                v[8 * c + 2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-            }
-        }
-    } else if (FL == 4) {
-        const uint2 x = *(const uint2 *)src;
-        v[0] = __uint_as_float(x.x << 16), v[1] = __uint_as_float(x.x & 0xffff0000u);
-        v[2] = __uint_as_float(x.y << 16), v[3] = __uint_as_float(x.y & 0xffff0000u);
-    } else if (FL == 2) {
-        const uint32_t x = *(const uint32_t *)src;
-        v[0] = __uint_as_float(x << 16), v[1] = __uint_as_float(x & 0xffff0000u);
-    } else {
-        v[0] = __uint_as_float((uint32_t)*src << 16);
-    }
-}
-
 /* (m, s) <- the merge of two log2-domain partial sums: s = sum 2^(l - m) over both sets */
 static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, float s2) {
     const float mn = fmaxf(*m, m2);
@@ -309,8 +281,7 @@ static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, 
 }
 
 /* Split-KV combine of one row: np pieces, piece i's log2-domain lse at lacc[base + i R] and its
- * normalised partial out at oacc + (base + i R) * MLA_DV (PB = 1: bf16 values at element
- * (base + i R) * MLA_DV of oacc read as uint16_t, mla_dec_params.part16). acc[0 .. FL) gets this lane's FL columns
+ * normalised partial out at oacc + (base + i R) * MLA_DV. acc[0 .. FL) gets this lane's FL columns
  * c0 .. c0 + FL of the merged out (FL = 1, 2, 4, 8, 16; acc has 16 elements), *gl_out the row's
  * natural-log lse and *g2_out its log2 value: a NaN piece (NaN / inf input, docs/guarantees.md F6-F8)
  * makes all NaN; no visible key in any piece gives acc 0, lse +inf (log2 -inf). One pass over the
@@ -318,10 +289,8 @@ static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, 
  * all issued before any is used, the weights held one per lane and broadcast by shuffle. */
 static __device__ __forceinline__ void combine_merge(const float *lacc, const float *oacc, long long base,
                                                      long long R, int np, int c0, float *acc, float *gl_out,
-                                                     float *g2_out, const int FL, const int PB) {
-    /* pieces per round: CB * FL values of loads in flight per lane (bf16 one column a lane: 16, for the
-     * 3-CTA register budget of the 16-slice entry) */
-    const int CB = FL >= 16 ? 1 : PB && FL == 1 ? 16 : 32 / FL;
+                                                     float *g2_out, const int FL) {
+    const int CB = FL >= 16 ? 1 : 32 / FL; /* pieces per round: CB * FL floats of loads in flight per lane */
     const int lane = threadIdx.x & 31;
     /* one pass over the pieces' lse: running max and sum per lane, then merged over the warp */
     float mx = -INFINITY, sum = 0.f;
@@ -357,9 +326,7 @@ static __device__ __forceinline__ void combine_merge(const float *lacc, const fl
                 for (int u = 0; u < 32; u++) {
                     if (u >= CB) break;
                     if (u0 + u < n) {
-                        const long long at = (base + (long long)(g0 + u0 + u) * R) * MLA_DV + c0;
-                        if (PB) ld_bf16s(v[u], (const uint16_t *)oacc + at, FL);
-                        else ld_floats(v[u], oacc + at, FL);
+                        ld_floats(v[u], oacc + (base + (long long)(g0 + u0 + u) * R) * MLA_DV + c0, FL);
                     } else {
 #pragma unroll
                         for (int c = 0; c < 16; c++) v[u][c] = 0.f;

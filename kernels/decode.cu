@@ -373,13 +373,13 @@ __global__ void __launch_bounds__(MLA_THREADS, 1) mla_decode_fp16_512(const __gr
 /* ------------------------------------------------------------------------------------------ */
 
 static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, const mla_split_entry e, int row,
-                                                     const int F16, const int FL, const int PB) {
+                                                     const int F16, const int FL) {
     const int lane = threadIdx.x & 31;
     const int j = row / p->h_q, head = row % p->h_q;
     const int c0 = blockIdx.z * 32 * FL + lane * FL; /* first column of this lane */
     const long long R = p->rows_per_slot, base = (long long)e.slot * R + row;
     float acc[16], gl, g2;
-    combine_merge(p->lacc, p->oacc, base, R, e.npieces, c0, acc, &gl, &g2, FL, PB);
+    combine_merge(p->lacc, p->oacc, base, R, e.npieces, c0, acc, &gl, &g2, FL);
     char *orow = (char *)p->out +
                  (out_row(p, e.req, j, head) + c0) * 2;
     if (FL == 1) {
@@ -393,7 +393,7 @@ static __device__ __forceinline__ void combine_slice(const mla_dec_params *p, co
         p->lse[(long long)e.req * p->l_s0 + (long long)head * p->l_s1 + (long long)j * p->l_s2] = gl;
 }
 
-static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16, const int FL, const int PB) {
+static __device__ __forceinline__ void combine_body(const mla_dec_params *p, const int F16, const int FL) {
     DIAG_CMB_MIN(0);
     pdl_wait(); /* the decode grid's partials are complete and visible after this */
     DIAG_CMB_MIN(1);
@@ -405,24 +405,20 @@ static __device__ __forceinline__ void combine_body(const mla_dec_params *p, con
     if (row >= p->rows_per_slot) return;
     const mla_split_entry e = p->split_list[k];
     if (row / p->h_q >= req_nq(p, e.req)) return;
-    combine_slice(p, e, row, F16, FL, PB);
+    combine_slice(p, e, row, F16, FL);
     if (MLA_DIAG == 7 && FL < 16) { /* (S = 1 would spill with it) */
         __syncwarp();
         DIAG_CMB_MAX(2);
     }
 }
 
-/* one entry per (out dtype, slices S = 16 / FL, partials fp32 / bf16 (p->part16, the _pb entries)):
- * each gets the registers of its own FL */
+/* one entry per (out dtype, slices S = 16 / FL): each gets the registers of its own FL */
 #define MLA_COMBINE_KERNEL(S, FL)                                                                          \
     __global__ void __launch_bounds__(256, 3) mla_combine_bf16_s##S(const __grid_constant__ mla_dec_params p) { \
-        combine_body(&p, 0, FL, 0);                                                                        \
+        combine_body(&p, 0, FL);                                                                           \
     }                                                                                                      \
     __global__ void __launch_bounds__(256, 3) mla_combine_fp16_s##S(const __grid_constant__ mla_dec_params p) { \
-        combine_body(&p, 1, FL, 0);                                                                        \
-    }                                                                                                      \
-    __global__ void __launch_bounds__(256, 3) mla_combine_bf16_s##S##_pb(const __grid_constant__ mla_dec_params p) { \
-        combine_body(&p, 0, FL, 1);                                                                        \
+        combine_body(&p, 1, FL);                                                                           \
     }
 MLA_COMBINE_KERNEL(1, 16)
 MLA_COMBINE_KERNEL(2, 8)
@@ -431,16 +427,7 @@ MLA_COMBINE_KERNEL(8, 2)
 MLA_COMBINE_KERNEL(16, 1)
 #undef MLA_COMBINE_KERNEL
 
-static const void *combine_fn(int slices, int f16, int pb) {
-    if (pb) { /* bf16 partials: bf16 outs only (src/gpu.cu) */
-        switch (slices) {
-        case 1: return (const void *)mla_combine_bf16_s1_pb;
-        case 2: return (const void *)mla_combine_bf16_s2_pb;
-        case 4: return (const void *)mla_combine_bf16_s4_pb;
-        case 8: return (const void *)mla_combine_bf16_s8_pb;
-        default: return (const void *)mla_combine_bf16_s16_pb;
-        }
-    }
+static const void *combine_fn(int slices, int f16) {
     switch (slices) {
     case 1: return f16 ? (const void *)mla_combine_fp16_s1 : (const void *)mla_combine_bf16_s1;
     case 2: return f16 ? (const void *)mla_combine_fp16_s2 : (const void *)mla_combine_bf16_s2;
@@ -541,7 +528,7 @@ extern "C" cudaError_t mla_k_decode(const mla_dec_params *p, int kernel, int dqk
     cfg.dynamicSmemBytes = 0;
     void *cargs[1] = {(void *)p};
     cfg.numAttrs = use_pdl ? 1 : 0;
-    e = cudaLaunchKernelExC(&cfg, combine_fn(slices, f16, p->part16), cargs);
+    e = cudaLaunchKernelExC(&cfg, combine_fn(slices, f16), cargs);
     if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

@@ -121,10 +121,6 @@ typedef struct mla_dec_params {
     int qmix_rr;        /* 1: cu_seqlens_q with many requests per part: m-blocks round robin over a
                            part's CTAs (common.cuh req_mblk) and the scheduler weighting requests by
                            their m-blocks (decode.cu sched_weight); set by src/gpu.cu */
-    int part16;         /* 1: the split pieces' partial O rows are bf16: oacc read as uint16_t, row
-                           `prow` at element prow * 512 (half of the fp32 section used), written by
-                           the staged epilogue of the wgmma kernels (sm90_tile.cuh) and read by the
-                           combine (decode.cu); 0: fp32 rows. Set by src/gpu.cu */
 } mla_dec_params;
 
 #ifdef __cplusplus

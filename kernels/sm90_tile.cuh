@@ -709,8 +709,7 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
     }
     __syncthreads();
     if (uStage) {
-        /* part: fp32 partial rows; part16 ones are staged and written like out rows, as bf16 */
-        const int part = w->slot >= 0 && !p->part16, part16 = w->slot >= 0 && p->part16;
+        const int part = w->slot >= 0;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int row = h ? r1 : r0;
@@ -722,7 +721,7 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
                 const int i = 4 * q + 2 * h;
                 const int col = 256 * wg + 8 * q + 2 * (lane & 3);
                 if (part) sts_v2f(rowa + col * 4, o[i] * inv, o[i + 1] * inv);
-                else sts_b32(rowa + col * 2, pack2(o[i] * inv, o[i + 1] * inv, part16 ? 0 : F16));
+                else sts_b32(rowa + col * 2, pack2(o[i] * inv, o[i + 1] * inv, F16));
             }
             if (wg == 0 && (lane & 3) == 0) {
                 const int rr = mblk * MLA_BM + row;
@@ -737,14 +736,6 @@ static __device__ __forceinline__ void sm90_epilogue(const mla_dec_params *p, co
                     const long long prow = (long long)w->slot * p->rows_per_slot + (long long)(rr / hg) * p->h_q +
                                            kvh * hg + rr % hg;
                     *(uint4 *)(p->oacc + prow * MLA_DV + c * 4) = lds_v4(uStage + row * EPI_PITCH32 + c * 16);
-                }
-        } else if (part16) {
-            if (MLA_DIAG != 6)
-                for (int idx = tid; idx < w->nvalid * 64; idx += MLA_THREADS) {
-                    const int row = idx >> 6, c = idx & 63, rr = mblk * MLA_BM + row;
-                    const long long prow = (long long)w->slot * p->rows_per_slot + (long long)(rr / hg) * p->h_q +
-                                           kvh * hg + rr % hg;
-                    *(uint4 *)((uint16_t *)p->oacc + prow * MLA_DV + c * 8) = lds_v4(uStage + row * EPI_PITCH16 + c * 16);
                 }
         } else {
             for (int idx = tid; idx < w->nvalid * 64; idx += MLA_THREADS) {

@@ -1659,7 +1659,7 @@ static __device__ __forceinline__ void sp_combine_body(const mla_sp_params *p, c
     const int c0 = blockIdx.z * 32 * FL + lane * FL; /* first column of this lane */
     const long long R = p->rows_per_slot;
     float acc[16], gl, g2;
-    combine_merge(p->lacc, p->oacc, (long long)e.slot * R + head, R, e.npieces, c0, acc, &gl, &g2, FL, 0);
+    combine_merge(p->lacc, p->oacc, (long long)e.slot * R + head, R, e.npieces, c0, acc, &gl, &g2, FL);
     if (p->sink && g2 == g2 && g2 != -INFINITY) {
         const float f = 1.f / (1.f + exp2f(__ldg(p->sink + head) * LOG2E_F - g2));
 #pragma unroll

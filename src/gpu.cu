@@ -177,7 +177,6 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
         plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.qmix_rr = env_is("MLA_GPU_QMIX_RR", '1') ? 1 : env_is("MLA_GPU_QMIX_RR", '0') ? 0 : -1;
-    plan->gpu.part16 = !env_is("MLA_GPU_PART16", '0');
     plan->gpu.workspace_bytes = w.total;
     return MLA_OK;
 }
@@ -317,15 +316,6 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     CUtensorMap tm;
     if (uses_tmap(kernel) && !encode_k_map(s, a, &tm))
         kernel = MLA_KERNEL_WGMMA;
-    /* split pieces' partial O rows in bf16 where the out is bf16 and the kernel ends in sm90_epilogue
-     * (kernels/sm90_tile.cuh; the mma.sync and narrow / transposed FP8 kernels write fp32 rows): half
-     * the partials' bytes written by the decode grid and read by the combine, for one more rounding of
-     * each piece (2^-9 relative) before the merge. fp16 outs keep fp32 partials (an FP8 cache's
-     * descaled values can pass fp16's range). docs/performance.md §30 */
-    p.part16 = plan->gpu.part16 && s->dtype != MLA_DTYPE_FP16 &&
-               (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_FP8 ||
-                kernel == MLA_KERNEL_WGMMA_WS || kernel == MLA_KERNEL_WGMMA_SEESAW || kernel == MLA_KERNEL_WGMMA_SS2 ||
-                kernel == MLA_KERNEL_WGMMA_V3C);
 
     int old;
     mla_status st = device_enter(plan->device, &old);

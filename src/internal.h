@@ -27,8 +27,6 @@ typedef struct mla_gpu_info {
                             (testing hook MLA_GPU_FUSED_SCHED=0: always the scheduler kernel) */
     int qmix_rr;         /* with cu_seqlens_q: -1 the rule in src/gpu.cu (default); testing hook
                             MLA_GPU_QMIX_RR=1 / 0: m-blocks round robin always / never          */
-    int part16;          /* bf16 split partials where the kernel's epilogue has them (src/gpu.cu);
-                            testing hook MLA_GPU_PART16=0: fp32 partials always                 */
 } mla_gpu_info;
 
 struct mla_decode_plan {

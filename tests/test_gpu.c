@@ -1412,85 +1412,6 @@ static void test_combine_slices(void)
     }
 }
 
-/* Split partials in bf16 (the default where the out is bf16 and the kernel ends in sm90_epilogue)
- * against fp32 (testing hook MLA_GPU_PART16=0), both checked against the CPU plan, and their out bytes
- * compared: on a split bf16 case they must differ somewhere (the hook reaches the kernels), on an
- * fp16 case (fp32 partials either way) they must be identical, as on a case with no split piece. */
-static void part16_case(const tc_config *cfg, int expect_same)
-{
-    char name[256];
-    case_name(name, sizeof name, cfg);
-    tc_case c;
-    if (tc_case_build(&c, cfg)) { tc_expect(0, "partials %s: case build failed", name); return; }
-    mla_status st = tc_case_run_cpu(&c);
-    snap cpu;
-    memset(&cpu, 0, sizeof cpu);
-    mla_decode_plan_t p16 = NULL, p32 = NULL;
-    size_t w16 = 0, w32 = 0;
-    dev_case d;
-    memset(&d, 0, sizeof d);
-    run_bytes r16, r32;
-    memset(&r16, 0, sizeof r16); memset(&r32, 0, sizeof r32);
-    if (st) { tc_expect(0, "partials %s: CPU plan failed: %s", name, mla_last_error()); goto done; }
-    snap_take(&cpu, &c);
-    st = gpu_plan(&c, g_dev, &p16, &w16);
-    if (st) { tc_expect(0, "partials %s: plan: %s", name, mla_last_error()); goto done; }
-    setenv("MLA_GPU_PART16", "0", 1);
-    st = gpu_plan(&c, g_dev, &p32, &w32);
-    unsetenv("MLA_GPU_PART16");
-    if (st || w32 != w16) { tc_expect(0, "partials %s: second plan: %s", name, mla_last_error()); goto done; }
-    if (dev_upload(&d, &c, w16)) goto done;
-    if (decode_bytes(p32, &d, &c, 0, &r32)) { tc_expect(0, "partials %s: fp32 decode failed: %s", name, mla_last_error()); goto done; }
-    memcpy(c.out, r32.out, (size_t)c.out_elems * 2);
-    memcpy(c.lse, r32.lse, (size_t)c.lse_elems * 4);
-    compare_to(name, &c, &cpu);
-    if (decode_bytes(p16, &d, &c, 0, &r16)) { tc_expect(0, "partials %s: bf16 decode failed: %s", name, mla_last_error()); goto done; }
-    memcpy(c.out, r16.out, (size_t)c.out_elems * 2);
-    memcpy(c.lse, r16.lse, (size_t)c.lse_elems * 4);
-    compare_to(name, &c, &cpu);
-    {
-        const int same = !memcmp(r16.out, r32.out, (size_t)c.out_elems * 2);
-        tc_expect(same == expect_same, "partials %s: out bytes with bf16 and fp32 partials %s (expected %s)", name,
-                  same ? "identical" : "differ", expect_same ? "identical" : "a difference");
-        /* the lse comes from the fp32 piece lse in both */
-        tc_expect(!memcmp(r16.lse, r32.lse, (size_t)c.lse_elems * 4), "partials %s: lse differs between bf16 and fp32 partials", name);
-    }
-done:
-    run_bytes_free(&r16); run_bytes_free(&r32);
-    dev_free(&d);
-    mla_decode_plan_destroy(p16);
-    mla_decode_plan_destroy(p32);
-    snap_free(&cpu);
-    tc_case_free(&c);
-}
-
-static void test_part16(void)
-{
-    double t0 = tc_now();
-    int pass0 = tc_passed, fail0 = tc_failed;
-    static const int32_t lens[] = {0, 1, 0, 63, 64, 65, 0, 127, 128, 129, 4097, 0};
-    tc_config cfg = tc_config_default(); /* b = 1: the fused v2 kernel, ~40 pieces */
-    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 8192; cfg.h_q = 128; cfg.seed = 1500;
-    part16_case(&cfg, 0);
-    cfg = tc_config_default(); /* v3 (TMA), two M blocks, causal */
-    cfg.b = 6; cfg.s_q = 2; cfg.causal = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 1501;
-    part16_case(&cfg, 0);
-    cfg = tc_config_default(); /* v3, empty and short requests next to a long one */
-    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = lens; cfg.seed = 1502;
-    part16_case(&cfg, 0);
-    cfg = tc_config_default(); /* pages of 16 (v3c / v2), h_kv 2 */
-    cfg.b = 20; cfg.s_q = 1; cfg.s_k = 3000; cfg.varlen = 1; cfg.h_q = 32; cfg.h_kv = 2; cfg.page_size = 16; cfg.seed = 1503;
-    part16_case(&cfg, 0);
-    cfg = tc_config_default(); /* fp16: fp32 partials either way */
-    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 8192; cfg.h_q = 64; cfg.dtype = MLA_DTYPE_FP16; cfg.seed = 1504;
-    part16_case(&cfg, 1);
-    cfg = tc_config_default(); /* no split piece (b = 256 short requests) */
-    cfg.b = 256; cfg.s_q = 1; cfg.s_k = 64; cfg.h_q = 16; cfg.seed = 1505;
-    part16_case(&cfg, 1);
-    printf("split partials bf16 vs fp32 (MLA_GPU_PART16=0): %d passed, %d failed, %.1f s\n", tc_passed - pass0,
-           tc_failed - fail0, tc_now() - t0);
-}
-
 static void test_quick(void)
 {
     /* small, split-heavy cases for compute-sanitizer */
@@ -1617,7 +1538,6 @@ int main(int argc, char **argv)
     test_variants();
     test_determinism_and_reuse();
     test_combine_slices();
-    test_part16();
     test_fused_schedule();
     test_graph();
     test_fp8();
