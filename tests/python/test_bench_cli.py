@@ -128,3 +128,27 @@ def test_sparse_prefill_case_rejects_a_bad_row(bad):
     assert "--prefill-case wants S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform" in r.stderr
     assert f"got '{bad}'" in r.stderr
     assert r.stdout == ""
+
+
+def _run_env(env_extra, *args):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([BENCH, "--device", "cpu", "--no-ceilings", "--threads", "2", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_watchdog_stops_a_case_past_its_limit():
+    # MLA_BENCH_WATCHDOG_S set: also on the CPU path; this case needs far more than 1 s on any CPU
+    r = _run_env({"MLA_BENCH_WATCHDOG_S": "1"}, "--case", "8,1,128,1,16384,64,fixed,fixed", "--iters", "3")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "watchdog: case 1/1 (b=8 s_q=1 h_q=128 s_k=16384) has run for more than 1 s" in r.stdout
+
+
+def test_watchdog_quiet_when_cases_finish_and_rejects_bad_values():
+    r = _run_env({"MLA_BENCH_WATCHDOG_S": "120"}, "--case", "1,1,16,1,256,64,fixed,fixed", "--iters", "1",
+                 "--warmup", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "watchdog" not in r.stdout
+    for bad in ("abc", "-1", "5s"):
+        r = _run_env({"MLA_BENCH_WATCHDOG_S": bad}, "--case", "1,1,16,1,256,64,fixed,fixed")
+        assert r.returncode == 2, (bad, r.stdout + r.stderr)
+        assert "MLA_BENCH_WATCHDOG_S=%s is not a number of seconds >= 0" % bad in r.stderr
