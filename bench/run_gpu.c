@@ -465,7 +465,8 @@ static void timeline_run(gpu_case *g, const bench_case *c, int graph)
     if (!mla_diag_dec_io || !mla_diag_cmb_io || !getenv("MLA_BENCH_TIMELINE"))
         return;
     for (int rep = 0; rep < 2; rep++) { /* the second call is printed */
-        if (mla_diag_dec_io(NULL, 1) || mla_diag_cmb_io(NULL, 1) || flush_l2(NULL, 0, err, errn) ||
+        /* the L2 flush as in the timed replays: none with --no-flush (G.flush unallocated) */
+        if (mla_diag_dec_io(NULL, 1) || mla_diag_cmb_io(NULL, 1) || (G.flush && flush_l2(NULL, 0, err, errn)) ||
             (graph ? replay_op(g, 0, err, errn) : decode_op(g, 0, err, errn)) ||
             cudaStreamSynchronize(G.stream) != cudaSuccess || mla_diag_dec_io(d, 0) || mla_diag_cmb_io(cmb, 0)) {
             printf("timeline: failed\n");
