@@ -207,6 +207,14 @@ const char *bench_dtype_label(mla_dtype dtype, int kv_fp8);
  * the -DMLA_GIT_COMMIT the Makefile passed, else "unknown". */
 const char *bench_git_commit(void);
 
+/* ---- watchdog.c: a per-case time limit (MLA_BENCH_WATCHDOG_S) ----------------------------- */
+/* Starts the checking thread: limit from MLA_BENCH_WATCHDOG_S (unset: 120 s on the GPU, off on the
+ * CPU); 1 started, 0 off, -1 (message printed) a bad value. */
+int bench_watchdog_start(int is_gpu);
+/* The case `what` starts now (the limit counts from here; the name is printed if it passes it). */
+void bench_watchdog_arm(const char *what);
+void bench_watchdog_disarm(void);
+
 /* ---- sparse attention (bench/sparse.c) ---------------------------------------------------- */
 int bench_sparse_wanted(int argc, char **argv); /* any --sparse* option                      */
 int bench_sparse_main(int argc, char **argv);   /* runs the sparse benchmarks; exit status    */

@@ -4,11 +4,8 @@
  * GEMM ceilings next to FlashMLA's published H100 figures. See usage() or `mla-bench --help`. */
 #include "bench.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -264,65 +261,6 @@ static int write_outputs(const bench_options *o, const bench_env *env, const ben
     return rc;
 }
 
-/* Watchdog: a case still running past MLA_BENCH_WATCHDOG_S seconds (default 120 on the GPU, off on the
- * CPU unless the variable is set; 0: off) ends the process with exit status 3 and a line naming the
- * case, instead of waiting forever on a kernel that never finishes (a device hang leaves nothing else
- * to report). The main thread arms it per case; a detached thread checks once a second. */
-static _Atomic long long wd_deadline_ns; /* 0: no case armed */
-static char wd_label[160];
-static double wd_limit_s;
-static long long now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000ll + t.tv_nsec;
-}
-static void *watchdog_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        sleep(1);
-        const long long d = atomic_load(&wd_deadline_ns);
-        if (d && now_ns() > d) {
-            fprintf(stdout, "\nmla-bench: watchdog: %s has run for more than %g s (MLA_BENCH_WATCHDOG_S); stopping "
-                            "(on the GPU: a kernel that never finished?)\n", wd_label, wd_limit_s);
-            fflush(stdout);
-            _exit(3);
-        }
-    }
-    return NULL;
-}
-/* limit from MLA_BENCH_WATCHDOG_S (unset: 120 s on the GPU, off on the CPU); returns 1 if armed */
-static int watchdog_start(int is_gpu)
-{
-    const char *v = getenv("MLA_BENCH_WATCHDOG_S");
-    double s = is_gpu ? 120.0 : 0.0;
-    if (v && *v) {
-        char *end = NULL;
-        const double x = strtod(v, &end);
-        if (end == v || *end || !(x >= 0)) {
-            fprintf(stderr, "mla-bench: MLA_BENCH_WATCHDOG_S=%s is not a number of seconds >= 0 (0: off)\n", v);
-            return -1;
-        }
-        s = x;
-    }
-    if (s <= 0) return 0;
-    wd_limit_s = s;
-    pthread_t th;
-    if (pthread_create(&th, NULL, watchdog_main, NULL)) return 0; /* no thread: no watchdog */
-    pthread_detach(th);
-    return 1;
-}
-static void watchdog_arm(int i, int n, const bench_case *c)
-{
-    if (wd_limit_s <= 0) return;
-    char label[128];
-    bench_case_label(c, label, sizeof label);
-    snprintf(wd_label, sizeof wd_label, "case %d/%d (%s)", i + 1, n, label);
-    atomic_store(&wd_deadline_ns, now_ns() + (long long)(wd_limit_s * 1e9));
-}
-static void watchdog_disarm(void) { atomic_store(&wd_deadline_ns, 0); }
-
 /* builds with MLA_DEFS=-DFT_DIAG=3 (kernels/decode_fp8t.cu's phase clocks) define mla_k_fp8t_diag; other
  * builds do not, and the weak reference stays null */
 extern int mla_k_fp8t_diag(unsigned out[24]) __attribute__((weak));
@@ -357,7 +295,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mla-bench: --mixed: no case with s_q >= 2 (nothing to mix)\n");
         return 2;
     }
-    if (watchdog_start(env.is_gpu) < 0)
+    if (bench_watchdog_start(env.is_gpu) < 0)
         return 2;
     bench_print_header(stdout, &env, &o, n);
     bench_print_table_header(stdout, &env);
@@ -370,12 +308,17 @@ int main(int argc, char **argv)
         r->nonfinite = -1;
         r->ref = cases[i].kv_fp8 || cases[i].qmix ? NULL : bench_find_ref(&cases[i], o.dtype); /* FlashMLA: bf16, fixed s_q */
         progress(i, n, &cases[i], 0);
-        watchdog_arm(i, n, &cases[i]);
+        {
+            char label[128], what[160];
+            bench_case_label(&cases[i], label, sizeof label);
+            snprintf(what, sizeof what, "case %d/%d (%s)", i + 1, n, label);
+            bench_watchdog_arm(what);
+        }
         if (env.is_gpu)
             bench_gpu_run(&env, &o, &cases[i], r);
         else
             bench_cpu_run(&env, &o, &cases[i], r);
-        watchdog_disarm();
+        bench_watchdog_disarm();
         progress(i, n, &cases[i], 1);
         bench_print_row(stdout, r);
         fflush(stdout);

@@ -157,6 +157,15 @@ static void prefill_label(const sp_bcase *c, char *what, size_t n)
              (long long)c->topk);
 }
 
+/* the watchdog's limit (bench/watchdog.c) counts from a case's start, under its name */
+static void arm_case(const sp_bcase *c, int decode)
+{
+    char what[200];
+    if (decode) decode_label(c, what, sizeof what);
+    else prefill_label(c, what, sizeof what);
+    bench_watchdog_arm(what);
+}
+
 /* The formulas at the top of this file; `retrieved`: distinct cache positions the case reads. */
 static void decode_volume(const sp_bcase *c, double retrieved, double *flop, double *bytes)
 {
@@ -286,6 +295,7 @@ static void *bf16_dev(size_t n)
 
 static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
 {
+    arm_case(c, 1);
     const int v32 = c->fmt == MLA_FP8_FORMAT_V32;
     const int64_t dqk = v32 ? 576 : 512, ps = c->page, b = c->b, s_q = c->s_q, h_q = c->h_q;
     const int64_t ppr = (c->s_k + ps - 1) / ps; /* pages per request */
@@ -375,6 +385,7 @@ done:
 
 static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
 {
+    arm_case(c, 0);
     const int64_t s_q = c->s_q, h_q = c->h_q, dqk = c->dqk, topk = c->topk, s_kv = c->s_kv;
     int rc = 1;
     mla_sparse_prefill_args a = mla_sparse_prefill_args_default();
@@ -631,6 +642,7 @@ static int finish_cpu_case(const char *what, const sp_bcase *c, double us, doubl
 
 static int run_decode_cpu(const sp_bcase *c, int threads, int warmup, int iters)
 {
+    arm_case(c, 1);
     const int v32 = c->fmt == MLA_FP8_FORMAT_V32, extra = c->extra_topk > 0;
     const int64_t dqk = v32 ? 576 : 512, ps = c->page, b = c->b, s_q = c->s_q, h_q = c->h_q;
     const int64_t ppr = (c->s_k + ps - 1) / ps;
@@ -709,6 +721,7 @@ done:
 
 static int run_prefill_cpu(const sp_bcase *c, int threads, int warmup, int iters)
 {
+    arm_case(c, 0);
     const int64_t s_q = c->s_q, h_q = c->h_q, dqk = c->dqk, topk = c->topk, s_kv = c->s_kv;
     const size_t n_out = (size_t)(s_q * h_q * 512), n_row = (size_t)(s_q * h_q);
     char what[200];
@@ -871,6 +884,10 @@ int bench_sparse_main(int argc, char **argv)
      * one is visible, unless --device cpu; --device gpu without one is an error */
     char why[256] = "";
     const int gpu_ok = device != BENCH_CPU && bench_gpu_available(0, why, sizeof why);
+    if (bench_watchdog_start(gpu_ok) < 0) {
+        if (g_json) fclose(g_json);
+        return 2;
+    }
     if (device == BENCH_GPU && !gpu_ok) {
         fprintf(stderr, "mla-bench: --device gpu: %s\n", why);
         rc = 2;
@@ -884,6 +901,7 @@ int bench_sparse_main(int argc, char **argv)
         rc = 2; /* not reached: bench_gpu_available is 0 without CUDA */
 #endif
     }
+    bench_watchdog_disarm();
     if (g_json) fclose(g_json);
     return rc;
 }

@@ -143,12 +143,22 @@ def test_watchdog_stops_a_case_past_its_limit():
     assert "watchdog: case 1/1 (b=8 s_q=1 h_q=128 s_k=16384) has run for more than 1 s" in r.stdout
 
 
+def test_watchdog_names_the_sparse_case_it_stops():
+    # fractions of a second are allowed (the thread checks every limit / 4 below 1 s)
+    env = dict(os.environ, MLA_BENCH_WATCHDOG_S="0.001")
+    r = subprocess.run([BENCH, "--sparse-decode", "--device", "cpu", "--threads", "2", "--quick", "--iters", "1"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "mla-bench: watchdog: sparse decode V32 b=" in r.stdout
+    assert "has run for more than 0.001 s (MLA_BENCH_WATCHDOG_S)" in r.stdout
+
+
 def test_watchdog_quiet_when_cases_finish_and_rejects_bad_values():
     r = _run_env({"MLA_BENCH_WATCHDOG_S": "120"}, "--case", "1,1,16,1,256,64,fixed,fixed", "--iters", "1",
                  "--warmup", "0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "watchdog" not in r.stdout
-    for bad in ("abc", "-1", "5s"):
+    for bad in ("abc", "-1", "5s", "nan"):
         r = _run_env({"MLA_BENCH_WATCHDOG_S": bad}, "--case", "1,1,16,1,256,64,fixed,fixed")
         assert r.returncode == 2, (bad, r.stdout + r.stderr)
         assert "MLA_BENCH_WATCHDOG_S=%s is not a number of seconds >= 0" % bad in r.stderr
