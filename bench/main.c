@@ -52,8 +52,11 @@ static void usage(FILE *f)
         "                          there: --quick, --iters N (GPU 20; CPU 5, quick 3), --json FILE,\n"
         "                          --device cpu|gpu|auto, --threads N (CPU path),\n"
         "                          --prefill-case S_Q,S_KV,H_Q,TOPK,D_QK,flashmla|uniform (own rows)\n"
-        "Environment: MLA_GIT_COMMIT overrides the commit printed (for trees without .git).\n"
-        "Exit status: 0 all cases ran and were finite, 1 a case failed, 2 bad usage or no device.\n");
+        "Environment: MLA_GIT_COMMIT overrides the commit printed (for trees without .git);\n"
+        "             MLA_BENCH_WATCHDOG_S: a case still running after this many seconds stops the\n"
+        "             run (default 120 on the GPU, off on the CPU; 0 off).\n"
+        "Exit status: 0 all cases ran and were finite, 1 a case failed, 2 bad usage or no device,\n"
+        "             3 the watchdog stopped a case.\n");
 }
 
 static int parse_int(const char *opt, const char *v, long long lo, long long *out)
