@@ -24,9 +24,10 @@ BENCH = _bench_path()
 pytestmark = pytest.mark.skipif(BENCH is None, reason="no mla-bench binary built (run make)")
 
 
-def _run(*args, tmp_path=None):
+def _run(*args, tmp_path=None, env_extra=None):
     return subprocess.run([BENCH, "--device", "cpu", "--no-ceilings", "--threads", "2", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **env_extra) if env_extra else None)
 
 
 def _flops(c, total_q_times_keys):
@@ -130,15 +131,9 @@ def test_sparse_prefill_case_rejects_a_bad_row(bad):
     assert r.stdout == ""
 
 
-def _run_env(env_extra, *args):
-    env = dict(os.environ, **env_extra)
-    return subprocess.run([BENCH, "--device", "cpu", "--no-ceilings", "--threads", "2", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_watchdog_stops_a_case_past_its_limit():
     # MLA_BENCH_WATCHDOG_S set: also on the CPU path; this case needs far more than 1 s on any CPU
-    r = _run_env({"MLA_BENCH_WATCHDOG_S": "1"}, "--case", "8,1,128,1,16384,64,fixed,fixed", "--iters", "3")
+    r = _run("--case", "8,1,128,1,16384,64,fixed,fixed", "--iters", "3", env_extra={"MLA_BENCH_WATCHDOG_S": "1"})
     assert r.returncode == 3, r.stdout + r.stderr
     assert "watchdog: case 1/1 (b=8 s_q=1 h_q=128 s_k=16384) has run for more than 1 s" in r.stdout
 
@@ -154,11 +149,11 @@ def test_watchdog_names_the_sparse_case_it_stops():
 
 
 def test_watchdog_quiet_when_cases_finish_and_rejects_bad_values():
-    r = _run_env({"MLA_BENCH_WATCHDOG_S": "120"}, "--case", "1,1,16,1,256,64,fixed,fixed", "--iters", "1",
-                 "--warmup", "0")
+    r = _run("--case", "1,1,16,1,256,64,fixed,fixed", "--iters", "1", "--warmup", "0",
+             env_extra={"MLA_BENCH_WATCHDOG_S": "120"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "watchdog" not in r.stdout
     for bad in ("abc", "-1", "5s", "nan"):
-        r = _run_env({"MLA_BENCH_WATCHDOG_S": bad}, "--case", "1,1,16,1,256,64,fixed,fixed")
+        r = _run("--case", "1,1,16,1,256,64,fixed,fixed", env_extra={"MLA_BENCH_WATCHDOG_S": bad})
         assert r.returncode == 2, (bad, r.stdout + r.stderr)
         assert "MLA_BENCH_WATCHDOG_S=%s is not a number of seconds >= 0" % bad in r.stderr
