@@ -248,7 +248,7 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
-                                                const int F16, const int CPA) {
+                                                const int F16, const int CPA, const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     DTG(16);
     DTS(0);
@@ -274,7 +274,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     const uint32_t bar0 = smem_u32(fullbar), bar1 = bar0 + 8;
 
     mla_part_begin pb, pe;
-    part_bounds(p, part, sPf, &pb, &pe, 0);
+    part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
     if (tid == 0) {
         mbar_init(bar0, CPA ? 256 : 1);
@@ -661,15 +661,22 @@ MLA_SM90_P_KERNEL(mla_decode_sm90fs_fp16_576, sm90_body(&p, 576, 1, 0, 1))
 MLA_SM90_P_KERNEL(mla_decode_sm90fs_fp16_512, sm90_body(&p, 512, 1, 0, 1))
 #endif
 /* v3 */
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1, 0))
-MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_576, tma_body(&p, &tm, 576, 0, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_bf16_512, tma_body(&p, &tm, 512, 0, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_576, tma_body(&p, &tm, 576, 1, 0, 0))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tma_fp16_512, tma_body(&p, &tm, 512, 1, 0, 0))
+/* v3 with the fused schedule (no scheduler launch; small batches, src/gpu.cu) */
+#ifndef MLA_NO_FUSED_ENTRIES
+MLA_SM90_TM_KERNEL(mla_decode_sm90tmafs_bf16_576, tma_body(&p, &tm, 576, 0, 0, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tmafs_bf16_512, tma_body(&p, &tm, 512, 0, 0, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tmafs_fp16_576, tma_body(&p, &tm, 576, 1, 0, 1))
+MLA_SM90_TM_KERNEL(mla_decode_sm90tmafs_fp16_512, tma_body(&p, &tm, 512, 1, 0, 1))
+#endif
 /* v3 with cp.async tiles (MLA_KERNEL_WGMMA_V3C): no tensor map */
-MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_576, tma_body(&p, 0, 576, 0, 1))
-MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_512, tma_body(&p, 0, 512, 0, 1))
-MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_576, tma_body(&p, 0, 576, 1, 1))
-MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_512, tma_body(&p, 0, 512, 1, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_576, tma_body(&p, 0, 576, 0, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_512, tma_body(&p, 0, 512, 0, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_576, tma_body(&p, 0, 576, 1, 1, 0))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_512, tma_body(&p, 0, 512, 1, 1, 0))
 /* dense FP8 e4m3 cache; the MMA and out dtype is bf16/fp16 (shape.dtype); q 16-bit or e4m3 */
 MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_576, sm90_body(&p, 576, 0, 1, 0))
 MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_512, sm90_body(&p, 512, 0, 1, 0))
@@ -682,7 +689,7 @@ MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_576, sm90_ws_body(&p, &tm, 576, 1))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_512, sm90_ws_body(&p, &tm, 512, 1))
 
 /* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline, 4 seesaw (decode_seesaw.cu),
- * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles */
+ * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles, 7 TMA (v3) with the fused schedule */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
     if (tma == 4) return mla_k_seesaw_fn(dqk, f16);
     if (tma == 6) {
@@ -690,6 +697,10 @@ extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
         return f16 ? (const void *)mla_decode_sm90v3c_fp16_512 : (const void *)mla_decode_sm90v3c_bf16_512;
     }
 #ifndef MLA_NO_FUSED_ENTRIES
+    if (tma == 7) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90tmafs_fp16_576 : (const void *)mla_decode_sm90tmafs_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90tmafs_fp16_512 : (const void *)mla_decode_sm90tmafs_bf16_512;
+    }
     if (tma == 5) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90fs_fp16_576 : (const void *)mla_decode_sm90fs_bf16_576;
         return f16 ? (const void *)mla_decode_sm90fs_fp16_512 : (const void *)mla_decode_sm90fs_bf16_512;

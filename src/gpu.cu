@@ -169,12 +169,16 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     /* FP8 kernel: L2 prefetch of the tile after next (testing hook MLA_FP8_L2_PREFETCH=0: off) */
     plan->gpu.fp8_l2_prefetch = !env_is("MLA_FP8_L2_PREFETCH", '0');
     plan->gpu.combine_slices = env_combine_slices();
-    /* small batches on the wgmma cp.async kernel (v2): no scheduler launch, each decode CTA computes
-     * its own part (kernels/common.cuh, sched_fused; its own kernel entries, so the other entries'
-     * code is untouched); testing hooks MLA_GPU_FUSED_SCHED=0 (never) and =1 (up to b = 512) */
+    /* small batches on the wgmma kernels v2 (cp.async) and v3 (TMA): no scheduler launch, each decode
+     * CTA computes its own part (kernels/common.cuh, sched_fused; their own kernel entries, so the other
+     * entries' code is untouched); testing hooks MLA_GPU_FUSED_SCHED=0 (never) and =1 (up to b = 512) */
     {
-        const int64_t max_b = env_is("MLA_GPU_FUSED_SCHED", '1') ? MLA_FUSED_SCHED_MAX_B : MLA_FUSED_SCHED_DEFAULT_B;
-        plan->gpu.fused_sched = kernel == MLA_KERNEL_WGMMA && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
+        const int all = env_is("MLA_GPU_FUSED_SCHED", '1');
+        const int64_t max_b = all                                 ? MLA_FUSED_SCHED_MAX_B
+                              : kernel == MLA_KERNEL_WGMMA_TMA ? MLA_FUSED_SCHED_TMA_B
+                                                                : MLA_FUSED_SCHED_DEFAULT_B;
+        plan->gpu.fused_sched = (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && s->b <= max_b &&
+                                !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.qmix_rr = env_is("MLA_GPU_QMIX_RR", '1') ? 1 : env_is("MLA_GPU_QMIX_RR", '0') ? 0 : -1;
     plan->gpu.workspace_bytes = w.total;
@@ -323,7 +327,8 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     cudaError_t e = cudaSuccess;
     const char *what = "";
     if (!(a->flags & MLA_DECODE_REUSE_SCHEDULE)) {
-        if (plan->gpu.fused_sched && kernel == MLA_KERNEL_WGMMA) {
+        /* (the fused schedule has no request weights: the scheduler kernel computes the weighted one) */
+        if (plan->gpu.fused_sched && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && !p.qmix_rr) {
             p.fused_sched = 1; /* the decode CTAs compute (and store) the schedule themselves */
         } else {
             e = mla_k_schedule(&p, (cudaStream_t)stream);

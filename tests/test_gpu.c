@@ -1378,6 +1378,43 @@ static void test_fused_schedule(void)
     kernel_env_pop();
     printf("fused schedule vs the scheduler kernel (workspace bytes, out, lse, reuse): %d passed, %d failed, %.1f s\n",
            tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+
+    /* the same for v3 (MLA_GPU_KERNEL=4, TMA tiles: pages of 64k tokens), whose fused entries are used
+     * by default up to b = MLA_FUSED_SCHED_TMA_B: the small batches of issue #4, one and two M blocks,
+     * d_qk 576 and 512, fp16, empty requests, cu_seqlens_q, h_kv > 1, and b past the default */
+    t0 = tc_now();
+    pass0 = tc_passed;
+    fail0 = tc_failed;
+    kernel_env_push("4");
+    cfg = tc_config_default();
+    cfg.b = 8; cfg.s_q = 1; cfg.s_k = 3000; cfg.h_q = 128; cfg.seed = 1430;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 32; cfg.s_q = 1; cfg.s_k = 2048; cfg.varlen = 1; cfg.h_q = 128; cfg.seed = 1431;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 128; cfg.kv_lens = lens; cfg.seed = 1432;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 4; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = zeros; cfg.seed = 1433;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 16; cfg.s_q = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.zero_half = 1; cfg.h_q = 128; cfg.d_qk = 512;
+    cfg.page_size = 128; cfg.seed = 1434;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 48; cfg.h_kv = 3;
+    cfg.dtype = MLA_DTYPE_FP16; cfg.cu_seqlens_q = 1; cfg.seed = 1435;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 64; cfg.s_q = 1; cfg.s_k = 2000; cfg.varlen = 1; cfg.h_q = 64; cfg.h_kv = 2; cfg.seed = 1436;
+    fused_sched_case(&cfg);
+    cfg = tc_config_default();
+    cfg.b = 300; cfg.s_q = 1; cfg.s_k = 300; cfg.varlen = 1; cfg.zero_half = 1; cfg.h_q = 128; cfg.seed = 1437;
+    fused_sched_case(&cfg);
+    kernel_env_pop();
+    printf("fused schedule, v3 (TMA) entries, vs the scheduler kernel: %d passed, %d failed, %.1f s\n",
+           tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
 }
 
 /* The combine's five entries (column slices S = 1, 2, 4, 8, 16; the launcher picks S from the grid
