@@ -27,7 +27,7 @@ extern "C" {
 #define MLA_FUSED_SCHED_DEFAULT_B 4 /* used up to this b (H200, h_q=128: -2.6 us at b=1, -1.4 at b=2, a wash at b=4 and 8) */
 #endif
 #ifndef MLA_FUSED_SCHED_TMA_B
-#define MLA_FUSED_SCHED_TMA_B 32 /* v3 (TMA tiles) with the fused schedule up to this b (docs/performance.md §31) */
+#define MLA_FUSED_SCHED_TMA_B 64 /* v3 (TMA tiles) with the fused schedule up to this b (H100: b=4..64 -1.8..-3.4 us, b=128 even; docs/performance.md §31) */
 #endif
 #ifndef MLA_COMBINE_CTAS
 #define MLA_COMBINE_CTAS 1024 /* sparse combine: column slices are added until the grid has this many CTAs */
