@@ -257,6 +257,36 @@ static __device__ __forceinline__ long long block_scan64(long long v, long long 
     return r;
 }
 
+/* exclusive block scan of a 32-bit unsigned value (tmp: >= 65 unsigned); returns the exclusive prefix,
+ * *total gets the sum */
+static __device__ __forceinline__ unsigned block_scan32(unsigned v, unsigned *tmp, unsigned *total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    unsigned x = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const unsigned y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) tmp[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        const unsigned w = lane < nw ? tmp[lane] : 0u;
+        unsigned sc = w;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const unsigned y = __shfl_up_sync(0xffffffffu, sc, o);
+            if (lane >= o) sc += y;
+        }
+        tmp[32 + lane] = sc - w; /* exclusive over warps */
+        if (lane == 31) tmp[64] = sc;
+    }
+    __syncthreads();
+    const unsigned r = tmp[32 + warp] + x - v;
+    *total = tmp[64];
+    __syncthreads(); /* tmp reusable */
+    return r;
+}
+
 /* FL consecutive floats (FL = 1, 2, 4, 8, 16; 4 * FL-byte aligned) */
 static __device__ __forceinline__ void ld_floats(float *v, const float *src, const int FL) {
     if (FL >= 4) {
@@ -427,8 +457,12 @@ static __device__ __forceinline__ void sched_put_ends(mla_part_begin *part_begin
 static __device__ MLA_FUSED_SCHED_ATTR void sched_fused(const mla_dec_params *p, int part, void *scratch) {
     long long *tmp = (long long *)scratch;
     mla_part_begin *sb = (mla_part_begin *)(tmp + 72); /* [2]: this part's begin and end */
-    const long long F = MLA_SCHED_FIXED_COST;
-    const int tid = threadIdx.x, b = p->b, P = p->num_sm_parts;
+    /* 32-bit arithmetic: the host takes this path only where b * (ceil(max_tokens / MLA_BN) + F) < 2^31
+     * (src/gpu.cu), so every sum below (at most total + payload) fits an unsigned int, and each
+     * division is a few instructions instead of a call to the 64-bit division routine */
+    const unsigned F = MLA_SCHED_FIXED_COST;
+    const int tid = threadIdx.x, b = p->b;
+    const unsigned P = (unsigned)p->num_sm_parts;
     const int first = blockIdx.x == 0 && blockIdx.y == 0, all = first && blockIdx.z == 0;
     if (tid < 2) {
         mla_part_begin e;
@@ -439,32 +473,32 @@ static __device__ MLA_FUSED_SCHED_ATTR void sched_fused(const mla_dec_params *p,
         sb[tid] = e;
     }
     /* thread tid: requests 2 tid and 2 tid + 1 (b <= 2 * MLA_THREADS) */
-    long long cost[2];
+    unsigned cost[2];
 #pragma unroll
     for (int c = 0; c < 2; c++) {
         const int r = 2 * tid + c;
-        cost[c] = r < b ? (long long)sched_ntiles(p->seqlens, r, (long long)p->max_tokens) + F : 0;
+        cost[c] = r < b ? (unsigned)sched_ntiles(p->seqlens, r, (long long)p->max_tokens) + F : 0u;
     }
-    long long total;
-    const long long C0 = block_scan64(cost[0] + cost[1], tmp, &total); /* ends with __syncthreads */
-    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    unsigned total;
+    const unsigned C0 = block_scan32(cost[0] + cost[1], (unsigned *)scratch, &total); /* ends with __syncthreads */
+    const unsigned payload = total > 0 ? (total + P - 1) / P : 1u;
     int nsp[2];
     long long packed = 0;
 #pragma unroll
     for (int c = 0; c < 2; c++) {
         const int r = 2 * tid + c;
-        const long long C = C0 + (c ? cost[0] : 0);
+        const unsigned C = C0 + (c ? cost[0] : 0u);
         nsp[c] = 0;
         if (r >= b) continue;
-        const long long i0 = (C + payload - 1) / payload, i1 = (C + cost[c] + payload - 1) / payload;
-        const long long i_f = (C + F) / payload + 1;
-        const long long ie = i1 < P ? i1 : P;
+        const unsigned i0 = (C + payload - 1) / payload, i1 = (C + cost[c] + payload - 1) / payload;
+        const unsigned i_f = (C + F) / payload + 1;
+        const unsigned ie = i1 < P ? i1 : P;
         nsp[c] = ie > i_f ? (int)(ie - i_f) : 0;
 #pragma unroll
         for (int k = 0; k < 2; k++) {
-            const long long i = part + k;
+            const unsigned i = (unsigned)part + k;
             if (i < i0 || i >= ie) continue;
-            const long long o = i * payload - C;
+            const unsigned o = i * payload - C; /* i >= i0: i * payload >= C */
             mla_part_begin e;
             e.req = r;
             e.tile = o <= F ? 0 : (int)(o - F);
@@ -498,7 +532,7 @@ static __device__ MLA_FUSED_SCHED_ATTR void sched_fused(const mla_dec_params *p,
     }
     if (tid == 0 && first) {
         p->part_begin[part] = pb;
-        if (part == P - 1) p->part_begin[P] = pe;
+        if (part == (int)P - 1) p->part_begin[P] = pe;
     }
     if (tid == 0 && all) p->num_split[0] = (int)(ptot & 0xffffffffll);
     __syncthreads();

@@ -327,8 +327,11 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
     cudaError_t e = cudaSuccess;
     const char *what = "";
     if (!(a->flags & MLA_DECODE_REUSE_SCHEDULE)) {
-        /* (the fused schedule has no request weights: the scheduler kernel computes the weighted one) */
-        if (plan->gpu.fused_sched && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && !p.qmix_rr) {
+        /* (the fused schedule has no request weights: the scheduler kernel computes the weighted one; and
+         * it sums the requests' costs in 32 bits: b * (ceil(max_tokens / MLA_BN) + F) < 2^31) */
+        const int fits32 = (int64_t)s->b * ((p.max_tokens + MLA_BN - 1) / MLA_BN + MLA_SCHED_FIXED_COST) < ((int64_t)1 << 31);
+        if (plan->gpu.fused_sched && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && !p.qmix_rr &&
+            fits32) {
             p.fused_sched = 1; /* the decode CTAs compute (and store) the schedule themselves */
         } else {
             e = mla_k_schedule(&p, (cudaStream_t)stream);
