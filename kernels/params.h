@@ -24,7 +24,8 @@ extern "C" {
 #endif
 #define MLA_FUSED_SCHED_MAX_B 512 /* fused schedule: 2 requests per thread of a decode CTA */
 #ifndef MLA_FUSED_SCHED_DEFAULT_B
-#define MLA_FUSED_SCHED_DEFAULT_B 4 /* used up to this b (H200, h_q=128: -2.6 us at b=1, -1.4 at b=2, a wash at b=4 and 8) */
+#define MLA_FUSED_SCHED_DEFAULT_B 15 /* v2 with the fused schedule up to this b (v2 is chosen for one M block below b = 16;
+                                       * H100: b = 8 / 12 -3.3..-4.6 us against the scheduler kernel, §31) */
 #endif
 #ifndef MLA_FUSED_SCHED_TMA_B
 #define MLA_FUSED_SCHED_TMA_B 64 /* v3 (TMA tiles) with the fused schedule up to this b (H100: b=4..64 -1.8..-3.4 us, b=128 even; docs/performance.md §31) */

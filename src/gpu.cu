@@ -90,18 +90,22 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     int kernel = 0;
     if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) {
         /* K tiles by TMA (one box per 64-column chunk, issued by WG1) on pages of 64k tokens for b >= 16,
-         * and for b >= 4 when a request has more than 64 rows per KV head (two or more M blocks): since
+         * and for any b when a request has more than 64 rows per KV head (two or more M blocks): since
          * the staged epilogue (docs/performance.md §13) 7-13% faster than the cp.async loader at b = 4..48
          * with h_q = 128, 1-8% at b >= 16 with h_q = 16 / 64, and 3-8% on every b=128 row of spec §7
-         * (§11-12); the cp.async kernel stays for b <= 3 (its fused schedule, 1 us faster at b=2), for
-         * one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster). Pages of 16/32 tokens: below (TMA boxes
+         * (§11-12); the cp.async kernel stays for one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster
+         * with the scheduler kernel, 4-5% with the fused schedules, §31). Pages of 16/32 tokens: below (TMA boxes
          * there would be 4 per chunk, 1.6x; results/gpu/2026-12-04-7e007ee-H200-kernel-choice, 2026-12-03-38a98e5-H200). */
         const int64_t rows_kv = (int64_t)s->s_q * hg;
         /* Pages of 16 / 32 tokens: the same hand-offs with the K tiles gathered by WG1's cp.async
          * (MLA_KERNEL_WGMMA_V3C, docs/performance.md §25) where a request has at most 128 rows per KV
          * head (H100: 2-11% faster than v2 there; 0.7-5% slower at 256 rows, s_q=2 h_q=128), v2
          * otherwise; testing hook MLA_GPU_V3C=0: v2 on every such call, as before */
-        const int v3 = s->b >= 16 || (s->b >= 4 && rows_kv > 64);
+        /* (v3 from b = 1 where a request has two or more M blocks: with both kernels' fused schedules, H100,
+         * b = 1 / 2 / 3 h_q=128 28.2 / 33.5 / 39.6 us against v2's 28.4 / 35.1 / 42.4, s_q=2 b=2 31.0
+         * against 31.8; one M block below b = 16 stays on v2: b=4 h_q 16 / 64 52.2 / 39.8 against v3's
+         * 54.9 / 40.8; results/gpu/2026-12-06-e810fc7-H100-sched32, docs/performance.md §31) */
+        const int v3 = s->b >= 16 || (rows_kv > 64 && (s->b >= 4 || s->page_size % 64 == 0)); /* (v3c: no fused entry) */
         kernel = !v3                                         ? MLA_KERNEL_WGMMA
                  : s->page_size % 64 == 0                    ? MLA_KERNEL_WGMMA_TMA
                  : rows_kv > 128 || env_is("MLA_GPU_V3C", '0') ? MLA_KERNEL_WGMMA
