@@ -90,7 +90,8 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     int kernel = 0;
     if (sm90 && optin >= mla_k_decode_smem(MLA_KERNEL_WGMMA, dqk)) {
         /* K tiles by TMA (one box per 64-column chunk, issued by WG1) on pages of 64k tokens for b >= 16,
-         * and for any b when a request has more than 64 rows per KV head (two or more M blocks): since
+         * and for b >= 4 (any b on pages of 64k tokens) when a request has more than 64 rows per KV head
+         * (two or more M blocks): since
          * the staged epilogue (docs/performance.md §13) 7-13% faster than the cp.async loader at b = 4..48
          * with h_q = 128, 1-8% at b >= 16 with h_q = 16 / 64, and 3-8% on every b=128 row of spec §7
          * (§11-12); the cp.async kernel stays for one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster
