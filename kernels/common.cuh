@@ -227,65 +227,38 @@ static __device__ __forceinline__ float row_lse2(float m, float l) {
 }
 
 /* Schedulers (dense and sparse, one CTA of up to 1024 threads): */
-/* inclusive prefix sum over the 32 lanes of a full warp */
-static __device__ __forceinline__ long long warp_scan64(long long x) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const long long y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
+/* MLA_SCAN_FNS(T, W, B): W, the inclusive prefix sum of a T over the 32 lanes of a full warp, and B,
+ * the exclusive block scan of a T (tmp: >= 65 T; returns the exclusive prefix, *total gets the
+ * sum). Instantiated for long long (the scheduler kernels) and unsigned (the fused schedule). */
+#define MLA_SCAN_FNS(T, W, B)                                                                             \
+    static __device__ __forceinline__ T W(T x) {                                                          \
+        const int lane = threadIdx.x & 31;                                                                \
+        _Pragma("unroll") for (int o = 1; o < 32; o <<= 1) {                                              \
+            const T y = __shfl_up_sync(0xffffffffu, x, o);                                                \
+            if (lane >= o) x += y;                                                                        \
+        }                                                                                                 \
+        return x;                                                                                         \
+    }                                                                                                     \
+    static __device__ __forceinline__ T B(T v, T *tmp, T *total) {                                        \
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;                 \
+        const T x = W(v);                                                                                 \
+        if (lane == 31) tmp[warp] = x;                                                                    \
+        __syncthreads();                                                                                  \
+        if (warp == 0) {                                                                                  \
+            const T w = lane < nw ? tmp[lane] : (T)0;                                                     \
+            const T s = W(w);                                                                             \
+            tmp[32 + lane] = s - w; /* exclusive over warps */                                            \
+            if (lane == 31) tmp[64] = s;                                                                  \
+        }                                                                                                 \
+        __syncthreads();                                                                                  \
+        const T r = tmp[32 + warp] + x - v;                                                               \
+        *total = tmp[64];                                                                                 \
+        __syncthreads(); /* tmp reusable */                                                               \
+        return r;                                                                                         \
     }
-    return x;
-}
-
-/* exclusive block scan of a 64-bit value; returns the exclusive prefix, *total gets the sum */
-static __device__ __forceinline__ long long block_scan64(long long v, long long *tmp, long long *total) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const long long x = warp_scan64(v);
-    if (lane == 31) tmp[warp] = x;
-    __syncthreads();
-    if (warp == 0) {
-        const long long w = lane < nw ? tmp[lane] : 0;
-        const long long s = warp_scan64(w);
-        tmp[32 + lane] = s - w; /* exclusive over warps */
-        if (lane == 31) tmp[64] = s;
-    }
-    __syncthreads();
-    long long r = tmp[32 + warp] + x - v;
-    *total = tmp[64];
-    __syncthreads(); /* tmp reusable */
-    return r;
-}
-
-/* exclusive block scan of a 32-bit unsigned value (tmp: >= 65 unsigned); returns the exclusive prefix,
- * *total gets the sum */
-static __device__ __forceinline__ unsigned block_scan32(unsigned v, unsigned *tmp, unsigned *total) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    unsigned x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const unsigned y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    if (lane == 31) tmp[warp] = x;
-    __syncthreads();
-    if (warp == 0) {
-        const unsigned w = lane < nw ? tmp[lane] : 0u;
-        unsigned sc = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const unsigned y = __shfl_up_sync(0xffffffffu, sc, o);
-            if (lane >= o) sc += y;
-        }
-        tmp[32 + lane] = sc - w; /* exclusive over warps */
-        if (lane == 31) tmp[64] = sc;
-    }
-    __syncthreads();
-    const unsigned r = tmp[32 + warp] + x - v;
-    *total = tmp[64];
-    __syncthreads(); /* tmp reusable */
-    return r;
-}
+MLA_SCAN_FNS(long long, warp_scan64, block_scan64)
+MLA_SCAN_FNS(unsigned, warp_scan32, block_scan32)
+#undef MLA_SCAN_FNS
 
 /* FL consecutive floats (FL = 1, 2, 4, 8, 16; 4 * FL-byte aligned) */
 static __device__ __forceinline__ void ld_floats(float *v, const float *src, const int FL) {
