@@ -451,6 +451,7 @@ static int is_fp8t(int kernel) { return kernel == MLA_KERNEL_WGMMA_FP8T || kerne
 static const void *decode_fn(int kernel, int dqk, int f16, int fused) {
     if (kernel == MLA_KERNEL_WGMMA && fused) return mla_k_sm90_fn(dqk, f16, 5);
     if (kernel == MLA_KERNEL_WGMMA_TMA && fused) return mla_k_sm90_fn(dqk, f16, 7);
+    if (kernel == MLA_KERNEL_WGMMA_V3C && fused) return mla_k_sm90_fn(dqk, f16, 8);
     if (is_fp8t(kernel)) return mla_k_fp8t_fn(dqk, f16, narrow_rows(kernel));
     if (narrow_rows(kernel)) return mla_k_narrow_fn(dqk, f16, narrow_rows(kernel));
     if (kernel == MLA_KERNEL_WGMMA_SS2) return mla_k_ss2_fn(dqk, f16);
@@ -479,7 +480,8 @@ extern "C" cudaError_t mla_k_prepare(int kernel, int dqk, int f16) {
                                          mla_k_decode_smem(kernel, dqk));
     if (e == cudaSuccess && kernel == MLA_KERNEL_WGMMA_FP8N) /* two CTAs per SM: the whole carveout as smem */
         e = cudaFuncSetAttribute(decode_fn(kernel, dqk, f16, 0), cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA)) /* fused-schedule entry */
+    if (e == cudaSuccess && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_V3C))
+        /* its fused-schedule entry */
         e = cudaFuncSetAttribute(decode_fn(kernel, dqk, f16, 1), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  mla_k_decode_smem(kernel, dqk));
     return e;

@@ -677,6 +677,13 @@ MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_576, tma_body(&p, 0, 576, 0, 1, 0))
 MLA_SM90_P_KERNEL(mla_decode_sm90v3c_bf16_512, tma_body(&p, 0, 512, 0, 1, 0))
 MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_576, tma_body(&p, 0, 576, 1, 1, 0))
 MLA_SM90_P_KERNEL(mla_decode_sm90v3c_fp16_512, tma_body(&p, 0, 512, 1, 1, 0))
+/* v3 with cp.async tiles and the fused schedule */
+#ifndef MLA_NO_FUSED_ENTRIES
+MLA_SM90_P_KERNEL(mla_decode_sm90v3cfs_bf16_576, tma_body(&p, 0, 576, 0, 1, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3cfs_bf16_512, tma_body(&p, 0, 512, 0, 1, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3cfs_fp16_576, tma_body(&p, 0, 576, 1, 1, 1))
+MLA_SM90_P_KERNEL(mla_decode_sm90v3cfs_fp16_512, tma_body(&p, 0, 512, 1, 1, 1))
+#endif
 /* dense FP8 e4m3 cache; the MMA and out dtype is bf16/fp16 (shape.dtype); q 16-bit or e4m3 */
 MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_576, sm90_body(&p, 576, 0, 1, 0))
 MLA_SM90_P_KERNEL(mla_decode_sm90f8_bf16_512, sm90_body(&p, 512, 0, 1, 0))
@@ -689,7 +696,8 @@ MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_576, sm90_ws_body(&p, &tm, 576, 1))
 MLA_SM90_TM_KERNEL(mla_decode_sm90ws_fp16_512, sm90_ws_body(&p, &tm, 512, 1))
 
 /* variant: 0 cp.async, 1 TMA, 2 FP8 cache, 3 warp-specialised TMA pipeline, 4 seesaw (decode_seesaw.cu),
- * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles, 7 TMA (v3) with the fused schedule */
+ * 5 cp.async with the fused schedule, 6 v3 with cp.async tiles, 7 TMA (v3) with the fused schedule, 8 v3 with
+ * cp.async tiles and the fused schedule */
 extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
     if (tma == 4) return mla_k_seesaw_fn(dqk, f16);
     if (tma == 6) {
@@ -697,6 +705,10 @@ extern "C" const void *mla_k_sm90_fn(int dqk, int f16, int tma) {
         return f16 ? (const void *)mla_decode_sm90v3c_fp16_512 : (const void *)mla_decode_sm90v3c_bf16_512;
     }
 #ifndef MLA_NO_FUSED_ENTRIES
+    if (tma == 8) {
+        if (dqk == 576) return f16 ? (const void *)mla_decode_sm90v3cfs_fp16_576 : (const void *)mla_decode_sm90v3cfs_bf16_576;
+        return f16 ? (const void *)mla_decode_sm90v3cfs_fp16_512 : (const void *)mla_decode_sm90v3cfs_bf16_512;
+    }
     if (tma == 7) {
         if (dqk == 576) return f16 ? (const void *)mla_decode_sm90tmafs_fp16_576 : (const void *)mla_decode_sm90tmafs_bf16_576;
         return f16 ? (const void *)mla_decode_sm90tmafs_fp16_512 : (const void *)mla_decode_sm90tmafs_bf16_512;

@@ -28,7 +28,7 @@ extern "C" {
                                        * H100: b = 8 / 12 -3.3..-4.6 us against the scheduler kernel, §31) */
 #endif
 #ifndef MLA_FUSED_SCHED_TMA_B
-#define MLA_FUSED_SCHED_TMA_B 64 /* v3 (TMA tiles) with the fused schedule up to this b (H100: b=4..64 -1.8..-3.4 us, b=128 even; docs/performance.md §31) */
+#define MLA_FUSED_SCHED_TMA_B 64 /* v3 (TMA or cp.async tiles) with the fused schedule up to this b (H100: b=4..64 -1.8..-3.4 us, b=128 even; docs/performance.md §31) */
 #endif
 #ifndef MLA_COMBINE_CTAS
 #define MLA_COMBINE_CTAS 1024 /* sparse combine: column slices are added until the grid has this many CTAs */

@@ -106,7 +106,7 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
          * b = 1 / 2 / 3 h_q=128 28.2 / 33.5 / 39.6 us against v2's 28.4 / 35.1 / 42.4, s_q=2 b=2 31.0
          * against 31.8; one M block below b = 16 stays on v2: b=4 h_q 16 / 64 52.2 / 39.8 against v3's
          * 54.9 / 40.8; results/gpu/2026-12-06-e810fc7-H100-sched32, docs/performance.md §31) */
-        const int v3 = s->b >= 16 || (rows_kv > 64 && (s->b >= 4 || s->page_size % 64 == 0)); /* (v3c: no fused entry) */
+        const int v3 = s->b >= 16 || rows_kv > 64;
         kernel = !v3                                         ? MLA_KERNEL_WGMMA
                  : s->page_size % 64 == 0                    ? MLA_KERNEL_WGMMA_TMA
                  : rows_kv > 128 || env_is("MLA_GPU_V3C", '0') ? MLA_KERNEL_WGMMA
@@ -174,16 +174,16 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
     /* FP8 kernel: L2 prefetch of the tile after next (testing hook MLA_FP8_L2_PREFETCH=0: off) */
     plan->gpu.fp8_l2_prefetch = !env_is("MLA_FP8_L2_PREFETCH", '0');
     plan->gpu.combine_slices = env_combine_slices();
-    /* small batches on the wgmma kernels v2 (cp.async) and v3 (TMA): no scheduler launch, each decode
+    /* small batches on the wgmma kernels v2 (cp.async) and v3 (TMA or cp.async tiles): no scheduler launch, each decode
      * CTA computes its own part (kernels/common.cuh, sched_fused; their own kernel entries, so the other
      * entries' code is untouched); testing hooks MLA_GPU_FUSED_SCHED=0 (never) and =1 (up to b = 512) */
     {
         const int all = env_is("MLA_GPU_FUSED_SCHED", '1');
-        const int64_t max_b = all                                 ? MLA_FUSED_SCHED_MAX_B
-                              : kernel == MLA_KERNEL_WGMMA_TMA ? MLA_FUSED_SCHED_TMA_B
-                                                                : MLA_FUSED_SCHED_DEFAULT_B;
-        plan->gpu.fused_sched = (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && s->b <= max_b &&
-                                !env_is("MLA_GPU_FUSED_SCHED", '0');
+        const int v3 = kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_V3C;
+        const int64_t max_b = all  ? MLA_FUSED_SCHED_MAX_B
+                              : v3 ? MLA_FUSED_SCHED_TMA_B
+                                   : MLA_FUSED_SCHED_DEFAULT_B;
+        plan->gpu.fused_sched = (kernel == MLA_KERNEL_WGMMA || v3) && s->b <= max_b && !env_is("MLA_GPU_FUSED_SCHED", '0');
     }
     plan->gpu.qmix_rr = env_is("MLA_GPU_QMIX_RR", '1') ? 1 : env_is("MLA_GPU_QMIX_RR", '0') ? 0 : -1;
     plan->gpu.workspace_bytes = w.total;
@@ -335,8 +335,9 @@ extern "C" mla_status mla_gpu_decode(const struct mla_decode_plan *plan, const m
         /* (the fused schedule has no request weights: the scheduler kernel computes the weighted one; and
          * it sums the requests' costs in 32 bits: b * (ceil(max_tokens / MLA_BN) + F) < 2^31) */
         const int fits32 = (int64_t)s->b * ((p.max_tokens + MLA_BN - 1) / MLA_BN + MLA_SCHED_FIXED_COST) < ((int64_t)1 << 31);
-        if (plan->gpu.fused_sched && (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA) && !p.qmix_rr &&
-            fits32) {
+        if (plan->gpu.fused_sched &&
+            (kernel == MLA_KERNEL_WGMMA || kernel == MLA_KERNEL_WGMMA_TMA || kernel == MLA_KERNEL_WGMMA_V3C) &&
+            !p.qmix_rr && fits32) {
             p.fused_sched = 1; /* the decode CTAs compute (and store) the schedule themselves */
         } else {
             e = mla_k_schedule(&p, (cudaStream_t)stream);
