@@ -226,6 +226,12 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 #ifndef MLA_V3_QFIRST
 #define MLA_V3_QFIRST 0
 #endif
+/* timing switch MLA_V3_SLICES=1 (TMA tiles): each page slice of a K tile (64 / BR of them, BR = gcd(page,
+ * 64)) issued by lane 0 of its own warp (ss_tma_slice), WG0's warps in the prologue and WG1's for the
+ * refills, instead of all of them by one thread; the stage barriers count one arrival per slice */
+#ifndef MLA_V3_SLICES
+#define MLA_V3_SLICES 0
+#endif
 /* CPA = 1 (MLA_KERNEL_WGMMA_V3C, pages of 16 / 32 tokens): the same hand-offs, but the K tiles are
  * gathered by WG1's 128 threads with line-coalesced 16-byte cp.async (sm90_load_k_lines: rows past the
  * length or on invalid pages zero-filled, byte flags kvalid[stage][64]) instead of TMA boxes, which
@@ -276,9 +282,10 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
+    const int nsl = MLA_V3_SLICES && !CPA ? 64 / ((p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16)) : 1;
     if (tid == 0) {
-        mbar_init(bar0, CPA ? 256 : 1);
-        mbar_init(bar1, CPA ? 256 : 1);
+        mbar_init(bar0, CPA ? 256 : nsl);
+        mbar_init(bar1, CPA ? 256 : nsl);
         mbar_fence_init();
     }
     __syncthreads();
@@ -320,7 +327,14 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
                     cp_async_commit();
                 }
-                if (tid == 0)
+                if (MLA_V3_SLICES) {
+                    if (lane == 0 && (tid >> 5) < nsl)
+                        for (int j = 0; j < 2 && tb + j < te; j++) {
+                            const int st = (ncons + j) & 1;
+                            ss_tma_slice(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, tid >> 5, NC64,
+                                         kmask + st);
+                        }
+                } else if (tid == 0)
                     for (int j = 0; j < 2 && tb + j < te; j++) {
                         const int st = (ncons + j) & 1;
                         ss_tma(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, 0x1FFu, NC64, kmask + st);
@@ -393,6 +407,9 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
                         if (CPA) {
                             v3c_fill(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, bar, tid - 128, NC64);
+                        } else if (MLA_V3_SLICES) {
+                            if (lane == 0 && ((tid - 128) >> 5) < nsl)
+                                ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf);
                         } else if (tid == 128) {
                             ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
                         }

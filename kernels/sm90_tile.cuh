@@ -122,6 +122,35 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
+/* (v3, timing switch MLA_V3_SLICES=1) page slice k (BR = gcd(page, 64) rows) of K tile t of request r,
+ * every chunk, by this thread alone: its block-table read, its part of the key mask in *km (a 16-, 32-
+ * or 64-bit field of the 64-bit mask, so the 64 / BR slice threads never write the same bytes), then
+ * one arrive.expect_tx for its NC64 boxes (the stage barrier counts 64 / BR arrivals per phase) and
+ * the boxes: the 4 x 9 boxes of a 16-token page from four warps instead of one thread. */
+static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                    int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                    unsigned long long *km) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int pid = (int)p->num_pages, row0 = 0;
+    unsigned long long m = 0;
+    const int tok0 = t * MLA_BN + k * BR;
+    if (tok0 < L) {
+        const unsigned pidx = (unsigned)tok0 / (unsigned)ps;
+        const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+        if (id >= 0 && (long long)id < p->num_pages) {
+            pid = id;
+            row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+            const int nk = L - tok0; /* keys of this slice below the length */
+            m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
+        }
+    }
+    if (BR == 64) *km = m;
+    else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+    else ((unsigned short *)km)[k] = (unsigned short)m;
+    mbar_expect_tx(bar, NC64 * BR * 128);
+    for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+}
 /* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
 static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
                                                  int L, const int NC64) {
