@@ -226,11 +226,14 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
 #ifndef MLA_V3_QFIRST
 #define MLA_V3_QFIRST 0
 #endif
-/* timing switch MLA_V3_SLICES=1 (TMA tiles): each page slice of a K tile (64 / BR of them, BR = gcd(page,
- * 64)) issued by lane 0 of its own warp (ss_tma_slice), WG0's warps in the prologue and WG1's for the
- * refills, instead of all of them by one thread; the stage barriers count one arrival per slice */
+/* MLA_V3_SLICES (TMA tiles; 1, the default): each page slice of a K tile (64 / BR of them, BR =
+ * gcd(page, 64)) issued by lane 0 of its own warp (ss_tma_slice), WG0's warps in the prologue and WG1's
+ * for the refills; the stage barriers count one arrival per slice. On pages of 16 that is 4 threads
+ * issuing 9 boxes each, where one thread issuing all 36 was 1.3x slower than the cp.async gather
+ * (docs/performance.md §32). 0: one thread issues every slice (ss_tma), as before; 2: 1 with a
+ * __syncwarp after each issue (a diagnosis build) */
 #ifndef MLA_V3_SLICES
-#define MLA_V3_SLICES 0
+#define MLA_V3_SLICES 1
 #endif
 /* CPA = 1 (MLA_KERNEL_WGMMA_V3C, pages of 16 / 32 tokens): the same hand-offs, but the K tiles are
  * gathered by WG1's 128 threads with line-coalesced 16-byte cp.async (sm90_load_k_lines: rows past the
@@ -253,6 +256,15 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #define SM90_BAR_PFREE 2 /* WG1 -> WG0: P(t) read (256) */
 #define SM90_BAR_SFREE 3 /* WG0 -> WG1: PV_L(t) done (256) */
 #define SM90_BAR_WG0 4   /* WG0 only (128): V rows zeroed */
+/* MLA_V3_SFREE2 (1, the default; 0: one id, as before, for timing): SFREE on two barrier ids by the
+ * tile's parity (3 for even t, 5 for odd), so that WG0's arrival for tile t + 1 can never complete the
+ * barrier WG1 syncs for tile t. With one id nothing orders WG0's second arrival after WG1's sync: WG0
+ * needs only PFREE(t), which WG1 gives before its PV_R(t). Two generations ahead is impossible: WG0
+ * waits for tile t + 2, which WG1 issues after its SFREE(t) sync. */
+#ifndef MLA_V3_SFREE2
+#define MLA_V3_SFREE2 1
+#endif
+#define SM90_BAR_SFREE_ODD 5
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                 const int F16, const int CPA, const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -334,6 +346,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                             ss_tma_slice(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, tid >> 5, NC64,
                                          kmask + st);
                         }
+                    if (MLA_V3_SLICES > 1) __syncwarp();
                 } else if (tid == 0)
                     for (int j = 0; j < 2 && tb + j < te; j++) {
                         const int st = (ncons + j) & 1;
@@ -402,14 +415,16 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 pin128(o);
                 if (t + 2 < te) {
                     if (wg == 0) {
-                        bar_arrive(SM90_BAR_SFREE, 256); /* PV_L(t) done */
+                        bar_arrive(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256); /* PV_L(t) done */
                     } else {
-                        bar_sync(SM90_BAR_SFREE, 256); /* and PV_R(t): stage buf takes tile t + 2 */
+                        /* and PV_R(t): stage buf takes tile t + 2 */
+                        bar_sync(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256);
                         if (CPA) {
                             v3c_fill(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, bar, tid - 128, NC64);
                         } else if (MLA_V3_SLICES) {
                             if (lane == 0 && ((tid - 128) >> 5) < nsl)
                                 ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf);
+                            if (MLA_V3_SLICES > 1) __syncwarp();
                         } else if (tid == 128) {
                             ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
                         }

@@ -95,22 +95,23 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
          * the staged epilogue (docs/performance.md §13) 7-13% faster than the cp.async loader at b = 4..48
          * with h_q = 128, 1-8% at b >= 16 with h_q = 16 / 64, and 3-8% on every b=128 row of spec §7
          * (§11-12); the cp.async kernel stays for one M block below b = 16 (b=8 h_q=16 / 64: 1.3% faster
-         * with the scheduler kernel, 4-5% with the fused schedules, §31). Pages of 16/32 tokens: below (TMA boxes
-         * there would be 4 per chunk, 1.6x; results/gpu/2026-12-04-7e007ee-H200-kernel-choice, 2026-12-03-38a98e5-H200). */
+         * with the scheduler kernel, 4-5% with the fused schedules, §31). Pages of 16 / 32 tokens: below. */
         const int64_t rows_kv = (int64_t)s->s_q * hg;
-        /* Pages of 16 / 32 tokens: the same hand-offs with the K tiles gathered by WG1's cp.async
-         * (MLA_KERNEL_WGMMA_V3C, docs/performance.md §25) where a request has at most 128 rows per KV
-         * head (H100: 2-11% faster than v2 there; 0.7-5% slower at 256 rows, s_q=2 h_q=128), v2
-         * otherwise; testing hook MLA_GPU_V3C=0: v2 on every such call, as before */
+        /* Pages of 16 / 32 tokens: v3 too, its K tiles by one TMA box per chunk and page slice, each
+         * slice's boxes issued by its own warp (kernels/decode_sm90.cu, MLA_V3_SLICES; H100: 10-14%
+         * faster than v3c / v2 on the h_q=128 rows, within 3-5% of page 64; docs/performance.md §32).
+         * Testing hook MLA_GPU_V3C=1: the rule before, v3 with cp.async tiles (MLA_KERNEL_WGMMA_V3C,
+         * §25) up to 128 rows per KV head and v2 above; =2: v2 on every such call */
         /* (v3 from b = 1 where a request has two or more M blocks: with both kernels' fused schedules, H100,
          * b = 1 / 2 / 3 h_q=128 28.2 / 33.5 / 39.6 us against v2's 28.4 / 35.1 / 42.4, s_q=2 b=2 31.0
          * against 31.8; one M block below b = 16 stays on v2: b=4 h_q 16 / 64 52.2 / 39.8 against v3's
          * 54.9 / 40.8; results/gpu/2026-12-06-e810fc7-H100-sched32, docs/performance.md §31) */
         const int v3 = s->b >= 16 || rows_kv > 64;
-        kernel = !v3                                         ? MLA_KERNEL_WGMMA
-                 : s->page_size % 64 == 0                    ? MLA_KERNEL_WGMMA_TMA
-                 : rows_kv > 128 || env_is("MLA_GPU_V3C", '0') ? MLA_KERNEL_WGMMA
-                                                             : MLA_KERNEL_WGMMA_V3C;
+        const int old16 = s->page_size % 64 != 0 && (env_is("MLA_GPU_V3C", '1') || env_is("MLA_GPU_V3C", '2'));
+        kernel = !v3    ? MLA_KERNEL_WGMMA
+                 : !old16 ? MLA_KERNEL_WGMMA_TMA
+                 : rows_kv > 128 || env_is("MLA_GPU_V3C", '2') ? MLA_KERNEL_WGMMA
+                                                               : MLA_KERNEL_WGMMA_V3C;
     }
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_2STAGE, dqk)) kernel = MLA_KERNEL_MMA_2STAGE;
     else if (optin >= mla_k_decode_smem(MLA_KERNEL_MMA_1STAGE, dqk)) kernel = MLA_KERNEL_MMA_1STAGE;
