@@ -231,7 +231,8 @@ static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const 
  * for the refills; the stage barriers count one arrival per slice. On pages of 16 that is 4 threads
  * issuing 9 boxes each, where one thread issuing all 36 was 1.3x slower than the cp.async gather
  * (docs/performance.md §32). 0: one thread issues every slice (ss_tma), as before; 2: 1 with a
- * __syncwarp after each issue (a diagnosis build) */
+ * __syncwarp after each issue (a diagnosis build); 3 (timing): four issuing threads on every page
+ * size, a slice's chunks split among them (pages of 64: chunks c, c + 4, c + 8 from warp c) */
 #ifndef MLA_V3_SLICES
 #define MLA_V3_SLICES 1
 #endif
@@ -294,7 +295,9 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     mla_part_begin pb, pe;
     part_bounds(p, part, sPf, &pb, &pe, FUSED);
     const int r_last = pe.tile > 0 ? pe.req : pe.req - 1;
-    const int nsl = MLA_V3_SLICES && !CPA ? 64 / ((p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16)) : 1;
+    const int nsl = MLA_V3_SLICES == 3 && !CPA ? 4 /* issuing threads: four, chunks split (MLA_V3_SLICES=3) */
+                    : MLA_V3_SLICES && !CPA ? 64 / ((p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16))
+                                            : 1;
     if (tid == 0) {
         mbar_init(bar0, CPA ? 256 : nsl);
         mbar_init(bar1, CPA ? 256 : nsl);
@@ -344,7 +347,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         for (int j = 0; j < 2 && tb + j < te; j++) {
                             const int st = (ncons + j) & 1;
                             ss_tma_slice(p, tm, r, kvh, tb + j, L, st ? uK1 : uK0, st ? bar1 : bar0, tid >> 5, NC64,
-                                         kmask + st);
+                                         kmask + st, MLA_V3_SLICES == 3);
                         }
                     if (MLA_V3_SLICES > 1) __syncwarp();
                 } else if (tid == 0)
@@ -423,7 +426,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                             v3c_fill(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, bar, tid - 128, NC64);
                         } else if (MLA_V3_SLICES) {
                             if (lane == 0 && ((tid - 128) >> 5) < nsl)
-                                ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf);
+                                ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
+                                             MLA_V3_SLICES == 3);
                             if (MLA_V3_SLICES > 1) __syncwarp();
                         } else if (tid == 128) {
                             ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);

@@ -127,11 +127,21 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
  * or 64-bit field of the 64-bit mask, so the 64 / BR slice threads never write the same bytes), then
  * one arrive.expect_tx for its NC64 boxes (the stage barrier counts 64 / BR arrivals per phase) and
  * the boxes: the 4 x 9 boxes of a 16-token page from four warps instead of one thread. */
+/* SPLIT (timing switch MLA_V3_SLICES=3): four issuing threads whatever the page size; `k` is then the
+ * thread's index w (0..3): slice w % (64 / BR), chunks c = w / (64 / BR) (mod 4 / (64 / BR)); the mask
+ * is written by the threads of chunk group 0 only */
 static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                     int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
-                                                    unsigned long long *km) {
+                                                    unsigned long long *km, const int SPLIT) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int cg = 0, ng = 1; /* this thread's chunk group, the number of groups */
+    if (SPLIT) {
+        const int nsl = 64 / BR;
+        ng = 4 / nsl;
+        cg = k / nsl;
+        k = k % nsl;
+    }
     int pid = (int)p->num_pages, row0 = 0;
     unsigned long long m = 0;
     const int tok0 = t * MLA_BN + k * BR;
@@ -144,6 +154,16 @@ static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, con
             const int nk = L - tok0; /* keys of this slice below the length */
             m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
         }
+    }
+    if (SPLIT) {
+        if (cg == 0) {
+            if (BR == 64) *km = m;
+            else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+            else ((unsigned short *)km)[k] = (unsigned short)m;
+        }
+        mbar_expect_tx(bar, ((NC64 - cg + ng - 1) / ng) * BR * 128);
+        for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+        return;
     }
     if (BR == 64) *km = m;
     else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
