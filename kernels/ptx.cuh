@@ -4,9 +4,6 @@
 #define MLA_KERNELS_PTX_CUH
 
 #include <stdint.h>
-#if defined(MLA_MBAR_WATCH) && MLA_MBAR_WATCH
-#include <stdio.h> /* the diagnostic wait below only */
-#endif
 
 static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -109,33 +106,7 @@ static __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
 #ifndef MLA_MBAR_SPIN
 #define MLA_MBAR_SPIN 0
 #endif
-/* diagnostic build MLA_MBAR_WATCH=1: a wait that has not completed after ~2 s of clock prints the CTA,
- * the thread, the barrier's shared address, the parity waited for and the barrier's raw 64-bit state
- * (phase, pending arrivals and tx-count, undocumented encoding), then traps; never shipped */
-#ifndef MLA_MBAR_WATCH
-#define MLA_MBAR_WATCH 0
-#endif
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-#if MLA_MBAR_WATCH
-    {
-        const long long t0 = clock64();
-        for (;;) {
-            uint32_t ok;
-            asm volatile("{\n.reg .pred P1;\nmbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\nselp.u32 %0, 1, 0, P1;\n}\n"
-                         : "=r"(ok)
-                         : "r"(bar), "r"(parity)
-                         : "memory");
-            if (ok) return;
-            if (clock64() - t0 > 4000000000ll) {
-                unsigned long long st;
-                asm volatile("ld.shared.b64 %0, [%1];\n" : "=l"(st) : "r"(bar) : "memory");
-                printf("MBAR_WATCH cta %d,%d,%d tid %d bar 0x%x parity %u state 0x%016llx\n", blockIdx.x, blockIdx.y,
-                       blockIdx.z, threadIdx.x, bar, parity, st);
-                __trap();
-            }
-        }
-    }
-#endif
     if (MLA_MBAR_SPIN) {
         asm volatile("{\n.reg .pred P1;\nMLA_SPIN:\n"
                      "mbarrier.test_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
