@@ -122,7 +122,7 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
-/* (v3, timing switch MLA_V3_SLICES=1) page slice k (BR = gcd(page, 64) rows) of K tile t of request r,
+/* (v3's TMA refills, MLA_V3_SLICES=1: the default) page slice k (BR = gcd(page, 64) rows) of K tile t of request r,
  * every chunk, by this thread alone: its block-table read, its part of the key mask in *km (a 16-, 32-
  * or 64-bit field of the 64-bit mask, so the 64 / BR slice threads never write the same bytes), then
  * one arrive.expect_tx for its NC64 boxes (the stage barrier counts 64 / BR arrivals per phase) and

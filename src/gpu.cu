@@ -98,8 +98,8 @@ extern "C" mla_status mla_gpu_plan_init(struct mla_decode_plan *plan) {
          * with the scheduler kernel, 4-5% with the fused schedules, §31). Pages of 16 / 32 tokens: below. */
         const int64_t rows_kv = (int64_t)s->s_q * hg;
         /* Pages of 16 / 32 tokens: v3 too, its K tiles by one TMA box per chunk and page slice, each
-         * slice's boxes issued by its own warp (kernels/decode_sm90.cu, MLA_V3_SLICES; H100: 10-14%
-         * faster than v3c / v2 on the h_q=128 rows, within 3-5% of page 64; docs/performance.md §32).
+         * slice's boxes issued by its own warp (kernels/decode_sm90.cu, MLA_V3_SLICES; H100: 10-15%
+         * faster than v3c / v2 on the h_q=128 rows, within 2.9-3.8% of page 64; docs/performance.md §32).
          * Testing hook MLA_GPU_V3C=1: the rule before, v3 with cp.async tiles (MLA_KERNEL_WGMMA_V3C,
          * §25) up to 128 rows per KV head and v2 above; =2: v2 on every such call */
         /* (v3 from b = 1 where a request has two or more M blocks: with both kernels' fused schedules, H100,

@@ -1450,30 +1450,30 @@ static void test_fused_schedule(void)
     /* and on pages of 16 / 32 tokens: v3 with cp.async tiles (MLA_GPU_KERNEL=13), then v3 with TMA tiles
      * (4), whose page slices are issued by one thread each */
     for (int kv = 0; kv < 2; kv++) {
-    t0 = tc_now();
-    pass0 = tc_passed;
-    fail0 = tc_failed;
-    kernel_env_push(kv ? "4" : "13");
-    cfg = tc_config_default();
-    cfg.b = 1; cfg.s_q = 1; cfg.s_k = 5000; cfg.h_q = 128; cfg.page_size = 16; cfg.seed = 1440;
-    fused_sched_case(&cfg);
-    cfg = tc_config_default();
-    cfg.b = 8; cfg.s_q = 1; cfg.s_k = 2000; cfg.h_q = 64; cfg.page_size = 32; cfg.seed = 1441;
-    fused_sched_case(&cfg);
-    cfg = tc_config_default();
-    cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = lens; cfg.page_size = 16; cfg.seed = 1442;
-    fused_sched_case(&cfg);
-    cfg = tc_config_default();
-    cfg.b = 40; cfg.s_q = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.zero_half = 1; cfg.h_q = 128; cfg.d_qk = 512;
-    cfg.dtype = MLA_DTYPE_FP16; cfg.page_size = 16; cfg.seed = 1443;
-    fused_sched_case(&cfg);
-    cfg = tc_config_default();
-    cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
-    cfg.page_size = 32; cfg.cu_seqlens_q = 1; cfg.seed = 1444;
-    fused_sched_case(&cfg);
-    kernel_env_pop();
-    printf("fused schedule, v3 %s entries on pages of 16 / 32, vs the scheduler kernel: %d passed, %d failed, %.1f s\n",
-           kv ? "TMA" : "cp.async-tile", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
+        t0 = tc_now();
+        pass0 = tc_passed;
+        fail0 = tc_failed;
+        kernel_env_push(kv ? "4" : "13");
+        cfg = tc_config_default();
+        cfg.b = 1; cfg.s_q = 1; cfg.s_k = 5000; cfg.h_q = 128; cfg.page_size = 16; cfg.seed = 1440;
+        fused_sched_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 8; cfg.s_q = 1; cfg.s_k = 2000; cfg.h_q = 64; cfg.page_size = 32; cfg.seed = 1441;
+        fused_sched_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 12; cfg.s_q = 2; cfg.causal = 1; cfg.h_q = 64; cfg.kv_lens = lens; cfg.page_size = 16; cfg.seed = 1442;
+        fused_sched_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 40; cfg.s_q = 1; cfg.s_k = 1500; cfg.varlen = 1; cfg.zero_half = 1; cfg.h_q = 128; cfg.d_qk = 512;
+        cfg.dtype = MLA_DTYPE_FP16; cfg.page_size = 16; cfg.seed = 1443;
+        fused_sched_case(&cfg);
+        cfg = tc_config_default();
+        cfg.b = 5; cfg.s_q = 3; cfg.causal = 1; cfg.s_k = 700; cfg.varlen = 1; cfg.h_q = 24; cfg.h_kv = 3;
+        cfg.page_size = 32; cfg.cu_seqlens_q = 1; cfg.seed = 1444;
+        fused_sched_case(&cfg);
+        kernel_env_pop();
+        printf("fused schedule, v3 %s entries on pages of 16 / 32, vs the scheduler kernel: %d passed, %d failed, %.1f s\n",
+               kv ? "TMA" : "cp.async-tile", tc_passed - pass0, tc_failed - fail0, tc_now() - t0);
     }
 }
 
