@@ -479,22 +479,24 @@ static void timeline_run(gpu_case *g, const bench_case *c, int graph)
     timeline_print(c, (const unsigned long long (*)[TL_SLOTS])d, n, cmb);
 }
 
-/* ---- MLA_DIAG=8 builds only: v6's wait accounting (kernels/decode_seesaw2.cu), per warpgroup, summed
- * over the CTAs of one more L2-flushed call (MLA_BENCH_TIMELINE=1, MLA_GPU_KERNEL=12) ----------------- */
+/* ---- MLA_DIAG=8 / 9 builds only: per-warpgroup cycle accounts of v6 (kernels/decode_seesaw2.cu) and v3
+ * (kernels/decode_sm90.cu), summed over the CTAs of one more L2-flushed call (MLA_BENCH_TIMELINE=1; the
+ * call must take that kernel: MLA_GPU_KERNEL=12 / 4). Per CTA 16 counters, 8 per warpgroup: 7 parts,
+ * slot 4 the whole loop (the percentages' base), slot 7 the number of units (pairs / tiles). ---------- */
 extern int mla_diag_ss2_io(void *host, int reset) __attribute__((weak));
+extern int mla_diag_v3_io(void *host, int reset) __attribute__((weak));
 
-static void ss2_diag_run(gpu_case *g, const bench_case *c, int graph)
+static void wg_diag_run(gpu_case *g, const bench_case *c, int graph, int (*io)(void *, int), const char *what,
+                        const char *unit, const char *const names[2][7])
 {
     static unsigned long long d[TL_CTAS][16];
-    static const char *names[7] = {"chunk waits in QK^T", "named-barrier syncs", "wgmma waits", "softmax",
-                                   "tile loop", "TMA issue", "P store / pack"};
     char err[256], label[160];
-    if (!mla_diag_ss2_io || !getenv("MLA_BENCH_TIMELINE"))
+    if (!io || !getenv("MLA_BENCH_TIMELINE"))
         return;
-    if (mla_diag_ss2_io(NULL, 1) || flush_l2(NULL, 0, err, sizeof err) ||
+    if (io(NULL, 1) || flush_l2(NULL, 0, err, sizeof err) ||
         (graph ? replay_op(g, 0, err, sizeof err) : decode_op(g, 0, err, sizeof err)) ||
-        cudaStreamSynchronize(G.stream) != cudaSuccess || mla_diag_ss2_io(d, 0)) {
-        printf("v6 wait accounting: failed\n");
+        cudaStreamSynchronize(G.stream) != cudaSuccess || io(d, 0)) {
+        printf("%s: failed\n", what);
         return;
     }
     bench_case_label(c, label, sizeof label);
@@ -509,15 +511,28 @@ static void ss2_diag_run(gpu_case *g, const bench_case *c, int graph)
                 sum[k] += (double)d[i][8 * wg + k];
         }
         if (!ctas || !sum[7]) {
-            printf("v6 wait accounting %s: no pairs recorded (is MLA_GPU_KERNEL=12 set?)\n", label);
+            printf("%s %s: no %ss recorded (does the call take the kernel?)\n", what, label, unit);
             return;
         }
-        printf("v6 wait accounting %s, WG%d (thread %d), %d CTAs, %.0f pairs; cycles per pair:", label, wg,
-               128 * wg, ctas, sum[7]);
+        printf("%s %s, WG%d (thread %d), %d CTAs, %.0f %ss; cycles per %s:", what, label, wg, 128 * wg, ctas,
+               sum[7], unit, unit);
         for (int k = 0; k < 7; k++)
-            printf(" %s %.0f (%.0f%%);", names[k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
+            printf(" %s %.0f (%.0f%%);", names[wg][k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
         printf("\n");
     }
+}
+
+static void diag_accounts(gpu_case *g, const bench_case *c, int graph)
+{
+#define SS2_NAMES {"chunk waits in QK^T", "named-barrier syncs", "wgmma waits", "softmax", "tile loop", "TMA issue", \
+                   "P store / pack"}
+    static const char *const ss2[2][7] = {SS2_NAMES, SS2_NAMES};
+#undef SS2_NAMES
+    static const char *const v3[2][7] = {
+        {"tile wait", "PFREE sync", "QK^T", "softmax", "iteration", "PV_L", "P store + rescale"},
+        {"tile wait", "P sync", "SFREE sync", "P read + rescale", "iteration", "refill issue", "PV_R"}};
+    wg_diag_run(g, c, graph, mla_diag_ss2_io, "v6 wait accounting", "pair", ss2);
+    wg_diag_run(g, c, graph, mla_diag_v3_io, "v3 tile accounting", "tile", v3);
 }
 
 /* Device tensors of one case: random q and cache (tail rows NaN), the layout's tables. */
@@ -667,7 +682,7 @@ void bench_gpu_run(const bench_env *env, const bench_options *o, const bench_cas
                  us, err, errn))
         goto done;
     timeline_run(&g, c, graph);
-    ss2_diag_run(&g, c, graph);
+    diag_accounts(&g, c, graph);
     /* sanity: NaN-poisoned tail rows must not leak; no row is empty, so lse is finite; the query
      * rows past a qmix request's length stay as zeroed (never written) */
     uint16_t *out = malloc(g.no * 2);

@@ -63,6 +63,12 @@ MLA_DIAG_IO_FN(mla_diag_dec_io, mla_diag_dec)
 #define DT_WG1(k)
 #endif
 
+/* (MLA_DIAG = 9 builds: v3's tile-loop counters, outside MLA_HAVE_SM90A so that the host pass sees them) */
+#if MLA_DIAG == 9
+__device__ unsigned long long mla_diag_v3[MLA_DIAG_CTAS][16];
+MLA_DIAG_IO_FN(mla_diag_v3_io, mla_diag_v3)
+#endif
+
 #if MLA_HAVE_SM90A
 
 static __device__ __forceinline__ void sm90_body(const mla_dec_params *p, const int DQK, const int F16, const int FP8,
@@ -266,6 +272,39 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #define MLA_V3_SFREE2 1
 #endif
 #define SM90_BAR_SFREE_ODD 5
+/* MLA_V3_BTPF (timing switch; 0, the default): 1 = each TMA refill's block-table entries read by their
+ * issuing lanes at the top of WG1's iteration t (before its P sync, some 2000 cycles before the refill
+ * with tile t + 2), so that the read is not on the refill's path after the SFREE sync (ss_slice_bt /
+ * ss_tma_slice_pre; with MLA_V3_SLICES 1 or 3) */
+#ifndef MLA_V3_BTPF
+#define MLA_V3_BTPF 0
+#endif
+/* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
+ * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
+ * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
+ * (issue to wait), 3 softmax, 4 the whole iteration, 5 PV_L (issue to wait), 6 P store + O rescale,
+ * 7 tiles; WG1: 0 tile wait, 1 P sync, 2 SFREE sync, 3 P read + O rescale, 4 the whole iteration,
+ * 5 refill issue, 6 PV_R (issue to wait), 7 tiles. V3D(slot, stmt) is just stmt in every other build. */
+#if MLA_DIAG == 9
+#define V3D_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
+#define V3D_ADD(slot, v)                                                                            \
+    do {                                                                                            \
+        if ((threadIdx.x & 127) == 0 && V3D_CTA < MLA_DIAG_CTAS)                                    \
+            atomicAdd(&mla_diag_v3[V3D_CTA][8 * (threadIdx.x >> 7) + (slot)], (unsigned long long)(v)); \
+    } while (0)
+#define V3D(slot, stmt)                                                                             \
+    do {                                                                                            \
+        const unsigned v3d_t = (unsigned)clock();                                                   \
+        stmt;                                                                                       \
+        V3D_ADD(slot, (unsigned)clock() - v3d_t);                                                   \
+    } while (0)
+#define V3D_START const unsigned v3d_it = (unsigned)clock()
+#define V3D_END do { V3D_ADD(4, (unsigned)clock() - v3d_it); V3D_ADD(7, 1u); } while (0)
+#else
+#define V3D(slot, stmt) do { stmt; } while (0)
+#define V3D_START
+#define V3D_END
+#endif
 static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const CUtensorMap *tm, const int DQK,
                                                 const int F16, const int CPA, const int FUSED) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -370,12 +409,14 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 ncons++;
                 const uint32_t uK = buf ? uK1 : uK0, bar = buf ? bar1 : bar0;
                 uint32_t a[4][4];
+                V3D_START;
+                int nid = -1; /* (MLA_V3_BTPF) this issuing lane's block-table entry for the refill with t + 2 */
                 if (wg == 0) {
                     float s[32];
 #pragma unroll
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
-                    mbar_wait(bar, ph);
+                    V3D(0, mbar_wait(bar, ph));
                     DT_IF(t == tb, DTK(dk_req, 2));
                     const int nk = L - t * MLA_BN;
                     if (CPA) fence_proxy_async(); /* WG1's cp.async (generic proxy) writes -> this wgmma */
@@ -388,52 +429,53 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         fence_proxy_async();
                         bar_sync(SM90_BAR_WG0, 128);
                     }
-                    wg_fence();
-                    sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT);
-                    wg_commit();
-                    wg_wait0();
+                    V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
                     pin32(s);
                     float al0, al1;
-                    sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN, lim0, lim1,
-                                    scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16);
-                    if (t > tb) bar_sync(SM90_BAR_PFREE, 256); /* WG1 has read P(t - 1) */
-                    sm90_put_p(sPf, sAl, a, al0, al1);
-                    bar_arrive(SM90_BAR_P, 256);
-                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
+                    V3D(3, sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN, lim0,
+                                           lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
+                    if (t > tb) V3D(1, bar_sync(SM90_BAR_PFREE, 256)); /* WG1 has read P(t - 1) */
+                    V3D(6, sm90_put_p(sPf, sAl, a, al0, al1); bar_arrive(SM90_BAR_P, 256);
+                        if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1));
                 } else {
-                    bar_sync(SM90_BAR_P, 256);
+                    if (MLA_V3_BTPF && !CPA && MLA_V3_SLICES && t + 2 < te && lane == 0 && ((tid - 128) >> 5) < nsl)
+                        nid = ss_slice_bt(p, r, t + 2, L, (tid - 128) >> 5, MLA_V3_SLICES == 3);
+                    V3D(1, bar_sync(SM90_BAR_P, 256));
                     float al0, al1;
-                    sm90_get_p(sPf, sAl, a, &al0, &al1);
+                    V3D(3, sm90_get_p(sPf, sAl, a, &al0, &al1));
                     if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
-                    mbar_wait(bar, ph); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
+                    V3D(0, mbar_wait(bar, ph)); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (CPA) fence_proxy_async();
-                    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1);
+                    V3D(3, if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1));
                 }
                 /* O[:, 256*wg : +256] += P V[:, 256*wg : +256] */
                 pin128(o);
-                wg_fence();
-                sm90_pv(o, a, uK, wg, F16, MLA_DESC_AT);
-                wg_commit();
-                wg_wait0();
+                V3D(wg ? 6 : 5, wg_fence(); sm90_pv(o, a, uK, wg, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
                 pin128(o);
                 if (t + 2 < te) {
                     if (wg == 0) {
                         bar_arrive(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256); /* PV_L(t) done */
                     } else {
                         /* and PV_R(t): stage buf takes tile t + 2 */
-                        bar_sync(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256);
-                        if (CPA) {
+                        V3D(2, bar_sync(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256));
+                        V3D(5, if (CPA) {
                             v3c_fill(p, r, kvh, t + 2, L, uK, kvalid + 64 * buf, bar, tid - 128, NC64);
                         } else if (MLA_V3_SLICES) {
-                            if (lane == 0 && ((tid - 128) >> 5) < nsl)
-                                ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
-                                             MLA_V3_SLICES == 3);
+                            if (lane == 0 && ((tid - 128) >> 5) < nsl) {
+                                if (MLA_V3_BTPF)
+                                    ss_tma_slice_pre(p, tm, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
+                                                     MLA_V3_SLICES == 3, nid);
+                                else
+                                    ss_tma_slice(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
+                                                 MLA_V3_SLICES == 3);
+                            }
                             if (MLA_V3_SLICES > 1) __syncwarp();
                         } else if (tid == 128) {
                             ss_tma(p, tm, r, kvh, t + 2, L, uK, bar, 0x1FFu, NC64, kmask + buf);
-                        }
+                        });
                     }
                 }
+                V3D_END;
             }
         }
         DTK(dk_req, 3);

@@ -122,20 +122,32 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
+/* the block-table entry of slice k of K tile t (-1 where the slice starts at or past the length): read
+ * by ss_tma_slice right before its issue, or a tile ahead by the issuing thread (MLA_V3_BTPF) and
+ * passed to ss_tma_slice_pre */
+static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r, int t, int L, int k, const int SPLIT) {
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    if (SPLIT) k = k % (64 / BR);
+    const int tok0 = t * MLA_BN + k * BR;
+    if (tok0 >= L) return -1;
+    return p->block_table[(long long)r * p->bt_stride + (unsigned)tok0 / (unsigned)ps];
+}
 /* (v3's TMA refills, MLA_V3_SLICES=1: the default) page slice k (BR = gcd(page, 64) rows) of K tile t of request r,
- * every chunk, by this thread alone: its block-table read, its part of the key mask in *km (a 16-, 32-
+ * every chunk, by this thread alone: its block-table read (ss_tma_slice; ss_tma_slice_pre takes the entry `id`
+ * read earlier by ss_slice_bt), its part of the key mask in *km (a 16-, 32-
  * or 64-bit field of the 64-bit mask, so the 64 / BR slice threads never write the same bytes), then
  * one arrive.expect_tx for its NC64 boxes (the stage barrier counts 64 / BR arrivals per phase) and
  * the boxes: the 4 x 9 boxes of a 16-token page from four warps instead of one thread. */
 /* SPLIT (timing switch MLA_V3_SLICES=3): four issuing threads whatever the page size; `k` is then the
  * thread's index w (0..3): slice w % (64 / BR), chunks c = w / (64 / BR) (mod 4 / (64 / BR)); the mask
  * is written by the threads of chunk group 0 only */
-static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
-                                                    int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
-                                                    unsigned long long *km, const int SPLIT) {
+static __device__ __forceinline__ void ss_tma_slice_pre(const mla_dec_params *p, const CUtensorMap *tm, int kvh, int t,
+                                                        int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                        unsigned long long *km, const int SPLIT, int id) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-    int cg = 0, ng = 1; /* this thread's chunk group, the number of groups */
+    int cg = 0, ng = 1;
     if (SPLIT) {
         const int nsl = 64 / BR;
         ng = 4 / nsl;
@@ -145,31 +157,25 @@ static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, con
     int pid = (int)p->num_pages, row0 = 0;
     unsigned long long m = 0;
     const int tok0 = t * MLA_BN + k * BR;
-    if (tok0 < L) {
+    if (tok0 < L && id >= 0 && (long long)id < p->num_pages) {
         const unsigned pidx = (unsigned)tok0 / (unsigned)ps;
-        const int id = p->block_table[(long long)r * p->bt_stride + pidx];
-        if (id >= 0 && (long long)id < p->num_pages) {
-            pid = id;
-            row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
-            const int nk = L - tok0; /* keys of this slice below the length */
-            m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
-        }
+        pid = id;
+        row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+        const int nk = L - tok0;
+        m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
     }
-    if (SPLIT) {
-        if (cg == 0) {
-            if (BR == 64) *km = m;
-            else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
-            else ((unsigned short *)km)[k] = (unsigned short)m;
-        }
-        mbar_expect_tx(bar, ((NC64 - cg + ng - 1) / ng) * BR * 128);
-        for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
-        return;
+    if (cg == 0) {
+        if (BR == 64) *km = m;
+        else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+        else ((unsigned short *)km)[k] = (unsigned short)m;
     }
-    if (BR == 64) *km = m;
-    else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
-    else ((unsigned short *)km)[k] = (unsigned short)m;
-    mbar_expect_tx(bar, NC64 * BR * 128);
-    for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+    mbar_expect_tx(bar, ((NC64 - cg + ng - 1) / ng) * BR * 128);
+    for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+}
+static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                    int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                    unsigned long long *km, const int SPLIT) {
+    ss_tma_slice_pre(p, tm, kvh, t, L, tile, bar, k, NC64, km, SPLIT, ss_slice_bt(p, r, t, L, k, SPLIT));
 }
 /* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
 static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
