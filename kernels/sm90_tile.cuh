@@ -175,7 +175,43 @@ static __device__ __forceinline__ void ss_tma_slice_pre(const mla_dec_params *p,
 static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                     int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
                                                     unsigned long long *km, const int SPLIT) {
-    ss_tma_slice_pre(p, tm, kvh, t, L, tile, bar, k, NC64, km, SPLIT, ss_slice_bt(p, r, t, L, k, SPLIT));
+    const int ps = p->page_size;
+    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
+    int cg = 0, ng = 1; /* this thread's chunk group, the number of groups */
+    if (SPLIT) {
+        const int nsl = 64 / BR;
+        ng = 4 / nsl;
+        cg = k / nsl;
+        k = k % nsl;
+    }
+    int pid = (int)p->num_pages, row0 = 0;
+    unsigned long long m = 0;
+    const int tok0 = t * MLA_BN + k * BR;
+    if (tok0 < L) {
+        const unsigned pidx = (unsigned)tok0 / (unsigned)ps;
+        const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+        if (id >= 0 && (long long)id < p->num_pages) {
+            pid = id;
+            row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
+            const int nk = L - tok0; /* keys of this slice below the length */
+            m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
+        }
+    }
+    if (SPLIT) {
+        if (cg == 0) {
+            if (BR == 64) *km = m;
+            else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+            else ((unsigned short *)km)[k] = (unsigned short)m;
+        }
+        mbar_expect_tx(bar, ((NC64 - cg + ng - 1) / ng) * BR * 128);
+        for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+        return;
+    }
+    if (BR == 64) *km = m;
+    else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+    else ((unsigned short *)km)[k] = (unsigned short)m;
+    mbar_expect_tx(bar, NC64 * BR * 128);
+    for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
 }
 /* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
 static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
