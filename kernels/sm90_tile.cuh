@@ -122,9 +122,11 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
-/* the block-table entry of slice k of K tile t (-1 where the slice starts at or past the length): read
- * by ss_tma_slice right before its issue, or a tile ahead by the issuing thread (MLA_V3_BTPF) and
- * passed to ss_tma_slice_pre */
+/* (timing switch MLA_V3_BTPF=1) the block-table entry of slice k of K tile t (-1 where the slice starts
+ * at or past the length), the read ss_tma_slice makes right before its issue, made a tile ahead by the
+ * issuing thread and passed to ss_tma_slice_pre. ss_tma_slice_pre is ss_tma_slice's body with that read
+ * taken out; the two stay apart until BTPF lands after a whole-suite run, so that the default SASS is
+ * the validated one meanwhile (docs/performance.md §33). */
 static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r, int t, int L, int k, const int SPLIT) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
