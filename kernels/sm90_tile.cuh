@@ -124,9 +124,7 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
 }
 /* (timing switch MLA_V3_BTPF=1) the block-table entry of slice k of K tile t (-1 where the slice starts
  * at or past the length), the read ss_tma_slice makes right before its issue, made a tile ahead by the
- * issuing thread and passed to ss_tma_slice_pre. ss_tma_slice_pre is ss_tma_slice's body with that read
- * taken out; the two stay apart until BTPF lands after a whole-suite run, so that the default SASS is
- * the validated one meanwhile (docs/performance.md §33). */
+ * issuing thread and passed to ss_tma_slice_pre (both forms are ss_tma_slice_id) */
 static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r, int t, int L, int k, const int SPLIT) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
@@ -144,39 +142,11 @@ static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r
 /* SPLIT (timing switch MLA_V3_SLICES=3): four issuing threads whatever the page size; `k` is then the
  * thread's index w (0..3): slice w % (64 / BR), chunks c = w / (64 / BR) (mod 4 / (64 / BR)); the mask
  * is written by the threads of chunk group 0 only */
-static __device__ __forceinline__ void ss_tma_slice_pre(const mla_dec_params *p, const CUtensorMap *tm, int kvh, int t,
-                                                        int L, uint32_t tile, uint32_t bar, int k, const int NC64,
-                                                        unsigned long long *km, const int SPLIT, int id) {
-    const int ps = p->page_size;
-    const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
-    int cg = 0, ng = 1;
-    if (SPLIT) {
-        const int nsl = 64 / BR;
-        ng = 4 / nsl;
-        cg = k / nsl;
-        k = k % nsl;
-    }
-    int pid = (int)p->num_pages, row0 = 0;
-    unsigned long long m = 0;
-    const int tok0 = t * MLA_BN + k * BR;
-    if (tok0 < L && id >= 0 && (long long)id < p->num_pages) {
-        const unsigned pidx = (unsigned)tok0 / (unsigned)ps;
-        pid = id;
-        row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
-        const int nk = L - tok0;
-        m = nk >= BR ? (BR == 64 ? ~0ull : ((1ull << BR) - 1)) : ((1ull << nk) - 1);
-    }
-    if (cg == 0) {
-        if (BR == 64) *km = m;
-        else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
-        else ((unsigned short *)km)[k] = (unsigned short)m;
-    }
-    mbar_expect_tx(bar, ((NC64 - cg + ng - 1) / ng) * BR * 128);
-    for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
-}
-static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
-                                                    int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
-                                                    unsigned long long *km, const int SPLIT) {
+/* PRE = 1: the block-table entry was read earlier (ss_slice_bt) and is passed as id_pre */
+static __device__ __forceinline__ void ss_tma_slice_id(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                       int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                       unsigned long long *km, const int SPLIT, const int PRE,
+                                                       int id_pre) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     int cg = 0, ng = 1; /* this thread's chunk group, the number of groups */
@@ -191,7 +161,7 @@ static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, con
     const int tok0 = t * MLA_BN + k * BR;
     if (tok0 < L) {
         const unsigned pidx = (unsigned)tok0 / (unsigned)ps;
-        const int id = p->block_table[(long long)r * p->bt_stride + pidx];
+        const int id = PRE ? id_pre : p->block_table[(long long)r * p->bt_stride + pidx];
         if (id >= 0 && (long long)id < p->num_pages) {
             pid = id;
             row0 = (int)((unsigned)tok0 - pidx * (unsigned)ps);
@@ -214,6 +184,16 @@ static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, con
     else ((unsigned short *)km)[k] = (unsigned short)m;
     mbar_expect_tx(bar, NC64 * BR * 128);
     for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
+}
+static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
+                                                    int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                    unsigned long long *km, const int SPLIT) {
+    ss_tma_slice_id(p, tm, r, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 0, 0);
+}
+static __device__ __forceinline__ void ss_tma_slice_pre(const mla_dec_params *p, const CUtensorMap *tm, int kvh, int t,
+                                                        int L, uint32_t tile, uint32_t bar, int k, const int NC64,
+                                                        unsigned long long *km, const int SPLIT, int id) {
+    ss_tma_slice_id(p, tm, 0, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 1, id);
 }
 /* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
 static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
