@@ -272,12 +272,12 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #define MLA_V3_SFREE2 1
 #endif
 #define SM90_BAR_SFREE_ODD 5
-/* MLA_V3_BTPF (timing switch; 0, the default): 1 = each TMA refill's block-table entries read by their
- * issuing lanes at the top of WG1's iteration t (before its P sync, some 2000 cycles before the refill
- * with tile t + 2), so that the read is not on the refill's path after the SFREE sync (ss_slice_bt /
- * ss_tma_slice_pre; with MLA_V3_SLICES 1 or 3) */
+/* MLA_V3_BTPF (1, the default since 2026-12-07; 0 = the read after the SFREE sync, as before): each TMA
+ * refill's block-table entries read by their issuing lanes at the top of WG1's iteration t (before its P
+ * sync, some 2000 cycles before the refill with tile t + 2), so that the read is not on the refill's path
+ * after the SFREE sync (ss_slice_bt / ss_tma_slice_pre; with MLA_V3_SLICES 1 or 3) */
 #ifndef MLA_V3_BTPF
-#define MLA_V3_BTPF 0
+#define MLA_V3_BTPF 1
 #endif
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed

@@ -31,6 +31,8 @@ int main(void)
 
 #include <cuda_runtime.h>
 
+#include "../kernels/params.h" /* mla_ws_compute: the workspace layout (the reuse pass poisons its partials) */
+
 static int g_quick = 0, g_grid_all = 0, g_devices_only = 0, g_fp8_only = 0, g_no_grid = 0;
 static int g_dev = 0;
 
@@ -1290,13 +1292,27 @@ static void test_nonfinite(void)
  * the whole workspace come back in *o (malloc'ed). flags: mla_decode_args.flags. */
 typedef struct run_bytes { uint16_t *out; float *lse; unsigned char *ws; } run_bytes;
 static void run_bytes_free(run_bytes *r) { free(r->out); free(r->lse); free(r->ws); memset(r, 0, sizeof *r); }
+/* One decode into poisoned out / lse / workspace. With MLA_DECODE_REUSE_SCHEDULE only the schedule part
+ * of the workspace is kept ([0, lacc)): its split partials (lacc, oacc) are poisoned too, so that a reuse
+ * call whose decode kernel wrote nothing cannot pass on the previous call's partials. */
 static int decode_bytes(mla_decode_plan_t plan, dev_case *d, tc_case *c, uint32_t flags, run_bytes *o)
 {
     memset(o, 0, sizeof *o);
     tc_case_poison(c);
     CK(cudaMemcpy(d->out, c->out, (size_t)c->out_elems * 2, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d->lse, c->lse, (size_t)c->lse_elems * 4, cudaMemcpyHostToDevice));
-    if (!(flags & MLA_DECODE_REUSE_SCHEDULE)) CK(cudaMemset(d->ws, 0xAB, d->ws_bytes));
+    if (!(flags & MLA_DECODE_REUSE_SCHEDULE)) {
+        CK(cudaMemset(d->ws, 0xAB, d->ws_bytes));
+    } else {
+        int dev = 0, parts = 0;
+        if (mla_decode_plan_info(plan, &dev, &parts)) return -1;
+        mla_ws_layout w = mla_ws_compute(c->shape.b, c->shape.s_q, c->shape.h_q, parts);
+        if (w.total != d->ws_bytes) {
+            tc_expect(0, "reuse pass: workspace layout %zu bytes, plan %zu", w.total, d->ws_bytes);
+            return -1;
+        }
+        CK(cudaMemset((char *)d->ws + w.lacc, 0xAB, w.total - w.lacc));
+    }
     mla_decode_args a = d->args;
     a.flags = flags;
     if (mla_decode(plan, &a, d->ws, d->ws_bytes, NULL)) return -1;
