@@ -279,6 +279,12 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #ifndef MLA_V3_BTPF
 #define MLA_V3_BTPF 1
 #endif
+/* MLA_V3_SMX (timing switch; 0, the default): 1 = v3's softmax on raw-score maxima with the scale folded
+ * into the exponent's FFMA, pairwise max and sum trees (sm90_softmax_pos), and P handed to WG1 with 16-byte
+ * shared stores and loads (sm90_put_p4 / sm90_get_p4) */
+#ifndef MLA_V3_SMX
+#define MLA_V3_SMX 0
+#endif
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
  * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
@@ -432,17 +438,22 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
                     pin32(s);
                     float al0, al1;
-                    V3D(3, sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN, lim0,
-                                           lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
+                    if (MLA_V3_SMX)
+                        V3D(3, sm90_softmax_pos(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
+                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
+                    else
+                        V3D(3, sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
+                                               lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
                     if (t > tb) V3D(1, bar_sync(SM90_BAR_PFREE, 256)); /* WG1 has read P(t - 1) */
-                    V3D(6, sm90_put_p(sPf, sAl, a, al0, al1); bar_arrive(SM90_BAR_P, 256);
+                    V3D(6, if (MLA_V3_SMX) sm90_put_p4(sPf, sAl, a, al0, al1); else sm90_put_p(sPf, sAl, a, al0, al1);
+                        bar_arrive(SM90_BAR_P, 256);
                         if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1));
                 } else {
                     if (MLA_V3_BTPF && !CPA && MLA_V3_SLICES && t + 2 < te && lane == 0 && ((tid - 128) >> 5) < nsl)
                         nid = ss_slice_bt(p, r, t + 2, L, (tid - 128) >> 5, MLA_V3_SLICES == 3);
                     V3D(1, bar_sync(SM90_BAR_P, 256));
                     float al0, al1;
-                    V3D(3, sm90_get_p(sPf, sAl, a, &al0, &al1));
+                    V3D(3, if (MLA_V3_SMX) sm90_get_p4(sPf, sAl, a, &al0, &al1); else sm90_get_p(sPf, sAl, a, &al0, &al1));
                     if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
                     V3D(0, mbar_wait(bar, ph)); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (CPA) fence_proxy_async();

@@ -542,6 +542,29 @@ static __device__ __forceinline__ void sm90_get_p(const uint32_t *sPf, const flo
     *al0 = sAl[2 * t128];
     *al1 = sAl[2 * t128 + 1];
 }
+/* sm90_put_p / sm90_get_p with 16-byte accesses (v3): P as [4][128] uint4 (fragment row kk of this
+ * thread in one vector), the two factors as one float2; 4 + 1 shared stores (loads) instead of 18 */
+static __device__ __forceinline__ void sm90_put_p4(uint32_t *sPf, float *sAl, uint32_t a[4][4], float al0, float al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) ((uint4 *)sPf)[kk * 128 + t128] = make_uint4(a[kk][0], a[kk][1], a[kk][2], a[kk][3]);
+    ((float2 *)sAl)[t128] = make_float2(al0, al1);
+}
+static __device__ __forceinline__ void sm90_get_p4(const uint32_t *sPf, const float *sAl, uint32_t a[4][4], float *al0,
+                                                   float *al1) {
+    const int t128 = threadIdx.x & 127;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint4 v = ((const uint4 *)sPf)[kk * 128 + t128];
+        a[kk][0] = v.x;
+        a[kk][1] = v.y;
+        a[kk][2] = v.z;
+        a[kk][3] = v.w;
+    }
+    const float2 f = ((const float2 *)sAl)[t128];
+    *al0 = f.x;
+    *al1 = f.y;
+}
 /* O rows r0 (fragment elements with bit 1 clear) and r1 scaled by their factors */
 static __device__ __forceinline__ void sm90_rescale(float *o, float al0, float al1) {
 #pragma unroll
@@ -624,6 +647,72 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
     sm90_exp_sum(s, mu0, mu1, &sum0, &sum1);
     *l0 = *l0 * *al0 + sum0;
     *l1 = *l1 * *al1 + sum1;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
+}
+/* sm90_softmax_km for a positive scale (v3, whose scale is the 16-bit dense one: > 0 by
+ * mla_effective_scale), shorter on WG0's critical path: the row maxima of the raw scores, pairwise
+ * (rounding s * scale is monotonic in s for scale > 0, so max(s) * scale is exactly the maximum of the
+ * scaled scores; the final fmaxf with -inf keeps sm90_mask_max's answer for a row of NaNs); the scale
+ * folded into the exponent's FFMA (one rounding less than s * scale - mu); the row sums pairwise. */
+static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned char *kv, unsigned long long km,
+                                                        int key0, int lim0, int lim1, float scale, float *m0,
+                                                        float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
+                                                        float *al1, const int F16) {
+    const int lane = threadIdx.x & 31;
+    const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
+    const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
+    if (!full) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const int key = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+            const int lim = (i & 2) ? lim1 : lim0;
+            const int ok = kv ? kv[key] != 0 : (int)((km >> key) & 1);
+            if (!(ok && key0 + key < lim)) s[i] = -INFINITY;
+        }
+    }
+    float x0[8], x1[8]; /* row r0: elements with bit 1 of i clear; r1: set */
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        x0[k] = fmaxf(s[4 * k], s[4 * k + 1]);
+        x1[k] = fmaxf(s[4 * k + 2], s[4 * k + 3]);
+    }
+#pragma unroll
+    for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+        for (int k = 0; k < w; k++) {
+            x0[k] = fmaxf(x0[k], x0[k + w]);
+            x1[k] = fmaxf(x1[k], x1[k + w]);
+        }
+    float mx0 = fmaxf(x0[0], -INFINITY), mx1 = fmaxf(x1[0], -INFINITY);
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(*m0, mx0 * scale), mn1 = fmaxf(*m1, mx1 * scale);
+    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+    *al0 = fast_exp2(*m0 - mu0);
+    *al1 = fast_exp2(*m1 - mu1);
+    *m0 = mn0;
+    *m1 = mn1;
+#pragma unroll
+    for (int i = 0; i < 32; i++) s[i] = fast_exp2(fmaf(s[i], scale, (i & 2) ? -mu1 : -mu0));
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        x0[k] = s[4 * k] + s[4 * k + 1];
+        x1[k] = s[4 * k + 2] + s[4 * k + 3];
+    }
+#pragma unroll
+    for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+        for (int k = 0; k < w; k++) {
+            x0[k] += x0[k + w];
+            x1[k] += x1[k + w];
+        }
+    *l0 = *l0 * *al0 + x0[0];
+    *l1 = *l1 * *al1 + x1[0];
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
