@@ -122,7 +122,7 @@ static __device__ __forceinline__ void ss_tma_bars(const mla_dec_params *p, cons
                 if ((cmask >> c) & 1)
                     tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar + BSTEP * c, 64 * c, row0[k], kvh, pid[k]);
 }
-/* (timing switch MLA_V3_BTPF=1) the block-table entry of slice k of K tile t (-1 where the slice starts
+/* (MLA_V3_BTPF, v3's default) the block-table entry of slice k of K tile t (-1 where the slice starts
  * at or past the length), the read ss_tma_slice makes right before its issue, made a tile ahead by the
  * issuing thread and passed to ss_tma_slice_pre (both forms are ss_tma_slice_id) */
 static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r, int t, int L, int k, const int SPLIT) {

@@ -27,6 +27,8 @@ int main(void)
 
 #include <cuda_runtime.h>
 
+#include "../kernels/params.h" /* mla_ws_compute: the workspace layout (the reuse pass poisons its partials) */
+
 static int g_quick = 0;
 /* largest deviations seen (printed at the end) */
 static double g_dec_out = 0, g_dec_out_amp1 = 0, g_dec_lse = 0, g_pf_out = 0, g_pf_lse = 0, g_pf_ml = 0;
@@ -225,6 +227,24 @@ static void dcase_poison_dev(dcase *d)
     free(pl);
 }
 
+/* Poisons the split partials of d's workspace ([lacc, total) of mla_ws_compute), keeping its schedule, so
+ * that a call reusing the schedule cannot pass on the previous call's partials. The sparse plan does not
+ * report its part count: it is the one whose layout has the plan's workspace size (total grows strictly
+ * with it). Returns 0, or -1 (and a failed expectation) if no part count gives that size. */
+static int dcase_poison_partials(dcase *d)
+{
+    for (int parts = 1; parts <= 4096; parts++) {
+        const mla_ws_layout w = mla_ws_compute(d->sh.b * d->sh.s_q, 1, d->sh.h_q, parts);
+        if (w.total > d->ws_bytes) break;
+        if (w.total == d->ws_bytes) {
+            CK(cudaMemset((char *)d->ws + w.lacc, 0xAB, w.total - w.lacc));
+            return 0;
+        }
+    }
+    tc_expect(0, "reuse pass: no workspace layout of %zu bytes", d->ws_bytes);
+    return -1;
+}
+
 static void dcase_free(dcase *d)
 {
     mla_sparse_decode_plan_destroy(d->plan);
@@ -301,6 +321,7 @@ static int run_decode(const char *label, const dcfg *cfg)
     if (ok) ok = dcase_check(&d, label, out, lse);
     if (ok && !g_quick) { /* determinism + schedule reuse: the same bytes again */
         dcase_poison_dev(&d);
+        if (dcase_poison_partials(&d)) exit(1);
         mla_sparse_decode_args a2 = d.da;
         a2.flags = MLA_SPARSE_DECODE_REUSE_SCHEDULE;
         st = mla_sparse_decode(d.plan, &a2, d.ws, d.ws_bytes, NULL);
