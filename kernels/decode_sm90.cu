@@ -307,7 +307,9 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
  * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
  * (issue to wait), 3 softmax, 4 the whole iteration, 5 PV_L (issue to wait), 6 P store + O rescale,
  * 7 tiles; WG1: 0 tile wait, 1 P sync, 2 SFREE sync, 3 P read + O rescale, 4 the whole iteration,
- * 5 refill issue, 6 PV_R (issue to wait), 7 tiles. V3D(slot, stmt) is just stmt in every other build. */
+ * 5 refill issue, 6 PV_R (issue to wait), 7 tiles (MLA_V3_LATE: WG0's slot 2 includes its wait for the second
+ * half, WG1's slot 0 its QKD sync, slot 2 its SFREE sync before the first half's refill, slot 5 both refills).
+ * V3D(slot, stmt) is just stmt in every other build. */
 #if MLA_DIAG == 9
 #define V3D_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
 #define V3D_ADD(slot, v)                                                                            \
