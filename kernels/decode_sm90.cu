@@ -285,31 +285,12 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #ifndef MLA_V3_SMX
 #define MLA_V3_SMX 0
 #endif
-/* MLA_V3_LATE (timing switch; 0, the default): WG1 issues PV_R(t) after WG0's QK^T(t + 1) is done (named
- * barrier QKD, ids 6 / 7 by tile parity), so that PV_R runs in WG0's softmax window instead of sharing the
- * tensor pipe with PV_L(t) and QK^T(t + 1) (docs/performance.md §34, step (2)). A stage then frees in two
- * halves, each with its own mbarrier: chunks 0-3 and 8 (read by QK^T and PV_L) refilled by WG1 once PV_L(t)
- * is done (SFREE), chunks 4-7 (QK^T and PV_R) after its PV_R(t); WG0's QK^T takes chunks 0-3, 8 first
- * and waits for the second half only before chunks 4-7. TMA tiles with MLA_V3_SLICES 1 only (the v3c
- * cp.async path keeps the one-barrier flow). */
-#ifndef MLA_V3_LATE
-#define MLA_V3_LATE 0
-#endif
-#if MLA_V3_LATE && MLA_V3_SLICES != 1
-#error "MLA_V3_LATE needs MLA_V3_SLICES 1"
-#endif
-#if MLA_V3_LATE && !MLA_V3_SFREE2
-#error "MLA_V3_LATE needs MLA_V3_SFREE2 (WG1 syncs SFREE(t) before its PV_R(t))"
-#endif
-#define SM90_BAR_QKD 6 /* (MLA_V3_LATE) WG0 -> WG1: QK^T(t) done (256); 7 for odd t */
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
  * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
  * (issue to wait), 3 softmax, 4 the whole iteration, 5 PV_L (issue to wait), 6 P store + O rescale,
  * 7 tiles; WG1: 0 tile wait, 1 P sync, 2 SFREE sync, 3 P read + O rescale, 4 the whole iteration,
- * 5 refill issue, 6 PV_R (issue to wait), 7 tiles (MLA_V3_LATE: WG0's slot 2 includes its wait for the second
- * half, WG1's slot 0 its QKD sync, slot 2 its SFREE sync before the first half's refill, slot 5 both refills).
- * V3D(slot, stmt) is just stmt in every other build. */
+ * 5 refill issue, 6 PV_R (issue to wait), 7 tiles. V3D(slot, stmt) is just stmt in every other build. */
 #if MLA_DIAG == 9
 #define V3D_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
 #define V3D_ADD(slot, v)                                                                            \
@@ -362,14 +343,9 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
     const int nsl = MLA_V3_SLICES == 3 && !CPA ? 4 /* issuing threads: four, chunks split (MLA_V3_SLICES=3) */
                     : MLA_V3_SLICES && !CPA ? 64 / ((p->page_size % 64 == 0) ? 64 : ((p->page_size % 32 == 0) ? 32 : 16))
                                             : 1;
-    const int LATE = MLA_V3_LATE && !CPA; /* bar0 / bar1: the stages' first halves; + 16: their second */
     if (tid == 0) {
         mbar_init(bar0, CPA ? 256 : nsl);
         mbar_init(bar1, CPA ? 256 : nsl);
-        if (LATE) {
-            mbar_init(bar0 + 16, nsl);
-            mbar_init(bar1 + 16, nsl);
-        }
         mbar_fence_init();
     }
     __syncthreads();
@@ -411,15 +387,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     sm90_load_q(p, r, mblk, kvh, w.nvalid, uQ, NCH);
                     cp_async_commit();
                 }
-                if (LATE) {
-                    if (lane == 0 && (tid >> 5) < nsl)
-                        for (int j = 0; j < 2 && tb + j < te; j++) {
-                            const int st = (ncons + j) & 1;
-                            const uint32_t u = st ? uK1 : uK0, b = st ? bar1 : bar0;
-                            ss_tma_slice_id(p, tm, r, kvh, tb + j, L, u, b, tid >> 5, NC64, kmask + st, 0, 0, 0, 1);
-                            ss_tma_slice_id(p, tm, r, kvh, tb + j, L, u, b + 16, tid >> 5, NC64, kmask + st, 0, 0, 0, 2);
-                        }
-                } else if (MLA_V3_SLICES) {
+                if (MLA_V3_SLICES) {
                     if (lane == 0 && (tid >> 5) < nsl)
                         for (int j = 0; j < 2 && tb + j < te; j++) {
                             const int st = (ncons + j) & 1;
@@ -454,10 +422,9 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
 #pragma unroll
                     for (int i = 0; i < 32; i++) s[i] = 0.f;
                     pin32(s);
-                    const int nk = L - t * MLA_BN;
-                    if (LATE) V3D(0, mbar_wait(bar, ph); if (nk < 64) mbar_wait(bar + 16, ph)); /* both halves before the zeroing */
-                    else V3D(0, mbar_wait(bar, ph));
+                    V3D(0, mbar_wait(bar, ph));
                     DT_IF(t == tb, DTK(dk_req, 2));
+                    const int nk = L - t * MLA_BN;
                     if (CPA) fence_proxy_async(); /* WG1's cp.async (generic proxy) writes -> this wgmma */
                     if (!CPA && nk < 64) { /* V rows [nk, 64) to zero (TMA loaded whatever the page holds) */
                         unsigned char *tile = buf ? sK1 : sK0;
@@ -468,15 +435,8 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                         fence_proxy_async();
                         bar_sync(SM90_BAR_WG0, 128);
                     }
-                    if (LATE) /* the first half's chunks, then the second half's once it has landed */
-                        V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, 4, F16, MLA_DESC_AT);
-                            if (NC64 == 9) sm90_qk(s, uQ, uK, 8, 9, F16, MLA_DESC_AT);
-                            if (nk >= 64) mbar_wait(bar + 16, ph);
-                            wg_fence(); sm90_qk(s, uQ, uK, 4, 8, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
-                    else
-                        V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
+                    V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
                     pin32(s);
-                    if (LATE && t > tb) bar_arrive(SM90_BAR_QKD + (t & 1), 256); /* WG1 may issue PV_R(t - 1) */
                     float al0, al1;
                     if (MLA_V3_SMX)
                         V3D(3, sm90_softmax_pos(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
@@ -495,22 +455,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     float al0, al1;
                     V3D(3, if (MLA_V3_SMX) sm90_get_p4(sPf, sAl, a, &al0, &al1); else sm90_get_p(sPf, sAl, a, &al0, &al1));
                     if (t + 1 < te) bar_arrive(SM90_BAR_PFREE, 256);
-                    if (LATE) {
-                        if (t + 2 < te) { /* the first half of stage buf takes tile t + 2 once PV_L(t) is done */
-                            V3D(2, bar_sync((t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256));
-                            V3D(5, if (lane == 0 && ((tid - 128) >> 5) < nsl) {
-                                if (MLA_V3_BTPF)
-                                    ss_tma_slice_id(p, tm, 0, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
-                                                    0, 1, nid, 1);
-                                else
-                                    ss_tma_slice_id(p, tm, r, kvh, t + 2, L, uK, bar, (tid - 128) >> 5, NC64, kmask + buf,
-                                                    0, 0, 0, 1);
-                            });
-                        }
-                        if (t + 1 < te) V3D(0, bar_sync(SM90_BAR_QKD + ((t + 1) & 1), 256)); /* QK^T(t + 1) done */
-                        V3D(0, mbar_wait(bar + 16, ph)); /* complete (WG0 waited on it before QK^T) */
-                    } else
-                        V3D(0, mbar_wait(bar, ph)); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
+                    V3D(0, mbar_wait(bar, ph)); /* complete (WG0 waited on it before QK^T): this warpgroup's own observation */
                     if (CPA) fence_proxy_async();
                     V3D(3, if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) sm90_rescale(o, al0, al1));
                 }
@@ -521,15 +466,6 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                 if (t + 2 < te) {
                     if (wg == 0) {
                         bar_arrive(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256); /* PV_L(t) done */
-                    } else if (LATE) { /* PV_R(t) done: the second half of stage buf takes tile t + 2 */
-                        V3D(5, if (lane == 0 && ((tid - 128) >> 5) < nsl) {
-                            if (MLA_V3_BTPF)
-                                ss_tma_slice_id(p, tm, 0, kvh, t + 2, L, uK, bar + 16, (tid - 128) >> 5, NC64, kmask + buf,
-                                                0, 1, nid, 2);
-                            else
-                                ss_tma_slice_id(p, tm, r, kvh, t + 2, L, uK, bar + 16, (tid - 128) >> 5, NC64,
-                                                kmask + buf, 0, 0, 0, 2);
-                        });
                     } else {
                         /* and PV_R(t): stage buf takes tile t + 2 */
                         V3D(2, bar_sync(MLA_V3_SFREE2 && (t & 1) ? SM90_BAR_SFREE_ODD : SM90_BAR_SFREE, 256));

@@ -143,12 +143,10 @@ static __device__ __forceinline__ int ss_slice_bt(const mla_dec_params *p, int r
  * thread's index w (0..3): slice w % (64 / BR), chunks c = w / (64 / BR) (mod 4 / (64 / BR)); the mask
  * is written by the threads of chunk group 0 only */
 /* PRE = 1: the block-table entry was read earlier (ss_slice_bt) and is passed as id_pre */
-/* HALF (v3's timing switch MLA_V3_LATE; not with SPLIT): 0 = every chunk on `bar`; 1 = chunks 0-3 and 8 (the
- * ones QK^T and PV_L read), the mask written; 2 = chunks 4-7 (QK^T and PV_R), the mask not written */
 static __device__ __forceinline__ void ss_tma_slice_id(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                        int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
                                                        unsigned long long *km, const int SPLIT, const int PRE,
-                                                       int id_pre, const int HALF) {
+                                                       int id_pre) {
     const int ps = p->page_size;
     const int BR = (ps % 64 == 0) ? 64 : ((ps % 32 == 0) ? 32 : 16);
     int cg = 0, ng = 1; /* this thread's chunk group, the number of groups */
@@ -181,31 +179,21 @@ static __device__ __forceinline__ void ss_tma_slice_id(const mla_dec_params *p, 
         for (int c = cg; c < NC64; c += ng) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
         return;
     }
-    if (HALF != 2) {
-        if (BR == 64) *km = m;
-        else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
-        else ((unsigned short *)km)[k] = (unsigned short)m;
-    }
-    if (HALF) {
-        const unsigned cm = (HALF == 1 ? 0x10Fu : 0x0F0u) & ((1u << NC64) - 1);
-        mbar_expect_tx(bar, __popc(cm) * BR * 128);
-#pragma unroll
-        for (int c = 0; c < 9; c++)
-            if ((cm >> c) & 1) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
-        return;
-    }
+    if (BR == 64) *km = m;
+    else if (BR == 32) ((unsigned *)km)[k] = (unsigned)m;
+    else ((unsigned short *)km)[k] = (unsigned short)m;
     mbar_expect_tx(bar, NC64 * BR * 128);
     for (int c = 0; c < NC64; c++) tma_load_4d(tile + c * 8192 + k * BR * 128, tm, bar, 64 * c, row0, kvh, pid);
 }
 static __device__ __forceinline__ void ss_tma_slice(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh,
                                                     int t, int L, uint32_t tile, uint32_t bar, int k, const int NC64,
                                                     unsigned long long *km, const int SPLIT) {
-    ss_tma_slice_id(p, tm, r, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 0, 0, 0);
+    ss_tma_slice_id(p, tm, r, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 0, 0);
 }
 static __device__ __forceinline__ void ss_tma_slice_pre(const mla_dec_params *p, const CUtensorMap *tm, int kvh, int t,
                                                         int L, uint32_t tile, uint32_t bar, int k, const int NC64,
                                                         unsigned long long *km, const int SPLIT, int id) {
-    ss_tma_slice_id(p, tm, 0, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 1, id, 0);
+    ss_tma_slice_id(p, tm, 0, kvh, t, L, tile, bar, k, NC64, km, SPLIT, 1, id);
 }
 /* (v6's MLA_SS2_L2PF builds) every box of K tile t of request r into L2 only, for a later ss_tma_bars */
 static __device__ __forceinline__ void ss_tma_l2(const mla_dec_params *p, const CUtensorMap *tm, int r, int kvh, int t,
