@@ -281,7 +281,8 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #endif
 /* MLA_V3_SMX (timing switch; 0, the default): 1 = v3's softmax on raw-score maxima with the scale folded
  * into the exponent's FFMA, pairwise max and sum trees (sm90_softmax_pos), and P handed to WG1 with 16-byte
- * shared stores and loads (sm90_put_p4 / sm90_get_p4) */
+ * shared stores and loads (sm90_put_p4 / sm90_get_p4); 2 = the 16-byte hand-off alone (the shipped softmax):
+ * on the H100, 1 was -0.2..-1.8%, and its tile accounts put the gain on the hand-off (docs/performance.md §35) */
 #ifndef MLA_V3_SMX
 #define MLA_V3_SMX 0
 #endif
@@ -438,7 +439,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     V3D(2, wg_fence(); sm90_qk(s, uQ, uK, 0, NC64, F16, MLA_DESC_AT); wg_commit(); wg_wait0());
                     pin32(s);
                     float al0, al1;
-                    if (MLA_V3_SMX)
+                    if (MLA_V3_SMX == 1)
                         V3D(3, sm90_softmax_pos(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
                                                 lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
                     else
