@@ -279,12 +279,13 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #ifndef MLA_V3_BTPF
 #define MLA_V3_BTPF 1
 #endif
-/* MLA_V3_SMX (timing switch; 0, the default): 1 = v3's softmax on raw-score maxima with the scale folded
- * into the exponent's FFMA, pairwise max and sum trees (sm90_softmax_pos), and P handed to WG1 with 16-byte
- * shared stores and loads (sm90_put_p4 / sm90_get_p4); 2 = the 16-byte hand-off alone (the shipped softmax):
- * on the H100, 1 was -0.2..-1.8%, and its tile accounts put the gain on the hand-off (docs/performance.md §35) */
+/* MLA_V3_SMX (1, the default): v3's softmax on raw-score maxima with the scale folded into the exponent's
+ * FFMA, pairwise max and sum trees (sm90_softmax_pos), and P handed to WG1 with 16-byte shared stores and
+ * loads (sm90_put_p4 / sm90_get_p4). Timing switches: 0 = the earlier softmax (sm90_softmax_km) and 4-byte
+ * hand-off (sm90_put_p / sm90_get_p); 2 = the 16-byte hand-off alone. H100, three alternating rounds: 1 was
+ * -0.2..-2.2% against 0 on every timed row, 2 matched 1 only at b=128 h_q=128 (docs/performance.md §36) */
 #ifndef MLA_V3_SMX
-#define MLA_V3_SMX 0
+#define MLA_V3_SMX 1
 #endif
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
