@@ -657,15 +657,10 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
  * (rounding s * scale is monotonic in s for scale > 0, so max(s) * scale is exactly the maximum of the
  * scaled scores; the final fmaxf with -inf keeps sm90_mask_max's answer for a row of NaNs); the scale
  * folded into the exponent's FFMA (one rounding less than s * scale - mu); the row sums pairwise. */
-/* KEEP = 1 (v3's default, MLA_V3_KEEPMAX): the quad shuffles of the row maxima are skipped when no lane of
- * the warp holds a scaled score above its row's running max: the reduced maxima could then not raise m
- * either (rounding s * scale is monotonic), so m, the exponents and P are bit for bit those of the
- * shuffled path; one warp vote instead of two dependent shuffle rounds on WG0's path, once the running
- * maxima have settled (most tiles after a part's first few). */
 static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned char *kv, unsigned long long km,
                                                         int key0, int lim0, int lim1, float scale, float *m0,
                                                         float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
-                                                        float *al1, const int F16, const int KEEP) {
+                                                        float *al1, const int F16) {
     const int lane = threadIdx.x & 31;
     const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
     const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
@@ -692,12 +687,10 @@ static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned
             x1[k] = fmaxf(x1[k], x1[k + w]);
         }
     float mx0 = fmaxf(x0[0], -INFINITY), mx1 = fmaxf(x1[0], -INFINITY);
-    if (!KEEP || __any_sync(0xffffffffu, mx0 * scale > *m0 || mx1 * scale > *m1)) {
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     const float mn0 = fmaxf(*m0, mx0 * scale), mn1 = fmaxf(*m1, mx1 * scale);
     const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
     *al0 = fast_exp2(*m0 - mu0);
