@@ -287,11 +287,6 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #ifndef MLA_V3_SMX
 #define MLA_V3_SMX 1
 #endif
-/* MLA_V3_LAZY (timing switch; 0, the default): with MLA_V3_SMX 1, the running max moves only on jumps of
- * more than MLA_LAZY_TH (8, log2 units), so the O rescales of both warpgroups become rare (sm90_softmax_pos) */
-#ifndef MLA_V3_LAZY
-#define MLA_V3_LAZY 0
-#endif
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
  * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
@@ -447,7 +442,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     float al0, al1;
                     if (MLA_V3_SMX == 1)
                         V3D(3, sm90_softmax_pos(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
-                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16, MLA_V3_LAZY));
+                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
                     else
                         V3D(3, sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
