@@ -652,15 +652,16 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
 }
-/* sm90_softmax_km for a positive scale (v3, whose scale is the 16-bit dense one: > 0 by
+/* sm90_softmax_km for a positive scale (v3; sm90_softmax_pos_core: all but the packing of P, also
+ * the seesaw prefill's, SP_SSF_SMX; v3, whose scale is the 16-bit dense one: > 0 by
  * mla_effective_scale), shorter on WG0's critical path: the row maxima of the raw scores, pairwise
  * (rounding s * scale is monotonic in s for scale > 0, so max(s) * scale is exactly the maximum of the
  * scaled scores; the final fmaxf with -inf keeps sm90_mask_max's answer for a row of NaNs); the scale
  * folded into the exponent's FFMA (one rounding less than s * scale - mu); the row sums pairwise. */
-static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned char *kv, unsigned long long km,
-                                                        int key0, int lim0, int lim1, float scale, float *m0,
-                                                        float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
-                                                        float *al1, const int F16) {
+static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const unsigned char *kv,
+                                                             unsigned long long km, int key0, int lim0, int lim1,
+                                                             float scale, float *m0, float *m1, float *l0, float *l1,
+                                                             float *al0, float *al1) {
     const int lane = threadIdx.x & 31;
     const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
     const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
@@ -713,6 +714,12 @@ static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned
         }
     *l0 = *l0 * *al0 + x0[0];
     *l1 = *l1 * *al1 + x1[0];
+}
+static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned char *kv, unsigned long long km,
+                                                        int key0, int lim0, int lim1, float scale, float *m0,
+                                                        float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
+                                                        float *al1, const int F16) {
+    sm90_softmax_pos_core(s, kv, km, key0, lim0, lim1, scale, m0, m1, l0, l1, al0, al1);
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
@@ -783,15 +790,21 @@ static __device__ __forceinline__ void ss_store_pf(unsigned char *sP, const floa
 static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
     ss_store_pf(sP, s, 1.f, 1.f, F16);
 }
-/* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
-static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
+/* O[:, 256 h : +256] += P V[:, 256 h : +256] over keys [16 k0, 16 k1), P from the SW128 tile at uP (SS
+ * m64n256k16) */
+static __device__ __forceinline__ void ss_pv_smem_k(float *o, uint32_t uP, uint32_t uK, const int h, const int F16,
+                                                    const int k0, const int k1) {
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
+    for (int kk = k0; kk < k1; kk++) {
         const uint64_t da = SM90_DESC(uP, kk * 32, 16, 1024);
         const uint64_t db = SM90_DESC(uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
         if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
         else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
     }
+}
+/* the same over all 64 keys */
+static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
+    ss_pv_smem_k(o, uP, uK, h, F16, 0, 4);
 }
 
 /* The other warpgroup's running max (rows r0 / r1 of sM) becomes this one's; this warpgroup's row
