@@ -287,6 +287,14 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
 #ifndef MLA_V3_SMX
 #define MLA_V3_SMX 1
 #endif
+/* MLA_V3_LAZY (1, the default since the thirty-sixth session; 0 is a timing switch): with MLA_V3_SMX 1, the
+ * running max moves only on jumps of more than MLA_LAZY_TH (8, log2 units), so the O rescales of both
+ * warpgroups become rare (sm90_softmax_pos). H100, three alternating rounds against dc560e1: -1.0% at
+ * b=128 s_q=1 h_q=128 s_k=8192, -1.9% at s_q=2 causal s_k=4096, memory-bound and small-batch rows
+ * within +-0.5%; whole dense suite 1928/0 (docs/performance.md §41). */
+#ifndef MLA_V3_LAZY
+#define MLA_V3_LAZY 1
+#endif
 /* MLA_DIAG = 9 (timing builds only): thread 0 of each warpgroup adds the clock() cycles of each part of
  * v3's tile loop to per-CTA global counters (fire-and-forget atomic adds, no load on its path), printed
  * per tile by mla-bench with MLA_BENCH_TIMELINE=1. Slots 8 wg + : WG0: 0 tile wait, 1 PFREE sync, 2 QK^T
@@ -442,7 +450,7 @@ static __device__ __forceinline__ void tma_body(const mla_dec_params *p, const C
                     float al0, al1;
                     if (MLA_V3_SMX == 1)
                         V3D(3, sm90_softmax_pos(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
-                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));
+                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16, MLA_V3_LAZY));
                     else
                         V3D(3, sm90_softmax_km(s, CPA ? kvalid + 64 * buf : 0, CPA ? 0ull : kmask[buf], t * MLA_BN,
                                                lim0, lim1, scale, &m0, &m1, &l0, &l1, a, &al0, &al1, F16));

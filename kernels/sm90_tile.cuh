@@ -658,10 +658,19 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
  * (rounding s * scale is monotonic in s for scale > 0, so max(s) * scale is exactly the maximum of the
  * scaled scores; the final fmaxf with -inf keeps sm90_mask_max's answer for a row of NaNs); the scale
  * folded into the exponent's FFMA (one rounding less than s * scale - mu); the row sums pairwise. */
+/* LAZY = 1 (MLA_V3_LAZY, v3's default since the thirty-sixth session): the running max moves only when a
+ * row's new maximum exceeds it by more than MLA_LAZY_TH (log2 units), so P = exp2(s * scale - m) <=
+ * 2^MLA_LAZY_TH and both warpgroups' O rescales (128 FMULs a thread each) run only on such jumps instead of
+ * on every tile where some row of the warp found a new maximum. The result is the same softmax (any m
+ * gives sum P V / sum P and lse = m + log2 l); only the rounding points of P differ, by the same relative
+ * bound. */
+#ifndef MLA_LAZY_TH
+#define MLA_LAZY_TH 8.0f
+#endif
 static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const unsigned char *kv,
                                                              unsigned long long km, int key0, int lim0, int lim1,
                                                              float scale, float *m0, float *m1, float *l0, float *l1,
-                                                             float *al0, float *al1) {
+                                                             float *al0, float *al1, const int LAZY) {
     const int lane = threadIdx.x & 31;
     const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
     const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
@@ -692,7 +701,11 @@ static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const uns
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(*m0, mx0 * scale), mn1 = fmaxf(*m1, mx1 * scale);
+    float mn0 = fmaxf(*m0, mx0 * scale), mn1 = fmaxf(*m1, mx1 * scale);
+    if (LAZY) { /* keep m unless the row jumped past it by more than the threshold (-inf + th = -inf) */
+        mn0 = mn0 > *m0 + MLA_LAZY_TH ? mn0 : *m0;
+        mn1 = mn1 > *m1 + MLA_LAZY_TH ? mn1 : *m1;
+    }
     const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
     *al0 = fast_exp2(*m0 - mu0);
     *al1 = fast_exp2(*m1 - mu1);
@@ -718,8 +731,8 @@ static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const uns
 static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned char *kv, unsigned long long km,
                                                         int key0, int lim0, int lim1, float scale, float *m0,
                                                         float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
-                                                        float *al1, const int F16) {
-    sm90_softmax_pos_core(s, kv, km, key0, lim0, lim1, scale, m0, m1, l0, l1, al0, al1);
+                                                        float *al1, const int F16, const int LAZY) {
+    sm90_softmax_pos_core(s, kv, km, key0, lim0, lim1, scale, m0, m1, l0, l1, al0, al1, LAZY);
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll

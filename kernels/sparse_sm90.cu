@@ -1457,7 +1457,7 @@ static __device__ __forceinline__ void sp_ssf_qk_b0(float *s, uint32_t uQ, uint3
 /* one online-softmax step of SSF (ss_softmax's contract; SP_SSF_SMX: on raw-score maxima) */
 static __device__ __forceinline__ void sp_ssf_softmax(float *s, const unsigned char *kv, float scale, float *m0,
                                                       float *m1, float *l0, float *l1, float *f0, float *f1) {
-    if (SP_SSF_SMX) sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1);
+    if (SP_SSF_SMX) sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1, 0);
     else ss_softmax(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1);
 }
 #define SP_SSF_B0 1  /* WG0 -> WG1: max after tile j0 in sM0 (256) */
