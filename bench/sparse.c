@@ -485,13 +485,13 @@ static int sparse_gpu_main(int dec, int pre, int quick, int iters)
         const mla_fp8_format V = MLA_FP8_FORMAT_V32, M = MLA_FP8_FORMAT_MODEL1;
         sp_bcase cs[] = {
             {0, 128, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "FlashMLA's headline case", 410, 0, 394},
-            {0, 128, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "h_q=64 (= h_q=16 padded to 64)", 0, 0},
-            {0, 128, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "h_q=16 (one 64-row block, 16 rows used)", 0, 0},
+            {0, 128, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "h_q=64 (= h_q=16 padded to 64)", 0, 0, 0},
+            {0, 128, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "h_q=16 (one 64-row block, 16 rows used)", 0, 0, 0},
             {0, 64, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, NULL, 0, 0, 385},
             {0, 74, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, NULL, 0, 0, 366},
             {0, 2, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, NULL, 0, 0, 107},
-            {0, 128, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, "MODEL1 config", 0, 0},
-            {0, 128, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, "MODEL1 config", 0, 0},
+            {0, 128, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, "MODEL1 config", 0, 0, 0},
+            {0, 128, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, "MODEL1 config", 0, 0, 0},
         };
         for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
             if (quick && i > 2) break;
@@ -502,19 +502,19 @@ static int sparse_gpu_main(int dec, int pre, int quick, int iters)
         /* FlashMLA's own figures are its benchmark on one H100 (spec §7), with its indices */
         const mla_fp8_format X = MLA_FP8_FORMAT_INVALID;
         sp_bcase cs[] = {
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 576, "V3.2, FlashMLA's indices", 626, 1},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 576, "V3.2, distinct uniform indices (vs FlashMLA's H800 640)", 640, 0},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 8192, 576, "V3.2, FlashMLA's indices", 677, 1},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 65536, 576, "V3.2, FlashMLA's indices", 583, 1},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 131072, 576, "V3.2, FlashMLA's indices", 545, 1},
-            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 8192, 512, "MODEL1 config, FlashMLA's indices", 514, 1},
-            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 65536, 512, "MODEL1 config, FlashMLA's indices", 393, 1},
-            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 8192, 512, "MODEL1 config, FlashMLA's indices", 623, 1},
-            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 65536, 512, "MODEL1 config, FlashMLA's indices", 545, 1},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 512, "distinct uniform indices", 0, 0},
-            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 131072, 576, "V3.2, distinct uniform indices", 0, 0},
-            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0},
-            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 576, "V3.2, FlashMLA's indices", 626, 1, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 576, "V3.2, distinct uniform indices (vs FlashMLA's H800 640)", 640, 0, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 8192, 576, "V3.2, FlashMLA's indices", 677, 1, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 65536, 576, "V3.2, FlashMLA's indices", 583, 1, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 131072, 576, "V3.2, FlashMLA's indices", 545, 1, 0},
+            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 8192, 512, "MODEL1 config, FlashMLA's indices", 514, 1, 0},
+            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 65536, 512, "MODEL1 config, FlashMLA's indices", 393, 1, 0},
+            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 8192, 512, "MODEL1 config, FlashMLA's indices", 623, 1, 0},
+            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 65536, 512, "MODEL1 config, FlashMLA's indices", 545, 1, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 32768, 512, "distinct uniform indices", 0, 0, 0},
+            {1, 0, 4096, 128, 2048, 0, 0, X, 0, 0, 0, 131072, 576, "V3.2, distinct uniform indices", 0, 0, 0},
+            {1, 0, 4096, 64, 512, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0, 0},
+            {1, 0, 4096, 128, 1024, 0, 0, X, 0, 0, 0, 32768, 512, "MODEL1 config, distinct uniform indices", 0, 0, 0},
         };
         for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !g_ncustom; i++) {
             if (quick && i > 1) break;
@@ -817,14 +817,14 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
         const char *hl = "FlashMLA's headline case, b scaled 128 -> 4", *b4 = "b scaled 128 -> 4";
         const char *m1 = "MODEL1 config, b scaled 128 -> 4";
         const sp_bcase cs[] = {
-            {0, 4, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, hl, 0, 0},
-            {0, 4, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0, 0},
-            {0, 4, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0, 0},
-            {0, 1, 1, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0},
-            {0, 1, 1, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0},
-            {0, 1, 1, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0},
-            {0, 4, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, m1, 0, 0},
-            {0, 4, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, m1, 0, 0},
+            {0, 4, 2, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, hl, 0, 0, 0},
+            {0, 4, 2, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0, 0, 0},
+            {0, 4, 2, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, b4, 0, 0, 0},
+            {0, 1, 1, 128, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0, 0},
+            {0, 1, 1, 64, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0, 0},
+            {0, 1, 1, 16, 2048, 32768, 64, V, 0, 0, 0, 0, 0, "one query token", 0, 0, 0},
+            {0, 4, 2, 128, 128, 32768, 256, M, 512, 64, 8192, 0, 0, m1, 0, 0, 0},
+            {0, 4, 2, 64, 128, 32768, 256, M, 1024, 2, 8192, 0, 0, m1, 0, 0, 0},
         };
         for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2); i++)
             fails += run_decode_cpu(&cs[i], threads, warmup, iters);
@@ -833,10 +833,10 @@ static int sparse_cpu_main(int dec, int pre, int quick, int iters, int threads, 
         const mla_fp8_format N = MLA_FP8_FORMAT_INVALID;
         const char *s64 = "s_q scaled 4096 -> 64", *m1 = "MODEL1 config, s_q scaled 4096 -> 64";
         const sp_bcase cs[] = {
-            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 576, "V3.2, FlashMLA's indices, s_q scaled 4096 -> 64", 0, 1},
-            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 512, s64, 0, 0},
-            {1, 0, 64, 64, 512, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0},
-            {1, 0, 64, 128, 1024, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0},
+            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 576, "V3.2, FlashMLA's indices, s_q scaled 4096 -> 64", 0, 1, 0},
+            {1, 0, 64, 128, 2048, 0, 0, N, 0, 0, 0, 32768, 512, s64, 0, 0, 0},
+            {1, 0, 64, 64, 512, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0, 0},
+            {1, 0, 64, 128, 1024, 0, 0, N, 0, 0, 0, 32768, 512, m1, 0, 0, 0},
         };
         for (size_t i = 0; i < sizeof cs / sizeof cs[0] && !(quick && i >= 2) && !g_ncustom; i++)
             fails += run_prefill_cpu(&cs[i], threads, warmup, iters);
