@@ -803,21 +803,15 @@ static __device__ __forceinline__ void ss_store_pf(unsigned char *sP, const floa
 static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
     ss_store_pf(sP, s, 1.f, 1.f, F16);
 }
-/* O[:, 256 h : +256] += P V[:, 256 h : +256] over keys [16 k0, 16 k1), P from the SW128 tile at uP (SS
- * m64n256k16) */
-static __device__ __forceinline__ void ss_pv_smem_k(float *o, uint32_t uP, uint32_t uK, const int h, const int F16,
-                                                    const int k0, const int k1) {
+/* O[:, 256 h : +256] += P V[:, 256 h : +256], P from the SW128 tile at uP (SS m64n256k16) */
+static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
 #pragma unroll
-    for (int kk = k0; kk < k1; kk++) {
+    for (int kk = 0; kk < 4; kk++) {
         const uint64_t da = SM90_DESC(uP, kk * 32, 16, 1024);
         const uint64_t db = SM90_DESC(uK, h * 4 * 8192 + kk * 2048, 8192, 1024);
         if (F16) wgmma_ss_m64n256_tb1_f16(o, da, db, 1);
         else wgmma_ss_m64n256_tb1_bf16(o, da, db, 1);
     }
-}
-/* the same over all 64 keys */
-static __device__ __forceinline__ void ss_pv_smem(float *o, uint32_t uP, uint32_t uK, const int h, const int F16) {
-    ss_pv_smem_k(o, uP, uK, h, F16, 0, 4);
 }
 
 /* The other warpgroup's running max (rows r0 / r1 of sM) becomes this one's; this warpgroup's row

@@ -62,13 +62,13 @@
 /* sp_smem_bytes' layout after Q and the two K stages (tile: one K stage's bytes): P fragments / the
  * 64 x 64 P tile (8 KB), alpha per thread (2 rows; 1 KB), 1/denominator, lse2, max2 per row, kvalid
  * [2][64], then the mbarriers at SP_PW_BAR_OFF (PW: full, empty per stage; seesaw prefill: full A /
- * B, empty L / R per stage; SP_SSF_SPLITB: full / empty of stage 0's second B half); SSF's second P tile when d_qk = 512 at the next 1 KB boundary (d_qk 576:
+ * B, empty L / R per stage); SSF's second P tile when d_qk = 512 at the next 1 KB boundary (d_qk 576:
  * stage 0's RoPE chunk) */
 #define SP_PW_BAR_OFF(tile) (3 * (tile) + 16 * 128 * 4 + 128 * 2 * 4 + 3 * 64 * 4 + 2 * 64)
-#define SP_SSF_P0_OFF(tile) ((SP_PW_BAR_OFF(tile) + 10 * 8 + 1023) & ~1023)
+#define SP_SSF_P0_OFF(tile) ((SP_PW_BAR_OFF(tile) + 8 * 8 + 1023) & ~1023)
 static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
-    const int tile = MLA_BM * dqk * 2; /* 10 mbarriers: SSF's eight and SP_SSF_SPLITB's two (d_qk 576: 232400 B) */
-    return (dqk == 512 ? SP_SSF_P0_OFF(tile) + 8192 : SP_PW_BAR_OFF(tile) + 10 * 8) + 1024; /* + alignment slack */
+    const int tile = MLA_BM * dqk * 2;
+    return (dqk == 512 ? SP_SSF_P0_OFF(tile) + 8192 : SP_PW_BAR_OFF(tile) + 8 * 8) + 1024; /* + alignment slack */
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -322,16 +322,14 @@ static __device__ __forceinline__ void sp_bf16_issue(const mla_sp_params *p, con
  * copy the eight 16-byte pieces of one 128-byte line, so a warp instruction covers four whole lines
  * (rows are 1152 / 1024 bytes, whole lines); thread (rg = tid / 8, j = tid % 8) copies the 64-column
  * chunks in CM (bit c = chunk c) of rows rg, rg + NT/8, ... whose raw indices (sp_idx_raw) are pos[]
- * (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid); of rows 32-63 the chunks in CMH
- * (sp_bf16_issue_lines: CMH = CM) */
-static __device__ __forceinline__ void sp_bf16_issue_rows(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                          uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                          const unsigned CM, const unsigned CMH, const int KV) {
+ * (invalid: zero-filled; KV: their kvalid flags at kv, 0 for invalid). */
+static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
+                                                           const unsigned CM, const int KV) {
     const int j = tid & 7, rg = tid >> 3;
 #pragma unroll
     for (int i = 0; i < 64 / (NT / 8); i++) {
         const int row = rg + (NT / 8) * i;
-        const unsigned cm = 2 * i < 64 / (NT / 8) ? CM : CMH; /* row < 32 */
         const int ok = (uint32_t)pos[i] < p->limit[0]; /* raw index (sp_idx_raw), checked here */
         if (KV && j == 0) kv[row] = ok;
         const char *src = (const char *)p->kc[0];
@@ -340,13 +338,8 @@ static __device__ __forceinline__ void sp_bf16_issue_rows(const mla_sp_params *p
         const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
 #pragma unroll
         for (int c = 0; c < 9; c++)
-            if ((cm >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
+            if ((CM >> c) & 1) cp_async16(d + 8192 * c, src + c * step, ok ? 16 : 0);
     }
-}
-static __device__ __forceinline__ void sp_bf16_issue_lines(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                           uint32_t tile, unsigned char *kv, int tid, const int NT,
-                                                           const unsigned CM, const int KV) {
-    sp_bf16_issue_rows(p, u, pos, tile, kv, tid, NT, CM, CM, KV);
 }
 /* raw indices of the rows sp_bf16_issue_lines gives this thread for tile t (-1 past te) */
 static __device__ __forceinline__ void sp_line_pos(const mla_sp_params *p, const sp_unit *u, int t, int te, int *pos,
@@ -1132,18 +1125,13 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
  * indices pos[i], plus the RoPE chunk 8 when R8 (DQK = 576; stage 0 carries it in A, stage 1 in B:
  * the group its QK^T warpgroup reads first), by sp_bf16_issue_lines; arrives on `bar` as described
  * above. */
-static __device__ __forceinline__ void sp_ss_issue_cm(const mla_sp_params *p, const sp_unit *u, const int *pos,
-                                                      uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
-                                                      const unsigned CM, const unsigned CMH, const int KV) {
-    sp_bf16_issue_rows(p, u, pos, tile, kv, t128, 128, MLA_SP_DIAG == 6 ? 0u : CM, MLA_SP_DIAG == 6 ? 0u : CMH, KV);
-    cp_async_mbar_arrive_noinc(bar);
-    if (KV) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
-}
 static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const sp_unit *u, const int *pos,
                                                    uint32_t tile, unsigned char *kv, uint32_t bar, int t128,
                                                    const int GA, const int R8, const int DQK) {
-    const unsigned cm = (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
-    sp_ss_issue_cm(p, u, pos, tile, kv, bar, t128, cm, cm, GA);
+    const unsigned cm = MLA_SP_DIAG == 6 ? 0u : (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
+    sp_bf16_issue_lines(p, u, pos, tile, kv, t128, 128, cm, GA);
+    cp_async_mbar_arrive_noinc(bar);
+    if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
 
 /* S = 0 (the accumulator of a fresh S = Q K^T) */
@@ -1207,31 +1195,24 @@ static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg bu
 #ifndef SP_SSF_EARLY_B1
 #define SP_SSF_EARLY_B1 1
 #endif
-/* build option SP_SSF_SMX=1: the consumers' softmax on raw-score row maxima with the scale folded into
- * the exponent's FFMA (sm90_softmax_pos_core, as dense v3's MLA_V3_SMX=1; exact because the scale is
- * > 0: sparse_api.c requires it) */
+/* SP_SSF_SMX (1, the default since the thirty-sixth session; 0 is a timing switch): the consumers'
+ * softmax on raw-score row maxima with the scale folded into the exponent's FFMA (sm90_softmax_pos_core,
+ * as dense v3's MLA_V3_SMX=1; exact because the scale is > 0: sparse_api.c requires it). H100, four
+ * alternating rounds: -1.1..-1.2% on the d_qk 512 h_q 128 rows, the V3.2 rows inside their spread; whole
+ * sparse suite 2283/0 (docs/performance.md §40). */
 #ifndef SP_SSF_SMX
-#define SP_SSF_SMX 0
+#define SP_SSF_SMX 1
 #endif
-/* build option SP_SSF_SPLITB=1: stage 0's group B in two halves by key rows, B0a = rows 0-31 of chunks
- * 4-7 and B0b = rows 32-63 of chunks 4-7 with the whole RoPE chunk (which holds P0 at d_qk 576, read by
- * every k-step), each with its own full / empty mbarrier. WG1 commits PV_R(j0), the pair's last wgmma
- * and B0's last reader, as two groups of two k-steps (keys 0-31, 32-63) and releases B0a after the
- * first, so half of B0's refill starts half a PV earlier; WG0's next S waits for both halves. (Column
- * halves, two m64n128 PVs, serialised the wgmma for want of registers.) docs/performance.md §40. */
-#ifndef SP_SSF_SPLITB
-#define SP_SSF_SPLITB 0
-#endif
-#if SP_SSF_SPLITB && !SP_SSF_EARLY_B1
-#error "SP_SSF_SPLITB needs SP_SSF_EARLY_B1"
+/* build option SP_SSF_LAZY=1 (with SP_SSF_SMX): the running max of both warpgroups moves only on jumps of more
+ * than MLA_LAZY_TH (as dense v3's MLA_V3_LAZY), so the O rescales and P0's pair factor are 1 on most tiles */
+#ifndef SP_SSF_LAZY
+#define SP_SSF_LAZY 0
 #endif
 
 /* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
- * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only); with
- * SP_SSF_SPLITB, full / empty of stage 0's second B half (B0b) at fb2 = fa + 64 / er2 = fa + 72 (fb /
- * er of stage 0 then count its first half, B0a) */
+ * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only) */
 typedef struct sp_ss_bars {
-    uint32_t fa, fb, el, er, fb2, er2;
+    uint32_t fa, fb, el, er;
 } sp_ss_bars;
 static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, int tile) {
     sp_ss_bars b;
@@ -1239,14 +1220,12 @@ static __device__ __forceinline__ sp_ss_bars sp_ss_layout(unsigned char *smem, i
     b.fb = b.fa + 16;
     b.el = b.fa + 32;
     b.er = b.fa + 48;
-    b.fb2 = b.fa + 64;
-    b.er2 = b.fa + 72;
     return b;
 }
 
 /* WG2 of SSF: the tiles in pairs (t0 in stage 0, t1 in stage 1), the groups in the order SSF's
  * consumers release them: A(t0), B(t1), B(t0), A(t1); the RoPE chunk always with B (stage 0's RoPE
- * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B); SP_SSF_SPLITB: B(t0) as B0a, B0b */
+ * chunk holds P0 until WG1's PV_R(t0 - 2), which releases B) */
 static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, const sp_unit *u, int N, uint32_t uK0,
                                                        uint32_t uK1, unsigned char *kvalid, sp_ss_bars B,
                                                        const int DQK) {
@@ -1267,14 +1246,7 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
             sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
         }
         mbar_wait(B.er, ph);
-        if (SP_SSF_SPLITB) {
-            const unsigned r8 = DQK == 576 ? 0x100u : 0u;
-            sp_ss_issue_cm(p, u, l0, uK0, kvalid, B.fb, pt, 0xf0u, 0u, 0); /* B0a: rows 0-31 of chunks 4-7 */
-            mbar_wait(B.er2, ph);
-            sp_ss_issue_cm(p, u, l0, uK0, kvalid, B.fb2, pt, r8, 0xf0u | r8, 0); /* B0b: rows 32-63, RoPE */
-        } else {
-            sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
-        }
+        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
         if (t1 < N) {
             mbar_wait(B.el + 8, ph);
             sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
@@ -1447,17 +1419,10 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
  * Each warpgroup runs its own P's PV from registers first, so V1R is free early for the next j1's
  * refill (which WG1's S reads first), and two P tiles (sP0: stage 0's RoPE chunk at d_qk 576, after
  * the barriers at 512; sP1: the P tile) remove the wait for PV_R(j0) before P1 is stored. */
-/* S += Q K^T over stage 0's group B (chunks 4-7, the RoPE chunk after them) once it has landed
- * (phase ph; SP_SSF_SPLITB: both halves); issued, not committed */
-static __device__ __forceinline__ void sp_ssf_qk_b0(float *s, uint32_t uQ, uint32_t uK, sp_ss_bars B, int ph,
-                                                    const int NC64) {
-    if (SP_SSF_SPLITB) mbar_wait(B.fb2, ph); /* B0b, then B0a in sp_ss_qk_part */
-    sp_ss_qk_part(s, uQ, uK, B.fb, ph, 4, 2, NC64);
-}
 /* one online-softmax step of SSF (ss_softmax's contract; SP_SSF_SMX: on raw-score maxima) */
 static __device__ __forceinline__ void sp_ssf_softmax(float *s, const unsigned char *kv, float scale, float *m0,
                                                       float *m1, float *l0, float *l1, float *f0, float *f1) {
-    if (SP_SSF_SMX) sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1, 0);
+    if (SP_SSF_SMX) sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1, SP_SSF_LAZY);
     else ss_softmax(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1);
 }
 #define SP_SSF_B0 1  /* WG0 -> WG1: max after tile j0 in sM0 (256) */
@@ -1482,7 +1447,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
         if (wg == 0) {
             sp_ss_zero(s);
             sp_ss_qk_part(s, uQ, uK0, B.fa, 0, 0, 0, NC64);
-            sp_ssf_qk_b0(s, uQ, uK0, B, 0, NC64);
+            sp_ss_qk_part(s, uQ, uK0, B.fb, 0, 4, 2, NC64);
             wg_commit();
             wg_wait0();
             pin32(s);
@@ -1520,7 +1485,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     wg_wait1(); /* PV_L(j1) */
                     pin128(o);
                     if (j1 + 2 < N) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
-                    sp_ssf_qk_b0(s, uQ, uK0, B, ph2, NC64);
+                    sp_ss_qk_part(s, uQ, uK0, B.fb, ph2, 4, 2, NC64);
                     wg_commit();
                     wg_wait0();
                     pin32(s);
@@ -1566,17 +1531,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     pin128(o);
                     if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
                     nbar_sync(SP_SSF_S0R, 256);
-                    if (SP_SSF_SPLITB) { /* O_R += (P0 g) V0R over keys 0-31, then 32-63; B0a free after the first */
-                        wg_fence();
-                        ss_pv_smem_k(o, uP0, uK0, 1, 0, 0, 2);
-                        wg_commit();
-                        ss_pv_smem_k(o, uP0, uK0, 1, 0, 2, 4);
-                        wg_commit();
-                        wg_wait1();
-                        if (more) sp_ssf_release(B.er); /* B0a: QK(j0), PV_R(j0) over keys 0-31 done */
-                    } else {
-                        ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
-                    }
+                    ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
                 } else {
                     nbar_sync(SP_SSF_S0R, 256);
                     ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
@@ -1586,7 +1541,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 }
                 wg_wait0(); /* PV_R(j0) */
                 pin128(o);
-                if (more) sp_ssf_release(SP_SSF_SPLITB ? B.er2 : B.er); /* B0 (B0b), P0 in its RoPE chunk: QK(j0), PV_R(j0) done */
+                if (more) sp_ssf_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
             }
         }
     }
@@ -1616,10 +1571,6 @@ static __device__ __forceinline__ void sp_ss_body(const mla_sp_params *p, const 
                 mbar_init(B.el + 8 * st, 4);
                 mbar_init(B.er + 8 * st, 4);
             }
-        }
-        if (V && SP_SSF_SPLITB) {
-            mbar_init(B.fb2, 128);
-            mbar_init(B.er2, 4);
         }
         mbar_fence_init();
     }
