@@ -20,6 +20,13 @@ static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src,
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
                  : "memory");
 }
+/* stmatrix .x4 (sm_90): lanes 8q..8q+7 give the row addresses of 8 x 8 matrix q; register q holds this
+ * lane's two 16-bit elements of matrix q (row lane / 4, columns 2 (lane % 4) + {0, 1}) */
+static __device__ __forceinline__ void stsm_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+}
 static __device__ __forceinline__ void cp_async_commit(void) {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -799,6 +799,26 @@ static __device__ __forceinline__ void ss_store_pf(unsigned char *sP, const floa
         }
     fence_proxy_async();
 }
+/* ss_store_pf into the tile at shared address uP by stmatrix: four .x4 a thread instead of 16 32-bit
+ * stores; matrix q of column group kk is rows 16 w + 8 (q & 1) + 0..7, columns 8 (2 kk + q / 2) + 0..7, so
+ * register q is the fragment's pair (8 kk + 2 q, +1), and the eight rows a matrix's lanes address land in
+ * eight distinct 16-byte bank groups (the SW128 XOR) */
+static __device__ __forceinline__ void ss_store_pf_sm(uint32_t uP, const float *s, float f0, float f1, const int F16) {
+    const int t128 = threadIdx.x & 127, lane = t128 & 31, q = lane >> 3;
+    const int row = 16 * (t128 >> 5) + 8 * (q & 1) + (lane & 7);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        uint32_t r[4];
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) {
+            const float f = (jj & 1) ? f1 : f0;
+            r[jj] = pack2(s[8 * kk + 2 * jj] * f, s[8 * kk + 2 * jj + 1] * f, F16);
+        }
+        const int piece = 2 * kk + (q >> 1);
+        stsm_x4(uP + row * 128 + ((piece ^ (row & 7)) << 4), r[0], r[1], r[2], r[3]);
+    }
+    fence_proxy_async();
+}
 /* the same with P as it is (ss_store_pf times the row factors f0 / f1) */
 static __device__ __forceinline__ void ss_store_p(unsigned char *sP, const float *s, const int F16) {
     ss_store_pf(sP, s, 1.f, 1.f, F16);

@@ -1208,6 +1208,11 @@ static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg bu
 #ifndef SP_SSF_LAZY
 #define SP_SSF_LAZY 0
 #endif
+/* build option SP_SSF_STSM=1: the consumers' P tiles (P0 at the pair's max, P1) stored by stmatrix
+ * (ss_store_pf_sm: four instructions a thread instead of sixteen 32-bit stores, as FlashMLA's kernel) */
+#ifndef SP_SSF_STSM
+#define SP_SSF_STSM 0
+#endif
 
 /* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
  * fa + 16 + 8 s, empty L = fa + 32 + 8 s, empty R = fa + 48 + 8 s (the last two: SSF only) */
@@ -1472,7 +1477,9 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     nbar_sync(SP_SSF_B1, 256);
                     ss_take_max(sM1, r0, r1, &m0, &m1, &l0, &l1, &g0, &g1);
                 }
-                ss_store_pf(sP0, s, g0, g1, 0); /* P0 at the pair's max (stage 0's RoPE chunk: QK(j0) is done) */
+                /* P0 at the pair's max (stage 0's RoPE chunk: QK(j0) is done) */
+                if (SP_SSF_STSM) ss_store_pf_sm(uP0, s, g0, g1, 0);
+                else ss_store_pf(sP0, s, g0, g1, 0);
                 nbar_arrive(SP_SSF_S0R, 256);
                 if (!has1) continue;
                 nbar_sync(SP_SSF_S1R, 256);
@@ -1522,7 +1529,8 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 nbar_arrive(SP_SSF_B1, 256);
                 ss_pack(s, a, 1.f, 1.f, 0);
                 ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
-                ss_store_p(sP1, s, 0);
+                if (SP_SSF_STSM) ss_store_pf_sm(uP1, s, 1.f, 1.f, 0);
+                else ss_store_p(sP1, s, 0);
                 if (SP_SSF_EARLY_B1) {
                     /* P1 to WG0 and B1 back to the producer before P0 is awaited: the next S(j1 + 2)
                      * reads B1 first, and it has only this pair's tail to land */
