@@ -652,9 +652,9 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) a[kk][jj] = pack2(s[8 * kk + 2 * jj], s[8 * kk + 2 * jj + 1], F16);
 }
-/* sm90_softmax_km for a positive scale (v3; sm90_softmax_pos_core: all but the packing of P, also
- * the seesaw prefill's, SP_SSF_SMX; v3, whose scale is the 16-bit dense one: > 0 by
- * mla_effective_scale), shorter on WG0's critical path: the row maxima of the raw scores, pairwise
+/* sm90_softmax_km for a positive scale (v3, whose scale is the 16-bit dense one: > 0 by
+ * mla_effective_scale; sm90_softmax_pos_core, all of it but the packing of P, is also SSF's softmax, whose
+ * scale the sparse API requires > 0), shorter on WG0's critical path: the row maxima of the raw scores, pairwise
  * (rounding s * scale is monotonic in s for scale > 0, so max(s) * scale is exactly the maximum of the
  * scaled scores; the final fmaxf with -inf keeps sm90_mask_max's answer for a row of NaNs); the scale
  * folded into the exponent's FFMA (one rounding less than s * scale - mu); the row sums pairwise. */
