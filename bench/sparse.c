@@ -408,6 +408,45 @@ done:
     return rc;
 }
 
+/* MLA_SP_DIAG=9 builds only (kernels/sparse_sm90.cu): SSF's per-warpgroup cycle accounts of one more
+ * L2-flushed replay (MLA_BENCH_TIMELINE=1), summed over the first 4096 CTAs, printed per pair */
+extern int mla_diag_ssf_io(void *host, int reset) __attribute__((weak));
+static void ssf_accounts(const char *what, sp_timer *t, cudaGraphExec_t ge)
+{
+    static unsigned long long d[4096][24];
+    static const char *const names[3][7] = {
+        {"K waits + QK issue", "barrier syncs", "wgmma waits", "softmax", "pair", "P0 store", "rescale + PV issue"},
+        {"K waits + QK issue", "barrier syncs", "wgmma waits", "max + softmax", "pair", "P1 store", "rescale + PV issue"},
+        {"wait A0 free", "wait B1 free", "wait B0 free", "wait A1 free", "pair", "cp.async issue", "index loads"}};
+    if (!mla_diag_ssf_io || !getenv("MLA_BENCH_TIMELINE"))
+        return;
+    if (mla_diag_ssf_io(NULL, 1) || cudaMemsetAsync(t->flush, 1, t->flush_bytes, t->s) != cudaSuccess ||
+        cudaGraphLaunch(ge, t->s) != cudaSuccess || cudaStreamSynchronize(t->s) != cudaSuccess ||
+        mla_diag_ssf_io(d, 0)) {
+        printf("SSF accounts: failed\n");
+        return;
+    }
+    for (int wg = 0; wg < 3; wg++) {
+        double sum[8] = {0};
+        int ctas = 0;
+        for (int i = 0; i < 4096; i++) {
+            if (!d[i][8 * wg + 7])
+                continue;
+            ctas++;
+            for (int k = 0; k < 8; k++)
+                sum[k] += (double)d[i][8 * wg + k];
+        }
+        if (!ctas) {
+            printf("SSF accounts %s: no pairs recorded (does the call take SSF?)\n", what);
+            return;
+        }
+        printf("SSF accounts %s, WG%d, %d CTAs, %.0f pairs; cycles per pair:", what, wg, ctas, sum[7]);
+        for (int k = 0; k < 7; k++)
+            printf(" %s %.0f (%.0f%%);", names[wg][k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
+        printf("\n");
+    }
+}
+
 static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
 {
     arm_case(c, 0);
@@ -454,6 +493,7 @@ static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iter
         prefill_label(c, what, sizeof what);
         report(what, c, us, flop, bytes, 0);
         rc = us > 0 ? 0 : 1;
+        ssf_accounts(what, t, ge);
     }
 done:
     if (ge) cudaGraphExecDestroy(ge);

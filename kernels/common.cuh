@@ -64,6 +64,22 @@ static __device__ __forceinline__ unsigned smid(void) {
         return cudaMemcpyFromSymbol(host, arr, sizeof(arr)) != cudaSuccess;                         \
     }
 
+/* (timing builds) per-warpgroup cycle accounts: thread 0 of each warpgroup adds v to slot `slot` of its 8
+ * (arr[cta][8 wg + slot], fire-and-forget atomics); MLA_WG_TIME(arr, slot, stmt) adds the clock() cycles
+ * of stmt. Users: v3's MLA_DIAG = 9 (decode_sm90.cu), SSF's MLA_SP_DIAG = 9 (sparse_sm90.cu). */
+#define MLA_WG_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
+#define MLA_WG_ADD(arr, slot, v)                                                                     \
+    do {                                                                                             \
+        if ((threadIdx.x & 127) == 0 && MLA_WG_CTA < MLA_DIAG_CTAS)                                  \
+            atomicAdd(&arr[MLA_WG_CTA][8 * (threadIdx.x >> 7) + (slot)], (unsigned long long)(v));   \
+    } while (0)
+#define MLA_WG_TIME(arr, slot, stmt)                                                                 \
+    do {                                                                                             \
+        const unsigned wgt_t = (unsigned)clock();                                                    \
+        stmt;                                                                                        \
+        MLA_WG_ADD(arr, slot, (unsigned)clock() - wgt_t);                                            \
+    } while (0)
+
 #define LOG2E_F 1.4426950408889634f
 #define LN2_F 0.6931471805599453f
 

@@ -302,18 +302,8 @@ static __device__ __forceinline__ void v3c_fill(const mla_dec_params *p, int r, 
  * 7 tiles; WG1: 0 tile wait, 1 P sync, 2 SFREE sync, 3 P read + O rescale, 4 the whole iteration,
  * 5 refill issue, 6 PV_R (issue to wait), 7 tiles. V3D(slot, stmt) is just stmt in every other build. */
 #if MLA_DIAG == 9
-#define V3D_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
-#define V3D_ADD(slot, v)                                                                            \
-    do {                                                                                            \
-        if ((threadIdx.x & 127) == 0 && V3D_CTA < MLA_DIAG_CTAS)                                    \
-            atomicAdd(&mla_diag_v3[V3D_CTA][8 * (threadIdx.x >> 7) + (slot)], (unsigned long long)(v)); \
-    } while (0)
-#define V3D(slot, stmt)                                                                             \
-    do {                                                                                            \
-        const unsigned v3d_t = (unsigned)clock();                                                   \
-        stmt;                                                                                       \
-        V3D_ADD(slot, (unsigned)clock() - v3d_t);                                                   \
-    } while (0)
+#define V3D_ADD(slot, v) MLA_WG_ADD(mla_diag_v3, slot, v)
+#define V3D(slot, stmt) MLA_WG_TIME(mla_diag_v3, slot, stmt)
 #define V3D_START const unsigned v3d_it = (unsigned)clock()
 #define V3D_END do { V3D_ADD(4, (unsigned)clock() - v3d_it); V3D_ADD(7, 1u); } while (0)
 #else

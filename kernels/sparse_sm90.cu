@@ -41,7 +41,8 @@
  * after the first tile, 3: no wgmma, 4: neither loads nor dequantisation, 5: none of the three (2, 4
  * and 5: 256-thread kernel only). Seesaw prefill (both kernels): 6 no K gather (the stages keep
  * their bytes; the kvalid flags and barrier arrivals stay), 7 no QK^T wgmma (S = 0), 8 no stores of
- * the output rows (every epilogue; lse / max_logits stay). 0: the real kernel. */
+ * the output rows (every epilogue; lse / max_logits stay); 9 (results right) SSF's cycle accounts (SPD below).
+ * 0: the real kernel. */
 #ifndef MLA_SP_DIAG
 #define MLA_SP_DIAG 0
 #endif
@@ -131,6 +132,31 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
     sched_put_ends(p.part_begin, b, P, payload, total, tid, MLA_SCHED_THREADS);
     if (tid == 0) p.num_split[0] = (int)run_split;
 }
+
+/* MLA_SP_DIAG = 9 (timing builds): thread 0 of each SSF warpgroup adds the clock() cycles of each part of
+ * its pair loop to per-CTA global counters (fire-and-forget atomic adds), printed per pair by mla-bench
+ * --sparse-prefill with MLA_BENCH_TIMELINE=1 (bench/sparse.c). Slots 8 wg + : WG0 / WG1 (consumers): 0
+ * mbarrier waits for K groups, 1 named-barrier syncs, 2 wgmma waits,
+ * 3 softmax (WG1: with the take of WG0's max), 4 the whole pair, 5 P tile store, 6 O rescale + PV issue,
+ * 7 pairs; WG2 (producer): 0-3 waits for the releases of A0, B1, B0, A1, 4 the whole pair, 5 cp.async
+ * issue, 6 the next pair's index loads, 7 pairs. Outside MLA_HAVE_SM90A so that the host pass sees it;
+ * SPD(slot, stmt) is just stmt in every other build. */
+#if MLA_SP_DIAG == 9
+__device__ unsigned long long mla_diag_ssf[MLA_DIAG_CTAS][24];
+MLA_DIAG_IO_FN(mla_diag_ssf_io, mla_diag_ssf)
+#define SPD_ADD(slot, v) MLA_WG_ADD(mla_diag_ssf, slot, v)
+#define SPD(slot, stmt) MLA_WG_TIME(mla_diag_ssf, slot, stmt)
+#define SPD_START const unsigned spd_it = (unsigned)clock()
+#define SPD_END do { SPD_ADD(4, (unsigned)clock() - spd_it); SPD_ADD(7, 1u); } while (0)
+/* a consumer's wait for a K group, timed apart from the QK^T issue behind it (sp_ss_qk_part waits again,
+ * at once; timing the issue too made ptxas inject warpgroup.arrive, C7519) */
+#define SPD_KWAIT(bar, ph) SPD(0, mbar_wait(bar, ph))
+#else
+#define SPD(slot, stmt) do { stmt; } while (0)
+#define SPD_START
+#define SPD_END
+#define SPD_KWAIT(bar, ph)
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Attention kernel                                                                            */
@@ -1239,28 +1265,29 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
     sp_line_pos(p, u, 0, N, l0, pt, 128);
     sp_line_pos(p, u, 1, N, l1, pt, 128);
     for (int t0 = 0; t0 < N; t0 += 2) {
+        SPD_START;
         const int t1 = t0 + 1;
         const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
         int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
-        sp_line_pos(p, u, t0 + 2, N, n0, pt, 128);
-        sp_line_pos(p, u, t1 + 2, N, n1, pt, 128);
-        mbar_wait(B.el, ph);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK);
+        SPD(6, sp_line_pos(p, u, t0 + 2, N, n0, pt, 128); sp_line_pos(p, u, t1 + 2, N, n1, pt, 128));
+        SPD(0, mbar_wait(B.el, ph));
+        SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
         if (t1 < N) {
-            mbar_wait(B.er + 8, ph);
-            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK);
+            SPD(1, mbar_wait(B.er + 8, ph));
+            SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
         }
-        mbar_wait(B.er, ph);
-        sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK);
+        SPD(2, mbar_wait(B.er, ph));
+        SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
         if (t1 < N) {
-            mbar_wait(B.el + 8, ph);
-            sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK);
+            SPD(3, mbar_wait(B.el + 8, ph));
+            SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
         }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             l0[i] = n0[i];
             l1[i] = n1[i];
         }
+        SPD_END;
     }
     cp_async_wait0(); /* no thread leaves with copies in flight */
 }
@@ -1459,46 +1486,47 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
         }
         for (int j0 = 0; j0 < N; j0 += 2) {
             const int j1 = j0 + 1, has1 = j1 < N, more = j0 + 2 < N;
+            SPD_START;
             if (wg == 0) {
                 float f0, f1;
-                sp_ssf_softmax(s, kvalid, scale, &m0, &m1, &l0, &l1, &f0, &f1);
+                SPD(3, sp_ssf_softmax(s, kvalid, scale, &m0, &m1, &l0, &l1, &f0, &f1));
                 if ((lane & 3) == 0) {
                     sM0[r0] = m0;
                     sM0[r1] = m1;
                 }
                 nbar_arrive(SP_SSF_B0, 256);
                 ss_pack(s, a, 1.f, 1.f, 0);
-                ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0); /* O_L = O_L f + P0 V0L */
-                wg_wait0();
-                pin128(o);
+                SPD(6, ss_rescale_pv(o, f0, f1, a, 0, uK0, 0, 0, 0)); /* O_L = O_L f + P0 V0L */
+                SPD(2, wg_wait0(); pin128(o));
                 if (more) sp_ssf_release(B.el); /* A0: QK(j0), PV_L(j0) done */
                 float g0 = 1.f, g1 = 1.f;
                 if (has1) {
-                    nbar_sync(SP_SSF_B1, 256);
+                    SPD(1, nbar_sync(SP_SSF_B1, 256));
                     ss_take_max(sM1, r0, r1, &m0, &m1, &l0, &l1, &g0, &g1);
                 }
                 /* P0 at the pair's max (stage 0's RoPE chunk: QK(j0) is done) */
-                if (SP_SSF_STSM) ss_store_pf_sm(uP0, s, g0, g1, 0);
-                else ss_store_pf(sP0, s, g0, g1, 0);
+                SPD(5, if (SP_SSF_STSM) ss_store_pf_sm(uP0, s, g0, g1, 0); else ss_store_pf(sP0, s, g0, g1, 0));
                 nbar_arrive(SP_SSF_S0R, 256);
-                if (!has1) continue;
-                nbar_sync(SP_SSF_S1R, 256);
-                ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, 0); /* O_L = O_L g + P1 V1L */
+                if (!has1) {
+                    SPD_END;
+                    continue;
+                }
+                SPD(1, nbar_sync(SP_SSF_S1R, 256));
+                SPD(6, ss_rescale_pv(o, g0, g1, a, uP1, uK1, 0, 1, 0)); /* O_L = O_L g + P1 V1L */
                 if (more) {
                     const int ph2 = ((j0 + 2) >> 1) & 1;
                     sp_ss_zero(s);
+                    SPD_KWAIT(B.fa, ph2);
                     sp_ss_qk_part(s, uQ, uK0, B.fa, ph2, 0, 0, NC64);
                     wg_commit();
-                    wg_wait1(); /* PV_L(j1) */
-                    pin128(o);
+                    SPD(2, wg_wait1(); pin128(o)); /* PV_L(j1) */
                     if (j1 + 2 < N) sp_ssf_release(B.el + 8); /* A1: QK(j1) by WG1, PV_L(j1) done */
+                    SPD_KWAIT(B.fb, ph2);
                     sp_ss_qk_part(s, uQ, uK0, B.fb, ph2, 4, 2, NC64);
                     wg_commit();
-                    wg_wait0();
-                    pin32(s);
+                    SPD(2, wg_wait0(); pin32(s));
                 } else {
-                    wg_wait0();
-                    pin128(o);
+                    SPD(2, wg_wait0(); pin128(o));
                 }
             } else {
                 if (!has1) { /* the unit's last tile was j0: O_R = O_R a(m, m0) + P0 V0R */
@@ -1509,37 +1537,37 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     ss_rescale_pv(o, f0, f1, a, uP0, uK0, 1, 1, 0);
                     wg_wait0();
                     pin128(o);
+                    SPD_END;
                     continue;
                 }
                 const int ph1 = (j1 >> 1) & 1;
                 sp_ss_zero(s);
+                SPD_KWAIT(B.fb + 8, ph1);
                 sp_ss_qk_part(s, uQ, uK1, B.fb + 8, ph1, 4, 2, NC64);
+                SPD_KWAIT(B.fa + 8, ph1);
                 sp_ss_qk_part(s, uQ, uK1, B.fa + 8, ph1, 0, 0, NC64);
                 wg_commit();
-                wg_wait0();
-                pin32(s);
-                nbar_sync(SP_SSF_B0, 256);
+                SPD(2, wg_wait0(); pin32(s));
+                SPD(1, nbar_sync(SP_SSF_B0, 256));
                 float f0, f1, g0, g1;
-                ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1); /* m0 */
-                sp_ssf_softmax(s, kvalid + 64, scale, &m0, &m1, &l0, &l1, &g0, &g1); /* m1 */
+                SPD(3, ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1); /* m0 */
+                    sp_ssf_softmax(s, kvalid + 64, scale, &m0, &m1, &l0, &l1, &g0, &g1)); /* m1 */
                 if ((lane & 3) == 0) {
                     sM1[r0] = m0;
                     sM1[r1] = m1;
                 }
                 nbar_arrive(SP_SSF_B1, 256);
                 ss_pack(s, a, 1.f, 1.f, 0);
-                ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0); /* O_R = O_R a(m, m1) + P1 V1R */
-                if (SP_SSF_STSM) ss_store_pf_sm(uP1, s, 1.f, 1.f, 0);
-                else ss_store_p(sP1, s, 0);
+                SPD(6, ss_rescale_pv(o, f0 * g0, f1 * g1, a, 0, uK1, 1, 0, 0)); /* O_R = O_R a(m, m1) + P1 V1R */
+                SPD(5, if (SP_SSF_STSM) ss_store_pf_sm(uP1, s, 1.f, 1.f, 0); else ss_store_p(sP1, s, 0));
                 if (SP_SSF_EARLY_B1) {
                     /* P1 to WG0 and B1 back to the producer before P0 is awaited: the next S(j1 + 2)
                      * reads B1 first, and it has only this pair's tail to land */
                     nbar_arrive(SP_SSF_S1R, 256);
-                    wg_wait0(); /* PV_R(j1) */
-                    pin128(o);
+                    SPD(2, wg_wait0(); pin128(o)); /* PV_R(j1) */
                     if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
-                    nbar_sync(SP_SSF_S0R, 256);
-                    ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
+                    SPD(1, nbar_sync(SP_SSF_S0R, 256));
+                    SPD(6, ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0)); /* O_R += (P0 g) V0R */
                 } else {
                     nbar_sync(SP_SSF_S0R, 256);
                     ss_rescale_pv(o, 1.f, 1.f, a, uP0, uK0, 1, 1, 0); /* O_R += (P0 g) V0R */
@@ -1547,10 +1575,10 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                     wg_wait1(); /* PV_R(j1) */
                     if (j1 + 2 < N) sp_ssf_release(B.er + 8); /* B1: QK(j1), PV_R(j1) done */
                 }
-                wg_wait0(); /* PV_R(j0) */
-                pin128(o);
+                SPD(2, wg_wait0(); pin128(o)); /* PV_R(j0) */
                 if (more) sp_ssf_release(B.er); /* B0 (P0 in its RoPE chunk): QK(j0), PV_R(j0) done */
             }
+            SPD_END;
         }
     }
     sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1, uQ); /* sQ: free */
