@@ -192,6 +192,12 @@ void bench_env_versions(const bench_env *env, char *rt, char *drv, size_t n);
 void bench_print_header(FILE *f, const bench_env *env, const bench_options *o, int num_cases);
 void bench_print_table_header(FILE *f, const bench_env *env);
 void bench_print_row(FILE *f, const bench_result *r);
+/* MLA_DIAG=9 / MLA_SP_DIAG=9 builds: per-warpgroup cycle accounts read back from a kernel's counters d
+ * (ctas rows of `row` counters, 8 per warpgroup: 7 parts, slot 4 the whole unit (the percentages' base),
+ * slot 7 the number of units), summed over the CTAs and printed per unit, one line per warpgroup;
+ * -1 (and a line saying so) if warpgroup 0 recorded no unit */
+int bench_print_wg_accounts(const unsigned long long *d, int ctas, int row, int nwg, const char *const (*names)[7],
+                            const char *what, const char *label, const char *unit);
 void bench_print_footer(FILE *f, const bench_env *env, const bench_options *o,
                         const bench_result *res, int n);
 int bench_write_json(const char *path, const bench_env *env, const bench_options *o,

@@ -480,3 +480,31 @@ int bench_write_csv(const char *path, const bench_env *env, const bench_options 
     }
     return fclose(f) ? -1 : 0;
 }
+
+int bench_print_wg_accounts(const unsigned long long *d, int ctas, int row, int nwg, const char *const (*names)[7],
+                            const char *what, const char *label, const char *unit)
+{
+    for (int wg = 0; wg < nwg; wg++) {
+        double sum[8] = {0};
+        int n = 0;
+        for (int i = 0; i < ctas; i++) {
+            const unsigned long long *c = d + (size_t)i * (size_t)row + 8 * wg;
+            if (!c[7])
+                continue;
+            n++;
+            for (int k = 0; k < 8; k++)
+                sum[k] += (double)c[k];
+        }
+        if (!n || !sum[7]) {
+            printf("%s %s: no %ss recorded (does the call take the kernel?)\n", what, label, unit);
+            return -1;
+        }
+        printf("%s %s, WG%d (thread %d), %d CTAs, %.0f %ss; cycles per %s:", what, label, wg, 128 * wg, n, sum[7],
+               unit, unit);
+        for (int k = 0; k < 7; k++)
+            printf(" %s %.0f (%.0f%%);", names[wg][k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
+        printf("\n");
+    }
+    fflush(stdout);
+    return 0;
+}

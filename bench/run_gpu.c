@@ -500,26 +500,7 @@ static void wg_diag_run(gpu_case *g, const bench_case *c, int graph, int (*io)(v
         return;
     }
     bench_case_label(c, label, sizeof label);
-    for (int wg = 0; wg < 2; wg++) {
-        double sum[8] = {0};
-        int ctas = 0;
-        for (int i = 0; i < TL_CTAS; i++) {
-            if (!d[i][8 * wg + 7])
-                continue;
-            ctas++;
-            for (int k = 0; k < 8; k++)
-                sum[k] += (double)d[i][8 * wg + k];
-        }
-        if (!ctas || !sum[7]) {
-            printf("%s %s: no %ss recorded (does the call take the kernel?)\n", what, label, unit);
-            return;
-        }
-        printf("%s %s, WG%d (thread %d), %d CTAs, %.0f %ss; cycles per %s:", what, label, wg, 128 * wg, ctas,
-               sum[7], unit, unit);
-        for (int k = 0; k < 7; k++)
-            printf(" %s %.0f (%.0f%%);", names[wg][k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
-        printf("\n");
-    }
+    bench_print_wg_accounts(&d[0][0], TL_CTAS, 16, 2, names, what, label, unit);
 }
 
 static void diag_accounts(gpu_case *g, const bench_case *c, int graph)

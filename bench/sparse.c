@@ -426,25 +426,7 @@ static void ssf_accounts(const char *what, sp_timer *t, cudaGraphExec_t ge)
         printf("SSF accounts: failed\n");
         return;
     }
-    for (int wg = 0; wg < 3; wg++) {
-        double sum[8] = {0};
-        int ctas = 0;
-        for (int i = 0; i < 4096; i++) {
-            if (!d[i][8 * wg + 7])
-                continue;
-            ctas++;
-            for (int k = 0; k < 8; k++)
-                sum[k] += (double)d[i][8 * wg + k];
-        }
-        if (!ctas) {
-            printf("SSF accounts %s: no pairs recorded (does the call take SSF?)\n", what);
-            return;
-        }
-        printf("SSF accounts %s, WG%d, %d CTAs, %.0f pairs; cycles per pair:", what, wg, ctas, sum[7]);
-        for (int k = 0; k < 7; k++)
-            printf(" %s %.0f (%.0f%%);", names[wg][k], sum[k] / sum[7], 100.0 * sum[k] / (sum[4] > 0 ? sum[4] : 1));
-        printf("\n");
-    }
+    bench_print_wg_accounts(&d[0][0], 4096, 24, 3, names, "SSF accounts", what, "pair");
 }
 
 static int run_prefill_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
