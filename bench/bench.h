@@ -221,6 +221,16 @@ int bench_watchdog_start(int is_gpu);
 void bench_watchdog_arm(const char *what);
 void bench_watchdog_disarm(void);
 
+/* ---- kspan.c: kernel spans from CUPTI's activity records (opened at run time) -------------- */
+
+/* Median over `iters` replays (after `warmup`) of graph exec `graph_exec` (of graph `graph`) on
+ * `stream`, L2 flushed by a memset of `flush` before each: µs from the first kernel's start to the
+ * last kernel's end of the replay. -1 when CUPTI is missing or anything did not add up. With
+ * `parts`: the median start and end (µs from the replay's first start) of each kernel in start
+ * order, start0, end0, start1, ..., at most max_parts values; *nparts = how many were written. */
+double kspan_time_graph(void *stream, void *flush, size_t flush_bytes, void *graph, void *graph_exec, int warmup,
+                        int iters, double *parts, int max_parts, int *nparts);
+
 /* ---- sparse attention (bench/sparse.c) ---------------------------------------------------- */
 int bench_sparse_wanted(int argc, char **argv); /* any --sparse* option                      */
 int bench_sparse_main(int argc, char **argv);   /* runs the sparse benchmarks; exit status    */

@@ -394,6 +394,24 @@ static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters
             snprintf(what2, sizeof what2, "%s [reused]", what);
             report(what2, &c2, us2, flop, bytes, 0);
             rc = us2 > 0 ? 0 : 1;
+            /* the same replays read by CUPTI's kernel records: the sparse kernel's start to the combine's
+             * end, the clock of FlashMLA's figure (no launch gap in it); no row where CUPTI is missing.
+             * MLA_BENCH_KSPAN=0: no span row */
+            const char *ks = getenv("MLA_BENCH_KSPAN");
+            double parts[8];
+            int np = 0;
+            const double us3 = rc == 0 && !(ks && ks[0] == '0')
+                                   ? kspan_time_graph(t->s, t->flush, t->flush_bytes, g2, ge2, warmup, iters, parts, 8, &np)
+                                   : -1;
+            if (us3 > 0) {
+                char note[200];
+                int o = snprintf(note, sizeof note, "kernel span (CUPTI), FlashMLA's clock; kernels at");
+                for (int j = 0; j + 1 < np && o < (int)sizeof note; j += 2)
+                    o += snprintf(note + o, sizeof note - (size_t)o, " %.1f-%.1f", parts[j], parts[j + 1]);
+                c2.note = note;
+                snprintf(what2, sizeof what2, "%s [span]", what);
+                report(what2, &c2, us3, flop, bytes, 0);
+            }
         }
     }
 done:
