@@ -30,8 +30,15 @@ extern "C" {
 #ifndef MLA_FUSED_SCHED_TMA_B
 #define MLA_FUSED_SCHED_TMA_B 64 /* v3 (TMA or cp.async tiles) with the fused schedule up to this b (H100: b=4..64 -1.8..-3.4 us, b=128 even; docs/performance.md §31) */
 #endif
-#ifndef MLA_COMBINE_CTAS
-#define MLA_COMBINE_CTAS 1024 /* sparse combine: column slices are added until the grid has this many CTAs */
+/* sparse combine: the fewest slices giving MLA_SP_COMBINE_CTAS CTAs, at most MLA_SP_COMBINE_MAX_SLICES: the
+ * dense rule. It was 1024 CTAs and up to 16 slices, which gave b=2 h_q=128 topk=2048 16 slices of one column
+ * a lane (4-byte loads): its combine ran 10.7 us past the decode kernel's end against 5.2 with 4 slices
+ * (CUPTI spans, H200, thirty-seventh session; docs/performance.md §42) */
+#ifndef MLA_SP_COMBINE_CTAS
+#define MLA_SP_COMBINE_CTAS 256
+#endif
+#ifndef MLA_SP_COMBINE_MAX_SLICES
+#define MLA_SP_COMBINE_MAX_SLICES 8
 #endif
 /* dense combine: the fewest slices giving MLA_DENSE_COMBINE_CTAS CTAs, at most MLA_DENSE_COMBINE_MAX_SLICES
  * (H200, b = 1..32 with the staged epilogue: the best or within 1 us of it on 9 small-batch cases;

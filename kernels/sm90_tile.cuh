@@ -663,14 +663,16 @@ static __device__ __forceinline__ void sm90_softmax_km(float *s, const unsigned 
  * 2^MLA_LAZY_TH and both warpgroups' O rescales (128 FMULs a thread each) run only on such jumps instead of
  * on every tile where some row of the warp found a new maximum. The result is the same softmax (any m
  * gives sum P V / sum P and lse = m + log2 l); only the rounding points of P differ, by the same relative
- * bound. */
+ * bound. With LAZY, m may trail a row's true maximum by up to MLA_LAZY_TH: a caller that reports the maximum
+ * (the sparse prefill's max_logits) passes tm0 / tm1, raised here to the true running maxima (log2 units). */
 #ifndef MLA_LAZY_TH
 #define MLA_LAZY_TH 8.0f
 #endif
 static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const unsigned char *kv,
                                                              unsigned long long km, int key0, int lim0, int lim1,
                                                              float scale, float *m0, float *m1, float *l0, float *l1,
-                                                             float *al0, float *al1, const int LAZY) {
+                                                             float *al0, float *al1, const int LAZY, float *tm0,
+                                                             float *tm1) {
     const int lane = threadIdx.x & 31;
     const int real = kv ? ((const uint32_t *)kv)[lane & 15] == 0x01010101u : km == ~0ull;
     const int full = __all_sync(0xffffffffu, real && key0 + 64 <= lim0 && key0 + 64 <= lim1);
@@ -702,6 +704,10 @@ static __device__ __forceinline__ void sm90_softmax_pos_core(float *s, const uns
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     float mn0 = fmaxf(*m0, mx0 * scale), mn1 = fmaxf(*m1, mx1 * scale);
+    if (tm0) { /* the rows' true maxima, which a lazy m may trail (max_logits) */
+        *tm0 = fmaxf(*tm0, mx0 * scale);
+        *tm1 = fmaxf(*tm1, mx1 * scale);
+    }
     if (LAZY) { /* keep m unless the row jumped past it by more than the threshold (-inf + th = -inf) */
         mn0 = mn0 > *m0 + MLA_LAZY_TH ? mn0 : *m0;
         mn1 = mn1 > *m1 + MLA_LAZY_TH ? mn1 : *m1;
@@ -732,7 +738,7 @@ static __device__ __forceinline__ void sm90_softmax_pos(float *s, const unsigned
                                                         int key0, int lim0, int lim1, float scale, float *m0,
                                                         float *m1, float *l0, float *l1, uint32_t a[4][4], float *al0,
                                                         float *al1, const int F16, const int LAZY) {
-    sm90_softmax_pos_core(s, kv, km, key0, lim0, lim1, scale, m0, m1, l0, l1, al0, al1, LAZY);
+    sm90_softmax_pos_core(s, kv, km, key0, lim0, lim1, scale, m0, m1, l0, l1, al0, al1, LAZY, (float *)0, (float *)0);
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll

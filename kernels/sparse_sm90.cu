@@ -424,7 +424,8 @@ static __device__ __forceinline__ void sp_put_row_stats(const mla_sp_params *p, 
 static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const sp_unit *u, int slot, int nvalid,
                                                    int head0, float *o, float m0, float m1, float l0, float l1,
                                                    float *sAl, float *sInv, float *sLse, float *sMax, const int SPLIT,
-                                                   const int PW, const uint32_t ust) {
+                                                   const int PW, const uint32_t ust, const int TM, float t0,
+                                                   float t1) {
     const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
     const int r0 = 16 * ((tid & 127) >> 5) + (lane >> 2), r1 = r0 + 8;
     l0 = quad_sum(l0);
@@ -433,11 +434,19 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
         if (wg == 1 && (lane & 3) == 0) {
             sAl[r0] = l0;
             sAl[r1] = l1;
+            if (TM) { /* WG1's true row maxima, for max_logits (WG0 writes sMax only after the sync) */
+                sMax[r0] = t0;
+                sMax[r1] = t1;
+            }
         }
         sp_csync(PW);
         if (wg == 0) {
             l0 += sAl[r0];
             l1 += sAl[r1];
+            if (TM) {
+                t0 = fmaxf(t0, sMax[r0]);
+                t1 = fmaxf(t1, sMax[r1]);
+            }
         }
     }
     if (wg == 0) {
@@ -455,7 +464,8 @@ static __device__ __forceinline__ void sp_epilogue(const mla_sp_params *p, const
                 }
                 sInv[rw] = inv;
                 sLse[rw] = row_lse2(m, l);
-                sMax[rw] = l > 0.f ? m : (l == l ? -INFINITY : l);
+                /* TM: the true maximum (m, lazy, may trail it); else m is the maximum */
+                sMax[rw] = l > 0.f ? (TM ? (h ? t1 : t0) : m) : (l == l ? -INFINITY : l);
             }
         }
     }
@@ -717,7 +727,7 @@ static __device__ __forceinline__ void sp_run_unit(const mla_sp_params *p, const
         }
     }
 
-    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, SPLIT, 0, 0);
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, SPLIT, 0, 0, 0, m0, m1);
 }
 
 static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int r, int g, sp_unit *u) {
@@ -1077,7 +1087,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             }
         }
     }
-    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, 0);
+    sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, 0, 0, m0, m1);
 }
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
@@ -1229,15 +1239,20 @@ static_assert(2 * SP_SSF_REG_WG + SP_SSF_REG_PROD <= 3 * 168, "SSF setmaxnreg bu
 #ifndef SP_SSF_SMX
 #define SP_SSF_SMX 1
 #endif
-/* build option SP_SSF_LAZY=1 (with SP_SSF_SMX): the running max of both warpgroups moves only on jumps of more
- * than MLA_LAZY_TH (as dense v3's MLA_V3_LAZY), so the O rescales and P0's pair factor are 1 on most tiles */
+/* SP_SSF_LAZY=1 (default since the thirty-seventh session; with SP_SSF_SMX): the running max of both warpgroups
+ * moves only on jumps of more than MLA_LAZY_TH (as dense v3's MLA_V3_LAZY), so the O rescales and P0's pair
+ * factor are 1 on most tiles; max_logits comes from each warpgroup's true row maxima (t0 / t1), merged in the
+ * epilogue (the lazy m trails them: the first build reported m and failed 190 max_logits cases). With
+ * SP_SSF_STSM, four alternating rounds: d_qk 512 h_q 128 rows -1.8..-3.5%, geomean of the 13 prefill rows
+ * -3.0% (H200) / -3.2% (H100, before the max_logits fix); whole sparse suite 2283/0 (docs/performance.md §43) */
 #ifndef SP_SSF_LAZY
-#define SP_SSF_LAZY 0
+#define SP_SSF_LAZY 1
 #endif
-/* build option SP_SSF_STSM=1: the consumers' P tiles (P0 at the pair's max, P1) stored by stmatrix
- * (ss_store_pf_sm: four instructions a thread instead of sixteen 32-bit stores, as FlashMLA's kernel) */
+/* SP_SSF_STSM=1 (default since the thirty-seventh session): the consumers' P tiles (P0 at the pair's max, P1)
+ * stored by stmatrix (ss_store_pf_sm: four instructions a thread instead of sixteen 32-bit stores, as
+ * FlashMLA's kernel); alone -1.1..-1.2% geomean (H100, H200), with LAZY the better pair on the steady rows */
 #ifndef SP_SSF_STSM
-#define SP_SSF_STSM 0
+#define SP_SSF_STSM 1
 #endif
 
 /* the seesaw prefill kernels' mbarriers, after the PW layout's slot: full A[s] = fa + 8 s, full B =
@@ -1436,7 +1451,7 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
         }
     }
     /* both warpgroups end at the same max; WG1's row sums are added in the epilogue */
-    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0, 0);
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 0, 0, 0, m0, m1);
 }
 
 /* WG0 / WG1 of SSF (seesaw in FlashMLA's order, dossier §4.4; 384 threads with sp_ssf_producer).
@@ -1453,8 +1468,11 @@ static __device__ __forceinline__ void sp_ss_compute(const mla_sp_params *p, con
  * the barriers at 512; sP1: the P tile) remove the wait for PV_R(j0) before P1 is stored. */
 /* one online-softmax step of SSF (ss_softmax's contract; SP_SSF_SMX: on raw-score maxima) */
 static __device__ __forceinline__ void sp_ssf_softmax(float *s, const unsigned char *kv, float scale, float *m0,
-                                                      float *m1, float *l0, float *l1, float *f0, float *f1) {
-    if (SP_SSF_SMX) sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1, SP_SSF_LAZY);
+                                                      float *m1, float *l0, float *l1, float *f0, float *f1, float *t0,
+                                                      float *t1) {
+    if (SP_SSF_SMX)
+        sm90_softmax_pos_core(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1, SP_SSF_LAZY,
+                              SP_SSF_LAZY ? t0 : (float *)0, SP_SSF_LAZY ? t1 : (float *)0);
     else ss_softmax(s, kv, 0, 0, MLA_BN, MLA_BN, scale, m0, m1, l0, l1, f0, f1);
 }
 #define SP_SSF_B0 1  /* WG0 -> WG1: max after tile j0 in sM0 (256) */
@@ -1465,6 +1483,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                                                       int head0, unsigned char *smem, sp_ss_bars B, const int DQK) {
     const int NCH = DQK / 8, NC64 = DQK / 64, TILE = MLA_BM * DQK * 2;
     SP_SS_SETUP(smem, TILE);
+    float t0 = -INFINITY, t1 = -INFINITY; /* SP_SSF_LAZY: this warpgroup's true row maxima (max_logits) */
     unsigned char *sP0 = DQK == 576 ? smem + TILE + 8 * 8192 : smem + SP_SSF_P0_OFF(TILE);
     const uint32_t uP0 = smem_u32(sP0);
     const unsigned char *kvalid = kv;
@@ -1489,7 +1508,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
             SPD_START;
             if (wg == 0) {
                 float f0, f1;
-                SPD(3, sp_ssf_softmax(s, kvalid, scale, &m0, &m1, &l0, &l1, &f0, &f1));
+                SPD(3, sp_ssf_softmax(s, kvalid, scale, &m0, &m1, &l0, &l1, &f0, &f1, &t0, &t1));
                 if ((lane & 3) == 0) {
                     sM0[r0] = m0;
                     sM0[r1] = m1;
@@ -1551,7 +1570,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
                 SPD(1, nbar_sync(SP_SSF_B0, 256));
                 float f0, f1, g0, g1;
                 SPD(3, ss_take_max(sM0, r0, r1, &m0, &m1, &l0, &l1, &f0, &f1); /* m0 */
-                    sp_ssf_softmax(s, kvalid + 64, scale, &m0, &m1, &l0, &l1, &g0, &g1)); /* m1 */
+                    sp_ssf_softmax(s, kvalid + 64, scale, &m0, &m1, &l0, &l1, &g0, &g1, &t0, &t1)); /* m1 */
                 if ((lane & 3) == 0) {
                     sM1[r0] = m0;
                     sM1[r1] = m1;
@@ -1581,7 +1600,7 @@ static __device__ __forceinline__ void sp_ssf_compute(const mla_sp_params *p, co
             SPD_END;
         }
     }
-    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1, uQ); /* sQ: free */
+    sp_epilogue(p, u, -1, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 1, 1, uQ, SP_SSF_LAZY, t0, t1); /* sQ: free */
 }
 
 /* prefill, seesaw: grid (s_q * num_m_blocks or s_q, num_m_blocks or 1, h_kv: sp_pf_coords); V = 0:
@@ -1824,11 +1843,13 @@ extern "C" cudaError_t mla_k_sp_decode(const mla_sp_params *p, int model1, cudaS
     if (e != cudaSuccess) return e;
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     memset(&cfg, 0, sizeof cfg);
-    /* column slices: the fewest (1, 2, .. 16) that give MLA_COMBINE_CTAS CTAs for the at most
-     * min(tokens, parts) split tokens (few split tokens: one warp per row would leave SMs idle) */
+    /* column slices: the fewest (1, 2, .. MLA_SP_COMBINE_MAX_SLICES) that give MLA_SP_COMBINE_CTAS CTAs for
+     * the at most min(tokens, parts) split tokens (few split tokens: one warp per row would leave SMs idle;
+     * too many slices leave each lane one or two columns, loads too narrow to keep the memory busy). The
+     * 16-slice entry is reached through the testing hook only */
     const long long rb = (p->h_q + 7) / 8, splits = p->n_tok < p->num_sm_parts ? p->n_tok : p->num_sm_parts;
     int slices = 1;
-    while (slices < 16 && splits * rb * slices < MLA_COMBINE_CTAS) slices *= 2;
+    while (slices < MLA_SP_COMBINE_MAX_SLICES && splits * rb * slices < MLA_SP_COMBINE_CTAS) slices *= 2;
     if (p->combine_slices) slices = p->combine_slices;
     cfg.gridDim = dim3((unsigned)splits, (unsigned)rb, slices); /* x: split-list entries (num_split <= splits) */
     cfg.blockDim = dim3(256);
