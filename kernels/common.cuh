@@ -306,10 +306,18 @@ static __device__ __forceinline__ void lse2_merge(float *m, float *s, float m2, 
  * makes all NaN; no visible key in any piece gives acc 0, lse +inf (log2 -inf). One pass over the
  * lse (running max and sum per lane, merged over the warp), then rounds of CB pieces whose loads are
  * all issued before any is used, the weights held one per lane and broadcast by shuffle. */
+/* build option: pieces per round of the FL = 16 (one-slice) combine, 1 or 2. The sparse b >= 64 combine
+ * (FL = 16) read its partials at ~1.7 TB/s with 31% of warps active (ncu, H200, docs/performance.md §42):
+ * one piece's four 16-byte loads in flight per lane; 2 doubles that for 16 more registers */
+#ifndef MLA_COMBINE_CB16
+#define MLA_COMBINE_CB16 1
+#endif
 static __device__ __forceinline__ void combine_merge(const float *lacc, const float *oacc, long long base,
                                                      long long R, int np, int c0, float *acc, float *gl_out,
                                                      float *g2_out, const int FL) {
-    const int CB = FL >= 16 ? 1 : 32 / FL; /* pieces per round: CB * FL floats of loads in flight per lane */
+    /* pieces per round: CB * FL floats of loads in flight per lane (FL = 16: MLA_COMBINE_CB16, 16 floats a
+     * piece; the other widths keep 32 floats in flight) */
+    const int CB = FL >= 16 ? MLA_COMBINE_CB16 : 32 / FL;
     const int lane = threadIdx.x & 31;
     /* one pass over the pieces' lse: running max and sum per lane, then merged over the warp */
     float mx = -INFINITY, sum = 0.f;

@@ -2,9 +2,11 @@
 # Thirty-seventh session, call 3: the tree's default build (bin52: SP_SSF_LAZY=1 with max_logits from the true
 # maxima, SP_SSF_STSM=1, the sparse combine's slices by the dense rule, 256 CTAs / at most 8 slices; the CUPTI
 # span rows) against bin44 (f3013ba's default) in two alternating rounds of the whole sparse bench; the whole
-# sparse suite, the dense quick suite and compute-sanitizer memcheck / synccheck on the sparse quick suite (bin52).
+# sparse suite, the dense quick suite and compute-sanitizer memcheck / synccheck on the sparse quick suite (bin52);
+# then bin53 (-DMLA_COMBINE_CB16=2) against bin52 in three alternating sparse decode rounds, its whole sparse
+# suite and the dense quick suite. ~330 s.
 set -u
-for n in 44 52; do mkdir -p .devcarry/b$n && tar -xJf .devcarry/bin$n.txz -C .devcarry/b$n; done
+for n in 44 52 53; do mkdir -p .devcarry/b$n && tar -xJf .devcarry/bin$n.txz -C .devcarry/b$n; done
 . .devcarry/calls.sh
 L=$OUT/s37c3; mkdir -p "$L"; D=$PWD/.devcarry; T=s37c3.tgz
 call_info "$L"
@@ -17,4 +19,9 @@ for tool in memcheck synccheck; do
   call_step "$L" $T san-sparse-$tool 90 compute-sanitizer --tool $tool --error-exitcode 99 "$D/b52/bin/test_gpu_sparse" --quick
   tail -n 3 "$L/san-sparse-$tool.log" | head -2
 done
+# MLA_COMBINE_CB16=2 (bin53: two pieces' loads in flight per lane in the one-slice combine): decode rounds, suites
+for r in 1 2 3; do for n in 52 53; do call_step "$L" $T dec$n-$r 30 env MLA_GIT_COMMIT=bin$n "$D/b$n/bin/mla-bench" --sparse-decode; done; done
+for n in 52 53; do echo "== $n"; for r in 1 2 3; do grep -E "\[span\]" "$L/dec$n-$r.log" | sed -E 's/sparse decode V32 (b=[0-9]+).*page=64 \[span\] +([0-9.]+) us.*kernels at/\1 \2 us:/' | tr '\n' ';'; echo; done; done
+call_step "$L" $T sparse-53 150 "$D/b53/bin/test_gpu_sparse"; tail -n 2 "$L/sparse-53.log" | head -1; grep -m 3 FAIL "$L/sparse-53.log"
+call_step "$L" $T quick-dense-53 60 "$D/b53/bin/test_gpu" --quick; tail -n 2 "$L/quick-dense-53.log" | head -1
 (cd "$(dirname "$L")" && tar -czf "$OUT/$T" "$(basename "$L")")
