@@ -18,11 +18,20 @@ static int64_t split_max_of(int64_t tiles)
     return m < MLA_CPU_SPLIT_MAX ? m : MLA_CPU_SPLIT_MAX;
 }
 
+/* a * b * c for positive dims, saturated at INT64_MAX (any product of the validated dims, each up to
+ * 2^31 - 1, is then safe: a saturated count is far past MLA_CPU_SPLIT_BELOW, so such a call never splits) */
+static int64_t mul3_sat(int64_t a, int64_t b, int64_t c)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r)) return INT64_MAX;
+    return r;
+}
+
 /* Dense: row tiles b x h_kv x tiles of 16 query rows per (request, kv head). */
 static int64_t split_max(const mla_decode_shape *sh, int64_t *rt_total, int64_t *tiles)
 {
     *rt_total = (sh->s_q * (sh->h_q / sh->h_kv) + 15) / 16;
-    *tiles = sh->b * sh->h_kv * *rt_total;
+    *tiles = mul3_sat(sh->b, sh->h_kv, *rt_total);
     return split_max_of(*tiles);
 }
 
@@ -33,8 +42,10 @@ static int64_t split_max(const mla_decode_shape *sh, int64_t *rt_total, int64_t 
 static int64_t sparse_split_max(const mla_sparse_decode_shape *sh, int64_t *rt_total, int64_t *tiles)
 {
     *rt_total = (sh->h_q + 15) / 16;
-    *tiles = sh->b * sh->s_q * *rt_total;
-    const int64_t m = split_max_of(*tiles), want = (MLA_CPU_SPLIT_BELOW + *tiles - 1) / *tiles;
+    *tiles = mul3_sat(sh->b, sh->s_q, *rt_total);
+    const int64_t m = split_max_of(*tiles);
+    if (m < 2) return m; /* also keeps the sum below from overflowing */
+    const int64_t want = (MLA_CPU_SPLIT_BELOW + *tiles - 1) / *tiles;
     return m < want ? m : want;
 }
 

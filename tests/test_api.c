@@ -344,6 +344,9 @@ static void test_decode_args(void)
                   mla_cpu_split_workspace(&t));
         t.b = 16; t.h_q = 16;
         tc_expect(mla_cpu_split_workspace(&t) == 0, "b=16 h_q=16: never split (%zu)", mla_cpu_split_workspace(&t));
+        /* the largest dims: b x h_kv x 16-row tiles overflows int64 (the count saturates: never split) */
+        t.b = INT32_MAX; t.s_q = INT32_MAX; t.h_q = INT32_MAX; t.h_kv = 1;
+        tc_expect(mla_cpu_split_workspace(&t) == 0, "the largest dims: never split (%zu)", mla_cpu_split_workspace(&t));
     }
     st = mla_decode_workspace_size(plan, NULL);
     tc_expect(st == MLA_ERR_INVALID_ARGUMENT && strstr(mla_last_error(), "bytes"), "workspace_size(NULL)");

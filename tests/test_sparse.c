@@ -536,6 +536,15 @@ static void test_decode_validation(void)
     BAD((a.extra_k_cache = cache, a.extra_num_pages = 3, a.extra_k_page_stride_bytes = 4 * 656, a.extra_indices = ind, a.extra_indices_stride[0] = 8, a.extra_indices_stride[1] = 8), MLA_OK, "", "extra cache valid call");
     mla_sparse_decode_plan_destroy(plan);
 #undef BAD
+
+    /* the largest dims: b x s_q x ceil(h_q / 16) row tiles overflow int64 (found by the fuzzer); the plan is
+     * made and reports no split workspace (so many tiles never split) */
+    s = s0; s.b = INT32_MAX; s.s_q = INT32_MAX; s.h_q = INT32_MAX;
+    plan = NULL;
+    ws = 7;
+    tc_expect(mla_sparse_decode_plan_create(&plan, &s, -1) == MLA_OK && mla_sparse_decode_workspace_size(plan, &ws) == MLA_OK &&
+                  ws == 0, "plan of the largest dims: %s, workspace %zu (want 0)", plan ? "made" : mla_last_error(), ws);
+    mla_sparse_decode_plan_destroy(plan);
 }
 
 static void test_prefill_validation(void)

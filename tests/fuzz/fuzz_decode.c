@@ -476,7 +476,10 @@ static void run_one(const uint8_t *data, size_t size)
          * (b x h_kv x ceil(s_q h_q / h_kv / 16)): tiles x 16 rows x min(64, 4096 / (16 tiles))
          * ranges x 514 floats + 64, when that allows 2 ranges; 0 otherwise and where the
          * reference runs (fp16) */
-        const int64_t tiles = e->b * e->h_kv * ((e->s_q * (e->h_q / e->h_kv) + 15) / 16);
+        int64_t tiles; /* saturated: the dims up to 2^31 - 1 each overflow int64 */
+        if (__builtin_mul_overflow(e->b, e->h_kv, &tiles) ||
+            __builtin_mul_overflow(tiles, (e->s_q * (e->h_q / e->h_kv) + 15) / 16, &tiles))
+            tiles = INT64_MAX;
         int64_t smax = tiles < 16 ? 4096 / (tiles * 16) : 0;
         if (smax > 64) smax = 64;
         const size_t want = smax >= 2 ? (size_t)(tiles * 16 * smax) * 514 * 4 + 64 : 0;

@@ -603,7 +603,9 @@ static void run_sparse_decode(reader *r, uint8_t m0)
      * 0 otherwise and where the reference runs */
     size_t wsb = 3;
     {
-        const int64_t tiles = e.b * e.s_q * ((e.h_q + 15) / 16);
+        int64_t tiles; /* saturated: b, s_q and h_q up to 2^31 - 1 each overflow int64 */
+        if (__builtin_mul_overflow(e.b, e.s_q, &tiles) || __builtin_mul_overflow(tiles, (e.h_q + 15) / 16, &tiles))
+            tiles = INT64_MAX;
         const int64_t smax = tiles < 16 ? (16 + tiles - 1) / tiles : 0;
         const size_t want = smax >= 2 ? (size_t)(tiles * 16 * smax) * 514 * 4 + 64 : 0;
         if (mla_sparse_decode_workspace_size(plan, &wsb) != MLA_OK || (wsb != 0 && wsb != want))
