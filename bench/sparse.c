@@ -296,6 +296,7 @@ static void *bf16_dev(size_t n)
     return d;
 }
 
+static void decode_timeline(const char *what, sp_timer *t, cudaGraphExec_t ge);
 static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters)
 {
     arm_case(c, 1);
@@ -412,6 +413,7 @@ static int run_decode_case(const sp_bcase *c, sp_timer *t, int warmup, int iters
                 snprintf(what2, sizeof what2, "%s [span]", what);
                 report(what2, &c2, us3, flop, bytes, 0);
             }
+            if (rc == 0) decode_timeline(what, t, ge2);
         }
     }
 done:
@@ -426,6 +428,64 @@ done:
     return rc;
 }
 
+/* MLA_SP_DIAG=10 builds only (kernels/sparse_sm90.cu): the producer-warpgroup decode's per-CTA timeline of one
+ * more L2-flushed replay of graph ge (MLA_BENCH_TIMELINE=1): for each slot the median over the CTAs that wrote
+ * it, in µs from the CTA's entry (clock64 / SM clock, the clock from globaltimer), and the grid's first entry
+ * to last exit by %globaltimer */
+extern int mla_diag_spd_io(void *host, int reset) __attribute__((weak));
+/* one L2-flushed replay of ge between a reset of a diag array and its copy into host (io: its reader) */
+static int diag_replay(int (*io)(void *, int), sp_timer *t, cudaGraphExec_t ge, void *host)
+{
+    return io(NULL, 1) || cudaMemsetAsync(t->flush, 1, t->flush_bytes, t->s) != cudaSuccess ||
+           cudaGraphLaunch(ge, t->s) != cudaSuccess || cudaStreamSynchronize(t->s) != cudaSuccess || io(host, 0);
+}
+static int cmp_ull(const void *a, const void *b)
+{
+    const unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+static void decode_timeline(const char *what, sp_timer *t, cudaGraphExec_t ge)
+{
+    static unsigned long long d[4096][24], v[4096];
+    static const char *const names[] = {"sync", "Q ready", "tile 0 full", "tiles done", "epilogue done", "exit"};
+    static const int slot[] = {1, 2, 3, 4, 5, 10};
+    if (!mla_diag_spd_io || !getenv("MLA_BENCH_TIMELINE"))
+        return;
+    if (diag_replay(mla_diag_spd_io, t, ge, d)) {
+        printf("decode timeline: failed\n");
+        return;
+    }
+    int n = 0;
+    unsigned long long g0 = ~0ull, g1 = 0;
+    for (int i = 0; i < 4096; i++) {
+        if (!d[i][16] || !d[i][17] || d[i][17] <= d[i][16] || d[i][10] <= d[i][0]) continue;
+        v[n++] = (d[i][10] - d[i][0]) * 1000000ull / (d[i][17] - d[i][16]); /* cycles per ms */
+        if (d[i][16] < g0) g0 = d[i][16];
+        if (d[i][17] > g1) g1 = d[i][17];
+    }
+    if (n == 0) {
+        printf("decode timeline %s: no CTA wrote its slots\n", what);
+        return;
+    }
+    qsort(v, (size_t)n, sizeof v[0], cmp_ull);
+    const double ghz = (double)v[n / 2] * 1e-6; /* cycles per ns */
+    printf("decode timeline %s: %d CTAs, SM clock %.3f GHz, grid first entry to last exit %.1f us; median us from entry:",
+           what, n, ghz, (double)(g1 - g0) * 1e-3);
+    for (int k = 0; k < (int)(sizeof slot / sizeof slot[0]); k++) {
+        int m = 0;
+        for (int i = 0; i < 4096; i++)
+            if (d[i][16] && d[i][slot[k]] >= d[i][0] && d[i][slot[k]]) v[m++] = d[i][slot[k]] - d[i][0];
+        if (m == 0) continue;
+        qsort(v, (size_t)m, sizeof v[0], cmp_ull);
+        printf(" %s %.2f (max %.2f);", names[k], (double)v[m / 2] / ghz * 1e-3, (double)v[m - 1] / ghz * 1e-3);
+    }
+    int m = 0;
+    for (int i = 0; i < 4096; i++)
+        if (d[i][16]) v[m++] = d[i][6];
+    qsort(v, (size_t)m, sizeof v[0], cmp_ull);
+    printf(" tiles per CTA median %llu (max %llu)\n", m ? v[m / 2] : 0ull, m ? v[m - 1] : 0ull);
+}
+
 /* MLA_SP_DIAG=9 builds only (kernels/sparse_sm90.cu): SSF's per-warpgroup cycle accounts of one more
  * L2-flushed replay (MLA_BENCH_TIMELINE=1), summed over the first 4096 CTAs, printed per pair */
 extern int mla_diag_ssf_io(void *host, int reset) __attribute__((weak));
@@ -438,9 +498,7 @@ static void ssf_accounts(const char *what, sp_timer *t, cudaGraphExec_t ge)
         {"wait A0 free", "wait B1 free", "wait B0 free", "wait A1 free", "pair", "cp.async issue", "index loads"}};
     if (!mla_diag_ssf_io || !getenv("MLA_BENCH_TIMELINE"))
         return;
-    if (mla_diag_ssf_io(NULL, 1) || cudaMemsetAsync(t->flush, 1, t->flush_bytes, t->s) != cudaSuccess ||
-        cudaGraphLaunch(ge, t->s) != cudaSuccess || cudaStreamSynchronize(t->s) != cudaSuccess ||
-        mla_diag_ssf_io(d, 0)) {
+    if (diag_replay(mla_diag_ssf_io, t, ge, d)) {
         printf("SSF accounts: failed\n");
         return;
     }

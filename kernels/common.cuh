@@ -25,7 +25,7 @@
  * 17 at exit) into a per-translation-unit __device__ array [MLA_DIAG_CTAS][MLA_DIAG_SLOTS]. */
 #define MLA_DIAG_CTAS 4096
 #define MLA_DIAG_SLOTS 24
-#if MLA_DIAG == 7
+/* timing builds' clocks (MLA_DIAG = 7 here, MLA_SP_DIAG = 10 in sparse_sm90.cu); unused otherwise */
 static __device__ __forceinline__ unsigned long long diag_gtime(void) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -36,6 +36,7 @@ static __device__ __forceinline__ unsigned smid(void) {
     asm volatile("mov.u32 %0, %%smid;" : "=r"(r));
     return r;
 }
+#if MLA_DIAG == 7
 #define DIAG_CTA ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x)
 #define DIAG_CLK(arr, slot)                                                                         \
     do {                                                                                            \

@@ -158,6 +158,30 @@ MLA_DIAG_IO_FN(mla_diag_ssf_io, mla_diag_ssf)
 #define SPD_KWAIT(bar, ph)
 #endif
 
+/* MLA_SP_DIAG = 10 (timing builds, results right): a per-CTA timeline of the producer-warpgroup decode, printed by
+ * mla-bench --sparse-decode with MLA_BENCH_TIMELINE=1 (bench/sparse.c, the [reused] graph of each row). Slots
+ * (clock64 unless said): 0 entry, 1 after the PDL wait and the cluster / CTA sync; thread 0 (WG0), its first
+ * unit: 2 Q in shared memory, 3 first tile's stage full, 4 last tile's PV done, 5 epilogue done; 6 tiles,
+ * 7 units; 10 exit; 16 / 17 %globaltimer at entry / exit; 18 SM id. (Stamps in the producer warpgroup made
+ * ptxas spill its 128 registers; slot 3 is when its first tile is in the stage as WG0 sees it.) */
+#if MLA_SP_DIAG == 10
+__device__ unsigned long long mla_diag_spd[MLA_DIAG_CTAS][MLA_DIAG_SLOTS];
+MLA_DIAG_IO_FN(mla_diag_spd_io, mla_diag_spd)
+static __device__ __forceinline__ void spt_put(int tid, int slot, unsigned long long v) {
+    const unsigned cta = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    if ((int)threadIdx.x == tid && cta < MLA_DIAG_CTAS) mla_diag_spd[cta][slot] = v;
+}
+#define SPT(tid, slot) spt_put(tid, slot, (unsigned long long)clock64())
+#define SPT_VAL(tid, slot, v) spt_put(tid, slot, (unsigned long long)(v))
+#define SPT_GT(tid, slot) spt_put(tid, slot, diag_gtime())
+#define SPT_SM(tid, slot) spt_put(tid, slot, smid())
+#else /* nothing, so that the shipped kernels' code is the same as without these hooks */
+#define SPT(tid, slot)
+#define SPT_VAL(tid, slot, v)
+#define SPT_GT(tid, slot)
+#define SPT_SM(tid, slot)
+#endif
+
 /* ------------------------------------------------------------------------------------------ */
 /* Attention kernel                                                                            */
 /* ------------------------------------------------------------------------------------------ */
@@ -1041,16 +1065,25 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
 #pragma unroll
     for (int i = 0; i < 128; i++) o[i] = 0.f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+#if MLA_SP_DIAG == 10
+    const int spt_first = *n == 0; /* this CTA's first unit */
+#endif
     if (tb < te) {
         sp_load_q(p, u, uQ, nvalid, head0, NCH);
         cp_async_commit();
         cp_async_wait0();
         fence_proxy_async();
         nbar_sync(SP_BAR_CONS, 256);
+#if MLA_SP_DIAG == 10
+        if (spt_first) SPT(0, 2);
+#endif
         for (int t = tb; t < te; t++, (*n)++) {
             const int st = *n & 1;
             const uint32_t uK = st ? uK1 : uK0;
             mbar_wait(full + 8 * st, (*n >> 1) & 1);
+#if MLA_SP_DIAG == 10
+            if (spt_first && t == tb) SPT(0, 3);
+#endif
             uint32_t a[4][4];
             float al0, al1;
             if (W == 0) {
@@ -1087,7 +1120,13 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
             }
         }
     }
+#if MLA_SP_DIAG == 10
+    if (spt_first) SPT(0, 4);
+#endif
     sp_epilogue(p, u, slot, nvalid, head0, o, m0, m1, l0, l1, sAl, sInv, sLse, sMax, 0, 1, 0, 0, m0, m1);
+#if MLA_SP_DIAG == 10
+    if (spt_first) SPT(0, 5);
+#endif
 }
 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
@@ -1101,6 +1140,8 @@ static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, un
         sp_unit_bounds(p, r, pb, pe, &u, &tb, &te, &slot);
         sp_pw_unit(p, &u, blockIdx.x, tb, te, slot, smem, &n, W, X, MODE);
     }
+    SPT_VAL(0, 6, n);
+    SPT_VAL(0, 7, r_last - pb.req + 1);
 }
 
 /* decode with a producer warpgroup: grid (num_m_blocks, 1, num_sm_parts), 384 threads; X: the
@@ -1109,6 +1150,9 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
     extern __shared__ __align__(1024) unsigned char sp_smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)sp_smem_raw + 1023) & ~(uintptr_t)1023);
     const int TILE = MLA_BM * (MODE == MLA_SP_V32 ? 576 : 512) * 2;
+    SPT_GT(0, 16);
+    SPT(0, 0);
+    SPT_SM(0, 18);
     if (threadIdx.x == 0) {
         const uint32_t full = sp_pw_layout(smem, TILE).full;
         mbar_init(full, 128);
@@ -1121,6 +1165,7 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
     pdl_wait(); /* p->pdl: launched behind the scheduler; its schedule is complete and visible after this */
     if (X) cl_sync(); /* the peer's barriers are initialised before anyone signals them */
     else __syncthreads();
+    SPT(0, 1);
     const int wg = threadIdx.x >> 7;
     if (wg == 2) {
         SP_SETMAXNREG_DEC_(SP_PW_REG_PROD);
@@ -1135,6 +1180,8 @@ static __device__ __forceinline__ void sp_decode_pw_body(const mla_sp_params *p,
     }
     pdl_trigger();
     if (X) cl_sync(); /* no CTA leaves while its peer may still copy into it or signal it */
+    SPT(0, 10);
+    SPT_GT(0, 17);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -4,9 +4,9 @@
 # span rows) against bin44 (f3013ba's default) in two alternating rounds of the whole sparse bench; the whole
 # sparse suite, the dense quick suite and compute-sanitizer memcheck / synccheck on the sparse quick suite (bin52);
 # then bin53 (-DMLA_COMBINE_CB16=2) against bin52 in three alternating sparse decode rounds, its whole sparse
-# suite and the dense quick suite. ~330 s.
+# suite and the dense quick suite; bin54's decode timeline (MLA_SP_DIAG=10). ~340 s.
 set -u
-for n in 44 52 53; do mkdir -p .devcarry/b$n && tar -xJf .devcarry/bin$n.txz -C .devcarry/b$n; done
+for n in 44 52 53 54; do mkdir -p .devcarry/b$n && tar -xJf .devcarry/bin$n.txz -C .devcarry/b$n; done
 . .devcarry/calls.sh
 L=$OUT/s37c3; mkdir -p "$L"; D=$PWD/.devcarry; T=s37c3.tgz
 call_info "$L"
@@ -24,4 +24,7 @@ for r in 1 2 3; do for n in 52 53; do call_step "$L" $T dec$n-$r 30 env MLA_GIT_
 for n in 52 53; do echo "== $n"; for r in 1 2 3; do grep -E "\[span\]" "$L/dec$n-$r.log" | sed -E 's/sparse decode V32 (b=[0-9]+).*page=64 \[span\] +([0-9.]+) us.*kernels at/\1 \2 us:/' | tr '\n' ';'; echo; done; done
 call_step "$L" $T sparse-53 150 "$D/b53/bin/test_gpu_sparse"; tail -n 2 "$L/sparse-53.log" | head -1; grep -m 3 FAIL "$L/sparse-53.log"
 call_step "$L" $T quick-dense-53 60 "$D/b53/bin/test_gpu" --quick; tail -n 2 "$L/quick-dense-53.log" | head -1
+# bin54 (-DMLA_SP_DIAG=10): the decode's per-CTA timeline on each row's [reused] graph
+call_step "$L" $T timeline54 60 env MLA_BENCH_TIMELINE=1 MLA_GIT_COMMIT=bin54 "$D/b54/bin/mla-bench" --sparse-decode
+grep -E "^decode timeline" "$L/timeline54.log" | cut -c1-400
 (cd "$(dirname "$L")" && tar -czf "$OUT/$T" "$(basename "$L")")
