@@ -104,12 +104,6 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* kernel nodes of graph g (the kernels one replay runs), -1 on error */
 static int kspan_graph_kernels(cudaGraph_t g)
 {
@@ -193,15 +187,10 @@ double kspan_time_graph(void *stream, void *flush, size_t flush_bytes, void *gra
     }
     if (parts && nparts) {
         const int np = 2 * k < max_parts ? 2 * k : max_parts;
-        for (int j = 0; j < np; j++) {
-            double *v = po + (size_t)j * iters;
-            qsort(v, (size_t)iters, sizeof(double), cmp_double);
-            parts[j] = iters % 2 ? v[iters / 2] : 0.5 * (v[iters / 2 - 1] + v[iters / 2]);
-        }
+        for (int j = 0; j < np; j++) parts[j] = bench_median(po + (size_t)j * iters, iters);
         *nparts = np;
     }
-    qsort(us, (size_t)iters, sizeof(double), cmp_double);
-    med = iters % 2 ? us[iters / 2] : 0.5 * (us[iters / 2 - 1] + us[iters / 2]);
+    med = bench_median(us, iters);
 done:
     pthread_mutex_lock(&K.mu);
     free(K.start);

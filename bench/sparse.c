@@ -439,14 +439,10 @@ static int diag_replay(int (*io)(void *, int), sp_timer *t, cudaGraphExec_t ge, 
     return io(NULL, 1) || cudaMemsetAsync(t->flush, 1, t->flush_bytes, t->s) != cudaSuccess ||
            cudaGraphLaunch(ge, t->s) != cudaSuccess || cudaStreamSynchronize(t->s) != cudaSuccess || io(host, 0);
 }
-static int cmp_ull(const void *a, const void *b)
-{
-    const unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
-    return x < y ? -1 : x > y;
-}
 static void decode_timeline(const char *what, sp_timer *t, cudaGraphExec_t ge)
 {
-    static unsigned long long d[4096][24], v[4096];
+    static unsigned long long d[4096][24];
+    static double v[4096];
     static const char *const names[] = {"sync", "Q ready", "tile 0 full", "tiles done", "epilogue done", "exit"};
     static const int slot[] = {1, 2, 3, 4, 5, 10};
     if (!mla_diag_spd_io || !getenv("MLA_BENCH_TIMELINE"))
@@ -459,7 +455,7 @@ static void decode_timeline(const char *what, sp_timer *t, cudaGraphExec_t ge)
     unsigned long long g0 = ~0ull, g1 = 0;
     for (int i = 0; i < 4096; i++) {
         if (!d[i][16] || !d[i][17] || d[i][17] <= d[i][16] || d[i][10] <= d[i][0]) continue;
-        v[n++] = (d[i][10] - d[i][0]) * 1000000ull / (d[i][17] - d[i][16]); /* cycles per ms */
+        v[n++] = (double)(d[i][10] - d[i][0]) / (double)(d[i][17] - d[i][16]); /* cycles per ns */
         if (d[i][16] < g0) g0 = d[i][16];
         if (d[i][17] > g1) g1 = d[i][17];
     }
@@ -467,23 +463,23 @@ static void decode_timeline(const char *what, sp_timer *t, cudaGraphExec_t ge)
         printf("decode timeline %s: no CTA wrote its slots\n", what);
         return;
     }
-    qsort(v, (size_t)n, sizeof v[0], cmp_ull);
-    const double ghz = (double)v[n / 2] * 1e-6; /* cycles per ns */
+    const double ghz = bench_median(v, n);
     printf("decode timeline %s: %d CTAs, SM clock %.3f GHz, grid first entry to last exit %.1f us; median us from entry:",
            what, n, ghz, (double)(g1 - g0) * 1e-3);
     for (int k = 0; k < (int)(sizeof slot / sizeof slot[0]); k++) {
         int m = 0;
         for (int i = 0; i < 4096; i++)
-            if (d[i][16] && d[i][slot[k]] >= d[i][0] && d[i][slot[k]]) v[m++] = d[i][slot[k]] - d[i][0];
+            if (d[i][16] && d[i][slot[k]] >= d[i][0] && d[i][slot[k]])
+                v[m++] = (double)(d[i][slot[k]] - d[i][0]) / ghz * 1e-3;
         if (m == 0) continue;
-        qsort(v, (size_t)m, sizeof v[0], cmp_ull);
-        printf(" %s %.2f (max %.2f);", names[k], (double)v[m / 2] / ghz * 1e-3, (double)v[m - 1] / ghz * 1e-3);
+        const double med = bench_median(v, m); /* v sorted from here on */
+        printf(" %s %.2f (max %.2f);", names[k], med, v[m - 1]);
     }
     int m = 0;
     for (int i = 0; i < 4096; i++)
-        if (d[i][16]) v[m++] = d[i][6];
-    qsort(v, (size_t)m, sizeof v[0], cmp_ull);
-    printf(" tiles per CTA median %llu (max %llu)\n", m ? v[m / 2] : 0ull, m ? v[m - 1] : 0ull);
+        if (d[i][16]) v[m++] = (double)d[i][6];
+    const double tiles = m ? bench_median(v, m) : 0.;
+    printf(" tiles per CTA median %.0f (max %.0f)\n", tiles, m ? v[m - 1] : 0.);
 }
 
 /* MLA_SP_DIAG=9 builds only (kernels/sparse_sm90.cu): SSF's per-warpgroup cycle accounts of one more
