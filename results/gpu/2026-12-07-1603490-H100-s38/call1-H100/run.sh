@@ -27,4 +27,10 @@ call_step "$L" $T quick-dense-53 60 "$D/b53/bin/test_gpu" --quick; tail -n 2 "$L
 # bin54 (-DMLA_SP_DIAG=10): the decode's per-CTA timeline on each row's [reused] graph
 call_step "$L" $T timeline54 60 env MLA_BENCH_TIMELINE=1 MLA_GIT_COMMIT=bin54 "$D/b54/bin/mla-bench" --sparse-decode
 grep -E "^decode timeline" "$L/timeline54.log" | cut -c1-400
+# racecheck on the new SSF defaults (owed), with whatever time is left
+if [ $(( 575 - SECONDS )) -gt 40 ]; then
+  call_step "$L" $T san-sparse-racecheck $(( 575 - SECONDS )) compute-sanitizer --tool racecheck --error-exitcode 99 "$D/b52/bin/test_gpu_sparse" --quick
+  tail -n 3 "$L/san-sparse-racecheck.log" | head -2
+  grep -oE "at [a-z_0-9]+\(.*in [a-z_0-9]+\.cuh?:[0-9]+" "$L/san-sparse-racecheck.log" | sed 's/(.*)+0x[0-9a-f]*//' | sort | uniq -c | head -20
+fi
 (cd "$(dirname "$L")" && tar -czf "$OUT/$T" "$(basename "$L")")
