@@ -22,6 +22,13 @@ extern "C" {
 #ifndef MLA_SCHED_FIXED_COST
 #define MLA_SCHED_FIXED_COST 5 /* per-request overhead in tiles (prologue, epilogue, combine) */
 #endif
+/* sparse decode scheduler: where every query token costs the same c tiles (+ F) and k = ceil(tokens / parts)
+ * whole tokens a part cost at most this many tiles more than the split schedule's payload, parts take whole
+ * tokens: no partials and no combine work (H100, b=64 / 128: the combine ran 16.5-18 us past the decode
+ * kernel, ~6 tiles; docs/performance.md §45). 0 turns the whole-token schedule off. */
+#ifndef MLA_SP_SCHED_SPLIT_COST
+#define MLA_SP_SCHED_SPLIT_COST 6
+#endif
 #define MLA_FUSED_SCHED_MAX_B 512 /* fused schedule: 2 requests per thread of a decode CTA */
 #ifndef MLA_FUSED_SCHED_DEFAULT_B
 #define MLA_FUSED_SCHED_DEFAULT_B 15 /* v2 with the fused schedule up to this b (v2 is chosen for one M block below b = 16;

@@ -102,14 +102,25 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
     const int F = MLA_SCHED_FIXED_COST, P = p.num_sm_parts, b = p.n_tok;
     const int tid = threadIdx.x;
     long long total = 0;
+    const long long c0 = b > 0 ? (long long)sp_tok_tiles(&p, 0) + F : 0; /* token 0's cost */
+    int same = 1;                                                           /* every token costs c0 */
     for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
         const int r = base + tid;
         long long c = r < b ? (long long)sp_tok_tiles(&p, r) + F : 0;
+        same &= r >= b || c == c0;
         long long t;
         block_scan64(c, tmp, &t);
         total += t;
     }
-    const long long payload = total > 0 ? (total + P - 1) / P : 1;
+    same = __syncthreads_and(same);
+    long long payload = total > 0 ? (total + P - 1) / P : 1;
+    /* uniform tokens: k whole tokens a part when that costs at most MLA_SP_SCHED_SPLIT_COST tiles more than
+     * the split payload (parts then begin at token boundaries, so no token is split; parts past
+     * ceil(b / k) are empty) */
+    if (same && total > 0 && MLA_SP_SCHED_SPLIT_COST > 0) {
+        const long long k = ((long long)b + P - 1) / P;
+        if (k * c0 <= payload + MLA_SP_SCHED_SPLIT_COST) payload = k * c0;
+    }
     long long run_cost = 0, run_slot = 0, run_split = 0;
     for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
         const int r = base + tid;
