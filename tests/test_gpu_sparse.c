@@ -494,6 +494,114 @@ static void test_decode_combine_slices(void)
     }
 }
 
+/* The split schedule the scheduler kernel should make for d (parts P), by the rule of mla_sp_sched_kernel
+ * mirrored on the host: a token's cost is its tiles (clamped topk_length, + the extra cache's) + F; payload
+ * ceil(total / P), or k = ceil(tokens / P) whole tokens a part when every token costs the same c0 and
+ * k c0 <= payload + MLA_SP_SCHED_SPLIT_COST; part i begins at cost i * payload, at tile max(0, o - F) of the
+ * token it falls in (o: its offset there). Returns the number of tokens some part begins inside (tile > 0). */
+static int64_t whole_rule_splits(const dcase *d, int P, int *whole)
+{
+    const int64_t n = d->sh.b * d->sh.s_q, F = MLA_SCHED_FIXED_COST;
+    int64_t *cost = malloc((size_t)n * sizeof *cost), total = 0;
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t i = r / d->sh.s_q;
+        int64_t n0 = d->c.topk, n1 = d->c.extra_topk;
+        if (d->tl) n0 = d->tl[i] < 0 ? 0 : d->tl[i] > n0 ? n0 : d->tl[i];
+        if (d->etl) n1 = d->etl[i] < 0 ? 0 : d->etl[i] > n1 ? n1 : d->etl[i];
+        cost[r] = (n0 + 63) / 64 + (n1 + 63) / 64 + F;
+        total += cost[r];
+    }
+    int same = 1;
+    for (int64_t r = 1; r < n; r++) same &= cost[r] == cost[0];
+    int64_t payload = total > 0 ? (total + P - 1) / P : 1;
+    *whole = 0;
+    if (same && total > 0 && MLA_SP_SCHED_SPLIT_COST > 0) {
+        const int64_t k = (n + P - 1) / P;
+        if (k * cost[0] <= payload + MLA_SP_SCHED_SPLIT_COST) {
+            payload = k * cost[0];
+            *whole = 1;
+        }
+    }
+    int64_t splits = 0, C = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int split = 0;
+        for (int64_t i = (C + payload - 1) / payload; i * payload < C + cost[r] && i < P; i++)
+            split |= i * payload - C > F; /* begins past the token's tile 0 */
+        splits += split;
+        C += cost[r];
+    }
+    free(cost);
+    return splits;
+}
+
+/* The whole-token schedule (kernels/params.h MLA_SP_SCHED_SPLIT_COST): on uniform tokens that nearly fill
+ * the parts (b = 64 / 128 at s_q = 2 on 66 or 132 parts) the scheduler splits nothing; elsewhere it splits
+ * as before. Each case's output is checked against the CPU plan, and its split count (the workspace's
+ * num_split) against the host mirror of the rule. */
+static void test_decode_whole_tokens(void)
+{
+    printf("sparse decode: whole-token schedule (split count vs the host mirror of the rule)\n");
+    static const struct { mla_fp8_format fmt; int64_t b, h_q, topk, extra; int len; } cs[] = {
+        {MLA_FP8_FORMAT_V32, 64, 128, 256, 0, 0},   {MLA_FP8_FORMAT_V32, 128, 128, 128, 0, 0},
+        {MLA_FP8_FORMAT_V32, 74, 128, 512, 0, 0},   {MLA_FP8_FORMAT_V32, 2, 128, 2048, 0, 0},
+        {MLA_FP8_FORMAT_V32, 64, 128, 256, 0, 1},   {MLA_FP8_FORMAT_V32, 128, 64, 128, 0, 0},
+        {MLA_FP8_FORMAT_MODEL1, 64, 128, 128, 64, 0},
+    };
+    int n_whole = 0, n_split = 0;
+    for (size_t x = 0; x < sizeof cs / sizeof cs[0]; x++) {
+        if (g_quick && x > 3) break;
+        dcfg c;
+        memset(&c, 0, sizeof c);
+        c.fmt = cs[x].fmt; c.b = cs[x].b; c.s_q = 2; c.h_q = cs[x].h_q; c.topk = cs[x].topk; c.ps = 64;
+        c.s_k = 2 * c.topk; c.topk_len = cs[x].len; c.seed = 3300 + x;
+        if (cs[x].extra) { c.extra_topk = cs[x].extra; c.extra_ps = 64; c.extra_s_k = 2 * cs[x].extra; }
+        char l2[200], label[256];
+        decode_label(l2, sizeof l2, &c);
+        snprintf(label, sizeof label, "whole-token schedule: %s", l2);
+        dcase d;
+        if (dcase_build(&d, &c)) {
+            tc_expect(0, "%s: setup failed", label);
+            continue;
+        }
+        dcase_poison_dev(&d);
+        mla_status st = mla_sparse_decode(d.plan, &d.da, d.ws, d.ws_bytes, NULL);
+        cudaError_t ce = cudaDeviceSynchronize();
+        int ok = tc_expect(st == MLA_OK && ce == cudaSuccess, "%s: %s: %s / %s", label, mla_status_string(st),
+                           mla_last_error(), cudaGetErrorString(ce));
+        if (ce != cudaSuccess) exit(1);
+        uint16_t *out = malloc((size_t)d.out_n * 2);
+        float *lse = malloc((size_t)d.lse_n * 4);
+        if (ok) ok = dcase_check(&d, label, out, lse);
+        /* the plan's part count: the one whose workspace layout has the plan's size (dcase_poison_partials) */
+        int P = 0;
+        mla_ws_layout w;
+        for (int parts = 1; parts <= 4096; parts++) {
+            w = mla_ws_compute(d.sh.b * d.sh.s_q, 1, d.sh.h_q, parts);
+            if (w.total > d.ws_bytes) break;
+            if (w.total == d.ws_bytes) { P = parts; break; }
+        }
+        ok &= tc_expect(P > 0, "%s: a workspace layout of %zu bytes", label, d.ws_bytes);
+        if (P > 0) {
+            int32_t nsplit = -1, whole = 0;
+            CK(cudaMemcpy(&nsplit, (char *)d.ws + w.num_split, 4, cudaMemcpyDeviceToHost));
+            const int64_t want = whole_rule_splits(&d, P, &whole);
+            ok &= tc_expect(nsplit == want, "%s: %d parts, %s schedule: %d split tokens (want %lld)", label, P,
+                            whole ? "whole-token" : "split", nsplit, (long long)want);
+            n_whole += whole;
+            n_split += !whole && want > 0;
+            printf("  %-78s P=%d %s, split tokens %d %s\n", label, P, whole ? "whole" : "split", nsplit,
+                   ok ? "ok" : "FAIL");
+        }
+        fflush(stdout);
+        free(out);
+        free(lse);
+        dcase_free(&d);
+    }
+    /* the grid above must exercise both schedules on a 132-SM card (66 crossover clusters / 132 parts) */
+    tc_expect(n_whole > 0 && n_split > 0, "whole-token schedule: both schedules exercised (%d whole, %d split)",
+              n_whole, n_split);
+}
+
 /* Bad input on the GPU path: alignment, strides, workspace. Nothing is written. */
 static void test_decode_bad(void)
 {
@@ -859,6 +967,7 @@ int main(int argc, char **argv)
     test_decode_corners();
     test_decode_nonfinite();
     test_decode_combine_slices();
+    test_decode_whole_tokens();
     test_decode_graph();
     test_decode_grid();
     test_prefill();
