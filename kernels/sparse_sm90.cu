@@ -74,7 +74,9 @@ static __host__ __device__ __forceinline__ int sp_smem_bytes(int dqk) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Split-KV scheduler (one CTA of 1024 threads): the dense scheduler's algorithm over query     */
-/* tokens, with the tile count of a token taken from the clamped topk lengths of its request.  */
+/* tokens, with the tile count of a token taken from the clamped topk lengths of its request;  */
+/* tokens that all cost the same stay whole where that costs at most MLA_SP_SCHED_SPLIT_COST   */
+/* tiles more (kernels/params.h; mirrored by tests/test_gpu_sparse.c whole_rule_splits).       */
 /* ------------------------------------------------------------------------------------------ */
 static __device__ __forceinline__ int sp_clamp_len(const int32_t *len, int i, int topk) {
     if (!len) return topk;
