@@ -13,6 +13,11 @@
 extern "C" {
 #endif
 
+/* build option (timing switch): decode CTAs compute their schedule parts when every token costs the same */
+#ifndef MLA_SP_CLOSED_PARTS
+#define MLA_SP_CLOSED_PARTS 0
+#endif
+
 /* kernel modes (what the key rows are) */
 #define MLA_SP_V32 0      /* FP8 V32 cache, 656 B/token, d_qk 576            */
 #define MLA_SP_MODEL1 1   /* FP8 MODEL1 cache, 576 B/token + 8 B scales, 512 */
@@ -60,6 +65,13 @@ typedef struct mla_sp_params {
                               the 256-thread one (hook MLA_SPARSE_SEESAW) */
     int mb_fast;           /* prefill: a token's M blocks adjacent in the grid (hook MLA_SPARSE_PF_ORDER=0: off) */
     int pdl;               /* decode: launched with programmatic dependent launch behind the scheduler */
+#if MLA_SP_CLOSED_PARTS
+    /* build option MLA_SP_CLOSED_PARTS (timing switch, default off): > 0 when every token costs cf_c0 tiles
+     * (+ F; no topk_length arrays), the payload the scheduler takes for them; each decode CTA then computes its
+     * part's begin and end (sp_part) instead of reading them from part_begin (src/gpu_sparse.cu) */
+    long long cf_payload;
+    long long cf_c0;
+#endif
 } mla_sp_params;
 
 #ifdef __cplusplus

@@ -786,7 +786,41 @@ static __device__ __forceinline__ void sp_unit_init(const mla_sp_params *p, int 
 
 /* The decode part of this CTA (blockIdx.z): its begin pb and the next part's begin pe; returns
  * the last token it touches (its units are tokens pb.req .. the return value) */
-static __device__ __forceinline__ int sp_part(const mla_sp_params *p, mla_part_begin *pb, mla_part_begin *pe) {
+#if MLA_SP_CLOSED_PARTS
+/* part z's begin as mla_sp_sched_kernel writes it for tokens of cost c0 each (payload pay): the token r its
+ * cost offset z * pay falls in, at tile max(0, o - F) (o: the offset inside r); a part that begins past
+ * r's tile 0 is piece z - i_f + 1 of r, i_f = floor((r c0 + F) / pay) + 1 its first such part (the closed
+ * forms of sched_put_parts, kernels/common.cuh); parts at or past the total (and part P) end the list */
+static __device__ __forceinline__ mla_part_begin sp_cf_begin(const mla_sp_params *p, int z) {
+    const long long pay = p->cf_payload, c0 = p->cf_c0, F = MLA_SCHED_FIXED_COST;
+    const long long x = (long long)z * pay;
+    mla_part_begin b;
+    b.pad = 0;
+    b.piece = 0;
+    if (z >= p->num_sm_parts || x >= (long long)p->n_tok * c0) {
+        b.req = p->n_tok;
+        b.tile = 0;
+        return b;
+    }
+    const long long r = x / c0, o = x - r * c0;
+    b.req = (int)r;
+    b.tile = o <= F ? 0 : (int)(o - F);
+    if (b.tile > 0) b.piece = (int)(z - ((r * c0 + F) / pay + 1) + 1);
+    return b;
+}
+#endif
+
+/* CF: the producer-warpgroup kernels may take the closed form (MLA_SP_CLOSED_PARTS; the 256-thread decode
+ * spilled 4 bytes with it) */
+static __device__ __forceinline__ int sp_part(const mla_sp_params *p, mla_part_begin *pb, mla_part_begin *pe,
+                                              const int CF) {
+#if MLA_SP_CLOSED_PARTS
+    if (CF && p->cf_payload > 0) { /* no read of the schedule on the way to the first tile */
+        *pb = sp_cf_begin(p, blockIdx.z);
+        *pe = sp_cf_begin(p, blockIdx.z + 1);
+        return pe->tile > 0 ? pe->req : pe->req - 1;
+    }
+#endif
     *pb = p->part_begin[blockIdx.z];
     *pe = p->part_begin[blockIdx.z + 1];
     return pe->tile > 0 ? pe->req : pe->req - 1;
@@ -816,7 +850,7 @@ static __device__ __forceinline__ void sp_decode_body(const mla_sp_params *p, co
     const int mblk = blockIdx.x;
     pdl_wait(); /* p->pdl: launched behind the scheduler; its schedule is complete and visible after this */
     mla_part_begin pb, pe;
-    const int r_last = sp_part(p, &pb, &pe);
+    const int r_last = sp_part(p, &pb, &pe, 0);
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
         int tb, te, slot;
@@ -957,7 +991,7 @@ static __device__ __forceinline__ void sp_pw_producer(const mla_sp_params *p, un
     unsigned char *kvalid = L.kvalid;
     const int pt = threadIdx.x - 256, row = pt >> 1, h = pt & 1;
     mla_part_begin pb, pe;
-    const int r_last = sp_part(p, &pb, &pe);
+    const int r_last = sp_part(p, &pb, &pe, 1);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
@@ -1007,7 +1041,7 @@ static __device__ __forceinline__ void sp_pwx_producer(const mla_sp_params *p, u
     const uint32_t full_peer = cl_mapa(full, peer), uK0_peer = cl_mapa(uK0, peer), uK1_peer = cl_mapa(uK1, peer);
     const int pt = threadIdx.x - 256, sub = pt & 3, rd = 32 * (int)rank + (pt >> 2), rk = pt >> 1;
     mla_part_begin pb, pe;
-    const int r_last = sp_part(p, &pb, &pe);
+    const int r_last = sp_part(p, &pb, &pe, 1);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
@@ -1145,7 +1179,7 @@ static __device__ __forceinline__ void sp_pw_unit(const mla_sp_params *p, const 
 static __device__ __forceinline__ void sp_pw_consumer(const mla_sp_params *p, unsigned char *smem, const int W,
                                                       const int X, const int MODE) {
     mla_part_begin pb, pe;
-    const int r_last = sp_part(p, &pb, &pe);
+    const int r_last = sp_part(p, &pb, &pe, 1);
     uint32_t n = 0;
     for (int r = pb.req; r <= r_last; r++) {
         sp_unit u;
