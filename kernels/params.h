@@ -29,6 +29,22 @@ extern "C" {
 #ifndef MLA_SP_SCHED_SPLIT_COST
 #define MLA_SP_SCHED_SPLIT_COST 6
 #endif
+#ifdef __CUDACC__
+#define MLA_HOST_DEVICE __host__ __device__
+#else
+#define MLA_HOST_DEVICE
+#endif
+/* the sparse scheduler's payload (tiles a part) for n tokens of total cost `total` over P parts: ceil(total / P),
+ * or k = ceil(n / P) whole tokens when every token costs c0 (`same`) and that is at most MLA_SP_SCHED_SPLIT_COST
+ * tiles more (mla_sp_sched_kernel; the MLA_SP_CLOSED_PARTS launcher) */
+static inline MLA_HOST_DEVICE long long mla_sp_payload(long long n, long long total, long long c0, int same, long long P) {
+    long long payload = total > 0 ? (total + P - 1) / P : 1;
+    if (same && total > 0 && MLA_SP_SCHED_SPLIT_COST > 0) {
+        const long long k = (n + P - 1) / P;
+        if (k * c0 <= payload + MLA_SP_SCHED_SPLIT_COST) payload = k * c0;
+    }
+    return payload;
+}
 #define MLA_FUSED_SCHED_MAX_B 512 /* fused schedule: 2 requests per thread of a decode CTA */
 #ifndef MLA_FUSED_SCHED_DEFAULT_B
 #define MLA_FUSED_SCHED_DEFAULT_B 15 /* v2 with the fused schedule up to this b (v2 is chosen for one M block below b = 16;

@@ -115,14 +115,9 @@ __global__ void __launch_bounds__(MLA_SCHED_THREADS, 1) mla_sp_sched_kernel(cons
         total += t;
     }
     same = __syncthreads_and(same);
-    long long payload = total > 0 ? (total + P - 1) / P : 1;
-    /* uniform tokens: k whole tokens a part when that costs at most MLA_SP_SCHED_SPLIT_COST tiles more than
-     * the split payload (parts then begin at token boundaries, so no token is split; parts past
-     * ceil(b / k) are empty) */
-    if (same && total > 0 && MLA_SP_SCHED_SPLIT_COST > 0) {
-        const long long k = ((long long)b + P - 1) / P;
-        if (k * c0 <= payload + MLA_SP_SCHED_SPLIT_COST) payload = k * c0;
-    }
+    /* uniform tokens may take whole tokens a part: parts then begin at token boundaries, so no token is split
+     * (parts past ceil(b / k) are empty) */
+    const long long payload = mla_sp_payload(b, total, c0, same, P);
     long long run_cost = 0, run_slot = 0, run_split = 0;
     for (int base = 0; base < b; base += MLA_SCHED_THREADS) {
         const int r = base + tid;

@@ -192,11 +192,7 @@ extern "C" mla_status mla_gpu_sparse_decode(const struct mla_sparse_decode_plan 
     if (!p.len[0] && (p.nsrc == 1 || !p.len[1]) && p.n_tok > 0) {
         const long long c0 = ((long long)p.topk[0] + MLA_BN - 1) / MLA_BN +
                              (p.nsrc > 1 ? ((long long)p.topk[1] + MLA_BN - 1) / MLA_BN : 0) + MLA_SCHED_FIXED_COST;
-        const long long n = p.n_tok, P = p.num_sm_parts, total = n * c0;
-        long long pay = (total + P - 1) / P;
-        const long long k = (n + P - 1) / P;
-        if (MLA_SP_SCHED_SPLIT_COST > 0 && k * c0 <= pay + MLA_SP_SCHED_SPLIT_COST) pay = k * c0;
-        p.cf_payload = pay;
+        p.cf_payload = mla_sp_payload(p.n_tok, p.n_tok * c0, c0, 1, p.num_sm_parts);
         p.cf_c0 = c0;
     }
 #endif
