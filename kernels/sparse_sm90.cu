@@ -1259,6 +1259,51 @@ static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
 }
 
+/* SP_SSF_PREADDR (build option, default 0; prepared in the thirty-ninth session, not yet run): SSF's producer
+ * turns the next pair's raw indices into row pointers at the end of each pair, so each group's issue after
+ * an empty-barrier wait is only its cp.async (immediate offsets from the row pointers) and kvalid stores;
+ * the default computes each row's 64-bit address and chunk step after the wait (34-62 instructions before
+ * a group's first copy, on the way to the exposed B0 refill: docs/performance.md §47) */
+#ifndef SP_SSF_PREADDR
+#define SP_SSF_PREADDR 0
+#endif
+/* this thread's four rows (t128 / 8 + 16 i, raw indices pos[i]) of a tile as SSF's producer copies them:
+ * src[i] = the row's 16 t128 % 8 byte, bit i of *okm set when the row is valid; an invalid row points
+ * into the cache's row 0 (s_kv >= 1; its copies read nothing: src-size 0, zero-filled) */
+static __device__ __forceinline__ void sp_line_src(const mla_sp_params *p, const sp_unit *u, const int *pos, int t128,
+                                                   const char **src, unsigned *okm) {
+    const long long gofs = (long long)u->g * p->kv_sg;
+    unsigned m = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int ok = (uint32_t)pos[i] < p->limit[0];
+        const char *a = (const char *)p->kc[0] + 16 * (t128 & 7);
+        if (ok) a += ((long long)pos[i] * p->k_stride[0] + gofs) * 2;
+        src[i] = a;
+        m |= (unsigned)ok << i;
+    }
+    *okm = m;
+}
+/* sp_ss_issue from sp_line_src's row pointers: chunk c of row i from src[i] + 128 c (d_qk 576: the RoPE
+ * chunk's last byte 1151 of a 1152-byte row; 512: chunk 7's 1023 of 1024) */
+static __device__ __forceinline__ void sp_ssf_issue(const char *const *src, unsigned okm, uint32_t tile,
+                                                    unsigned char *kv, uint32_t bar, int t128, const int GA,
+                                                    const int R8, const int DQK) {
+    const unsigned cm = MLA_SP_DIAG == 6 ? 0u : (GA ? 0x0fu : 0xf0u) | (R8 && DQK == 576 ? 0x100u : 0u);
+    const int j = t128 & 7, rg = t128 >> 3;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = rg + 16 * i, ok = (okm >> i) & 1;
+        if (GA && j == 0) kv[row] = ok;
+        const uint32_t d = tile + row * 128 + ((j ^ (row & 7)) << 4);
+#pragma unroll
+        for (int c = 0; c < 9; c++)
+            if ((cm >> c) & 1) cp_async16(d + 8192 * c, src[i] + 128 * c, ok ? 16 : 0);
+    }
+    cp_async_mbar_arrive_noinc(bar);
+    if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+}
+
 /* S = 0 (the accumulator of a fresh S = Q K^T) */
 static __device__ __forceinline__ void sp_ss_zero(float *s) {
 #pragma unroll
@@ -1368,23 +1413,48 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
     int l0[4], l1[4];
     sp_line_pos(p, u, 0, N, l0, pt, 128);
     sp_line_pos(p, u, 1, N, l1, pt, 128);
+    const char *a0[4], *a1[4]; /* SP_SSF_PREADDR: the pair's row pointers */
+    unsigned k0 = 0, k1 = 0;
+    if (SP_SSF_PREADDR) {
+        sp_line_src(p, u, l0, pt, a0, &k0);
+        sp_line_src(p, u, l1, pt, a1, &k1);
+    }
     for (int t0 = 0; t0 < N; t0 += 2) {
         SPD_START;
         const int t1 = t0 + 1;
         const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
         int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
         SPD(6, sp_line_pos(p, u, t0 + 2, N, n0, pt, 128); sp_line_pos(p, u, t1 + 2, N, n1, pt, 128));
-        SPD(0, mbar_wait(B.el, ph));
-        SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
-        if (t1 < N) {
-            SPD(1, mbar_wait(B.er + 8, ph));
-            SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
-        }
-        SPD(2, mbar_wait(B.er, ph));
-        SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
-        if (t1 < N) {
-            SPD(3, mbar_wait(B.el + 8, ph));
-            SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
+        if (SP_SSF_PREADDR) { /* this pair's row pointers, made at the end of the last pair */
+            SPD(0, mbar_wait(B.el, ph));
+            SPD(5, sp_ssf_issue(a0, k0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
+            if (t1 < N) {
+                SPD(1, mbar_wait(B.er + 8, ph));
+                SPD(5, sp_ssf_issue(a1, k1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
+            }
+            SPD(2, mbar_wait(B.er, ph));
+            SPD(5, sp_ssf_issue(a0, k0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
+            if (t1 < N) {
+                SPD(3, mbar_wait(B.el + 8, ph));
+                SPD(5, sp_ssf_issue(a1, k1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
+            }
+            /* the next pair's (its indices have landed): in a loop-carried value the compiler cannot sink
+             * this math past the next pair's first wait, as it did when it stood at the pair's top */
+            sp_line_src(p, u, n0, pt, a0, &k0);
+            sp_line_src(p, u, n1, pt, a1, &k1);
+        } else {
+            SPD(0, mbar_wait(B.el, ph));
+            SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
+            if (t1 < N) {
+                SPD(1, mbar_wait(B.er + 8, ph));
+                SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
+            }
+            SPD(2, mbar_wait(B.er, ph));
+            SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
+            if (t1 < N) {
+                SPD(3, mbar_wait(B.el + 8, ph));
+                SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
+            }
         }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
