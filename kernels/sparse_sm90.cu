@@ -1262,7 +1262,7 @@ static __device__ __forceinline__ void sp_ss_issue(const mla_sp_params *p, const
 /* SP_SSF_PREADDR (build option, default 0; prepared in the thirty-ninth session, not yet run): SSF's producer
  * turns the next pair's raw indices into row pointers at the end of each pair, so each group's issue after
  * an empty-barrier wait is only its cp.async (immediate offsets from the row pointers) and kvalid stores;
- * the default computes each row's 64-bit address and chunk step after the wait (34-62 instructions before
+ * the default computes each row's 64-bit address and chunk step after the wait (31-41 instructions before
  * a group's first copy, on the way to the exposed B0 refill: docs/performance.md §47) */
 #ifndef SP_SSF_PREADDR
 #define SP_SSF_PREADDR 0
@@ -1302,6 +1302,15 @@ static __device__ __forceinline__ void sp_ssf_issue(const char *const *src, unsi
     }
     cp_async_mbar_arrive_noinc(bar);
     if (GA) mbar_arrive(bar); /* after this thread's kvalid stores (release) */
+}
+
+/* one chunk group of SSF's producer: from the row pointers (SP_SSF_PREADDR) or the raw indices */
+static __device__ __forceinline__ void sp_ssf_group(const mla_sp_params *p, const sp_unit *u, const int *pos,
+                                                    const char *const *src, unsigned okm, uint32_t tile,
+                                                    unsigned char *kv, uint32_t bar, int t128, const int GA,
+                                                    const int R8, const int DQK) {
+    if (SP_SSF_PREADDR) sp_ssf_issue(src, okm, tile, kv, bar, t128, GA, R8, DQK);
+    else sp_ss_issue(p, u, pos, tile, kv, bar, t128, GA, R8, DQK);
 }
 
 /* S = 0 (the accumulator of a fresh S = Q K^T) */
@@ -1425,36 +1434,23 @@ static __device__ __forceinline__ void sp_ssf_producer(const mla_sp_params *p, c
         const uint32_t ph = ((t0 >> 1) & 1) ^ 1;
         int n0[4], n1[4]; /* the next pair's indices: loads in flight while this pair is issued */
         SPD(6, sp_line_pos(p, u, t0 + 2, N, n0, pt, 128); sp_line_pos(p, u, t1 + 2, N, n1, pt, 128));
-        if (SP_SSF_PREADDR) { /* this pair's row pointers, made at the end of the last pair */
-            SPD(0, mbar_wait(B.el, ph));
-            SPD(5, sp_ssf_issue(a0, k0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
-            if (t1 < N) {
-                SPD(1, mbar_wait(B.er + 8, ph));
-                SPD(5, sp_ssf_issue(a1, k1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
-            }
-            SPD(2, mbar_wait(B.er, ph));
-            SPD(5, sp_ssf_issue(a0, k0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
-            if (t1 < N) {
-                SPD(3, mbar_wait(B.el + 8, ph));
-                SPD(5, sp_ssf_issue(a1, k1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
-            }
-            /* the next pair's (its indices have landed): in a loop-carried value the compiler cannot sink
-             * this math past the next pair's first wait, as it did when it stood at the pair's top */
+        SPD(0, mbar_wait(B.el, ph));
+        SPD(5, sp_ssf_group(p, u, l0, a0, k0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
+        if (t1 < N) {
+            SPD(1, mbar_wait(B.er + 8, ph));
+            SPD(5, sp_ssf_group(p, u, l1, a1, k1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
+        }
+        SPD(2, mbar_wait(B.er, ph));
+        SPD(5, sp_ssf_group(p, u, l0, a0, k0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
+        if (t1 < N) {
+            SPD(3, mbar_wait(B.el + 8, ph));
+            SPD(5, sp_ssf_group(p, u, l1, a1, k1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
+        }
+        if (SP_SSF_PREADDR) {
+            /* the next pair's pointers (its indices have landed), loop-carried: made at the pair's top, ptxas
+             * sank this math past the pair's first wait */
             sp_line_src(p, u, n0, pt, a0, &k0);
             sp_line_src(p, u, n1, pt, a1, &k1);
-        } else {
-            SPD(0, mbar_wait(B.el, ph));
-            SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fa, pt, 1, 0, DQK));
-            if (t1 < N) {
-                SPD(1, mbar_wait(B.er + 8, ph));
-                SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fb + 8, pt, 0, 1, DQK));
-            }
-            SPD(2, mbar_wait(B.er, ph));
-            SPD(5, sp_ss_issue(p, u, l0, uK0, kvalid, B.fb, pt, 0, 1, DQK));
-            if (t1 < N) {
-                SPD(3, mbar_wait(B.el + 8, ph));
-                SPD(5, sp_ss_issue(p, u, l1, uK1, kvalid + 64, B.fa + 8, pt, 1, 0, DQK));
-            }
         }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
