@@ -1286,6 +1286,8 @@ static __device__ __forceinline__ void sp_line_src(const mla_sp_params *p, const
 }
 /* sp_ss_issue from sp_line_src's row pointers: chunk c of row i from src[i] + 128 c (d_qk 576: the RoPE
  * chunk's last byte 1151 of a 1152-byte row; 512: chunk 7's 1023 of 1024) */
+static_assert(16 * 7 + 128 * 8 + 16 <= 576 * 2 && 16 * 7 + 128 * 7 + 16 <= 512 * 2,
+              "sp_ssf_issue: an invalid row's copies must stay inside the cache's row 0");
 static __device__ __forceinline__ void sp_ssf_issue(const char *const *src, unsigned okm, uint32_t tile,
                                                     unsigned char *kv, uint32_t bar, int t128, const int GA,
                                                     const int R8, const int DQK) {
